@@ -1,0 +1,14 @@
+//! RAET: Reliable Asynchronous Event Transport.
+//!
+//! A wire-compatible implementation of the reference Python `raet` 0.6.8:
+//! a *road* (UDP between hosts, with joins, a CurveCP-style allow handshake,
+//! signed and encrypted packets, reliable segmented messages) and a *lane*
+//! (Unix datagram sockets between processes of one host).
+//!
+//! The protocol core is sans-IO: state machines take bytes and the current
+//! time and return datagrams to send, events and the next deadline. The
+//! tokio drivers own the sockets and the clock.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod packet;

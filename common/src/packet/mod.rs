@@ -1,0 +1,132 @@
+//! Road packets: head, body, coat (encryption) and foot (signature).
+//!
+//! Wire format: `docs/protocol.md` and the reference spec. A datagram is
+//! `head || coat || foot`; [`Head`] is the decoded head, [`kinds`] holds the
+//! numeric codes.
+
+pub mod kinds;
+
+pub use kinds::{BodyKind, CoatKind, FootKind, HeadKind, PacketKind, TransactionKind};
+
+/// Largest road datagram the reference emits or accepts (bytes).
+pub const MAX_PACKET_SIZE: usize = 1024;
+/// Largest head (bytes, terminator included).
+pub const MAX_HEAD_SIZE: usize = 255;
+/// Length of an ed25519 foot (bytes).
+pub const SIGNATURE_SIZE: usize = 64;
+/// Length of the random crypto_box nonce appended to a coat (bytes).
+pub const NONCE_SIZE: usize = 24;
+/// Largest number of segments of one message.
+pub const MAX_SEGMENT_COUNT: usize = 65535;
+/// Largest reassembled coat of one message (bytes).
+pub const MAX_MESSAGE_SIZE: usize = 67_107_840;
+
+/// The flag byte `fg` of a head, bit by bit (MSB first: vf df nf af sf wf bf cf).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// IPv6 (unused by the reference).
+    pub const VF: u8 = 0x80;
+    /// Dynamic IP (unused).
+    pub const DF: u8 = 0x40;
+    /// NAT (unused).
+    pub const NF: u8 = 0x20;
+    /// Again: this segment is a retransmission.
+    pub const AF: u8 = 0x10;
+    /// Segmented message.
+    pub const SF: u8 = 0x08;
+    /// Wait: the sender waits for an ack after this packet.
+    pub const WF: u8 = 0x04;
+    /// Broadcast (receivers drop these).
+    pub const BF: u8 = 0x02;
+    /// Sent by the correspondent side of the transaction.
+    pub const CF: u8 = 0x01;
+
+    /// Whether every bit of `bit` is set.
+    pub fn has(self, bit: u8) -> bool {
+        self.0 & bit == bit
+    }
+
+    /// Sets or clears `bit`.
+    pub fn set(&mut self, bit: u8, on: bool) {
+        if on {
+            self.0 |= bit;
+        } else {
+            self.0 &= !bit;
+        }
+    }
+}
+
+/// A decoded road head. Field names follow the wire keys; defaults are the
+/// values the reference omits on the wire (see [`Head::default`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    /// `hk`: head kind this head was (or will be) encoded with.
+    pub hk: HeadKind,
+    /// `vn`: protocol version (only 0 exists).
+    pub vn: u8,
+    /// `pk`: packet kind.
+    pub pk: PacketKind,
+    /// `pl`: whole datagram length (filled in when packing).
+    pub pl: usize,
+    /// `hl`: head length including its terminator (filled in when packing).
+    pub hl: usize,
+    /// `se`: source estate id (sender's nuid of the receiver).
+    pub se: u32,
+    /// `de`: destination estate id (sender's fuid: the receiver's uid for the sender).
+    pub de: u32,
+    /// `si`: session id.
+    pub si: u32,
+    /// `ti`: transaction id.
+    pub ti: u32,
+    /// `tk`: transaction kind.
+    pub tk: TransactionKind,
+    /// `dt`: datetime stamp (never set by the reference; kept for round trips).
+    pub dt: f64,
+    /// `oi`: order index (never set by the reference).
+    pub oi: u32,
+    /// `sn`: segment number (0-based).
+    pub sn: u32,
+    /// `sc`: segment count.
+    pub sc: u32,
+    /// `ml`: message length: total coat length of a segmented message.
+    pub ml: u32,
+    /// `bk`: body kind.
+    pub bk: BodyKind,
+    /// `ck`: coat kind.
+    pub ck: CoatKind,
+    /// `fk`: foot kind.
+    pub fk: FootKind,
+    /// `fl`: foot length.
+    pub fl: usize,
+    /// `fg`: flags.
+    pub fg: Flags,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head {
+            hk: HeadKind::Raet,
+            vn: 0,
+            pk: PacketKind::Message,
+            pl: 0,
+            hl: 0,
+            se: 0,
+            de: 0,
+            si: 0,
+            ti: 0,
+            tk: TransactionKind::Message,
+            dt: 0.0,
+            oi: 0,
+            sn: 0,
+            sc: 1,
+            ml: 0,
+            bk: BodyKind::Nada,
+            ck: CoatKind::Nada,
+            fk: FootKind::Nada,
+            fl: 0,
+            fg: Flags(0),
+        }
+    }
+}
