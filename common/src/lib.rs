@@ -12,3 +12,9 @@
 #![warn(missing_docs)]
 
 pub mod packet;
+pub mod crypto;
+pub mod keep;
+pub mod lane;
+pub mod road;
+pub mod sim;
+pub mod stack;

@@ -1,0 +1,1 @@
+//! Long-term and short-term keys, signing and crypto_box with cached shared keys.

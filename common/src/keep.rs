@@ -1,0 +1,1 @@
+//! The keep: the local estate and every remote persisted on disk, and key acceptance (auto modes).

@@ -1,0 +1,1 @@
+//! The sans-IO road core: remotes, transactions (join, allow, alive, message), timers.

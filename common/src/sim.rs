@@ -1,0 +1,1 @@
+//! A deterministic in-memory network (seeded loss, duplication, reordering, delay) for tests.

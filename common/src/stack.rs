@@ -1,0 +1,1 @@
+//! The tokio driver of the road core: `RoadStack` over a real UDP socket.
