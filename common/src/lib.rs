@@ -18,3 +18,13 @@ pub mod lane;
 pub mod road;
 pub mod sim;
 pub mod stack;
+
+/// A datagram the caller must send: produced by the sans-IO cores, sent by
+/// the drivers (or by the simulated network in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub dest: std::net::SocketAddr,
+    /// The whole datagram.
+    pub payload: Vec<u8>,
+}
