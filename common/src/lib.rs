@@ -11,10 +11,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod packet;
 pub mod crypto;
 pub mod keep;
 pub mod lane;
+pub mod packet;
 pub mod road;
 pub mod sim;
 pub mod stack;
