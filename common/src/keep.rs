@@ -1,1 +1,0 @@
-//! The keep: the local estate and every remote persisted on disk, and key acceptance (auto modes).
