@@ -14,7 +14,7 @@ struct Store {
 
 /// An in-memory [`Keep`]. Clones share the same storage, so a test can drop a road and build
 /// a new one on a clone of the same keep (a "restart"). It validates records exactly as
-/// the on-disk keep does.
+/// [`DirKeep`](super::DirKeep) does.
 #[derive(Debug, Clone, Default)]
 pub struct MemKeep {
     store: Arc<Mutex<Store>>,

@@ -8,11 +8,14 @@
 //!   status. Acceptance is decided per role by [`status_role`], the reference's
 //!   `RoadKeep.statusRole` decision table (spec §11.2).
 //!
-//! Storage backends implement [`Keep`]: [`MemKeep`] (in memory, for tests; clones share
+//! Two storage backends implement [`Keep`]: [`DirKeep`] (the reference directory layout,
+//! atomic writes, mode 0600 files) and [`MemKeep`] (in memory, for tests; clones share
 //! storage so a test can restart a stack on it).
 
+mod dir;
 mod mem;
 
+pub use dir::DirKeep;
 pub use mem::MemKeep;
 
 use std::fmt;
