@@ -4,9 +4,17 @@
 //! `head || coat || foot`; [`Head`] is the decoded head, [`kinds`] holds the
 //! numeric codes.
 
+pub mod body;
+mod error;
+mod head;
 pub mod kinds;
+mod segment;
 
+pub use error::PacketError;
 pub use kinds::{BodyKind, CoatKind, FootKind, HeadKind, PacketKind, TransactionKind};
+pub use segment::{Reassembler, Segmenter};
+
+use crate::crypto::{Signer, VerifyKey};
 
 /// Largest road datagram the reference emits or accepts (bytes).
 pub const MAX_PACKET_SIZE: usize = 1024;
@@ -129,4 +137,102 @@ impl Default for Head {
             fg: Flags(0),
         }
     }
+}
+
+/// A received datagram split into its parts (borrowed from the datagram).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RxPacket<'a> {
+    /// The decoded head (with `hk`, `hl`, `pl` as received).
+    pub head: Head,
+    /// The bytes between head and foot: body, or its box plus nonce, or a segment.
+    pub coat: &'a [u8],
+    /// The foot (signature), `fl` bytes.
+    pub foot: &'a [u8],
+    datagram: &'a [u8],
+}
+
+/// Parse a whole road datagram (head, split coat/foot using fl). Never panics.
+pub fn parse(datagram: &[u8]) -> Result<RxPacket<'_>, PacketError> {
+    let head = Head::parse(datagram)?;
+    if head.fk == FootKind::Nacl && head.fl != SIGNATURE_SIZE {
+        return Err(PacketError::BadFootLength { fl: head.fl });
+    }
+    let coat_end = datagram
+        .len()
+        .checked_sub(head.fl)
+        .filter(|&end| end >= head.hl)
+        .ok_or(PacketError::TooShort)?;
+    let coat = datagram
+        .get(head.hl..coat_end)
+        .ok_or(PacketError::TooShort)?;
+    let foot = datagram.get(coat_end..).ok_or(PacketError::TooShort)?;
+    Ok(RxPacket {
+        head,
+        coat,
+        foot,
+        datagram,
+    })
+}
+
+impl RxPacket<'_> {
+    /// The whole datagram.
+    pub fn datagram(&self) -> &[u8] {
+        self.datagram
+    }
+
+    /// Whether the packet carries an ed25519 foot.
+    pub fn is_signed(&self) -> bool {
+        self.head.fk == FootKind::Nacl
+    }
+
+    /// fk=1: ed25519 over head||coat||64 zero bytes. fk=0: Ok(()) (caller
+    /// decides whether unsigned is allowed). Other foot kinds (declared but not
+    /// implemented by the reference) are refused.
+    pub fn verify(&self, key: &VerifyKey) -> Result<(), PacketError> {
+        match self.head.fk {
+            FootKind::Nada => Ok(()),
+            FootKind::Nacl => {
+                let front = self
+                    .datagram
+                    .get(..self.datagram.len().saturating_sub(self.foot.len()))
+                    .ok_or(PacketError::TooShort)?;
+                let mut signed = Vec::with_capacity(self.datagram.len());
+                signed.extend_from_slice(front);
+                signed.extend_from_slice(&[0u8; SIGNATURE_SIZE]);
+                key.verify(&signed, self.foot)
+                    .map_err(|_| PacketError::BadSignature)
+            }
+            FootKind::Sha2 | FootKind::Crc64 | FootKind::Unknown => {
+                Err(PacketError::UnsupportedFoot)
+            }
+        }
+    }
+}
+
+/// Build a datagram: encodes `head` in head.hk with fields selected/ordered as
+/// the reference, computes pl/hl, sets fk=1/fl=64 when `signer` is Some (and
+/// signs head||coat||64 zero bytes), else fk=0/fl=0; appends coat and foot.
+/// Errors if the head would exceed MAX_HEAD_SIZE or the coat MAX_MESSAGE_SIZE.
+/// Does NOT enforce MAX_PACKET_SIZE (segmentation does).
+pub fn pack(head: &Head, coat: &[u8], signer: Option<&Signer>) -> Result<Vec<u8>, PacketError> {
+    if coat.len() > MAX_MESSAGE_SIZE {
+        return Err(PacketError::MessageTooLarge { len: coat.len() });
+    }
+    let mut head = head.clone();
+    (head.fk, head.fl) = match signer {
+        Some(_) => (FootKind::Nacl, SIGNATURE_SIZE),
+        None => (FootKind::Nada, 0),
+    };
+    let mut out = Vec::with_capacity(MAX_HEAD_SIZE + coat.len() + head.fl);
+    head.encode_into(coat.len(), &mut out)?;
+    out.extend_from_slice(coat);
+    if let Some(signer) = signer {
+        out.extend_from_slice(&[0u8; SIGNATURE_SIZE]);
+        let sig = signer.sign(&out);
+        let foot_at = out.len() - SIGNATURE_SIZE;
+        if let Some(foot) = out.get_mut(foot_at..) {
+            foot.copy_from_slice(&sig);
+        }
+    }
+    Ok(out)
 }

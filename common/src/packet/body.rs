@@ -1,0 +1,300 @@
+//! Packet bodies: JSON exactly as Python `json.dumps(body, separators=(',', ':'))`
+//! (ensure_ascii, insertion order), msgpack through `rmp-serde`.
+//!
+//! An empty mapping is sent as zero bytes, and zero bytes decode to an empty
+//! mapping (spec §3).
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, Formatter};
+use serde_json::{Map, Value};
+
+use super::{BodyKind, PacketError};
+
+/// A body mapping (JSON object, keys in insertion order).
+pub type BodyMap = Map<String, Value>;
+
+/// Python `json.dumps(separators=(',',':'), ensure_ascii=True)`; empty map -> zero bytes.
+pub fn encode_json(map: &BodyMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    if map.is_empty() {
+        return out;
+    }
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PyFormatter);
+    // Writing into a Vec cannot fail and a Map<String, Value> always serializes.
+    if map.serialize(&mut ser).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Zero bytes -> empty map; otherwise must be a UTF-8 JSON object.
+pub fn decode_json(bytes: &[u8]) -> Result<BodyMap, PacketError> {
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(PacketError::BadBody("not a JSON object".into())),
+        Err(e) => Err(PacketError::BadBody(e.to_string())),
+    }
+}
+
+/// msgpack (`msgpack.dumps` of the mapping); empty map -> zero bytes.
+pub fn encode_msgpack(map: &BodyMap) -> Result<Vec<u8>, PacketError> {
+    if map.is_empty() {
+        return Ok(Vec::new());
+    }
+    rmp_serde::to_vec(map).map_err(|e| PacketError::BadBody(e.to_string()))
+}
+
+/// Zero bytes -> empty map; otherwise must be a msgpack map with string keys.
+pub fn decode_msgpack(bytes: &[u8]) -> Result<BodyMap, PacketError> {
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    rmp_serde::from_slice::<BodyMap>(bytes).map_err(|e| PacketError::BadBody(e.to_string()))
+}
+
+/// Encodes a mapping body of kind `bk` (json or msgpack).
+pub fn encode(bk: BodyKind, map: &BodyMap) -> Result<Vec<u8>, PacketError> {
+    match bk {
+        BodyKind::Json => Ok(encode_json(map)),
+        BodyKind::Msgpack => encode_msgpack(map),
+        BodyKind::Nada | BodyKind::Raw | BodyKind::Unknown => Err(PacketError::UnsupportedBody),
+    }
+}
+
+/// Decodes a mapping body of kind `bk` (json or msgpack; nada gives an empty map
+/// whatever the bytes, like the reference).
+pub fn decode(bk: BodyKind, bytes: &[u8]) -> Result<BodyMap, PacketError> {
+    match bk {
+        BodyKind::Json => decode_json(bytes),
+        BodyKind::Msgpack => decode_msgpack(bytes),
+        BodyKind::Nada => Ok(Map::new()),
+        BodyKind::Raw | BodyKind::Unknown => Err(PacketError::UnsupportedBody),
+    }
+}
+
+/// serde_json formatter reproducing Python's `json.dumps` with
+/// `separators=(',', ':')` and `ensure_ascii=True`.
+struct PyFormatter;
+
+impl Formatter for PyFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        // serde_json escapes `"`, `\` and C0 controls itself; everything else
+        // outside printable ASCII (DEL and non-ASCII) becomes \uXXXX here.
+        let mut plain_from = 0;
+        for (at, ch) in fragment.char_indices() {
+            if (' '..='~').contains(&ch) {
+                continue;
+            }
+            writer.write_all(fragment.as_bytes().get(plain_from..at).unwrap_or_default())?;
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                write_u_escape(writer, *unit)?;
+            }
+            plain_from = at + ch.len_utf8();
+        }
+        writer.write_all(fragment.as_bytes().get(plain_from..).unwrap_or_default())
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        let short: &[u8] = match escape {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"/",
+            CharEscape::Backspace => b"\\b",
+            CharEscape::FormFeed => b"\\f",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(byte) => return write_u_escape(writer, byte.into()),
+        };
+        writer.write_all(short)
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        let mut out = Vec::with_capacity(24);
+        push_py_float(&mut out, value);
+        writer.write_all(&out)
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        self.write_f64(writer, value.into())
+    }
+}
+
+fn write_u_escape<W: ?Sized + io::Write>(writer: &mut W, unit: u16) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let nib = |shift: u16| HEX[usize::from((unit >> shift) & 0xf)];
+    writer.write_all(&[b'\\', b'u', nib(12), nib(8), nib(4), nib(0)])
+}
+
+/// Appends Python's `repr(float)`: the shortest round-tripping digits, in
+/// fixed notation when the decimal exponent is in -4..16 (with a trailing
+/// `.0` for integral values), else `d.ddde+XX`. Non-finite values as Python's
+/// json module writes them (`NaN`, `Infinity`, `-Infinity`).
+pub(crate) fn push_py_float(out: &mut Vec<u8>, value: f64) {
+    if value.is_nan() {
+        out.extend_from_slice(b"NaN");
+        return;
+    }
+    if value.is_infinite() {
+        out.extend_from_slice(if value > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        });
+        return;
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
+    let sci = format!("{value:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    if negative {
+        out.push(b'-');
+    }
+    // Python: decimal point position decpt = exp + 1; exponent form unless -4 < decpt <= 16.
+    let decpt = exp + 1;
+    if !(-4 < decpt && decpt <= 16) {
+        out.push(digits.first().copied().unwrap_or(b'0'));
+        if let Some(rest) = digits.get(1..).filter(|r| !r.is_empty()) {
+            out.push(b'.');
+            out.extend_from_slice(rest);
+        }
+        out.push(b'e');
+        out.push(if exp < 0 { b'-' } else { b'+' });
+        let mag = exp.unsigned_abs();
+        if mag < 10 {
+            out.push(b'0');
+        }
+        out.extend_from_slice(mag.to_string().as_bytes());
+    } else if decpt <= 0 {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat(b'0').take(decpt.unsigned_abs() as usize));
+        out.extend_from_slice(&digits);
+    } else {
+        let point = decpt as usize;
+        if digits.len() <= point {
+            out.extend_from_slice(&digits);
+            out.extend(std::iter::repeat(b'0').take(point - digits.len()));
+            out.extend_from_slice(b".0");
+        } else {
+            let (int, frac) = digits.split_at(point);
+            out.extend_from_slice(int);
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> BodyMap {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test maps only"),
+        }
+    }
+
+    fn py(v: f64) -> String {
+        let mut out = Vec::new();
+        push_py_float(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn floats_match_python_repr() {
+        // Expected strings are Python 3 repr() outputs.
+        let cases = [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (100.0, "100.0"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (123456789012345680.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.25e-7, "1.25e-07"),
+            (-2.5e100, "-2.5e+100"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (0.3333333333333333, "0.3333333333333333"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(py(v), want, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn json_matches_python_dumps() {
+        // Python: json.dumps(d, separators=(',', ':'))
+        let body = map(json!({
+            "name": "alpha",
+            "n": 5,
+            "neg": -3,
+            "f": 2.5,
+            "list": [1, true, null, "x"],
+            "esc": "q\"b\\s/\n\r\t\u{8}\u{c}\u{1}\u{7f}",
+            "uni": "é€😀",
+            "nested": {"z": 1, "a": {}},
+        }));
+        let want = r#"{"name":"alpha","n":5,"neg":-3,"f":2.5,"list":[1,true,null,"x"],"esc":"q\"b\\s/\n\r\t\b\f\u0001\u007f","uni":"\u00e9\u20ac\ud83d\ude00","nested":{"z":1,"a":{}}}"#;
+        assert_eq!(String::from_utf8(encode_json(&body)).unwrap(), want);
+        assert_eq!(decode_json(want.as_bytes()), Ok(body));
+    }
+
+    #[test]
+    fn empty_bodies_are_zero_bytes() {
+        assert!(encode_json(&Map::new()).is_empty());
+        assert_eq!(decode_json(b""), Ok(Map::new()));
+        assert_eq!(encode_msgpack(&Map::new()), Ok(Vec::new()));
+        assert_eq!(decode_msgpack(b""), Ok(Map::new()));
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        assert!(matches!(decode_json(b"[1]"), Err(PacketError::BadBody(_))));
+        assert!(matches!(decode_json(b"{"), Err(PacketError::BadBody(_))));
+        assert!(matches!(decode_json(b"\xff"), Err(PacketError::BadBody(_))));
+        assert!(matches!(
+            decode_msgpack(b"\x01"),
+            Err(PacketError::BadBody(_))
+        ));
+        assert_eq!(
+            decode(BodyKind::Raw, b"x"),
+            Err(PacketError::UnsupportedBody)
+        );
+    }
+
+    #[test]
+    fn msgpack_round_trips() {
+        let body = map(json!({"a": 1, "b": "two", "c": [1.5, null]}));
+        let bytes = encode(BodyKind::Msgpack, &body).unwrap();
+        assert_eq!(decode(BodyKind::Msgpack, &bytes), Ok(body));
+    }
+}

@@ -1,0 +1,324 @@
+//! Segmentation of large messages exactly as the reference `TxTray`
+//! (spec §10.1), and reassembly on the receiving side.
+//!
+//! A message whose single signed packet would exceed `MAX_PACKET_SIZE` is cut
+//! into raw slices of its whole coat (`coat_all` = box || nonce, length `ml`).
+//! The slice size is `segsize = 1024 - (headsize + extra + 64)`, where
+//! `headsize` is the head length of the unsegmented packet and `extra` the
+//! reference's fixed allowance for `sn`/`sc`/`ml` (27 raet, 36 json).
+
+use super::head::segment_extra;
+use super::{
+    pack, Flags, FootKind, Head, PacketError, MAX_HEAD_SIZE, MAX_MESSAGE_SIZE, MAX_PACKET_SIZE,
+    SIGNATURE_SIZE,
+};
+use crate::crypto::Signer;
+
+/// Smallest slice the reference formula can produce (255-byte head, json
+/// allowance, signature): bounds the segment count a receiver accepts.
+pub const MIN_SEGMENT_SIZE: usize = MAX_PACKET_SIZE - MAX_HEAD_SIZE - 36 - SIGNATURE_SIZE;
+
+/// Cuts one message's coat into datagrams (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segmenter {
+    ml: usize,
+    count: u32,
+    segsize: usize,
+}
+
+impl Segmenter {
+    /// Plans the segmentation of a coat of `coat_all_len` bytes sent with the
+    /// head `template` (hk, se, de, si, ti, tk, bk, ck and flags are used;
+    /// sn, sc, ml, pl, hl, fk, fl are ignored: segments are always signed).
+    pub fn new(template: &Head, coat_all_len: usize) -> Result<Segmenter, PacketError> {
+        if coat_all_len > MAX_MESSAGE_SIZE {
+            return Err(PacketError::MessageTooLarge { len: coat_all_len });
+        }
+        let headsize = unsegmented(template, Flags(0)).encoded_len()?;
+        // headsize <= MAX_HEAD_SIZE, so none of these sums can overflow.
+        if headsize + coat_all_len + SIGNATURE_SIZE <= MAX_PACKET_SIZE {
+            return Ok(Segmenter {
+                ml: coat_all_len,
+                count: 1,
+                segsize: coat_all_len,
+            });
+        }
+        let hotel = headsize + segment_extra(template.hk) + SIGNATURE_SIZE;
+        let segsize = MAX_PACKET_SIZE - hotel;
+        let count = u32::try_from(coat_all_len.div_ceil(segsize))
+            .map_err(|_| PacketError::MessageTooLarge { len: coat_all_len })?;
+        Ok(Segmenter {
+            ml: coat_all_len,
+            count,
+            segsize,
+        })
+    }
+
+    /// Number of datagrams; 1 = unsegmented.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of coat per segment (all but the last are this long).
+    pub fn segment_size(&self) -> usize {
+        self.segsize
+    }
+
+    /// Datagram for segment `sn` with flags `fg` (caller sets wf/af; sf is set
+    /// automatically when count > 1 and cleared otherwise). Signed with `signer`.
+    pub fn pack_segment(
+        &self,
+        template: &Head,
+        coat_all: &[u8],
+        sn: u32,
+        fg: Flags,
+        signer: &Signer,
+    ) -> Result<Vec<u8>, PacketError> {
+        if coat_all.len() != self.ml {
+            return Err(PacketError::CoatLengthMismatch {
+                expected: self.ml,
+                actual: coat_all.len(),
+            });
+        }
+        if sn >= self.count {
+            return Err(PacketError::SegmentOutOfRange { sn, sc: self.count });
+        }
+        if self.count == 1 {
+            let mut fg = fg;
+            fg.set(Flags::SF, false);
+            return pack(&unsegmented(template, fg), coat_all, Some(signer));
+        }
+        let start = (sn as usize).saturating_mul(self.segsize);
+        let end = start.saturating_add(self.segsize).min(self.ml);
+        let chunk = coat_all
+            .get(start..end)
+            .ok_or(PacketError::SegmentOutOfRange { sn, sc: self.count })?;
+        let mut head = template.clone();
+        head.sn = sn;
+        head.sc = self.count;
+        // ml <= MAX_MESSAGE_SIZE < 2^32, checked in new().
+        head.ml = self.ml as u32;
+        head.fg = fg;
+        head.fg.set(Flags::SF, true);
+        pack(&head, chunk, Some(signer))
+    }
+}
+
+/// The template as the single packet of an unsegmented message.
+fn unsegmented(template: &Head, fg: Flags) -> Head {
+    Head {
+        sn: 0,
+        sc: 1,
+        ml: 0,
+        fk: FootKind::Nacl,
+        fl: SIGNATURE_SIZE,
+        fg,
+        ..template.clone()
+    }
+}
+
+/// Receiving side: collects the segments of one message by sn, validates
+/// sc/ml consistency. Memory stays bounded by `ml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassembler {
+    sc: u32,
+    ml: u32,
+    segments: Vec<Option<Vec<u8>>>,
+    received: u32,
+    bytes: usize,
+    highest: Option<u32>,
+}
+
+impl Reassembler {
+    /// For a message of `sc` segments and `ml` coat bytes. Refuses
+    /// `ml > MAX_MESSAGE_SIZE`, `sc == 0`, and more segments than the
+    /// reference formula can produce for `ml` bytes (at least
+    /// [`MIN_SEGMENT_SIZE`] bytes per segment but the last). Note: the
+    /// reference itself exceeds `MAX_SEGMENT_COUNT` for messages above ~56 MB,
+    /// so that constant is not the bound here.
+    pub fn new(sc: u32, ml: u32) -> Result<Reassembler, PacketError> {
+        let bad = PacketError::BadSegmentation { sc, ml };
+        let ml_len = ml as usize;
+        if sc == 0 || ml_len > MAX_MESSAGE_SIZE {
+            return Err(bad);
+        }
+        if sc as usize > ml_len.div_ceil(MIN_SEGMENT_SIZE).max(1) {
+            return Err(bad);
+        }
+        Ok(Reassembler {
+            sc,
+            ml,
+            segments: vec![None; sc as usize],
+            received: 0,
+            bytes: 0,
+            highest: None,
+        })
+    }
+
+    /// Segment count.
+    pub fn sc(&self) -> u32 {
+        self.sc
+    }
+
+    /// Message length (whole coat).
+    pub fn ml(&self) -> u32 {
+        self.ml
+    }
+
+    /// Stores segment `sn`. `Ok(true)` if new, `Ok(false)` for a duplicate.
+    pub fn insert(&mut self, sn: u32, chunk: &[u8]) -> Result<bool, PacketError> {
+        let slot = self
+            .segments
+            .get_mut(sn as usize)
+            .ok_or(PacketError::SegmentOutOfRange { sn, sc: self.sc })?;
+        if slot.is_some() {
+            return Ok(false);
+        }
+        let bytes = self
+            .bytes
+            .checked_add(chunk.len())
+            .filter(|&b| b <= self.ml as usize)
+            .ok_or(PacketError::SegmentOverflow { ml: self.ml })?;
+        *slot = Some(chunk.to_vec());
+        self.bytes = bytes;
+        self.received = self.received.saturating_add(1);
+        self.highest = Some(self.highest.map_or(sn, |h| h.max(sn)));
+        Ok(true)
+    }
+
+    /// Whether every segment has arrived.
+    pub fn is_complete(&self) -> bool {
+        self.received == self.sc
+    }
+
+    /// Highest segment number received.
+    pub fn highest(&self) -> Option<u32> {
+        self.highest
+    }
+
+    /// Missing sns below the highest received (for resend requests), ascending.
+    pub fn missing(&self) -> Vec<u32> {
+        let end = self.highest.unwrap_or(0) as usize;
+        self.segments
+            .iter()
+            .take(end)
+            .enumerate()
+            .filter(|(_, s)| s.is_none())
+            .map(|(sn, _)| sn as u32)
+            .collect()
+    }
+
+    /// The whole coat; checks that all segments are present and add up to `ml`.
+    pub fn assemble(&self) -> Result<Vec<u8>, PacketError> {
+        if !self.is_complete() {
+            return Err(PacketError::Incomplete);
+        }
+        if self.bytes != self.ml as usize {
+            return Err(PacketError::LengthMismatch {
+                field: "ml",
+                stated: self.ml as usize,
+                actual: self.bytes,
+            });
+        }
+        let mut out = Vec::with_capacity(self.bytes);
+        for chunk in self.segments.iter().flatten() {
+            out.extend_from_slice(chunk);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{parse, BodyKind, CoatKind, HeadKind};
+
+    fn template(hk: HeadKind) -> Head {
+        Head {
+            hk,
+            se: 2,
+            de: 2,
+            si: 2,
+            ti: 3,
+            bk: BodyKind::Json,
+            ck: CoatKind::Nacl,
+            ..Head::default()
+        }
+    }
+
+    #[test]
+    fn spec_example_sizes() {
+        // 3 011-byte body -> ml 3 051 -> raet head 70 -> segsize 863.
+        let seg = Segmenter::new(&template(HeadKind::Raet), 3051).unwrap();
+        assert_eq!((seg.count(), seg.segment_size()), (4, 863));
+        let signer = Signer::from_seed(&[1; 32]);
+        let coat = vec![7u8; 3051];
+        let sizes: Vec<usize> = (0..4)
+            .map(|sn| {
+                seg.pack_segment(&template(HeadKind::Raet), &coat, sn, Flags(0), &signer)
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert_eq!(sizes, [1009, 1014, 1014, 613]);
+    }
+
+    #[test]
+    fn small_messages_are_one_packet() {
+        let t = template(HeadKind::Json);
+        let seg = Segmenter::new(&t, 100).unwrap();
+        assert_eq!(seg.count(), 1);
+        let signer = Signer::from_seed(&[1; 32]);
+        let bytes = seg
+            .pack_segment(&t, &[1; 100], 0, Flags(Flags::WF | Flags::SF), &signer)
+            .unwrap();
+        let rx = parse(&bytes).unwrap();
+        assert_eq!(
+            (rx.head.sc, rx.head.fg, rx.coat.len()),
+            (1, Flags(Flags::WF), 100)
+        );
+        assert_eq!(
+            seg.pack_segment(&t, &[1; 100], 1, Flags(0), &signer),
+            Err(PacketError::SegmentOutOfRange { sn: 1, sc: 1 })
+        );
+        assert_eq!(
+            seg.pack_segment(&t, &[1; 99], 0, Flags(0), &signer),
+            Err(PacketError::CoatLengthMismatch {
+                expected: 100,
+                actual: 99
+            })
+        );
+    }
+
+    #[test]
+    fn reassembler_bounds_and_missing() {
+        assert!(Reassembler::new(0, 10).is_err());
+        assert!(Reassembler::new(3, 10).is_err());
+        assert!(Reassembler::new(2, (MAX_MESSAGE_SIZE + 1) as u32).is_err());
+        let mut r = Reassembler::new(3, 2000).unwrap();
+        assert_eq!(r.insert(2, &[3; 500]), Ok(true));
+        assert_eq!(r.missing(), vec![0, 1]);
+        assert_eq!(r.insert(2, &[3; 500]), Ok(false));
+        assert_eq!(
+            r.insert(3, &[0]),
+            Err(PacketError::SegmentOutOfRange { sn: 3, sc: 3 })
+        );
+        assert_eq!(r.assemble(), Err(PacketError::Incomplete));
+        assert_eq!(r.insert(0, &[1; 1000]), Ok(true));
+        assert_eq!(
+            r.insert(1, &[2; 501]),
+            Err(PacketError::SegmentOverflow { ml: 2000 })
+        );
+        assert_eq!(r.insert(1, &[2; 400]), Ok(true));
+        assert!(r.is_complete());
+        assert_eq!(r.highest(), Some(2));
+        assert_eq!(
+            r.assemble(),
+            Err(PacketError::LengthMismatch {
+                field: "ml",
+                stated: 2000,
+                actual: 1900
+            })
+        );
+    }
+}
