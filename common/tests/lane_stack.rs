@@ -1,0 +1,184 @@
+//! LaneStack over real Unix datagram sockets in a temporary directory.
+
+use std::os::unix::net::UnixDatagram as StdDatagram;
+
+use raet::lane::{LaneError, LaneStack};
+use serde_json::{json, Map, Value};
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn blob(n: usize) -> Map<String, Value> {
+    obj(json!({ "blob": "x".repeat(n) }))
+}
+
+async fn pair(dir: &std::path::Path) -> (LaneStack, LaneStack) {
+    let a = LaneStack::bind(dir, "lane", "alpha")
+        .await
+        .expect("bind alpha");
+    let b = LaneStack::bind(dir, "lane", "beta")
+        .await
+        .expect("bind beta");
+    (a, b)
+}
+
+#[tokio::test]
+async fn small_messages_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path()).await;
+    assert_eq!(a.path(), dir.path().join("lane.alpha.uxd"));
+    let hello = obj(json!({"subject": "alpha to beta", "n": 1, "é": "ünïcode"}));
+    a.send("beta", &hello).await.expect("send");
+    assert_eq!(b.recv().await.expect("recv"), ("alpha".to_owned(), hello));
+    let reply = obj(json!({"subject": "beta to alpha", "list": [1, 2.5, null, true]}));
+    b.send("alpha", &reply).await.expect("reply");
+    assert_eq!(a.recv().await.expect("recv"), ("beta".to_owned(), reply));
+    let empty = Map::new();
+    a.send("beta", &empty).await.expect("empty");
+    assert_eq!(b.recv().await.expect("recv"), ("alpha".to_owned(), empty));
+    assert_eq!(b.stats().get("received"), Some(&2));
+    assert_eq!(a.stats().get("sent"), Some(&2));
+}
+
+#[tokio::test]
+async fn multi_page_messages_both_ways_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path()).await;
+    let big_a = blob(300_000);
+    let big_b = blob(2_000_000); // 31 pages: more than the kernel's default queue of 10
+    let (sa, sb, ra, rb) = tokio::join!(
+        a.send("beta", &big_a),
+        b.send("alpha", &big_b),
+        a.recv(),
+        b.recv()
+    );
+    sa.expect("alpha sends");
+    sb.expect("beta sends");
+    assert_eq!(rb.expect("beta receives"), ("alpha".to_owned(), big_a));
+    assert_eq!(ra.expect("alpha receives"), ("beta".to_owned(), big_b));
+}
+
+#[tokio::test]
+async fn many_messages_arrive_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path()).await;
+    let sending = async {
+        for n in 0..300 {
+            a.send("beta", &obj(json!({ "n": n }))).await.expect("send");
+        }
+    };
+    let receiving = async {
+        let mut got = Vec::new();
+        for _ in 0..300 {
+            let (from, body) = b.recv().await.expect("recv");
+            assert_eq!(from, "alpha");
+            got.push(body.get("n").and_then(Value::as_i64).expect("n"));
+        }
+        got
+    };
+    let ((), got) = tokio::join!(sending, receiving);
+    assert_eq!(got, (0..300).collect::<Vec<i64>>());
+}
+
+#[tokio::test]
+async fn sending_to_a_missing_yard_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = LaneStack::bind(dir.path(), "lane", "alpha")
+        .await
+        .expect("bind");
+    let err = a.send("nobody", &blob(10)).await.expect_err("no socket");
+    match &err {
+        LaneError::Unreachable { yard, source, .. } => {
+            assert_eq!(yard, "nobody");
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // A socket file nobody listens on (left by a dead process).
+    let stale = dir.path().join("lane.ghost.uxd");
+    drop(StdDatagram::bind(&stale).expect("bind ghost"));
+    let err = a
+        .send("ghost", &blob(10))
+        .await
+        .expect_err("nobody listens");
+    assert!(
+        matches!(&err, LaneError::Unreachable { source, .. }
+            if source.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{err:?}"
+    );
+    assert_eq!(a.stats().get("stale_transmit_yard"), Some(&2));
+    assert!(matches!(
+        a.send("bad/name", &blob(1)).await,
+        Err(LaneError::InvalidName(_))
+    ));
+}
+
+#[tokio::test]
+async fn stale_socket_is_replaced_but_a_live_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lane.alpha.uxd");
+    drop(StdDatagram::bind(&path).expect("stale socket"));
+    let a = LaneStack::bind(dir.path(), "lane", "alpha")
+        .await
+        .expect("replaces stale");
+    let again = LaneStack::bind(dir.path(), "lane", "alpha").await;
+    assert!(matches!(again, Err(LaneError::InUse(_))), "{again:?}");
+    let plain = dir.path().join("lane.file.uxd");
+    std::fs::write(&plain, b"not a socket").expect("write");
+    let err = LaneStack::bind(dir.path(), "lane", "file").await;
+    assert!(matches!(err, Err(LaneError::Io { .. })), "{err:?}");
+    assert_eq!(std::fs::read(&plain).expect("kept"), b"not a socket");
+    drop(a);
+    assert!(!path.exists(), "dropping the stack removes its socket");
+}
+
+#[tokio::test]
+async fn missing_directory_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nested = dir.path().join("a/b");
+    let a = LaneStack::bind(&nested, "cherry", "main")
+        .await
+        .expect("bind");
+    assert!(a.path().ends_with("a/b/cherry.main.uxd"));
+    assert!(a.path().is_absolute());
+}
+
+#[tokio::test]
+async fn garbage_does_not_stop_the_stack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path()).await;
+    let rogue = StdDatagram::unbound().expect("socket");
+    for junk in [
+        &b""[..],
+        b"garbage",
+        b"ri RAET\nvn 0\nzz 1\n\n{}",
+        b"ri RAET\nsn alpha\ndn beta\nbi 1\npn 0001\npc 0002\n\nxx",
+        b"ri RAET\nsn alpha\ndn beta\n\n[1]",
+        b"ri RAET\nsn alpha\ndn gamma\n\n{}",
+        b"ri RAET\nsn ../x\ndn beta\n\n{}",
+    ] {
+        rogue.send_to(junk, b.path()).expect("send junk");
+    }
+    // From a named socket whose file name is not the claimed yard.
+    let liar_path = dir.path().join("lane.mallory.uxd");
+    let liar = StdDatagram::bind(&liar_path).expect("liar");
+    liar.send_to(b"ri RAET\nsn alice\ndn beta\n\n{}", b.path())
+        .expect("send");
+    a.send("beta", &obj(json!({"after": "garbage"})))
+        .await
+        .expect("send");
+    let (from, body) = b.recv().await.expect("still serving");
+    assert_eq!(from, "alpha");
+    assert_eq!(body, obj(json!({"after": "garbage"})));
+    let stats = b.stats();
+    assert_eq!(stats.get("invalid_page_header"), Some(&3), "{stats:?}");
+    assert_eq!(stats.get("missed_page"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("invalid_page_body"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("invalid_destination"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("invalid_source_yard"), Some(&2), "{stats:?}");
+    assert_eq!(stats.get("received"), Some(&1), "{stats:?}");
+}
