@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <dir>/local/estate.json               name, uid, ha, iha, natted, fqdn, dyned, sid, puid, aha,
-//!                                       role (+ main, kind: ours)
+//!                                       role
+//! <dir>/local/road.json                 main, kind                    (ours, optional)
 //! <dir>/role/local/role.json            role, sighex, prihex          (secrets)
 //! <dir>/remote/estate.<name>.json       name, uid, fuid, ha, iha, natted, fqdn, dyned, sid, main,
 //!                                       kind, joined, role
@@ -14,6 +15,12 @@
 //! the directory); directories are created mode 0700. Fields we do not model (`iha`, `natted`,
 //! `dyned`) are written as `null` and ignored when read, `fqdn` is written empty, `aha` equals
 //! `ha`.
+//!
+//! The reference keeps exactly these field sets (it deletes a local estate file with any other
+//! field), so our own local fields `main` and `kind` live in `local/road.json`, which the
+//! reference ignores: a keep written here can be used by the reference and vice versa. A keep
+//! written by the reference has no `local/road.json`; `main`/`kind` then read as `false`/0 (the
+//! reference does not persist them: a stack takes them from its configuration).
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -94,6 +101,11 @@ impl DirKeep {
         self.local_dir().join("estate.json")
     }
 
+    /// `local/road.json` (our `main` and `kind`, not in the reference's estate file).
+    pub fn local_road_path(&self) -> PathBuf {
+        self.local_dir().join("road.json")
+    }
+
     /// `role/local/role.json` (our secret keys).
     pub fn local_role_path(&self) -> PathBuf {
         self.local_role_dir().join("role.json")
@@ -169,11 +181,12 @@ struct LocalEstateFile {
     #[serde(skip_deserializing)]
     aha: Option<HostPort>,
     role: String,
-    /// Ours, absent from reference keeps (reads as `false`).
-    #[serde(default)]
+}
+
+/// `local/road.json`.
+#[derive(Serialize, Deserialize, Default)]
+struct LocalRoadFile {
     main: bool,
-    /// Ours, absent from reference keeps (reads as 0).
-    #[serde(default)]
     kind: u8,
 }
 
@@ -364,8 +377,6 @@ impl LocalEstateFile {
             puid: local.puid,
             aha: Some(local.ha.into()),
             role: local.role.clone(),
-            main: local.main,
-            kind: local.kind,
         }
     }
 }
@@ -436,6 +447,7 @@ impl Keep for DirKeep {
         let role_path = self.local_role_path();
         let estate: Option<LocalEstateFile> = read_json(&estate_path)?;
         let keys: Option<LocalRoleFile> = read_json(&role_path)?;
+        let road: Option<LocalRoadFile> = read_json(&self.local_road_path())?;
         let (estate, keys) = match (estate, keys) {
             (None, None) => return Ok(None),
             (Some(_), None) => {
@@ -452,6 +464,8 @@ impl Keep for DirKeep {
             }
             (Some(estate), Some(keys)) => (estate, keys),
         };
+        // Absent from keeps written by the reference.
+        let road = road.unwrap_or_default();
         check_secret_mode(&role_path);
         check_name("name", &estate.name).map_err(|e| corrupt(&estate_path, e.to_string()))?;
         check_name("role", &estate.role).map_err(|e| corrupt(&estate_path, e.to_string()))?;
@@ -481,8 +495,8 @@ impl Keep for DirKeep {
             sid: estate.sid,
             puid: estate.puid,
             role: estate.role,
-            main: estate.main,
-            kind: estate.kind,
+            main: road.main,
+            kind: road.kind,
             sign_seed,
             private_key,
         }))
@@ -495,8 +509,13 @@ impl Keep for DirKeep {
             sighex: hex::encode(&local.sign_seed[..]),
             prihex: hex::encode(&local.private_key[..]),
         };
-        // Keys first: a crash in between leaves keys without an estate, reported on load.
+        let road = LocalRoadFile {
+            main: local.main,
+            kind: local.kind,
+        };
+        // The estate last: a crash before it leaves keys without an estate, reported on load.
         write_json(&self.local_role_path(), &keys)?;
+        write_json(&self.local_road_path(), &road)?;
         write_json(&self.local_estate_path(), &LocalEstateFile::new(local))
     }
 
