@@ -225,9 +225,11 @@ struct RoleFile {
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> KeepError {
+    let reason = reason.into();
+    tracing::warn!(path = %path.display(), %reason, "corrupt keep file");
     KeepError::Corrupt {
         path: path.to_owned(),
-        reason: reason.into(),
+        reason,
     }
 }
 

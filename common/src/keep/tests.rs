@@ -1,5 +1,7 @@
 //! Tests of the decision table, the record types and the in-memory keep.
 
+use proptest::prelude::*;
+
 use super::testutil::{self, key_hex};
 use super::*;
 
@@ -223,4 +225,42 @@ fn mem_keep_clones_share_storage_but_new_keeps_do_not() -> Result<(), KeepError>
     assert_eq!(b.load_remotes()?.len(), 1);
     assert!(MemKeep::new().load_remotes()?.is_empty());
     Ok(())
+}
+
+fn any_auto() -> impl Strategy<Value = AutoMode> {
+    prop_oneof![
+        Just(AutoMode::Never),
+        Just(AutoMode::Once),
+        Just(AutoMode::Always)
+    ]
+}
+
+fn any_acceptance() -> impl Strategy<Value = Acceptance> {
+    prop_oneof![
+        Just(Acceptance::Pending),
+        Just(Acceptance::Accepted),
+        Just(Acceptance::Rejected)
+    ]
+}
+
+proptest! {
+    /// Applying a decision is idempotent: once its record is saved, offering the same keys
+    /// again gives the same status and nothing more to save; a rejection is never saved.
+    #[test]
+    fn status_role_is_idempotent(
+        auto in any_auto(),
+        stored in proptest::option::of((any_acceptance(), 0u8..3, 0u8..3)),
+        (ver, publ) in (0u8..3, 0u8..3),
+    ) {
+        let stored = stored.map(|(acceptance, v, p)| RoleRecord {
+            role: "r".into(), acceptance, verhex: key_hex(v), pubhex: key_hex(p),
+        });
+        let (verhex, pubhex) = (key_hex(ver), key_hex(publ));
+        let first = status_role(auto, stored.as_ref(), &verhex, &pubhex);
+        prop_assert!(!(first.save && first.acceptance == Acceptance::Rejected));
+        let after = first.record_to_save("r", &verhex, &pubhex).or(stored);
+        let second = status_role(auto, after.as_ref(), &verhex, &pubhex);
+        prop_assert_eq!(second.acceptance, first.acceptance);
+        prop_assert!(!second.save);
+    }
 }
