@@ -291,12 +291,18 @@ fn write_atomic(
         file_name.to_string_lossy(),
         std::process::id()
     ));
+    let io_error = |source| KeepError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    // If this fails the file at `tmp` (if any) is not ours: leave it.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .map_err(io_error)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
         // The umask may have cleared bits but never adds any; make the mode exact anyway.
         file.set_permissions(Permissions::from_mode(FILE_MODE))?;
         file.write_all(data)?;
@@ -312,10 +318,7 @@ fn write_atomic(
                 tracing::warn!(tmp = %tmp.display(), error = %e, "cannot remove keep temp file");
             }
         }
-        KeepError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        io_error(source)
     })
 }
 

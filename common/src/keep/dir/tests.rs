@@ -376,6 +376,34 @@ fn real_rename_failure_is_reported_and_cleaned_up() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// A file already at the temporary name is not ours: the write fails and leaves it alone.
+#[test]
+fn foreign_file_at_the_temporary_name_is_left_alone() {
+    let dir = temp();
+    let keep = filled(dir.path());
+    let path = keep.path().join("role/remote/role.beta.json");
+    let old = fs::read(&path).unwrap_or_default();
+    // Other tests draw from the same counter meanwhile: plant a range of names.
+    let next = TMP_COUNTER.load(Ordering::Relaxed);
+    let planted: Vec<PathBuf> = (next..next + 256)
+        .map(|n| path.with_file_name(format!(".role.beta.json.{}.{n}.tmp", std::process::id())))
+        .collect();
+    for p in &planted {
+        fs::write(p, b"not yours").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let result = write_atomic(&path, b"{}", |_| Ok(()));
+    assert!(matches!(result, Err(KeepError::Io { .. })), "{result:?}");
+    assert_eq!(fs::read(&path).unwrap_or_default(), old);
+    for p in &planted {
+        assert_eq!(
+            fs::read(p).ok().as_deref(),
+            Some(&b"not yours"[..]),
+            "{}",
+            p.display()
+        );
+    }
+}
+
 /// Restores write access to a directory when dropped (also when an assertion fails).
 struct Unlock<'a> {
     dir: &'a Path,
