@@ -1,0 +1,193 @@
+//! Alive transaction (tk 4): heartbeat and presence (spec §9). Request and ack carry an
+//! empty body, so a signed head only.
+
+use std::time::{Duration, Instant};
+
+use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
+
+use super::timers::{deadline, Redo};
+use super::transaction::{earliest, Transaction, TxIndex};
+use super::{Road, Rx, Uid};
+
+/// Our side of an alive we initiated (the Alivent answers at once and keeps no state).
+pub(crate) struct Aliver {
+    /// Join/allow started by an unjoined/unallowed answer cascade.
+    cascade: bool,
+    /// The transaction timeout (handed down the cascade).
+    timeout: Duration,
+    deadline: Option<Instant>,
+    redo: Redo,
+    /// The request datagram (for redo).
+    last: Vec<u8>,
+}
+
+impl Aliver {
+    /// Next timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.deadline, self.redo.due())
+    }
+}
+
+impl Road {
+    /// Head of an alive packet on a remote's addressing.
+    fn alive_head(&self, uid: Uid, si: u32, ti: u32, cf: bool) -> Option<Head> {
+        let remote = self.remotes.get(&uid)?;
+        let mut head = Head {
+            se: remote.uid,
+            de: remote.fuid,
+            si,
+            ti,
+            ..self
+                .core
+                .template(TransactionKind::Alive, BodyKind::Json, CoatKind::Nacl, FootKind::Nacl)
+        };
+        head.fg.set(Flags::CF, cf);
+        Some(head)
+    }
+
+    /// Starts an alive with remote `uid` (reference `Aliver.alive`): joins or allows first
+    /// when needed.
+    pub(crate) fn start_alive(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        cascade: bool,
+        timeout: Option<Duration>,
+    ) {
+        let t = &self.core.config.timers;
+        let timeout = timeout.unwrap_or(t.aliver_timeout);
+        let (redo_min, redo_max) = (t.alive_redo_min, t.alive_redo_max);
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            self.core.stat("invalid_remote_eid");
+            return;
+        };
+        if remote.joined != Some(true) {
+            self.core.stat("unjoined_remote");
+            self.start_join(now, uid, cascade, false, Some(timeout));
+            return;
+        }
+        if remote.allowed != Some(true) {
+            self.core.stat("unallowed_remote");
+            self.start_allow(now, uid, cascade, Some(timeout));
+            return;
+        }
+        let (si, ti, dest) = (remote.sid, remote.next_tid(), remote.ha);
+        self.refresh(now, uid, None);
+        let Some(head) = self.alive_head(uid, si, ti, false) else {
+            return;
+        };
+        let Some(datagram) = self.core.emit(dest, &head, PacketKind::Request, &[]) else {
+            return;
+        };
+        let index = TxIndex::of_tx(&head, dest);
+        let aliver = Aliver {
+            cascade,
+            timeout,
+            deadline: deadline(now, timeout),
+            redo: Redo::new(now, redo_min, redo_max),
+            last: datagram,
+        };
+        self.insert_txn(uid, index, Transaction::Aliver(aliver));
+    }
+
+    /// A packet for one of our alivers.
+    pub(super) fn aliver_rx(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        a: Aliver,
+        rx: &Rx<'_>,
+    ) {
+        let pk = rx.head.pk;
+        let known = matches!(
+            pk,
+            PacketKind::Ack
+                | PacketKind::Nack
+                | PacketKind::Refuse
+                | PacketKind::Unjoined
+                | PacketKind::Unallowed
+                | PacketKind::Reject
+        );
+        if !known || self.json_body(uid, rx).is_none() {
+            self.insert_txn(uid, index, Transaction::Aliver(a));
+            return;
+        }
+        match pk {
+            PacketKind::Ack => {
+                self.core.stat("alive_complete");
+                self.refresh(now, uid, Some(true));
+            }
+            PacketKind::Unjoined => {
+                self.core.stat("aliver_rx_unjoined");
+                self.refresh(now, uid, None);
+                self.lose_join(uid);
+                self.start_join(now, uid, a.cascade, false, Some(a.timeout));
+            }
+            PacketKind::Unallowed => {
+                self.core.stat("aliver_rx_unallowed");
+                self.refresh(now, uid, None);
+                if let Some(remote) = self.remotes.get_mut(&uid) {
+                    remote.allowed = Some(false);
+                }
+                self.start_allow(now, uid, a.cascade, Some(a.timeout));
+            }
+            PacketKind::Reject => {
+                self.core.stat("aliver_rx_reject");
+                self.refresh(now, uid, Some(false));
+            }
+            _ => {
+                self.core.stat("aliver_rx_refuse");
+                self.refresh(now, uid, None);
+            }
+        }
+    }
+
+    /// An aliver's timers: timeout (the remote is not alive), redo (resend the request).
+    pub(super) fn aliver_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Aliver) {
+        if a.deadline.is_some_and(|d| now >= d) {
+            self.core.stat("aliver_timeout");
+            self.refresh(now, uid, Some(false));
+            return;
+        }
+        if a.redo.expired(now) {
+            a.redo.backoff(now);
+            if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
+                self.core.stat("redo_alive");
+                self.core.resend(dest, &a.last);
+            }
+        }
+        self.insert_txn(uid, index, Transaction::Aliver(a));
+    }
+
+    /// An alive request (reference `Alivent.alive`): ack, or nack unjoined/unallowed. The
+    /// Alivent keeps no state.
+    pub(super) fn alivent(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
+        if self.json_body(uid, rx).is_none() {
+            return;
+        }
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let (joined, allowed, dest) = (remote.joined, remote.allowed, remote.ha);
+        let Some(head) = self.alive_head(uid, rx.head.si, rx.head.ti, true) else {
+            return;
+        };
+        let kind = if joined != Some(true) {
+            self.core.stat("unjoined_alive_attempt");
+            PacketKind::Unjoined
+        } else if allowed != Some(true) {
+            self.core.stat("unallowed_alive_attempt");
+            PacketKind::Unallowed
+        } else {
+            PacketKind::Ack
+        };
+        let _ = self.core.emit(dest, &head, kind, &[]);
+        if kind == PacketKind::Ack {
+            self.core.stat("alive_complete");
+            self.refresh(now, uid, Some(true));
+        } else {
+            self.refresh(now, uid, None);
+        }
+    }
+}

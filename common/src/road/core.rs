@@ -1,0 +1,218 @@
+//! Road-wide state shared by every transaction: identity, keep, rng, output queues, counters.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use rand_chacha::ChaCha20Rng;
+
+use crate::crypto::{PrivateKey, Signer};
+use crate::keep::{Keep, LocalRecord, RoleRecord, RoleStatus};
+use crate::packet::{self, BodyKind, CoatKind, FootKind, Head, PacketKind, TransactionKind};
+use crate::Transmit;
+
+use super::remote::Remote;
+use super::{Event, RoadConfig};
+
+/// Identity, keep, randomness, output queues and counters of a road.
+pub(crate) struct Core {
+    /// The configuration.
+    pub config: RoadConfig,
+    /// Our role (defaults to our name).
+    pub role: String,
+    /// Long-term signing key.
+    pub signer: Signer,
+    /// Long-term curve25519 secret.
+    pub private: PrivateKey,
+    /// Our verify key as hex (join `verhex`).
+    pub verhex: String,
+    /// Our public key as hex (join `pubhex`).
+    pub pubhex: String,
+    /// Our own uid.
+    pub uid: u32,
+    /// Last uid given to a remote.
+    pub puid: u32,
+    /// Our own session id (persisted, as the reference).
+    pub sid: u32,
+    /// Persistence.
+    pub keep: Box<dyn Keep>,
+    /// The only randomness source (seeded by the driver).
+    pub rng: ChaCha20Rng,
+    /// Datagrams to send.
+    pub transmits: VecDeque<Transmit>,
+    /// Events for the application.
+    pub events: VecDeque<Event>,
+    /// Counters.
+    pub stats: BTreeMap<&'static str, u64>,
+    /// Last message id handed out.
+    pub last_message_id: u64,
+    /// Bytes reserved by open reassemblies (road-wide bound).
+    pub reassembly_bytes: usize,
+}
+
+impl Core {
+    /// Counts one occurrence of `key`.
+    pub(crate) fn stat(&mut self, key: &'static str) {
+        *self.stats.entry(key).or_insert(0) += 1;
+    }
+
+    /// Counts a dropped packet and logs why.
+    pub(crate) fn drop_packet(&mut self, key: &'static str, from: SocketAddr) {
+        tracing::debug!(road = %self.config.name, %from, reason = key, "dropped packet");
+        self.stat(key);
+    }
+
+    /// Queues an event for the application.
+    pub(crate) fn event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    /// A head template for transaction kind `tk` with our head kind.
+    pub(crate) fn template(
+        &self,
+        tk: TransactionKind,
+        bk: BodyKind,
+        ck: CoatKind,
+        fk: FootKind,
+    ) -> Head {
+        Head {
+            hk: self.config.hk,
+            tk,
+            bk,
+            ck,
+            fk,
+            ..Head::default()
+        }
+    }
+
+    /// Packs `head` (with packet kind `pk`) and `coat`, signing when the head says `fk` nacl,
+    /// and queues it for `dest`. Returns the datagram (for retransmission), or `None` when it
+    /// cannot be packed (counted as `packing_error`).
+    pub(crate) fn emit(
+        &mut self,
+        dest: SocketAddr,
+        head: &Head,
+        pk: PacketKind,
+        coat: &[u8],
+    ) -> Option<Vec<u8>> {
+        let mut head = head.clone();
+        head.pk = pk;
+        let signer = (head.fk == FootKind::Nacl).then_some(&self.signer);
+        match packet::pack(&head, coat, signer) {
+            Ok(datagram) => {
+                self.stat("tx_packets");
+                self.transmits.push_back(Transmit {
+                    dest,
+                    payload: datagram.clone(),
+                });
+                Some(datagram)
+            }
+            Err(e) => {
+                tracing::warn!(road = %self.config.name, error = %e, "cannot pack packet");
+                self.stat("packing_error");
+                None
+            }
+        }
+    }
+
+    /// Queues an already packed datagram again (a redo).
+    pub(crate) fn resend(&mut self, dest: SocketAddr, datagram: &[u8]) {
+        self.stat("tx_packets");
+        self.transmits.push_back(Transmit {
+            dest,
+            payload: datagram.to_vec(),
+        });
+    }
+
+    /// The next free uid for a remote (`taken` says which are used).
+    pub(crate) fn next_uid(&mut self, taken: impl Fn(u32) -> bool) -> u32 {
+        loop {
+            self.puid = super::remote::sid::next(self.puid);
+            if self.puid != self.uid && !taken(self.puid) {
+                return self.puid;
+            }
+        }
+    }
+
+    /// Our local record for the keep.
+    pub(crate) fn local_record(&self) -> LocalRecord {
+        LocalRecord {
+            name: self.config.name.clone(),
+            uid: self.uid,
+            ha: self.config.ha,
+            sid: self.sid,
+            puid: self.puid,
+            role: self.role.clone(),
+            main: self.config.main,
+            kind: self.config.kind,
+            sign_seed: self.signer.seed(),
+            private_key: self.private.to_bytes(),
+        }
+    }
+
+    /// Persists our local record (a failure is logged and counted).
+    pub(crate) fn save_local(&mut self) {
+        let record = self.local_record();
+        if let Err(e) = self.keep.save_local(&record) {
+            tracing::warn!(road = %self.config.name, error = %e, "cannot save local estate");
+            self.stat("keep_error");
+        }
+    }
+
+    /// Persists a remote (a failure is logged and counted).
+    pub(crate) fn save_remote(&mut self, remote: &Remote) {
+        if remote.ephemeral {
+            return;
+        }
+        if let Err(e) = self.keep.save_remote(&remote.record()) {
+            tracing::warn!(road = %self.config.name, remote = %remote.name, error = %e,
+                "cannot save remote estate");
+            self.stat("keep_error");
+        }
+    }
+
+    /// Forgets a remote in the keep (a failure is logged and counted).
+    pub(crate) fn forget_remote(&mut self, name: &str) {
+        if let Err(e) = self.keep.remove_remote(name) {
+            tracing::warn!(road = %self.config.name, remote = %name, error = %e,
+                "cannot remove remote estate from the keep");
+            self.stat("keep_error");
+        }
+    }
+
+    /// The stored record of `role` (a keep failure counts and reads as "no record").
+    pub(crate) fn load_role(&mut self, role: &str) -> Option<RoleRecord> {
+        match self.keep.load_role(role) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(road = %self.config.name, %role, error = %e, "cannot load role");
+                self.stat("keep_error");
+                None
+            }
+        }
+    }
+
+    /// Persists a role record (a failure is logged and counted).
+    pub(crate) fn save_role(&mut self, record: &RoleRecord) {
+        if let Err(e) = self.keep.save_role(record) {
+            tracing::warn!(road = %self.config.name, role = %record.role, error = %e,
+                "cannot save role");
+            self.stat("keep_error");
+        }
+    }
+
+    /// The reference's `statusRole`: acceptance of `role` offering these keys under our auto
+    /// mode, saving the role record when the table says so.
+    pub(crate) fn status_role(&mut self, role: &str, verhex: &str, pubhex: &str) -> RoleStatus {
+        let record = self.load_role(role);
+        let status = crate::keep::status_role(self.config.auto, record.as_ref(), verhex, pubhex);
+        if let Some(record) = status.record_to_save(role, verhex, pubhex) {
+            self.save_role(&record);
+        }
+        status
+    }
+
+    /// The `mode` byte of our join bodies: bit 0 = main.
+    pub(crate) fn mode(&self) -> u8 {
+        u8::from(self.config.main)
+    }
+}

@@ -1,0 +1,900 @@
+//! Join transaction (tk 1): Joiner and Joinent (spec §7), the join part of `processRx`
+//! (spec §6 step 3) and the key acceptance decision (spec §11.2).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::keep::Acceptance;
+use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
+
+use super::remote::Remote;
+use super::timers::{deadline, Redo};
+use super::transaction::{earliest, Transaction, TxIndex};
+use super::{Event, Presence, Road, Rx, Uid};
+
+/// Our side of a join we initiated.
+pub(crate) struct Joiner {
+    /// Head of every packet we send (the reference's `txData`: `se`/`de` as at request time).
+    pub head: Head,
+    /// Where the request went.
+    dest: SocketAddr,
+    /// We did not know the joinent's uid for us.
+    vacuous: bool,
+    /// A vacuous rejoin after a renew (keeps name and keys).
+    renewal: bool,
+    /// The joinent said pend.
+    pended: bool,
+    /// Allow (then alive) follows a successful join.
+    cascade: bool,
+    /// The transaction timeout (handed down the cascade).
+    timeout: Duration,
+    deadline: Option<Instant>,
+    redo: Redo,
+    /// Last packet sent (kind, datagram).
+    last: Option<(PacketKind, Vec<u8>)>,
+}
+
+impl Joiner {
+    /// Next timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.deadline, self.redo.due())
+    }
+}
+
+/// Our side of a join the remote initiated.
+pub(crate) struct Joinent {
+    /// Head of every packet we send (`se`/`de` swapped from the request).
+    pub head: Head,
+    /// The joiner's address.
+    dest: SocketAddr,
+    /// The joiner did not know our uid for it.
+    vacuous: bool,
+    /// The joiner said pend.
+    pended: bool,
+    deadline: Option<Instant>,
+    redo: Redo,
+    /// Last packet sent (kind, datagram).
+    last: Option<(PacketKind, Vec<u8>)>,
+}
+
+impl Joinent {
+    /// Next timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.deadline, self.redo.due())
+    }
+}
+
+/// The fields of a join request or response body.
+struct JoinBody {
+    name: String,
+    main: bool,
+    kind: u8,
+    uid: u32,
+    verhex: String,
+    pubhex: String,
+    role: String,
+}
+
+/// Validates a join body (all fields required; `uid` only in a response).
+fn parse_join_body(body: &Map<String, Value>, response: bool) -> Option<JoinBody> {
+    let text = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let byte = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|v| u8::try_from(v).ok())
+    };
+    let name = text("name")?;
+    let role = text("role")?;
+    crate::keep::check_name("name", &name).ok()?;
+    crate::keep::check_name("role", &role).ok()?;
+    let uid = if response {
+        body.get("uid")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|&v| v != 0)?
+    } else {
+        0
+    };
+    Some(JoinBody {
+        name,
+        main: byte("mode")? & 1 == 1,
+        kind: byte("kind")?,
+        uid,
+        verhex: text("verhex")?,
+        pubhex: text("pubhex")?,
+        role,
+    })
+}
+
+/// How a join body compares with what we know of the remote.
+struct Sameness {
+    role_keys: bool,
+    all: bool,
+}
+
+fn compare(remote: &Remote, jb: &JoinBody, rha: SocketAddr, fuid: u32) -> Sameness {
+    let role_keys =
+        jb.role == remote.role && jb.verhex == remote.verhex && jb.pubhex == remote.pubhex;
+    let all = role_keys
+        && jb.name == remote.name
+        && rha == remote.ha
+        && fuid == remote.fuid
+        && jb.main == remote.main
+        && jb.kind == remote.kind;
+    Sameness { role_keys, all }
+}
+
+impl Road {
+    /// The join part of `processRx`: the remote a join packet belongs to. `Ok(None)`: none
+    /// (a stale reply, nacked by the caller); `Err`: dropped or already answered.
+    pub(super) fn join_remote(&mut self, now: Instant, rx: &Rx<'_>) -> Result<Option<Uid>, ()> {
+        let h = &rx.head;
+        if h.si != 0 {
+            self.core.drop_packet("join_invalid_sid", rx.from);
+            return Err(());
+        }
+        if h.fg.has(Flags::CF) {
+            if h.de == 0 {
+                self.core.drop_packet("join_invalid_nuid", rx.from);
+                return Err(());
+            }
+            if h.se == 0 {
+                return match self.joinees.get(&rx.from) {
+                    Some(&uid) if uid != h.de => {
+                        self.core.drop_packet("join_mismatch_nuid", rx.from);
+                        Err(())
+                    }
+                    found => Ok(found.copied()),
+                };
+            }
+            return Ok(self.remotes.get(&h.de).filter(|r| !r.ephemeral).map(|r| r.uid));
+        }
+        if h.se == 0 {
+            self.core.drop_packet("join_invalid_fuid", rx.from);
+            return Err(());
+        }
+        if h.de != 0 {
+            if self.remotes.get(&h.de).is_some_and(|r| !r.ephemeral) {
+                return Ok(Some(h.de));
+            }
+            self.core.stat("stale_nuid");
+            self.reply_stale(rx, PacketKind::Renew);
+            return Err(());
+        }
+        let mut found = self.joinees.get(&rx.from).copied();
+        if let Some(uid) = found {
+            let fuid = self.remotes.get(&uid).map_or(0, |r| r.fuid);
+            if fuid != h.se && fuid != 0 {
+                self.joinees.remove(&rx.from);
+                self.collect(uid);
+                found = None;
+            }
+        }
+        if found.is_some() {
+            return Ok(found);
+        }
+        if h.pk != PacketKind::Request {
+            self.core.drop_packet("join_stale", rx.from);
+            return Err(());
+        }
+        let ephemerals = self.remotes.values().filter(|r| r.ephemeral).count();
+        if ephemerals >= self.core.config.limits.max_joinees {
+            self.core.drop_packet("joinee_limit", rx.from);
+            return Err(());
+        }
+        let remotes = &self.remotes;
+        let uid = self.core.next_uid(|u| remotes.contains_key(&u));
+        let (presence_due, reap_due) = self.first_presence(now);
+        let mut remote = Remote::new(uid, 0, format!("ephemeral-{uid}"), rx.from, presence_due, reap_due);
+        remote.ephemeral = true;
+        self.remotes.insert(uid, remote);
+        Ok(Some(uid))
+    }
+
+    /// Starts a join with remote `uid` (reference `Joiner.join`).
+    pub(crate) fn start_join(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        cascade: bool,
+        renewal: bool,
+        timeout: Option<Duration>,
+    ) {
+        let t = &self.core.config.timers;
+        let timeout = timeout.unwrap_or(t.joiner_timeout);
+        let (redo_min, redo_max) = (t.joiner_redo_min, t.joiner_redo_max);
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            self.core.stat("invalid_remote_eid");
+            return;
+        };
+        if remote.join_in_process() {
+            self.core.stat("join_in_process");
+            return;
+        }
+        remote.joined = None;
+        let ti = remote.next_tid();
+        let (dest, vacuous) = (remote.ha, remote.fuid == 0);
+        let head = Head {
+            se: remote.uid,
+            de: remote.fuid,
+            ti,
+            ..self
+                .core
+                .template(TransactionKind::Join, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+        };
+        let body = self.join_body(None);
+        let coat = crate::packet::body::encode_json(&body);
+        let Some(datagram) = self.core.emit(dest, &head, PacketKind::Request, &coat) else {
+            return;
+        };
+        self.core.stat("join_initiate");
+        let index = TxIndex::of_tx(&head, dest);
+        let joiner = Joiner {
+            head,
+            dest,
+            vacuous,
+            renewal,
+            pended: false,
+            cascade,
+            timeout,
+            deadline: deadline(now, timeout),
+            redo: Redo::new(now, redo_min, redo_max),
+            last: Some((PacketKind::Request, datagram)),
+        };
+        self.insert_txn(uid, index, Transaction::Joiner(joiner));
+        if vacuous {
+            self.joinees.insert(dest, uid);
+        }
+    }
+
+    /// Our join body; `uid` (our uid for the joiner) only in a response.
+    fn join_body(&self, uid: Option<Uid>) -> Map<String, Value> {
+        let mut body = Map::new();
+        body.insert("name".into(), self.core.config.name.clone().into());
+        body.insert("mode".into(), self.core.mode().into());
+        body.insert("kind".into(), self.core.config.kind.into());
+        if let Some(uid) = uid {
+            body.insert("uid".into(), uid.into());
+        }
+        body.insert("verhex".into(), self.core.verhex.clone().into());
+        body.insert("pubhex".into(), self.core.pubhex.clone().into());
+        body.insert("role".into(), self.core.role.clone().into());
+        body
+    }
+
+    /// Sends `kind` on a joiner's addressing (its transaction ends with the caller).
+    pub(super) fn joiner_nack(&mut self, _uid: Uid, j: &Joiner, kind: PacketKind) {
+        self.core.stat("joiner_transaction_failure");
+        let _ = self.core.emit(j.dest, &j.head, kind, &[]);
+    }
+
+    /// Sends `kind` on a joinent's addressing, to the joiner's address.
+    pub(super) fn joinent_nack(&mut self, _uid: Uid, j: &Joinent, kind: PacketKind) {
+        self.core.stat("joinent_transaction_failure");
+        let _ = self.core.emit(j.dest, &j.head, kind, &[]);
+    }
+
+    /// A packet for one of our joiners.
+    pub(super) fn joiner_rx(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut j: Joiner,
+        rx: &Rx<'_>,
+    ) {
+        let pk = rx.head.pk;
+        let known = matches!(
+            pk,
+            PacketKind::Pend
+                | PacketKind::Response
+                | PacketKind::Nack
+                | PacketKind::Refuse
+                | PacketKind::Renew
+                | PacketKind::Reject
+        );
+        let body = if known { self.json_body(uid, rx) } else { None };
+        let Some(body) = body else {
+            self.insert_txn(uid, index, Transaction::Joiner(j));
+            return;
+        };
+        match pk {
+            PacketKind::Pend => {
+                self.core.stat("joiner_rx_pend");
+                j.pended = true;
+                self.insert_txn(uid, index, Transaction::Joiner(j));
+            }
+            PacketKind::Response => {
+                self.core.stat("joiner_rx_response");
+                self.joiner_accept(now, uid, index, j, rx, &body);
+            }
+            PacketKind::Renew => {
+                self.core.stat("joiner_rx_renew");
+                if !self.core.config.mutable {
+                    self.core.stat("join_renew_unallowed");
+                    self.join_failed(uid, "renew refused on an immutable road");
+                    return;
+                }
+                self.core.stat("join_renew_attempt");
+                if let Some(remote) = self.remotes.get_mut(&uid) {
+                    remote.fuid = 0;
+                }
+                self.save(uid);
+                self.collect(uid);
+                self.start_join(now, uid, j.cascade, true, Some(j.timeout));
+            }
+            PacketKind::Reject => {
+                self.core.stat("joiner_rx_reject");
+                let name = self.remote_name(uid);
+                self.core.event(Event::Rejected { uid, name });
+                self.remove_remote(now, uid);
+            }
+            _ => {
+                self.core.stat("joiner_rx_refuse");
+                self.join_failed(uid, "refused by the remote");
+            }
+        }
+    }
+
+    /// Announces a failed join.
+    fn join_failed(&mut self, uid: Uid, reason: &str) {
+        self.core.event(Event::JoinFailed {
+            uid,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The joinent accepted (reference `Joiner.accept`): apply the decision matrix.
+    fn joiner_accept(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        j: Joiner,
+        rx: &Rx<'_>,
+        body: &Map<String, Value>,
+    ) {
+        let Some(jb) = parse_join_body(body, true) else {
+            self.core.stat("invalid_accept");
+            self.join_failed(uid, "invalid accept");
+            return;
+        };
+        let (rha, fuid) = (rx.from, jb.uid);
+        if j.vacuous {
+            let taken = self.name_taken(&jb.name, uid);
+            let Some(remote) = self.remotes.get_mut(&uid) else {
+                return;
+            };
+            remote.fuid = fuid;
+            if !j.renewal {
+                if jb.name != remote.name {
+                    if taken {
+                        self.core.stat("join_name_conflict");
+                        self.joiner_nack(uid, &j, PacketKind::Reject);
+                        self.join_failed(uid, "name already used by another remote");
+                        return;
+                    }
+                    self.rename(uid, &jb.name);
+                }
+                let Some(remote) = self.remotes.get_mut(&uid) else {
+                    return;
+                };
+                remote.main = jb.main;
+                remote.kind = jb.kind;
+                remote.role.clone_from(&jb.role);
+                if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
+                    self.core.stat("invalid_accept");
+                    self.join_failed(uid, "invalid keys in accept");
+                    return;
+                }
+            }
+        }
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let same = compare(remote, &jb, rha, fuid);
+        if !same.all && !self.core.config.mutable {
+            self.core.stat("join_immutable_reject");
+            self.joiner_nack(uid, &j, PacketKind::Reject);
+            self.core.event(Event::Rejected {
+                uid,
+                name: jb.name,
+            });
+            return;
+        }
+        let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
+        if status.acceptance == Acceptance::Rejected {
+            self.core.event(Event::Rejected {
+                uid,
+                name: jb.name.clone(),
+            });
+            if same.role_keys {
+                self.joiner_nack(uid, &j, PacketKind::Nack);
+                self.remove_remote(now, uid);
+            } else {
+                self.joiner_nack(uid, &j, PacketKind::Reject);
+            }
+            return;
+        }
+        if !same.all && !self.update_remote(uid, &jb, rha, fuid) {
+            self.joiner_nack(uid, &j, PacketKind::Reject);
+            self.join_failed(uid, "cannot update remote");
+            return;
+        }
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.acceptance = Some(status.acceptance);
+        }
+        if status.acceptance == Acceptance::Accepted {
+            self.joiner_complete(now, uid, j);
+        } else {
+            self.joiner_pend(uid, index, j);
+        }
+    }
+
+    /// Our operator has not decided yet: tell the joinent we pend.
+    fn joiner_pend(&mut self, uid: Uid, index: TxIndex, mut j: Joiner) {
+        self.save(uid);
+        if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Pend, &[]) {
+            j.last = Some((PacketKind::Pend, d));
+        }
+        let name = self.remote_name(uid);
+        self.core.event(Event::Pending { uid, name });
+        self.insert_txn(uid, index, Transaction::Joiner(j));
+    }
+
+    /// The join is accepted on our side too (reference `Joiner.completify`).
+    fn joiner_complete(&mut self, now: Instant, uid: Uid, j: Joiner) {
+        self.complete_join(now, uid, j.vacuous);
+        self.core.stat("join_initiate_complete");
+        let _ = self.core.emit(j.dest, &j.head, PacketKind::Ack, &[]);
+        self.announce_joined(uid);
+        if j.cascade {
+            self.start_allow(now, uid, true, Some(j.timeout));
+        }
+        self.pump(now, uid);
+    }
+
+    /// Session bookkeeping of a completed join (both sides).
+    fn complete_join(&mut self, now: Instant, uid: Uid, vacuous: bool) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        if remote.sid == 0 {
+            remote.next_sid();
+            self.replace_stale_initiators(now, uid);
+        }
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            if vacuous {
+                remote.rsid = 0;
+            }
+            remote.joined = Some(true);
+        }
+        self.save(uid);
+        self.core.save_local();
+    }
+
+    /// Joined events.
+    fn announce_joined(&mut self, uid: Uid) {
+        let name = self.remote_name(uid);
+        self.core.event(Event::Joined {
+            uid,
+            name: name.clone(),
+        });
+        self.core.event(Event::Presence {
+            uid,
+            name,
+            presence: Presence::Joined,
+        });
+    }
+
+    /// A joiner's timers: timeout (gives up), redo (resend the request, or poll the keep
+    /// while our own acceptance is pending).
+    pub(super) fn joiner_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joiner) {
+        if j.deadline.is_some_and(|d| now >= d) {
+            self.core.stat("joiner_timeout");
+            tracing::debug!(road = %self.core.config.name, uid, "joiner timed out");
+            self.join_failed(uid, "timed out");
+            return;
+        }
+        if !j.redo.expired(now) {
+            self.insert_txn(uid, index, Transaction::Joiner(j));
+            return;
+        }
+        if j.pended {
+            j.redo.restart_fixed(now, self.core.config.timers.joiner_pend_redo);
+        } else {
+            j.redo.backoff(now);
+        }
+        match &j.last {
+            Some((PacketKind::Request, datagram)) => {
+                self.core.stat("joiner_tx_join_redo");
+                self.core.resend(j.dest, datagram);
+            }
+            _ => match self.status_remote(uid) {
+                Some(Acceptance::Accepted) => {
+                    self.joiner_complete(now, uid, j);
+                    return;
+                }
+                Some(Acceptance::Rejected) => {
+                    self.joiner_nack(uid, &j, PacketKind::Nack);
+                    self.remove_remote(now, uid);
+                    return;
+                }
+                _ => {}
+            },
+        }
+        self.insert_txn(uid, index, Transaction::Joiner(j));
+    }
+
+    /// The keep's current verdict on a remote's role and keys (reference `statusRemote`).
+    fn status_remote(&mut self, uid: Uid) -> Option<Acceptance> {
+        let remote = self.remotes.get(&uid)?;
+        let (role, verhex, pubhex) = (
+            remote.role.clone(),
+            remote.verhex.clone(),
+            remote.pubhex.clone(),
+        );
+        let status = self.core.status_role(&role, &verhex, &pubhex).acceptance;
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.acceptance = Some(status);
+        }
+        Some(status)
+    }
+
+    /// An operator accepted the remote: a pending join with it completes now.
+    pub(super) fn resolve_pending(&mut self, now: Instant, uid: Uid) {
+        let pending: Vec<TxIndex> = match self.remotes.get(&uid) {
+            Some(r) => r
+                .transactions
+                .iter()
+                .filter(|(_, t)| t.is_join())
+                .map(|(i, _)| *i)
+                .collect(),
+            None => return,
+        };
+        for index in pending {
+            match self
+                .remotes
+                .get_mut(&uid)
+                .and_then(|r| r.transactions.remove(&index))
+            {
+                Some(Transaction::Joiner(j)) if !matches!(j.last, Some((PacketKind::Request, _))) => {
+                    self.joiner_complete(now, uid, j);
+                }
+                Some(Transaction::Joinent(mut j))
+                    if !matches!(j.last, Some((PacketKind::Response, _))) =>
+                {
+                    self.joinent_respond(now, uid, &mut j);
+                    self.insert_txn(uid, index, Transaction::Joinent(j));
+                }
+                Some(other) => self.insert_txn(uid, index, other),
+                None => {}
+            }
+        }
+    }
+
+    /// Whether `name` is used by a remote other than `uid`.
+    fn name_taken(&self, name: &str, uid: Uid) -> bool {
+        self.remotes
+            .values()
+            .any(|r| !r.ephemeral && r.uid != uid && r.name == name)
+    }
+
+    /// Renames a remote, moving its keep record.
+    fn rename(&mut self, uid: Uid, name: &str) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        let old = std::mem::replace(&mut remote.name, name.to_owned());
+        let persisted = !remote.ephemeral && remote.joined.is_some();
+        if persisted {
+            self.core.forget_remote(&old);
+        }
+    }
+
+    /// Applies a mutable road's changes from a join body. `false`: the new name is taken.
+    fn update_remote(&mut self, uid: Uid, jb: &JoinBody, rha: SocketAddr, fuid: u32) -> bool {
+        if self.name_taken(&jb.name, uid) {
+            self.core.stat("join_name_conflict");
+            return false;
+        }
+        if self.remotes.get(&uid).is_some_and(|r| r.name != jb.name) {
+            self.rename(uid, &jb.name);
+        }
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return false;
+        };
+        if remote.ha != rha {
+            if self.joinees.get(&remote.ha) == Some(&uid) {
+                self.joinees.remove(&remote.ha);
+            }
+            remote.ha = rha;
+        }
+        remote.fuid = fuid;
+        remote.main = jb.main;
+        remote.kind = jb.kind;
+        remote.role.clone_from(&jb.role);
+        if jb.verhex != remote.verhex || jb.pubhex != remote.pubhex {
+            if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
+                self.core.stat("invalid_keys");
+                return false;
+            }
+            remote.clear_session();
+        }
+        true
+    }
+
+    /// Persists a remote.
+    pub(super) fn save(&mut self, uid: Uid) {
+        if let Some(remote) = self.remotes.get(&uid) {
+            self.core.save_remote(remote);
+        }
+    }
+
+    /// A join request opens a Joinent (reference `Joinent.join`).
+    pub(super) fn joinent_start(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
+        let h = &rx.head;
+        let Some(body) = self.json_body(uid, rx) else {
+            return;
+        };
+        let Some(jb) = parse_join_body(&body, false) else {
+            self.core.drop_packet("invalid_join", rx.from);
+            return;
+        };
+        let t = &self.core.config.timers;
+        let mut head = Head {
+            se: h.de,
+            de: h.se,
+            si: h.si,
+            ti: h.ti,
+            ..self
+                .core
+                .template(TransactionKind::Join, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+        };
+        head.fg.set(Flags::CF, true);
+        let mut j = Joinent {
+            head,
+            dest: rx.from,
+            vacuous: h.de == 0,
+            pended: false,
+            deadline: deadline(now, t.joinent_timeout),
+            redo: Redo::new(now, t.joinent_redo_min, t.joinent_redo_max),
+            last: None,
+        };
+        let index = TxIndex::of_rx(h, rx.from);
+        let (rha, reid) = (rx.from, h.se);
+        if !self.joinent_race(uid, &j, &jb) {
+            return;
+        }
+        let mut uid = uid;
+        if j.vacuous {
+            if !self.core.config.main {
+                self.core.stat("join_vacuous_not_main");
+                self.joinent_nack(uid, &j, PacketKind::Reject);
+                return;
+            }
+            if let Some(known) = self.uid_by_name(&jb.name) {
+                uid = known;
+            } else {
+                let Some(remote) = self.remotes.get_mut(&uid) else {
+                    return;
+                };
+                remote.name.clone_from(&jb.name);
+                remote.main = jb.main;
+                remote.kind = jb.kind;
+                remote.role.clone_from(&jb.role);
+                if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
+                    self.core.drop_packet("invalid_join", rx.from);
+                    return;
+                }
+                if remote.fuid != reid {
+                    if remote.fuid != 0 {
+                        self.core.stat("join_mismatch_fuid");
+                        self.joinent_nack(uid, &j, PacketKind::Reject);
+                        return;
+                    }
+                    remote.fuid = reid;
+                }
+            }
+        }
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let same = compare(remote, &jb, rha, reid);
+        let ephemeral = remote.ephemeral;
+        if !same.all && !self.core.config.mutable {
+            self.core.stat("join_immutable_reject");
+            self.joinent_nack(uid, &j, PacketKind::Reject);
+            return;
+        }
+        let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
+        if status.acceptance == Acceptance::Rejected {
+            if same.role_keys && !ephemeral {
+                self.core.event(Event::Rejected {
+                    uid,
+                    name: jb.name,
+                });
+                self.remove_remote(now, uid);
+            } else {
+                self.joinent_nack(uid, &j, PacketKind::Reject);
+            }
+            return;
+        }
+        if same.all {
+            if let Some(remote) = self.remotes.get_mut(&uid) {
+                if remote.ephemeral {
+                    remote.ephemeral = false;
+                    self.core.stat("remote_added");
+                }
+            }
+        } else if !self.update_remote(uid, &jb, rha, reid) {
+            self.joinent_nack(uid, &j, PacketKind::Reject);
+            return;
+        }
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        remote.acceptance = Some(status.acceptance);
+        remote.joined = None;
+        let ha = remote.ha;
+        if j.vacuous {
+            self.joinees.insert(ha, uid);
+        }
+        if status.acceptance == Acceptance::Accepted {
+            self.joinent_respond(now, uid, &mut j);
+        } else {
+            self.save(uid);
+            if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Pend, &[]) {
+                j.last = Some((PacketKind::Pend, d));
+            }
+            let name = self.remote_name(uid);
+            self.core.event(Event::Pending { uid, name });
+        }
+        self.insert_txn(uid, index, Transaction::Joinent(j));
+    }
+
+    /// Simultaneous joins (reference `Joinent.join`, "joins in process"). `false`: the
+    /// incoming join was refused.
+    fn joinent_race(&mut self, uid: Uid, j: &Joinent, jb: &JoinBody) -> bool {
+        let joins: Vec<TxIndex> = match self.remotes.get(&uid) {
+            Some(r) => r
+                .transactions
+                .iter()
+                .filter(|(_, t)| t.is_join())
+                .map(|(i, _)| *i)
+                .collect(),
+            None => return true,
+        };
+        for index in joins {
+            let Some(txn) = self
+                .remotes
+                .get_mut(&uid)
+                .and_then(|r| r.transactions.remove(&index))
+            else {
+                continue;
+            };
+            let Transaction::Joiner(mine) = txn else {
+                self.insert_txn(uid, index, txn);
+                self.core.stat("redundant_join_attempt");
+                self.joinent_nack(uid, j, PacketKind::Refuse);
+                return false;
+            };
+            let incoming_wins = match (j.vacuous, mine.vacuous) {
+                (true, false) => false,
+                (false, true) => true,
+                _ => self.core.config.name.as_str() >= jb.name.as_str(),
+            };
+            if incoming_wins {
+                self.joiner_nack(uid, &mine, PacketKind::Refuse);
+            } else {
+                self.insert_txn(uid, index, Transaction::Joiner(mine));
+                self.core.stat("redundant_join_attempt");
+                self.joinent_nack(uid, j, PacketKind::Refuse);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends the accept response (reference `Joinent.ackAccept`).
+    fn joinent_respond(&mut self, now: Instant, uid: Uid, j: &mut Joinent) {
+        let body = self.join_body(Some(uid));
+        let coat = crate::packet::body::encode_json(&body);
+        if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Response, &coat) {
+            j.last = Some((PacketKind::Response, d));
+        }
+        j.redo.restart(now);
+    }
+
+    /// A packet for one of our joinents.
+    pub(super) fn joinent_rx(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut j: Joinent,
+        rx: &Rx<'_>,
+    ) {
+        let pk = rx.head.pk;
+        if pk == PacketKind::Request {
+            self.core.stat("duplicate_join_attempt");
+            self.insert_txn(uid, index, Transaction::Joinent(j));
+            return;
+        }
+        let known = matches!(
+            pk,
+            PacketKind::Pend
+                | PacketKind::Ack
+                | PacketKind::Nack
+                | PacketKind::Refuse
+                | PacketKind::Reject
+        );
+        let body = if known { self.json_body(uid, rx) } else { None };
+        if body.is_none() {
+            self.insert_txn(uid, index, Transaction::Joinent(j));
+            return;
+        }
+        match pk {
+            PacketKind::Pend => {
+                self.core.stat("joinent_rx_pend");
+                j.pended = true;
+                self.insert_txn(uid, index, Transaction::Joinent(j));
+            }
+            PacketKind::Ack => {
+                self.core.stat("join_correspond_complete");
+                self.complete_join(now, uid, j.vacuous);
+                self.announce_joined(uid);
+                self.pump(now, uid);
+            }
+            PacketKind::Reject => {
+                self.core.stat("joinent_rx_reject");
+                let name = self.remote_name(uid);
+                self.core.event(Event::Rejected { uid, name });
+                self.remove_remote(now, uid);
+            }
+            _ => self.core.stat("joinent_rx_refuse"),
+        }
+    }
+
+    /// A joinent's timers: timeout (nack), redo (resend the response, or poll the keep while
+    /// pending).
+    pub(super) fn joinent_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joinent) {
+        if j.deadline.is_some_and(|d| now >= d) {
+            self.core.stat("joinent_timeout");
+            self.joinent_nack(uid, &j, PacketKind::Nack);
+            return;
+        }
+        if !j.redo.expired(now) {
+            self.insert_txn(uid, index, Transaction::Joinent(j));
+            return;
+        }
+        if j.pended {
+            j.redo.restart_fixed(now, self.core.config.timers.joinent_pend_redo);
+        } else {
+            j.redo.backoff(now);
+        }
+        match &j.last {
+            Some((PacketKind::Response, datagram)) => {
+                self.core.stat("joinent_tx_accept_redo");
+                self.core.resend(j.dest, datagram);
+            }
+            _ => match self.status_remote(uid) {
+                Some(Acceptance::Accepted) => self.joinent_respond(now, uid, &mut j),
+                Some(Acceptance::Rejected) => {
+                    self.joinent_nack(uid, &j, PacketKind::Nack);
+                    self.remove_remote(now, uid);
+                    return;
+                }
+                _ => {}
+            },
+        }
+        self.insert_txn(uid, index, Transaction::Joinent(j));
+    }
+}

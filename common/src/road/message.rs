@@ -1,0 +1,658 @@
+//! Message transaction (tk 0): Messenger and Messengent (spec §10): segmentation, burst and
+//! wait flag, acks, resend of missed segments, done, duplicate suppression.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::packet::{
+    BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, Reassembler, Segmenter,
+    TransactionKind, MAX_MESSAGE_SIZE,
+};
+
+use super::core::Core;
+use super::remote::{sid, Outgoing, Remote};
+use super::timers::Redo;
+use super::transaction::{earliest, Transaction, TxIndex};
+use super::{Event, MessageId, Road, RoadError, Rx, Uid};
+
+/// Bytes a crypto_box coat adds to a body: 16-byte tag and the 24-byte nonce.
+pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
+
+/// At most this many missed segment numbers per resend request (as the reference).
+const MISSEDS_PER_RESEND: usize = 64;
+
+/// Attempts of one message (a nack that is not a late answer to a completed message makes
+/// us re-allow and try once more).
+const MAX_ATTEMPTS: u8 = 2;
+
+/// The head of our message packets to `remote` in transaction `ti`.
+fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
+    Head {
+        se: remote.uid,
+        de: remote.fuid,
+        si: remote.sid,
+        ti,
+        ..core.template(
+            TransactionKind::Message,
+            BodyKind::Json,
+            CoatKind::Nacl,
+            FootKind::Nacl,
+        )
+    }
+}
+
+/// Whether a coat of `sealed` bytes can be segmented for `remote` (segment count limit).
+pub(crate) fn check_segmentable(core: &Core, remote: &Remote, sealed: usize) -> Result<(), RoadError> {
+    let head = message_head(core, remote, sid::next(remote.tid));
+    Segmenter::new(&head, sealed)
+        .map(|_| ())
+        .map_err(|_| RoadError::MessageTooLarge {
+            size: sealed,
+            limit: MAX_MESSAGE_SIZE,
+        })
+}
+
+/// Our side of a message we send.
+pub(crate) struct Messenger {
+    /// The message (kept to requeue it in a new session).
+    out: Outgoing,
+    /// Head template of our packets.
+    head: Head,
+    /// The whole sealed message (body box || nonce), segmented on the fly.
+    coat: Vec<u8>,
+    seg: Segmenter,
+    count: u32,
+    /// Current af/wf flags of each segment (the reference's per-packet flags).
+    flags: Vec<Flags>,
+    /// Next segment of the regular sequence.
+    current: u32,
+    /// Segments the receiver asked for again, in order, and a membership mark.
+    misseds: VecDeque<u32>,
+    missed: Vec<bool>,
+    /// The receiver answered at least once (retransmissions then carry af).
+    acked: bool,
+    /// Last segment transmitted (the redo resends it).
+    last: Option<u32>,
+    redo: Redo,
+    /// Last answer from the receiver (our bounded timeout runs from here).
+    progress: Instant,
+    /// A timer retransmission happened after every segment had been sent once.
+    redone: bool,
+    /// The message timeout.
+    limit: std::time::Duration,
+}
+
+impl Messenger {
+    /// Next timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.redo.due(), self.progress.checked_add(self.limit))
+    }
+
+    /// Flags of segment `sn`.
+    fn flag(&mut self, sn: u32) -> Option<&mut Flags> {
+        self.flags.get_mut(sn as usize)
+    }
+}
+
+/// Our side of a segmented message we receive (single-packet messages complete at once).
+pub(crate) struct Messengent {
+    /// Head of our answers (wf, ck, fk echo the first packet received).
+    head: Head,
+    sc: u32,
+    ml: u32,
+    tray: Reassembler,
+    /// Lowest segment number still worth asking for.
+    lowest: u32,
+    redo: Redo,
+    /// Last packet from the sender (our bounded timeout runs from here).
+    progress: Instant,
+    limit: std::time::Duration,
+}
+
+impl Messengent {
+    /// Next timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.redo.due(), self.progress.checked_add(self.limit))
+    }
+}
+
+impl Road {
+    /// Starts sending a queued message to an allowed remote.
+    pub(crate) fn start_messenger(&mut self, now: Instant, uid: Uid, out: Outgoing) {
+        let t = &self.core.config.timers;
+        let (redo_min, redo_max, limit) = (t.message_redo_min, t.message_redo_max, t.message_limit());
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        let ti = remote.next_tid();
+        let head = message_head(&self.core, remote, ti);
+        let coat = if out.body.is_empty() {
+            Vec::new()
+        } else {
+            match remote.session.as_ref() {
+                Some(session) => session.seal(&mut self.core.rng, &out.body),
+                None => return self.fail_message(uid, out.id, "no session key"),
+            }
+        };
+        let seg = match Segmenter::new(&head, coat.len()) {
+            Ok(seg) => seg,
+            Err(_) => return self.fail_message(uid, out.id, "message cannot be segmented"),
+        };
+        let count = seg.count();
+        let index = TxIndex::of_tx(&head, remote.ha);
+        let mut m = Box::new(Messenger {
+            out,
+            head,
+            coat,
+            seg,
+            count,
+            flags: vec![Flags::default(); count as usize],
+            current: 0,
+            misseds: VecDeque::new(),
+            missed: vec![false; count as usize],
+            acked: false,
+            last: None,
+            redo: Redo::new(now, redo_min, redo_max),
+            progress: now,
+            redone: false,
+            limit,
+        });
+        self.core.stat("message_initiate");
+        self.messenger_burst(now, uid, &mut m);
+        self.insert_txn(uid, index, Transaction::Messenger(m));
+    }
+
+    /// Announces a failed message.
+    fn fail_message(&mut self, uid: Uid, id: MessageId, reason: &str) {
+        self.core.stat("message_failed");
+        self.core.event(Event::SendFailed {
+            id,
+            uid,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Sends segment `sn` with its current flags.
+    fn send_segment(&mut self, now: Instant, uid: Uid, m: &mut Messenger, sn: u32) {
+        let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
+            return;
+        };
+        let fg = m.flags.get(sn as usize).copied().unwrap_or_default();
+        match m.seg.pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer) {
+            Ok(datagram) => {
+                self.core.stat("message_segment_tx");
+                self.core.resend(dest, &datagram);
+                m.last = Some(sn);
+                m.redo.restart(now);
+            }
+            Err(e) => {
+                tracing::warn!(road = %self.core.config.name, error = %e, "cannot pack segment");
+                self.core.stat("packing_error");
+            }
+        }
+    }
+
+    /// Sends the next burst of the regular sequence, wf on its last segment.
+    fn messenger_burst(&mut self, now: Instant, uid: Uid, m: &mut Messenger) {
+        let remaining = m.count.saturating_sub(m.current);
+        let burst = match self.core.config.burst {
+            0 => remaining,
+            b => b.min(remaining),
+        };
+        if burst == 0 {
+            return;
+        }
+        let end = m.current + burst;
+        if let Some(fg) = m.flag(end - 1) {
+            fg.set(Flags::WF, true);
+        }
+        for sn in m.current..end {
+            self.send_segment(now, uid, m, sn);
+            m.current = sn + 1;
+        }
+    }
+
+    /// Resends a burst of the missed segments: all with af, wf only on the last one.
+    fn send_misseds(&mut self, now: Instant, uid: Uid, m: &mut Messenger) {
+        let burst = match self.core.config.burst as usize {
+            0 => m.misseds.len(),
+            b => b.min(m.misseds.len()),
+        };
+        for i in 0..burst {
+            let Some(sn) = m.misseds.pop_front() else {
+                break;
+            };
+            if let Some(mark) = m.missed.get_mut(sn as usize) {
+                *mark = false;
+            }
+            if let Some(fg) = m.flag(sn) {
+                fg.set(Flags::AF, true);
+                fg.set(Flags::WF, i + 1 == burst);
+            }
+            self.send_segment(now, uid, m, sn);
+        }
+    }
+
+    /// A packet for one of our messengers.
+    pub(super) fn messenger_rx(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut m: Box<Messenger>,
+        rx: &Rx<'_>,
+    ) {
+        let pk = rx.head.pk;
+        let known = matches!(
+            pk,
+            PacketKind::Ack | PacketKind::Resend | PacketKind::Done | PacketKind::Nack
+        );
+        let body = if known { self.json_body(uid, rx) } else { None };
+        let Some(body) = body else {
+            self.insert_txn(uid, index, Transaction::Messenger(m));
+            return;
+        };
+        self.refresh(now, uid, Some(true));
+        m.progress = now;
+        match pk {
+            PacketKind::Ack => {
+                self.core.stat("message_ack_rx");
+                m.acked = true;
+                if m.misseds.is_empty() {
+                    let next = rx.head.sn.saturating_add(1);
+                    if m.current > next {
+                        m.current = next;
+                    }
+                    self.messenger_burst(now, uid, &mut m);
+                } else {
+                    self.send_misseds(now, uid, &mut m);
+                }
+            }
+            PacketKind::Resend => {
+                self.core.stat("message_resend_rx");
+                m.acked = true;
+                let numbers = body.get("misseds").and_then(Value::as_array);
+                for n in numbers.into_iter().flatten() {
+                    let Some(sn) = n.as_u64().and_then(|v| u32::try_from(v).ok()) else {
+                        self.core.stat("invalid_misseds");
+                        break;
+                    };
+                    match m.missed.get_mut(sn as usize) {
+                        Some(mark) if !*mark => {
+                            *mark = true;
+                            m.misseds.push_back(sn);
+                        }
+                        Some(_) => {}
+                        None => {
+                            self.core.stat("invalid_misseds");
+                            break;
+                        }
+                    }
+                }
+                self.send_misseds(now, uid, &mut m);
+            }
+            PacketKind::Done => {
+                self.core.stat("message_initiate_complete");
+                self.core.event(Event::Delivered { id: m.out.id, uid });
+                self.pump(now, uid);
+                return;
+            }
+            _ => {
+                self.core.stat("message_reject_rx");
+                self.messenger_nacked(now, uid, *m);
+                return;
+            }
+        }
+        self.insert_txn(uid, index, Transaction::Messenger(m));
+    }
+
+    /// The receiver nacked: a late answer to a message it completed (its done was lost) is
+    /// taken as delivered; else the remote may have lost our session: allow again and retry
+    /// once.
+    fn messenger_nacked(&mut self, now: Instant, uid: Uid, m: Messenger) {
+        if m.redone && m.current >= m.count {
+            self.core.stat("message_done_inferred");
+            self.core.event(Event::Delivered { id: m.out.id, uid });
+        } else if m.out.attempts + 1 < MAX_ATTEMPTS {
+            self.core.stat("message_retry");
+            let mut out = m.out;
+            out.attempts += 1;
+            out.queued = now;
+            if let Some(remote) = self.remotes.get_mut(&uid) {
+                remote.allowed = None;
+                remote.outbox_bytes += out.body.len();
+                remote.outbox.push_front(out);
+            }
+        } else {
+            self.fail_message(uid, m.out.id, "nacked by the remote");
+        }
+        self.pump(now, uid);
+    }
+
+    /// A messenger's timers: our bounded timeout, redo (resend the last segment, with af
+    /// once the receiver answered).
+    pub(super) fn messenger_timer(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut m: Box<Messenger>,
+    ) {
+        if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
+            self.core.stat("message_timeout");
+            self.fail_message(uid, m.out.id, "no answer from the remote");
+            self.pump(now, uid);
+            return;
+        }
+        if m.redo.expired(now) {
+            m.redo.backoff(now);
+            if let Some(sn) = m.last {
+                if m.acked {
+                    if let Some(fg) = m.flag(sn) {
+                        fg.set(Flags::AF, true);
+                    }
+                }
+                self.core.stat("redo_segment");
+                self.send_segment(now, uid, &mut m, sn);
+                if m.current >= m.count {
+                    m.redone = true;
+                }
+            }
+        }
+        self.insert_txn(uid, index, Transaction::Messenger(m));
+    }
+
+    /// Ends a messenger with a nack (remote removed).
+    pub(super) fn messenger_nack(&mut self, _now: Instant, uid: Uid, m: Messenger, reason: &str) {
+        if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
+            let _ = self.core.emit(dest, &m.head, PacketKind::Nack, &[]);
+        }
+        self.fail_message(uid, m.out.id, reason);
+    }
+
+    /// A messenger of an old session: nack it and put its message back at the front of the
+    /// queue (the reference's `saveMessage`).
+    pub(super) fn requeue_messenger(&mut self, now: Instant, uid: Uid, m: Messenger) {
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let dest = remote.ha;
+        let _ = self.core.emit(dest, &m.head, PacketKind::Nack, &[]);
+        let mut out = m.out;
+        out.queued = now;
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.outbox_bytes += out.body.len();
+            remote.outbox.push_front(out);
+        }
+    }
+
+    /// The head of our answers to a message packet.
+    fn messengent_head(&self, uid: Uid, rx: &Rx<'_>) -> Option<Head> {
+        let remote = self.remotes.get(&uid)?;
+        let h = &rx.head;
+        let mut head = Head {
+            se: remote.uid,
+            de: remote.fuid,
+            si: h.si,
+            ti: h.ti,
+            ck: h.ck,
+            fk: h.fk,
+            ..self
+                .core
+                .template(TransactionKind::Message, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+        };
+        head.fg.set(Flags::CF, true);
+        head.fg.set(Flags::WF, h.fg.has(Flags::WF));
+        Some(head)
+    }
+
+    /// Sends `pk` with an empty body on a messengent's head.
+    fn messengent_send(&mut self, uid: Uid, head: &Head, pk: PacketKind) {
+        if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
+            let _ = self.core.emit(dest, head, pk, &[]);
+        }
+    }
+
+    /// Remembers a finished incoming message transaction (duplicate suppression).
+    fn finish_incoming(&mut self, now: Instant, uid: Uid, ti: u32) {
+        let t = &self.core.config;
+        let (keep_for, cap) = (t.timers.done_stale, t.limits.max_done_ids);
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.add_done(ti, now.checked_add(keep_for).unwrap_or(now), cap);
+        }
+    }
+
+    /// A message packet opens a Messengent.
+    pub(super) fn messengent_start(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
+        let Some(head) = self.messengent_head(uid, rx) else {
+            return;
+        };
+        let h = &rx.head;
+        let allowed = self.remotes.get(&uid).is_some_and(|r| r.allowed == Some(true));
+        if !allowed {
+            self.core.stat("unallowed_message_attempt");
+            return self.messengent_refuse(now, uid, &head);
+        }
+        if h.sc <= 1 {
+            let body = self
+                .open_coat(uid, rx)
+                .and_then(|plain| self.decode_message(&plain));
+            match body {
+                Some(body) => self.deliver(now, uid, &head, body),
+                None => self.messengent_refuse(now, uid, &head),
+            }
+            return;
+        }
+        let t = &self.core.config;
+        let (limit, max_bytes) = (t.timers.message_limit(), t.limits.max_reassembly_bytes);
+        let (redo_min, redo_max) = (t.timers.message_redo_min, t.timers.message_redo_max);
+        let reserved = h.ml as usize;
+        if self.core.reassembly_bytes.saturating_add(reserved) > max_bytes {
+            self.core.stat("reassembly_limit");
+            return self.messengent_refuse(now, uid, &head);
+        }
+        let tray = match Reassembler::new(h.sc, h.ml) {
+            Ok(tray) => tray,
+            Err(_) => {
+                self.core.stat("bad_segment");
+                return self.messengent_refuse(now, uid, &head);
+            }
+        };
+        self.core.reassembly_bytes += reserved;
+        let m = Box::new(Messengent {
+            head,
+            sc: h.sc,
+            ml: h.ml,
+            tray,
+            lowest: 0,
+            redo: Redo::new(now, redo_min, redo_max),
+            progress: now,
+            limit,
+        });
+        let index = TxIndex::of_rx(h, rx.from);
+        self.messengent_rx(now, uid, index, m, rx);
+    }
+
+    /// Decodes a reassembled, decrypted message body.
+    fn decode_message(&mut self, plain: &[u8]) -> Option<serde_json::Map<String, Value>> {
+        match crate::packet::body::decode_json(plain) {
+            Ok(body) => Some(body),
+            Err(_) => {
+                self.core.stat("parsing_message_error");
+                None
+            }
+        }
+    }
+
+    /// Completes an incoming message: done, deliver, remember.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        head: &Head,
+        body: serde_json::Map<String, Value>,
+    ) {
+        self.refresh(now, uid, Some(true));
+        self.messengent_send(uid, head, PacketKind::Done);
+        self.finish_incoming(now, uid, head.ti);
+        self.core.stat("messengent_correspond_complete");
+        let name = self.remote_name(uid);
+        self.core.event(Event::Message { uid, name, body });
+    }
+
+    /// Nacks an incoming message and forgets it.
+    fn messengent_refuse(&mut self, now: Instant, uid: Uid, head: &Head) {
+        self.messengent_send(uid, head, PacketKind::Nack);
+        self.finish_incoming(now, uid, head.ti);
+    }
+
+    /// A segment (or nack) for one of our messengents.
+    pub(super) fn messengent_rx(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut m: Box<Messengent>,
+        rx: &Rx<'_>,
+    ) {
+        let h = &rx.head;
+        match h.pk {
+            PacketKind::Message => {}
+            PacketKind::Nack => {
+                if self.json_body(uid, rx).is_some() {
+                    self.core.stat("message_reject_nack");
+                    self.release(now, uid, &m);
+                } else {
+                    self.insert_txn(uid, index, Transaction::Messengent(m));
+                }
+                return;
+            }
+            _ => {
+                self.insert_txn(uid, index, Transaction::Messengent(m));
+                return;
+            }
+        }
+        if self.remotes.get(&uid).is_some_and(|r| r.allowed != Some(true)) {
+            self.core.stat("unallowed_message_attempt");
+            self.messengent_nack(now, uid, *m);
+            return;
+        }
+        if h.sc != m.sc || h.ml != m.ml || m.tray.insert(h.sn, rx.coat).is_err() {
+            self.core.stat("bad_segment");
+            self.messengent_nack(now, uid, *m);
+            return;
+        }
+        self.refresh(now, uid, Some(true));
+        m.progress = now;
+        self.core.stat("message_segment_rx");
+        if m.tray.is_complete() {
+            self.messengent_complete(now, uid, *m);
+            return;
+        }
+        if h.fg.has(Flags::WF) {
+            self.request_more(now, uid, &mut m);
+        }
+        self.insert_txn(uid, index, Transaction::Messengent(m));
+    }
+
+    /// Every segment is in: decrypt, deliver, done.
+    fn messengent_complete(&mut self, now: Instant, uid: Uid, m: Messengent) {
+        self.core.reassembly_bytes = self.core.reassembly_bytes.saturating_sub(m.ml as usize);
+        let coat = match m.tray.assemble() {
+            Ok(coat) => coat,
+            Err(_) => {
+                self.core.stat("bad_segment");
+                return self.messengent_refuse(now, uid, &m.head);
+            }
+        };
+        let opened = if coat.is_empty() || m.head.ck != CoatKind::Nacl {
+            Some(coat)
+        } else {
+            let opened = self
+                .remotes
+                .get(&uid)
+                .and_then(|r| r.session.as_ref())
+                .map(|s| s.open(&coat));
+            match opened {
+                Some(Ok(plain)) => Some(plain),
+                _ => {
+                    self.core.stat("decrypt_error");
+                    None
+                }
+            }
+        };
+        match opened.and_then(|plain| self.decode_message(&plain)) {
+            Some(body) => self.deliver(now, uid, &m.head, body),
+            None => self.messengent_refuse(now, uid, &m.head),
+        }
+    }
+
+    /// Asks for missed segments below the highest received, or acks the highest.
+    fn request_more(&mut self, now: Instant, uid: Uid, m: &mut Messengent) {
+        let misseds: Vec<u32> = m
+            .tray
+            .missing()
+            .into_iter()
+            .filter(|&sn| sn >= m.lowest)
+            .collect();
+        m.redo.restart(now);
+        if let Some(&first) = misseds.first() {
+            m.lowest = first;
+            let session = self.remotes.get(&uid).and_then(|r| r.session.as_ref());
+            let mut coats = Vec::new();
+            for chunk in misseds.chunks(MISSEDS_PER_RESEND) {
+                let mut body = serde_json::Map::new();
+                body.insert("misseds".into(), chunk.to_vec().into());
+                let plain = crate::packet::body::encode_json(&body);
+                coats.push(session.map(|s| s.seal(&mut self.core.rng, &plain)));
+            }
+            let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
+                return;
+            };
+            for coat in coats.into_iter().flatten() {
+                self.core.stat("message_resend_tx");
+                let _ = self.core.emit(dest, &m.head, PacketKind::Resend, &coat);
+            }
+        } else {
+            let mut head = m.head.clone();
+            head.sn = m.tray.highest().unwrap_or(0);
+            self.core.stat("message_more_ack");
+            self.messengent_send(uid, &head, PacketKind::Ack);
+        }
+    }
+
+    /// A messengent's timers: our bounded timeout (drop the partial message), redo (ask
+    /// again).
+    pub(super) fn messengent_timer(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut m: Box<Messengent>,
+    ) {
+        if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
+            self.core.stat("messengent_timeout");
+            self.release(now, uid, &m);
+            return;
+        }
+        if m.redo.expired(now) {
+            m.redo.backoff(now);
+            self.request_more(now, uid, &mut m);
+        }
+        self.insert_txn(uid, index, Transaction::Messengent(m));
+    }
+
+    /// Ends a messengent with a nack (remote removed, stale session, bad segment).
+    pub(super) fn messengent_nack(&mut self, now: Instant, uid: Uid, m: Messengent) {
+        self.messengent_send(uid, &m.head, PacketKind::Nack);
+        self.release(now, uid, &m);
+    }
+
+    /// Frees a messengent's reassembly budget and remembers its id.
+    fn release(&mut self, now: Instant, uid: Uid, m: &Messengent) {
+        self.core.reassembly_bytes = self.core.reassembly_bytes.saturating_sub(m.ml as usize);
+        self.finish_incoming(now, uid, m.head.ti);
+    }
+}

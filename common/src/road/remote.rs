@@ -1,0 +1,291 @@
+//! State of one remote estate: identity, keys, session ids, presence, its open transactions,
+//! completed message ids and the messages waiting to be sent to it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::crypto::{PrivateKey, PublicKey, SharedBox, VerifyKey};
+use crate::keep::{Acceptance, RemoteRecord};
+
+use super::transaction::{Transaction, TxIndex};
+use super::{MessageId, Uid};
+
+/// Session id arithmetic of the reference (spec §2.5).
+pub(crate) mod sid {
+    /// Half of the 2^32 session id space.
+    const HALF: u32 = 0x8000_0000;
+
+    /// Whether session id `new` is not older than `old`: always when either is zero,
+    /// else when `(new - old) mod 2^32 < 2^31`.
+    pub(crate) fn valid(new: u32, old: u32) -> bool {
+        old == 0 || new == 0 || new.wrapping_sub(old) < HALF
+    }
+
+    /// The next session (or transaction, or uid) id: +1, rolling over 0xffffffff -> 1.
+    pub(crate) fn next(id: u32) -> u32 {
+        match id.checked_add(1) {
+            Some(n) => n,
+            None => 1,
+        }
+    }
+}
+
+/// A message waiting to be sent (remote not allowed yet, or too many in flight).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// What `send` returned.
+    pub id: MessageId,
+    /// The JSON body, encoded.
+    pub body: Vec<u8>,
+    /// When it was queued (the bounded message timeout starts here).
+    pub queued: Instant,
+    /// Earlier attempts that were nacked.
+    pub attempts: u8,
+}
+
+/// One remote estate.
+pub(crate) struct Remote {
+    /// Our uid for it (nuid).
+    pub uid: Uid,
+    /// Its uid for us (0 = unknown: vacuous join).
+    pub fuid: u32,
+    /// Its name (provisional until a vacuous join completes).
+    pub name: String,
+    /// Its address.
+    pub ha: SocketAddr,
+    /// Its role.
+    pub role: String,
+    /// Whether it is a main estate.
+    pub main: bool,
+    /// Its application kind.
+    pub kind: u8,
+    /// Its long-term keys as hex (empty until learned from a join).
+    pub verhex: String,
+    /// Its long-term curve25519 public key as hex.
+    pub pubhex: String,
+    /// Its long-term verify key.
+    pub verifier: Option<VerifyKey>,
+    /// Its long-term curve25519 public key.
+    pub pubber: Option<PublicKey>,
+    /// Acceptance of its role's keys.
+    pub acceptance: Option<Acceptance>,
+    /// Join state.
+    pub joined: Option<bool>,
+    /// Allow state.
+    pub allowed: Option<bool>,
+    /// Alive state.
+    pub alived: Option<bool>,
+    /// Main only: no traffic for the reap interim.
+    pub reaped: bool,
+    /// Our session id for transactions we initiate.
+    pub sid: u32,
+    /// The last session id received in transactions it initiated.
+    pub rsid: u32,
+    /// Last transaction id we used.
+    pub tid: u32,
+    /// A joinent-side remote not added yet (vacuous join in progress): invisible to `de` lookups.
+    pub ephemeral: bool,
+    /// Our short-term secret for this peer (fresh at every allow).
+    pub privee: Option<PrivateKey>,
+    /// Its short-term public key (from the last allow).
+    pub publee: Option<PublicKey>,
+    /// crypto_box shared key of (publee, privee): computed once per allow, used per packet.
+    pub session: Option<SharedBox>,
+    /// Open transactions.
+    pub transactions: HashMap<TxIndex, Transaction>,
+    /// Completed message transaction ids and when they expire (duplicate suppression).
+    done: HashSet<u32>,
+    done_order: VecDeque<(u32, Instant)>,
+    /// Messages waiting to be sent.
+    pub outbox: VecDeque<Outgoing>,
+    /// Total body bytes in `outbox`.
+    pub outbox_bytes: usize,
+    /// When the presence timer fires (an alive is sent).
+    pub presence_due: Instant,
+    /// Main only: when the remote is reaped without traffic.
+    pub reap_due: Instant,
+    /// When we last received a valid packet from it.
+    pub last_heard: Option<Instant>,
+}
+
+impl Remote {
+    /// A new remote with the given uids and address; everything else unknown.
+    pub(crate) fn new(
+        uid: Uid,
+        fuid: u32,
+        name: String,
+        ha: SocketAddr,
+        presence_due: Instant,
+        reap_due: Instant,
+    ) -> Remote {
+        Remote {
+            uid,
+            fuid,
+            role: name.clone(),
+            name,
+            ha,
+            main: false,
+            kind: 0,
+            verhex: String::new(),
+            pubhex: String::new(),
+            verifier: None,
+            pubber: None,
+            acceptance: None,
+            joined: None,
+            allowed: None,
+            alived: None,
+            reaped: false,
+            sid: 0,
+            rsid: 0,
+            tid: 0,
+            ephemeral: false,
+            privee: None,
+            publee: None,
+            session: None,
+            transactions: HashMap::new(),
+            done: HashSet::new(),
+            done_order: VecDeque::new(),
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            presence_due,
+            reap_due,
+            last_heard: None,
+        }
+    }
+
+    /// The next transaction id (1, 2, ...; 0xffffffff -> 1).
+    pub(crate) fn next_tid(&mut self) -> u32 {
+        self.tid = sid::next(self.tid);
+        self.tid
+    }
+
+    /// Starts a new session (sid + 1, rolling over to 1).
+    pub(crate) fn next_sid(&mut self) {
+        self.sid = sid::next(self.sid);
+    }
+
+    /// Whether a session id received in a transaction it initiated is not stale.
+    pub(crate) fn valid_rsid(&self, rsid: u32) -> bool {
+        sid::valid(rsid, self.rsid)
+    }
+
+    /// Whether one of our initiated transactions with session `tsid` is still current.
+    pub(crate) fn valid_sid(&self, tsid: u32) -> bool {
+        sid::valid(tsid, self.sid)
+    }
+
+    /// Installs its long-term keys (hex as received). Errors if a key is malformed.
+    pub(crate) fn set_keys(&mut self, verhex: &str, pubhex: &str) -> Result<(), String> {
+        let verifier = VerifyKey::from_hex(verhex).map_err(|e| format!("verhex: {e}"))?;
+        let pubber = PublicKey::from_hex(pubhex).map_err(|e| format!("pubhex: {e}"))?;
+        self.verhex = verhex.to_owned();
+        self.pubhex = pubhex.to_owned();
+        self.verifier = Some(verifier);
+        self.pubber = Some(pubber);
+        Ok(())
+    }
+
+    /// Forgets the short-term keys (a new allow will make fresh ones).
+    pub(crate) fn clear_session(&mut self) {
+        self.privee = None;
+        self.publee = None;
+        self.session = None;
+    }
+
+    /// Remembers a completed message transaction id until `expiry`, keeping at most `cap`.
+    pub(crate) fn add_done(&mut self, tid: u32, expiry: Instant, cap: usize) {
+        if self.done.insert(tid) {
+            self.done_order.push_back((tid, expiry));
+        }
+        while self.done_order.len() > cap {
+            if let Some((old, _)) = self.done_order.pop_front() {
+                self.done.remove(&old);
+            }
+        }
+    }
+
+    /// Whether message transaction `tid` was completed recently.
+    pub(crate) fn is_done(&self, tid: u32) -> bool {
+        self.done.contains(&tid)
+    }
+
+    /// Forgets completed ids whose time is over.
+    pub(crate) fn expire_done(&mut self, now: Instant) {
+        while let Some(&(tid, expiry)) = self.done_order.front() {
+            if expiry > now {
+                break;
+            }
+            self.done_order.pop_front();
+            self.done.remove(&tid);
+        }
+    }
+
+    /// When the oldest completed id expires.
+    pub(crate) fn next_done_expiry(&self) -> Option<Instant> {
+        self.done_order.front().map(|&(_, e)| e)
+    }
+
+    /// Forgets every completed id (new session of the peer).
+    pub(crate) fn clear_done(&mut self) {
+        self.done.clear();
+        self.done_order.clear();
+    }
+
+    /// The record persisted in the keep.
+    pub(crate) fn record(&self) -> RemoteRecord {
+        RemoteRecord {
+            name: self.name.clone(),
+            uid: self.uid,
+            fuid: self.fuid,
+            ha: self.ha,
+            sid: self.sid,
+            main: self.main,
+            kind: self.kind,
+            joined: self.joined,
+            role: self.role.clone(),
+        }
+    }
+
+    /// Whether a join (either side) with it is in progress.
+    pub(crate) fn join_in_process(&self) -> bool {
+        self.transactions.values().any(Transaction::is_join)
+    }
+
+    /// Whether an allow (either side) with it is in progress.
+    pub(crate) fn allow_in_process(&self) -> bool {
+        self.transactions.values().any(Transaction::is_allow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sid::{next, valid};
+
+    #[test]
+    fn zero_is_always_valid() {
+        assert!(valid(0, 5));
+        assert!(valid(5, 0));
+        assert!(valid(0, 0));
+    }
+
+    #[test]
+    fn half_range_comparison() {
+        assert!(valid(5, 5));
+        assert!(valid(6, 5));
+        assert!(!valid(4, 5));
+        assert!(valid(5 + 0x7fff_ffff, 5));
+        assert!(!valid(5u32.wrapping_add(0x8000_0000), 5));
+        // across the rollover: 2 is newer than 0xfffffff0
+        assert!(valid(2, 0xffff_fff0));
+        assert!(!valid(0xffff_fff0, 2));
+    }
+
+    #[test]
+    fn rollover_skips_zero() {
+        assert_eq!(next(1), 2);
+        assert_eq!(next(0xffff_fffe), 0xffff_ffff);
+        assert_eq!(next(0xffff_ffff), 1);
+        assert_eq!(next(0), 1);
+    }
+}

@@ -1,0 +1,137 @@
+//! Transaction bookkeeping: the reference's transaction index and the open transactions.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::packet::{Flags, Head, TransactionKind};
+
+use super::allow::{Allower, Allowent};
+use super::alive::Aliver;
+use super::join::{Joiner, Joinent};
+use super::message::{Messengent, Messenger};
+
+/// The far end of a transaction index: the peer's uid for us, or its address while a
+/// vacuous join does not know that uid yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Far {
+    /// The peer's uid (`se` of its packets).
+    Uid(u32),
+    /// The peer's address.
+    Addr(SocketAddr),
+}
+
+/// The reference's transaction index `(rf, le, re, si, ti)` (`bf` is always false: broadcast
+/// packets are dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TxIndex {
+    /// Remotely initiated (we are the correspondent).
+    pub rf: bool,
+    /// Our uid for the peer.
+    pub le: u32,
+    /// The peer's uid for us, or its address.
+    pub re: Far,
+    /// Session id.
+    pub si: u32,
+    /// Transaction id.
+    pub ti: u32,
+}
+
+impl TxIndex {
+    /// Index of a received packet (reference `RxPacket.index`).
+    pub(crate) fn of_rx(head: &Head, from: SocketAddr) -> TxIndex {
+        let cf = head.fg.has(Flags::CF);
+        let (le, re) = (head.de, head.se);
+        let re = if (re == 0 && cf) || (le == 0 && !cf) {
+            Far::Addr(from)
+        } else {
+            Far::Uid(re)
+        };
+        TxIndex {
+            rf: !cf,
+            le,
+            re,
+            si: head.si,
+            ti: head.ti,
+        }
+    }
+
+    /// Index of a packet we send with head `head` to `dest` (reference `TxPacket.index`).
+    pub(crate) fn of_tx(head: &Head, dest: SocketAddr) -> TxIndex {
+        let cf = head.fg.has(Flags::CF);
+        let (le, re) = (head.se, head.de);
+        let re = if (re == 0 && !cf) || (le == 0 && cf) {
+            Far::Addr(dest)
+        } else {
+            Far::Uid(re)
+        };
+        TxIndex {
+            rf: cf,
+            le,
+            re,
+            si: head.si,
+            ti: head.ti,
+        }
+    }
+}
+
+/// An open transaction with one remote.
+pub(crate) enum Transaction {
+    /// We join the remote.
+    Joiner(Joiner),
+    /// The remote joins us.
+    Joinent(Joinent),
+    /// We run the allow handshake.
+    Allower(Allower),
+    /// The remote runs the allow handshake with us.
+    Allowent(Allowent),
+    /// We check the remote's presence.
+    Aliver(Aliver),
+    /// We send a message.
+    Messenger(Box<Messenger>),
+    /// We receive a message.
+    Messengent(Box<Messengent>),
+}
+
+impl Transaction {
+    /// Transaction kind.
+    pub(crate) fn kind(&self) -> TransactionKind {
+        match self {
+            Transaction::Joiner(_) | Transaction::Joinent(_) => TransactionKind::Join,
+            Transaction::Allower(_) | Transaction::Allowent(_) => TransactionKind::Allow,
+            Transaction::Aliver(_) => TransactionKind::Alive,
+            Transaction::Messenger(_) | Transaction::Messengent(_) => TransactionKind::Message,
+        }
+    }
+
+    /// Whether this is a join (either side).
+    pub(crate) fn is_join(&self) -> bool {
+        self.kind() == TransactionKind::Join
+    }
+
+    /// Whether this is an allow (either side).
+    pub(crate) fn is_allow(&self) -> bool {
+        self.kind() == TransactionKind::Allow
+    }
+
+    /// The earliest instant at which this transaction has something to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match self {
+            Transaction::Joiner(t) => t.next_deadline(),
+            Transaction::Joinent(t) => t.next_deadline(),
+            Transaction::Allower(t) => t.next_deadline(),
+            Transaction::Allowent(t) => t.next_deadline(),
+            Transaction::Aliver(t) => t.next_deadline(),
+            Transaction::Messenger(t) => t.next_deadline(),
+            Transaction::Messengent(t) => t.next_deadline(),
+        }
+    }
+}
+
+/// The earlier of two optional instants.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
