@@ -37,9 +37,12 @@ impl Road {
             de: remote.fuid,
             si,
             ti,
-            ..self
-                .core
-                .template(TransactionKind::Alive, BodyKind::Json, CoatKind::Nacl, FootKind::Nacl)
+            ..self.core.template(
+                TransactionKind::Alive,
+                BodyKind::Json,
+                CoatKind::Nacl,
+                FootKind::Nacl,
+            )
         };
         head.fg.set(Flags::CF, cf);
         Some(head)

@@ -165,9 +165,12 @@ impl Road {
             de: remote.fuid,
             si: remote.sid,
             ti,
-            ..self
-                .core
-                .template(TransactionKind::Allow, BodyKind::Raw, CoatKind::Nada, FootKind::Nacl)
+            ..self.core.template(
+                TransactionKind::Allow,
+                BodyKind::Raw,
+                CoatKind::Nada,
+                FootKind::Nacl,
+            )
         };
         let index = TxIndex::of_tx(&head, dest);
         let Some(datagram) = self.core.emit(dest, &head, PacketKind::Hello, &body) else {
@@ -241,7 +244,14 @@ impl Road {
     }
 
     /// The cookie: check it and send the initiate.
-    fn allower_cookie(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Allower, rx: &Rx<'_>) {
+    fn allower_cookie(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut a: Allower,
+        rx: &Rx<'_>,
+    ) {
         let Some(body) = self.open_coat(uid, rx) else {
             self.insert_txn(uid, index, Transaction::Allower(a));
             return;
@@ -249,7 +259,9 @@ impl Road {
         let stuff = (body.len() == COOKIE_SIZE)
             .then(|| {
                 let nonce = array::<24>(&body, 80);
-                a.hello_box.open_with_nonce(&nonce, body.get(..80).unwrap_or_default()).ok()
+                a.hello_box
+                    .open_with_nonce(&nonce, body.get(..80).unwrap_or_default())
+                    .ok()
             })
             .flatten()
             .filter(|s| s.len() == COOKIE_STUFF_SIZE);
@@ -368,9 +380,12 @@ impl Road {
             de: remote.fuid,
             si: h.si,
             ti: h.ti,
-            ..self
-                .core
-                .template(TransactionKind::Allow, BodyKind::Raw, CoatKind::Nada, FootKind::Nacl)
+            ..self.core.template(
+                TransactionKind::Allow,
+                BodyKind::Raw,
+                CoatKind::Nada,
+                FootKind::Nacl,
+            )
         };
         head.fg.set(Flags::CF, true);
         if remote.join_in_process() {
@@ -403,11 +418,16 @@ impl Road {
         let publee = (body.len() == HELLO_SIZE)
             .then(|| PublicKey::from_bytes(body.get(64..96).unwrap_or_default()).ok())
             .flatten();
-        let hello_box = publee.as_ref().map(|p| SharedBox::new(p, &self.core.private));
+        let hello_box = publee
+            .as_ref()
+            .map(|p| SharedBox::new(p, &self.core.private));
         let plain = body.get(..64).unwrap_or_default();
         let opened = hello_box.as_ref().and_then(|b| {
-            b.open_with_nonce(&array::<24>(&body, 176), body.get(96..176).unwrap_or_default())
-                .ok()
+            b.open_with_nonce(
+                &array::<24>(&body, 176),
+                body.get(96..176).unwrap_or_default(),
+            )
+            .ok()
         });
         let (Some(publee), Some(hello_box), true) =
             (publee, hello_box, opened.as_deref() == Some(plain))
@@ -527,13 +547,19 @@ impl Road {
         };
         let short = body.get(..32).unwrap_or_default();
         let checks = body.len() == INITIATE_SIZE
-            && remote.publee.as_ref().is_some_and(|p| p.as_bytes()[..] == *short)
+            && remote
+                .publee
+                .as_ref()
+                .is_some_and(|p| p.as_bytes()[..] == *short)
             && body.get(32..56) == Some(&a.oreo[..]);
         let istuff = checks
             .then(|| {
                 remote.session.as_ref().and_then(|s| {
-                    s.open_with_nonce(&array::<24>(&body, 304), body.get(56..304).unwrap_or_default())
-                        .ok()
+                    s.open_with_nonce(
+                        &array::<24>(&body, 304),
+                        body.get(56..304).unwrap_or_default(),
+                    )
+                    .ok()
                 })
             })
             .flatten()
@@ -567,7 +593,13 @@ impl Road {
     }
 
     /// An allowent's timers: timeout (refuse), redo (resend cookie or ack).
-    pub(super) fn allowent_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Allowent) {
+    pub(super) fn allowent_timer(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut a: Allowent,
+    ) {
         if a.deadline.is_some_and(|d| now >= d) {
             self.core.stat("allowent_timeout");
             self.allow_nack(uid, &a.head, PacketKind::Refuse);

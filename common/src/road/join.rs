@@ -154,7 +154,11 @@ impl Road {
                     found => Ok(found.copied()),
                 };
             }
-            return Ok(self.remotes.get(&h.de).filter(|r| !r.ephemeral).map(|r| r.uid));
+            return Ok(self
+                .remotes
+                .get(&h.de)
+                .filter(|r| !r.ephemeral)
+                .map(|r| r.uid));
         }
         if h.se == 0 {
             self.core.drop_packet("join_invalid_fuid", rx.from);
@@ -192,7 +196,14 @@ impl Road {
         let remotes = &self.remotes;
         let uid = self.core.next_uid(|u| remotes.contains_key(&u));
         let (presence_due, reap_due) = self.first_presence(now);
-        let mut remote = Remote::new(uid, 0, format!("ephemeral-{uid}"), rx.from, presence_due, reap_due);
+        let mut remote = Remote::new(
+            uid,
+            0,
+            format!("ephemeral-{uid}"),
+            rx.from,
+            presence_due,
+            reap_due,
+        );
         remote.ephemeral = true;
         self.remotes.insert(uid, remote);
         Ok(Some(uid))
@@ -225,9 +236,12 @@ impl Road {
             se: remote.uid,
             de: remote.fuid,
             ti,
-            ..self
-                .core
-                .template(TransactionKind::Join, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+            ..self.core.template(
+                TransactionKind::Join,
+                BodyKind::Json,
+                CoatKind::Nada,
+                FootKind::Nada,
+            )
         };
         let body = self.join_body(None);
         let coat = crate::packet::body::encode_json(&body);
@@ -403,10 +417,7 @@ impl Road {
         if !same.all && !self.core.config.mutable {
             self.core.stat("join_immutable_reject");
             self.joiner_nack(uid, &j, PacketKind::Reject);
-            self.core.event(Event::Rejected {
-                uid,
-                name: jb.name,
-            });
+            self.core.event(Event::Rejected { uid, name: jb.name });
             return;
         }
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
@@ -508,7 +519,8 @@ impl Road {
             return;
         }
         if j.pended {
-            j.redo.restart_fixed(now, self.core.config.timers.joiner_pend_redo);
+            j.redo
+                .restart_fixed(now, self.core.config.timers.joiner_pend_redo);
         } else {
             j.redo.backoff(now);
         }
@@ -565,7 +577,9 @@ impl Road {
                 .get_mut(&uid)
                 .and_then(|r| r.transactions.remove(&index))
             {
-                Some(Transaction::Joiner(j)) if !matches!(j.last, Some((PacketKind::Request, _))) => {
+                Some(Transaction::Joiner(j))
+                    if !matches!(j.last, Some((PacketKind::Request, _))) =>
+                {
                     self.joiner_complete(now, uid, j);
                 }
                 Some(Transaction::Joinent(mut j))
@@ -654,9 +668,12 @@ impl Road {
             de: h.se,
             si: h.si,
             ti: h.ti,
-            ..self
-                .core
-                .template(TransactionKind::Join, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+            ..self.core.template(
+                TransactionKind::Join,
+                BodyKind::Json,
+                CoatKind::Nada,
+                FootKind::Nada,
+            )
         };
         head.fg.set(Flags::CF, true);
         let mut j = Joinent {
@@ -717,10 +734,7 @@ impl Road {
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
         if status.acceptance == Acceptance::Rejected {
             if same.role_keys && !ephemeral {
-                self.core.event(Event::Rejected {
-                    uid,
-                    name: jb.name,
-                });
+                self.core.event(Event::Rejected { uid, name: jb.name });
                 self.remove_remote(now, uid);
             } else {
                 self.joinent_nack(uid, &j, PacketKind::Reject);
@@ -876,7 +890,8 @@ impl Road {
             return;
         }
         if j.pended {
-            j.redo.restart_fixed(now, self.core.config.timers.joinent_pend_redo);
+            j.redo
+                .restart_fixed(now, self.core.config.timers.joinent_pend_redo);
         } else {
             j.redo.backoff(now);
         }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::packet::{
-    BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, Reassembler, Segmenter,
-    TransactionKind, MAX_MESSAGE_SIZE,
+    BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, Reassembler, Segmenter, TransactionKind,
+    MAX_MESSAGE_SIZE,
 };
 
 use super::core::Core;
@@ -44,7 +44,11 @@ fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
 }
 
 /// Whether a coat of `sealed` bytes can be segmented for `remote` (segment count limit).
-pub(crate) fn check_segmentable(core: &Core, remote: &Remote, sealed: usize) -> Result<(), RoadError> {
+pub(crate) fn check_segmentable(
+    core: &Core,
+    remote: &Remote,
+    sealed: usize,
+) -> Result<(), RoadError> {
     let head = message_head(core, remote, sid::next(remote.tid));
     Segmenter::new(&head, sealed)
         .map(|_| ())
@@ -122,7 +126,8 @@ impl Road {
     /// Starts sending a queued message to an allowed remote.
     pub(crate) fn start_messenger(&mut self, now: Instant, uid: Uid, out: Outgoing) {
         let t = &self.core.config.timers;
-        let (redo_min, redo_max, limit) = (t.message_redo_min, t.message_redo_max, t.message_limit());
+        let (redo_min, redo_max, limit) =
+            (t.message_redo_min, t.message_redo_max, t.message_limit());
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
@@ -180,7 +185,10 @@ impl Road {
             return;
         };
         let fg = m.flags.get(sn as usize).copied().unwrap_or_default();
-        match m.seg.pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer) {
+        match m
+            .seg
+            .pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer)
+        {
             Ok(datagram) => {
                 self.core.stat("message_segment_tx");
                 self.core.resend(dest, &datagram);
@@ -399,9 +407,12 @@ impl Road {
             ti: h.ti,
             ck: h.ck,
             fk: h.fk,
-            ..self
-                .core
-                .template(TransactionKind::Message, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+            ..self.core.template(
+                TransactionKind::Message,
+                BodyKind::Json,
+                CoatKind::Nada,
+                FootKind::Nada,
+            )
         };
         head.fg.set(Flags::CF, true);
         head.fg.set(Flags::WF, h.fg.has(Flags::WF));
@@ -430,7 +441,10 @@ impl Road {
             return;
         };
         let h = &rx.head;
-        let allowed = self.remotes.get(&uid).is_some_and(|r| r.allowed == Some(true));
+        let allowed = self
+            .remotes
+            .get(&uid)
+            .is_some_and(|r| r.allowed == Some(true));
         if !allowed {
             self.core.stat("unallowed_message_attempt");
             return self.messengent_refuse(now, uid, &head);
@@ -534,7 +548,11 @@ impl Road {
                 return;
             }
         }
-        if self.remotes.get(&uid).is_some_and(|r| r.allowed != Some(true)) {
+        if self
+            .remotes
+            .get(&uid)
+            .is_some_and(|r| r.allowed != Some(true))
+        {
             self.core.stat("unallowed_message_attempt");
             self.messengent_nack(now, uid, *m);
             return;

@@ -6,8 +6,8 @@
 //! to send ([`Road::poll_transmit`]), the application events
 //! ([`Road::poll_event`]) and the next deadline ([`Road::poll_timeout`]).
 
-mod allow;
 mod alive;
+mod allow;
 mod core;
 mod join;
 mod message;
@@ -402,7 +402,9 @@ impl Road {
     fn restore_remotes(&mut self, now: Instant) -> Result<(), RoadError> {
         let records = self.core.keep.load_remotes()?;
         for record in records {
-            if record.uid == 0 || record.uid == self.core.uid || self.remotes.contains_key(&record.uid)
+            if record.uid == 0
+                || record.uid == self.core.uid
+                || self.remotes.contains_key(&record.uid)
             {
                 tracing::warn!(road = %self.core.config.name, remote = %record.name,
                     uid = record.uid, "skipping remote with an unusable uid");
@@ -563,7 +565,12 @@ impl Road {
     }
 
     /// Records an operator decision for the role of remote `name` and applies it.
-    fn decide(&mut self, now: Instant, name: &str, acceptance: Acceptance) -> Result<(), RoadError> {
+    fn decide(
+        &mut self,
+        now: Instant,
+        name: &str,
+        acceptance: Acceptance,
+    ) -> Result<(), RoadError> {
         let uid = self.uid_by_name(name).ok_or(RoadError::UnknownRemote)?;
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return Err(RoadError::UnknownRemote);
@@ -813,7 +820,9 @@ impl Road {
             ti: h.ti,
             ck: h.ck,
             fk: h.fk,
-            ..self.core.template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+            ..self
+                .core
+                .template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
         };
         self.core.stat("stale_correspondent_nack");
         let _ = self.core.emit(rx.from, &head, PacketKind::Nack, &[]);
@@ -833,7 +842,9 @@ impl Road {
             ti: h.ti,
             ck: h.ck,
             fk: h.fk,
-            ..self.core.template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+            ..self
+                .core
+                .template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
         };
         head.fg.set(Flags::CF, true);
         self.core.stat("stale_initiator_nack");
@@ -1240,3 +1251,24 @@ fn is_nack_kind(pk: PacketKind) -> bool {
             | PacketKind::Reject
     )
 }
+
+impl crate::sim::Endpoint for Road {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        Road::handle_datagram(self, now, from, data);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Road::handle_timeout(self, now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Road::poll_transmit(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Road::poll_timeout(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

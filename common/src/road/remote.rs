@@ -24,10 +24,7 @@ pub(crate) mod sid {
 
     /// The next session (or transaction, or uid) id: +1, rolling over 0xffffffff -> 1.
     pub(crate) fn next(id: u32) -> u32 {
-        match id.checked_add(1) {
-            Some(n) => n,
-            None => 1,
-        }
+        id.checked_add(1).unwrap_or(1)
     }
 }
 

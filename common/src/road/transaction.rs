@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use crate::packet::{Flags, Head, TransactionKind};
 
-use super::allow::{Allower, Allowent};
 use super::alive::Aliver;
-use super::join::{Joiner, Joinent};
+use super::allow::{Allowent, Allower};
+use super::join::{Joinent, Joiner};
 use super::message::{Messengent, Messenger};
 
 /// The far end of a transaction index: the peer's uid for us, or its address while a

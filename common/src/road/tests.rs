@@ -1,0 +1,256 @@
+//! End-to-end tests of two roads over a zero-latency loop in virtual time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::keep::MemKeep;
+
+/// Decides whether a datagram (from, to, payload) is lost.
+type Filter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
+
+/// Two (or more) roads wired together; datagrams delivered at once, time jumps to the next
+/// deadline when nothing is in flight.
+struct Net {
+    now: Instant,
+    nodes: Vec<(SocketAddr, Road)>,
+    events: Vec<(SocketAddr, Event)>,
+    /// Drop datagrams for which this returns true (from, to, payload).
+    filter: Filter,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn road(name: &str, port: u16, main: bool, keep: MemKeep, now: Instant) -> Road {
+    let mut config = RoadConfig::new(name, addr(port));
+    config.main = main;
+    config.auto = AutoMode::Always;
+    let mut seed = [0u8; 32];
+    seed[..name.len().min(32)].copy_from_slice(&name.as_bytes()[..name.len().min(32)]);
+    Road::new(config, None, Box::new(keep), seed, now).expect("road")
+}
+
+impl Net {
+    fn new(now: Instant) -> Net {
+        Net {
+            now,
+            nodes: Vec::new(),
+            events: Vec::new(),
+            filter: Box::new(|_, _, _| false),
+        }
+    }
+
+    fn node(&mut self, a: SocketAddr) -> &mut Road {
+        &mut self
+            .nodes
+            .iter_mut()
+            .find(|(x, _)| *x == a)
+            .expect("node")
+            .1
+    }
+
+    /// Delivers everything pending; returns whether anything moved.
+    fn flush(&mut self) -> bool {
+        let mut moved = false;
+        loop {
+            let mut batch = Vec::new();
+            for (a, r) in &mut self.nodes {
+                while let Some(t) = r.poll_transmit() {
+                    batch.push((*a, t));
+                }
+                while let Some(e) = r.poll_event() {
+                    self.events.push((*a, e));
+                }
+            }
+            if batch.is_empty() {
+                return moved;
+            }
+            moved = true;
+            for (from, t) in batch {
+                if (self.filter)(from, t.dest, &t.payload) {
+                    continue;
+                }
+                let now = self.now;
+                if let Some((_, r)) = self.nodes.iter_mut().find(|(a, _)| *a == t.dest) {
+                    r.handle_datagram(now, from, &t.payload);
+                }
+            }
+        }
+    }
+
+    /// Runs until `done` or `limit` of virtual time.
+    fn run(&mut self, limit: Duration, mut done: impl FnMut(&mut Net) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            self.flush();
+            if done(self) {
+                return true;
+            }
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|(_, r)| r.poll_timeout())
+                .min();
+            let Some(next) = next else { return false };
+            if next > end {
+                return false;
+            }
+            self.now = self.now.max(next);
+            let now = self.now;
+            for (_, r) in &mut self.nodes {
+                if r.poll_timeout().is_some_and(|d| d <= now) {
+                    r.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn has(&self, at: SocketAddr, pred: impl Fn(&Event) -> bool) -> bool {
+        self.events.iter().any(|(a, e)| *a == at && pred(e))
+    }
+
+    fn count(&self, at: SocketAddr, pred: impl Fn(&Event) -> bool) -> usize {
+        self.events
+            .iter()
+            .filter(|(a, e)| *a == at && pred(e))
+            .count()
+    }
+}
+
+fn body(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Joined, allowed and alive both ways, then returns our uid for the main at `m`.
+fn connect(net: &mut Net, m: SocketAddr, o: SocketAddr) -> Uid {
+    let now = net.now;
+    let uid = net.node(o).join(now, m).expect("join");
+    let ok = net.run(Duration::from_secs(10), |n| {
+        n.has(o, |e| matches!(e, Event::Allowed { .. }))
+            && n.has(m, |e| matches!(e, Event::Allowed { .. }))
+    });
+    assert!(ok, "not allowed: {:?}", net.events);
+    uid
+}
+
+#[test]
+fn join_allow_alive_and_messages() {
+    let t0 = Instant::now();
+    let (m, o) = (addr(7530), addr(7531));
+    let mut net = Net::new(t0);
+    net.nodes
+        .push((m, road("main", 7530, true, MemKeep::new(), t0)));
+    net.nodes
+        .push((o, road("other", 7531, false, MemKeep::new(), t0)));
+    let uid = connect(&mut net, m, o);
+
+    // both sides know each other by name with matching uids
+    let other_view = net.node(o).remotes();
+    assert_eq!(other_view.len(), 1);
+    assert_eq!(other_view[0].name, "main");
+    assert_eq!(other_view[0].joined, Some(true));
+    assert_eq!(other_view[0].allowed, Some(true));
+    let main_view = net.node(m).remotes();
+    assert_eq!(main_view[0].name, "other");
+    assert_eq!(main_view[0].uid, other_view[0].fuid);
+    assert_eq!(main_view[0].fuid, other_view[0].uid);
+
+    // alive after the cascade
+    assert!(net.run(Duration::from_secs(5), |n| n.has(o, |e| matches!(
+        e,
+        Event::Presence {
+            presence: Presence::Alive,
+            ..
+        }
+    ))));
+
+    // a small message and a segmented one (about 200 KB)
+    let now = net.now;
+    let small = net
+        .node(o)
+        .send(now, uid, body(json!({"subject": "hi", "n": 1})))
+        .unwrap();
+    let blob: String = (0..200_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let big = net
+        .node(o)
+        .send(now, uid, body(json!({"blob": blob.clone()})))
+        .unwrap();
+    let ok = net.run(Duration::from_secs(10), |n| {
+        n.count(o, |e| matches!(e, Event::Delivered { .. })) == 2
+    });
+    assert!(
+        ok,
+        "not delivered: {:?}",
+        net.events.iter().rev().take(5).collect::<Vec<_>>()
+    );
+    assert!(net.has(o, |e| *e == Event::Delivered { id: small, uid }));
+    assert!(net.has(o, |e| *e == Event::Delivered { id: big, uid }));
+    let got: Vec<&Map<String, Value>> = net
+        .events
+        .iter()
+        .filter_map(|(a, e)| match e {
+            Event::Message { name, body, .. } if *a == m && name == "other" => Some(body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["subject"], "hi");
+    assert_eq!(got[1]["blob"].as_str(), Some(blob.as_str()));
+
+    // and back from main
+    let now = net.now;
+    let back = net.node(m).uid_by_name("other").unwrap();
+    net.node(m)
+        .send(now, back, body(json!({"reply": true})))
+        .unwrap();
+    assert!(net.run(Duration::from_secs(5), |n| n.has(o, |e| matches!(
+        e,
+        Event::Message { body, .. } if body.get("reply") == Some(&Value::Bool(true))
+    ))));
+    assert_eq!(net.node(m).stats().get("bad_signature"), None);
+    assert_eq!(net.node(o).stats().get("decrypt_error"), None);
+}
+
+#[test]
+fn message_to_silent_peer_fails_after_bounded_time() {
+    let t0 = Instant::now();
+    let (m, o) = (addr(7540), addr(7541));
+    let mut net = Net::new(t0);
+    net.nodes
+        .push((m, road("main", 7540, true, MemKeep::new(), t0)));
+    net.nodes
+        .push((o, road("other", 7541, false, MemKeep::new(), t0)));
+    let uid = connect(&mut net, m, o);
+    // main goes silent
+    net.filter = Box::new(move |_, to, _| to == m);
+    let now = net.now;
+    let id = net.node(o).send(now, uid, body(json!({"x": 1}))).unwrap();
+    let ok = net.run(Duration::from_secs(60), |n| {
+        n.has(
+            o,
+            |e| matches!(e, Event::SendFailed { id: i, .. } if *i == id),
+        )
+    });
+    assert!(ok);
+    let waited = net.now - now;
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(32),
+        "{waited:?}"
+    );
+    assert!(net.has(o, |e| matches!(
+        e,
+        Event::Presence {
+            presence: Presence::Lost,
+            ..
+        }
+    )));
+}
