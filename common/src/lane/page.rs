@@ -24,6 +24,7 @@ use rand_core::RngCore;
 use serde_json::{Map, Value};
 
 use super::LaneError;
+use crate::packet::body;
 
 /// Largest page (one Unix datagram) the reference sends or accepts, in bytes.
 pub const MAX_PAGE_SIZE: usize = 65_535;
@@ -256,7 +257,7 @@ fn parse_hex(value: &[u8], field: &'static str) -> Result<u32, LaneError> {
 /// Serialises a book body for pack kind `pk` (an empty mapping is empty).
 pub fn encode_body(pk: PackKind, body: &Map<String, Value>) -> Result<Vec<u8>, LaneError> {
     match pk {
-        PackKind::Json => Ok(json::encode(body)),
+        PackKind::Json => Ok(body::encode_json(body)),
         PackKind::Msgpack => Err(LaneError::UnsupportedPackKind(pk.code())),
     }
 }
@@ -264,34 +265,8 @@ pub fn encode_body(pk: PackKind, body: &Map<String, Value>) -> Result<Vec<u8>, L
 /// Deserialises a whole book body of pack kind `pk`; it must be a mapping.
 pub fn decode_body(pk: PackKind, bytes: &[u8]) -> Result<Map<String, Value>, LaneError> {
     match pk {
-        PackKind::Json => json::decode(bytes),
+        PackKind::Json => body::decode_json(bytes).map_err(|e| LaneError::BadBody(e.to_string())),
         PackKind::Msgpack => Err(LaneError::UnsupportedPackKind(pk.code())),
-    }
-}
-
-/// Temporary stand-in for `packet::body::{encode_json, decode_json}` until the
-/// codec lands in main.
-mod json {
-    use serde_json::{Map, Value};
-
-    use crate::lane::LaneError;
-
-    pub(super) fn encode(map: &Map<String, Value>) -> Vec<u8> {
-        if map.is_empty() {
-            return Vec::new();
-        }
-        serde_json::to_vec(map).unwrap_or_default()
-    }
-
-    pub(super) fn decode(bytes: &[u8]) -> Result<Map<String, Value>, LaneError> {
-        if bytes.is_empty() {
-            return Ok(Map::new());
-        }
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            Ok(_) => Err(LaneError::BadBody("not a mapping".into())),
-            Err(e) => Err(LaneError::BadBody(e.to_string())),
-        }
     }
 }
 
@@ -703,6 +678,15 @@ mod tests {
             Books::default().insert(&page).expect("ok"),
             Some(Map::new())
         );
+    }
+
+    #[test]
+    fn bodies_are_python_compact_ascii_json() {
+        let mut body = Map::new();
+        body.insert("é".into(), Value::from("ü €"));
+        body.insert("n".into(), Value::from(1.0));
+        let pages = paginate(&addr(1), PackKind::Json, &body).expect("paginate");
+        assert!(pages[0].ends_with(br#"{"\u00e9":"\u00fc \u20ac","n":1.0}"#));
     }
 
     #[test]

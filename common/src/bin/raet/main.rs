@@ -1,0 +1,150 @@
+//! `raet`: a netcat for RAET (road over UDP, lane over Unix datagram sockets).
+//!
+//! Each subcommand lives in its own module with an `Args` struct and an
+//! `async fn run(args) -> ExitCode`; adding one is a variant of [`Commands`]
+//! and an arm in [`main`]. Helpers shared by the subcommands are here.
+
+mod lane;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a runtime failure (socket error, message failed, ...).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: `--timeout` elapsed before success.
+pub const EXIT_TIMEOUT: u8 = 2;
+/// Exit status: bad arguments.
+pub const EXIT_BAD_ARGS: u8 = 3;
+
+/// A JSON object, the body of a message.
+pub type Body = Map<String, Value>;
+
+/// RAET (Reliable Asynchronous Event Transport) command-line peer.
+#[derive(Parser, Debug)]
+#[command(name = "raet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// A lane yard (Unix datagram socket DIR/LANE.NAME.uxd): send and print messages.
+    Lane(lane::LaneArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("raet: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Commands::Lane(args) => lane::run(args).await,
+        }
+    })
+}
+
+/// `--help`/`--version` print and exit 0; any other parse error prints a
+/// one-line reason and exits 3.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // Printing can only fail if stdout is closed; nothing to do then.
+            let _ = error.print();
+            ExitCode::from(EXIT_OK)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            bad_args("a subcommand is required (see raet --help)")
+        }
+        _ => {
+            // clap's message is a paragraph (reason, sometimes a list of
+            // arguments) then usage lines: keep the paragraph, on one line.
+            let text = error.to_string();
+            let paragraph = text.split("\n\n").next().unwrap_or_default();
+            let reason = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+            bad_args(&format!("{reason} (see --help)"))
+        }
+    }
+}
+
+/// Prints `reason` on one line of stderr and returns exit status 3.
+pub fn bad_args(reason: &str) -> ExitCode {
+    let line = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("raet: {line}");
+    ExitCode::from(EXIT_BAD_ARGS)
+}
+
+/// `--send` values: a JSON object.
+pub fn parse_object(text: &str) -> Result<Body, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+/// `--timeout` values: seconds, possibly fractional.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("not a number: {e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("not a duration in seconds: {e}"))
+}
+
+/// The message `--size N` sends: `{"blob": "xxx…"}` with N characters.
+pub fn blob(size: usize) -> Body {
+    let mut body = Map::new();
+    body.insert("blob".into(), Value::String("x".repeat(size)));
+    body
+}
+
+/// The `--send` messages followed by the `--size` ones.
+pub fn messages(send: &[Body], size: &[usize]) -> Vec<Body> {
+    send.iter()
+        .cloned()
+        .chain(size.iter().map(|&n| blob(n)))
+        .collect()
+}
+
+/// Prints a received message as one JSON line `{"from": NAME, "msg": {...}}`
+/// on stdout (flushed, so a reader sees it at once).
+pub fn print_message(from: &str, msg: Body) {
+    let line = json!({"from": from, "msg": msg});
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        tracing::warn!("stdout closed; message not printed");
+    }
+}
+
+/// Prints a JSON event line `{"event": KIND, ...fields}` on stderr.
+pub fn print_event(kind: &str, fields: Value) {
+    let mut line = Map::new();
+    line.insert("event".into(), kind.into());
+    if let Value::Object(fields) = fields {
+        line.extend(fields);
+    }
+    eprintln!("{}", Value::Object(line));
+}
