@@ -558,3 +558,17 @@ fn segmenter_reproduces_the_captured_segments() {
     let seg = Segmenter::new(&template, rx.head.ml as usize).unwrap();
     assert_eq!((seg.count(), seg.segment_size()), (232, rx.coat.len()));
 }
+
+/// Bodies written by CPython's `json.dumps(separators=(',', ':'))` (see
+/// tests/data/python-json/README.md) re-encode byte for byte.
+#[test]
+fn python_json_dumps_vectors_reencode_byte_for_byte() {
+    let lines = include_str!("data/python-json/dumps.jsonl");
+    let mut n = 0;
+    for line in lines.lines() {
+        let map = body::decode_json(line.as_bytes()).expect("python output decodes");
+        assert_eq!(String::from_utf8(body::encode_json(&map)).unwrap(), line);
+        n += 1;
+    }
+    assert_eq!(n, 400);
+}

@@ -140,66 +140,70 @@ fn write_u_escape<W: ?Sized + io::Write>(writer: &mut W, unit: u16) -> io::Resul
     writer.write_all(&[b'\\', b'u', nib(12), nib(8), nib(4), nib(0)])
 }
 
-/// Appends Python's `repr(float)`: the shortest round-tripping digits, in
-/// fixed notation when the decimal exponent is in -4..16 (with a trailing
-/// `.0` for integral values), else `d.ddde+XX`. Non-finite values as Python's
-/// json module writes them (`NaN`, `Infinity`, `-Infinity`).
+/// Appends Python's `repr(float)`: the shortest round-tripping digits
+/// (closest to the value, ties to even: serde_json's ryu), in fixed notation
+/// when the decimal point position is in -3..=16 (with a trailing `.0` for
+/// integral values), else `d.ddde+XX`. Non-finite values as Python's json
+/// module writes them (`NaN`, `Infinity`, `-Infinity`).
 pub(crate) fn push_py_float(out: &mut Vec<u8>, value: f64) {
-    if value.is_nan() {
-        out.extend_from_slice(b"NaN");
-        return;
-    }
-    if value.is_infinite() {
-        out.extend_from_slice(if value > 0.0 {
-            b"Infinity"
-        } else {
-            b"-Infinity"
+    let Some(number) = serde_json::Number::from_f64(value) else {
+        out.extend_from_slice(match value {
+            v if v > 0.0 => b"Infinity".as_slice(),
+            v if v < 0.0 => b"-Infinity".as_slice(),
+            _ => b"NaN".as_slice(),
         });
         return;
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
-    let sci = format!("{value:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
     };
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    // ryu's layout varies ("1e16", "1.5e-7", "0.0001", "123.0"): reduce it to
+    // significant digits and the decimal point position (value = 0.DIGITS x 10^decpt).
+    let text = number.to_string();
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text.as_str()),
+    };
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: Vec<u8> = int_part.bytes().chain(frac_part.bytes()).collect();
+    let lead = all.iter().take_while(|&&d| d == b'0').count();
+    let digits = all.get(lead..).unwrap_or_default();
+    let trail = digits.iter().rev().take_while(|&&d| d == b'0').count();
+    let digits = digits.get(..digits.len() - trail).unwrap_or_default();
     if negative {
         out.push(b'-');
     }
-    // Python: decimal point position decpt = exp + 1; exponent form unless -4 < decpt <= 16.
-    let decpt = exp + 1;
-    if !(-4 < decpt && decpt <= 16) {
-        out.push(digits.first().copied().unwrap_or(b'0'));
-        if let Some(rest) = digits.get(1..).filter(|r| !r.is_empty()) {
+    if digits.is_empty() {
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    let decpt = int_part.len() as i32 - lead as i32 + exp;
+    let zeros =
+        |out: &mut Vec<u8>, n: i32| out.extend(std::iter::repeat(b'0').take(n.max(0) as usize));
+    if decpt <= -4 || decpt > 16 {
+        out.push(digits[0]);
+        if digits.len() > 1 {
             out.push(b'.');
-            out.extend_from_slice(rest);
+            out.extend_from_slice(&digits[1..]);
         }
-        out.push(b'e');
-        out.push(if exp < 0 { b'-' } else { b'+' });
-        let mag = exp.unsigned_abs();
-        if mag < 10 {
-            out.push(b'0');
-        }
-        out.extend_from_slice(mag.to_string().as_bytes());
+        let e = decpt - 1;
+        out.extend_from_slice(
+            format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs()).as_bytes(),
+        );
     } else if decpt <= 0 {
         out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat(b'0').take(decpt.unsigned_abs() as usize));
-        out.extend_from_slice(&digits);
+        zeros(out, -decpt);
+        out.extend_from_slice(digits);
+    } else if digits.len() as i32 <= decpt {
+        out.extend_from_slice(digits);
+        zeros(out, decpt - digits.len() as i32);
+        out.extend_from_slice(b".0");
     } else {
-        let point = decpt as usize;
-        if digits.len() <= point {
-            out.extend_from_slice(&digits);
-            out.extend(std::iter::repeat(b'0').take(point - digits.len()));
-            out.extend_from_slice(b".0");
-        } else {
-            let (int, frac) = digits.split_at(point);
-            out.extend_from_slice(int);
-            out.push(b'.');
-            out.extend_from_slice(frac);
-        }
+        let (int, frac) = digits.split_at(decpt as usize);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
     }
 }
 
@@ -242,6 +246,8 @@ mod tests {
             (5e-324, "5e-324"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (0.3333333333333333, "0.3333333333333333"),
+            // Exactly ...037.3125: a tie between two 17-digit reprs; Python rounds to even.
+            (f64::from_bits(0x42b4_8d39_e307_0550), "22596794124037.312"),
             (f64::NAN, "NaN"),
             (f64::NEG_INFINITY, "-Infinity"),
         ];
