@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Run every check and test of salt-raet, failing fast:
+#   1. cargo fmt --check            2. cargo clippy (all targets, -D warnings)
+#   3. reference raet venv (tests/interop/setup-ref.sh) + its pytest self-test
+#   4. cargo test --workspace (debug), with the Rust<->reference interop tests required
+#   5. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
+# The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
+# plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
+#
+# Environment: RAET_REF_VENV (default target/ref-venv) is where the reference venv lives.
+set -uo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root" || exit 1
+export CARGO_TERM_COLOR=never
+venv="${RAET_REF_VENV:-$root/target/ref-venv}"
+logdir="$root/target/test-all"
+mkdir -p "$logdir"
+passed=0
+failed=0
+
+summary() {
+    echo
+    echo "test-all: $1"
+    echo "${passed} passed, ${failed} failed"
+}
+
+fail() {
+    failed=$((failed + ${2:-1}))
+    echo "test-all: FAILED: $1 (log: ${3:-see above})" >&2
+    summary "stopped at the first failure: $1"
+    exit 1
+}
+
+# step NAME LOG CMD...: run CMD, its output shown and kept in LOG; returns CMD's status.
+step() {
+    local name="$1" log="$2"
+    shift 2
+    echo "=== $name: $*"
+    local start=$SECONDS
+    "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    echo "=== $name: exit $rc after $((SECONDS - start)) s"
+    return "$rc"
+}
+
+# Sum "N passed" / "N failed" over cargo test's "test result:" lines.
+cargo_counts() {
+    awk '/^test result:/ {
+            for (i = 1; i <= NF; i++) {
+                if ($(i+1) ~ /^passed/) p += $i
+                if ($(i+1) ~ /^failed/) f += $i
+            }
+         } END { print p + 0, f + 0 }' "$1"
+}
+
+# "N passed" / "N failed" of pytest's closing line.
+pytest_counts() {
+    tail -n 1 "$1" | awk '{
+            for (i = 1; i <= NF; i++) {
+                if ($(i+1) ~ /^passed/) p += $i
+                if ($(i+1) ~ /^(failed|errors?)/) f += $i
+            }
+         } END { print p + 0, f + 0 }'
+}
+
+step "rustfmt" "$logdir/fmt.log" cargo fmt --all -- --check --color never \
+    || fail "cargo fmt --check (run: cargo fmt --all)" 1 "$logdir/fmt.log"
+passed=$((passed + 1))
+
+step "clippy" "$logdir/clippy.log" cargo clippy --workspace --all-targets -- -D warnings \
+    || fail "cargo clippy" 1 "$logdir/clippy.log"
+passed=$((passed + 1))
+
+step "reference venv" "$logdir/setup-ref.log" tests/interop/setup-ref.sh "$venv" \
+    || fail "tests/interop/setup-ref.sh $venv" 1 "$logdir/setup-ref.log"
+export RAET_REF_PYTHON="$venv/bin/python"
+export RAET_REQUIRE_INTEROP=1
+
+step "harness self-test" "$logdir/pytest.log" \
+    "$RAET_REF_PYTHON" -m pytest -q -p no:cacheprovider tests/interop
+rc=$?
+read -r p f < <(pytest_counts "$logdir/pytest.log")
+passed=$((passed + p))
+if [ "$rc" != 0 ] || [ "$p" = 0 ]; then
+    fail "pytest tests/interop (exit $rc, $p passed)" "$((f > 0 ? f : 1))" "$logdir/pytest.log"
+fi
+failed=$((failed + f))
+
+step "cargo test" "$logdir/cargo-test.log" cargo test --workspace
+rc=$?
+read -r p f < <(cargo_counts "$logdir/cargo-test.log")
+passed=$((passed + p))
+if [ "$rc" != 0 ]; then
+    fail "cargo test --workspace (exit $rc)" "$((f > 0 ? f : 1))" "$logdir/cargo-test.log"
+fi
+failed=$((failed + f))
+
+if [ -x fuzz/run.sh ]; then
+    step "fuzz" "$logdir/fuzz.log" fuzz/run.sh 30 || fail "fuzz/run.sh 30" 1 "$logdir/fuzz.log"
+    passed=$((passed + 1))
+else
+    echo "=== fuzz: no fuzz/run.sh, skipped"
+fi
+
+summary "all steps passed"
