@@ -182,3 +182,45 @@ async fn garbage_does_not_stop_the_stack() {
     assert_eq!(stats.get("invalid_source_yard"), Some(&2), "{stats:?}");
     assert_eq!(stats.get("received"), Some(&1), "{stats:?}");
 }
+
+#[tokio::test]
+async fn restarted_yard_discards_its_stale_partial_book() {
+    use raet::lane::page::{paginate, BookAddress, PackKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = LaneStack::bind(dir.path(), "lane", "beta")
+        .await
+        .expect("bind beta");
+    // The first page of a 3-page book from "alpha", which then dies.
+    let addr = BookAddress {
+        sn: "alpha".into(),
+        dn: "beta".into(),
+        si: "000000000000000001".into(),
+        bi: 1,
+    };
+    let pages = paginate(&addr, PackKind::Json, &blob(150_000)).expect("pages");
+    assert_eq!(pages.len(), 3);
+    let old = StdDatagram::bind(dir.path().join("lane.alpha.uxd")).expect("old alpha");
+    old.send_to(&pages[0], b.path()).expect("first page");
+    drop(old);
+    // Restarted alpha: a new session; beta drops the stale book and serves it.
+    let a = LaneStack::bind(dir.path(), "lane", "alpha")
+        .await
+        .expect("restart alpha");
+    a.send("beta", &blob(100_000)).await.expect("send");
+    assert_eq!(
+        b.recv().await.expect("recv"),
+        ("alpha".to_owned(), blob(100_000))
+    );
+    assert_eq!(b.stats().get("stale_book"), Some(&1));
+    // The rest of the dead session's book is dropped, not delivered.
+    let late = StdDatagram::unbound().expect("socket");
+    late.send_to(&pages[1], b.path()).expect("late page");
+    a.send("beta", &obj(json!({"after": "restart"})))
+        .await
+        .expect("send");
+    assert_eq!(
+        b.recv().await.expect("recv").1,
+        obj(json!({"after": "restart"}))
+    );
+    assert_eq!(b.stats().get("missed_page"), Some(&1));
+}

@@ -446,6 +446,12 @@ impl Books {
     /// the page (or the book it completes) is dropped.
     pub fn insert(&mut self, page: &Page<'_>) -> Result<Option<Map<String, Value>>, LaneError> {
         let head = &page.head;
+        if head.paginated() && head.pn >= head.pc {
+            return Err(LaneError::BadPageNumber {
+                pn: head.pn,
+                pc: head.pc,
+            });
+        }
         self.drop_stale(&head.dn, &head.sn, &head.si);
         if !head.paginated() {
             let body = decode_body(head.pk, page.body)?;
@@ -864,6 +870,12 @@ mod tests {
         books
             .insert(&Page::parse(&pages[0]).expect("parse"))
             .expect("p0 again");
+        let mut outside = Page::parse(&pages[1]).expect("parse");
+        outside.head.pn = 3;
+        assert!(matches!(
+            books.insert(&outside),
+            Err(LaneError::BadPageNumber { pn: 3, pc: 3 })
+        ));
         let mut odd = Page::parse(&pages[1]).expect("parse");
         odd.head.pc = 9;
         assert!(matches!(

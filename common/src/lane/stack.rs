@@ -142,12 +142,11 @@ impl Core {
     fn stats(&self) -> BTreeMap<&'static str, u64> {
         let mut stats = self.counters.clone();
         let books = self.books.stats();
+        // Pages the books refuse are counted from their errors; these are
+        // the books' own decisions.
         stats.insert("books_completed", books.completed);
-        stats.insert("missed_first_page", books.missed_first_page);
         stats.insert("stale_book", books.stale_books);
         stats.insert("evicted_book", books.evicted_books);
-        stats.insert("oversize_book", books.oversize_books);
-        stats.insert("page_count_mismatch", books.page_count_mismatch);
         stats
     }
 }
@@ -295,7 +294,10 @@ impl LaneStack {
     }
 
     /// Counters: pages dropped by reason (`invalid_page_header`,
-    /// `invalid_destination`, `missed_first_page`, ...), `received`, `sent`.
+    /// `invalid_page_body`, `invalid_destination`, `invalid_source_yard`,
+    /// `missed_page`, `page_count_mismatch`, `oversize_book`), books dropped
+    /// (`stale_book`, `evicted_book`), `books_completed`, `received`, `sent`,
+    /// `stale_transmit_yard`.
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
         self.core().stats()
     }
