@@ -16,14 +16,13 @@ fn blob(n: usize) -> Map<String, Value> {
     obj(json!({ "blob": "x".repeat(n) }))
 }
 
+/// Yard `name` of lane "lane" in `dir`.
+async fn yard(dir: &std::path::Path, name: &str) -> LaneStack {
+    LaneStack::bind(dir, "lane", name).await.expect("bind")
+}
+
 async fn pair(dir: &std::path::Path) -> (LaneStack, LaneStack) {
-    let a = LaneStack::bind(dir, "lane", "alpha")
-        .await
-        .expect("bind alpha");
-    let b = LaneStack::bind(dir, "lane", "beta")
-        .await
-        .expect("bind beta");
-    (a, b)
+    (yard(dir, "alpha").await, yard(dir, "beta").await)
 }
 
 #[tokio::test]
@@ -87,9 +86,7 @@ async fn many_messages_arrive_in_order() {
 #[tokio::test]
 async fn sending_to_a_missing_yard_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = LaneStack::bind(dir.path(), "lane", "alpha")
-        .await
-        .expect("bind");
+    let a = yard(dir.path(), "alpha").await;
     let err = a.send("nobody", &blob(10)).await.expect_err("no socket");
     match &err {
         LaneError::Unreachable { yard, source, .. } => {
@@ -122,9 +119,7 @@ async fn stale_socket_is_replaced_but_a_live_one_is_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("lane.alpha.uxd");
     drop(StdDatagram::bind(&path).expect("stale socket"));
-    let a = LaneStack::bind(dir.path(), "lane", "alpha")
-        .await
-        .expect("replaces stale");
+    let a = yard(dir.path(), "alpha").await;
     let again = LaneStack::bind(dir.path(), "lane", "alpha").await;
     assert!(matches!(again, Err(LaneError::InUse(_))), "{again:?}");
     let plain = dir.path().join("lane.file.uxd");
@@ -187,9 +182,7 @@ async fn garbage_does_not_stop_the_stack() {
 async fn restarted_yard_discards_its_stale_partial_book() {
     use raet::lane::page::{paginate, BookAddress, PackKind};
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = LaneStack::bind(dir.path(), "lane", "beta")
-        .await
-        .expect("bind beta");
+    let b = yard(dir.path(), "beta").await;
     // The first page of a 3-page book from "alpha", which then dies.
     let addr = BookAddress {
         sn: "alpha".into(),
@@ -203,9 +196,7 @@ async fn restarted_yard_discards_its_stale_partial_book() {
     old.send_to(&pages[0], b.path()).expect("first page");
     drop(old);
     // Restarted alpha: a new session; beta drops the stale book and serves it.
-    let a = LaneStack::bind(dir.path(), "lane", "alpha")
-        .await
-        .expect("restart alpha");
+    let a = yard(dir.path(), "alpha").await;
     a.send("beta", &blob(100_000)).await.expect("send");
     assert_eq!(
         b.recv().await.expect("recv"),
