@@ -18,8 +18,9 @@ stack without --join (--to) sends them to the first remote that becomes allowed
 stdout: {"from": "<sender name>", "msg": {...}}.
 
 Exit status: 0 once --expect messages are received and all own messages are
-acknowledged (and, with --join, the joined remote is allowed); 2 on timeout;
-3 on bad arguments (one line on stderr).
+acknowledged (and, with --join, the joined remote is allowed); 1 when the join
+is rejected (final, as in the Rust command); 2 on timeout; 3 on bad arguments
+(one line on stderr).
 
 Harness-only options (not in the Rust command):
   --events           JSON event lines on stderr: listening, joined, allowed, alived,
@@ -46,7 +47,7 @@ import threading
 import time
 import traceback
 
-EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 3
 # raet's own knob (bufcnt x 1 KiB packets): raise the UDP buffers from ~200 KiB to 4 MiB,
 # as the Rust stack does, so a multi-megabyte burst of segments is not mostly dropped.
 SOCKET_BUFFER = 4 << 20
@@ -346,6 +347,9 @@ class RoadPeer(object):
                     if is_ and not was:
                         OUT.event(kind, name=remote.name, uid=remote.uid, fuid=remote.fuid)
 
+    def failed(self):
+        return self.rejected
+
     def done(self):
         from raet.raeting import TrnsKind
 
@@ -410,6 +414,9 @@ class LanePeer(object):
                 OUT.event("sent", count=len(self.args.bodies), to=to)
         guarded(stack.serviceAllTx)
 
+    def failed(self):
+        return False
+
     def done(self):
         stack = self.stack
         return (self.received >= self.args.expect and (self.sent or not self.args.bodies)
@@ -438,6 +445,9 @@ def serve(peer, args):
     while True:
         now = time.monotonic() - t0
         peer.step(now)
+        if done_at is None and peer.failed():
+            OUT.event("failed", **peer.summary())
+            return EXIT_FAILED
         if done_at is None and peer.done():
             done_at = now
             OUT.event("done", **peer.summary())
