@@ -1,1 +1,578 @@
 //! The tokio driver of the road core: `RoadStack` over a real UDP socket.
+//!
+//! One task owns the socket and the sans-IO [`Road`]. It waits on three
+//! things at once: the socket becoming readable (then drains up to a batch of
+//! datagrams), a command from a [`RoadStack`] handle, and the road's next
+//! deadline. After each input it sends every datagram the road wants sent
+//! (waiting for the socket to become writable rather than dropping one) and
+//! dispatches the road's events: messages go to [`RoadStack::recv`],
+//! `Delivered`/`SendFailed` complete the [`RoadStack::transmit`] futures,
+//! `Allowed`/`JoinFailed`/`Rejected` complete [`RoadStack::join`], and every
+//! event but messages is broadcast to [`RoadStack::events`] subscribers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand_core::{OsRng, RngCore};
+use serde_json::{Map, Value};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
+use crate::keep::Keep;
+use crate::road::{Event, MessageId, RemoteStatus, Road, RoadConfig, RoadError, Uid};
+
+/// Socket buffer size (both directions) the stack asks the kernel for. A 1 MB
+/// message is ~1 100 datagrams blasted at once (the reference's burst 0); the
+/// default Linux receive buffer holds a fraction of that.
+pub const SOCKET_BUFFER_SIZE: usize = 4 * 1024 * 1024;
+
+/// At most this many datagrams are read in a row before the road's output is
+/// flushed, so replies and timers are not starved under a flood.
+const RECV_BATCH: usize = 64;
+
+/// Receive buffer: the largest UDP payload, so an oversized datagram is seen
+/// whole (and rejected by the codec) instead of being silently truncated.
+const RECV_BUFFER_SIZE: usize = 65_536;
+
+/// Capacity of the broadcast channel of [`RoadStack::events`]; a subscriber
+/// that lags further behind loses the oldest events (`RecvError::Lagged`).
+const EVENT_CAPACITY: usize = 1024;
+
+/// A received message: sender's name, our uid for the sender, the body.
+pub type Received = (String, Uid, Map<String, Value>);
+
+/// Errors of the road stack driver.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// Creating, configuring or binding the UDP socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The road core refused the request.
+    #[error(transparent)]
+    Road(#[from] RoadError),
+    /// The join (or the allow that follows it) did not complete.
+    #[error("join of remote {uid} failed: {reason}")]
+    JoinFailed {
+        /// Our uid for the remote.
+        uid: Uid,
+        /// Why, as reported by the road.
+        reason: String,
+    },
+    /// The join was rejected (by the remote, or by our own key decision).
+    #[error("join of remote {uid} ({name}) was rejected")]
+    Rejected {
+        /// Our uid for the remote.
+        uid: Uid,
+        /// The remote's name.
+        name: String,
+    },
+    /// The remote was removed while a join was in progress.
+    #[error("remote {uid} ({name}) was removed")]
+    Removed {
+        /// Our uid for the remote.
+        uid: Uid,
+        /// The remote's name.
+        name: String,
+    },
+    /// A message could not be delivered within the bounded time, or was refused.
+    #[error("message to remote {uid} failed: {reason}")]
+    SendFailed {
+        /// Our uid for the remote.
+        uid: Uid,
+        /// Why, as reported by the road.
+        reason: String,
+    },
+    /// The stack's task has stopped (shut down, or every handle dropped).
+    #[error("the road stack is shut down")]
+    Closed,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StackError>>;
+
+/// Requests from the handles to the driver task.
+enum Command {
+    Join(SocketAddr, Reply<Uid>),
+    Transmit(Uid, Map<String, Value>, Reply<()>),
+    Accept(String, Reply<()>),
+    Reject(String, Reply<()>),
+    Remove(Uid, Reply<()>),
+    Remotes(oneshot::Sender<Vec<RemoteStatus>>),
+    Stats(oneshot::Sender<BTreeMap<String, u64>>),
+    Shutdown,
+}
+
+/// A road stack: a [`Road`] driven by a tokio task over a real UDP socket.
+///
+/// Cheap to clone; every clone talks to the same task. The task stops on
+/// [`RoadStack::shutdown`] or when the last handle is dropped.
+#[derive(Clone)]
+pub struct RoadStack {
+    commands: mpsc::UnboundedSender<Command>,
+    local_addr: SocketAddr,
+    name: Arc<str>,
+    verify_key: VerifyKey,
+    public_key: PublicKey,
+    events: broadcast::Sender<Event>,
+    messages: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>>,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for RoadStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoadStack")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoadStack {
+    /// Binds a UDP socket at `config.ha` (port 0 picks a free port; the
+    /// address actually bound is what the road records), restores or creates
+    /// the road's identity from `keep`, and starts the driver task.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub async fn bind(
+        mut config: RoadConfig,
+        keys: Option<(Signer, PrivateKey)>,
+        keep: Box<dyn Keep>,
+    ) -> Result<RoadStack, StackError> {
+        let socket = UdpSocket::from_std(bind_socket(config.ha)?)?;
+        let local_addr = socket.local_addr()?;
+        config.ha = local_addr;
+        let mut seed = [0u8; 32];
+        OsRng.fill_bytes(&mut seed);
+        let road = Road::new(config, keys, keep, seed, Instant::now())?;
+        let name: Arc<str> = Arc::from(road.name());
+        let (verify_key, public_key) = (road.verify_key(), road.public_key());
+        info!(name = %name, addr = %local_addr, "road stack bound");
+
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (message_tx, message_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let driver = Driver {
+            road,
+            socket,
+            commands: command_rx,
+            messages: message_tx,
+            events: events.clone(),
+            joins: HashMap::new(),
+            transmits: HashMap::new(),
+            counters: BTreeMap::new(),
+            buf: vec![0u8; RECV_BUFFER_SIZE],
+        };
+        let task = tokio::spawn(driver.run());
+        Ok(RoadStack {
+            commands,
+            local_addr,
+            name,
+            verify_key,
+            public_key,
+            events,
+            messages: Arc::new(tokio::sync::Mutex::new(message_rx)),
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        })
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The local estate's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The local estate's long-term signing (verify) key.
+    pub fn verify_key(&self) -> &VerifyKey {
+        &self.verify_key
+    }
+
+    /// The local estate's long-term encryption (public) key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// Joins the estate at `ha` (join, then allow); resolves with our uid for
+    /// it once it is allowed, or fails when the join or allow fails.
+    pub async fn join(&self, ha: SocketAddr) -> Result<Uid, StackError> {
+        self.request(|reply| Command::Join(ha, reply)).await
+    }
+
+    /// Sends a message; resolves when the remote acknowledged it as complete
+    /// (done), or fails (bounded time elapsed, refused, remote removed). If
+    /// the remote is not allowed yet, the message waits for it.
+    ///
+    /// The message is queued when this is called, not when the future is
+    /// first polled, so messages leave in call order and many can be in
+    /// flight at once (the future owns no borrow and can be spawned).
+    pub fn transmit(
+        &self,
+        to: Uid,
+        body: Map<String, Value>,
+    ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let queued = self.commands.send(Command::Transmit(to, body, reply));
+        async move {
+            queued.map_err(|_| StackError::Closed)?;
+            rx.await.map_err(|_| StackError::Closed)?
+        }
+    }
+
+    /// The next received message; `None` once the stack is shut down.
+    pub async fn recv(&self) -> Option<Received> {
+        self.messages.lock().await.recv().await
+    }
+
+    /// Subscribes to the road's events (all but messages, which go to
+    /// [`RoadStack::recv`]): joins, pendings, allows, presence, deliveries...
+    /// Only events produced after subscribing are seen.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Accepts the keys of the remote named `name` (auto mode `never`).
+    pub async fn accept(&self, name: &str) -> Result<(), StackError> {
+        let name = name.to_owned();
+        self.request(|reply| Command::Accept(name, reply)).await
+    }
+
+    /// Rejects the keys of the remote named `name`.
+    pub async fn reject(&self, name: &str) -> Result<(), StackError> {
+        let name = name.to_owned();
+        self.request(|reply| Command::Reject(name, reply)).await
+    }
+
+    /// Removes a remote; its pending messages fail.
+    pub async fn remove(&self, uid: Uid) -> Result<(), StackError> {
+        self.request(|reply| Command::Remove(uid, reply)).await
+    }
+
+    /// The status of every remote (empty once the stack is shut down).
+    pub async fn remotes(&self) -> Vec<RemoteStatus> {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Remotes(reply)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The road's counters plus the driver's own (`udp_*`); empty once the
+    /// stack is shut down.
+    pub async fn stats(&self) -> BTreeMap<String, u64> {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Stats(reply)).is_err() {
+            return BTreeMap::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stops the driver task and waits for it. Pending `join`/`transmit`
+    /// futures (of any clone) fail with [`StackError::Closed`].
+    pub async fn shutdown(self) {
+        // An error means the task is already gone, which is what we want.
+        let _ = self.commands.send(Command::Shutdown);
+        let task = match self.task.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                warn!(error = %e, "road stack task ended abnormally");
+            }
+        }
+    }
+
+    async fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, StackError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| StackError::Closed)?;
+        rx.await.map_err(|_| StackError::Closed)?
+    }
+}
+
+/// Creates the UDP socket: `SO_REUSEADDR` (as the reference), send and
+/// receive buffers raised to [`SOCKET_BUFFER_SIZE`] (never lowered; what the
+/// kernel granted is logged), non-blocking, bound to `addr`.
+fn bind_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    raise_buffer(
+        &socket,
+        "SO_RCVBUF",
+        Socket::recv_buffer_size,
+        Socket::set_recv_buffer_size,
+    );
+    raise_buffer(
+        &socket,
+        "SO_SNDBUF",
+        Socket::send_buffer_size,
+        Socket::set_send_buffer_size,
+    );
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Raises one socket buffer to [`SOCKET_BUFFER_SIZE`] unless it is already
+/// larger. A failure only degrades throughput, so it is logged, not returned.
+fn raise_buffer(
+    socket: &Socket,
+    what: &str,
+    get: fn(&Socket) -> io::Result<usize>,
+    set: fn(&Socket, usize) -> io::Result<()>,
+) {
+    let before = get(socket).unwrap_or(0);
+    if before >= SOCKET_BUFFER_SIZE {
+        debug!(
+            option = what,
+            size = before,
+            "socket buffer already large enough"
+        );
+        return;
+    }
+    if let Err(e) = set(socket, SOCKET_BUFFER_SIZE) {
+        warn!(option = what, error = %e, "could not raise socket buffer");
+    }
+    // Linux reports twice the requested size (bookkeeping overhead) and caps
+    // the request at net.core.[rw]mem_max.
+    match get(socket) {
+        Ok(granted) if granted < SOCKET_BUFFER_SIZE => warn!(
+            option = what,
+            requested = SOCKET_BUFFER_SIZE,
+            granted,
+            "kernel granted a smaller socket buffer (net.core.rmem_max/wmem_max); large messages may need resends"
+        ),
+        Ok(granted) => info!(option = what, requested = SOCKET_BUFFER_SIZE, granted, "socket buffer"),
+        Err(e) => warn!(option = what, error = %e, "could not read socket buffer size"),
+    }
+}
+
+/// The task owning the socket and the road.
+struct Driver {
+    road: Road,
+    socket: UdpSocket,
+    commands: mpsc::UnboundedReceiver<Command>,
+    messages: mpsc::UnboundedSender<Received>,
+    events: broadcast::Sender<Event>,
+    /// Pending `join` futures by the remote's uid.
+    joins: HashMap<Uid, Vec<Reply<Uid>>>,
+    /// Pending `transmit` futures by message id.
+    transmits: HashMap<MessageId, Reply<()>>,
+    /// The driver's own counters (socket errors).
+    counters: BTreeMap<&'static str, u64>,
+    buf: Vec<u8>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        loop {
+            self.flush().await;
+            let deadline = self.road.poll_timeout();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.command(command),
+                },
+                readable = self.socket.readable() => match readable {
+                    Ok(()) => self.drain(),
+                    Err(e) => self.socket_error("udp_recv_error", &e),
+                },
+                () = timer => {}
+            }
+            // Fire due timers after any input, so a busy socket cannot starve them.
+            let now = Instant::now();
+            if self.road.poll_timeout().is_some_and(|at| at <= now) {
+                self.road.handle_timeout(now);
+            }
+        }
+        // Give whatever the road still has queued (e.g. the done of a message
+        // just completed) a chance to leave before the socket closes.
+        self.flush().await;
+        info!(name = self.road.name(), "road stack stopped");
+        // Dropping `joins`/`transmits` fails their futures with `Closed`.
+    }
+
+    /// Reads datagrams until the socket would block or a batch is done.
+    fn drain(&mut self) {
+        for _ in 0..RECV_BATCH {
+            match self.socket.try_recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    let data = self.buf.get(..len).unwrap_or_default();
+                    self.road.handle_datagram(Instant::now(), from, data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // e.g. ICMP errors reported on the socket: the road's
+                    // own retries and timeouts deal with the lost datagram.
+                    self.socket_error("udp_recv_error", &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends everything the road has queued, then dispatches its events.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.road.poll_transmit() {
+            // `send_to` waits for writability on WouldBlock: nothing is dropped.
+            if let Err(e) = self.socket.send_to(&transmit.payload, transmit.dest).await {
+                debug!(dest = %transmit.dest, len = transmit.payload.len(), "datagram not sent");
+                self.socket_error("udp_send_error", &e);
+            }
+        }
+        while let Some(event) = self.road.poll_event() {
+            self.dispatch(event);
+        }
+    }
+
+    fn socket_error(&mut self, counter: &'static str, error: &io::Error) {
+        warn!(counter, error = %error, "socket error");
+        *self.counters.entry(counter).or_insert(0) += 1;
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Join(ha, reply) => match self.road.join(now, ha) {
+                Ok(uid) => self.joins.entry(uid).or_default().push(reply),
+                Err(e) => answer(reply, Err(e.into())),
+            },
+            Command::Transmit(to, body, reply) => match self.road.send(now, to, body) {
+                Ok(id) => {
+                    self.transmits.insert(id, reply);
+                }
+                Err(e) => answer(reply, Err(e.into())),
+            },
+            Command::Accept(name, reply) => {
+                answer(reply, self.road.accept(now, &name).map_err(Into::into));
+            }
+            Command::Reject(name, reply) => {
+                answer(reply, self.road.reject(now, &name).map_err(Into::into));
+            }
+            Command::Remove(uid, reply) => {
+                answer(reply, self.road.remove(now, uid).map_err(Into::into));
+            }
+            Command::Remotes(reply) => {
+                // The handle may have given up waiting; nothing to do then.
+                let _ = reply.send(self.road.remotes());
+            }
+            Command::Stats(reply) => {
+                let mut stats: BTreeMap<String, u64> = self
+                    .road
+                    .stats()
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect();
+                stats.extend(self.counters.iter().map(|(k, v)| ((*k).to_owned(), *v)));
+                let _ = reply.send(stats);
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match event {
+            Event::Message { uid, name, body } => {
+                // Fails only when every handle is gone; then nobody wants it.
+                let _ = self.messages.send((name, uid, body));
+                return;
+            }
+            Event::Allowed { uid, .. } => self.finish_joins(uid, || Ok(uid)),
+            Event::JoinFailed { uid, ref reason } => self.finish_joins(uid, || {
+                Err(StackError::JoinFailed {
+                    uid,
+                    reason: reason.clone(),
+                })
+            }),
+            Event::Rejected { uid, ref name } => self.finish_joins(uid, || {
+                Err(StackError::Rejected {
+                    uid,
+                    name: name.clone(),
+                })
+            }),
+            Event::Removed { uid, ref name } => self.finish_joins(uid, || {
+                Err(StackError::Removed {
+                    uid,
+                    name: name.clone(),
+                })
+            }),
+            Event::Delivered { id, .. } => {
+                if let Some(reply) = self.transmits.remove(&id) {
+                    answer(reply, Ok(()));
+                }
+            }
+            Event::SendFailed {
+                id,
+                uid,
+                ref reason,
+            } => {
+                if let Some(reply) = self.transmits.remove(&id) {
+                    answer(
+                        reply,
+                        Err(StackError::SendFailed {
+                            uid,
+                            reason: reason.clone(),
+                        }),
+                    );
+                }
+            }
+            _ => {}
+        }
+        // No subscribers is fine: events are informational.
+        let _ = self.events.send(event);
+    }
+
+    fn finish_joins(&mut self, uid: Uid, result: impl Fn() -> Result<Uid, StackError>) {
+        for reply in self.joins.remove(&uid).unwrap_or_default() {
+            answer(reply, result());
+        }
+    }
+}
+
+/// Completes a request; the requester may have stopped waiting, which is fine.
+fn answer<T>(reply: Reply<T>, result: Result<T, StackError>) {
+    let _ = reply.send(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysctl(name: &str) -> Option<usize> {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    #[test]
+    fn socket_is_reusable_nonblocking_with_raised_buffers() {
+        let socket =
+            Socket::from(bind_socket(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind"));
+        assert!(socket.reuse_address().expect("SO_REUSEADDR"));
+        assert!(socket.nonblocking().expect("O_NONBLOCK"));
+        // The kernel caps requests at [rw]mem_max (and reports double).
+        let rcv_cap = sysctl("rmem_max").unwrap_or(SOCKET_BUFFER_SIZE);
+        let snd_cap = sysctl("wmem_max").unwrap_or(SOCKET_BUFFER_SIZE);
+        let rcv = socket.recv_buffer_size().expect("SO_RCVBUF");
+        let snd = socket.send_buffer_size().expect("SO_SNDBUF");
+        assert!(rcv >= SOCKET_BUFFER_SIZE.min(rcv_cap), "SO_RCVBUF {rcv}");
+        assert!(snd >= SOCKET_BUFFER_SIZE.min(snd_cap), "SO_SNDBUF {snd}");
+    }
+}

@@ -4,7 +4,10 @@
 //! `async fn run(args) -> ExitCode`; adding one is a variant of [`Commands`]
 //! and an arm in [`main`]. Helpers shared by the subcommands are here.
 
+mod bench;
+mod demo;
 mod lane;
+mod road;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,6 +41,12 @@ struct Cli {
 enum Commands {
     /// A lane yard (Unix datagram socket DIR/LANE.NAME.uxd): send and print messages.
     Lane(lane::LaneArgs),
+    /// A road (UDP) stack: join, send and print messages.
+    Road(Box<road::RoadArgs>),
+    /// Two stacks in this process: join, exchange small and 1 MB messages, tell the times.
+    Demo(demo::DemoArgs),
+    /// Messages per second and large-message time, Rust and (optionally) the reference.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +74,9 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Commands::Lane(args) => lane::run(args).await,
+            Commands::Road(args) => road::run(*args).await,
+            Commands::Demo(args) => demo::run(args).await,
+            Commands::Bench(args) => bench::run(args).await,
         }
     })
 }

@@ -1,0 +1,482 @@
+//! `raet road`: a netcat for RAET over UDP, on a [`RoadStack`].
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use raet::crypto::{PrivateKey, Signer};
+use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
+use raet::packet::HeadKind;
+use raet::road::{Event, RoadConfig, Uid};
+use raet::stack::{RoadStack, StackError};
+use rand_core::OsRng;
+use serde_json::{json, Map, Value};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a runtime failure (socket, keep, join rejected, message failed).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: `--timeout` elapsed before success.
+pub const EXIT_TIMEOUT: u8 = 2;
+
+/// A JSON object, the body of a message.
+pub type Body = Map<String, Value>;
+
+/// Options of `raet road`.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "\
+Every received message is printed on stdout as one JSON line {\"from\": NAME, \"msg\": {...}}.
+Logs go to stderr (RUST_LOG=debug for more).
+Exit status: 0 once --expect messages are received, every own message is acknowledged and
+(with --join) the remote is allowed; 1 on a failure (join rejected, message failed, socket or
+keep error); 2 when --timeout elapses first; 3 on bad arguments.")]
+pub struct RoadArgs {
+    /// Name of the local estate.
+    #[arg(long)]
+    pub name: String,
+    /// UDP port to listen on (0: any free port).
+    #[arg(long)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Be a main estate (accepts first-contact, vacuous joins).
+    #[arg(long)]
+    pub main: bool,
+    /// Key auto-accept mode for joining remotes.
+    #[arg(long, value_enum, default_value_t = Auto::Always)]
+    pub auto: Auto,
+    /// Join the estate at HOST:PORT (join, allow); messages are sent to it.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
+    pub join: Option<SocketAddr>,
+    /// Send this JSON object (repeatable). Without --join: to the first remote allowed.
+    #[arg(long, value_name = "JSON", value_parser = parse_object)]
+    pub send: Vec<Body>,
+    /// Send {"blob": "<N characters>"} (repeatable; after the --send messages).
+    #[arg(long, value_name = "N")]
+    pub size: Vec<usize>,
+    /// Number of messages to receive before exiting.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub expect: usize,
+    /// Give up after this many seconds (exit 2).
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Persist the estate's identity and remotes in DIR (default: in memory, thrown away).
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Head kind of the packets this stack sends (it reads both).
+    #[arg(long, value_enum, default_value_t = Hk::Raet)]
+    pub hk: Hk,
+    /// Role of the local estate (default: its name).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Application kind sent in the join (0..255).
+    #[arg(long, default_value_t = 0)]
+    pub kind: u8,
+    /// Largest number of message segments per burst (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub burst: u32,
+    /// Let joins change a remote's road data (follow a renew).
+    #[arg(long)]
+    pub mutable: bool,
+    /// Send to the remote with this name (default: the joined remote, else the first allowed).
+    #[arg(long, value_name = "NAME")]
+    pub send_to: Option<String>,
+    /// Keep serving this many seconds after success, so late retransmits are answered.
+    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
+    pub linger: Duration,
+    /// With --auto never: accept a pending remote's keys this many seconds after it pends.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub accept_after: Option<Duration>,
+    /// Fixed ed25519 signing seed (64 hex characters).
+    #[arg(long, value_name = "HEX", value_parser = parse_key)]
+    pub sighex: Option<[u8; 32]>,
+    /// Fixed curve25519 long-term private key (64 hex characters).
+    #[arg(long, value_name = "HEX", value_parser = parse_key)]
+    pub prihex: Option<[u8; 32]>,
+    /// Print JSON event lines {"event": ...} on stderr (listening, joins, sent, done, ...).
+    #[arg(long)]
+    pub events: bool,
+}
+
+/// `--auto` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auto {
+    /// Keys wait for an operator decision.
+    Never,
+    /// The first key is accepted and pinned.
+    Once,
+    /// Every key is accepted.
+    Always,
+}
+
+impl From<Auto> for AutoMode {
+    fn from(auto: Auto) -> AutoMode {
+        match auto {
+            Auto::Never => AutoMode::Never,
+            Auto::Once => AutoMode::Once,
+            Auto::Always => AutoMode::Always,
+        }
+    }
+}
+
+/// `--hk` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hk {
+    /// Text head.
+    Raet,
+    /// JSON head.
+    Json,
+}
+
+impl From<Hk> for HeadKind {
+    fn from(hk: Hk) -> HeadKind {
+        match hk {
+            Hk::Raet => HeadKind::Raet,
+            Hk::Json => HeadKind::Json,
+        }
+    }
+}
+
+fn parse_object(text: &str) -> Result<Body, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("not a number: {e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("not a duration in seconds: {e}"))
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("not HOST:PORT: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
+fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key).map_err(|e| format!("not 64 hex characters: {e}"))?;
+    Ok(key)
+}
+
+/// The message `--size N` sends: `{"blob": "xxx…"}` with N characters.
+pub fn blob(size: usize) -> Body {
+    let mut body = Map::new();
+    body.insert("blob".into(), Value::String("x".repeat(size)));
+    body
+}
+
+/// Prints an event line on stderr when `--events` is on.
+#[derive(Clone, Copy)]
+struct EventLog(bool);
+
+impl EventLog {
+    fn emit(self, line: Value) {
+        if self.0 {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// The JSON event line for a road event.
+fn event_line(event: &Event) -> Value {
+    match event {
+        Event::Joined { uid, name } => json!({"event": "joined", "uid": uid, "name": name}),
+        Event::Pending { uid, name } => json!({"event": "pending", "uid": uid, "name": name}),
+        Event::Rejected { uid, name } => json!({"event": "rejected", "uid": uid, "name": name}),
+        Event::JoinFailed { uid, reason } => {
+            json!({"event": "join_failed", "uid": uid, "reason": reason})
+        }
+        Event::Allowed { uid, name } => json!({"event": "allowed", "uid": uid, "name": name}),
+        Event::Presence {
+            uid,
+            name,
+            presence,
+        } => json!({"event": "presence", "uid": uid, "name": name,
+                    "presence": format!("{presence:?}").to_lowercase()}),
+        Event::Message { uid, name, .. } => json!({"event": "message", "uid": uid, "name": name}),
+        Event::Delivered { id, uid } => json!({"event": "delivered", "id": id.0, "uid": uid}),
+        Event::SendFailed { id, uid, reason } => {
+            json!({"event": "send_failed", "id": id.0, "uid": uid, "reason": reason})
+        }
+        Event::Removed { uid, name } => json!({"event": "removed", "uid": uid, "name": name}),
+    }
+}
+
+/// Where the session is, for the timeout report.
+#[derive(Default)]
+struct Progress {
+    sent: AtomicUsize,
+    delivered: AtomicUsize,
+}
+
+/// Builds the road configuration for these options.
+fn config(args: &RoadArgs) -> RoadConfig {
+    let mut config = RoadConfig::new(args.name.clone(), SocketAddr::new(args.host, args.port));
+    config.main = args.main;
+    config.auto = args.auto.into();
+    config.hk = args.hk.into();
+    config.role = args.role.clone();
+    config.kind = args.kind;
+    config.burst = args.burst;
+    config.mutable = args.mutable;
+    config
+}
+
+/// Fixed long-term keys when `--sighex`/`--prihex` are given (the missing one random).
+fn keys(args: &RoadArgs) -> Option<(Signer, PrivateKey)> {
+    if args.sighex.is_none() && args.prihex.is_none() {
+        return None;
+    }
+    let signer = match &args.sighex {
+        Some(seed) => Signer::from_seed(seed),
+        None => Signer::generate(&mut OsRng),
+    };
+    let private = match &args.prihex {
+        Some(key) => PrivateKey::from_bytes(key),
+        None => PrivateKey::generate(&mut OsRng),
+    };
+    Some((signer, private))
+}
+
+/// Runs `raet road`; returns the exit status.
+pub async fn run(args: RoadArgs) -> ExitCode {
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let log = EventLog(args.events);
+    let keep: Box<dyn Keep> = match &args.keep {
+        Some(dir) => match DirKeep::open(dir.clone()) {
+            Ok(keep) => Box::new(keep),
+            Err(e) => {
+                error!(error = %e, "cannot open the keep");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        },
+        None => Box::new(MemKeep::new()),
+    };
+    let stack = match RoadStack::bind(config(&args), keys(&args), keep).await {
+        Ok(stack) => stack,
+        Err(e) => {
+            error!(error = %e, "cannot start the road stack");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    // Subscribe before anything can happen on the road.
+    let events = stack.events();
+    log.emit(json!({"event": "listening", "name": stack.name(),
+        "ha": stack.local_addr().to_string(), "main": args.main,
+        "verhex": stack.verify_key().to_hex(), "pubhex": stack.public_key().to_hex()}));
+
+    let mut helpers = JoinSet::new();
+    if args.events {
+        helpers.spawn(print_events(stack.events()));
+    }
+    if let Some(delay) = args.accept_after {
+        helpers.spawn(accept_pending(stack.clone(), stack.events(), delay));
+    }
+    let (received_tx, received_rx) = watch::channel(0usize);
+    helpers.spawn(print_messages(stack.clone(), received_tx));
+
+    let progress = Arc::new(Progress::default());
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        session(&stack, &args, events, received_rx.clone(), &progress),
+    )
+    .await;
+    let code = match outcome {
+        Ok(Ok(())) => {
+            log.emit(json!({"event": "done", "received": *received_rx.borrow(),
+                "sent": progress.delivered.load(Ordering::Relaxed)}));
+            tokio::time::sleep(args.linger).await;
+            EXIT_OK
+        }
+        Ok(Err(e)) => {
+            error!(error = %e, "road session failed");
+            log.emit(json!({"event": "error", "error": e.to_string()}));
+            EXIT_FAILED
+        }
+        Err(_) => {
+            let (received, sent, delivered) = (
+                *received_rx.borrow(),
+                progress.sent.load(Ordering::Relaxed),
+                progress.delivered.load(Ordering::Relaxed),
+            );
+            warn!(received, expected = args.expect, sent, delivered, "timeout");
+            log.emit(
+                json!({"event": "timeout", "received": received, "expected": args.expect,
+                "sent": sent, "delivered": delivered}),
+            );
+            EXIT_TIMEOUT
+        }
+    };
+    log.emit(json!({"event": "stats", "stats": stack.stats().await}));
+    helpers.abort_all();
+    stack.shutdown().await;
+    ExitCode::from(code)
+}
+
+/// Join (if asked), send every message, receive the expected ones.
+async fn session(
+    stack: &RoadStack,
+    args: &RoadArgs,
+    events: broadcast::Receiver<Event>,
+    mut received: watch::Receiver<usize>,
+    progress: &Progress,
+) -> Result<(), StackError> {
+    let joined = match args.join {
+        Some(ha) => Some(join(stack, ha).await?),
+        None => None,
+    };
+    let bodies: Vec<Body> = args
+        .send
+        .iter()
+        .cloned()
+        .chain(args.size.iter().map(|&n| blob(n)))
+        .collect();
+    let sending = async {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let to = match (&args.send_to, joined) {
+            (Some(name), _) => allowed_remote(stack, events, Some(name)).await?,
+            (None, Some(uid)) => uid,
+            (None, None) => allowed_remote(stack, events, None).await?,
+        };
+        let pending: Vec<_> = bodies
+            .into_iter()
+            .map(|body| stack.transmit(to, body))
+            .collect();
+        progress.sent.store(pending.len(), Ordering::Relaxed);
+        info!(count = pending.len(), to, "messages sent");
+        EventLog(args.events).emit(json!({"event": "sent", "count": pending.len(), "to": to}));
+        for delivery in pending {
+            delivery.await?;
+            progress.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let receiving = async {
+        // Only fails if the printer stopped, i.e. the stack is gone.
+        received
+            .wait_for(|&n| n >= args.expect)
+            .await
+            .map(|_| ())
+            .map_err(|_| StackError::Closed)
+    };
+    tokio::try_join!(sending, receiving).map(|_| ())
+}
+
+/// Joins `ha`, retrying after failed attempts (the remote may not be up
+/// yet); the caller's timeout bounds it. A rejection is final.
+async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
+    loop {
+        match stack.join(ha).await {
+            Err(StackError::JoinFailed { uid, reason }) => {
+                warn!(uid, %reason, %ha, "join failed; trying again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Waits until a remote (the one named `name`, or any) is allowed.
+async fn allowed_remote(
+    stack: &RoadStack,
+    mut events: broadcast::Receiver<Event>,
+    name: Option<&str>,
+) -> Result<Uid, StackError> {
+    let wanted = |remote: &str| name.map_or(true, |n| n == remote);
+    // It may have been allowed before this point: the subscription is older
+    // than any allow, but check the current state too.
+    if let Some(remote) = stack
+        .remotes()
+        .await
+        .into_iter()
+        .find(|r| r.allowed == Some(true) && wanted(&r.name))
+    {
+        return Ok(remote.uid);
+    }
+    loop {
+        match events.recv().await {
+            Ok(Event::Allowed { uid, name }) if wanted(&name) => return Ok(uid),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                warn!(missed, "event subscriber lagged; rechecking remotes");
+                if let Some(remote) = stack
+                    .remotes()
+                    .await
+                    .into_iter()
+                    .find(|r| r.allowed == Some(true) && wanted(&r.name))
+                {
+                    return Ok(remote.uid);
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return Err(StackError::Closed),
+        }
+    }
+}
+
+/// Prints every received message as a JSON line on stdout and counts them.
+async fn print_messages(stack: RoadStack, count: watch::Sender<usize>) {
+    use std::io::Write;
+    while let Some((name, _uid, body)) = stack.recv().await {
+        let line = json!({"from": name, "msg": body});
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            warn!("stdout closed; message not printed");
+        }
+        count.send_modify(|n| *n += 1);
+    }
+}
+
+/// `--events`: prints the road's events on stderr.
+async fn print_events(mut events: broadcast::Receiver<Event>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => eprintln!("{}", event_line(&event)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                eprintln!("{}", json!({"event": "lagged", "missed": missed}));
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// `--accept-after`: accepts each pending remote `delay` after it pends.
+async fn accept_pending(stack: RoadStack, mut events: broadcast::Receiver<Event>, delay: Duration) {
+    loop {
+        match events.recv().await {
+            Ok(Event::Pending { name, .. }) => {
+                let stack = stack.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    match stack.accept(&name).await {
+                        Ok(()) => info!(%name, "accepted pending remote"),
+                        Err(e) => warn!(%name, error = %e, "could not accept pending remote"),
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                warn!(
+                    missed,
+                    "event subscriber lagged; pending remotes may be missed"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The `raet road` command: two processes over loopback UDP, exit statuses.
+//! Ports 47700-47799 (this file's own range). Every process is bounded by
+//! its own `--timeout`.
+
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+fn raet(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_raet"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn spawn(args: &[&str]) -> Child {
+    raet(args).spawn().expect("spawn raet")
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().expect("wait for raet")
+}
+
+/// The `{"from": .., "msg": ..}` lines a process printed.
+fn messages(output: &Output) -> Vec<(String, Value)> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let from = v["from"].as_str().expect("from is a string").to_owned();
+            (from, v["msg"].clone())
+        })
+        .collect()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A joins main B; each sends a small and a 200 KB message and expects the other's two.
+fn exchange(hk_a: &str, hk_b: &str, port_a: u16, port_b: u16) {
+    let (port_a, port_b) = (port_a.to_string(), port_b.to_string());
+    let join = format!("127.0.0.1:{port_b}");
+    let beta = spawn(&[
+        "road",
+        "--name",
+        "beta",
+        "--port",
+        &port_b,
+        "--main",
+        "--hk",
+        hk_b,
+        "--expect",
+        "2",
+        "--send",
+        r#"{"greeting":"hi alpha"}"#,
+        "--size",
+        "200000",
+        "--timeout",
+        "30",
+    ]);
+    let alpha = spawn(&[
+        "road",
+        "--name",
+        "alpha",
+        "--port",
+        &port_a,
+        "--join",
+        &join,
+        "--hk",
+        hk_a,
+        "--expect",
+        "2",
+        "--send",
+        r#"{"greeting":"hi beta"}"#,
+        "--size",
+        "200000",
+        "--timeout",
+        "30",
+    ]);
+    let (alpha, beta) = (finish(alpha), finish(beta));
+    assert_eq!(alpha.status.code(), Some(0), "alpha: {}", describe(&alpha));
+    assert_eq!(beta.status.code(), Some(0), "beta: {}", describe(&beta));
+    let blob = json!({"blob": "x".repeat(200_000)});
+    for (output, peer, greeting) in [(&alpha, "beta", "hi alpha"), (&beta, "alpha", "hi beta")] {
+        let mut got = messages(output);
+        got.sort_by_key(|(_, msg)| msg.to_string().len());
+        assert_eq!(
+            got,
+            vec![
+                (peer.to_owned(), json!({ "greeting": greeting })),
+                (peer.to_owned(), blob.clone())
+            ]
+        );
+    }
+}
+
+#[test]
+fn two_processes_exchange_messages_raet_head() {
+    exchange("raet", "raet", 47701, 47702);
+}
+
+#[test]
+fn two_processes_exchange_messages_json_head() {
+    exchange("json", "raet", 47703, 47704);
+}
+
+#[test]
+fn bad_arguments_exit_3_with_one_line() {
+    for args in [
+        &["road", "--name", "x"][..],
+        &["road", "--name", "x", "--port", "70000"],
+        &["road", "--name", "x", "--port", "47705", "--send", "[1,2]"],
+        &["road", "--name", "x", "--port", "47705", "--send", "{oops"],
+        &[
+            "road",
+            "--name",
+            "x",
+            "--port",
+            "47705",
+            "--auto",
+            "sometimes",
+        ],
+        &["road", "--name", "x", "--port", "47705", "--hk", "xml"],
+        &[
+            "road", "--name", "x", "--port", "47705", "--join", "nowhere",
+        ],
+        &[
+            "road",
+            "--name",
+            "x",
+            "--port",
+            "47705",
+            "--timeout",
+            "soon",
+        ],
+        &["road", "--name", "x", "--port", "47705", "--no-such-option"],
+        &["road", "--name", "x", "--port", "47705", "--sighex", "abcd"],
+        &[],
+    ] {
+        let output = raet(args).output().expect("run raet");
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_exits_0() {
+    let output = raet(&["road", "--help"]).output().expect("run raet");
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for option in [
+        "--name",
+        "--port",
+        "--join",
+        "--send",
+        "--size",
+        "--expect",
+        "--timeout",
+        "--keep",
+        "--hk",
+    ] {
+        assert!(help.contains(option), "help mentions {option}");
+    }
+}
+
+#[test]
+fn waiting_for_messages_that_never_come_exits_2() {
+    let output = raet(&[
+        "road",
+        "--name",
+        "x",
+        "--port",
+        "47706",
+        "--expect",
+        "1",
+        "--timeout",
+        "0.5",
+    ])
+    .output()
+    .expect("run raet");
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+}
+
+#[test]
+fn joining_nobody_exits_2() {
+    let output = raet(&[
+        "road",
+        "--name",
+        "x",
+        "--port",
+        "47707",
+        "--join",
+        "127.0.0.1:47708",
+        "--send",
+        "{}",
+        "--timeout",
+        "1",
+    ])
+    .output()
+    .expect("run raet");
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+}

@@ -1,0 +1,224 @@
+//! `RoadStack` over real loopback UDP: two stacks join, exchange messages,
+//! survive garbage, and fail in bounded time when the peer disappears.
+//! No sleeps: every wait is on a future, with `tokio::time::timeout` only as
+//! a guard against hanging.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use raet::keep::{AutoMode, MemKeep};
+use raet::road::{Event, Presence, RoadConfig};
+use raet::stack::{RoadStack, StackError};
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
+
+/// Guard for any single wait: generous, so only a real hang trips it.
+const GUARD: Duration = Duration::from_secs(20);
+
+async fn guard<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(GUARD, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+fn config(name: &str, main: bool) -> RoadConfig {
+    let mut config = RoadConfig::new(name, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    config.main = main;
+    config.auto = AutoMode::Always;
+    config
+}
+
+async fn bind(config: RoadConfig) -> RoadStack {
+    RoadStack::bind(config, None, Box::new(MemKeep::new()))
+        .await
+        .expect("bind")
+}
+
+async fn stack(name: &str, main: bool) -> RoadStack {
+    bind(config(name, main)).await
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn blob(size: usize) -> Map<String, Value> {
+    object(json!({"blob": "y".repeat(size), "size": size}))
+}
+
+/// Waits for the first event matching `wanted`.
+async fn wait_event(
+    events: &mut broadcast::Receiver<Event>,
+    what: &str,
+    wanted: impl Fn(&Event) -> bool,
+) -> Event {
+    guard(what, async {
+        loop {
+            match events.recv().await {
+                Ok(event) if wanted(&event) => return event,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("events closed before {what}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_then_small_and_large_messages_both_ways() {
+    let main = stack("main", true).await;
+    let minion = stack("minion", false).await;
+    let mut main_events = main.events();
+
+    let main_uid = guard("join", minion.join(main.local_addr()))
+        .await
+        .expect("join");
+    let allowed = wait_event(
+        &mut main_events,
+        "main sees minion allowed",
+        |e| matches!(e, Event::Allowed { name, .. } if name == "minion"),
+    )
+    .await;
+    let Event::Allowed {
+        uid: minion_uid, ..
+    } = allowed
+    else {
+        unreachable!()
+    };
+    let remotes = guard("remotes", minion.remotes()).await;
+    let status = remotes
+        .iter()
+        .find(|r| r.uid == main_uid)
+        .expect("main is a remote");
+    assert_eq!(status.name, "main");
+    assert_eq!(status.allowed, Some(true));
+
+    for (from, to, receiver, from_name, body) in [
+        (
+            &minion,
+            main_uid,
+            &main,
+            "minion",
+            object(json!({"n": 1, "text": "hi main"})),
+        ),
+        (
+            &main,
+            minion_uid,
+            &minion,
+            "main",
+            object(json!({"n": 2, "text": "hi minion"})),
+        ),
+        (&minion, main_uid, &main, "minion", blob(1_000_000)),
+        (&main, minion_uid, &minion, "main", blob(1_000_000)),
+    ] {
+        let (sent, got) = guard("message", async {
+            tokio::join!(from.transmit(to, body.clone()), receiver.recv())
+        })
+        .await;
+        sent.expect("transmit acknowledged");
+        let (name, _uid, got) = got.expect("message received");
+        assert_eq!(name, from_name);
+        assert_eq!(got, body, "message from {from_name} intact");
+    }
+
+    main.shutdown().await;
+    minion.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_events_reach_subscribers() {
+    let main = stack("main", true).await;
+    let minion = stack("minion", false).await;
+    let mut main_events = main.events();
+    let mut minion_events = minion.events();
+
+    let main_uid = guard("join", minion.join(main.local_addr()))
+        .await
+        .expect("join");
+    wait_event(
+        &mut minion_events,
+        "minion: main joined",
+        |e| matches!(e, Event::Joined { uid, .. } if *uid == main_uid),
+    )
+    .await;
+    wait_event(&mut main_events, "main: minion alive", |e| {
+        matches!(e, Event::Presence { name, presence: Presence::Alive, .. } if name == "minion")
+    })
+    .await;
+    main.shutdown().await;
+    minion.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_datagrams_do_not_stop_the_stack() {
+    let main = stack("main", true).await;
+    let minion = stack("minion", false).await;
+    let main_uid = guard("join", minion.join(main.local_addr()))
+        .await
+        .expect("join");
+
+    let junk = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind junk socket");
+    let garbage: [&[u8]; 5] = [
+        b"",
+        b"\x00\xff\x13garbage",
+        b"ri RAET\nvn 0\npk 0\npl ffff\nhl 20\n\n",
+        b"{\"ri\":\"RAET\",\"pl\":9999999}\r\n\r\n",
+        &[0xAA; 1500],
+    ];
+    for datagram in garbage {
+        junk.send_to(datagram, main.local_addr())
+            .expect("send garbage");
+    }
+    let body = object(json!({"after": "garbage"}));
+    let (sent, got) = guard("message after garbage", async {
+        tokio::join!(minion.transmit(main_uid, body.clone()), main.recv())
+    })
+    .await;
+    sent.expect("transmit after garbage");
+    assert_eq!(got.expect("received").2, body);
+    main.shutdown().await;
+    minion.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transmit_to_a_vanished_peer_fails_in_bounded_time() {
+    let main = stack("main", true).await;
+    let mut quick = config("minion", false);
+    quick.timers.message_timeout = Duration::from_secs(2);
+    let minion = bind(quick).await;
+    let main_uid = guard("join", minion.join(main.local_addr()))
+        .await
+        .expect("join");
+    main.shutdown().await;
+
+    let result = guard(
+        "the message to fail",
+        minion.transmit(main_uid, object(json!({"to": "nobody"}))),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(StackError::SendFailed { uid, .. }) if uid == main_uid),
+        "{result:?}"
+    );
+    minion.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_fails_pending_requests_and_later_calls() {
+    let lonely = stack("lonely", false).await;
+    let nobody = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let handle = lonely.clone();
+    let join = tokio::spawn(async move { handle.join(nobody.local_addr().expect("addr")).await });
+    let later = lonely.clone();
+    lonely.shutdown().await;
+    let result = guard("join to fail", join).await.expect("join task");
+    assert!(matches!(result, Err(StackError::Closed)), "{result:?}");
+    assert!(matches!(later.accept("x").await, Err(StackError::Closed)));
+    assert!(later.recv().await.is_none());
+    assert!(later.remotes().await.is_empty());
+}
