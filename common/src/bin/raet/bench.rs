@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tracing::{debug, warn};
 
 use crate::demo::start;
-use crate::road::{blob, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
+use crate::road::{blob, join, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
 /// Options of `raet bench`.
 #[derive(Args, Debug, Clone)]
@@ -208,16 +208,6 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
         throughput,
         big,
     })
-}
-
-/// Joins, retrying while the (sub-process) receiver is not up yet.
-async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
-    loop {
-        match stack.join(ha).await {
-            Err(StackError::JoinFailed { reason, .. }) => warn!(%reason, "join failed; retrying"),
-            other => return other,
-        }
-    }
 }
 
 /// Sends `args.count` small messages with up to `args.window` in flight;

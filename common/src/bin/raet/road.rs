@@ -4,20 +4,20 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
 use raet::packet::HeadKind;
-use raet::road::{Event, RoadConfig, Uid};
+use raet::road::{Event, Presence, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -77,20 +77,8 @@ pub struct RoadArgs {
     /// Role of the local estate (default: its name).
     #[arg(long)]
     pub role: Option<String>,
-    /// Application kind sent in the join (0..255).
-    #[arg(long, default_value_t = 0)]
-    pub kind: u8,
-    /// Largest number of message segments per burst (0: unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub burst: u32,
-    /// Let joins change a remote's road data (follow a renew).
-    #[arg(long)]
-    pub mutable: bool,
-    /// Send to the remote with this name (default: the joined remote, else the first allowed).
-    #[arg(long, value_name = "NAME")]
-    pub send_to: Option<String>,
     /// Keep serving this many seconds after success, so late retransmits are answered.
-    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_seconds)]
+    #[arg(long, value_name = "S", default_value = "0.5", value_parser = parse_seconds)]
     pub linger: Duration,
     /// With --auto never: accept a pending remote's keys this many seconds after it pends.
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
@@ -101,9 +89,13 @@ pub struct RoadArgs {
     /// Fixed curve25519 long-term private key (64 hex characters).
     #[arg(long, value_name = "HEX", value_parser = parse_key)]
     pub prihex: Option<[u8; 32]>,
-    /// Print JSON event lines {"event": ...} on stderr (listening, joins, sent, done, ...).
+    /// Print JSON event lines {"event": ..., "t": seconds} on stderr (listening, joined,
+    /// allowed, alived, pending, rejected, accepted, removed, sent, done; timeout always).
     #[arg(long)]
     pub events: bool,
+    /// Read operator commands from stdin, one a line: "accept NAME" or "reject NAME".
+    #[arg(long)]
+    pub control: bool,
 }
 
 /// `--auto` values.
@@ -180,44 +172,71 @@ pub fn blob(size: usize) -> Body {
     body
 }
 
-/// Prints an event line on stderr when `--events` is on.
+/// JSON event lines on stderr: `{"event": KIND, "t": seconds since start, ...}`.
 #[derive(Clone, Copy)]
-struct EventLog(bool);
+struct EventLog {
+    enabled: bool,
+    start: Instant,
+}
 
 impl EventLog {
-    fn emit(self, line: Value) {
-        if self.0 {
-            eprintln!("{line}");
+    /// Prints the line when `--events` is on.
+    fn emit(self, kind: &str, fields: Value) {
+        if self.enabled {
+            self.always(kind, fields);
         }
+    }
+
+    /// Prints the line regardless of `--events` (timeouts, failures).
+    fn always(self, kind: &str, fields: Value) {
+        let mut line = Map::new();
+        line.insert("event".into(), kind.into());
+        let t = (self.start.elapsed().as_secs_f64() * 1e3).round() / 1e3;
+        line.insert("t".into(), t.into());
+        if let Value::Object(fields) = fields {
+            line.extend(fields);
+        }
+        eprintln!("{}", Value::Object(line));
+    }
+
+    /// Prints a road event (messages are printed on stdout instead).
+    fn road_event(self, event: &Event) {
+        let (kind, fields) = match event {
+            Event::Joined { uid, name } => ("joined", json!({"name": name, "uid": uid})),
+            Event::Pending { uid, name } => {
+                ("pending", json!({"name": name, "uid": uid, "by": "us"}))
+            }
+            Event::Rejected { uid, name } => ("rejected", json!({"name": name, "uid": uid})),
+            Event::JoinFailed { uid, reason } => {
+                ("join_failed", json!({"uid": uid, "reason": reason}))
+            }
+            Event::Allowed { uid, name } => ("allowed", json!({"name": name, "uid": uid})),
+            Event::Presence {
+                uid,
+                name,
+                presence,
+            } => {
+                let kind = match presence {
+                    Presence::Joined => "present_joined",
+                    Presence::Allowed => "present_allowed",
+                    Presence::Alive => "alived",
+                    Presence::Lost => "lost",
+                };
+                (kind, json!({"name": name, "uid": uid}))
+            }
+            Event::Message { .. } => return,
+            Event::Delivered { id, uid } => ("delivered", json!({"id": id.0, "uid": uid})),
+            Event::SendFailed { id, uid, reason } => (
+                "send_failed",
+                json!({"id": id.0, "uid": uid, "reason": reason}),
+            ),
+            Event::Removed { uid, name } => ("removed", json!({"name": name, "uid": uid})),
+        };
+        self.emit(kind, fields);
     }
 }
 
-/// The JSON event line for a road event.
-fn event_line(event: &Event) -> Value {
-    match event {
-        Event::Joined { uid, name } => json!({"event": "joined", "uid": uid, "name": name}),
-        Event::Pending { uid, name } => json!({"event": "pending", "uid": uid, "name": name}),
-        Event::Rejected { uid, name } => json!({"event": "rejected", "uid": uid, "name": name}),
-        Event::JoinFailed { uid, reason } => {
-            json!({"event": "join_failed", "uid": uid, "reason": reason})
-        }
-        Event::Allowed { uid, name } => json!({"event": "allowed", "uid": uid, "name": name}),
-        Event::Presence {
-            uid,
-            name,
-            presence,
-        } => json!({"event": "presence", "uid": uid, "name": name,
-                    "presence": format!("{presence:?}").to_lowercase()}),
-        Event::Message { uid, name, .. } => json!({"event": "message", "uid": uid, "name": name}),
-        Event::Delivered { id, uid } => json!({"event": "delivered", "id": id.0, "uid": uid}),
-        Event::SendFailed { id, uid, reason } => {
-            json!({"event": "send_failed", "id": id.0, "uid": uid, "reason": reason})
-        }
-        Event::Removed { uid, name } => json!({"event": "removed", "uid": uid, "name": name}),
-    }
-}
-
-/// Where the session is, for the timeout report.
+/// Where the session is, for the final report.
 #[derive(Default)]
 struct Progress {
     sent: AtomicUsize,
@@ -231,9 +250,6 @@ fn config(args: &RoadArgs) -> RoadConfig {
     config.auto = args.auto.into();
     config.hk = args.hk.into();
     config.role = args.role.clone();
-    config.kind = args.kind;
-    config.burst = args.burst;
-    config.mutable = args.mutable;
     config
 }
 
@@ -256,12 +272,16 @@ fn keys(args: &RoadArgs) -> Option<(Signer, PrivateKey)> {
 /// Runs `raet road`; returns the exit status.
 pub async fn run(args: RoadArgs) -> ExitCode {
     let deadline = tokio::time::Instant::now() + args.timeout;
-    let log = EventLog(args.events);
+    let log = EventLog {
+        enabled: args.events,
+        start: Instant::now(),
+    };
     let keep: Box<dyn Keep> = match &args.keep {
         Some(dir) => match DirKeep::open(dir.clone()) {
             Ok(keep) => Box::new(keep),
             Err(e) => {
                 error!(error = %e, "cannot open the keep");
+                log.always("error", json!({"error": e.to_string()}));
                 return ExitCode::from(EXIT_FAILED);
             }
         },
@@ -271,58 +291,61 @@ pub async fn run(args: RoadArgs) -> ExitCode {
         Ok(stack) => stack,
         Err(e) => {
             error!(error = %e, "cannot start the road stack");
+            log.always("error", json!({"error": e.to_string()}));
             return ExitCode::from(EXIT_FAILED);
         }
     };
     // Subscribe before anything can happen on the road.
     let events = stack.events();
-    log.emit(json!({"event": "listening", "name": stack.name(),
-        "ha": stack.local_addr().to_string(), "main": args.main,
-        "verhex": stack.verify_key().to_hex(), "pubhex": stack.public_key().to_hex()}));
+    log.emit(
+        "listening",
+        json!({"name": stack.name(), "ha": stack.local_addr().to_string(), "main": args.main,
+               "auto": format!("{:?}", args.auto).to_lowercase(),
+               "verhex": stack.verify_key().to_hex(), "pubhex": stack.public_key().to_hex()}),
+    );
 
     let mut helpers = JoinSet::new();
     if args.events {
-        helpers.spawn(print_events(stack.events()));
+        helpers.spawn(print_events(stack.events(), log));
     }
     if let Some(delay) = args.accept_after {
-        helpers.spawn(accept_pending(stack.clone(), stack.events(), delay));
+        helpers.spawn(accept_pending(stack.clone(), stack.events(), delay, log));
+    }
+    if args.control {
+        helpers.spawn(control(stack.clone(), stack.events(), log));
     }
     let (received_tx, received_rx) = watch::channel(0usize);
     helpers.spawn(print_messages(stack.clone(), received_tx));
 
-    let progress = Arc::new(Progress::default());
+    let progress = Progress::default();
     let outcome = tokio::time::timeout_at(
         deadline,
-        session(&stack, &args, events, received_rx.clone(), &progress),
+        session(&stack, &args, events, received_rx.clone(), &progress, log),
     )
     .await;
+    let summary = || {
+        json!({"received": *received_rx.borrow(), "expected": args.expect,
+               "sent": progress.sent.load(Ordering::Relaxed),
+               "delivered": progress.delivered.load(Ordering::Relaxed)})
+    };
     let code = match outcome {
         Ok(Ok(())) => {
-            log.emit(json!({"event": "done", "received": *received_rx.borrow(),
-                "sent": progress.delivered.load(Ordering::Relaxed)}));
+            log.emit("done", summary());
             tokio::time::sleep(args.linger).await;
             EXIT_OK
         }
         Ok(Err(e)) => {
             error!(error = %e, "road session failed");
-            log.emit(json!({"event": "error", "error": e.to_string()}));
+            log.always("error", json!({"error": e.to_string()}));
             EXIT_FAILED
         }
         Err(_) => {
-            let (received, sent, delivered) = (
-                *received_rx.borrow(),
-                progress.sent.load(Ordering::Relaxed),
-                progress.delivered.load(Ordering::Relaxed),
-            );
-            warn!(received, expected = args.expect, sent, delivered, "timeout");
-            log.emit(
-                json!({"event": "timeout", "received": received, "expected": args.expect,
-                "sent": sent, "delivered": delivered}),
-            );
+            warn!(summary = %summary(), "timeout");
+            log.always("timeout", summary());
             EXIT_TIMEOUT
         }
     };
-    log.emit(json!({"event": "stats", "stats": stack.stats().await}));
+    log.emit("stats", json!({"stats": stack.stats().await}));
     helpers.abort_all();
     stack.shutdown().await;
     ExitCode::from(code)
@@ -335,6 +358,7 @@ async fn session(
     events: broadcast::Receiver<Event>,
     mut received: watch::Receiver<usize>,
     progress: &Progress,
+    log: EventLog,
 ) -> Result<(), StackError> {
     let joined = match args.join {
         Some(ha) => Some(join(stack, ha).await?),
@@ -350,10 +374,9 @@ async fn session(
         if bodies.is_empty() {
             return Ok(());
         }
-        let to = match (&args.send_to, joined) {
-            (Some(name), _) => allowed_remote(stack, events, Some(name)).await?,
-            (None, Some(uid)) => uid,
-            (None, None) => allowed_remote(stack, events, None).await?,
+        let to = match joined {
+            Some(uid) => uid,
+            None => first_allowed(stack, events).await?,
         };
         let pending: Vec<_> = bodies
             .into_iter()
@@ -361,7 +384,7 @@ async fn session(
             .collect();
         progress.sent.store(pending.len(), Ordering::Relaxed);
         info!(count = pending.len(), to, "messages sent");
-        EventLog(args.events).emit(json!({"event": "sent", "count": pending.len(), "to": to}));
+        log.emit("sent", json!({"count": pending.len(), "to": to}));
         for delivery in pending {
             delivery.await?;
             progress.delivered.fetch_add(1, Ordering::Relaxed);
@@ -381,7 +404,7 @@ async fn session(
 
 /// Joins `ha`, retrying after failed attempts (the remote may not be up
 /// yet); the caller's timeout bounds it. A rejection is final.
-async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
+pub async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
     loop {
         match stack.join(ha).await {
             Err(StackError::JoinFailed { uid, reason }) => {
@@ -392,37 +415,28 @@ async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
     }
 }
 
-/// Waits until a remote (the one named `name`, or any) is allowed.
-async fn allowed_remote(
+/// Waits until some remote is allowed (a responder sends to the first one).
+async fn first_allowed(
     stack: &RoadStack,
     mut events: broadcast::Receiver<Event>,
-    name: Option<&str>,
 ) -> Result<Uid, StackError> {
-    let wanted = |remote: &str| name.map_or(true, |n| n == remote);
-    // It may have been allowed before this point: the subscription is older
-    // than any allow, but check the current state too.
-    if let Some(remote) = stack
-        .remotes()
-        .await
-        .into_iter()
-        .find(|r| r.allowed == Some(true) && wanted(&r.name))
-    {
-        return Ok(remote.uid);
-    }
+    let mut check = true;
     loop {
+        // The subscription predates any allow, but after a lag the event
+        // may be lost: then look at the remotes themselves.
+        if check {
+            let remotes = stack.remotes().await;
+            if let Some(remote) = remotes.iter().find(|r| r.allowed == Some(true)) {
+                return Ok(remote.uid);
+            }
+            check = false;
+        }
         match events.recv().await {
-            Ok(Event::Allowed { uid, name }) if wanted(&name) => return Ok(uid),
+            Ok(Event::Allowed { uid, .. }) => return Ok(uid),
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 warn!(missed, "event subscriber lagged; rechecking remotes");
-                if let Some(remote) = stack
-                    .remotes()
-                    .await
-                    .into_iter()
-                    .find(|r| r.allowed == Some(true) && wanted(&r.name))
-                {
-                    return Ok(remote.uid);
-                }
+                check = true;
             }
             Err(broadcast::error::RecvError::Closed) => return Err(StackError::Closed),
         }
@@ -443,30 +457,74 @@ async fn print_messages(stack: RoadStack, count: watch::Sender<usize>) {
 }
 
 /// `--events`: prints the road's events on stderr.
-async fn print_events(mut events: broadcast::Receiver<Event>) {
+async fn print_events(mut events: broadcast::Receiver<Event>, log: EventLog) {
     loop {
         match events.recv().await {
-            Ok(event) => eprintln!("{}", event_line(&event)),
+            Ok(event) => log.road_event(&event),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                eprintln!("{}", json!({"event": "lagged", "missed": missed}));
+                log.emit("lagged", json!({"missed": missed}));
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
 
+/// An operator decision on a remote's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    Reject,
+}
+
+/// Applies `verdict` to the remote `name`; if the road does not know it
+/// yet, tries again after each road event until it does.
+async fn decide(
+    stack: &RoadStack,
+    events: &mut broadcast::Receiver<Event>,
+    verdict: Verdict,
+    name: &str,
+    log: EventLog,
+) {
+    loop {
+        let result = match verdict {
+            Verdict::Accept => stack.accept(name).await,
+            Verdict::Reject => stack.reject(name).await,
+        };
+        match result {
+            Ok(()) => {
+                info!(name, ?verdict, "operator decision applied");
+                match verdict {
+                    Verdict::Accept => log.emit("accepted", json!({"name": name})),
+                    Verdict::Reject => {
+                        log.emit("rejected", json!({"name": name, "by": "operator"}))
+                    }
+                }
+                return;
+            }
+            Err(StackError::Closed) => return,
+            Err(e) => debug!(name, error = %e, "decision not applicable yet"),
+        }
+        if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+            return;
+        }
+    }
+}
+
 /// `--accept-after`: accepts each pending remote `delay` after it pends.
-async fn accept_pending(stack: RoadStack, mut events: broadcast::Receiver<Event>, delay: Duration) {
+async fn accept_pending(
+    stack: RoadStack,
+    mut events: broadcast::Receiver<Event>,
+    delay: Duration,
+    log: EventLog,
+) {
     loop {
         match events.recv().await {
             Ok(Event::Pending { name, .. }) => {
                 let stack = stack.clone();
+                let mut events = events.resubscribe();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    match stack.accept(&name).await {
-                        Ok(()) => info!(%name, "accepted pending remote"),
-                        Err(e) => warn!(%name, error = %e, "could not accept pending remote"),
-                    }
+                    decide(&stack, &mut events, Verdict::Accept, &name, log).await;
                 });
             }
             Ok(_) => {}
@@ -477,6 +535,23 @@ async fn accept_pending(stack: RoadStack, mut events: broadcast::Receiver<Event>
                 );
             }
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// `--control`: operator commands from stdin, "accept NAME" / "reject NAME".
+async fn control(stack: RoadStack, mut events: broadcast::Receiver<Event>, log: EventLog) {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["accept", name] => decide(&stack, &mut events, Verdict::Accept, name, log).await,
+            ["reject", name] => decide(&stack, &mut events, Verdict::Reject, name, log).await,
+            [] => {}
+            _ => log.always(
+                "exception",
+                json!({"error": format!("unknown control command: {line:?}")}),
+            ),
         }
     }
 }
