@@ -17,7 +17,8 @@ use tokio::process::{Child, Command};
 use tracing::{debug, warn};
 
 use crate::demo::start;
-use crate::road::{blob, join, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
+use crate::road::join;
+use crate::{blob, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
 /// Options of `raet bench`.
 #[derive(Args, Debug, Clone)]

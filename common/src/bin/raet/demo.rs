@@ -10,7 +10,7 @@ use raet::keep::{AutoMode, MemKeep};
 use raet::road::{RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 
-use crate::road::{blob, Body, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
+use crate::{blob, Body, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
 /// Options of `raet demo`.
 #[derive(Args, Debug, Clone)]

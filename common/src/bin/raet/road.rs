@@ -19,15 +19,10 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-/// Exit status: success.
-pub const EXIT_OK: u8 = 0;
-/// Exit status: a runtime failure (socket, keep, join rejected, message failed).
-pub const EXIT_FAILED: u8 = 1;
-/// Exit status: `--timeout` elapsed before success.
-pub const EXIT_TIMEOUT: u8 = 2;
-
-/// A JSON object, the body of a message.
-pub type Body = Map<String, Value>;
+use crate::{
+    messages, parse_object, parse_seconds, print_event, print_message, Body, EXIT_FAILED, EXIT_OK,
+    EXIT_TIMEOUT,
+};
 
 /// Options of `raet road`.
 #[derive(Args, Debug, Clone)]
@@ -137,19 +132,6 @@ impl From<Hk> for HeadKind {
     }
 }
 
-fn parse_object(text: &str) -> Result<Body, String> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("not a JSON object".into()),
-        Err(e) => Err(format!("not JSON: {e}")),
-    }
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|e| format!("not a number: {e}"))?;
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("not a duration in seconds: {e}"))
-}
-
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     let mut addrs = text
         .to_socket_addrs()
@@ -163,13 +145,6 @@ fn parse_key(text: &str) -> Result<[u8; 32], String> {
     let mut key = [0u8; 32];
     hex::decode_to_slice(text, &mut key).map_err(|e| format!("not 64 hex characters: {e}"))?;
     Ok(key)
-}
-
-/// The message `--size N` sends: `{"blob": "xxx…"}` with N characters.
-pub fn blob(size: usize) -> Body {
-    let mut body = Map::new();
-    body.insert("blob".into(), Value::String("x".repeat(size)));
-    body
 }
 
 /// JSON event lines on stderr: `{"event": KIND, "t": seconds since start, ...}`.
@@ -190,13 +165,12 @@ impl EventLog {
     /// Prints the line regardless of `--events` (timeouts, failures).
     fn always(self, kind: &str, fields: Value) {
         let mut line = Map::new();
-        line.insert("event".into(), kind.into());
         let t = (self.start.elapsed().as_secs_f64() * 1e3).round() / 1e3;
         line.insert("t".into(), t.into());
         if let Value::Object(fields) = fields {
             line.extend(fields);
         }
-        eprintln!("{}", Value::Object(line));
+        print_event(kind, Value::Object(line));
     }
 
     /// Prints a road event (messages are printed on stdout instead).
@@ -364,12 +338,7 @@ async fn session(
         Some(ha) => Some(join(stack, ha).await?),
         None => None,
     };
-    let bodies: Vec<Body> = args
-        .send
-        .iter()
-        .cloned()
-        .chain(args.size.iter().map(|&n| blob(n)))
-        .collect();
+    let bodies = messages(&args.send, &args.size);
     let sending = async {
         if bodies.is_empty() {
             return Ok(());
@@ -445,13 +414,8 @@ async fn first_allowed(
 
 /// Prints every received message as a JSON line on stdout and counts them.
 async fn print_messages(stack: RoadStack, count: watch::Sender<usize>) {
-    use std::io::Write;
     while let Some((name, _uid, body)) = stack.recv().await {
-        let line = json!({"from": name, "msg": body});
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            warn!("stdout closed; message not printed");
-        }
+        print_message(&name, body);
         count.send_modify(|n| *n += 1);
     }
 }
