@@ -120,15 +120,18 @@ impl Road {
             PacketKind::Ack => {
                 self.core.stat("alive_complete");
                 self.refresh(now, uid, Some(true));
+                self.settle_probes(now, uid, Some(true));
             }
             PacketKind::Unjoined => {
                 self.core.stat("aliver_rx_unjoined");
+                self.settle_probes(now, uid, Some(false));
                 self.refresh(now, uid, None);
                 self.lose_join(uid);
                 self.start_join(now, uid, a.cascade, false, Some(a.timeout));
             }
             PacketKind::Unallowed => {
                 self.core.stat("aliver_rx_unallowed");
+                self.settle_probes(now, uid, Some(false));
                 self.refresh(now, uid, None);
                 if let Some(remote) = self.remotes.get_mut(&uid) {
                     remote.allowed = Some(false);
@@ -138,6 +141,7 @@ impl Road {
             PacketKind::Reject => {
                 self.core.stat("aliver_rx_reject");
                 self.refresh(now, uid, Some(false));
+                self.settle_probes(now, uid, Some(false));
             }
             _ => {
                 self.core.stat("aliver_rx_refuse");
@@ -151,6 +155,7 @@ impl Road {
         if a.deadline.is_some_and(|d| now >= d) {
             self.core.stat("aliver_timeout");
             self.refresh(now, uid, Some(false));
+            self.settle_probes(now, uid, None);
             return;
         }
         if a.redo.expired(now) {

@@ -9,6 +9,7 @@ use rand_core::RngCore;
 use crate::crypto::{PrivateKey, PublicKey, SharedBox};
 use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
 
+use super::remote;
 use super::timers::{deadline, Redo};
 use super::transaction::{earliest, Transaction, TxIndex};
 use super::{Event, Presence, Road, Rx, Uid};
@@ -392,6 +393,14 @@ impl Road {
             self.core.stat("invalid_allow_attempt");
             self.allow_nack(uid, &head, PacketKind::Refuse);
             return;
+        }
+        if remote::Remote::is_copy(remote.last_hello, (h.si, h.ti), now) {
+            self.core.drop_packet("duplicate_allow_attempt", rx.from);
+            return;
+        }
+        let window = now.checked_add(timeout).unwrap_or(now);
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.last_hello = Some(((h.si, h.ti), window));
         }
         if !self.allowent_race(uid, &head) {
             return;

@@ -14,6 +14,11 @@ use super::timers::{deadline, Redo};
 use super::transaction::{earliest, Transaction, TxIndex};
 use super::{Event, Presence, Road, Rx, Uid};
 
+/// A join request equal to the last one answered within this long is a late duplicate
+/// (shorter than the joiner's first redo, so a restarted joiner reusing the same
+/// transaction id is heard on its redo).
+const DUPLICATE_JOIN_WINDOW: Duration = Duration::from_millis(500);
+
 /// Our side of a join we initiated.
 pub(crate) struct Joiner {
     /// Head of every packet we send (the reference's `txData`: `se`/`de` as at request time).
@@ -721,9 +726,14 @@ impl Road {
                 }
             }
         }
-        let Some(remote) = self.remotes.get(&uid) else {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
+        if Remote::is_copy(remote.last_join, (reid, h.ti), now) {
+            self.core.drop_packet("duplicate_join_attempt", rx.from);
+            return;
+        }
+        remote.last_join = Some(((reid, h.ti), now + DUPLICATE_JOIN_WINDOW));
         let same = compare(remote, &jb, rha, reid);
         let ephemeral = remote.ephemeral;
         if !same.all && !self.core.config.mutable {

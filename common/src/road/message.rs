@@ -23,9 +23,8 @@ pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
 /// At most this many missed segment numbers per resend request (as the reference).
 const MISSEDS_PER_RESEND: usize = 64;
 
-/// Attempts of one message (a nack that is not a late answer to a completed message makes
-/// us re-allow and try once more).
-const MAX_ATTEMPTS: u8 = 2;
+/// Sends of one message refused by the receiver before it fails.
+const MAX_ATTEMPTS: u8 = 4;
 
 /// The head of our message packets to `remote` in transaction `ti`.
 fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
@@ -82,8 +81,8 @@ pub(crate) struct Messenger {
     redo: Redo,
     /// Last answer from the receiver (our bounded timeout runs from here).
     progress: Instant,
-    /// A timer retransmission happened after every segment had been sent once.
-    redone: bool,
+    /// When an ambiguous nack arrived (an alive probe settles it).
+    nacked: Option<Instant>,
     /// The message timeout.
     limit: std::time::Duration,
 }
@@ -91,7 +90,10 @@ pub(crate) struct Messenger {
 impl Messenger {
     /// Next timer.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        earliest(self.redo.due(), self.progress.checked_add(self.limit))
+        match self.nacked {
+            Some(nacked) => nacked.checked_add(self.limit),
+            None => earliest(self.redo.due(), self.progress.checked_add(self.limit)),
+        }
     }
 
     /// Flags of segment `sn`.
@@ -161,7 +163,7 @@ impl Road {
             last: None,
             redo: Redo::new(now, redo_min, redo_max),
             progress: now,
-            redone: false,
+            nacked: None,
             limit,
         });
         self.core.stat("message_initiate");
@@ -264,6 +266,9 @@ impl Road {
         };
         self.refresh(now, uid, Some(true));
         m.progress = now;
+        if pk != PacketKind::Nack {
+            m.nacked = None;
+        }
         match pk {
             PacketKind::Ack => {
                 self.core.stat("message_ack_rx");
@@ -309,32 +314,100 @@ impl Road {
             }
             _ => {
                 self.core.stat("message_reject_rx");
-                self.messenger_nacked(now, uid, *m);
-                return;
+                if m.nacked.is_none() {
+                    self.messenger_nacked(now, uid, index, m, rx.head.fg.has(Flags::WF));
+                    return;
+                }
             }
         }
         self.insert_txn(uid, index, Transaction::Messenger(m));
     }
 
-    /// The receiver nacked: a late answer to a message it completed (its done was lost) is
-    /// taken as delivered; else the remote may have lost our session: allow again and retry
-    /// once.
-    fn messenger_nacked(&mut self, now: Instant, uid: Uid, m: Messenger) {
-        if m.redone && m.current >= m.count {
+    /// The receiver nacked. A nack before every segment was sent, or with wf (only a
+    /// Messengent's nack echoes wf), is a refusal: the message was not delivered and goes
+    /// back to the queue (a fresh allow first). A nack without wf to a single-packet message
+    /// can only be a stale nack answering a copy of a message the receiver completed (its
+    /// done lost or overtaken): delivered. For a segmented message it is ambiguous (the
+    /// Messengent echoes the wf of the first segment it got): refused if the allow is being
+    /// redone, else an alive probe settles it (ack: delivered; unjoined or unallowed:
+    /// requeued; silence: probe again until the message timeout).
+    fn messenger_nacked(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut m: Box<Messenger>,
+        wf: bool,
+    ) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        let reallowing = remote.allowed != Some(true) || remote.allow_in_process();
+        if wf || m.current < m.count {
+            if !reallowing {
+                remote.allowed = None;
+            }
+            self.requeue(now, uid, m.out);
+        } else if m.count == 1 {
             self.core.stat("message_done_inferred");
             self.core.event(Event::Delivered { id: m.out.id, uid });
-        } else if m.out.attempts + 1 < MAX_ATTEMPTS {
-            self.core.stat("message_retry");
-            let mut out = m.out;
-            out.attempts += 1;
-            out.queued = now;
-            if let Some(remote) = self.remotes.get_mut(&uid) {
-                remote.allowed = None;
-                remote.outbox_bytes += out.body.len();
-                remote.outbox.push_front(out);
-            }
+            self.pump(now, uid);
+        } else if reallowing {
+            self.requeue(now, uid, m.out);
         } else {
-            self.fail_message(uid, m.out.id, "nacked by the remote");
+            self.core.stat("message_nack_probe");
+            m.nacked = Some(now);
+            self.insert_txn(uid, index, Transaction::Messenger(m));
+            self.start_alive(now, uid, false, None);
+        }
+    }
+
+    /// Puts a refused message back at the front of the queue (bounded attempts).
+    fn requeue(&mut self, now: Instant, uid: Uid, mut out: Outgoing) {
+        out.attempts += 1;
+        if out.attempts >= MAX_ATTEMPTS {
+            self.fail_message(uid, out.id, "refused by the remote");
+        } else if let Some(remote) = self.remotes.get_mut(&uid) {
+            self.core.stat("message_requeued");
+            out.queued = now;
+            remote.outbox_bytes += out.body.len();
+            remote.outbox.push_front(out);
+        }
+        self.pump(now, uid);
+    }
+
+    /// An alive probe ended: `Some(true)` the receiver is allowed (the nack was a stale
+    /// copy: delivered), `Some(false)` it is not (requeue), `None` no answer (probe again).
+    pub(super) fn settle_probes(&mut self, now: Instant, uid: Uid, delivered: Option<bool>) {
+        let probed: Vec<TxIndex> = match self.remotes.get(&uid) {
+            Some(r) => r
+                .transactions
+                .iter()
+                .filter(|(_, t)| matches!(t, Transaction::Messenger(m) if m.nacked.is_some()))
+                .map(|(i, _)| *i)
+                .collect(),
+            None => return,
+        };
+        if probed.is_empty() {
+            return;
+        }
+        let Some(delivered) = delivered else {
+            self.start_alive(now, uid, false, None);
+            return;
+        };
+        for index in probed {
+            if let Some(Transaction::Messenger(m)) = self
+                .remotes
+                .get_mut(&uid)
+                .and_then(|r| r.transactions.remove(&index))
+            {
+                if delivered {
+                    self.core.stat("message_done_inferred");
+                    self.core.event(Event::Delivered { id: m.out.id, uid });
+                } else {
+                    self.requeue(now, uid, m.out);
+                }
+            }
         }
         self.pump(now, uid);
     }
@@ -348,6 +421,16 @@ impl Road {
         index: TxIndex,
         mut m: Box<Messenger>,
     ) {
+        if let Some(nacked) = m.nacked {
+            if nacked.checked_add(m.limit).is_some_and(|d| now >= d) {
+                self.core.stat("message_timeout");
+                self.fail_message(uid, m.out.id, "no answer from the remote");
+                self.pump(now, uid);
+            } else {
+                self.insert_txn(uid, index, Transaction::Messenger(m));
+            }
+            return;
+        }
         if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
             self.core.stat("message_timeout");
             self.fail_message(uid, m.out.id, "no answer from the remote");
@@ -364,9 +447,6 @@ impl Road {
                 }
                 self.core.stat("redo_segment");
                 self.send_segment(now, uid, &mut m, sn);
-                if m.current >= m.count {
-                    m.redone = true;
-                }
             }
         }
         self.insert_txn(uid, index, Transaction::Messenger(m));

@@ -1154,6 +1154,10 @@ impl Road {
                 }
                 return;
             }
+            if remote.allow_in_process() {
+                // an allowent waits for the final ack: the allower is not allowed yet
+                return;
+            }
             let flying = remote
                 .transactions
                 .values()

@@ -37,7 +37,7 @@ pub(crate) struct Outgoing {
     pub body: Vec<u8>,
     /// When it was queued (the bounded message timeout starts here).
     pub queued: Instant,
-    /// Earlier attempts that were nacked.
+    /// Sends refused by the receiver so far.
     pub attempts: u8,
 }
 
@@ -104,6 +104,12 @@ pub(crate) struct Remote {
     pub reap_due: Instant,
     /// When we last received a valid packet from it.
     pub last_heard: Option<Instant>,
+    /// The last join request and hello we answered (`se`/`si`, `ti`) and until when a copy
+    /// of them is a late duplicate to drop (not a new handshake that would undo the
+    /// completed one).
+    pub last_join: Option<((u32, u32), Instant)>,
+    /// See `last_join`.
+    pub last_hello: Option<((u32, u32), Instant)>,
 }
 
 impl Remote {
@@ -148,6 +154,8 @@ impl Remote {
             presence_due,
             reap_due,
             last_heard: None,
+            last_join: None,
+            last_hello: None,
         }
     }
 
@@ -242,6 +250,15 @@ impl Remote {
             joined: self.joined,
             role: self.role.clone(),
         }
+    }
+
+    /// Whether `key` is a late copy of the last request remembered in `last`.
+    pub(crate) fn is_copy(
+        last: Option<((u32, u32), Instant)>,
+        key: (u32, u32),
+        now: Instant,
+    ) -> bool {
+        last.is_some_and(|(k, until)| k == key && now < until)
     }
 
     /// Whether a join (either side) with it is in progress.
