@@ -1,7 +1,7 @@
 //! The tokio lane stack: one yard bound at `<dir>/<lane>.<yard>.uxd`.
 //!
 //! Pages are sent straight from [`LaneStack::send`]; a task receives
-//! datagrams, hands them to the [`Core`] (parse, check, book reassembly) and
+//! datagrams, hands them to the sans-IO `Core` (parse, check, book reassembly) and
 //! queues completed messages for [`LaneStack::recv`]. A bad datagram is
 //! counted, logged and dropped; the task keeps serving.
 
