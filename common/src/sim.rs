@@ -194,7 +194,11 @@ pub struct SimNet<E: Endpoint> {
     seq: u64,
     stats: SimStats,
     trace: u64,
+    tap: Option<Tap>,
 }
+
+/// Observer of every delivery: (virtual time since start, from, to, datagram).
+pub type Tap = Box<dyn FnMut(Duration, SocketAddr, SocketAddr, &[u8])>;
 
 /// FNV-1a, used to fingerprint a run.
 fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
@@ -238,6 +242,7 @@ impl<E: Endpoint> SimNet<E> {
             seq: 0,
             stats: SimStats::default(),
             trace: 0xcbf2_9ce4_8422_2325,
+            tap: None,
         };
         net.set_link(link);
         net
@@ -323,6 +328,17 @@ impl<E: Endpoint> SimNet<E> {
         } else {
             self.partitions.remove(&pair(a, b));
         }
+    }
+
+    /// Put a datagram on the link as if the endpoint at `from` had sent it (e.g. replay a
+    /// captured one); it is subject to the link's impairments like any other.
+    pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
+        self.send(from, Transmit { dest: to, payload });
+    }
+
+    /// Observe every datagram delivered from now on (e.g. to log a failing scenario).
+    pub fn set_tap(&mut self, tap: Option<Tap>) {
+        self.tap = tap;
     }
 
     /// The counters so far.
@@ -457,6 +473,9 @@ impl<E: Endpoint> SimNet<E> {
             self.stats.undeliverable += 1;
             return;
         };
+        if let Some(tap) = self.tap.as_mut() {
+            tap(self.elapsed, datagram.from, datagram.to, &datagram.payload);
+        }
         node.handle_datagram(now, datagram.from, &datagram.payload);
         self.stats.delivered += 1;
         self.stats.delivered_bytes += datagram.payload.len() as u64;
@@ -872,6 +891,31 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason, "went idle");
         assert!(net.elapsed() < Duration::from_secs(11));
+    }
+
+    #[test]
+    fn tap_sees_every_delivery_and_inject_replays() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let mut net = ping_pong(8, Link::perfect(), 3);
+        let log = Rc::clone(&seen);
+        net.set_tap(Some(Box::new(move |at, from, to, data: &[u8]| {
+            log.borrow_mut()
+                .push((at, from.port(), to.port(), data.to_vec()));
+        })));
+        run_to_idle(&mut net);
+        let first = seen.borrow()[0].clone();
+        assert_eq!(seen.borrow().len(), 6);
+        assert_eq!(
+            first,
+            (Duration::from_millis(1), A, B, ping(addr(B), 0).payload)
+        );
+        net.inject(addr(A), addr(B), first.3.clone());
+        run_to_idle(&mut net);
+        assert_eq!(net.node_ref(addr(B)).seqs(PING), vec![0, 1, 2, 0]);
+        assert_eq!(net.node_ref(addr(A)).seqs(PONG), vec![0, 1, 2, 0]);
+        assert_eq!(seen.borrow().len(), 8);
     }
 
     /// An endpoint whose deadline never moves.

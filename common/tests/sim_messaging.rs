@@ -1,0 +1,279 @@
+//! Messages between 2 and 3 road estates on the simulated network: join, allow, alive, then
+//! small, 200 KB and 5 MB messages both ways at 0 %, 10 % and 30 % loss, always with
+//! duplication, reordering and jitter. Every message must be delivered exactly once, byte
+//! for byte, and every sender must see it confirmed (done), within a bound of virtual time.
+//!
+//! Road bugs these tests found (the affected tests are `#[ignore]`d until fixed):
+//! * With reordering (even at 0 % loss), a message is delivered to the application twice:
+//!   e.g. an Allow hello overtakes the join ack and is refused, a second allow runs, the
+//!   session id changes under messages in flight, their Messengers get nacks and retry the
+//!   message as a NEW transaction although the receiver already delivered it
+//!   (`message_retry` in `messenger_nacked`). Seen in every scenario with jitter.
+//! * `Event::Delivered` for a message the receiver never delivered (3 stacks, 30 % loss,
+//!   200 KB beta -> alpha: received 0x, confirmed): `messenger_nacked` infers "done" from a
+//!   nack (`message_done_inferred`) when the nack was not about a completed message.
+//! * Message nack storms: both sides' first message transactions share (si, ti) (e.g. si 2
+//!   ti 3 in each direction) and hundreds of `Message Nack` datagrams cross within 30 ms
+//!   (`stale_nack` 24,861 in a 5 MB exchange at 0 % loss with reordering).
+//! * Even without reordering, at 30 % loss with a 100 B, a 200 KB and a 5 MB message in
+//!   flight each way, one message is delivered twice (`two_stacks_30_percent_loss_only_all_sizes`).
+//! * Joins under 30 % loss with reordering sometimes never complete within 60 s even with
+//!   the application re-joining after every `JoinFailed` (`connect` panics).
+
+mod simkit;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use raet::road::{Event, MessageId};
+use raet::sim::{Link, SimNet};
+use serde_json::{Map, Value};
+use simkit::{link, message, Peer, Spec, World};
+
+const SMALL: usize = 100;
+const MEDIUM: usize = 200 * 1024;
+const LARGE: usize = 5 * 1024 * 1024;
+
+const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+/// One message expected somewhere.
+struct Expected {
+    sender: SocketAddr,
+    receiver: SocketAddr,
+    id: MessageId,
+    body: Map<String, Value>,
+}
+
+/// The main `alpha` and `others` non-main estates, each joined to alpha and allowed.
+fn star(
+    seed: u64,
+    link: Link,
+    others: usize,
+    spec: impl Fn(Spec) -> Spec,
+) -> (World, Vec<SocketAddr>) {
+    let mut world = World::new(seed, link);
+    let mut addrs = vec![world.add(spec(Spec::new(NAMES[0], 7530).main()))];
+    for (i, name) in NAMES.iter().enumerate().skip(1).take(others) {
+        addrs.push(world.add(spec(Spec::new(name, 7530 + i as u16))));
+    }
+    for joiner in addrs[1..].iter().copied() {
+        world.connect(joiner, addrs[0], Duration::from_secs(60));
+    }
+    (world, addrs)
+}
+
+/// Queue one message of each size from `from` to `to` (numbers from `n`).
+fn send_sizes(
+    world: &mut World,
+    from: SocketAddr,
+    to: SocketAddr,
+    sizes: &[usize],
+    n: &mut u32,
+) -> Vec<Expected> {
+    let sender = world.peer_ref(from).spec.name.clone();
+    let receiver = world.peer_ref(to).spec.name.clone();
+    let uid = world.uid(from, &receiver);
+    sizes
+        .iter()
+        .map(|size| {
+            *n += 1;
+            let body = message(&sender, *n, *size);
+            let id = world.send(from, uid, body.clone());
+            Expected {
+                sender: from,
+                receiver: to,
+                id,
+                body,
+            }
+        })
+        .collect()
+}
+
+/// Whether every expected message was confirmed to its sender and received.
+fn all_done(net: &SimNet<Peer>, expected: &[Expected]) -> bool {
+    expected.iter().all(|e| {
+        net.node_ref(e.sender).delivered(e.id)
+            && net.node_ref(e.receiver).messages().any(|(_, body)| {
+                body.get("n") == e.body.get("n") && body.get("from") == e.body.get("from")
+            })
+    })
+}
+
+/// What is missing, and every estate's counters (for a failure message).
+fn report(world: &World, addrs: &[SocketAddr], expected: &[Expected]) -> String {
+    let mut out = String::new();
+    for e in expected {
+        let confirmed = world.peer_ref(e.sender).delivered(e.id);
+        let copies = world
+            .peer_ref(e.receiver)
+            .messages()
+            .filter(|(_, body)| {
+                body.get("n") == e.body.get("n") && body.get("from") == e.body.get("from")
+            })
+            .count();
+        let size = e
+            .body
+            .get("blob")
+            .and_then(Value::as_str)
+            .map_or(0, str::len);
+        out += &format!(
+            "{} -> {} ({size} bytes): received {copies}x, confirmed {confirmed}\n",
+            world.peer_ref(e.sender).spec.name,
+            world.peer_ref(e.receiver).spec.name,
+        );
+    }
+    for at in addrs {
+        let peer = world.peer_ref(*at);
+        out += &format!("{} stats: {:?}\n", peer.spec.name, peer.road.stats());
+    }
+    out
+}
+
+/// Exactly once, intact, from the right sender; nothing failed; nothing unexpected.
+fn check_exactly_once(world: &World, addrs: &[SocketAddr], expected: &[Expected]) {
+    for at in addrs {
+        let peer = world.peer_ref(*at);
+        let mut got: BTreeMap<(String, u64), Vec<&Map<String, Value>>> = BTreeMap::new();
+        for (name, body) in peer.messages() {
+            let n = body
+                .get("n")
+                .and_then(Value::as_u64)
+                .expect("numbered message");
+            got.entry((name.to_owned(), n)).or_default().push(body);
+        }
+        let mine: Vec<&Expected> = expected.iter().filter(|e| e.receiver == *at).collect();
+        assert_eq!(
+            got.len(),
+            mine.len(),
+            "{}: wrong number of distinct messages",
+            peer.spec.name
+        );
+        for e in mine {
+            let sender = &world.peer_ref(e.sender).spec.name;
+            let n = e.body.get("n").and_then(Value::as_u64).expect("n");
+            let copies = got.get(&(sender.clone(), n)).unwrap_or_else(|| {
+                panic!(
+                    "{}: message {n} from {sender} never arrived",
+                    peer.spec.name
+                )
+            });
+            assert_eq!(
+                copies.len(),
+                1,
+                "{}: message {n} from {sender} delivered {} times",
+                peer.spec.name,
+                copies.len()
+            );
+            assert!(
+                *copies[0] == e.body,
+                "{}: message {n} from {sender} corrupted",
+                peer.spec.name
+            );
+        }
+        let failed: Vec<&Event> = peer
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::SendFailed { .. }))
+            .collect();
+        assert!(failed.is_empty(), "{}: {failed:?}", peer.spec.name);
+    }
+}
+
+/// The scenario: a star of `others` + 1 estates, every size both ways between the main and
+/// each other estate, all queued at once.
+fn exchange(seed: u64, link: Link, others: usize, sizes: &[usize], limit: Duration) -> World {
+    exchange_with(seed, link, others, sizes, limit, |s| s)
+}
+
+fn exchange_with(
+    seed: u64,
+    link: Link,
+    others: usize,
+    sizes: &[usize],
+    limit: Duration,
+    spec: impl Fn(Spec) -> Spec,
+) -> World {
+    let (mut world, addrs) = star(seed, link, others, spec);
+    let mut n = 0;
+    let mut expected = Vec::new();
+    for other in &addrs[1..] {
+        expected.extend(send_sizes(&mut world, addrs[0], *other, sizes, &mut n));
+        expected.extend(send_sizes(&mut world, *other, addrs[0], sizes, &mut n));
+    }
+    if let Err(e) = world.run_until(limit, |net| all_done(net, &expected)) {
+        panic!(
+            "messages not all delivered and confirmed: {e}\n{}",
+            report(&world, &addrs, &expected)
+        );
+    }
+    // Late duplicates and retransmissions must not deliver anything twice.
+    world.settle(Duration::from_secs(5));
+    check_exactly_once(&world, &addrs, &expected);
+    world
+}
+
+const SMALL_AND_MEDIUM: [usize; 2] = [SMALL, MEDIUM];
+const ALL_SIZES: [usize; 3] = [SMALL, MEDIUM, LARGE];
+/// Virtual time allowed for all messages (a stuck protocol fails here, fast). A healthy
+/// 5 MB exchange at 30 % loss needs well under a minute.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Loss only: no duplication, no reordering, no jitter.
+fn loss_only(loss: f64) -> Link {
+    Link {
+        loss,
+        ..Link::perfect()
+    }
+}
+
+/// Duplication only.
+fn duplication_only() -> Link {
+    Link {
+        duplicate: 0.1,
+        ..Link::perfect()
+    }
+}
+
+/// One test per (estates, link, sizes): `name: seed, others, link, sizes;`.
+macro_rules! scenarios {
+    (@ignore $reason:literal; $($name:ident: $seed:expr, $others:expr, $link:expr, $sizes:expr;)*) => {
+        scenarios! { $(#[ignore = $reason] $name: $seed, $others, $link, $sizes;)* }
+    };
+    ($($(#[$attr:meta])* $name:ident: $seed:expr, $others:expr, $link:expr, $sizes:expr;)*) => {$(
+        $(#[$attr])*
+        #[test]
+        fn $name() {
+            exchange($seed, $link, $others, &$sizes, LIMIT);
+        }
+    )*};
+}
+
+// The matrix: 0 / 10 / 30 % loss, always with 5 % duplication, 10 % reordering and
+// 2 ms jitter. See the road bugs listed at the top of this file for the ignored ones.
+scenarios! {
+    @ignore "road bug: reordering makes the road deliver a message twice / report Delivered for a lost one";
+    two_stacks_no_loss_small_and_200k: 1, 1, link(0.0), SMALL_AND_MEDIUM;
+    two_stacks_no_loss_5mb: 2, 1, link(0.0), [LARGE];
+    two_stacks_10_percent_loss_small_and_200k: 3, 1, link(0.1), SMALL_AND_MEDIUM;
+    two_stacks_10_percent_loss_5mb: 4, 1, link(0.1), [LARGE];
+    two_stacks_30_percent_loss_small_and_200k: 5, 1, link(0.3), SMALL_AND_MEDIUM;
+    two_stacks_30_percent_loss_5mb: 6, 1, link(0.3), [LARGE];
+    three_stacks_no_loss_small_and_200k: 7, 2, link(0.0), SMALL_AND_MEDIUM;
+    three_stacks_no_loss_5mb: 8, 2, link(0.0), [LARGE];
+    three_stacks_10_percent_loss_small_and_200k: 9, 2, link(0.1), SMALL_AND_MEDIUM;
+    three_stacks_10_percent_loss_5mb: 10, 2, link(0.1), [LARGE];
+    three_stacks_30_percent_loss_small_and_200k: 11, 2, link(0.3), SMALL_AND_MEDIUM;
+    three_stacks_30_percent_loss_5mb: 12, 2, link(0.3), [LARGE];
+}
+
+// Without reordering: these pass (except the last), and keep the loss recovery covered.
+scenarios! {
+    two_stacks_perfect_link_all_sizes: 21, 1, Link::perfect(), ALL_SIZES;
+    two_stacks_duplication_only_small_and_200k: 22, 1, duplication_only(), SMALL_AND_MEDIUM;
+    two_stacks_10_percent_loss_only_small_and_200k: 23, 1, loss_only(0.1), SMALL_AND_MEDIUM;
+    two_stacks_30_percent_loss_only_5mb: 24, 1, loss_only(0.3), [LARGE];
+    three_stacks_30_percent_loss_only_small_and_200k: 25, 2, loss_only(0.3), SMALL_AND_MEDIUM;
+    #[ignore = "road bug: at 30 % loss without reordering, concurrent messages (100 B, 200 KB, 5 MB) get one delivered twice"]
+    two_stacks_30_percent_loss_only_all_sizes: 26, 1, loss_only(0.3), ALL_SIZES;
+}
