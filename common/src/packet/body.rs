@@ -182,10 +182,11 @@ pub(crate) fn push_py_float(out: &mut Vec<u8>, value: f64) {
     let zeros =
         |out: &mut Vec<u8>, n: i32| out.extend(std::iter::repeat(b'0').take(n.max(0) as usize));
     if decpt <= -4 || decpt > 16 {
-        out.push(digits[0]);
-        if digits.len() > 1 {
+        let (first, rest) = digits.split_at(1);
+        out.extend_from_slice(first);
+        if !rest.is_empty() {
             out.push(b'.');
-            out.extend_from_slice(&digits[1..]);
+            out.extend_from_slice(rest);
         }
         let e = decpt - 1;
         out.extend_from_slice(
