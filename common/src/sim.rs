@@ -195,10 +195,15 @@ pub struct SimNet<E: Endpoint> {
     stats: SimStats,
     trace: u64,
     tap: Option<Tap>,
+    filter: Option<Filter>,
 }
 
 /// Observer of every delivery: (virtual time since start, from, to, datagram).
 pub type Tap = Box<dyn FnMut(Duration, SocketAddr, SocketAddr, &[u8])>;
+
+/// Targeted loss: called for every datagram sent (virtual time since start, from, to,
+/// datagram); `true` drops it (counted as `blocked`).
+pub type Filter = Box<dyn FnMut(Duration, SocketAddr, SocketAddr, &[u8]) -> bool>;
 
 /// FNV-1a, used to fingerprint a run.
 fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
@@ -243,6 +248,7 @@ impl<E: Endpoint> SimNet<E> {
             stats: SimStats::default(),
             trace: 0xcbf2_9ce4_8422_2325,
             tap: None,
+            filter: None,
         };
         net.set_link(link);
         net
@@ -339,6 +345,11 @@ impl<E: Endpoint> SimNet<E> {
     /// Observe every datagram delivered from now on (e.g. to log a failing scenario).
     pub fn set_tap(&mut self, tap: Option<Tap>) {
         self.tap = tap;
+    }
+
+    /// Drop the datagrams `filter` selects, from now on (e.g. "the first join response").
+    pub fn set_filter(&mut self, filter: Option<Filter>) {
+        self.filter = filter;
     }
 
     /// The counters so far.
@@ -502,7 +513,12 @@ impl<E: Endpoint> SimNet<E> {
 
     fn send(&mut self, from: SocketAddr, transmit: Transmit) {
         self.stats.sent += 1;
-        if self.partitions.contains(&pair(from, transmit.dest)) {
+        let elapsed = self.elapsed;
+        let filtered = self
+            .filter
+            .as_mut()
+            .is_some_and(|f| f(elapsed, from, transmit.dest, &transmit.payload));
+        if filtered || self.partitions.contains(&pair(from, transmit.dest)) {
             self.stats.blocked += 1;
             return;
         }
@@ -916,6 +932,21 @@ mod tests {
         assert_eq!(net.node_ref(addr(B)).seqs(PING), vec![0, 1, 2, 0]);
         assert_eq!(net.node_ref(addr(A)).seqs(PONG), vec![0, 1, 2, 0]);
         assert_eq!(seen.borrow().len(), 8);
+    }
+
+    #[test]
+    fn filter_drops_exactly_what_it_selects() {
+        let mut net = ping_pong(8, Link::perfect(), 10);
+        // Drop odd pings and every pong of ping 4.
+        net.set_filter(Some(Box::new(|_, _, _, data: &[u8]| {
+            let n = seq_of(data);
+            (data[0] == PING && n % 2 == 1) || (data[0] == PONG && n == 4)
+        })));
+        run_to_idle(&mut net);
+        assert_eq!(net.node_ref(addr(B)).seqs(PING), vec![0, 2, 4, 6, 8]);
+        assert_eq!(net.node_ref(addr(A)).seqs(PONG), vec![0, 2, 6, 8]);
+        assert_eq!(net.stats().blocked, 6);
+        net.set_filter(None);
     }
 
     /// An endpoint whose deadline never moves.
