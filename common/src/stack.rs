@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
 use crate::keep::Keep;
@@ -414,6 +414,7 @@ impl Driver {
         for _ in 0..RECV_BATCH {
             match self.socket.try_recv_from(&mut self.buf) {
                 Ok((len, from)) => {
+                    trace!(%from, len, "datagram in");
                     let data = self.buf.get(..len).unwrap_or_default();
                     self.road.handle_datagram(Instant::now(), from, data);
                 }
@@ -431,6 +432,7 @@ impl Driver {
     /// Sends everything the road has queued, then dispatches its events.
     async fn flush(&mut self) {
         while let Some(transmit) = self.road.poll_transmit() {
+            trace!(dest = %transmit.dest, len = transmit.payload.len(), "datagram out");
             // `send_to` waits for writability on WouldBlock: nothing is dropped.
             if let Err(e) = self.socket.send_to(&transmit.payload, transmit.dest).await {
                 debug!(dest = %transmit.dest, len = transmit.payload.len(), "datagram not sent");

@@ -64,18 +64,60 @@ enum BenchError {
     Timeout,
 }
 
+/// How long something took: wall-clock time and, when this process did the
+/// work, the CPU time its threads used meanwhile (on a shared machine the
+/// wall time depends on the load; the CPU time much less).
+#[derive(Debug, Clone, Copy, Default)]
+struct Took {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+impl Took {
+    /// Runs `work`, measuring it.
+    async fn measure<T, E>(
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<(T, Took), E> {
+        let (wall, cpu) = (Instant::now(), cpu_time());
+        let value = work.await?;
+        let took = Took {
+            wall: wall.elapsed(),
+            cpu: cpu
+                .zip(cpu_time())
+                .map(|(before, after)| after.saturating_sub(before)),
+        };
+        Ok((value, took))
+    }
+
+    fn per_sec(&self, count: usize) -> f64 {
+        count as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    fn per_cpu_sec(&self, count: usize) -> Option<f64> {
+        self.cpu
+            .map(|cpu| count as f64 / cpu.as_secs_f64().max(1e-9))
+    }
+}
+
+/// CPU time used so far by this process's live threads (Linux schedstat, ns).
+fn cpu_time() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        // A thread may have exited in between: skip it.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        total = total.saturating_add(stat.split_whitespace().next()?.parse::<u64>().ok()?);
+    }
+    Some(Duration::from_nanos(total))
+}
+
 /// One line of the result table.
 struct Row {
     label: &'static str,
     count: usize,
-    throughput: Duration,
-    big: Duration,
-}
-
-impl Row {
-    fn msgs_per_sec(&self) -> f64 {
-        self.count as f64 / self.throughput.as_secs_f64().max(1e-9)
-    }
+    throughput: Took,
+    big: Took,
 }
 
 /// Runs `raet bench`; returns the exit status.
@@ -84,6 +126,12 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         "raet bench: {} messages of {} characters ({} in flight), one message of {} characters x{}; loopback UDP, every packet signed",
         args.count, args.size, args.window, args.big, args.repeat
     );
+    // Wall times depend on what else runs: say how busy the machine is.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let load: Vec<&str> = load.split_whitespace().take(3).collect();
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!("load average {} on {cores} cores", load.join(" "));
+    }
     let mut rows = Vec::new();
     let result = async {
         rows.push(rust_to(&args, None).await?);
@@ -109,29 +157,36 @@ pub async fn run(args: BenchArgs) -> ExitCode {
 }
 
 fn print_table(args: &BenchArgs, rows: &[Row]) {
+    let cpu =
+        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.0}", d.as_secs_f64() * 1e3));
     println!();
     println!(
-        "{:<16} {:>9} {:>13} {:>16} {:>10}",
-        "path", "messages", "msgs/s", "1 message time", "MB/s"
+        "{:<14} {:>8} {:>9} {:>9} {:>12} | {:>10} {:>9} {:>8}",
+        "path", "messages", "msgs/s", "CPU ms", "msgs/CPU-s", "1 msg ms", "CPU ms", "MB/s"
     );
     for row in rows {
         println!(
-            "{:<16} {:>9} {:>13.0} {:>13.1} ms {:>10.2}",
+            "{:<14} {:>8} {:>9.0} {:>9} {:>12} | {:>10.1} {:>9} {:>8.2}",
             row.label,
             row.count,
-            row.msgs_per_sec(),
-            row.big.as_secs_f64() * 1e3,
-            args.big as f64 / row.big.as_secs_f64().max(1e-9) / 1e6
+            row.throughput.per_sec(row.count),
+            cpu(row.throughput.cpu),
+            row.throughput
+                .per_cpu_sec(row.count)
+                .map_or("-".to_owned(), |r| format!("{r:.0}")),
+            row.big.wall.as_secs_f64() * 1e3,
+            cpu(row.big.cpu),
+            row.big.per_sec(args.big) / 1e6,
         );
     }
+    println!("(CPU: this process's threads, both stacks for rust -> rust, the sender only for rust -> ref)");
     if let (Some(rust), Some(reference)) =
         (rows.first(), rows.iter().find(|r| r.label == "ref -> ref"))
     {
-        println!();
         println!(
-            "ratio Rust/ref (rust -> rust vs ref -> ref): {:.1}x messages/s, {:.1}x faster for the large message",
-            rust.msgs_per_sec() / reference.msgs_per_sec().max(1e-9),
-            reference.big.as_secs_f64() / rust.big.as_secs_f64().max(1e-9)
+            "ratio Rust/ref (rust -> rust vs ref -> ref): {:.1}x the messages per second, {:.1}x faster for the large message",
+            rust.throughput.per_sec(rust.count) / reference.throughput.per_sec(reference.count).max(1e-9),
+            reference.big.wall.as_secs_f64() / rust.big.wall.as_secs_f64().max(1e-9)
         );
     }
 }
@@ -149,52 +204,45 @@ async fn bounded<T>(
 /// reference receiver in a subprocess.
 async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, BenchError> {
     let sender = start("bench-tx", false).await?;
+    let mut local = None;
     let (receiver, mut child) = match python {
         None => {
             let receiver = start("bench-rx", true).await?;
             let addr = receiver.local_addr();
-            // Drain the receiver so its queue does not grow.
+            // Drain the receiver so its queue does not grow (ends at its shutdown).
             let drain = receiver.clone();
             tokio::spawn(async move { while drain.recv().await.is_some() {} });
+            local = Some(receiver);
             (addr, None)
         }
         Some(python) => {
-            let port = free_port()?;
+            let [port] = free_ports()?;
             let expect = (args.count + args.repeat).to_string();
-            let timeout = args.timeout.to_string();
             let child = spawn_ref(
                 python,
-                &args.refpeer,
-                &[
-                    "--name",
-                    "ref-rx",
-                    "--port",
-                    &port.to_string(),
-                    "--main",
-                    "--auto",
-                    "always",
-                    "--expect",
-                    &expect,
-                    "--timeout",
-                    &timeout,
-                ],
+                args,
+                "ref-rx",
+                port,
+                &["--main", "--auto", "always", "--expect", &expect],
             )?;
             (SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Some(child))
         }
     };
     let result = bounded(args, async {
         let to = join(&sender, receiver).await?;
-        let throughput = pipeline(&sender, to, args).await?;
+        let ((), throughput) = Took::measure(pipeline(&sender, to, args)).await?;
         let mut bigs = Vec::new();
         for _ in 0..args.repeat {
-            let start = Instant::now();
-            sender.transmit(to, blob(args.big)).await?;
-            bigs.push(start.elapsed());
+            let body = blob(args.big);
+            bigs.push(Took::measure(sender.transmit(to, body)).await?.1);
         }
         Ok((throughput, median(bigs)))
     })
     .await;
     sender.shutdown().await;
+    if let Some(receiver) = local {
+        receiver.shutdown().await;
+    }
     if let Some(child) = child.as_mut() {
         stop(child).await;
     }
@@ -211,12 +259,11 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
     })
 }
 
-/// Sends `args.count` small messages with up to `args.window` in flight;
-/// returns the time until the last was acknowledged.
-async fn pipeline(stack: &RoadStack, to: Uid, args: &BenchArgs) -> Result<Duration, StackError> {
+/// Sends `args.count` small messages with up to `args.window` in flight,
+/// until the last is acknowledged.
+async fn pipeline(stack: &RoadStack, to: Uid, args: &BenchArgs) -> Result<(), StackError> {
     let body = blob(args.size);
     let mut in_flight = VecDeque::with_capacity(args.window);
-    let start = Instant::now();
     for _ in 0..args.count {
         if in_flight.len() >= args.window.max(1) {
             if let Some(oldest) = in_flight.pop_front() {
@@ -228,7 +275,7 @@ async fn pipeline(stack: &RoadStack, to: Uid, args: &BenchArgs) -> Result<Durati
     for delivery in in_flight {
         delivery.await?;
     }
-    Ok(start.elapsed())
+    Ok(())
 }
 
 /// The reference sending to the reference, timed from its `sent` event line
@@ -239,11 +286,15 @@ async fn ref_to_ref(args: &BenchArgs, python: &PathBuf) -> Result<Row, BenchErro
     for _ in 0..args.ref_count {
         sizes.extend(["--size", size.as_str()]);
     }
-    let throughput = bounded(args, ref_pair(args, python, args.ref_count, &sizes)).await?;
+    let throughput = Took {
+        wall: bounded(args, ref_pair(args, python, args.ref_count, &sizes)).await?,
+        cpu: None,
+    };
     let big = args.big.to_string();
     let mut bigs = Vec::new();
     for _ in 0..args.repeat {
-        bigs.push(bounded(args, ref_pair(args, python, 1, &["--size", &big])).await?);
+        let wall = bounded(args, ref_pair(args, python, 1, &["--size", &big])).await?;
+        bigs.push(Took { wall, cpu: None });
     }
     Ok(Row {
         label: "ref -> ref",
@@ -261,42 +312,24 @@ async fn ref_pair(
     expect: usize,
     sends: &[&str],
 ) -> Result<Duration, BenchError> {
-    let (rx_port, tx_port) = (free_port()?, free_port()?);
-    let timeout = args.timeout.to_string();
+    let [rx_port, tx_port] = free_ports()?;
     let mut receiver = spawn_ref(
         python,
-        &args.refpeer,
+        args,
+        "ref-rx",
+        rx_port,
         &[
-            "--name",
-            "ref-rx",
-            "--port",
-            &rx_port.to_string(),
             "--main",
             "--auto",
             "always",
             "--expect",
             &expect.to_string(),
-            "--timeout",
-            &timeout,
         ],
     )?;
     let join = format!("127.0.0.1:{rx_port}");
-    let mut sender_args = vec![
-        "--name",
-        "ref-tx",
-        "--port",
-        &tx_port.to_string(),
-        "--join",
-        &join,
-        "--timeout",
-        &timeout,
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect::<Vec<_>>();
-    sender_args.extend(sends.iter().map(|s| (*s).to_owned()));
-    let sender_args: Vec<&str> = sender_args.iter().map(String::as_str).collect();
-    let mut sender = spawn_ref(python, &args.refpeer, &sender_args)?;
+    let mut sender_args = vec!["--join", join.as_str(), "--events", "--linger", "0"];
+    sender_args.extend_from_slice(sends);
+    let mut sender = spawn_ref(python, args, "ref-tx", tx_port, &sender_args)?;
     let timed = sent_to_done(&mut sender).await;
     stop(&mut sender).await;
     stop(&mut receiver).await;
@@ -311,6 +344,7 @@ async fn sent_to_done(child: &mut Child) -> Result<Duration, BenchError> {
         .ok_or_else(|| BenchError::Ref("no stderr pipe".into()))?;
     let mut lines = BufReader::new(stderr).lines();
     let mut sent = None;
+    let mut last = String::new();
     while let Some(line) = lines
         .next_line()
         .await
@@ -326,15 +360,32 @@ async fn sent_to_done(child: &mut Child) -> Result<Duration, BenchError> {
             (Some("timeout"), _) => return Err(BenchError::Ref(format!("timed out: {line}"))),
             _ => debug!(line, "reference peer"),
         }
+        last = line;
     }
-    Err(BenchError::Ref("exited before reporting done".into()))
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| BenchError::Ref(e.to_string()))?;
+    Err(BenchError::Ref(format!(
+        "sender exited ({status}) before reporting done; its last line: {last}"
+    )))
 }
 
-fn spawn_ref(python: &PathBuf, refpeer: &PathBuf, args: &[&str]) -> Result<Child, BenchError> {
+/// Starts `refpeer.py road --name NAME --port PORT --timeout T EXTRA...`
+/// (stdout discarded, stderr piped for its event lines).
+fn spawn_ref(
+    python: &PathBuf,
+    args: &BenchArgs,
+    name: &str,
+    port: u16,
+    extra: &[&str],
+) -> Result<Child, BenchError> {
     Command::new(python)
-        .arg(refpeer)
+        .arg(&args.refpeer)
         .arg("road")
-        .args(args)
+        .args(["--name", name, "--port", &port.to_string()])
+        .args(["--timeout", &args.timeout.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -344,7 +395,7 @@ fn spawn_ref(python: &PathBuf, refpeer: &PathBuf, args: &[&str]) -> Result<Child
             BenchError::Ref(format!(
                 "cannot run {} {}: {e}",
                 python.display(),
-                refpeer.display()
+                args.refpeer.display()
             ))
         })
 }
@@ -370,15 +421,22 @@ async fn stop(child: &mut Child) {
     }
 }
 
-/// A currently free loopback UDP port (for the reference peers' fixed ports).
-fn free_port() -> Result<u16, BenchError> {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| BenchError::Stack(StackError::Io(e)))
+/// `N` distinct, currently free loopback UDP ports (for the reference
+/// peers, which need fixed ports); all are held until all are known.
+fn free_ports<const N: usize>() -> Result<[u16; N], BenchError> {
+    let io = |e| BenchError::Stack(StackError::Io(e));
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in &mut ports {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io)?;
+        *port = socket.local_addr().map_err(io)?.port();
+        held.push(socket);
+    }
+    Ok(ports)
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times.get(times.len() / 2).copied().unwrap_or_default()
+/// The run with the median wall time.
+fn median(mut runs: Vec<Took>) -> Took {
+    runs.sort_by_key(|t| t.wall);
+    runs.get(runs.len() / 2).copied().unwrap_or_default()
 }
