@@ -159,7 +159,7 @@ impl PrivateKey {
     pub fn from_bytes(b: &[u8; 32]) -> PrivateKey {
         let bytes = Zeroizing::new(*b);
         let public = PublicKey {
-            key: crypto_box::SecretKey::from_bytes(*bytes).public_key(),
+            key: with_library_key(&bytes, |secret| secret.public_key()),
         };
         PrivateKey { bytes, public }
     }
@@ -188,6 +188,17 @@ impl std::fmt::Debug for PrivateKey {
             .field("public", &self.public.to_hex())
             .finish_non_exhaustive()
     }
+}
+
+/// Runs `f` with a transient `crypto_box::SecretKey` for `bytes`, then
+/// overwrites it: that type zeroizes only its scalar on drop, not its copy of
+/// the bytes (best effort: moves may leave other copies on the stack).
+fn with_library_key<T>(bytes: &[u8; 32], f: impl FnOnce(&crypto_box::SecretKey) -> T) -> T {
+    let mut secret = crypto_box::SecretKey::from_bytes(*bytes);
+    let out = f(&secret);
+    secret = crypto_box::SecretKey::from_bytes([0u8; 32]);
+    std::hint::black_box(&secret);
+    out
 }
 
 /// Curve25519 public key.
@@ -238,9 +249,10 @@ pub struct SharedBox {
 impl SharedBox {
     /// Precomputes the shared key of `their_public` and `my_secret`.
     pub fn new(their_public: &PublicKey, my_secret: &PrivateKey) -> SharedBox {
-        let secret = crypto_box::SecretKey::from_bytes(*my_secret.bytes);
         SharedBox {
-            inner: SalsaBox::new(&their_public.key, &secret),
+            inner: with_library_key(&my_secret.bytes, |secret| {
+                SalsaBox::new(&their_public.key, secret)
+            }),
         }
     }
 
