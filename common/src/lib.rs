@@ -16,6 +16,8 @@ pub mod keep;
 pub mod lane;
 pub mod packet;
 pub mod road;
+#[cfg(feature = "salt")]
+pub mod salt;
 pub mod sim;
 pub mod stack;
 

@@ -1,0 +1,270 @@
+use super::*;
+
+use std::fs;
+
+use tempfile::TempDir;
+
+/// A config dir with the given files (relative path, text).
+fn dir_with(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn master_err(files: &[(&str, &str)]) -> (TempDir, String) {
+    let dir = dir_with(files);
+    let err = match MasterConfig::load(dir.path()) {
+        Ok(c) => panic!("{files:?} loaded: {c:?}"),
+        Err(e) => e.to_string(),
+    };
+    (dir, err)
+}
+
+#[test]
+fn master_defaults_are_salts() {
+    let dir = dir_with(&[]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.common.pki_dir, PathBuf::from("/etc/salt/pki/master"));
+    assert_eq!(c.common.sock_dir, PathBuf::from("/var/run/salt/master"));
+    assert_eq!(c.common.cachedir, PathBuf::from("/var/cache/salt/master"));
+    assert_eq!(c.common.log_file, "/var/log/salt/master");
+    assert_eq!(c.common.log_level, LogLevel::Warning);
+    assert_eq!(c.common.log_fmt_console, "[%(levelname)-8s] %(message)s");
+    assert_eq!(c.common.raet_port, 4505);
+    assert_eq!(c.common.raet_alive_period, Duration::from_secs(10));
+    assert_eq!(c.common.user, None);
+    assert_eq!(
+        c.common.keep_dir(),
+        PathBuf::from("/etc/salt/pki/master/raet")
+    );
+    assert!(c.common.files.is_empty());
+    assert_eq!(c.interface, IpAddr::from([0, 0, 0, 0]));
+    assert!(!c.auto_accept && !c.open_mode);
+    assert_eq!(c.autosign_file, PathBuf::from("/etc/salt/autosign.conf"));
+    assert_eq!(
+        c.autoreject_file,
+        PathBuf::from("/etc/salt/autoreject.conf")
+    );
+    assert_eq!(c.raet_auto_accept, None);
+}
+
+#[test]
+fn minion_defaults_are_salts() {
+    let dir = dir_with(&[("minion", "id: web1\n")]);
+    let c = MinionConfig::load(dir.path()).unwrap();
+    assert_eq!(c.id, "web1");
+    assert_eq!(c.master, vec!["salt".to_owned()]);
+    assert_eq!(c.raet_master_port, 4505);
+    assert_eq!(c.common.raet_port, 4510);
+    assert_eq!(c.common.pki_dir, PathBuf::from("/etc/salt/pki/minion"));
+    assert_eq!(c.common.log_file, "/var/log/salt/minion");
+    assert_eq!(c.common.files, vec![dir.path().join("minion")]);
+}
+
+#[test]
+fn later_d_files_override_earlier_and_the_main_file() {
+    let dir = dir_with(&[
+        (
+            "master",
+            "raet_port: 1000\nlog_level: info\nauto_accept: True\n",
+        ),
+        ("master.d/20-b.conf", "raet_port: 3000\n"),
+        ("master.d/10-a.conf", "raet_port: 2000\nlog_level: debug\n"),
+        ("master.d/30-c.txt", "raet_port: oops\n"),
+        ("master.d/40-d.conf", "# only a comment\n"),
+    ]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.common.raet_port, 3000);
+    assert_eq!(c.common.log_level, LogLevel::Debug);
+    assert!(c.auto_accept);
+    let d = dir.path().join("master.d");
+    assert_eq!(
+        c.common.files,
+        vec![
+            dir.path().join("master"),
+            d.join("10-a.conf"),
+            d.join("20-b.conf"),
+            d.join("40-d.conf")
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_of_any_shape_are_ignored() {
+    let dir = dir_with(&[(
+        "master",
+        "file_roots:\n  base:\n    - /srv/salt\nkeep_jobs_seconds: 3600\ntransport: raet\nkeys.cache_driver: localfs_key\n",
+    )]);
+    assert!(MasterConfig::load(dir.path()).is_ok());
+}
+
+#[test]
+fn bad_values_name_the_file_the_key_and_the_form() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("raet_port: abc\n", "raet_port", "port number"),
+        ("raet_port: 70000\n", "raet_port", "port number"),
+        ("raet_port: 0\n", "raet_port", "port number"),
+        ("auto_accept: maybe\n", "auto_accept", "True or False"),
+        ("open_mode: 3\n", "open_mode", "True or False"),
+        ("interface: not-an-ip\n", "interface", "IP address"),
+        ("log_level: loud\n", "log_level", "warning"),
+        (
+            "raet_auto_accept: sometimes\n",
+            "raet_auto_accept",
+            "never, once or always",
+        ),
+        ("raet_alive_period: -1\n", "raet_alive_period", "seconds"),
+        ("pki_dir: [a, b]\n", "pki_dir", "a path"),
+        (
+            "keys.cache_driver: mmap_key\n",
+            "keys.cache_driver",
+            "localfs_key",
+        ),
+    ];
+    for (text, key, expected) in cases {
+        let (dir, err) = master_err(&[
+            ("master", "raet_port: 4505\n"),
+            ("master.d/50-bad.conf", text),
+        ]);
+        let file = dir.path().join("master.d/50-bad.conf");
+        assert!(err.starts_with(&file.display().to_string()), "{err}");
+        assert!(err.contains(&format!("bad value for {key}:")), "{err}");
+        assert!(err.contains(expected), "{text}: {err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+}
+
+#[test]
+fn invalid_yaml_names_the_file() {
+    let (dir, err) = master_err(&[("master", "raet_port: [1, 2\n")]);
+    assert!(
+        err.starts_with(&format!(
+            "{}: invalid YAML",
+            dir.path().join("master").display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+    let (_, err) = master_err(&[("master", "- just\n- a list\n")]);
+    assert!(err.contains("invalid YAML"), "{err}");
+}
+
+#[test]
+fn booleans_as_salts_yaml_loader_reads_them() {
+    for (text, expected) in [
+        ("True", true),
+        ("true", true),
+        ("yes", true),
+        ("On", true),
+        ("False", false),
+        ("no", false),
+        ("off", false),
+    ] {
+        let dir = dir_with(&[("master", &format!("open_mode: {text}\n"))]);
+        assert_eq!(
+            MasterConfig::load(dir.path()).unwrap().open_mode,
+            expected,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn null_values_mean_the_default() {
+    let dir = dir_with(&[("master", "raet_port:\nlog_level: ~\n")]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.common.raet_port, 4505);
+    assert_eq!(c.common.log_level, LogLevel::Warning);
+}
+
+#[test]
+fn root_dir_prefixes_paths_as_salt() {
+    let dir = dir_with(&[(
+        "master",
+        "root_dir: /srv/root\npki_dir: /srv/root/pki\ncachedir: cache\nlog_file: udp://loghost:514\nautosign_file: /etc/salt/sign.conf\n",
+    )]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.common.root_dir, PathBuf::from("/srv/root"));
+    assert_eq!(c.common.pki_dir, PathBuf::from("/srv/root/pki"));
+    assert_eq!(c.common.cachedir, PathBuf::from("/srv/root/cache"));
+    assert_eq!(
+        c.common.sock_dir,
+        PathBuf::from("/srv/root/var/run/salt/master")
+    );
+    assert_eq!(c.common.log_file, "udp://loghost:514");
+    assert_eq!(
+        c.autosign_file,
+        PathBuf::from("/srv/root/etc/salt/sign.conf")
+    );
+    assert_eq!(
+        c.autoreject_file,
+        PathBuf::from("/srv/root/etc/salt/autoreject.conf")
+    );
+}
+
+#[test]
+fn prepend_root_dir_table() {
+    let cases = [
+        ("/", "/etc/salt/pki", "/etc/salt/pki"),
+        ("/", "rel", "/rel"),
+        ("/r", "/etc/x", "/r/etc/x"),
+        ("/r", "/r/etc/x", "/r/etc/x"),
+        ("/r", "/r", "/r"),
+        ("/r", "/rx/etc", "/r/rx/etc"),
+        ("/r/", "x/y", "/r/x/y"),
+    ];
+    for (root, path, expected) in cases {
+        assert_eq!(
+            prepend_root_dir(Path::new(root), path),
+            PathBuf::from(expected),
+            "{root} {path}"
+        );
+    }
+}
+
+#[test]
+fn minion_ids_masters_and_ports() {
+    let dir = dir_with(&[(
+        "minion",
+        "id: 123\nmaster:\n  - m1.example\n  - 10.0.0.2\nraet_master_port: '4600'\nraet_alive_period: 2.5\nuser: salt\n",
+    )]);
+    let c = MinionConfig::load(dir.path()).unwrap();
+    assert_eq!(c.id, "123");
+    assert_eq!(
+        c.master,
+        vec!["m1.example".to_owned(), "10.0.0.2".to_owned()]
+    );
+    assert_eq!(c.raet_master_port, 4600);
+    assert_eq!(c.common.raet_alive_period, Duration::from_millis(2500));
+    assert_eq!(c.common.user.as_deref(), Some("salt"));
+    for bad in [
+        "id: a/b",
+        "id: ..",
+        "id: 'has space'",
+        "master: []",
+        "master: {a: 1}",
+    ] {
+        let dir = dir_with(&[("minion", bad)]);
+        let err = MinionConfig::load(dir.path()).unwrap_err().to_string();
+        let key = bad.split(':').next().unwrap();
+        assert!(
+            err.contains(&format!("bad value for {key}:")),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn minion_id_defaults_to_the_cached_minion_id_then_the_host_name() {
+    let dir = dir_with(&[("minion", "master: m\n"), ("minion_id", "cached-id\n")]);
+    // The cached id sits under root_dir (`/`): point root_dir at `/` explicitly.
+    assert_eq!(MinionConfig::load(dir.path()).unwrap().id, "cached-id");
+    let dir = dir_with(&[("minion", "master: m\n")]);
+    let id = MinionConfig::load(dir.path()).unwrap().id;
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(id, host.trim());
+}

@@ -1,0 +1,66 @@
+//! Salt integration shared by `salt-raet-master` and `salt-raet-minion` (feature `salt`).
+//!
+//! * [`config`]: Salt's own config files (`master`/`minion` + `*.d/*.conf`), typed;
+//! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
+//!   scans, change detection and a watcher;
+//! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
+//! * [`acceptance`]: Salt's key acceptance rules (`open_mode`, `auto_accept`, autosign and
+//!   autoreject files) as a decision for a joining minion.
+//!
+//! The protocol library itself does not depend on this module: it is compiled only with the
+//! `salt` feature, which pulls in `config`, `notify`, `sha2` and `regex`.
+
+pub mod acceptance;
+pub mod config;
+pub mod identity;
+pub mod pki;
+
+use std::process::ExitCode;
+
+use config::{ConfigError, LogLevel};
+
+/// Exit code of a daemon whose configuration cannot be used (after a one-line message).
+pub const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Exit code of a daemon asked for something that failed or is not available.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Sends `tracing` output at `level` to standard error (Salt's console logging; Salt's
+/// `log_fmt_console` and `log_file` are not applied yet).
+pub fn init_console_logging(level: LogLevel) {
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level.tracing_filter())
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints `<program>: <error>` (one line) and returns [`EXIT_BAD_CONFIG`].
+pub fn bad_config(program: &str, error: &ConfigError) -> ExitCode {
+    eprintln!("{program}: {error}");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// What the daemons do when asked to run: the configuration is valid, but the run loop (road
+/// stack, lanes, routing, presence) is not built yet. Prints one line and returns
+/// [`EXIT_FAILURE`].
+pub fn daemon_not_built(program: &str, common: &config::CommonConfig) -> ExitCode {
+    eprintln!(
+        "{program}: configuration in {} is valid; the daemon mode (road, lanes, routing, presence) is not built yet",
+        common.config_dir.display()
+    );
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// The command-line options both daemons take (flattened into their own).
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Salt's configuration directory (reads `master` or `minion` and its `.d/*.conf`).
+    #[arg(short = 'c', long = "config-dir", value_name = "DIR", default_value = config::DEFAULT_CONFIG_DIR)]
+    pub config_dir: std::path::PathBuf,
+    /// Console log level (overrides `log_level`): all, garbage, trace, debug, profile, info,
+    /// warning, error, critical, quiet.
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+}

@@ -1,0 +1,67 @@
+//! `salt-raet-minion`: the minion-side RAET daemon of salt-raet.
+//!
+//! Reads Salt's minion configuration (`-c/--config-dir`, `minion` + `minion.d/*.conf`).
+//! Built so far: configuration loading and validation, the minion's identity (created in its
+//! RAET keep `<pki_dir>/raet` on first use) and `--finger`. The daemon mode (road stack, lanes,
+//! routing, presence) is not built yet: asked to run, it validates the configuration and exits
+//! 1 saying so.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use raet::keep::DirKeep;
+use raet::salt::config::MinionConfig;
+use raet::salt::identity::{Identity, LocalParams};
+
+const PROGRAM: &str = "salt-raet-minion";
+
+/// Carries Salt's traffic over RAET (minion side).
+#[derive(Debug, Parser)]
+#[command(name = PROGRAM, version, about)]
+struct Args {
+    #[command(flatten)]
+    common: raet::salt::CommonArgs,
+    /// Print the fingerprint `salt-key -f` shows on the master for this minion's key (creating
+    /// the minion's identity if it has none yet), then exit.
+    #[arg(long)]
+    finger: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match MinionConfig::load(&args.common.config_dir) {
+        Ok(config) => config,
+        Err(e) => return raet::salt::bad_config(PROGRAM, &e),
+    };
+    raet::salt::init_console_logging(args.common.log_level.unwrap_or(config.common.log_level));
+    if !args.finger {
+        return raet::salt::daemon_not_built(PROGRAM, &config.common);
+    }
+    match identity(&config) {
+        Ok(identity) => {
+            println!("{}", identity.fingerprint());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{PROGRAM}: {e}");
+            ExitCode::from(raet::salt::EXIT_FAILURE)
+        }
+    }
+}
+
+/// The minion's identity from its keep, created as the daemon would on first start.
+fn identity(config: &MinionConfig) -> Result<Identity, Box<dyn std::error::Error>> {
+    let mut keep = DirKeep::open(config.common.keep_dir())?;
+    let params = LocalParams {
+        name: &config.id,
+        ha: SocketAddr::from(([0, 0, 0, 0], config.common.raet_port)),
+        main: false,
+        kind: 0,
+    };
+    Ok(Identity::load_or_create(
+        &mut keep,
+        params,
+        &mut rand_core::OsRng,
+    )?)
+}

@@ -1,0 +1,135 @@
+//! Runs the built `salt-raet-minion`: config errors, `--finger`, the not-yet-built daemon mode.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn minion(config_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_salt-raet-minion"))
+        .arg("-c")
+        .arg(config_dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn setup(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("etc")).unwrap();
+    fs::write(
+        dir.path().join("etc/minion"),
+        format!("id: web1\npki_dir: {}/pki\n{extra}", dir.path().display()),
+    )
+    .unwrap();
+    dir
+}
+
+/// Runs `cmd` with `input` on its standard input; its standard output.
+fn pipe(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn finger_is_the_sha256_of_the_pem_the_master_stores() {
+    let dir = setup("");
+    let out = minion(&dir.path().join("etc"), &["--finger"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let finger = String::from_utf8(out.stdout).unwrap();
+    // Stable: the identity is created once and reused.
+    let again = minion(&dir.path().join("etc"), &["--finger"]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), finger);
+
+    // Independently: openssl derives the public key PEM from the keep's Ed25519 seed
+    // (PKCS#8 DER = fixed Ed25519 prefix + seed); the master stores it without the final
+    // newline; salt-key's fingerprint is sha256sum of that text in colon-separated pairs.
+    let role = fs::read_to_string(dir.path().join("pki/raet/role/local/role.json")).unwrap();
+    let sighex = role
+        .split("\"sighex\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let der = hex_decode(&format!("302e020100300506032b657004220420{sighex}"));
+    let pem = pipe(
+        Command::new("openssl").args(["pkey", "-inform", "DER", "-pubout"]),
+        &der,
+    );
+    let pem = String::from_utf8(pem).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    let sum = pipe(&mut Command::new("sha256sum"), pem.trim().as_bytes());
+    let sum = String::from_utf8(sum).unwrap();
+    let hexsum = sum.split_whitespace().next().unwrap();
+    let pairs: Vec<&str> = (0..32).map(|i| &hexsum[2 * i..2 * i + 2]).collect();
+    assert_eq!(finger, format!("{}\n", pairs.join(":")));
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_bad_value_exits_2_naming_file_and_key() {
+    let dir = setup("");
+    let conf_d = dir.path().join("etc/minion.d");
+    fs::create_dir(&conf_d).unwrap();
+    fs::write(conf_d.join("10-port.conf"), "raet_master_port: many\n").unwrap();
+    let out = minion(&dir.path().join("etc"), &["--finger"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&conf_d.join("10-port.conf").display().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.contains("raet_master_port") && err.contains("port number"),
+        "{err}"
+    );
+    // Nothing was created for a configuration that cannot be used.
+    assert!(!dir.path().join("pki").exists());
+}
+
+#[test]
+fn daemon_mode_says_it_is_not_built_yet() {
+    let dir = setup("");
+    let out = minion(&dir.path().join("etc"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("not built yet"), "{err}");
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(env!("CARGO_BIN_EXE_salt-raet-minion"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("salt-raet-minion {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_salt-raet-minion"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--config-dir", "--log-level", "--finger", "--version"] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
