@@ -546,6 +546,17 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+        // Python's int(v, 16) also takes upper-case digits and leading zeros.
+        let upper = b"ri RAET\npl 001D\nhl 1D\nse 0A\n\n";
+        assert_eq!(Head::parse(upper).map(|h| h.se), Ok(10));
+        // A json head must say hk 1.
+        assert_eq!(
+            Head::parse(b"{\"ri\":\"RAET\",\"se\":1}\r\n\r\n"),
+            Err(PacketError::HeadKindMismatch {
+                stated: 0,
+                actual: 1
+            })
+        );
         let mut long = b"ri RAET\n".to_vec();
         long.resize(300, b'a');
         assert_eq!(Head::parse(&long), Err(PacketError::HeadTooLong));
