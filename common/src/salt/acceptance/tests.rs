@@ -449,3 +449,44 @@ fn acceptor_applies_the_pattern_files_and_auto_accept() {
         KeyState::Rejected
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn expr_match_never_panics(id in ".{0,20}", pattern in ".{0,20}") {
+            let _ = expr_match(&id, &pattern);
+        }
+
+        #[test]
+        fn a_pattern_without_metacharacters_matches_only_itself(id in "[a-z0-9_.-]{1,12}", other in "[a-z0-9_-]{1,12}") {
+            // `.` is a regex metacharacter: only ids without it are compared with others.
+            prop_assert!(expr_match(&id, &id));
+            prop_assume!(other != id && !id.contains('.'));
+            prop_assert!(!expr_match(&other, &id));
+        }
+
+        #[test]
+        fn decisions_never_accept_a_changed_key_outside_always(
+            mode in prop::sample::select(vec![AutoMode::Never, AutoMode::Once]),
+            state in prop::sample::select(vec![KeyState::Pending, KeyState::Accepted, KeyState::Rejected]),
+            autosign in any::<bool>(),
+            autoreject in any::<bool>(),
+        ) {
+            let facts = Facts {
+                stored: Some(StoredKey { state, text: pem(2) }),
+                denied: None,
+                autosign,
+                autoreject,
+            };
+            let d = decide(mode, &facts, &pem(1));
+            prop_assert_eq!(d.answer, Answer::Reject);
+            // Never overwrite the stored key with the offered one.
+            if let Some((s, text)) = &d.write {
+                prop_assert!(*s == KeyState::Denied || *text == pem(2), "{s:?} {text}");
+            }
+        }
+    }
+}

@@ -335,3 +335,56 @@ async fn the_periodic_rescan_finds_changes_without_inotify() {
         ("late", None, Some(KeyState::Rejected))
     );
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn state() -> impl Strategy<Value = KeyState> {
+        prop::sample::select(KeyState::ALL.to_vec())
+    }
+
+    fn any_scan() -> impl Strategy<Value = Scan> {
+        prop::collection::btree_map((state(), "[a-d]"), 0u8..3, 0..8).prop_map(|m| Scan {
+            files: m.into_iter().map(|(k, d)| (k, [d; 32])).collect(),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn pem_round_trips(seed in any::<[u8; 32]>()) {
+            let key = Signer::from_seed(&seed).verify_key();
+            let pem = pem_from_verify_key(&key);
+            prop_assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+            prop_assert!(pem.ends_with("-----END PUBLIC KEY-----"));
+            prop_assert_eq!(verify_key_from_pem(&pem).unwrap(), key.clone());
+            prop_assert_eq!(verify_key_from_pem(&format!("{}\r\n", pem.replace('\n', "\r\n"))).unwrap(), key);
+        }
+
+        #[test]
+        fn pem_parsing_never_panics(text in ".{0,200}") {
+            let _ = verify_key_from_pem(&text);
+        }
+
+        #[test]
+        fn diff_lists_exactly_the_ids_whose_state_or_key_changed(old in any_scan(), new in any_scan()) {
+            prop_assert!(diff(&old, &old).is_empty());
+            let changes = diff(&old, &new);
+            let mut ids = old.ids();
+            ids.extend(new.ids());
+            ids.sort();
+            ids.dedup();
+            let expected: Vec<String> = ids
+                .into_iter()
+                .filter(|id| old.state_of(id) != new.state_of(id))
+                .collect();
+            let got: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+            prop_assert_eq!(got, expected);
+            for c in &changes {
+                prop_assert_eq!(c.old, old.state_of(&c.id).map(|(s, _)| s));
+                prop_assert_eq!(c.new, new.state_of(&c.id).map(|(s, _)| s));
+                prop_assert_eq!(c.key_changed, c.old == c.new);
+            }
+        }
+    }
+}
