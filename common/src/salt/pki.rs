@@ -470,6 +470,12 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
     })
 }
 
+/// How long the watcher lets a burst of directory events settle before it scans: `salt-key -a`
+/// (3008's `localfs_key.store`) first removes the pending file, then writes the accepted one, so
+/// an immediate scan could report a transient deletion. A consumer must still tolerate
+/// transient states (a slow salt-key, the periodic rescan landing in between).
+pub const SETTLE: Duration = Duration::from_millis(100);
+
 /// Watches the four key directories (inotify) and rescans periodically; sends the
 /// [`KeyChange`]s of each rescan. A thin tokio wrapper around [`Pki::scan`] and [`diff`].
 #[derive(Debug)]
@@ -514,7 +520,15 @@ impl PkiWatcher {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
-                    woke = wake_rx.recv() => if woke.is_none() { return },
+                    woke = wake_rx.recv() => {
+                        if woke.is_none() {
+                            return;
+                        }
+                        // Let a multi-step change settle (salt-key removes the old file before
+                        // it writes the new one), then take the wake-ups it caused.
+                        tokio::time::sleep(SETTLE).await;
+                        while wake_rx.try_recv().is_ok() {}
+                    }
                 }
                 let scan = match pki.scan() {
                     Ok(scan) => scan,
