@@ -300,6 +300,15 @@ impl Road {
         let _ = self.core.emit(j.dest, &j.head, kind, &[]);
     }
 
+    /// Rejects a join request and tells the application.
+    fn joinent_reject(&mut self, uid: Uid, j: &Joinent, name: &str) {
+        self.joinent_nack(uid, j, PacketKind::Reject);
+        self.core.event(Event::Rejected {
+            uid,
+            name: name.to_owned(),
+        });
+    }
+
     /// A packet for one of our joiners.
     pub(super) fn joiner_rx(
         &mut self,
@@ -699,7 +708,7 @@ impl Road {
         if j.vacuous {
             if !self.core.config.main {
                 self.core.stat("join_vacuous_not_main");
-                self.joinent_nack(uid, &j, PacketKind::Reject);
+                self.joinent_reject(uid, &j, &jb.name);
                 return;
             }
             if let Some(known) = self.uid_by_name(&jb.name) {
@@ -719,7 +728,7 @@ impl Road {
                 if remote.fuid != reid {
                     if remote.fuid != 0 {
                         self.core.stat("join_mismatch_fuid");
-                        self.joinent_nack(uid, &j, PacketKind::Reject);
+                        self.joinent_reject(uid, &j, &jb.name);
                         return;
                     }
                     remote.fuid = reid;
@@ -738,7 +747,7 @@ impl Road {
         let ephemeral = remote.ephemeral;
         if !same.all && !self.core.config.mutable {
             self.core.stat("join_immutable_reject");
-            self.joinent_nack(uid, &j, PacketKind::Reject);
+            self.joinent_reject(uid, &j, &jb.name);
             return;
         }
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
@@ -747,7 +756,7 @@ impl Road {
                 self.core.event(Event::Rejected { uid, name: jb.name });
                 self.remove_remote(now, uid);
             } else {
-                self.joinent_nack(uid, &j, PacketKind::Reject);
+                self.joinent_reject(uid, &j, &jb.name);
             }
             return;
         }
@@ -759,7 +768,7 @@ impl Road {
                 }
             }
         } else if !self.update_remote(uid, &jb, rha, reid) {
-            self.joinent_nack(uid, &j, PacketKind::Reject);
+            self.joinent_reject(uid, &j, &jb.name);
             return;
         }
         let Some(remote) = self.remotes.get_mut(&uid) else {
