@@ -92,3 +92,36 @@ fn load_or_create_persists_and_checks_the_keep() {
         Err(IdentityError::NotDerived)
     ));
 }
+
+#[test]
+fn derivation_equals_libsodiums_ed25519_to_curve25519() {
+    // Computed with libsodium (libnacl in the reference raet venv) for the seed 00 01 .. 1f:
+    // crypto_sign_seed_keypair, crypto_sign_ed25519_pk_to_curve25519 and
+    // crypto_sign_ed25519_sk_to_curve25519 (which returns the scalar clamped).
+    let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let id = Identity::from_seed(&seed);
+    assert_eq!(
+        id.verify_key().to_hex(),
+        "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    );
+    assert_eq!(
+        id.public_key().to_hex(),
+        "4701d08488451f545a409fb58ae3e58581ca40ac3f7f114698cd71deac73ca01"
+    );
+    // We keep the unclamped scalar bytes; X25519 clamps them, so libsodium's clamped secret
+    // gives the same public key.
+    let libsodium_secret: [u8; 32] =
+        hex::decode("3894eea49c580aef816935762be049559d6d1440dede12e6a125f1841fff8e6f")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    assert_eq!(
+        crate::crypto::PrivateKey::from_bytes(&libsodium_secret).public_key(),
+        id.public_key()
+    );
+    let mut ours = *id.private_key().to_bytes();
+    ours[0] &= 248;
+    ours[31] &= 127;
+    ours[31] |= 64;
+    assert_eq!(ours, libsodium_secret);
+}
