@@ -368,3 +368,62 @@ fn lossy_30_percent() {
         lossy(0.3, seed);
     }
 }
+
+/// A restarted estate restores its identity and remotes from the keep and, on the next
+/// message, allows again without a new join; the peer's own messages recover too.
+#[test]
+fn restart_from_keep_reallows_and_delivers() {
+    let t0 = Instant::now();
+    let (m, o) = (addr(7570), addr(7571));
+    let (main_keep, other_keep) = (MemKeep::new(), MemKeep::new());
+    let mut net = Net::new(t0);
+    net.nodes
+        .push((m, road("main", 7570, true, main_keep.clone(), t0)));
+    net.nodes
+        .push((o, road("other", 7571, false, other_keep.clone(), t0)));
+    let uid = connect(&mut net, m, o);
+    let before = net.node(o).remotes()[0].clone();
+
+    // other restarts: same uids, joined restored, not allowed
+    let now = net.now;
+    net.nodes[1].1 = road("other", 7571, false, other_keep.clone(), now);
+    let after = net.node(o).remotes();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (after[0].uid, after[0].fuid, &after[0].name),
+        (before.uid, before.fuid, &before.name)
+    );
+    assert_eq!(after[0].joined, Some(true));
+    assert_eq!(after[0].allowed, None);
+    net.events.clear();
+    net.node(o)
+        .send(now, uid, body(json!({"after": "restart"})))
+        .unwrap();
+    assert!(net.run(Duration::from_secs(10), |n| n.has(m, |e| matches!(
+        e,
+        Event::Message { body, .. } if body.contains_key("after")
+    ))));
+    assert!(net.has(o, |e| matches!(e, Event::Delivered { .. })));
+    assert!(
+        !net.has(o, |e| matches!(e, Event::Joined { .. })),
+        "no new join needed"
+    );
+
+    // main restarts: other's next message is refused (main not allowed), requeued after a
+    // new allow, delivered once
+    let now = net.now;
+    net.nodes[0].1 = road("main", 7570, true, main_keep.clone(), now);
+    net.events.clear();
+    net.node(o)
+        .send(now, uid, body(json!({"main": "restarted"})))
+        .unwrap();
+    assert!(net.run(Duration::from_secs(10), |n| n
+        .has(o, |e| matches!(e, Event::Delivered { .. }))));
+    assert_eq!(
+        net.count(
+            m,
+            |e| matches!(e, Event::Message { body, .. } if body.contains_key("main"))
+        ),
+        1
+    );
+}
