@@ -742,7 +742,10 @@ impl Road {
             self.core.drop_packet("duplicate_join_attempt", rx.from);
             return;
         }
-        remote.last_join = Some(((reid, h.ti), now + DUPLICATE_JOIN_WINDOW));
+        remote.last_join = Some((
+            (reid, h.ti),
+            now.checked_add(DUPLICATE_JOIN_WINDOW).unwrap_or(now),
+        ));
         let same = compare(remote, &jb, rha, reid);
         let ephemeral = remote.ephemeral;
         if !same.all && !self.core.config.mutable {

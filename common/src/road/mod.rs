@@ -5,6 +5,34 @@
 //! and the current time ([`Road::handle_timeout`]), then drains the datagrams
 //! to send ([`Road::poll_transmit`]), the application events
 //! ([`Road::poll_event`]) and the next deadline ([`Road::poll_timeout`]).
+//!
+//! Everything on the wire is what raet 0.6.8 emits (see `tests/road_capture.rs`: the join,
+//! allow acks, alive and done datagrams of the reference capture are reproduced byte for
+//! byte). The transactions follow the reference's `transacting.py`: Joiner/Joinent with the
+//! decision matrix (mutable/immutable road, auto modes, pend/accept/reject/refuse/renew,
+//! simultaneous joins: the smaller name yields), Allower/Allowent (CurveCP-like handshake),
+//! Aliver/Alivent, Messenger/Messengent (segmentation, burst and wait flag, resend of
+//! misseds, done, stale nacks, completed ids remembered 600 s), Staler/Stalent, session id
+//! rules and the reference's timers ([`Timers`]). Presence runs on the road's own timers:
+//! every joined remote gets an alive each period (no `manage()` call).
+//!
+//! Deliberate differences from the reference (none changes a datagram's format):
+//! * a message always ends: [`Event::Delivered`] on done, [`Event::SendFailed`] after
+//!   [`Timers::message_timeout`] (30 s) without progress (the reference retries forever);
+//! * a message nacked by its receiver's Messengent (not allowed any more, e.g. restarted) is
+//!   queued again and sent after a new allow (up to 4 attempts), where the reference drops
+//!   it; a nack that only answers a late copy of a completed message counts as delivered
+//!   (single-packet messages: always recognisable; segmented ones: settled by an alive);
+//! * messages queue while the remote is not allowed (join/allow are started for them) and
+//!   are held until the allowent side has the final ack;
+//! * a copy of an already answered join request (within 0.5 s) or hello (within the allow
+//!   timeout) is dropped instead of restarting a completed handshake;
+//! * undecryptable coats, cookies and initiates are counted and dropped or rejected (the
+//!   reference raises out of its service loop);
+//! * a join whose name or role cannot be a keep file name (`keep::check_name`: empty,
+//!   path separators, whitespace, ...) is dropped as invalid (`invalid_join`,
+//!   `invalid_accept`);
+//! * memory is bounded ([`Limits`]).
 
 mod alive;
 mod allow;
