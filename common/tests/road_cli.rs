@@ -219,3 +219,144 @@ fn joining_nobody_exits_2() {
     .expect("run raet");
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
 }
+
+/// The `listening` event's verify key of a process run with `--events`.
+fn verhex(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|v| v["event"] == "listening")
+        .and_then(|v| v["verhex"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no listening event: {}", describe(output)))
+}
+
+#[test]
+fn keep_dir_restores_the_identity_on_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (main_keep, minion_keep) = (dir.path().join("main"), dir.path().join("minion"));
+    let mut keys = Vec::new();
+    for run in 0..2 {
+        let main = spawn(&[
+            "road",
+            "--name",
+            "main",
+            "--port",
+            "47709",
+            "--main",
+            "--expect",
+            "1",
+            "--timeout",
+            "20",
+            "--events",
+            "--keep",
+            main_keep.to_str().expect("utf-8 path"),
+        ]);
+        let body = format!(r#"{{"run":{run}}}"#);
+        let minion = finish(spawn(&[
+            "road",
+            "--name",
+            "minion",
+            "--port",
+            "47710",
+            "--join",
+            "127.0.0.1:47709",
+            "--send",
+            &body,
+            "--timeout",
+            "20",
+            "--events",
+            "--keep",
+            minion_keep.to_str().expect("utf-8 path"),
+        ]));
+        let main = finish(main);
+        assert_eq!(
+            minion.status.code(),
+            Some(0),
+            "minion: {}",
+            describe(&minion)
+        );
+        assert_eq!(main.status.code(), Some(0), "main: {}", describe(&main));
+        assert_eq!(
+            messages(&main),
+            vec![("minion".to_owned(), json!({ "run": run }))]
+        );
+        keys.push((verhex(&main), verhex(&minion)));
+    }
+    assert_eq!(keys[0], keys[1], "same keys after a restart");
+    assert_ne!(keys[0].0, keys[0].1);
+}
+
+#[test]
+fn auto_never_waits_for_the_operator_to_accept() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut main = raet(&[
+        "road",
+        "--name",
+        "main",
+        "--port",
+        "47711",
+        "--main",
+        "--auto",
+        "never",
+        "--control",
+        "--expect",
+        "1",
+        "--timeout",
+        "20",
+        "--events",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("spawn raet");
+    let minion = spawn(&[
+        "road",
+        "--name",
+        "minion",
+        "--port",
+        "47712",
+        "--join",
+        "127.0.0.1:47711",
+        "--send",
+        r#"{"hello":"operator"}"#,
+        "--timeout",
+        "20",
+    ]);
+    // Accept only once the main reports the minion's keys pending.
+    let mut kinds = Vec::new();
+    let mut stdin = main.stdin.take().expect("stdin");
+    let stderr = BufReader::new(main.stderr.take().expect("stderr"));
+    for line in stderr.lines() {
+        let line = line.expect("read main's stderr");
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let kind = event["event"].as_str().unwrap_or_default().to_owned();
+        if kind == "pending" {
+            writeln!(stdin, "accept minion").expect("write control command");
+        }
+        kinds.push(kind);
+    }
+    let (minion, main) = (finish(minion), finish(main));
+    drop(stdin);
+    assert_eq!(
+        minion.status.code(),
+        Some(0),
+        "minion: {}",
+        describe(&minion)
+    );
+    assert_eq!(main.status.code(), Some(0), "main: {kinds:?}");
+    let at = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| k == kind)
+            .unwrap_or_else(|| panic!("{kind} in {kinds:?}"))
+    };
+    assert!(
+        at("pending") < at("accepted") && at("accepted") < at("allowed"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        messages(&main),
+        vec![("minion".to_owned(), json!({"hello": "operator"}))]
+    );
+}

@@ -9,8 +9,10 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use raet::crypto::Signer;
 use raet::road::Uid;
 use raet::stack::{RoadStack, StackError};
+use rand_core::OsRng;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -62,6 +64,29 @@ enum BenchError {
     Ref(String),
     #[error("timed out")]
     Timeout,
+}
+
+/// Wall time of one ed25519 signature and one verification of a 1 KiB
+/// datagram, averaged over a few hundred: the unit cost of every packet,
+/// and a gauge of how fast this machine is at the moment.
+fn signature_costs() -> (Duration, Duration) {
+    const ROUNDS: u32 = 300;
+    let signer = Signer::generate(&mut OsRng);
+    let key = signer.verify_key();
+    let datagram = [0x5a_u8; 1024];
+    let start = Instant::now();
+    let mut signature = [0u8; 64];
+    for _ in 0..ROUNDS {
+        signature = signer.sign(&datagram);
+    }
+    let sign = start.elapsed() / ROUNDS;
+    let start = Instant::now();
+    let valid = (0..ROUNDS).all(|_| key.verify(&datagram, &signature).is_ok());
+    let verify = start.elapsed() / ROUNDS;
+    if !valid {
+        warn!("signature calibration: a valid signature did not verify");
+    }
+    (sign, verify)
 }
 
 /// How long something took: wall-clock time and, when this process did the
@@ -132,6 +157,13 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!("load average {} on {cores} cores", load.join(" "));
     }
+    let (sign, verify) = signature_costs();
+    println!(
+        "ed25519 here and now: sign {:.0} us, verify {:.0} us (a {}-character message is 2 signed segments and a signed done)",
+        sign.as_secs_f64() * 1e6,
+        verify.as_secs_f64() * 1e6,
+        args.size
+    );
     let mut rows = Vec::new();
     let result = async {
         rows.push(rust_to(&args, None).await?);

@@ -14,7 +14,6 @@ use raet::road::{Event, Presence, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
@@ -505,8 +504,18 @@ async fn accept_pending(
 
 /// `--control`: operator commands from stdin, "accept NAME" / "reject NAME".
 async fn control(stack: RoadStack, mut events: broadcast::Receiver<Event>, log: EventLog) {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // A plain thread, not tokio's stdin: a blocking read there would keep the
+    // runtime (and the process) from shutting down while stdin stays open.
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["accept", name] => decide(&stack, &mut events, Verdict::Accept, name, log).await,
