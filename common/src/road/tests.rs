@@ -427,3 +427,48 @@ fn restart_from_keep_reallows_and_delivers() {
         1
     );
 }
+
+/// auto never on the main: the join pends until the operator accepts, then completes
+/// (allow and messages follow); a rejected estate is removed.
+#[test]
+fn auto_never_pends_until_accepted() {
+    let t0 = Instant::now();
+    let (m, o) = (addr(7580), addr(7581));
+    let mut net = Net::new(t0);
+    let mut config = RoadConfig::new("main", m);
+    config.main = true;
+    config.auto = AutoMode::Never;
+    let main = Road::new(config, None, Box::new(MemKeep::new()), [3; 32], t0).unwrap();
+    net.nodes.push((m, main));
+    net.nodes
+        .push((o, road("other", 7581, false, MemKeep::new(), t0)));
+    let uid = net.node(o).join(t0, m).unwrap();
+    assert!(net.run(Duration::from_secs(1), |n| n.has(m, |e| matches!(
+        e,
+        Event::Pending { name, .. } if name == "other"
+    ))));
+    assert!(!net.has(o, |e| matches!(e, Event::Joined { .. })));
+    let status = net.node(m).remotes();
+    assert_eq!(status[0].acceptance, Some(Acceptance::Pending));
+    let now = net.now;
+    net.node(m).accept(now, "other").unwrap();
+    net.node(o)
+        .send(now, uid, body(json!({"after": "accept"})))
+        .unwrap();
+    assert!(net.run(Duration::from_secs(5), |n| n
+        .has(m, |e| matches!(e, Event::Message { .. }))));
+    assert!(net.has(o, |e| matches!(e, Event::Joined { .. })));
+    assert_eq!(
+        net.node(m).remotes()[0].acceptance,
+        Some(Acceptance::Accepted)
+    );
+
+    let now = net.now;
+    net.node(m).reject(now, "other").unwrap();
+    net.flush();
+    assert!(net.node(m).remotes().is_empty());
+    assert!(net.has(
+        m,
+        |e| matches!(e, Event::Removed { name, .. } if name == "other")
+    ));
+}
