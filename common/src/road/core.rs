@@ -116,11 +116,13 @@ impl Core {
 
     /// Queues an already packed datagram again (a redo).
     pub(crate) fn resend(&mut self, dest: SocketAddr, datagram: &[u8]) {
+        self.push(dest, datagram.to_vec());
+    }
+
+    /// Queues a packed datagram.
+    pub(crate) fn push(&mut self, dest: SocketAddr, payload: Vec<u8>) {
         self.stat("tx_packets");
-        self.transmits.push_back(Transmit {
-            dest,
-            payload: datagram.to_vec(),
-        });
+        self.transmits.push_back(Transmit { dest, payload });
     }
 
     /// The next free uid for a remote (`taken` says which are used).

@@ -193,7 +193,7 @@ impl Road {
         {
             Ok(datagram) => {
                 self.core.stat("message_segment_tx");
-                self.core.resend(dest, &datagram);
+                self.core.push(dest, datagram);
                 m.last = Some(sn);
                 m.redo.restart(now);
             }
