@@ -51,7 +51,11 @@ EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 3
 # raet's own knob (bufcnt x 1 KiB packets): raise the UDP buffers from ~200 KiB to 4 MiB,
 # as the Rust stack does, so a multi-megabyte burst of segments is not mostly dropped.
 SOCKET_BUFFER = 4 << 20
-REJOIN_INTERVAL = 1.0  # seconds between join attempts while the joined remote is not allowed
+REJOIN_INTERVAL = 1.0
+# How long a responder waits for the joiner's first alive before sending anyway.
+ALIVE_GRACE = 2.0
+# Remotes (uids) from which an alive request arrived while allowed (set by a hook).
+ALIVES_HEARD = set()  # seconds between join attempts while the joined remote is not allowed
 
 
 class UsageError(Exception):
@@ -195,6 +199,14 @@ def install_join_hooks():
             return result
         setattr(cls, method, hooked)
 
+    original_alive = transacting.Alivent.alive
+
+    def alive(self):
+        original_alive(self)
+        if self.remote is not None and self.remote.allowed:
+            ALIVES_HEARD.add(self.remote.uid)
+    transacting.Alivent.alive = alive
+
     for cls in (transacting.Joiner, transacting.Joinent):
         wrap(cls, "pendify", "pending", "us")
         wrap(cls, "pend", "pending", "them")
@@ -274,6 +286,8 @@ class RoadPeer(object):
         self.target = None
         self.last_join = None
         self.states = {}
+        self.allowed_at = {}
+        self.now = 0.0
         local = self.stack.local
         OUT.event("listening", name=local.name, ha=self.stack.ha, main=bool(args.main),
                   auto=args.auto, role=local.role, verhex=local.signer.verhex.decode(),
@@ -300,6 +314,7 @@ class RoadPeer(object):
         from raet.raeting import TrnsKind
 
         stack = self.stack
+        self.now = now
         stack.store.changeStamp(now)
         guarded(stack.serviceAllRx)
         self.operator.apply(stack, now)
@@ -327,15 +342,31 @@ class RoadPeer(object):
         guarded(stack.serviceAllTx)
 
     def destination(self):
+        """The remote to send our messages to, once the handshakes with it are over.
+
+        raet 0.6.8 has no flow control (burst 0): a big message floods the peer with
+        segments at once.  Started while the peer still has a handshake open, the flood
+        makes it fail (a responder's segments reach a joiner that is not allowed yet; a
+        joiner's flood delays the final allow ack until the responder's Allowent times
+        out).  So a joiner waits until its join/allow/alive cascade is complete (the alive
+        ack proves the responder processed the final allow ack), and a responder until
+        its Allowent ended on that final ack and the joiner's first alive arrived (or
+        ALIVE_GRACE passed without one)."""
+        from raet.raeting import TrnsKind
         if self.target is not None:
             remote = self.stack.remotes.get(self.target)
-            return remote if remote is not None and remote.allowed else None
-        # A responder waits until the joiner has confirmed the allow (raet's Allowent ends on
-        # the joiner's final ack): segments sent earlier reach a joiner that is not allowed
-        # yet, which nacks them and the message fails.
-        from raet.raeting import TrnsKind
-        return next((r for r in self.stack.remotes.values() if r.allowed and not any(
-            t.kind == TrnsKind.allow for t in r.transactions.values())), None)
+            handshakes = (TrnsKind.join, TrnsKind.allow, TrnsKind.alive)
+        else:
+            remote = next((r for r in self.stack.remotes.values() if r.allowed), None)
+            handshakes = (TrnsKind.allow,)
+        if remote is None or not remote.allowed or any(
+                t.kind in handshakes for t in remote.transactions.values()):
+            return None
+        if self.target is None and remote.uid not in ALIVES_HEARD:
+            since = self.allowed_at.get(remote.uid)
+            if since is None or self.now - since < ALIVE_GRACE:
+                return None
+        return remote
 
     def report(self, now):
         for remote in list(self.stack.remotes.values()):
@@ -343,6 +374,8 @@ class RoadPeer(object):
             before = self.states.get(remote.uid, (None, None, None))
             if state != before:
                 self.states[remote.uid] = state
+                if remote.allowed and not before[1]:
+                    self.allowed_at[remote.uid] = now
                 for kind, was, is_ in zip(("joined", "allowed", "alived"), before, state):
                     if is_ and not was:
                         OUT.event(kind, name=remote.name, uid=remote.uid, fuid=remote.fuid)
