@@ -147,9 +147,24 @@ fn forward<R: std::io::Read + Send + 'static>(
     });
 }
 
+impl Exited {
+    /// Whether it printed an event `kind` whose fields include `fields` (a JSON object).
+    pub fn has_event(&self, kind: &str, fields: Value) -> bool {
+        self.events.iter().any(|e| event_matches(e, kind, &fields))
+    }
+}
+
 impl Peer {
-    /// Starts `raet ARGS` or `refpeer.py ARGS` (same command line).
+    /// Starts `raet ARGS` or `refpeer.py ARGS` (same command line). With
+    /// `RAET_INTEROP_REFERENCE_ONLY=1` the reference plays both sides: a check of the
+    /// scenarios themselves, independent of the Rust implementation.
     pub fn spawn(side: Side, reference: &Reference, args: &[String]) -> Peer {
+        let reference_only = std::env::var("RAET_INTEROP_REFERENCE_ONLY").is_ok_and(|v| v == "1");
+        let side = if reference_only {
+            Side::Reference
+        } else {
+            side
+        };
         let mut command = match side {
             Side::Rust => Command::new(env!("CARGO_BIN_EXE_raet")),
             Side::Reference => {
