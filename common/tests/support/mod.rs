@@ -275,8 +275,10 @@ impl Peer {
             .unwrap_or_else(|e| panic!("{}: cannot write {command:?}: {e}", self.label));
     }
 
-    /// Waits (at most [`WAIT`]) for the peer to exit; panics if it does not.
+    /// Waits (at most [`WAIT`]) for the peer to exit; panics if it does not. Closes its
+    /// stdin first: no operator command follows (a `--control` reader may wait for EOF).
     pub fn finish(mut self) -> Exited {
+        drop(self.stdin.take());
         let deadline = Instant::now() + WAIT;
         while self.pump(deadline) {}
         if self.open_streams > 0 {
