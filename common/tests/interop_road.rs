@@ -233,7 +233,7 @@ fn never_then_accepted(main_side: Side) {
         .with(&["--control"]);
     let joiner = Road::new("joiner")
         .join(&main)
-        .sends(Outgoing::new(&[note.clone()], &[]));
+        .sends(Outgoing::new(std::slice::from_ref(&note), &[]));
     let mut main_peer = main.spawn_listening(main_side, &reference);
     let joiner_peer = joiner.spawn(other(main_side), &reference);
     main_peer.wait_event("pending", json!({"name": "joiner", "by": "us"}));
