@@ -472,22 +472,10 @@ impl Road {
     /// Simultaneous allows: the smaller local name yields. `false`: the incoming hello was
     /// refused.
     fn allowent_race(&mut self, uid: Uid, head: &Head) -> bool {
-        let allows: Vec<TxIndex> = match self.remotes.get(&uid) {
-            Some(r) => r
-                .transactions
-                .iter()
-                .filter(|(_, t)| t.is_allow())
-                .map(|(i, _)| *i)
-                .collect(),
-            None => return true,
-        };
+        let allows = self.txn_indexes(uid, Transaction::is_allow);
         let remote_name = self.remote_name(uid);
         for index in allows {
-            let Some(txn) = self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            else {
+            let Some(txn) = self.take_txn(uid, &index) else {
                 continue;
             };
             match txn {

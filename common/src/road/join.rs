@@ -532,12 +532,8 @@ impl Road {
             self.insert_txn(uid, index, Transaction::Joiner(j));
             return;
         }
-        if j.pended {
-            j.redo
-                .restart_fixed(now, self.core.config.timers.joiner_pend_redo);
-        } else {
-            j.redo.backoff(now);
-        }
+        let pend = self.core.config.timers.joiner_pend_redo;
+        j.redo.fire(now, j.pended.then_some(pend));
         match &j.last {
             Some((PacketKind::Request, datagram)) => {
                 self.core.stat("joiner_tx_join_redo");
@@ -576,21 +572,9 @@ impl Road {
 
     /// An operator accepted the remote: a pending join with it completes now.
     pub(super) fn resolve_pending(&mut self, now: Instant, uid: Uid) {
-        let pending: Vec<TxIndex> = match self.remotes.get(&uid) {
-            Some(r) => r
-                .transactions
-                .iter()
-                .filter(|(_, t)| t.is_join())
-                .map(|(i, _)| *i)
-                .collect(),
-            None => return,
-        };
+        let pending = self.txn_indexes(uid, Transaction::is_join);
         for index in pending {
-            match self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            {
+            match self.take_txn(uid, &index) {
                 Some(Transaction::Joiner(j))
                     if !matches!(j.last, Some((PacketKind::Request, _))) =>
                 {
@@ -799,21 +783,9 @@ impl Road {
     /// Simultaneous joins (reference `Joinent.join`, "joins in process"). `false`: the
     /// incoming join was refused.
     fn joinent_race(&mut self, uid: Uid, j: &Joinent, jb: &JoinBody) -> bool {
-        let joins: Vec<TxIndex> = match self.remotes.get(&uid) {
-            Some(r) => r
-                .transactions
-                .iter()
-                .filter(|(_, t)| t.is_join())
-                .map(|(i, _)| *i)
-                .collect(),
-            None => return true,
-        };
+        let joins = self.txn_indexes(uid, Transaction::is_join);
         for index in joins {
-            let Some(txn) = self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            else {
+            let Some(txn) = self.take_txn(uid, &index) else {
                 continue;
             };
             let Transaction::Joiner(mine) = txn else {
@@ -911,12 +883,8 @@ impl Road {
             self.insert_txn(uid, index, Transaction::Joinent(j));
             return;
         }
-        if j.pended {
-            j.redo
-                .restart_fixed(now, self.core.config.timers.joinent_pend_redo);
-        } else {
-            j.redo.backoff(now);
-        }
+        let pend = self.core.config.timers.joinent_pend_redo;
+        j.redo.fire(now, j.pended.then_some(pend));
         match &j.last {
             Some((PacketKind::Response, datagram)) => {
                 self.core.stat("joinent_tx_accept_redo");

@@ -379,15 +379,10 @@ impl Road {
     /// An alive probe ended: `Some(true)` the receiver is allowed (the nack was a stale
     /// copy: delivered), `Some(false)` it is not (requeue), `None` no answer (probe again).
     pub(super) fn settle_probes(&mut self, now: Instant, uid: Uid, delivered: Option<bool>) {
-        let probed: Vec<TxIndex> = match self.remotes.get(&uid) {
-            Some(r) => r
-                .transactions
-                .iter()
-                .filter(|(_, t)| matches!(t, Transaction::Messenger(m) if m.nacked.is_some()))
-                .map(|(i, _)| *i)
-                .collect(),
-            None => return,
-        };
+        let probed = self.txn_indexes(
+            uid,
+            |t| matches!(t, Transaction::Messenger(m) if m.nacked.is_some()),
+        );
         if probed.is_empty() {
             return;
         }
@@ -396,11 +391,7 @@ impl Road {
             return;
         };
         for index in probed {
-            if let Some(Transaction::Messenger(m)) = self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            {
+            if let Some(Transaction::Messenger(m)) = self.take_txn(uid, &index) {
                 if delivered {
                     self.core.stat("message_done_inferred");
                     self.core.event(Event::Delivered { id: m.out.id, uid });

@@ -936,11 +936,7 @@ impl Road {
                 None => continue,
             };
             for index in due {
-                let Some(txn) = self
-                    .remotes
-                    .get_mut(&uid)
-                    .and_then(|r| r.transactions.remove(&index))
-                else {
+                let Some(txn) = self.take_txn(uid, &index) else {
                     continue;
                 };
                 match txn {
@@ -1046,11 +1042,7 @@ impl Road {
             None => return,
         };
         for index in indexes {
-            if let Some(txn) = self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            {
+            if let Some(txn) = self.take_txn(uid, &index) {
                 self.nack_transaction(now, uid, txn, "remote removed");
             }
         }
@@ -1100,11 +1092,7 @@ impl Road {
             None => return,
         };
         for index in stale {
-            if let Some(txn) = self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            {
+            if let Some(txn) = self.take_txn(uid, &index) {
                 self.core.stat("stale_correspondent");
                 self.nack_transaction(now, uid, txn, "stale session");
             }
@@ -1127,11 +1115,7 @@ impl Road {
             None => return,
         };
         for index in stale {
-            let Some(txn) = self
-                .remotes
-                .get_mut(&uid)
-                .and_then(|r| r.transactions.remove(&index))
-            else {
+            let Some(txn) = self.take_txn(uid, &index) else {
                 continue;
             };
             self.core.stat("stale_initiator");
@@ -1254,6 +1238,26 @@ impl Road {
         if queued {
             self.pump(now, uid);
         }
+    }
+
+    /// Removes an open transaction of a remote (to hand it a packet or a timer).
+    pub(crate) fn take_txn(&mut self, uid: Uid, index: &TxIndex) -> Option<Transaction> {
+        self.remotes.get_mut(&uid)?.transactions.remove(index)
+    }
+
+    /// The indexes of a remote's open transactions that `pick` selects.
+    pub(crate) fn txn_indexes(
+        &self,
+        uid: Uid,
+        pick: impl Fn(&Transaction) -> bool,
+    ) -> Vec<TxIndex> {
+        self.remotes.get(&uid).map_or_else(Vec::new, |r| {
+            r.transactions
+                .iter()
+                .filter(|(_, t)| pick(t))
+                .map(|(i, _)| *i)
+                .collect()
+        })
     }
 
     /// Inserts a transaction into its remote (dropped if the remote is gone).

@@ -146,6 +146,15 @@ impl Redo {
         self.due = now.checked_add(self.current);
     }
 
+    /// After a firing: back off, or switch to the fixed interval `pended` (the slow redo of
+    /// a pended join).
+    pub(crate) fn fire(&mut self, now: Instant, pended: Option<Duration>) {
+        match pended {
+            Some(interval) => self.restart_fixed(now, interval),
+            None => self.backoff(now),
+        }
+    }
+
     /// Restart with a fixed interval (the "pended" slow redo).
     pub(crate) fn restart_fixed(&mut self, now: Instant, interval: Duration) {
         self.current = interval;
