@@ -2,7 +2,8 @@
 # Run every check and test of salt-raet, failing fast:
 #   1. cargo fmt --check            2. cargo clippy (all targets, -D warnings)
 #   3. reference raet venv (tests/interop/setup-ref.sh) + its pytest self-test
-#   4. cargo test --workspace (debug), with the Rust<->reference interop tests required
+#   4. cargo test --workspace (debug), with the Rust<->reference interop tests required,
+#      then the 5 MB simulation scenarios in release (too slow in debug)
 #   5. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
 # plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
@@ -87,14 +88,24 @@ if [ "$rc" != 0 ] || [ "$p" = 0 ]; then
 fi
 failed=$((failed + f))
 
-step "cargo test" "$logdir/cargo-test.log" cargo test --workspace
-rc=$?
-read -r p f < <(cargo_counts "$logdir/cargo-test.log")
-passed=$((passed + p))
-if [ "$rc" != 0 ]; then
-    fail "cargo test --workspace (exit $rc)" "$((f > 0 ? f : 1))" "$logdir/cargo-test.log"
-fi
-failed=$((failed + f))
+# cargo_step NAME LOG CMD...: a cargo test run, its test cases counted.
+cargo_step() {
+    local name="$1" log="$2"
+    step "$@"
+    local rc=$?
+    read -r p f < <(cargo_counts "$log")
+    passed=$((passed + p))
+    if [ "$rc" != 0 ]; then
+        fail "$name (exit $rc)" "$((f > 0 ? f : 1))" "$log"
+    fi
+    failed=$((failed + f))
+}
+
+cargo_step "cargo test" "$logdir/cargo-test.log" cargo test --workspace
+
+# The 5 MB simulation scenarios are skipped by debug builds (~16 s of CPU each there).
+cargo_step "simulation 5 MB (release)" "$logdir/sim-release.log" \
+    cargo test --release -p raet --test sim_messaging -- 5mb
 
 if [ -x fuzz/run.sh ]; then
     step "fuzz" "$logdir/fuzz.log" fuzz/run.sh 30 || fail "fuzz/run.sh 30" 1 "$logdir/fuzz.log"

@@ -3,22 +3,9 @@
 //! duplication, reordering and jitter. Every message must be delivered exactly once, byte
 //! for byte, and every sender must see it confirmed (done), within a bound of virtual time.
 //!
-//! Road bugs these tests found (the affected tests are `#[ignore]`d until fixed):
-//! * With reordering (even at 0 % loss), a message is delivered to the application twice:
-//!   e.g. an Allow hello overtakes the join ack and is refused, a second allow runs, the
-//!   session id changes under messages in flight, their Messengers get nacks and retry the
-//!   message as a NEW transaction although the receiver already delivered it
-//!   (`message_retry` in `messenger_nacked`). Seen in every scenario with jitter.
-//! * `Event::Delivered` for a message the receiver never delivered (3 stacks, 30 % loss,
-//!   200 KB beta -> alpha: received 0x, confirmed): `messenger_nacked` infers "done" from a
-//!   nack (`message_done_inferred`) when the nack was not about a completed message.
-//! * Message nack storms: both sides' first message transactions share (si, ti) (e.g. si 2
-//!   ti 3 in each direction) and hundreds of `Message Nack` datagrams cross within 30 ms
-//!   (`stale_nack` 24,861 in a 5 MB exchange at 0 % loss with reordering).
-//! * Even without reordering, at 30 % loss with a 100 B, a 200 KB and a 5 MB message in
-//!   flight each way, one message is delivered twice (`two_stacks_30_percent_loss_only_all_sizes`).
-//! * Joins under 30 % loss with reordering sometimes never complete within 60 s even with
-//!   the application re-joining after every `JoinFailed` (`connect` panics).
+//! The 5 MB scenarios cost ~16 s of CPU each in a debug build (every segment is signed,
+//! verified and reassembled), so a debug `cargo test` skips them; `scripts/test-all.sh`
+//! runs them optimised: `cargo test --release -p raet --test sim_messaging -- 5mb`.
 
 mod simkit;
 
@@ -237,9 +224,6 @@ fn duplication_only() -> Link {
 
 /// One test per (estates, link, sizes): `name: seed, others, link, sizes;`.
 macro_rules! scenarios {
-    (@ignore $reason:literal; $($name:ident: $seed:expr, $others:expr, $link:expr, $sizes:expr;)*) => {
-        scenarios! { $(#[ignore = $reason] $name: $seed, $others, $link, $sizes;)* }
-    };
     ($($(#[$attr:meta])* $name:ident: $seed:expr, $others:expr, $link:expr, $sizes:expr;)*) => {$(
         $(#[$attr])*
         #[test]
@@ -250,32 +234,32 @@ macro_rules! scenarios {
 }
 
 // The matrix: 0 / 10 / 30 % loss, always with 5 % duplication, 10 % reordering and
-// 2 ms jitter. See the road bugs listed at the top of this file for the ignored ones.
+// 2 ms jitter; then the same without reordering.
 scenarios! {
-    @ignore "road bug: reordering makes the road deliver a message twice / report Delivered for a lost one";
     two_stacks_no_loss_small_and_200k: 1, 1, link(0.0), SMALL_AND_MEDIUM;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     two_stacks_no_loss_5mb: 2, 1, link(0.0), [LARGE];
     two_stacks_10_percent_loss_small_and_200k: 3, 1, link(0.1), SMALL_AND_MEDIUM;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     two_stacks_10_percent_loss_5mb: 4, 1, link(0.1), [LARGE];
     two_stacks_30_percent_loss_small_and_200k: 5, 1, link(0.3), SMALL_AND_MEDIUM;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     two_stacks_30_percent_loss_5mb: 6, 1, link(0.3), [LARGE];
     three_stacks_no_loss_small_and_200k: 7, 2, link(0.0), SMALL_AND_MEDIUM;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     three_stacks_no_loss_5mb: 8, 2, link(0.0), [LARGE];
     three_stacks_10_percent_loss_small_and_200k: 9, 2, link(0.1), SMALL_AND_MEDIUM;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     three_stacks_10_percent_loss_5mb: 10, 2, link(0.1), [LARGE];
     three_stacks_30_percent_loss_small_and_200k: 11, 2, link(0.3), SMALL_AND_MEDIUM;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     three_stacks_30_percent_loss_5mb: 12, 2, link(0.3), [LARGE];
-}
-
-// Without reordering: these pass (except the last), and keep the loss recovery covered.
-scenarios! {
-    two_stacks_perfect_link_all_sizes: 21, 1, Link::perfect(), ALL_SIZES;
+    two_stacks_perfect_link_small_and_200k: 21, 1, Link::perfect(), SMALL_AND_MEDIUM;
     two_stacks_duplication_only_small_and_200k: 22, 1, duplication_only(), SMALL_AND_MEDIUM;
     two_stacks_10_percent_loss_only_small_and_200k: 23, 1, loss_only(0.1), SMALL_AND_MEDIUM;
-    two_stacks_30_percent_loss_only_5mb: 24, 1, loss_only(0.3), [LARGE];
     three_stacks_30_percent_loss_only_small_and_200k: 25, 2, loss_only(0.3), SMALL_AND_MEDIUM;
-    #[ignore = "road bug: at 30 % loss without reordering, concurrent messages (100 B, 200 KB, 5 MB) get one delivered twice"]
-    two_stacks_30_percent_loss_only_all_sizes: 26, 1, loss_only(0.3), ALL_SIZES;
+    #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
+    two_stacks_30_percent_loss_only_all_sizes_5mb: 26, 1, loss_only(0.3), ALL_SIZES;
 }
 
 /// Same seed, same code: the same run, datagram for datagram (roads included: their RNGs
