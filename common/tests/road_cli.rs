@@ -16,6 +16,11 @@ fn raet(args: &[&str]) -> Command {
     command
 }
 
+/// Arguments from a line (no quoting: for arguments without spaces).
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn spawn(args: &[&str]) -> Child {
     raet(args).spawn().expect("spawn raet")
 }
@@ -358,5 +363,61 @@ fn auto_never_waits_for_the_operator_to_accept() {
     assert_eq!(
         messages(&main),
         vec![("minion".to_owned(), json!({"hello": "operator"}))]
+    );
+}
+
+/// The `(event kind, by)` of every rejection a process reported.
+fn rejections(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["event"] == "rejected")
+        .map(|v| v["by"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[test]
+fn auto_once_rejects_a_changed_key_and_says_who_rejected() {
+    let main = spawn(&words(
+        "road --name main --port 47713 --main --auto once --expect 2 --timeout 20 --events",
+    ));
+    let joiner = |name: &str, port: u16, key: char| {
+        let sig = key.to_string().repeat(64);
+        let pri = "7".repeat(64);
+        let line = format!(
+            "road --name {name} --port {port} --join 127.0.0.1:47713 --role minion \
+             --sighex {sig} --prihex {pri} --timeout 20 --events --send"
+        );
+        let mut args = words(&line);
+        let body = format!(r#"{{"from":"{name}"}}"#);
+        args.push(&body);
+        finish(spawn(&args))
+    };
+    let first = joiner("alpha", 47714, '1');
+    let changed = joiner("gamma", 47715, '2');
+    // The pinned key is still welcome (and lets the main finish).
+    let same = joiner("delta", 47716, '1');
+    let main = finish(main);
+    for (name, output, code) in [
+        ("alpha", &first, 0),
+        ("gamma", &changed, 1),
+        ("delta", &same, 0),
+        ("main", &main, 0),
+    ] {
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{name}: {}",
+            describe(output)
+        );
+    }
+    assert_eq!(rejections(&changed), vec!["them".to_owned()]);
+    assert_eq!(rejections(&main), vec!["us".to_owned()]);
+    assert_eq!(
+        messages(&main),
+        vec![
+            ("alpha".to_owned(), json!({"from": "alpha"})),
+            ("delta".to_owned(), json!({"from": "delta"}))
+        ]
     );
 }

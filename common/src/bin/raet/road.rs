@@ -179,7 +179,8 @@ impl EventLog {
             Event::Pending { uid, name } => {
                 ("pending", json!({"name": name, "uid": uid, "by": "us"}))
             }
-            Event::Rejected { uid, name } => ("rejected", json!({"name": name, "uid": uid})),
+            // Printed with who rejected by `print_events`.
+            Event::Rejected { .. } => return,
             Event::JoinFailed { uid, reason } => {
                 ("join_failed", json!({"uid": uid, "reason": reason}))
             }
@@ -279,7 +280,7 @@ pub async fn run(args: RoadArgs) -> ExitCode {
 
     let mut helpers = JoinSet::new();
     if args.events {
-        helpers.spawn(print_events(stack.events(), log));
+        helpers.spawn(print_events(stack.clone(), stack.events(), log));
     }
     if let Some(delay) = args.accept_after {
         helpers.spawn(accept_pending(stack.clone(), stack.events(), delay, log));
@@ -419,10 +420,35 @@ async fn print_messages(stack: RoadStack, count: watch::Sender<usize>) {
     }
 }
 
-/// `--events`: prints the road's events on stderr.
-async fn print_events(mut events: broadcast::Receiver<Event>, log: EventLog) {
+/// Road counters of reject packets received (the remote rejected us).
+const REJECTS_RECEIVED: [&str; 2] = ["joiner_rx_reject", "joinent_rx_reject"];
+
+/// How many rejections by remotes the road has counted so far.
+async fn rejects_received(stack: &RoadStack) -> u64 {
+    let stats = stack.stats().await;
+    REJECTS_RECEIVED
+        .iter()
+        .filter_map(|name| stats.get(*name))
+        .sum()
+}
+
+/// `--events`: prints the road's events on stderr. A rejection says who
+/// rejected (`"by": "us"` or `"them"`, as the reference peer does): the
+/// road counts reject packets it receives before it announces them.
+async fn print_events(stack: RoadStack, mut events: broadcast::Receiver<Event>, log: EventLog) {
+    let mut rejected_by_them = 0;
     loop {
         match events.recv().await {
+            Ok(Event::Rejected { uid, name }) => {
+                let count = rejects_received(&stack).await;
+                let by = if count > rejected_by_them {
+                    "them"
+                } else {
+                    "us"
+                };
+                rejected_by_them = count;
+                log.emit("rejected", json!({"name": name, "uid": uid, "by": by}));
+            }
             Ok(event) => log.road_event(&event),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 log.emit("lagged", json!({"missed": missed}));
