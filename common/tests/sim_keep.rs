@@ -7,10 +7,11 @@ mod simkit;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use raet::keep::{AutoMode, Keep, MemKeep};
+use raet::keep::{Acceptance, AutoMode, Keep, MemKeep};
 use raet::road::Event;
 use raet::sim::Link;
 use simkit::{key_hexes, message, Spec, World};
+use zeroize::Zeroizing;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -178,4 +179,70 @@ fn main_that_lost_its_keep_is_renewed_by_a_mutable_joiner_only() {
     exchange(&mut world, alpha, beta, 1);
     assert_eq!(world.peer_ref(alpha).road.remotes().len(), 1);
     drop(main);
+}
+
+/// testPendingSavedKeep: a join pending on the main's operator (auto never) survives a
+/// restart of both estates; accepting afterwards lets the join complete.
+#[test]
+fn a_pending_join_survives_restarts_and_completes_when_accepted() {
+    let mut world = World::new(12, Link::perfect());
+    let alpha = world.add(Spec::new("alpha", 7530).main().auto(AutoMode::Never));
+    let beta = world.add(Spec::new("beta", 7531));
+    world.join(beta, alpha);
+    world.settle(Duration::from_secs(1));
+    let pending = |world: &World| {
+        world
+            .peer_ref(alpha)
+            .remote("beta")
+            .and_then(|r| r.acceptance)
+    };
+    assert_eq!(pending(&world), Some(Acceptance::Pending));
+    assert!(!world.peer_ref(beta).joined("alpha"));
+
+    world.restart(alpha);
+    world.restart(beta);
+    assert_eq!(
+        pending(&world),
+        Some(Acceptance::Pending),
+        "pending is persisted"
+    );
+    let now = world.net.now();
+    world
+        .peer(alpha)
+        .road
+        .accept(now, "beta")
+        .expect("operator accepts");
+    world.connect(beta, alpha, LIMIT);
+    assert_eq!(pending(&world), Some(Acceptance::Accepted));
+    exchange(&mut world, alpha, beta, 1);
+}
+
+/// testLostMainKeepLocal: the main comes back with new long-term keys (its keep's local
+/// keys replaced); beta (auto once) pinned the old ones and rejects the main.
+#[test]
+fn a_main_with_new_keys_is_rejected_by_a_once_joiner() {
+    let (mut world, alpha, beta) = joined_pair(AutoMode::Once);
+    let mut main = world.crash(alpha);
+    let mut local = main
+        .keep
+        .load_local()
+        .expect("keep readable")
+        .expect("local estate saved");
+    local.sign_seed = Zeroizing::new([0xa5; 32]);
+    local.private_key = Zeroizing::new([0x5a; 32]);
+    main.keep.save_local(&local).expect("keep writable");
+    world.add_on(main.spec, main.keep);
+    world.join(beta, alpha);
+    world.settle(Duration::from_secs(3));
+    assert!(
+        !world.peer_ref(beta).allowed("alpha"),
+        "a rejected main is not allowed"
+    );
+    assert!(
+        world
+            .peer_ref(beta)
+            .count(|e| matches!(e, Event::Rejected { .. }))
+            > 0,
+        "beta rejects the main's changed keys"
+    );
 }
