@@ -313,3 +313,34 @@ fn small_receive_buffer() {
         "the buffer never overflowed"
     );
 }
+
+/// testMessageDropAllFirst: the first transmission of every message segment is lost
+/// (a retransmission differs by its flags or is sent again identically); redo timers and
+/// resend requests still deliver everything once.
+#[test]
+fn every_first_transmission_lost() {
+    let mut seen = std::collections::HashSet::new();
+    let filter: raet::sim::Filter = Box::new(move |_, _, _, data| {
+        raet::packet::parse(data).is_ok_and(|p| {
+            p.head.tk == raet::packet::TransactionKind::Message
+                && p.head.pk == raet::packet::PacketKind::Message
+        }) && seen.insert(data.to_vec())
+    });
+    let (mut world, addrs) = star(35, Link::perfect(), 1, |s| s);
+    world.net.set_filter(Some(filter));
+    let mut n = 0;
+    let mut expected = send_sizes(&mut world, addrs[0], addrs[1], &SMALL_AND_MEDIUM, &mut n);
+    expected.extend(send_sizes(
+        &mut world,
+        addrs[1],
+        addrs[0],
+        &SMALL_AND_MEDIUM,
+        &mut n,
+    ));
+    if let Err(e) = world.run_until(LIMIT, |net| all_done(net, &expected)) {
+        panic!("{e}\n{}", report(&world, &addrs, &expected));
+    }
+    world.settle(Duration::from_secs(5));
+    check_exactly_once(&world, &addrs, &expected);
+    assert!(world.net.stats().blocked > 400);
+}

@@ -196,3 +196,49 @@ fn sending_to_an_unknown_uid_is_an_error() {
         "{err:?}"
     );
 }
+
+/// Drops alive requests sent by `port` while `drop` says so (argument: how many so far).
+fn drop_alives(port: u16, drop: impl Fn(u32) -> bool + 'static) -> raet::sim::Filter {
+    let mut seen = 0;
+    Box::new(move |_, from, _, data| {
+        let alive = from.port() == port
+            && raet::packet::parse(data).is_ok_and(|p| {
+                p.head.tk == TransactionKind::Alive && p.head.pk == PacketKind::Request
+            });
+        if !alive {
+            return false;
+        }
+        seen += 1;
+        drop(seen)
+    })
+}
+
+/// testFirstAliveRequestDropped: the redo resends it; nobody is ever marked lost.
+#[test]
+fn a_lost_alive_request_is_redone() {
+    let (mut world, alpha, beta) = pair(Link::perfect());
+    world.net.set_filter(Some(drop_alives(7530, |n| n == 1)));
+    world.settle(Duration::from_secs(10));
+    assert_eq!(world.net.stats().blocked, 1, "one alive request dropped");
+    assert_eq!(presence(&world, alpha, "beta", Presence::Lost), 0);
+    assert_eq!(
+        world.peer_ref(alpha).remote("beta").and_then(|r| r.alive),
+        Some(true)
+    );
+    assert!(world.peer_ref(beta).allowed("alpha"));
+}
+
+/// testAllAliveRequestsDropped: the aliver times out and marks the remote not alive (the
+/// other direction still works, so only one side loses sight).
+#[test]
+fn all_alive_requests_lost_mark_the_remote_lost() {
+    let (mut world, alpha, _) = pair(Link::perfect());
+    world.net.set_filter(Some(drop_alives(7530, |_| true)));
+    if let Err(e) = world.run_until(lost_bound() + Duration::from_secs(2), |net| {
+        net.node_ref(alpha)
+            .remote("beta")
+            .is_some_and(|r| r.alive == Some(false))
+    }) {
+        panic!("beta never marked lost: {e}");
+    }
+}

@@ -205,3 +205,34 @@ fn session_ids_roll_over_to_one() {
     );
     assert!(!sids.contains(&0), "session id 0 outside a join: {sids:?}");
 }
+
+/// testStaleNack: a nack for a transaction the receiver no longer has is not answered
+/// (a nack is never nacked, or two estates would nack each other forever).
+#[test]
+fn a_stale_nack_is_not_answered() {
+    let mut world = World::new(34, Link::perfect());
+    let (alpha, beta) = pair(&mut world);
+    let log = record(&mut world);
+    deliver(&mut world, beta, 1);
+    world.settle(Duration::from_secs(1));
+    // Replay the old message, collect alpha's stale nack, and send that nack to alpha again.
+    let old = captured_message(&log);
+    let mark = log.borrow().len();
+    world.net.inject(beta, alpha, old.data.clone());
+    world.settle(Duration::from_millis(100));
+    let nack = log.borrow()[mark..]
+        .iter()
+        .find(|s| s.from == 7530 && s.pk == PacketKind::Nack)
+        .map(|s| s.data.clone())
+        .expect("alpha nacked the replay");
+    let before = log.borrow().len();
+    world.net.inject(alpha, beta, nack.clone());
+    world.net.inject(beta, alpha, nack);
+    world.settle(Duration::from_millis(100));
+    let answers = log.borrow()[before..]
+        .iter()
+        .filter(|s| s.tk == TransactionKind::Message && s.ti == old.ti)
+        .count();
+    // The two injected nacks themselves, and nothing in reply.
+    assert_eq!(answers, 2, "a nack was answered");
+}
