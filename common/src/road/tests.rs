@@ -472,3 +472,109 @@ fn auto_never_pends_until_accepted() {
         |e| matches!(e, Event::Removed { name, .. } if name == "other")
     ));
 }
+
+mod robustness {
+    use super::*;
+    use crate::crypto::{PrivateKey, Signer};
+    use crate::packet::{self, BodyKind, CoatKind, Flags, PacketKind, TransactionKind};
+    use proptest::prelude::*;
+
+    const OTHER_SEED: [u8; 32] = [9; 32];
+
+    /// Datagrams "other" sent in a real join/allow/alive/message exchange, and the main road
+    /// that took part (joined and allowed with "other").
+    fn corpus() -> (Vec<Vec<u8>>, Road, Instant) {
+        let t0 = Instant::now();
+        let (m, o) = (addr(7590), addr(7591));
+        let mut net = Net::new(t0);
+        net.nodes
+            .push((m, road("main", 7590, true, MemKeep::new(), t0)));
+        let mut config = RoadConfig::new("other", o);
+        config.auto = AutoMode::Always;
+        let keys = (
+            Signer::from_seed(&OTHER_SEED),
+            PrivateKey::from_bytes(&[8; 32]),
+        );
+        let other = Road::new(config, Some(keys), Box::new(MemKeep::new()), [5; 32], t0).unwrap();
+        net.nodes.push((o, other));
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let tap = seen.clone();
+        net.filter = Box::new(move |from, _, d| {
+            if from == o {
+                tap.borrow_mut().push(d.to_vec());
+            }
+            false
+        });
+        let uid = connect(&mut net, m, o);
+        let now = net.now;
+        net.node(o)
+            .send(now, uid, body(json!({"blob": "z".repeat(3000)})))
+            .unwrap();
+        net.run(Duration::from_secs(5), |n| {
+            n.has(m, |e| matches!(e, Event::Message { .. }))
+        });
+        let out = seen.borrow().clone();
+        let now = net.now;
+        let main = net.nodes.remove(0).1;
+        (out, main, now)
+    }
+
+    /// A head field changed to an arbitrary value.
+    fn mutate(head: &mut packet::Head, field: u8, value: u32) {
+        match field % 10 {
+            0 => head.si = value,
+            1 => head.ti = value,
+            2 => head.sn = value,
+            3 => head.sc = value,
+            4 => head.ml = value,
+            5 => head.se = value,
+            6 => head.de = value,
+            7 => head.pk = PacketKind::from_code(u64::from(value % 17)).unwrap_or(PacketKind::Nack),
+            8 => {
+                head.tk = TransactionKind::from_code(u64::from(value % 5))
+                    .unwrap_or(TransactionKind::Alive)
+            }
+            _ => {
+                head.fg = Flags(value as u8);
+                head.bk = BodyKind::from_code(u64::from(value % 4)).unwrap_or(BodyKind::Json);
+                head.ck = CoatKind::from_code(u64::from(value % 2)).unwrap_or(CoatKind::Nacl);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Mutated real datagrams (heads and coats changed, then validly signed by the
+        /// remote, so they reach the transactions), plus random bytes, never make a joined,
+        /// allowed road panic.
+        #[test]
+        fn mutated_datagrams_never_panic(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u32>(), any::<usize>()), 1..40),
+            noise in proptest::collection::vec(any::<u8>(), 0..1100),
+        ) {
+            let (corpus, mut victim, now) = corpus();
+            let signer = Signer::from_seed(&OTHER_SEED);
+            let from = addr(7591);
+            victim.handle_datagram(now, from, &noise);
+            for (which, field, value, at) in edits {
+                let original = &corpus[which % corpus.len()];
+                let Ok(rx) = packet::parse(original) else { continue };
+                let mut head = rx.head.clone();
+                let mut coat = rx.coat.to_vec();
+                mutate(&mut head, field, value);
+                if !coat.is_empty() && field % 3 == 0 {
+                    let i = at % coat.len();
+                    coat[i] ^= 0x5a;
+                }
+                let signed = (head.fk == crate::packet::FootKind::Nacl).then_some(&signer);
+                if let Ok(d) = packet::pack(&head, &coat, signed) {
+                    victim.handle_datagram(now, from, &d);
+                }
+                victim.handle_timeout(now + Duration::from_secs(1));
+                while victim.poll_transmit().is_some() {}
+                while victim.poll_event().is_some() {}
+            }
+            prop_assert!(victim.stats().get("rx_packets").copied().unwrap_or(0) > 0);
+        }
+    }
+}
