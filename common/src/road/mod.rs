@@ -669,7 +669,7 @@ impl Road {
 
     /// Counters: `rx_packets`, `tx_packets`, and one per drop reason or protocol event
     /// (names follow the reference's stats where one exists, e.g. `parse_error`,
-    /// `bad_signature`, `decrypt_error`, `stale_sid`, `unknown_remote`, `redo_segment`).
+    /// `bad_signature`, `decrypt_error`, `stale_session`, `unknown_remote`, `redo_segment`).
     pub fn stats(&self) -> &BTreeMap<&'static str, u64> {
         &self.core.stats
     }
@@ -744,7 +744,7 @@ impl Road {
             };
             if !cf {
                 if !remote.valid_rsid(h.si) {
-                    self.core.drop_packet("stale_sid", rx.from);
+                    self.core.drop_packet("stale_session", rx.from);
                     self.reply_stale(rx, PacketKind::Nack);
                     return;
                 }
