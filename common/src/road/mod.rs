@@ -188,9 +188,6 @@ pub enum RoadError {
     /// The configuration is unusable (e.g. a name that cannot be sent).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-    /// Not implemented yet.
-    #[error("not implemented")]
-    NotImplemented,
 }
 
 /// Presence of a remote as seen by us.
