@@ -258,6 +258,8 @@ scenarios! {
     two_stacks_duplication_only_small_and_200k: 22, 1, duplication_only(), SMALL_AND_MEDIUM;
     two_stacks_10_percent_loss_only_small_and_200k: 23, 1, loss_only(0.1), SMALL_AND_MEDIUM;
     three_stacks_30_percent_loss_only_small_and_200k: 25, 2, loss_only(0.3), SMALL_AND_MEDIUM;
+    // Many transactions at once: 40 segmented (3 KB) messages each way per pair.
+    three_stacks_40_concurrent_3kb_messages_20_percent_loss: 27, 2, link(0.2), [3000; 40];
     #[cfg_attr(debug_assertions, ignore = "5 MB: release only (scripts/test-all.sh)")]
     two_stacks_30_percent_loss_only_all_sizes_5mb: 26, 1, loss_only(0.3), ALL_SIZES;
 }
