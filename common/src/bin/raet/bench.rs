@@ -47,7 +47,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH",
           default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/refpeer.py"))]
     pub refpeer: PathBuf,
-    /// Number of small messages when the reference sends them (it is slower).
+    /// Number of small messages when the reference sends or receives them (it is slower).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub ref_count: usize,
     /// Give up on one measurement after this many seconds (exit 2).
@@ -235,6 +235,12 @@ async fn bounded<T>(
 /// A Rust sender to a Rust receiver in this process (`python` None) or to a
 /// reference receiver in a subprocess.
 async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, BenchError> {
+    // The reference receiver is slow: it gets the reference's message count.
+    let count = if python.is_some() {
+        args.ref_count
+    } else {
+        args.count
+    };
     let sender = start("bench-tx", false).await?;
     let mut local = None;
     let (receiver, mut child) = match python {
@@ -249,7 +255,7 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
         }
         Some(python) => {
             let [port] = free_ports()?;
-            let expect = (args.count + args.repeat).to_string();
+            let expect = (args.ref_count + args.repeat).to_string();
             let child = spawn_ref(
                 python,
                 args,
@@ -262,7 +268,7 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
     };
     let result = bounded(args, async {
         let to = join(&sender, receiver).await?;
-        let ((), throughput) = Took::measure(pipeline(&sender, to, args)).await?;
+        let ((), throughput) = Took::measure(pipeline(&sender, to, count, args)).await?;
         let mut bigs = Vec::new();
         for _ in 0..args.repeat {
             let body = blob(args.big);
@@ -285,18 +291,23 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
         } else {
             "rust -> rust"
         },
-        count: args.count,
+        count,
         throughput,
         big,
     })
 }
 
-/// Sends `args.count` small messages with up to `args.window` in flight,
+/// Sends `count` small messages with up to `args.window` in flight,
 /// until the last is acknowledged.
-async fn pipeline(stack: &RoadStack, to: Uid, args: &BenchArgs) -> Result<(), StackError> {
+async fn pipeline(
+    stack: &RoadStack,
+    to: Uid,
+    count: usize,
+    args: &BenchArgs,
+) -> Result<(), StackError> {
     let body = blob(args.size);
     let mut in_flight = VecDeque::with_capacity(args.window);
-    for _ in 0..args.count {
+    for _ in 0..count {
         if in_flight.len() >= args.window.max(1) {
             if let Some(oldest) = in_flight.pop_front() {
                 oldest.await?;
