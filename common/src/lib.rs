@@ -30,3 +30,8 @@ pub struct Transmit {
     /// The whole datagram.
     pub payload: Vec<u8>,
 }
+
+/// The README's Rust examples, compiled as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
