@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
@@ -37,6 +37,18 @@ pub const SOCKET_BUFFER_SIZE: usize = 4 * 1024 * 1024;
 /// At most this many datagrams are read in a row before the road's output is
 /// flushed, so replies and timers are not starved under a flood.
 const RECV_BATCH: usize = 64;
+
+/// Longest time timers are held back while a backlog of received datagrams
+/// is read, so that a flood cannot starve them.
+const MAX_TIMER_HOLD: Duration = Duration::from_millis(500);
+
+/// What a drain of the socket left behind.
+enum Drained {
+    /// The socket would block: everything received was read.
+    Empty,
+    /// The batch ended (or an error stopped it) with datagrams possibly left.
+    More,
+}
 
 /// Receive buffer: the largest UDP payload, so an oversized datagram is seen
 /// whole (and rejected by the codec) instead of being silently truncated.
@@ -376,9 +388,20 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self) {
+        // Since when datagrams have been waiting in the socket (a drain
+        // stopped at the batch limit, not at WouldBlock).
+        let mut backlog: Option<Instant> = None;
         loop {
             self.flush().await;
-            let deadline = self.road.poll_timeout();
+            // While a backlog is being read, timers wait (within a bound):
+            // datagrams already received are newer news than a deadline, and
+            // a retry fired now would ask again for what sits in the buffer.
+            let hold_timers = backlog.is_some_and(|since| since.elapsed() < MAX_TIMER_HOLD);
+            let deadline = if hold_timers {
+                None
+            } else {
+                self.road.poll_timeout()
+            };
             let timer = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -391,12 +414,19 @@ impl Driver {
                     Some(command) => self.command(command),
                 },
                 readable = self.socket.readable() => match readable {
-                    Ok(()) => self.drain(),
+                    Ok(()) => {
+                        backlog = match self.drain() {
+                            Drained::Empty => None,
+                            Drained::More => backlog.or_else(|| Some(Instant::now())),
+                        };
+                    }
                     Err(e) => self.socket_error("udp_recv_error", &e),
                 },
                 () = timer => {}
             }
-            // Fire due timers after any input, so a busy socket cannot starve them.
+            if backlog.is_some_and(|since| since.elapsed() < MAX_TIMER_HOLD) {
+                continue;
+            }
             let now = Instant::now();
             if self.road.poll_timeout().is_some_and(|at| at <= now) {
                 self.road.handle_timeout(now);
@@ -410,7 +440,7 @@ impl Driver {
     }
 
     /// Reads datagrams until the socket would block or a batch is done.
-    fn drain(&mut self) {
+    fn drain(&mut self) -> Drained {
         for _ in 0..RECV_BATCH {
             match self.socket.try_recv_from(&mut self.buf) {
                 Ok((len, from)) => {
@@ -418,15 +448,16 @@ impl Driver {
                     let data = self.buf.get(..len).unwrap_or_default();
                     self.road.handle_datagram(Instant::now(), from, data);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
                 Err(e) => {
                     // e.g. ICMP errors reported on the socket: the road's
                     // own retries and timeouts deal with the lost datagram.
                     self.socket_error("udp_recv_error", &e);
-                    return;
+                    return Drained::More;
                 }
             }
         }
+        Drained::More
     }
 
     /// Sends everything the road has queued, then dispatches its events.
