@@ -1,14 +1,14 @@
 //! `salt-raet-master`: the master-side RAET daemon of salt-raet.
 //!
 //! Reads Salt's master configuration (`-c/--config-dir`, `master` + `master.d/*.conf`).
-//! Built so far: configuration loading and validation, `--finger-minion ID`. The daemon mode
-//! (road stack, lanes, routing, presence) is not built yet: asked to run, it validates the
-//! configuration and exits 1 saying so.
+//! Without a subcommand it runs the daemon (see `docs/operations.md`); `status` asks the
+//! running daemon for its minions; `--finger-minion ID` prints a stored key's fingerprint.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use raet::salt::config::MasterConfig;
+use raet::salt::daemon::{self, Command};
 use raet::salt::pki::{KeyState, Pki};
 
 const PROGRAM: &str = "salt-raet-master";
@@ -22,6 +22,8 @@ struct Args {
     /// Print the fingerprint `salt-key -f ID` shows for this minion's stored key, then exit.
     #[arg(long = "finger-minion", value_name = "ID")]
     finger_minion: Option<String>,
+    #[command(subcommand)]
+    command: Option<raet::salt::daemon::Command>,
 }
 
 fn main() -> ExitCode {
@@ -31,9 +33,12 @@ fn main() -> ExitCode {
         Err(e) => return raet::salt::bad_config(PROGRAM, &e),
     };
     raet::salt::init_console_logging(args.common.log_level.unwrap_or(config.common.log_level));
-    match args.finger_minion {
-        Some(id) => finger_minion(&config, &id),
-        None => raet::salt::daemon_not_built(PROGRAM, &config.common),
+    match (args.finger_minion, args.command) {
+        (Some(id), _) => finger_minion(&config, &id),
+        (None, Some(Command::Status { json })) => {
+            daemon::print_status(PROGRAM, &config.common.sock_dir, json)
+        }
+        (None, None) => daemon::run_daemon(PROGRAM, daemon::run_master(config)),
     }
 }
 

@@ -103,13 +103,24 @@ fn bad_values_exit_2_naming_file_and_key() {
 }
 
 #[test]
-fn daemon_mode_validates_then_says_it_is_not_built_yet() {
+fn status_without_a_running_daemon_is_one_line_and_exit_1() {
     let dir = setup();
-    let out = master(&dir.path().join("etc"), &["-l", "debug"]);
+    let conf_d = dir.path().join("etc/master.d");
+    fs::create_dir(&conf_d).unwrap();
+    let sock = dir.path().join("sock");
+    fs::write(
+        conf_d.join("sock.conf"),
+        format!("sock_dir: {}\n", sock.display()),
+    )
+    .unwrap();
+    let out = master(&dir.path().join("etc"), &["status", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("not built yet"));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("salt-raet-master: lane"), "{err}");
+    // The temporary yard was removed on the way out.
+    let left: Vec<_> = fs::read_dir(sock.join("raet")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
     let out = master(&dir.path().join("etc"), &["-l", "loud"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses an unknown level");
 }

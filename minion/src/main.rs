@@ -2,9 +2,8 @@
 //!
 //! Reads Salt's minion configuration (`-c/--config-dir`, `minion` + `minion.d/*.conf`).
 //! Built so far: configuration loading and validation, the minion's identity (created in its
-//! RAET keep `<pki_dir>/raet` on first use) and `--finger`. The daemon mode (road stack, lanes,
-//! routing, presence) is not built yet: asked to run, it validates the configuration and exits
-//! 1 saying so.
+//! RAET keep `<pki_dir>/raet` on first use) and `--finger`. Without a subcommand it runs the
+//! daemon (see `docs/operations.md`); `status` asks the running daemon for its master.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use raet::keep::DirKeep;
 use raet::salt::config::MinionConfig;
+use raet::salt::daemon::{self, Command};
 use raet::salt::identity::{Identity, LocalParams};
 
 const PROGRAM: &str = "salt-raet-minion";
@@ -26,6 +26,8 @@ struct Args {
     /// the minion's identity if it has none yet), then exit.
     #[arg(long)]
     finger: bool,
+    #[command(subcommand)]
+    command: Option<raet::salt::daemon::Command>,
 }
 
 fn main() -> ExitCode {
@@ -36,7 +38,12 @@ fn main() -> ExitCode {
     };
     raet::salt::init_console_logging(args.common.log_level.unwrap_or(config.common.log_level));
     if !args.finger {
-        return raet::salt::daemon_not_built(PROGRAM, &config.common);
+        return match args.command {
+            Some(Command::Status { json }) => {
+                daemon::print_status(PROGRAM, &config.common.sock_dir, json)
+            }
+            None => daemon::run_daemon(PROGRAM, daemon::run_minion(config)),
+        };
     }
     match identity(&config) {
         Ok(identity) => {

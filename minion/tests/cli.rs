@@ -106,12 +106,21 @@ fn a_bad_value_exits_2_naming_file_and_key() {
 }
 
 #[test]
-fn daemon_mode_says_it_is_not_built_yet() {
+fn status_without_a_running_daemon_is_one_line_and_exit_1() {
     let dir = setup("");
-    let out = minion(&dir.path().join("etc"), &[]);
+    let sock = dir.path().join("sock");
+    let conf_d = dir.path().join("etc/minion.d");
+    fs::create_dir_all(&conf_d).unwrap();
+    fs::write(
+        conf_d.join("sock.conf"),
+        format!("sock_dir: {}\n", sock.display()),
+    )
+    .unwrap();
+    let out = minion(&dir.path().join("etc"), &["status"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("not built yet"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("salt-raet-minion: lane"), "{err}");
 }
 
 #[test]

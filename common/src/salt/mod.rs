@@ -5,15 +5,19 @@
 //!   scans, change detection and a watcher;
 //! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
 //! * [`acceptance`]: Salt's key acceptance rules (`open_mode`, `auto_accept`, autosign and
-//!   autoreject files) as a decision for a joining minion.
+//!   autoreject files) as a decision for a joining minion;
+//! * [`route`]: the routing table between local yards and remote estates (pure decisions);
+//! * [`daemon`]: the run loop of both daemons (road, lane, routing, presence, status).
 //!
 //! The protocol library itself does not depend on this module: it is compiled only with the
 //! `salt` feature, which pulls in `config`, `notify`, `sha2` and `regex`.
 
 pub mod acceptance;
 pub mod config;
+pub mod daemon;
 pub mod identity;
 pub mod pki;
+pub mod route;
 
 use std::process::ExitCode;
 
@@ -40,17 +44,6 @@ pub fn init_console_logging(level: LogLevel) {
 pub fn bad_config(program: &str, error: &ConfigError) -> ExitCode {
     eprintln!("{program}: {error}");
     ExitCode::from(EXIT_BAD_CONFIG)
-}
-
-/// What the daemons do when asked to run: the configuration is valid, but the run loop (road
-/// stack, lanes, routing, presence) is not built yet. Prints one line and returns
-/// [`EXIT_FAILURE`].
-pub fn daemon_not_built(program: &str, common: &config::CommonConfig) -> ExitCode {
-    eprintln!(
-        "{program}: configuration in {} is valid; the daemon mode (road, lanes, routing, presence) is not built yet",
-        common.config_dir.display()
-    );
-    ExitCode::from(EXIT_FAILURE)
 }
 
 /// The command-line options both daemons take (flattened into their own).

@@ -1,0 +1,901 @@
+//! The run loop shared by `salt-raet-master` and `salt-raet-minion`: a road stack to the other
+//! side, a lane (`<sock_dir>/raet/salt.manor.uxd`) for local processes, the [`RouteTable`]
+//! between them, presence and status. A thin tokio shell: routing decisions are in
+//! [`super::route`], key decisions in [`super::acceptance`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, error, info, warn};
+
+use crate::keep::{AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord};
+use crate::lane::{LaneError, LaneStack};
+use crate::road::{Event, Presence, RoadConfig, Timers, Uid};
+use crate::salt::acceptance::{Acceptor, Answer};
+use crate::salt::config::{MasterConfig, MinionConfig};
+use crate::salt::identity::{check_binding, Identity, LocalParams};
+use crate::salt::pki::{self, KeyChange, KeyState, PkiWatcher};
+use crate::salt::route::{
+    Action, DstEstate, Envelope, ErrorKind, RouteTable, LANE, MANOR, SHARE_PRESENCE,
+    SHARE_REGISTER, SHARE_STATUS,
+};
+use crate::stack::{RoadStack, StackError};
+
+/// First delay before a minion retries a failed join.
+pub const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Cap of the doubling join retry delay (each delay is jittered down to half of it).
+pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Delay before a rejected minion asks again (its key may have been accepted meanwhile).
+pub const REJECTED_RETRY: Duration = Duration::from_secs(30);
+/// Period of the master's full rescan of the pki directories (besides inotify).
+pub const PKI_RESCAN: Duration = Duration::from_secs(5);
+/// How long `status` waits for the daemon's answer.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors that stop a daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The keep or identity is unusable.
+    #[error("identity: {0}")]
+    Identity(#[from] crate::salt::identity::IdentityError),
+    /// The keep failed.
+    #[error("keep: {0}")]
+    Keep(#[from] KeepError),
+    /// The road stack failed to start.
+    #[error("road: {0}")]
+    Stack(#[from] StackError),
+    /// The lane failed.
+    #[error("lane: {0}")]
+    Lane(#[from] LaneError),
+    /// The pki directories failed.
+    #[error("pki: {0}")]
+    Pki(#[from] pki::PkiError),
+    /// Something else (address resolution, signals, status).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The lane directory of a daemon: `<sock_dir>/raet`.
+pub fn lane_dir(sock_dir: &Path) -> PathBuf {
+    sock_dir.join("raet")
+}
+
+/// The master's estate name: Salt's default master id, `<hostname>_master`.
+pub fn master_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("{}_master", if host.is_empty() { "salt" } else { host })
+}
+
+/// Road timers for a presence period: an alive when a remote was silent for `period`, which
+/// gives up after another `period` (a dead peer is lost within about two periods).
+pub fn presence_timers(period: Duration) -> Timers {
+    Timers {
+        presence_period: period,
+        aliver_timeout: period,
+        alive_redo_min: period / 4,
+        alive_redo_max: period / 2,
+        ..Timers::default()
+    }
+}
+
+/// The master's keep: identity and remotes in a [`DirKeep`]; role (key) records only in
+/// memory, fed by the daemon's decisions, so that the pki directories stay the only place
+/// keys are decided (every join after a start is decided again from them).
+struct DecisionKeep {
+    inner: DirKeep,
+    roles: Roles,
+}
+
+type Roles = Arc<Mutex<BTreeMap<String, RoleRecord>>>;
+
+fn roles_lock(roles: &Roles) -> std::sync::MutexGuard<'_, BTreeMap<String, RoleRecord>> {
+    roles
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Keep for DecisionKeep {
+    fn load_local(&self) -> Result<Option<LocalRecord>, KeepError> {
+        self.inner.load_local()
+    }
+    fn save_local(&mut self, local: &LocalRecord) -> Result<(), KeepError> {
+        self.inner.save_local(local)
+    }
+    fn load_remotes(&self) -> Result<Vec<RemoteRecord>, KeepError> {
+        self.inner.load_remotes()
+    }
+    fn save_remote(&mut self, remote: &RemoteRecord) -> Result<(), KeepError> {
+        self.inner.save_remote(remote)
+    }
+    fn remove_remote(&mut self, name: &str) -> Result<(), KeepError> {
+        self.inner.remove_remote(name)
+    }
+    fn load_role(&self, role: &str) -> Result<Option<RoleRecord>, KeepError> {
+        Ok(roles_lock(&self.roles).get(role).cloned())
+    }
+    fn save_role(&mut self, role: &RoleRecord) -> Result<(), KeepError> {
+        roles_lock(&self.roles).insert(role.role.clone(), role.clone());
+        Ok(())
+    }
+    fn remove_role(&mut self, role: &str) -> Result<(), KeepError> {
+        roles_lock(&self.roles).remove(role);
+        Ok(())
+    }
+    fn load_roles(&self) -> Result<Vec<RoleRecord>, KeepError> {
+        Ok(roles_lock(&self.roles).values().cloned().collect())
+    }
+}
+
+/// What the daemon knows about a peer estate.
+#[derive(Debug, Clone)]
+struct Peer {
+    uid: Option<Uid>,
+    allowed: bool,
+    presence: &'static str,
+    last_seen: Option<SystemTime>,
+    address: Option<SocketAddr>,
+}
+
+/// Master- or minion-specific inputs and state.
+enum Side {
+    Master {
+        acceptor: Box<Acceptor>,
+        roles: Roles,
+        keys: mpsc::Receiver<KeyChange>,
+        _watcher: PkiWatcher,
+    },
+    Minion {
+        master: SocketAddr,
+        rejoin: mpsc::UnboundedSender<()>,
+        joins: mpsc::UnboundedReceiver<JoinOutcome>,
+    },
+}
+
+/// A join attempt of the minion's join loop.
+#[derive(Debug)]
+enum JoinOutcome {
+    Joined(Uid),
+    Rejected,
+}
+
+/// A running daemon.
+struct Daemon {
+    own: String,
+    road: RoadStack,
+    lane: Arc<LaneStack>,
+    table: RouteTable,
+    peers: BTreeMap<String, Peer>,
+    side: Side,
+    failures: mpsc::UnboundedSender<(Envelope, String)>,
+    failures_rx: mpsc::UnboundedReceiver<(Envelope, String)>,
+}
+
+/// Runs the master daemon until SIGTERM or SIGINT.
+pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
+    let own = master_id();
+    let ha = SocketAddr::new(config.interface, config.common.raet_port);
+    let mut dir_keep = DirKeep::open(config.common.keep_dir())?;
+    let identity = Identity::load_or_create(
+        &mut dir_keep,
+        LocalParams {
+            name: &own,
+            ha,
+            main: true,
+            kind: 0,
+        },
+        &mut rand::rngs::OsRng,
+    )?;
+    let roles = Roles::default();
+    let keep = DecisionKeep {
+        inner: dir_keep,
+        roles: Arc::clone(&roles),
+    };
+    let mut road_config = RoadConfig::new(own.clone(), ha);
+    road_config.main = true;
+    // A minion that rejoins after losing its session (or after our restart) comes with a
+    // new uid for us: let the road update it; its keys are still decided by the Acceptor.
+    road_config.mutable = true;
+    road_config.auto = AutoMode::Never;
+    road_config.timers = presence_timers(config.common.raet_alive_period);
+    let acceptor = Acceptor::new(&config)?;
+    let initial = acceptor.pki().scan()?;
+    let (watcher, keys) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
+    let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
+    info!(id = %own, addr = %road.local_addr(), mode = %acceptor.mode, "master road up");
+    let side = Side::Master {
+        acceptor: Box::new(acceptor),
+        roles,
+        keys,
+        _watcher: watcher,
+    };
+    Daemon::start(own, road, &config.common.sock_dir, side)
+        .await?
+        .run()
+        .await
+}
+
+/// Runs the minion daemon until SIGTERM or SIGINT.
+pub async fn run_minion(config: MinionConfig) -> Result<(), DaemonError> {
+    let own = config.id.clone();
+    let ha = SocketAddr::from(([0, 0, 0, 0], config.common.raet_port));
+    let master = resolve_master(&config).await?;
+    let mut keep = DirKeep::open(config.common.keep_dir())?;
+    let identity = Identity::load_or_create(
+        &mut keep,
+        LocalParams {
+            name: &own,
+            ha,
+            main: false,
+            kind: 0,
+        },
+        &mut rand::rngs::OsRng,
+    )?;
+    let mut road_config = RoadConfig::new(own.clone(), ha);
+    road_config.auto = AutoMode::Once;
+    road_config.timers = presence_timers(config.common.raet_alive_period);
+    let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
+    info!(id = %own, addr = %road.local_addr(), %master, "minion road up");
+    let (rejoin, rejoin_rx) = mpsc::unbounded_channel();
+    let (joins_tx, joins) = mpsc::unbounded_channel();
+    tokio::spawn(join_loop(road.clone(), master, rejoin_rx, joins_tx));
+    let side = Side::Minion {
+        master,
+        rejoin,
+        joins,
+    };
+    Daemon::start(own, road, &config.common.sock_dir, side)
+        .await?
+        .run()
+        .await
+}
+
+/// The first master of the configuration, resolved (IPv4 preferred).
+async fn resolve_master(config: &MinionConfig) -> Result<SocketAddr, DaemonError> {
+    let name = config
+        .master
+        .first()
+        .ok_or_else(|| DaemonError::Other("no master configured".into()))?;
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), config.raet_master_port))
+        .await
+        .map_err(|e| DaemonError::Other(format!("cannot resolve master {name:?}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| DaemonError::Other(format!("master {name:?} has no address")))
+}
+
+/// A delay in `[d/2, d]` (spreads the rejoins of many minions).
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+/// The minion's join loop: joins the master (vacuously, any old session forgotten), retrying
+/// with capped, jittered backoff; after a success waits for a rejoin request.
+async fn join_loop(
+    road: RoadStack,
+    master: SocketAddr,
+    mut rejoin: mpsc::UnboundedReceiver<()>,
+    outcomes: mpsc::UnboundedSender<JoinOutcome>,
+) {
+    let mut backoff = JOIN_BACKOFF_MIN;
+    loop {
+        for remote in road.remotes().await {
+            if remote.ha == master {
+                let _ = road.remove(remote.uid).await;
+            }
+        }
+        let delay = match road.join(master).await {
+            Ok(uid) => {
+                backoff = JOIN_BACKOFF_MIN;
+                while rejoin.try_recv().is_ok() {}
+                if outcomes.send(JoinOutcome::Joined(uid)).is_err() || rejoin.recv().await.is_none()
+                {
+                    return;
+                }
+                continue;
+            }
+            Err(StackError::Rejected { .. }) => {
+                warn!(%master, "the master rejected this minion's key; asking again later");
+                if outcomes.send(JoinOutcome::Rejected).is_err() {
+                    return;
+                }
+                REJECTED_RETRY
+            }
+            Err(StackError::Closed) => return,
+            Err(e) => {
+                debug!(%master, error = %e, "join failed; retrying");
+                let d = backoff;
+                backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+                d
+            }
+        };
+        tokio::time::sleep(jitter(delay)).await;
+    }
+}
+
+fn presence_word(presence: Presence) -> &'static str {
+    match presence {
+        Presence::Joined | Presence::Allowed => "new",
+        Presence::Alive => "present",
+        Presence::Lost => "lost",
+    }
+}
+
+fn epoch_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Daemon {
+    async fn start(
+        own: String,
+        road: RoadStack,
+        sock_dir: &Path,
+        side: Side,
+    ) -> Result<Daemon, DaemonError> {
+        let dir = lane_dir(sock_dir);
+        let lane = match LaneStack::bind(&dir, LANE, MANOR).await {
+            Ok(lane) => lane,
+            Err(e) => {
+                road.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        info!(path = %lane.path().display(), "lane up");
+        let (failures, failures_rx) = mpsc::unbounded_channel();
+        Ok(Daemon {
+            own,
+            road,
+            lane: Arc::new(lane),
+            table: RouteTable::new(),
+            peers: BTreeMap::new(),
+            side,
+            failures,
+            failures_rx,
+        })
+    }
+
+    async fn run(mut self) -> Result<(), DaemonError> {
+        let signal_err = |e: std::io::Error| DaemonError::Other(format!("signals: {e}"));
+        let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+        let mut events = self.road.events();
+        let road = self.road.clone();
+        let lane = Arc::clone(&self.lane);
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                received = road.recv() => match received {
+                    Some((from, _uid, body)) => {
+                        self.seen(&from);
+                        let action = self.table.from_road(&self.own, &from, &body);
+                        self.execute(action).await;
+                    }
+                    None => break,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => self.on_event(event).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(n, "road events lost"),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                message = lane.recv() => match message {
+                    Ok((yard, body)) => {
+                        let peers = self.allowed_peers();
+                        let action = self.table.from_lane(&self.own, &yard, &body, &peers);
+                        self.execute(action).await;
+                    }
+                    Err(e) => { error!(error = %e, "lane stopped"); break; }
+                },
+                Some((env, reason)) = self.failures_rx.recv() => {
+                    let action = self.table.error(&self.own, &env, ErrorKind::SendFailed, &reason);
+                    self.execute(action).await;
+                }
+                input = side_input(&mut self.side) => self.on_side(input).await,
+            }
+        }
+        self.road.clone().shutdown().await;
+        info!("stopped");
+        Ok(())
+    }
+
+    fn allowed_peers(&self) -> BTreeSet<String> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.allowed && p.uid.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    fn peer(&mut self, name: &str) -> &mut Peer {
+        self.peers.entry(name.to_owned()).or_insert(Peer {
+            uid: None,
+            allowed: false,
+            presence: "unknown",
+            last_seen: None,
+            address: None,
+        })
+    }
+
+    fn seen(&mut self, name: &str) {
+        self.peer(name).last_seen = Some(SystemTime::now());
+    }
+
+    /// A message from our [`MANOR`] share `share` to local yard `yard`.
+    fn manor_envelope(&self, yard: &str, share: &str, load: Map<String, Value>) -> Envelope {
+        Envelope {
+            src: [
+                Some(self.own.clone()),
+                Some(MANOR.into()),
+                Some(share.into()),
+            ],
+            dst_estate: DstEstate::Local,
+            dst_yard: Some(yard.to_owned()),
+            dst_share: Some(share.to_owned()),
+            load,
+        }
+    }
+
+    /// Carries out routing actions (an undeliverable local message turns into an error).
+    async fn execute(&mut self, action: Action) {
+        let mut work = vec![action];
+        while let Some(action) = work.pop() {
+            match action {
+                Action::Registered(yard) => {
+                    debug!(%yard, "yard registered");
+                    let mut load = Map::new();
+                    load.insert("registered".into(), Value::Bool(true));
+                    let env = self.manor_envelope(&yard, SHARE_REGISTER, load);
+                    work.push(Action::Local(yard, env));
+                }
+                Action::Status(yard) => {
+                    let status = self.status().await;
+                    let env = self.manor_envelope(&yard, SHARE_STATUS, status);
+                    if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
+                        debug!(%yard, error = %e, "status reply not delivered");
+                    }
+                }
+                Action::Road(estates, env) => {
+                    debug!(?estates, src = ?env.src, "to the road");
+                    for estate in estates {
+                        self.transmit(&estate, &env);
+                    }
+                }
+                Action::Local(yard, env) => {
+                    debug!(%yard, src = ?env.src, "to local yard");
+                    if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
+                        debug!(%yard, error = %e, "lane delivery failed");
+                        self.table.forget(&yard);
+                        let reason = format!("yard {yard:?} is not on the lane");
+                        work.push(self.table.error(
+                            &self.own,
+                            &env,
+                            ErrorKind::NoSuchYard,
+                            &reason,
+                        ));
+                    }
+                }
+                Action::Drop(kind) => debug!(kind = kind.code(), "message dropped"),
+            }
+        }
+    }
+
+    /// Sends `env` to `estate` in the background; a failure comes back as an error envelope.
+    fn transmit(&mut self, estate: &str, env: &Envelope) {
+        let Some(uid) = self.peers.get(estate).and_then(|p| p.uid) else {
+            let reason = format!("estate {estate:?} is not joined");
+            let _ = self.failures.send((env.clone(), reason));
+            return;
+        };
+        let sending = self.road.transmit(uid, env.to_body());
+        let failures = self.failures.clone();
+        let env = env.clone();
+        let estate = estate.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = sending.await {
+                let _ = failures.send((env, format!("to {estate:?}: {e}")));
+            }
+        });
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Pending { uid, name } => self.on_pending(uid, &name).await,
+            Event::Allowed { uid, name } => {
+                info!(remote = %name, "joined and allowed");
+                let address = self
+                    .road
+                    .remotes()
+                    .await
+                    .into_iter()
+                    .find(|r| r.uid == uid)
+                    .map(|r| r.ha);
+                let peer = self.peer(&name);
+                peer.uid = Some(uid);
+                peer.allowed = true;
+                peer.address = address;
+                self.seen(&name);
+                self.presence(&name, Presence::Allowed).await;
+            }
+            Event::Presence { name, presence, .. } => {
+                if presence != Presence::Lost {
+                    self.seen(&name);
+                }
+                let allowed = self.peers.get(&name).is_some_and(|p| p.allowed);
+                // Joined/Allowed are told once, by `Event::Allowed` ("new").
+                if matches!(presence, Presence::Joined | Presence::Allowed)
+                    || (presence == Presence::Alive && !allowed)
+                {
+                    return;
+                }
+                self.presence(&name, presence).await;
+                if presence == Presence::Lost {
+                    self.drop_session(&name).await;
+                }
+            }
+            Event::Rejected { name, .. } | Event::Removed { name, .. } => {
+                if let Some(peer) = self.peers.get_mut(&name) {
+                    peer.allowed = false;
+                    peer.uid = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Tells the yards registered for share `presence`.
+    async fn presence(&mut self, name: &str, presence: Presence) {
+        let word = presence_word(presence);
+        if let Some(peer) = self.peers.get_mut(name) {
+            if peer.presence == word {
+                return;
+            }
+            peer.presence = word;
+        }
+        info!(remote = %name, presence = word, "presence");
+        for yard in self.table.yards_for(SHARE_PRESENCE) {
+            let load = json!({"change": word, "id": name});
+            let load = load.as_object().cloned().unwrap_or_default();
+            let env = self.manor_envelope(&yard, SHARE_PRESENCE, load);
+            self.execute(Action::Local(yard, env)).await;
+        }
+    }
+
+    /// A lost peer's session is dropped: the master forgets it (it rejoins and is decided
+    /// again), the minion rejoins its master.
+    async fn drop_session(&mut self, name: &str) {
+        let uid = self.peers.get(name).and_then(|p| p.uid);
+        if let Some(peer) = self.peers.get_mut(name) {
+            peer.allowed = false;
+            peer.uid = None;
+        }
+        match &self.side {
+            Side::Master { roles, .. } => {
+                roles_lock(roles).remove(name);
+                if let Some(uid) = uid {
+                    let _ = self.road.remove(uid).await;
+                }
+            }
+            Side::Minion { rejoin, .. } => {
+                let _ = rejoin.send(());
+            }
+        }
+    }
+
+    /// A minion's keys await a decision: Salt's rules decide, from the pki directories.
+    async fn on_pending(&mut self, uid: Uid, name: &str) {
+        let Side::Master {
+            acceptor, roles, ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        let role = self
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .find(|r| r.uid == uid)
+            .map_or_else(|| name.to_owned(), |r| r.role);
+        let Some(offered) = roles_lock(roles).get(&role).cloned() else {
+            warn!(remote = %name, "pending join without keys");
+            return;
+        };
+        let answer = match check_binding(&offered.verhex, &offered.pubhex) {
+            Err(e) => {
+                warn!(remote = %name, error = %e, "join refused: keys not bound");
+                Answer::Reject
+            }
+            Ok(key) => match acceptor.join(name, &pki::pem_from_verify_key(&key)) {
+                Ok(decision) => decision.answer,
+                Err(e) => {
+                    warn!(remote = %name, error = %e, "join refused");
+                    Answer::Reject
+                }
+            },
+        };
+        let result = match answer {
+            Answer::Accept => self.road.accept(name).await,
+            Answer::Reject => self.road.reject(name).await,
+            Answer::Pend => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(remote = %name, error = %e, "key decision not applied");
+        }
+    }
+
+    async fn on_side(&mut self, input: SideInput) {
+        match input {
+            SideInput::Key(change) => self.on_key_change(change).await,
+            SideInput::Join(JoinOutcome::Joined(uid)) => {
+                let name = self
+                    .road
+                    .remotes()
+                    .await
+                    .into_iter()
+                    .find(|r| r.uid == uid)
+                    .map(|r| (r.name, r.ha));
+                if let Some((name, ha)) = name {
+                    let peer = self.peer(&name);
+                    peer.uid = Some(uid);
+                    peer.allowed = true;
+                    peer.address = Some(ha);
+                }
+            }
+            SideInput::Join(JoinOutcome::Rejected) => {
+                if let Side::Minion { master, .. } = &self.side {
+                    error!(%master, "the master rejected this minion's key");
+                }
+            }
+            SideInput::Closed => {}
+        }
+    }
+
+    /// An operator decision made with salt-key (seen in the pki directories).
+    async fn on_key_change(&mut self, change: KeyChange) {
+        let Side::Master { roles, .. } = &self.side else {
+            return;
+        };
+        info!(id = %change.id, old = ?change.old, new = ?change.new, "key change");
+        let keep_decision = matches!(change.new, Some(KeyState::Rejected));
+        if !keep_decision {
+            roles_lock(roles).remove(&change.id);
+        }
+        let known = self
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .any(|r| r.name == change.id);
+        if !known {
+            return;
+        }
+        let result = match change.new {
+            Some(KeyState::Accepted) => self.road.accept(&change.id).await,
+            Some(KeyState::Pending) => Ok(()),
+            Some(KeyState::Rejected) | Some(KeyState::Denied) | None => {
+                let result = self.road.reject(&change.id).await;
+                if !keep_decision {
+                    roles_lock(roles).remove(&change.id);
+                }
+                self.drop_session(&change.id).await;
+                result
+            }
+        };
+        if let Err(e) = result {
+            warn!(id = %change.id, error = %e, "key change not applied");
+        }
+    }
+
+    /// The status answered on share `status`.
+    async fn status(&mut self) -> Map<String, Value> {
+        let now = (Instant::now(), SystemTime::now());
+        let remotes = self.road.remotes().await;
+        let mut rows: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        let (role, scan) = match &self.side {
+            Side::Master { acceptor, .. } => ("master", acceptor.pki().scan().ok()),
+            Side::Minion { .. } => ("minion", None),
+        };
+        if let Some(scan) = &scan {
+            for id in scan.ids() {
+                rows.entry(id).or_default();
+            }
+        }
+        for (name, peer) in &self.peers {
+            let row = rows.entry(name.clone()).or_default();
+            row.insert("allowed".into(), json!(peer.allowed));
+            row.insert("presence".into(), json!(peer.presence));
+            row.insert("last_seen".into(), json!(peer.last_seen.map(epoch_secs)));
+            row.insert("address".into(), json!(peer.address.map(|a| a.to_string())));
+        }
+        for remote in remotes.iter().filter(|r| !r.name.contains(':')) {
+            let row = rows.entry(remote.name.clone()).or_default();
+            row.insert("joined".into(), json!(remote.joined == Some(true)));
+            row.insert("address".into(), json!(remote.ha.to_string()));
+            if let Some(heard) = remote.last_heard {
+                let ago = now.0.saturating_duration_since(heard);
+                row.insert(
+                    "last_seen".into(),
+                    json!(now.1.checked_sub(ago).map(epoch_secs)),
+                );
+            }
+            if scan.is_none() {
+                let acceptance = remote.acceptance.map(|a| format!("{a:?}").to_lowercase());
+                row.insert("acceptance".into(), json!(acceptance));
+            }
+        }
+        let list: Vec<Value> = rows
+            .into_iter()
+            .map(|(id, mut row)| {
+                if let Some(scan) = &scan {
+                    let state = scan.state_of(&id).map(|(s, _)| s.to_string());
+                    row.insert("acceptance".into(), json!(state));
+                }
+                for (key, default) in [
+                    ("acceptance", Value::Null),
+                    ("joined", json!(false)),
+                    ("allowed", json!(false)),
+                    ("presence", json!("unknown")),
+                    ("last_seen", Value::Null),
+                    ("address", Value::Null),
+                ] {
+                    row.entry(key).or_insert(default);
+                }
+                row.insert("id".into(), json!(id));
+                Value::Object(row)
+            })
+            .collect();
+        let mut out = Map::new();
+        out.insert("estate".into(), json!(self.own));
+        out.insert("role".into(), json!(role));
+        out.insert("road".into(), json!(self.road.local_addr().to_string()));
+        out.insert("remotes".into(), Value::Array(list));
+        let counters: Map<String, Value> = self
+            .table
+            .counters()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        out.insert("routing".into(), Value::Object(counters));
+        out
+    }
+}
+
+/// An input specific to one side.
+enum SideInput {
+    Key(KeyChange),
+    Join(JoinOutcome),
+    Closed,
+}
+
+async fn side_input(side: &mut Side) -> SideInput {
+    let input = match side {
+        Side::Master { keys, .. } => keys.recv().await.map(SideInput::Key),
+        Side::Minion { joins, .. } => joins.recv().await.map(SideInput::Join),
+    };
+    match input {
+        Some(input) => input,
+        None => {
+            // The channel's task ended: nothing more will come from it.
+            std::future::pending::<()>().await;
+            SideInput::Closed
+        }
+    }
+}
+
+/// Asks the daemon whose lanes are in `sock_dir` for its status (a temporary yard on its
+/// lane sends to share `status` of yard [`MANOR`]).
+pub async fn query_status(sock_dir: &Path) -> Result<Map<String, Value>, DaemonError> {
+    let yard = format!("status{}", std::process::id());
+    let lane = LaneStack::bind(lane_dir(sock_dir), LANE, &yard).await?;
+    let request = json!({"route": {"src": [null, yard, null], "dst": [null, MANOR, SHARE_STATUS]}, "load": {}});
+    let request = request.as_object().cloned().unwrap_or_default();
+    lane.send(MANOR, &request).await?;
+    let (_, body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv())
+        .await
+        .map_err(|_| DaemonError::Other("no status answer from the daemon".into()))??;
+    match body.get("load") {
+        Some(Value::Object(load)) => Ok(load.clone()),
+        _ => Err(DaemonError::Other("malformed status answer".into())),
+    }
+}
+
+/// The human table of a status (one line per remote).
+pub fn status_table(status: &Map<String, Value>) -> String {
+    let text = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_owned(),
+        Some(other) => other.to_string(),
+    };
+    let mut out = format!(
+        "{} {} on {}\n{:<24} {:<10} {:<7} {:<8} {:<9} {:<20} {}\n",
+        text(status.get("role")),
+        text(status.get("estate")),
+        text(status.get("road")),
+        "ID",
+        "ACCEPTANCE",
+        "JOINED",
+        "ALLOWED",
+        "PRESENCE",
+        "LAST SEEN",
+        "ADDRESS"
+    );
+    let rows = status.get("remotes").and_then(Value::as_array);
+    for row in rows.into_iter().flatten() {
+        let last = match row.get("last_seen").and_then(Value::as_f64) {
+            Some(t) => {
+                let ago = epoch_secs(SystemTime::now()) - t;
+                format!("{:.1}s ago", ago.max(0.0))
+            }
+            None => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<24} {:<10} {:<7} {:<8} {:<9} {:<20} {}\n",
+            text(row.get("id")),
+            text(row.get("acceptance")),
+            text(row.get("joined")),
+            text(row.get("allowed")),
+            text(row.get("presence")),
+            last,
+            text(row.get("address")),
+        ));
+    }
+    out
+}
+
+/// Runs `daemon` on a tokio runtime; an error is one line on standard error and
+/// [`super::EXIT_FAILURE`].
+pub fn run_daemon(
+    program: &str,
+    daemon: impl std::future::Future<Output = Result<(), DaemonError>>,
+) -> std::process::ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| DaemonError::Other(format!("runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(daemon));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::from(super::EXIT_FAILURE)
+        }
+    }
+}
+
+/// The `status` subcommand: asks the daemon whose lane is in `sock_dir` and prints its
+/// status as a table or as JSON.
+pub fn print_status(program: &str, sock_dir: &Path, as_json: bool) -> std::process::ExitCode {
+    let sock_dir = sock_dir.to_owned();
+    run_daemon(program, async move {
+        let status = query_status(&sock_dir).await?;
+        if as_json {
+            println!("{}", Value::Object(status));
+        } else {
+            print!("{}", status_table(&status));
+        }
+        Ok(())
+    })
+}
+
+/// The subcommands both daemons take.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print the running daemon's view of its peers (acceptance, joined, allowed, presence,
+    /// last seen, address), then exit.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

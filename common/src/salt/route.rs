@@ -1,0 +1,418 @@
+//! Routing of Salt messages between local yards (lane) and remote estates (road): a pure table
+//! of decisions, with no I/O, driven by the daemons of [`super::daemon`].
+//!
+//! A message is a JSON object `{"route": {"src": [estate, yard, share], "dst": [estate, yard,
+//! share]}, "load": {...}}` (Salt's old RAET integration). The destination estate is `null`
+//! (this host), a name, a list of names, or `"*"` (every joined peer). A yard registers its
+//! shares and restrictions by sending to share `register` of yard [`MANOR`]; share `status` of
+//! the same yard answers the daemon's status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+/// The daemon's own yard on its lane.
+pub const MANOR: &str = "manor";
+/// The lane name of both daemons.
+pub const LANE: &str = "salt";
+/// Share of the daemon's yard that registers the sending yard.
+pub const SHARE_REGISTER: &str = "register";
+/// Share of the daemon's yard that answers the daemon's status.
+pub const SHARE_STATUS: &str = "status";
+/// Share that receives presence changes.
+pub const SHARE_PRESENCE: &str = "presence";
+
+/// Why a message was not delivered (the `kind` of an error envelope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The message is not a valid envelope.
+    BadEnvelope,
+    /// No yard is registered for the destination share.
+    UnknownShare,
+    /// The destination yard is not on the lane.
+    NoSuchYard,
+    /// The destination estate is not a joined, accepted peer.
+    UnknownEstate,
+    /// The destination yard does not accept this share from this source.
+    Refused,
+    /// The road could not deliver the message.
+    SendFailed,
+}
+
+impl ErrorKind {
+    /// The code carried in the envelope (`load.kind`) and used as counter name.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::BadEnvelope => "bad_envelope",
+            ErrorKind::UnknownShare => "unknown_share",
+            ErrorKind::NoSuchYard => "no_such_yard",
+            ErrorKind::UnknownEstate => "unknown_estate",
+            ErrorKind::Refused => "refused",
+            ErrorKind::SendFailed => "send_failed",
+        }
+    }
+}
+
+/// The destination estate of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DstEstate {
+    /// `null`: this host.
+    Local,
+    /// One estate by name.
+    One(String),
+    /// A list of estates.
+    Many(Vec<String>),
+    /// `"*"`: every joined, accepted peer.
+    All,
+}
+
+/// A parsed envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Source estate (filled by the daemons), yard, share.
+    pub src: [Option<String>; 3],
+    /// Destination estate.
+    pub dst_estate: DstEstate,
+    /// Destination yard (`None`: the yard registered for the share).
+    pub dst_yard: Option<String>,
+    /// Destination share.
+    pub dst_share: Option<String>,
+    /// The payload.
+    pub load: Map<String, Value>,
+}
+
+fn opt_str(v: Option<&Value>) -> Result<Option<String>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("expected a string or null, got {other}")),
+    }
+}
+
+fn triple(route: &Map<String, Value>, key: &str) -> Result<Vec<Value>, String> {
+    match route.get(key) {
+        Some(Value::Array(a)) if a.len() == 3 => Ok(a.clone()),
+        _ => Err(format!("route.{key} must be a list of three items")),
+    }
+}
+
+fn opt_value(s: &Option<String>) -> Value {
+    s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
+}
+
+impl Envelope {
+    /// Parses a message body.
+    pub fn parse(body: &Map<String, Value>) -> Result<Envelope, String> {
+        let Some(Value::Object(route)) = body.get("route") else {
+            return Err("missing route object".into());
+        };
+        let src = triple(route, "src")?;
+        let dst = triple(route, "dst")?;
+        let dst_estate = match dst.first() {
+            None | Some(Value::Null) => DstEstate::Local,
+            Some(Value::String(s)) if s == "*" => DstEstate::All,
+            Some(Value::String(s)) => DstEstate::One(s.clone()),
+            Some(Value::Array(items)) => DstEstate::Many(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("route.dst estate list must hold names")?,
+            ),
+            Some(other) => return Err(format!("bad destination estate {other}")),
+        };
+        let load = match body.get("load") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(load)) => load.clone(),
+            Some(_) => return Err("load must be an object".into()),
+        };
+        Ok(Envelope {
+            src: [
+                opt_str(src.first())?,
+                opt_str(src.get(1))?,
+                opt_str(src.get(2))?,
+            ],
+            dst_estate,
+            dst_yard: opt_str(dst.get(1))?,
+            dst_share: opt_str(dst.get(2))?,
+            load,
+        })
+    }
+
+    /// The message body.
+    pub fn to_body(&self) -> Map<String, Value> {
+        let estate = match &self.dst_estate {
+            DstEstate::Local => Value::Null,
+            DstEstate::One(s) => Value::String(s.clone()),
+            DstEstate::Many(v) => json!(v),
+            DstEstate::All => Value::String("*".into()),
+        };
+        let src: Vec<Value> = self.src.iter().map(opt_value).collect();
+        let mut body = Map::new();
+        body.insert(
+            "route".into(),
+            json!({"src": src, "dst": [estate, opt_value(&self.dst_yard), opt_value(&self.dst_share)]}),
+        );
+        body.insert("load".into(), Value::Object(self.load.clone()));
+        body
+    }
+
+    /// Whether this is an error envelope (never answered by another error).
+    pub fn is_error(&self) -> bool {
+        self.load.contains_key("error") && self.load.contains_key("kind")
+    }
+
+    /// The error envelope answering this one: route swapped (from `own` estate, yard
+    /// [`MANOR`], to the source), load `{"error": reason, "kind": code}`.
+    pub fn error_reply(&self, own: &str, kind: ErrorKind, reason: &str) -> Envelope {
+        let dst_estate = match &self.src[0] {
+            Some(e) if e != own => DstEstate::One(e.clone()),
+            _ => DstEstate::Local,
+        };
+        reply_error(dst_estate, self.src[1].clone(), own, kind, reason)
+    }
+}
+
+/// An error envelope from `own`'s [`MANOR`] to `(estate, yard)`.
+pub fn reply_error(
+    estate: DstEstate,
+    yard: Option<String>,
+    own: &str,
+    kind: ErrorKind,
+    reason: &str,
+) -> Envelope {
+    let mut load = Map::new();
+    load.insert("error".into(), Value::String(reason.to_owned()));
+    load.insert("kind".into(), Value::String(kind.code().into()));
+    Envelope {
+        src: [Some(own.to_owned()), Some(MANOR.to_owned()), None],
+        dst_estate: estate,
+        dst_yard: yard,
+        dst_share: None,
+        load,
+    }
+}
+
+/// What a yard declared when it registered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// Shares it serves (messages to a share with no yard go to the yard registered for it).
+    pub shares: Vec<String>,
+    /// Restrictions: a share listed here is accepted only from these source estates (`*` =
+    /// any); shares not listed are accepted from any source.
+    pub accept: BTreeMap<String, Vec<String>>,
+}
+
+impl Registration {
+    /// Parses a registration load `{"shares": [...], "accept": {"share": ["estate"|"*"]}}`.
+    pub fn parse(load: &Map<String, Value>) -> Result<Registration, String> {
+        let names = |v: &Value, what: &str| -> Result<Vec<String>, String> {
+            v.as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|i| i.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or(format!("{what} must be a list of strings"))
+        };
+        let shares = match load.get("shares") {
+            None => Vec::new(),
+            Some(v) => names(v, "shares")?,
+        };
+        let mut accept = BTreeMap::new();
+        match load.get("accept") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (share, estates) in map {
+                    accept.insert(share.clone(), names(estates, "accept entries")?);
+                }
+            }
+            Some(_) => return Err("accept must be an object".into()),
+        }
+        Ok(Registration { shares, accept })
+    }
+
+    /// Whether it accepts share `share` from estate `src`.
+    pub fn accepts(&self, share: Option<&str>, src: &str) -> bool {
+        match share.and_then(|s| self.accept.get(s)) {
+            None => true,
+            Some(estates) => estates.iter().any(|e| e == "*" || e == src),
+        }
+    }
+}
+
+/// What the daemon does with a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Register yard `.0` (already recorded in the table); nothing to send.
+    Registered(String),
+    /// Answer the daemon's status to yard `.0`.
+    Status(String),
+    /// Send the envelope to these estates over the road.
+    Road(Vec<String>, Envelope),
+    /// Deliver the envelope to this local yard.
+    Local(String, Envelope),
+    /// Drop it (counted): an undeliverable error envelope.
+    Drop(ErrorKind),
+}
+
+/// The routing table of one daemon: registered yards and counters. The set of joined peers is
+/// passed to each decision (the road owns it).
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    yards: BTreeMap<String, Registration>,
+    counters: BTreeMap<&'static str, u64>,
+}
+
+impl RouteTable {
+    /// An empty table.
+    pub fn new() -> RouteTable {
+        RouteTable::default()
+    }
+
+    /// Counters: one per [`ErrorKind::code`], plus `routed_local`, `routed_road`, `registered`.
+    pub fn counters(&self) -> &BTreeMap<&'static str, u64> {
+        &self.counters
+    }
+
+    fn count(&mut self, what: &'static str) {
+        *self.counters.entry(what).or_insert(0) += 1;
+    }
+
+    /// The registered yards.
+    pub fn yards(&self) -> &BTreeMap<String, Registration> {
+        &self.yards
+    }
+
+    /// Forgets a yard (its socket is gone).
+    pub fn forget(&mut self, yard: &str) {
+        self.yards.remove(yard);
+    }
+
+    /// The yards registered for `share`, in name order.
+    pub fn yards_for(&self, share: &str) -> Vec<String> {
+        self.yards
+            .iter()
+            .filter(|(_, r)| r.shares.iter().any(|s| s == share))
+            .map(|(y, _)| y.clone())
+            .collect()
+    }
+
+    /// Decides on a message from local yard `from_yard` of a daemon whose estate is `own`,
+    /// with `peers` the joined, accepted remote estates. The source estate is overwritten with
+    /// `own` and the source yard with `from_yard` (a process cannot spoof either).
+    pub fn from_lane(
+        &mut self,
+        own: &str,
+        from_yard: &str,
+        body: &Map<String, Value>,
+        peers: &BTreeSet<String>,
+    ) -> Action {
+        let mut env = match Envelope::parse(body) {
+            Ok(env) => env,
+            Err(reason) => {
+                self.count(ErrorKind::BadEnvelope.code());
+                let reply = reply_error(
+                    DstEstate::Local,
+                    Some(from_yard.to_owned()),
+                    own,
+                    ErrorKind::BadEnvelope,
+                    &reason,
+                );
+                return Action::Local(from_yard.to_owned(), reply);
+            }
+        };
+        env.src[0] = Some(own.to_owned());
+        env.src[1] = Some(from_yard.to_owned());
+        let targets = match &env.dst_estate {
+            DstEstate::Local => Vec::new(),
+            DstEstate::One(e) if e == own => Vec::new(),
+            DstEstate::One(e) => vec![e.clone()],
+            DstEstate::Many(v) => v.clone(),
+            DstEstate::All => peers.iter().cloned().collect(),
+        };
+        if targets.is_empty() && env.dst_estate != DstEstate::All {
+            return self.daemon_or_local(own, from_yard, env);
+        }
+        if let Some(unknown) = targets.iter().find(|t| !peers.contains(*t)) {
+            let reason = format!("estate {unknown:?} is not a joined, accepted peer");
+            return self.error(own, &env, ErrorKind::UnknownEstate, &reason);
+        }
+        self.count("routed_road");
+        Action::Road(targets, env)
+    }
+
+    /// A local message for the daemon's yard (register, status) or another local yard.
+    fn daemon_or_local(&mut self, own: &str, from_yard: &str, env: Envelope) -> Action {
+        let to_manor = !matches!(env.dst_yard.as_deref(), Some(y) if y != MANOR);
+        match env.dst_share.as_deref() {
+            Some(SHARE_REGISTER) if to_manor => match Registration::parse(&env.load) {
+                Ok(reg) => {
+                    self.yards.insert(from_yard.to_owned(), reg);
+                    self.count("registered");
+                    Action::Registered(from_yard.to_owned())
+                }
+                Err(reason) => self.error(own, &env, ErrorKind::BadEnvelope, &reason),
+            },
+            Some(SHARE_STATUS) if to_manor => Action::Status(from_yard.to_owned()),
+            _ => self.deliver(own, env),
+        }
+    }
+
+    /// Decides on a message received over the road from the authenticated estate `from`:
+    /// the source estate is overwritten with `from`.
+    pub fn from_road(&mut self, own: &str, from: &str, body: &Map<String, Value>) -> Action {
+        let mut env = match Envelope::parse(body) {
+            Ok(env) => env,
+            Err(reason) => {
+                tracing::debug!(from, reason, "bad envelope from the road");
+                self.count(ErrorKind::BadEnvelope.code());
+                return Action::Drop(ErrorKind::BadEnvelope);
+            }
+        };
+        env.src[0] = Some(from.to_owned());
+        self.deliver(own, env)
+    }
+
+    /// Delivery to a local yard: the named one, or the one registered for the share; checks
+    /// the destination's restrictions.
+    fn deliver(&mut self, own: &str, env: Envelope) -> Action {
+        let src = env.src[0].clone().unwrap_or_else(|| own.to_owned());
+        let share = env.dst_share.clone();
+        let yard = match &env.dst_yard {
+            Some(yard) => yard.clone(),
+            None => match share.as_deref().map(|s| self.yards_for(s)) {
+                Some(yards) if !yards.is_empty() => yards[0].clone(),
+                _ => {
+                    let reason = format!("no yard serves share {:?}", share.unwrap_or_default());
+                    return self.error(own, &env, ErrorKind::UnknownShare, &reason);
+                }
+            },
+        };
+        if let Some(reg) = self.yards.get(&yard) {
+            if !reg.accepts(share.as_deref(), &src) {
+                let reason = format!("yard {yard:?} refuses share {share:?} from {src:?}");
+                return self.error(own, &env, ErrorKind::Refused, &reason);
+            }
+        }
+        self.count("routed_local");
+        Action::Local(yard, env)
+    }
+
+    /// Counts `kind` and answers the sender with an error envelope (or drops an error).
+    pub fn error(&mut self, own: &str, env: &Envelope, kind: ErrorKind, reason: &str) -> Action {
+        self.count(kind.code());
+        tracing::debug!(kind = kind.code(), reason, "message not routed");
+        if env.is_error() || env.src[1].is_none() {
+            return Action::Drop(kind);
+        }
+        let reply = env.error_reply(own, kind, reason);
+        match reply.dst_estate.clone() {
+            DstEstate::One(estate) => Action::Road(vec![estate], reply),
+            _ => Action::Local(env.src[1].clone().unwrap_or_default(), reply),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

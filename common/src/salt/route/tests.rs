@@ -1,0 +1,221 @@
+use super::*;
+
+fn body(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
+}
+
+fn peers(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn register(table: &mut RouteTable, yard: &str, load: Value) {
+    let msg = body(
+        json!({"route": {"src": [null, yard, null], "dst": [null, "manor", "register"]}, "load": load}),
+    );
+    assert_eq!(
+        table.from_lane("master", yard, &msg, &peers(&[])),
+        Action::Registered(yard.to_owned())
+    );
+}
+
+fn error_kind(action: &Action) -> Option<String> {
+    let env = match action {
+        Action::Road(_, env) | Action::Local(_, env) => env,
+        _ => return None,
+    };
+    env.load
+        .get("kind")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+#[test]
+fn envelope_round_trips_through_its_body() {
+    let msg = body(
+        json!({"route": {"src": ["m1", "y", null], "dst": [["a", "b"], null, "cmd"]}, "load": {"x": 1}}),
+    );
+    let env = Envelope::parse(&msg).unwrap();
+    assert_eq!(
+        env.dst_estate,
+        DstEstate::Many(vec!["a".into(), "b".into()])
+    );
+    assert_eq!(env.to_body(), msg);
+    let all =
+        body(json!({"route": {"src": [null, "y", null], "dst": ["*", null, "s"]}, "load": {}}));
+    assert_eq!(Envelope::parse(&all).unwrap().dst_estate, DstEstate::All);
+}
+
+#[test]
+fn malformed_envelopes_are_errors() {
+    for bad in [
+        json!({}),
+        json!({"route": {"src": [null, "y"], "dst": [null, null, "s"]}}),
+        json!({"route": {"src": [null, "y", null], "dst": [5, null, "s"]}}),
+        json!({"route": {"src": [null, "y", null], "dst": [null, null, "s"]}, "load": 3}),
+        json!({"route": {"src": [null, 1, null], "dst": [null, null, "s"]}}),
+    ] {
+        assert!(Envelope::parse(&body(bad.clone())).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn lane_message_to_a_joined_minion_goes_over_the_road_with_our_estate() {
+    let mut t = RouteTable::new();
+    let msg = body(
+        json!({"route": {"src": ["spoofed", "x", null], "dst": ["m1", null, "job"]}, "load": {"a": 1}}),
+    );
+    match t.from_lane("master", "pub", &msg, &peers(&["m1", "m2"])) {
+        Action::Road(to, env) => {
+            assert_eq!(to, vec!["m1".to_owned()]);
+            assert_eq!(env.src[0].as_deref(), Some("master"));
+            assert_eq!(env.src[1].as_deref(), Some("pub"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn star_goes_to_every_peer_and_lists_must_all_be_joined() {
+    let mut t = RouteTable::new();
+    let p = peers(&["m1", "m2"]);
+    let all =
+        body(json!({"route": {"src": [null, "pub", null], "dst": ["*", null, "job"]}, "load": {}}));
+    assert!(
+        matches!(t.from_lane("master", "pub", &all, &p), Action::Road(to, _) if to == ["m1", "m2"])
+    );
+    let list = body(
+        json!({"route": {"src": [null, "pub", null], "dst": [["m1", "m9"], null, "job"]}, "load": {}}),
+    );
+    let action = t.from_lane("master", "pub", &list, &p);
+    assert_eq!(error_kind(&action).as_deref(), Some("unknown_estate"));
+    assert!(matches!(action, Action::Local(ref y, _) if y == "pub"));
+    assert_eq!(t.counters().get("unknown_estate"), Some(&1));
+}
+
+#[test]
+fn road_message_goes_to_the_yard_registered_for_its_share() {
+    let mut t = RouteTable::new();
+    register(&mut t, "jobs", json!({"shares": ["job"]}));
+    let msg = body(
+        json!({"route": {"src": ["liar", "caller", null], "dst": [null, null, "job"]}, "load": {}}),
+    );
+    match t.from_road("m1", "master", &msg) {
+        Action::Local(yard, env) => {
+            assert_eq!(yard, "jobs");
+            assert_eq!(env.src[0].as_deref(), Some("master"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unregistered_share_is_answered_over_the_road() {
+    let mut t = RouteTable::new();
+    let msg = body(
+        json!({"route": {"src": [null, "caller", null], "dst": [null, null, "nope"]}, "load": {}}),
+    );
+    let action = t.from_road("m1", "master", &msg);
+    assert_eq!(error_kind(&action).as_deref(), Some("unknown_share"));
+    match action {
+        Action::Road(to, env) => {
+            assert_eq!(to, vec!["master".to_owned()]);
+            assert_eq!(env.dst_yard.as_deref(), Some("caller"));
+            assert_eq!(env.src[0].as_deref(), Some("m1"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn restrictions_refuse_other_sources_and_are_counted() {
+    let mut t = RouteTable::new();
+    register(
+        &mut t,
+        "jobs",
+        json!({"shares": ["job"], "accept": {"job": ["m1"]}}),
+    );
+    let msg = body(
+        json!({"route": {"src": [null, "c", null], "dst": [null, "jobs", "job"]}, "load": {}}),
+    );
+    assert!(matches!(
+        t.from_road("master", "m1", &msg),
+        Action::Local(..)
+    ));
+    let refused = t.from_road("master", "m2", &msg);
+    assert_eq!(error_kind(&refused).as_deref(), Some("refused"));
+    assert_eq!(t.counters().get("refused"), Some(&1));
+    // A share not listed in `accept` is open to every source.
+    let other = body(
+        json!({"route": {"src": [null, "c", null], "dst": [null, "jobs", "ret"]}, "load": {}}),
+    );
+    assert!(matches!(
+        t.from_road("master", "m2", &other),
+        Action::Local(..)
+    ));
+}
+
+#[test]
+fn errors_are_never_answered_with_errors() {
+    let mut t = RouteTable::new();
+    let err = reply_error(
+        DstEstate::Local,
+        Some("gone".into()),
+        "m1",
+        ErrorKind::NoSuchYard,
+        "x",
+    );
+    let mut env = err.clone();
+    env.dst_yard = None;
+    assert_eq!(
+        t.from_road("master", "m1", &env.to_body()),
+        Action::Drop(ErrorKind::UnknownShare)
+    );
+}
+
+#[test]
+fn bad_lane_envelope_is_answered_to_the_sending_yard() {
+    let mut t = RouteTable::new();
+    let action = t.from_lane("master", "y", &body(json!({"x": 1})), &peers(&[]));
+    assert_eq!(error_kind(&action).as_deref(), Some("bad_envelope"));
+    assert!(matches!(action, Action::Local(ref y, _) if y == "y"));
+    assert_eq!(
+        t.from_road("master", "m1", &body(json!({"x": 1}))),
+        Action::Drop(ErrorKind::BadEnvelope)
+    );
+}
+
+#[test]
+fn status_and_register_are_for_the_daemon_and_forget_unregisters() {
+    let mut t = RouteTable::new();
+    let status = body(
+        json!({"route": {"src": [null, "cli", null], "dst": [null, "manor", "status"]}, "load": {}}),
+    );
+    assert_eq!(
+        t.from_lane("master", "cli", &status, &peers(&[])),
+        Action::Status("cli".into())
+    );
+    register(&mut t, "p", json!({"shares": ["presence"]}));
+    assert_eq!(t.yards_for("presence"), vec!["p".to_owned()]);
+    t.forget("p");
+    assert!(t.yards_for("presence").is_empty());
+    let bad = body(
+        json!({"route": {"src": [null, "q", null], "dst": [null, "manor", "register"]}, "load": {"shares": 1}}),
+    );
+    assert_eq!(
+        error_kind(&t.from_lane("master", "q", &bad, &peers(&[]))).as_deref(),
+        Some("bad_envelope")
+    );
+}
+
+#[test]
+fn local_message_to_a_named_yard_is_delivered_locally() {
+    let mut t = RouteTable::new();
+    let msg =
+        body(json!({"route": {"src": [null, "a", null], "dst": ["master", "b", "x"]}, "load": {}}));
+    assert!(
+        matches!(t.from_lane("master", "a", &msg, &peers(&[])), Action::Local(ref y, _) if y == "b")
+    );
+}

@@ -1,0 +1,438 @@
+//! Runs the real `salt-raet-master` and `salt-raet-minion` binaries on loopback (ports
+//! 47800-47899) with configurations in temporary directories; test yards attach to their
+//! lanes with `raet::lane::LaneStack`. Synchronisation is by polling files and `status --json`
+//! under a time limit, never by sleeping for a fixed time.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raet::lane::LaneStack;
+use serde_json::{json, Map, Value};
+
+const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
+
+/// The minion binary, built next to the master's by `cargo test --workspace`.
+fn minion_bin() -> PathBuf {
+    let path = Path::new(MASTER).with_file_name("salt-raet-minion");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p salt-raet-minion` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon, killed when dropped.
+struct Daemon {
+    child: Child,
+    etc: PathBuf,
+    sock: PathBuf,
+    pki: PathBuf,
+    bin: PathBuf,
+}
+
+impl Daemon {
+    fn start(bin: &Path, etc: &Path, sock: &Path, pki: &Path) -> Daemon {
+        let mut daemon = Daemon {
+            child: Command::new("true").spawn().unwrap(),
+            etc: etc.to_owned(),
+            sock: sock.to_owned(),
+            pki: pki.to_owned(),
+            bin: bin.to_owned(),
+        };
+        daemon.restart();
+        daemon
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.etc.with_file_name("daemon.log"))
+            .unwrap();
+        self.child = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.etc)
+            .args(["-l", "debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit code.
+    fn terminate(&mut self) -> Option<i32> {
+        self.signal("-TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `status --json` of this daemon (None while it does not answer).
+    fn status(&self) -> Option<Value> {
+        let out = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.etc)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The status row of remote `id`.
+    fn row(&self, id: &str) -> Option<Value> {
+        let status = self.status()?;
+        status["remotes"]
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+    }
+
+    fn lane_dir(&self) -> PathBuf {
+        self.sock.join("raet")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` until it holds; panics with `what` after `limit`.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+const PERIOD: f64 = 0.5;
+
+struct Site {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!("site {}", dir.path().display());
+        let root = dir.path().to_owned();
+        // Kept for inspection when a test fails (the daemons' logs are in it).
+        if std::env::var_os("SALT_RAET_KEEP_TEST_DIRS").is_some() {
+            let root = dir.keep();
+            let dir = tempfile::tempdir().unwrap();
+            return Site { _dir: dir, root };
+        }
+        Site { _dir: dir, root }
+    }
+
+    fn master(&self, port: u16, extra: &str) -> Daemon {
+        let base = self.root.join("master");
+        let etc = base.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        let (pki, sock) = (base.join("pki"), base.join("sock"));
+        fs::write(
+            etc.join("master"),
+            format!(
+                "interface: 127.0.0.1\nraet_port: {port}\npki_dir: {}\nsock_dir: {}\n\
+                 raet_alive_period: {PERIOD}\nlog_file: {}/log\nautosign_file: {}/as\n\
+                 autoreject_file: {}/ar\n{extra}",
+                pki.display(),
+                sock.display(),
+                base.display(),
+                base.display(),
+                base.display()
+            ),
+        )
+        .unwrap();
+        Daemon::start(Path::new(MASTER), &etc, &sock, &pki)
+    }
+
+    fn minion(&self, id: &str, port: u16, master_port: u16) -> Daemon {
+        let base = self.root.join(id);
+        let etc = base.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        let (pki, sock) = (base.join("pki"), base.join("sock"));
+        fs::write(
+            etc.join("minion"),
+            format!(
+                "id: {id}\nmaster: 127.0.0.1\nraet_master_port: {master_port}\n\
+                 raet_port: {port}\npki_dir: {}\nsock_dir: {}\nraet_alive_period: {PERIOD}\n\
+                 log_file: {}/log\n",
+                pki.display(),
+                sock.display(),
+                base.display()
+            ),
+        )
+        .unwrap();
+        Daemon::start(&minion_bin(), &etc, &sock, &pki)
+    }
+}
+
+fn allowed(master: &Daemon, id: &str) -> bool {
+    master.row(id).is_some_and(|r| r["allowed"] == true)
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+/// A test process attached to a daemon's lane.
+struct Yard {
+    lane: LaneStack,
+    name: String,
+}
+
+impl Yard {
+    async fn attach(daemon: &Daemon, name: &str, load: Value) -> Yard {
+        let lane = LaneStack::bind(daemon.lane_dir(), "salt", name)
+            .await
+            .unwrap();
+        let yard = Yard {
+            lane,
+            name: name.to_owned(),
+        };
+        yard.send(json!(null), "manor", "register", load).await;
+        let ack = yard.recv().await;
+        assert_eq!(ack["load"]["registered"], true, "{ack}");
+        yard
+    }
+
+    async fn send(&self, estate: Value, yard: &str, share: &str, load: Value) {
+        let yard = if yard.is_empty() {
+            json!(null)
+        } else {
+            json!(yard)
+        };
+        let msg = json!({"route": {"src": [null, self.name, null], "dst": [estate, yard, share]}, "load": load});
+        self.lane.send("manor", &obj(msg)).await.unwrap();
+    }
+
+    async fn recv(&self) -> Value {
+        let (from, body) = tokio::time::timeout(LIMIT, self.lane.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no message for yard {} in time", self.name))
+            .unwrap();
+        assert_eq!(from, "manor", "everything comes through the daemon");
+        Value::Object(body)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+fn pending(master: &Daemon, id: &str) -> PathBuf {
+    master.pki.join("minions_pre").join(id)
+}
+
+fn accepted(master: &Daemon, id: &str) -> PathBuf {
+    master.pki.join("minions").join(id)
+}
+
+#[test]
+fn never_mode_pends_and_only_accepted_minions_exchange_messages() {
+    let site = Site::new();
+    let master = site.master(47800, "");
+    let minions: Vec<Daemon> = (1..=3)
+        .map(|i| site.minion(&format!("m{i}"), 47800 + i, 47800))
+        .collect();
+    for id in ["m1", "m2", "m3"] {
+        wait_for(LIMIT, "three pending keys", || {
+            pending(&master, id).exists()
+        });
+        let pem = fs::read_to_string(pending(&master, id)).unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    }
+    assert!(!master.pki.join("minions").join("m1").exists());
+    assert!(!allowed(&master, "m1"));
+
+    // salt-key -a m1
+    fs::rename(pending(&master, "m1"), accepted(&master, "m1")).unwrap();
+    wait_for(LIMIT, "m1 allowed", || allowed(&master, "m1"));
+    let master_id = master.status().unwrap()["estate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    runtime().block_on(async {
+        let tester = Yard::attach(&master, "tester", json!({"shares": ["ret"]})).await;
+        let worker = Yard::attach(&minions[0], "worker", json!({"shares": ["job"]})).await;
+        let _w2 = Yard::attach(&minions[1], "worker", json!({"shares": ["job"]})).await;
+
+        // master -> m1, answered back to the share "ret" of the master.
+        tester.send(json!("m1"), "", "job", json!({"n": 1})).await;
+        let got = worker.recv().await;
+        assert_eq!(got["load"]["n"], 1);
+        assert_eq!(
+            got["route"]["src"][0],
+            json!(master_id),
+            "src estate filled by the master"
+        );
+        assert_eq!(got["route"]["src"][1], "tester");
+        worker
+            .send(json!(master_id), "", "ret", json!({"ok": true}))
+            .await;
+        let back = tester.recv().await;
+        assert_eq!(back["load"]["ok"], true);
+        assert_eq!(
+            back["route"]["src"][0], "m1",
+            "src estate is the authenticated road peer"
+        );
+
+        // m2 is pending: an error, not silence.
+        tester.send(json!("m2"), "", "job", json!({"n": 2})).await;
+        let err = tester.recv().await;
+        assert_eq!(err["load"]["kind"], "unknown_estate", "{err}");
+        // An unregistered share on m1: an error from m1's daemon.
+        tester.send(json!("m1"), "", "nothing", json!({})).await;
+        let err = tester.recv().await;
+        assert_eq!(err["load"]["kind"], "unknown_share", "{err}");
+        assert_eq!(err["route"]["src"][0], "m1");
+        // "*" reaches every accepted minion, here m1 only.
+        tester.send(json!("*"), "", "job", json!({"n": 3})).await;
+        assert_eq!(worker.recv().await["load"]["n"], 3);
+    });
+
+    // salt-key -r m1: the session is dropped.
+    let rejected = master.pki.join("minions_rejected").join("m1");
+    fs::rename(accepted(&master, "m1"), &rejected).unwrap();
+    wait_for(LIMIT, "m1 dropped", || {
+        master
+            .row("m1")
+            .is_some_and(|r| r["allowed"] == false && r["acceptance"] == "rejected")
+    });
+
+    // salt-key -a m2, then salt-key -d m2: dropped, and it comes back as pending (Salt).
+    fs::rename(pending(&master, "m2"), accepted(&master, "m2")).unwrap();
+    wait_for(LIMIT, "m2 allowed", || allowed(&master, "m2"));
+    fs::remove_file(accepted(&master, "m2")).unwrap();
+    wait_for(LIMIT, "m2 dropped and pending again", || {
+        pending(&master, "m2").exists() && !allowed(&master, "m2")
+    });
+    runtime().block_on(async {
+        let tester = Yard::attach(&master, "tester2", json!({"shares": ["ret"]})).await;
+        for id in ["m1", "m2", "m3"] {
+            tester.send(json!(id), "", "job", json!({})).await;
+            let err = tester.recv().await;
+            assert_eq!(err["load"]["kind"], "unknown_estate", "{id}: {err}");
+        }
+    });
+    assert!(!allowed(&master, "m3"));
+    drop(minions);
+}
+
+#[test]
+fn once_mode_loses_a_killed_minion_and_denies_its_new_key() {
+    let site = Site::new();
+    let master = site.master(47810, "auto_accept: True\n");
+    let mut minion = site.minion("m1", 47811, 47810);
+    wait_for(LIMIT, "m1 accepted and allowed", || {
+        accepted(&master, "m1").exists() && allowed(&master, "m1")
+    });
+    runtime().block_on(async {
+        let watcher = Yard::attach(&master, "watcher", json!({"shares": ["presence"]})).await;
+        minion.kill();
+        let killed = Instant::now();
+        loop {
+            let msg = watcher.recv().await;
+            if msg["load"]["change"] == "lost" {
+                assert_eq!(msg["load"]["id"], "m1");
+                break;
+            }
+        }
+        let took = killed.elapsed().as_secs_f64();
+        assert!(took <= 3.0 * PERIOD + 0.5, "lost after {took:.2} s");
+    });
+    let row = master.row("m1").unwrap();
+    assert_eq!(row["presence"], "lost", "{row}");
+    assert_eq!(row["allowed"], false, "{row}");
+    assert_eq!(row["acceptance"], "accepted", "{row}");
+
+    // The minion comes back with a new identity: denied (Salt's once).
+    fs::remove_dir_all(minion.pki.join("raet")).unwrap();
+    minion.restart();
+    let denied = master.pki.join("minions_denied").join("m1");
+    wait_for(LIMIT, "the new key denied", || denied.exists());
+    assert!(accepted(&master, "m1").exists(), "the accepted key stays");
+    assert!(!allowed(&master, "m1"));
+}
+
+#[test]
+fn master_restart_brings_minions_back_and_sigterm_cleans_up() {
+    let site = Site::new();
+    let mut master = site.master(47820, "auto_accept: True\n");
+    let mut minions: Vec<Daemon> = (1..=2)
+        .map(|i| site.minion(&format!("r{i}"), 47820 + i, 47820))
+        .collect();
+    for id in ["r1", "r2"] {
+        wait_for(LIMIT, "minions allowed", || allowed(&master, id));
+    }
+    let minion_view = minions[0].status().unwrap();
+    let master_row = &minion_view["remotes"][0];
+    assert_eq!(master_row["allowed"], true, "{minion_view}");
+    assert_eq!(master_row["id"], master.status().unwrap()["estate"]);
+
+    assert_eq!(master.terminate(), Some(0), "clean exit on SIGTERM");
+    assert!(
+        !master.lane_dir().join("salt.manor.uxd").exists(),
+        "lane socket removed"
+    );
+    master.restart();
+    let restarted = Instant::now();
+    for id in ["r1", "r2"] {
+        wait_for(
+            Duration::from_secs(10),
+            "minions back after the restart",
+            || allowed(&master, id),
+        );
+    }
+    eprintln!(
+        "minions back {:.2} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    runtime().block_on(async {
+        let tester = Yard::attach(&master, "tester", json!({"shares": ["ret"]})).await;
+        let worker = Yard::attach(&minions[1], "worker", json!({"shares": ["job"]})).await;
+        tester
+            .send(json!(["r2"]), "", "job", json!({"after": "restart"}))
+            .await;
+        assert_eq!(worker.recv().await["load"]["after"], "restart");
+    });
+    for minion in &mut minions {
+        assert_eq!(minion.terminate(), Some(0));
+        assert!(!minion.lane_dir().join("salt.manor.uxd").exists());
+    }
+}
