@@ -32,7 +32,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return raet::salt::bad_config(PROGRAM, &e),
     };
-    raet::salt::init_console_logging(args.common.log_level.unwrap_or(config.common.log_level));
+    // Only the daemon itself writes to `log_file`.
+    let daemon_mode = args.command.is_none() && args.finger_minion.is_none();
+    raet::salt::init_logging(
+        args.common.log_level.unwrap_or(config.common.log_level),
+        daemon_mode.then_some(config.common.log_file.as_str()),
+    );
     match (args.finger_minion, args.command) {
         (Some(id), _) => finger_minion(&config, &id),
         (None, Some(Command::Status { json })) => {

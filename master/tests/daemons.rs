@@ -352,6 +352,12 @@ fn never_mode_pends_and_only_accepted_minions_exchange_messages() {
     });
     assert!(!allowed(&master, "m3"));
     drop(minions);
+    // The daemon also logs to its `log_file` (no colour codes there).
+    let log = fs::read_to_string(site.root.join("master/log")).unwrap();
+    assert!(
+        log.contains("minion key decision") && !log.contains('\u{1b}'),
+        "{log}"
+    );
 }
 
 #[test]

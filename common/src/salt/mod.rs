@@ -30,14 +30,55 @@ pub const EXIT_BAD_CONFIG: u8 = 2;
 pub const EXIT_FAILURE: u8 = 1;
 
 /// Sends `tracing` output at `level` to standard error (Salt's console logging; Salt's
-/// `log_fmt_console` and `log_file` are not applied yet).
+/// `log_fmt_console` is not applied).
 pub fn init_console_logging(level: LogLevel) {
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    init_logging(level, None);
+}
+
+/// As [`init_console_logging`], and also appends to `log_file` when it is a path (Salt also
+/// accepts `udp://`, `tcp://` and `file://` URIs there: those are not supported and only
+/// warned about). A log file that cannot be opened is warned about on the console.
+pub fn init_logging(level: LogLevel, log_file: Option<&str>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut problem = None;
+    let file = log_file.and_then(|path| {
+        if path.contains("://") {
+            problem = Some(format!(
+                "log_file {path:?}: URIs are not supported; console only"
+            ));
+            return None;
+        }
+        let opened = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        match opened {
+            Ok(file) => Some(file),
+            Err(e) => {
+                problem = Some(format!("log_file {path:?}: {e}; console only"));
+                None
+            }
+        }
+    });
+    let console = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_max_level(level.tracing_filter())
-        .with_target(false)
+        .with_target(false);
+    let file = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .with_target(false)
+    });
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(level.tracing_filter())
+        .with(console)
+        .with(file)
         .try_init();
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
 }
 
 /// Prints `<program>: <error>` (one line) and returns [`EXIT_BAD_CONFIG`].
