@@ -406,6 +406,23 @@ fn master_restart_brings_minions_back_and_sigterm_cleans_up() {
     for id in ["r1", "r2"] {
         wait_for(LIMIT, "minions allowed", || allowed(&master, id));
     }
+    let table = Command::new(MASTER)
+        .arg("-c")
+        .arg(&master.etc)
+        .arg("status")
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    for id in ["r1", "r2"] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_default();
+        assert!(
+            line.contains("accepted") && line.contains("127.0.0.1:"),
+            "{table}"
+        );
+    }
     let minion_view = minions[0].status().unwrap();
     let master_row = &minion_view["remotes"][0];
     assert_eq!(master_row["allowed"], true, "{minion_view}");

@@ -719,7 +719,10 @@ impl Daemon {
             row.insert("last_seen".into(), json!(peer.last_seen.map(epoch_secs)));
             row.insert("address".into(), json!(peer.address.map(|a| a.to_string())));
         }
-        for remote in remotes.iter().filter(|r| !r.name.contains(':')) {
+        // The master hides remotes still named by their address (joins in progress); the
+        // minion shows its master that way until the join completes.
+        let shown = |name: &str| scan.is_none() || !name.contains(':');
+        for remote in remotes.iter().filter(|r| shown(&r.name)) {
             let row = rows.entry(remote.name.clone()).or_default();
             row.insert("joined".into(), json!(remote.joined == Some(true)));
             row.insert("address".into(), json!(remote.ha.to_string()));
