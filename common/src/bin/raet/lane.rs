@@ -10,8 +10,7 @@ use raet::lane::{check_lane_name, check_yard_name, LaneError, LaneStack, DEFAULT
 use serde_json::json;
 
 use crate::{
-    bad_args, messages, parse_object, parse_seconds, print_event, print_message, Body, EXIT_FAILED,
-    EXIT_OK, EXIT_TIMEOUT,
+    bad_args, print_event, print_message, Body, Traffic, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT,
 };
 
 /// Pause before sending again to a yard whose socket does not exist yet.
@@ -38,23 +37,13 @@ pub struct LaneArgs {
     /// Yard to send the messages to.
     #[arg(long, value_name = "YARD")]
     pub to: Option<String>,
-    /// Send this JSON object (repeatable).
-    #[arg(long, value_name = "JSON", value_parser = parse_object)]
-    pub send: Vec<Body>,
-    /// Send {"blob": "<N characters>"} (repeatable; after the --send messages).
-    #[arg(long, value_name = "N")]
-    pub size: Vec<usize>,
-    /// Number of messages to receive before exiting.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub expect: usize,
-    /// Give up after this many seconds (exit 2).
-    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub traffic: Traffic,
 }
 
 /// Runs `raet lane`.
 pub async fn run(args: LaneArgs) -> ExitCode {
-    let outgoing = messages(&args.send, &args.size);
+    let outgoing = args.traffic.messages();
     let checked = check_yard_name(&args.name)
         .and_then(|()| check_lane_name(&args.lane))
         .and_then(|()| args.to.as_deref().map_or(Ok(()), check_yard_name));
@@ -66,7 +55,7 @@ pub async fn run(args: LaneArgs) -> ExitCode {
         (None, true) => "",
         (None, false) => return bad_args("--send/--size need --to YARD"),
     };
-    let deadline = tokio::time::Instant::now() + args.timeout;
+    let deadline = tokio::time::Instant::now() + args.traffic.timeout;
     let stack = match LaneStack::bind(&args.dir, &args.lane, &args.name).await {
         Ok(stack) => stack,
         Err(e) => {
@@ -89,7 +78,7 @@ pub async fn run(args: LaneArgs) -> ExitCode {
         Ok::<(), LaneError>(())
     };
     let receiving = async {
-        while received.load(Ordering::Relaxed) < args.expect {
+        while received.load(Ordering::Relaxed) < args.traffic.expect {
             let (from, msg) = stack.recv().await?;
             print_message(&from, msg);
             received.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +103,7 @@ pub async fn run(args: LaneArgs) -> ExitCode {
         Err(_) => {
             print_event(
                 "timeout",
-                json!({"received": received, "expected": args.expect, "stats": stack.stats()}),
+                json!({"received": received, "expected": args.traffic.expect, "stats": stack.stats()}),
             );
             ExitCode::from(EXIT_TIMEOUT)
         }

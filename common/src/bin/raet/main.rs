@@ -133,12 +133,34 @@ pub fn blob(size: usize) -> Body {
     body
 }
 
-/// The `--send` messages followed by the `--size` ones.
-pub fn messages(send: &[Body], size: &[usize]) -> Vec<Body> {
-    send.iter()
-        .cloned()
-        .chain(size.iter().map(|&n| blob(n)))
-        .collect()
+/// The options `raet road` and `raet lane` share: what to send, how many
+/// messages to wait for, and for how long.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Traffic {
+    /// Send this JSON object (repeatable). A road without --join sends to the first remote
+    /// allowed.
+    #[arg(long, value_name = "JSON", value_parser = parse_object)]
+    pub send: Vec<Body>,
+    /// Send {"blob": "<N characters>"} (repeatable; after the --send messages).
+    #[arg(long, value_name = "N")]
+    pub size: Vec<usize>,
+    /// Number of messages to receive before exiting.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub expect: usize,
+    /// Give up after this many seconds (exit 2).
+    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
+    pub timeout: Duration,
+}
+
+impl Traffic {
+    /// The `--send` messages followed by the `--size` ones.
+    pub fn messages(&self) -> Vec<Body> {
+        self.send
+            .iter()
+            .cloned()
+            .chain(self.size.iter().map(|&n| blob(n)))
+            .collect()
+    }
 }
 
 /// Prints a received message as one JSON line `{"from": NAME, "msg": {...}}`

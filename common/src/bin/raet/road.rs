@@ -19,8 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    messages, parse_object, parse_seconds, print_event, print_message, Body, EXIT_FAILED, EXIT_OK,
-    EXIT_TIMEOUT,
+    parse_seconds, print_event, print_message, Traffic, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT,
 };
 
 /// Options of `raet road`.
@@ -50,18 +49,8 @@ pub struct RoadArgs {
     /// Join the estate at HOST:PORT (join, allow); messages are sent to it.
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_addr)]
     pub join: Option<SocketAddr>,
-    /// Send this JSON object (repeatable). Without --join: to the first remote allowed.
-    #[arg(long, value_name = "JSON", value_parser = parse_object)]
-    pub send: Vec<Body>,
-    /// Send {"blob": "<N characters>"} (repeatable; after the --send messages).
-    #[arg(long, value_name = "N")]
-    pub size: Vec<usize>,
-    /// Number of messages to receive before exiting.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub expect: usize,
-    /// Give up after this many seconds (exit 2).
-    #[arg(long, value_name = "S", default_value = "30", value_parser = parse_seconds)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub traffic: Traffic,
     /// Persist the estate's identity and remotes in DIR (default: in memory, thrown away).
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
@@ -245,7 +234,7 @@ fn keys(args: &RoadArgs) -> Option<(Signer, PrivateKey)> {
 
 /// Runs `raet road`; returns the exit status.
 pub async fn run(args: RoadArgs) -> ExitCode {
-    let deadline = tokio::time::Instant::now() + args.timeout;
+    let deadline = tokio::time::Instant::now() + args.traffic.timeout;
     let log = EventLog {
         enabled: args.events,
         start: Instant::now(),
@@ -298,7 +287,7 @@ pub async fn run(args: RoadArgs) -> ExitCode {
     )
     .await;
     let summary = || {
-        json!({"received": *received_rx.borrow(), "expected": args.expect,
+        json!({"received": *received_rx.borrow(), "expected": args.traffic.expect,
                "sent": progress.sent.load(Ordering::Relaxed),
                "delivered": progress.delivered.load(Ordering::Relaxed)})
     };
@@ -338,7 +327,7 @@ async fn session(
         Some(ha) => Some(join(stack, ha).await?),
         None => None,
     };
-    let bodies = messages(&args.send, &args.size);
+    let bodies = args.traffic.messages();
     let sending = async {
         if bodies.is_empty() {
             return Ok(());
@@ -363,7 +352,7 @@ async fn session(
     let receiving = async {
         // Only fails if the printer stopped, i.e. the stack is gone.
         received
-            .wait_for(|&n| n >= args.expect)
+            .wait_for(|&n| n >= args.traffic.expect)
             .await
             .map(|_| ())
             .map_err(|_| StackError::Closed)
