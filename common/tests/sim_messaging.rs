@@ -296,7 +296,6 @@ fn burst_one_stop_and_wait_at_10_percent_loss() {
 }
 
 #[test]
-#[ignore = "road bug: burst 11 + reordering: stale nacks of the last segment's copies -> requeue in a new session -> delivered twice"]
 fn burst_eleven_at_10_percent_loss() {
     exchange_with(32, link(0.1), 1, &SMALL_AND_MEDIUM, LIMIT, with_burst(11));
 }

@@ -69,8 +69,10 @@ pub(crate) struct Messenger {
     count: u32,
     /// Current af/wf flags of each segment (the reference's per-packet flags).
     flags: Vec<Flags>,
-    /// Next segment of the regular sequence.
+    /// Next segment of the regular sequence (an ack can move it back).
     current: u32,
+    /// Segments of the regular sequence sent at least once (never moves back).
+    sent: u32,
     /// Segments the receiver asked for again, in order, and a membership mark.
     misseds: VecDeque<u32>,
     missed: Vec<bool>,
@@ -157,6 +159,7 @@ impl Road {
             count,
             flags: vec![Flags::default(); count as usize],
             current: 0,
+            sent: 0,
             misseds: VecDeque::new(),
             missed: vec![false; count as usize],
             acked: false,
@@ -222,6 +225,7 @@ impl Road {
             self.send_segment(now, uid, m, sn);
             m.current = sn + 1;
         }
+        m.sent = m.sent.max(m.current);
     }
 
     /// Resends a burst of the missed segments: all with af, wf only on the last one.
@@ -323,8 +327,9 @@ impl Road {
         self.insert_txn(uid, index, Transaction::Messenger(m));
     }
 
-    /// The receiver nacked. A nack before every segment was sent, or with wf (only a
-    /// Messengent's nack echoes wf), is a refusal: the message was not delivered and goes
+    /// The receiver nacked. A nack before every segment was sent once (the receiver cannot
+    /// have completed the message; an ack moving the regular sequence back does not count),
+    /// or with wf (only a Messengent's nack echoes wf), is a refusal: the message was not delivered and goes
     /// back to the queue (a fresh allow first). A nack without wf to a single-packet message
     /// can only be a stale nack answering a copy of a message the receiver completed (its
     /// done lost or overtaken): delivered. For a segmented message it is ambiguous (the
@@ -343,7 +348,7 @@ impl Road {
             return;
         };
         let reallowing = remote.allowed != Some(true) || remote.allow_in_process();
-        if wf || m.current < m.count {
+        if wf || m.sent < m.count {
             if !reallowing {
                 remote.allowed = None;
             }
