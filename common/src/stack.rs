@@ -78,6 +78,16 @@ pub enum StackError {
         /// Why, as reported by the road.
         reason: String,
     },
+    /// Neither `Allowed` nor a failure came within the join's bounded time (the
+    /// joiner timeout plus the allow timeout plus one second): e.g. an allow that
+    /// timed out after a successful join.
+    #[error("join of {ha} did not complete within {after:?}")]
+    JoinTimedOut {
+        /// The address joined.
+        ha: SocketAddr,
+        /// The bound that elapsed.
+        after: std::time::Duration,
+    },
     /// The join was rejected (by the remote, or by our own key decision).
     #[error("join of remote {uid} ({name}) was rejected")]
     Rejected {
@@ -135,6 +145,8 @@ pub struct RoadStack {
     events: broadcast::Sender<Event>,
     messages: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// How long [`RoadStack::join`] waits at most (`None`: a road timer is "never").
+    join_bound: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for RoadStack {
@@ -160,6 +172,11 @@ impl RoadStack {
         let socket = UdpSocket::from_std(bind_socket(config.ha)?)?;
         let local_addr = socket.local_addr()?;
         config.ha = local_addr;
+        let timers = &config.timers;
+        let join_bound = (!timers.joiner_timeout.is_zero() && !timers.allow_timeout.is_zero())
+            .then(|| {
+                timers.joiner_timeout + timers.allow_timeout + std::time::Duration::from_secs(1)
+            });
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
         let road = Road::new(config, keys, keep, seed, Instant::now())?;
@@ -191,6 +208,7 @@ impl RoadStack {
             events,
             messages: Arc::new(tokio::sync::Mutex::new(message_rx)),
             task: Arc::new(std::sync::Mutex::new(Some(task))),
+            join_bound,
         })
     }
 
@@ -216,8 +234,17 @@ impl RoadStack {
 
     /// Joins the estate at `ha` (join, then allow); resolves with our uid for
     /// it once it is allowed, or fails when the join or allow fails.
+    ///
+    /// Bounded: if neither happens within the joiner timeout plus the allow
+    /// timeout (plus one second), it fails with [`StackError::JoinTimedOut`].
     pub async fn join(&self, ha: SocketAddr) -> Result<Uid, StackError> {
-        self.request(|reply| Command::Join(ha, reply)).await
+        let join = self.request(|reply| Command::Join(ha, reply));
+        match self.join_bound {
+            Some(after) => tokio::time::timeout(after, join)
+                .await
+                .map_err(|_| StackError::JoinTimedOut { ha, after })?,
+            None => join.await,
+        }
     }
 
     /// Sends a message; resolves when the remote acknowledged it as complete
