@@ -838,17 +838,7 @@ impl Road {
             self.core.drop_packet("unknown_remote", rx.from);
             return;
         };
-        let head = Head {
-            se: remote.uid,
-            de: h.se,
-            si: h.si,
-            ti: h.ti,
-            ck: h.ck,
-            fk: h.fk,
-            ..self
-                .core
-                .template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
-        };
+        let head = self.stale_head(h, remote.uid, false);
         self.core.stat("stale_correspondent_nack");
         let _ = self.core.emit(rx.from, &head, PacketKind::Nack, &[]);
     }
@@ -860,8 +850,17 @@ impl Road {
         if is_nack_kind(h.pk) {
             return;
         }
+        let head = self.stale_head(h, h.de, true);
+        self.core.stat("stale_initiator_nack");
+        let _ = self.core.emit(rx.from, &head, kind, &[]);
+    }
+
+    /// Head of a stale nack answering `h` (Staler and Stalent): its session and transaction
+    /// ids, transaction, coat and foot kinds copied, estate ids swapped (`se` ours), `cf` as
+    /// given; the body is empty.
+    fn stale_head(&self, h: &Head, se: Uid, correspondent: bool) -> Head {
         let mut head = Head {
-            se: h.de,
+            se,
             de: h.se,
             si: h.si,
             ti: h.ti,
@@ -871,9 +870,8 @@ impl Road {
                 .core
                 .template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
         };
-        head.fg.set(Flags::CF, true);
-        self.core.stat("stale_initiator_nack");
-        let _ = self.core.emit(rx.from, &head, kind, &[]);
+        head.fg.set(Flags::CF, correspondent);
+        head
     }
 
     /// The JSON body of a received packet (decrypted with the session key when coated).
