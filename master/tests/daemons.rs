@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use raet::lane::LaneStack;
+use raet::salt::evbus;
 use serde_json::{json, Map, Value};
 
 const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
@@ -458,4 +459,129 @@ fn master_restart_brings_minions_back_and_sigterm_cleans_up() {
         assert_eq!(minion.terminate(), Some(0));
         assert!(!minion.lane_dir().join("salt.manor.uxd").exists());
     }
+}
+
+/// Salt's master event bus played by the test: the two Unix sockets in the master's
+/// `sock_dir`, bound before the master starts.
+struct SaltBus {
+    pull: tokio::net::UnixListener,
+    publish: tokio::net::UnixListener,
+}
+
+impl SaltBus {
+    fn bind(sock: &Path) -> SaltBus {
+        fs::create_dir_all(sock).unwrap();
+        SaltBus {
+            pull: tokio::net::UnixListener::bind(sock.join(evbus::PULL_SOCKET)).unwrap(),
+            publish: tokio::net::UnixListener::bind(sock.join(evbus::PUB_SOCKET)).unwrap(),
+        }
+    }
+
+    async fn accept(listener: &tokio::net::UnixListener) -> tokio::net::UnixStream {
+        tokio::time::timeout(LIMIT, listener.accept())
+            .await
+            .expect("the master connects to the bus in time")
+            .unwrap()
+            .0
+    }
+}
+
+/// Reads pushed events (u32 length + frame) until one with `tag` satisfies `cond`.
+async fn next_event(
+    conn: &mut tokio::net::UnixStream,
+    tag: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        loop {
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len).await.unwrap();
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            conn.read_exact(&mut frame).await.unwrap();
+            let event = evbus::parse_body(&evbus::parse_frame(&frame).unwrap()).unwrap();
+            eprintln!("bus: {} {}", event.tag, event.data);
+            if event.tag == tag && cond(&event.data) {
+                return event.data;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .unwrap_or_else(|_| panic!("no {tag} event in time"))
+}
+
+/// What salt-key does: moves (or deletes) the key file, then fires `salt/key`.
+async fn salt_key(
+    publish: &mut tokio::net::UnixStream,
+    act: &str,
+    id: &str,
+    from: &Path,
+    to: Option<&Path>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let pem = fs::read_to_string(from).unwrap();
+    match to {
+        Some(to) => fs::rename(from, to).unwrap(),
+        None => fs::remove_file(from).unwrap(),
+    }
+    let data = json!({"result": true, "act": act, "id": id, "pub": pem, "_stamp": "x"});
+    let frame = evbus::frame(&evbus::event_body("salt/key", &data));
+    publish.write_all(&frame).await.unwrap();
+}
+
+#[test]
+fn event_bus_carries_auth_key_and_presence_events() {
+    let site = Site::new();
+    let sock = site.root.join("master/sock");
+    let rt = runtime();
+    let bus = rt.block_on(async { SaltBus::bind(&sock) });
+    let master = site.master(28800, "presence_events: True\nloop_interval: 1\n");
+    let mut minion = site.minion("m1", 28801, 28800);
+    rt.block_on(async {
+        let mut pull = SaltBus::accept(&bus.pull).await;
+        let mut publish = SaltBus::accept(&bus.publish).await;
+        let pend = next_event(&mut pull, "salt/auth", |d| d["id"] == "m1").await;
+        assert_eq!(pend["act"], "pend", "{pend}");
+        assert_eq!(pend["result"], true);
+        let pem = fs::read_to_string(pending(&master, "m1")).unwrap();
+        assert_eq!(pend["pub"], json!(pem), "the key salt-key shows");
+        assert!(pend["_stamp"].as_str().is_some_and(|s| s.contains('T')));
+
+        // salt-key -a m1: the event makes the master look at once.
+        salt_key(
+            &mut publish,
+            "accept",
+            "m1",
+            &pending(&master, "m1"),
+            Some(&accepted(&master, "m1")),
+        )
+        .await;
+        let change = next_event(&mut pull, "salt/presence/change", |_| true).await;
+        assert_eq!(
+            change,
+            json!({"new": ["m1"], "lost": [], "_stamp": change["_stamp"]})
+        );
+        let present = next_event(&mut pull, "salt/presence/present", |d| {
+            d["present"] == json!(["m1"])
+        })
+        .await;
+        assert!(present["_stamp"].is_string());
+        let status = master.status().unwrap();
+        assert!(
+            status["event_bus"]["received"].as_u64() >= Some(1),
+            "{status}"
+        );
+        assert_eq!(status["event_bus"]["garbage"], 0, "{status}");
+
+        // A killed minion is lost.
+        minion.kill();
+        let lost = next_event(&mut pull, "salt/presence/change", |d| {
+            d["lost"] == json!(["m1"])
+        })
+        .await;
+        assert_eq!(lost["new"], json!([]));
+        let present = next_event(&mut pull, "salt/presence/present", |_| true).await;
+        assert_eq!(present["present"], json!([]));
+    });
 }

@@ -197,6 +197,11 @@ pub struct MasterConfig {
     pub autoreject_file: PathBuf,
     /// `raet_auto_accept` (ours: `never`, `once`, `always`): overrides `open_mode`/`auto_accept`.
     pub raet_auto_accept: Option<AutoMode>,
+    /// `presence_events` (default false, as Salt): fire `salt/presence/change` and
+    /// `salt/presence/present` on Salt's master event bus.
+    pub presence_events: bool,
+    /// `loop_interval` (default 60 s, as Salt): period of `salt/presence/present`.
+    pub loop_interval: Duration,
 }
 
 /// `salt-raet-minion`'s configuration.
@@ -342,6 +347,24 @@ impl Raw {
         })
     }
 
+    /// A period in seconds (> 0, at most a day, fractions allowed).
+    fn seconds(&self, key: &str, default_secs: u64) -> Result<Duration, ConfigError> {
+        self.typed(
+            key,
+            "a number of seconds greater than 0",
+            Duration::from_secs(default_secs),
+            |k| {
+                let secs = match k {
+                    ValueKind::I64(n) => *n as f64,
+                    ValueKind::Float(f) => *f,
+                    ValueKind::String(s) => s.trim().parse().ok()?,
+                    _ => return None,
+                };
+                (secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+            },
+        )
+    }
+
     fn parsed<T: FromStr>(&self, key: &str, expected: &str, default: T) -> Result<T, ConfigError> {
         self.typed(key, expected, default, |k| {
             scalar_string(k).and_then(|s| s.parse().ok())
@@ -406,6 +429,8 @@ fn is_uri(s: &str) -> bool {
 
 /// Default presence period (`raet_alive_period`), seconds.
 pub const DEFAULT_ALIVE_PERIOD_SECS: u64 = 10;
+/// Salt's default `loop_interval` (the master's maintenance period), seconds.
+pub const DEFAULT_LOOP_INTERVAL_SECS: u64 = 60;
 
 fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, ConfigError> {
     let r = role.name();
@@ -424,20 +449,7 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
             .to_string_lossy()
             .into_owned()
     };
-    let alive = raw.typed(
-        "raet_alive_period",
-        "a number of seconds greater than 0",
-        Duration::from_secs(DEFAULT_ALIVE_PERIOD_SECS),
-        |k| {
-            let secs = match k {
-                ValueKind::I64(n) => *n as f64,
-                ValueKind::Float(f) => *f,
-                ValueKind::String(s) => s.trim().parse().ok()?,
-                _ => return None,
-            };
-            (secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
-        },
-    )?;
+    let alive = raw.seconds("raet_alive_period", DEFAULT_ALIVE_PERIOD_SECS)?;
     Ok(CommonConfig {
         config_dir: dir.to_owned(),
         files: raw.files.clone(),
@@ -482,6 +494,8 @@ impl MasterConfig {
                 .get("raet_auto_accept")
                 .map(|_| raw.parsed("raet_auto_accept", "never, once or always", AutoMode::Never))
                 .transpose()?,
+            presence_events: raw.bool("presence_events", false)?,
+            loop_interval: raw.seconds("loop_interval", DEFAULT_LOOP_INTERVAL_SECS)?,
             common,
         })
     }

@@ -20,6 +20,7 @@ use crate::lane::{LaneError, LaneStack};
 use crate::road::{Event, Presence, RoadConfig, Timers, Uid};
 use crate::salt::acceptance::{Acceptor, Answer};
 use crate::salt::config::{MasterConfig, MinionConfig};
+use crate::salt::evbus::{BusEvent, EventBus};
 use crate::salt::identity::{check_binding, Identity, LocalParams};
 use crate::salt::pki::{self, KeyChange, KeyState, PkiWatcher};
 use crate::salt::route::{
@@ -36,6 +37,14 @@ pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub const REJECTED_RETRY: Duration = Duration::from_secs(30);
 /// Period of the master's full rescan of the pki directories (besides inotify).
 pub const PKI_RESCAN: Duration = Duration::from_secs(5);
+/// The tag of salt-key's events on Salt's master event bus.
+pub const KEY_TAG: &str = "salt/key";
+/// The tag of the master's key decisions (Salt's `_auth`).
+pub const AUTH_TAG: &str = "salt/auth";
+/// The tag of a presence change (`new`, `lost` lists).
+pub const PRESENCE_CHANGE_TAG: &str = "salt/presence/change";
+/// The tag of the periodic list of present minions.
+pub const PRESENCE_PRESENT_TAG: &str = "salt/presence/present";
 /// How long `status` waits for the daemon's answer.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -151,12 +160,25 @@ enum Side {
         roles: Roles,
         keys: mpsc::Receiver<KeyChange>,
         _watcher: PkiWatcher,
+        bus: Bus,
+        /// The key state of each id as last applied to the road (the pki watcher and
+        /// `salt/key` events may both report one change).
+        applied: BTreeMap<String, Option<KeyState>>,
     },
     Minion {
         master: SocketAddr,
         rejoin: mpsc::UnboundedSender<()>,
         joins: mpsc::UnboundedReceiver<JoinOutcome>,
     },
+}
+
+/// The master's use of Salt's event bus.
+struct Bus {
+    bus: EventBus,
+    events: mpsc::Receiver<BusEvent>,
+    /// `salt/presence/*` events are fired (Salt's `presence_events`), `salt/presence/present`
+    /// every tick of this interval (Salt's `loop_interval`).
+    presence: Option<tokio::time::Interval>,
 }
 
 /// A join attempt of the minion's join loop.
@@ -207,7 +229,24 @@ pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
     road_config.timers = presence_timers(config.common.raet_alive_period);
     let acceptor = Acceptor::new(&config)?;
     let initial = acceptor.pki().scan()?;
+    let applied = initial
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let state = initial.state_of(&id).map(|(s, _)| s);
+            (id, state)
+        })
+        .collect();
     let (watcher, keys) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
+    let (bus, events) = EventBus::spawn(&config.common.sock_dir, &[KEY_TAG]);
+    let presence = config.presence_events.then(|| {
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.loop_interval,
+            config.loop_interval,
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
     let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
     info!(id = %own, addr = %road.local_addr(), mode = %acceptor.mode, "master road up");
     let side = Side::Master {
@@ -215,6 +254,12 @@ pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
         roles,
         keys,
         _watcher: watcher,
+        bus: Bus {
+            bus,
+            events,
+            presence,
+        },
+        applied,
     };
     Daemon::start(own, road, &config.common.sock_dir, side)
         .await?
@@ -276,7 +321,7 @@ async fn resolve_master(config: &MinionConfig) -> Result<SocketAddr, DaemonError
 }
 
 /// A delay in `[d/2, d]` (spreads the rejoins of many minions).
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
@@ -564,6 +609,13 @@ impl Daemon {
             peer.presence = word;
         }
         info!(remote = %name, presence = word, "presence");
+        if self.presence_events() {
+            let (new, lost): (Vec<&str>, Vec<&str>) = match presence {
+                Presence::Lost => (vec![], vec![name]),
+                _ => (vec![name], vec![]),
+            };
+            self.fire(PRESENCE_CHANGE_TAG, json!({"new": new, "lost": lost}));
+        }
         for yard in self.table.yards_for(SHARE_PRESENCE) {
             let load = json!({"change": word, "id": name});
             let load = load.as_object().cloned().unwrap_or_default();
@@ -612,19 +664,27 @@ impl Daemon {
             warn!(remote = %name, "pending join without keys");
             return;
         };
-        let answer = match check_binding(&offered.verhex, &offered.pubhex) {
+        let (answer, auth) = match check_binding(&offered.verhex, &offered.pubhex) {
             Err(e) => {
                 warn!(remote = %name, error = %e, "join refused: keys not bound");
-                Answer::Reject
+                (Answer::Reject, None)
             }
-            Ok(key) => match acceptor.join(name, &pki::pem_from_verify_key(&key)) {
-                Ok(decision) => decision.answer,
-                Err(e) => {
-                    warn!(remote = %name, error = %e, "join refused");
-                    Answer::Reject
+            Ok(key) => {
+                let pem = pki::pem_from_verify_key(&key);
+                match acceptor.join(name, &pem) {
+                    Ok(decision) => (decision.answer, Some((decision.act, pem))),
+                    Err(e) => {
+                        warn!(remote = %name, error = %e, "join refused");
+                        (Answer::Reject, None)
+                    }
                 }
-            },
+            }
         };
+        // Salt's `_auth` fires its decision on the master event bus.
+        if let Some((act, pem)) = auth {
+            let data = json!({"result": act.result(), "act": act.as_str(), "id": name, "pub": pem});
+            self.fire(AUTH_TAG, data);
+        }
         let result = match answer {
             Answer::Accept => self.road.accept(name).await,
             Answer::Reject => self.road.reject(name).await,
@@ -638,6 +698,11 @@ impl Daemon {
     async fn on_side(&mut self, input: SideInput) {
         match input {
             SideInput::Key(change) => self.on_key_change(change).await,
+            SideInput::Bus(event) => self.on_key_event(event).await,
+            SideInput::Present => {
+                let present: Vec<String> = self.allowed_peers().into_iter().collect();
+                self.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
+            }
             SideInput::Join(JoinOutcome::Joined(uid)) => {
                 let name = self
                     .road
@@ -662,15 +727,69 @@ impl Daemon {
         }
     }
 
-    /// An operator decision made with salt-key (seen in the pki directories).
-    async fn on_key_change(&mut self, change: KeyChange) {
-        let Side::Master { roles, .. } = &self.side else {
+    /// Fires an event on Salt's master event bus (master only; `data` is a map).
+    fn fire(&self, tag: &str, data: Value) {
+        if let (Side::Master { bus, .. }, Value::Object(data)) = (&self.side, data) {
+            bus.bus.fire(tag, data);
+        }
+    }
+
+    /// Whether `salt/presence/*` events are fired.
+    fn presence_events(&self) -> bool {
+        matches!(&self.side, Side::Master { bus, .. } if bus.presence.is_some())
+    }
+
+    /// A `salt/key` event of salt-key: says *when* to look; the pki directories say what the
+    /// decision is (an accept whose file is not in `minions/` accepts nothing).
+    async fn on_key_event(&mut self, event: BusEvent) {
+        let Side::Master {
+            acceptor, applied, ..
+        } = &self.side
+        else {
             return;
         };
+        let field = |key: &str| event.data.get(key).and_then(Value::as_str);
+        let (Some(act), Some(id)) = (field("act"), field("id")) else {
+            debug!(data = %event.data, "salt/key event without act or id");
+            return;
+        };
+        if !matches!(act, "accept" | "reject" | "delete") {
+            return;
+        }
+        let pki = acceptor.pki();
+        let state = match (pki.lookup(id), pki.denied(id)) {
+            (Ok(key), Ok(denied)) => key.map(|k| k.state).or(denied.map(|_| KeyState::Denied)),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(id, error = %e, "salt/key event: cannot read the key");
+                return;
+            }
+        };
+        info!(id, act, state = ?state, "salt/key event");
+        let change = KeyChange {
+            id: id.to_owned(),
+            old: applied.get(id).copied().flatten(),
+            new: state,
+            key_changed: false,
+        };
+        self.on_key_change(change).await;
+    }
+
+    /// An operator decision made with salt-key (seen in the pki directories or announced by a
+    /// `salt/key` event), applied once.
+    async fn on_key_change(&mut self, change: KeyChange) {
+        let Side::Master { roles, applied, .. } = &mut self.side else {
+            return;
+        };
+        if !change.key_changed && applied.get(&change.id) == Some(&change.new) {
+            debug!(id = %change.id, new = ?change.new, "key change already applied");
+            return;
+        }
+        applied.insert(change.id.clone(), change.new);
+        let roles = Arc::clone(roles);
         info!(id = %change.id, old = ?change.old, new = ?change.new, "key change");
         let keep_decision = matches!(change.new, Some(KeyState::Rejected));
         if !keep_decision {
-            roles_lock(roles).remove(&change.id);
+            roles_lock(&roles).remove(&change.id);
         }
         let known = self
             .road
@@ -685,9 +804,12 @@ impl Daemon {
             Some(KeyState::Accepted) => self.road.accept(&change.id).await,
             Some(KeyState::Pending) => Ok(()),
             Some(KeyState::Rejected) | Some(KeyState::Denied) | None => {
+                if self.peers.get(&change.id).is_some_and(|p| p.allowed) {
+                    self.presence(&change.id, Presence::Lost).await;
+                }
                 let result = self.road.reject(&change.id).await;
                 if !keep_decision {
-                    roles_lock(roles).remove(&change.id);
+                    roles_lock(&roles).remove(&change.id);
                 }
                 self.drop_session(&change.id).await;
                 result
@@ -771,6 +893,10 @@ impl Daemon {
             .map(|(k, v)| ((*k).to_owned(), json!(v)))
             .collect();
         out.insert("routing".into(), Value::Object(counters));
+        if let Side::Master { bus, .. } = &self.side {
+            let stats = serde_json::to_value(bus.bus.stats()).unwrap_or_default();
+            out.insert("event_bus".into(), stats);
+        }
         out
     }
 }
@@ -778,13 +904,28 @@ impl Daemon {
 /// An input specific to one side.
 enum SideInput {
     Key(KeyChange),
+    Bus(BusEvent),
+    Present,
     Join(JoinOutcome),
     Closed,
 }
 
 async fn side_input(side: &mut Side) -> SideInput {
     let input = match side {
-        Side::Master { keys, .. } => keys.recv().await.map(SideInput::Key),
+        Side::Master { keys, bus, .. } => {
+            let tick = async {
+                match bus.presence.as_mut() {
+                    Some(ticker) => ticker.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(change) = keys.recv() => Some(SideInput::Key(change)),
+                Some(event) = bus.events.recv() => Some(SideInput::Bus(event)),
+                _ = tick => Some(SideInput::Present),
+                else => None,
+            }
+        }
         Side::Minion { joins, .. } => joins.recv().await.map(SideInput::Join),
     };
     match input {

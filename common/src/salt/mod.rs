@@ -7,7 +7,8 @@
 //! * [`acceptance`]: Salt's key acceptance rules (`open_mode`, `auto_accept`, autosign and
 //!   autoreject files) as a decision for a joining minion;
 //! * [`route`]: the routing table between local yards and remote estates (pure decisions);
-//! * [`daemon`]: the run loop of both daemons (road, lane, routing, presence, status).
+//! * [`daemon`]: the run loop of both daemons (road, lane, routing, presence, status);
+//! * [`evbus`]: Salt's master event bus over its Unix sockets (`salt/auth`, `salt/key`, presence).
 //!
 //! The protocol library itself does not depend on this module: it is compiled only with the
 //! `salt` feature, which pulls in `config`, `notify`, `sha2` and `regex`.
@@ -15,6 +16,7 @@
 pub mod acceptance;
 pub mod config;
 pub mod daemon;
+pub mod evbus;
 pub mod identity;
 pub mod pki;
 pub mod route;
