@@ -399,11 +399,16 @@ impl Daemon {
         };
         info!(path = %lane.path().display(), "lane up");
         let (failures, failures_rx) = mpsc::unbounded_channel();
+        // A minion's Salt processes address their master by share alone (`req`).
+        let table = match side {
+            Side::Master { .. } => RouteTable::new(),
+            Side::Minion { .. } => RouteTable::with_upstream(),
+        };
         Ok(Daemon {
             own,
             road,
             lane: Arc::new(lane),
-            table: RouteTable::new(),
+            table,
             peers: BTreeMap::new(),
             side,
             failures,
@@ -501,6 +506,7 @@ impl Daemon {
                     debug!(%yard, "yard registered");
                     let mut load = Map::new();
                     load.insert("registered".into(), Value::Bool(true));
+                    load.insert("estate".into(), Value::String(self.own.clone()));
                     let env = self.manor_envelope(&yard, SHARE_REGISTER, load);
                     work.push(Action::Local(yard, env));
                 }

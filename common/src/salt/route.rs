@@ -21,6 +21,8 @@ pub const SHARE_REGISTER: &str = "register";
 pub const SHARE_STATUS: &str = "status";
 /// Share that receives presence changes.
 pub const SHARE_PRESENCE: &str = "presence";
+/// Load key of a request id, copied into the error envelope answering the request.
+pub const RID: &str = "rid";
 
 /// Why a message was not delivered (the `kind` of an error envelope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,13 +165,18 @@ impl Envelope {
     }
 
     /// The error envelope answering this one: route swapped (from `own` estate, yard
-    /// [`MANOR`], to the source), load `{"error": reason, "kind": code}`.
+    /// [`MANOR`], to the source), load `{"error": reason, "kind": code}` plus the request id
+    /// `rid` of this message when it has one (so that a waiting requester fails at once).
     pub fn error_reply(&self, own: &str, kind: ErrorKind, reason: &str) -> Envelope {
         let dst_estate = match &self.src[0] {
             Some(e) if e != own => DstEstate::One(e.clone()),
             _ => DstEstate::Local,
         };
-        reply_error(dst_estate, self.src[1].clone(), own, kind, reason)
+        let mut reply = reply_error(dst_estate, self.src[1].clone(), own, kind, reason);
+        if let Some(rid) = self.load.get(RID) {
+            reply.load.insert(RID.into(), rid.clone());
+        }
+        reply
     }
 }
 
@@ -262,12 +269,26 @@ pub enum Action {
 pub struct RouteTable {
     yards: BTreeMap<String, Registration>,
     counters: BTreeMap<&'static str, u64>,
+    /// Per share, how many messages were spread over its yards (round-robin position).
+    spread: BTreeMap<String, usize>,
+    /// Whether a local message for a share no local yard serves goes to the first joined
+    /// peer (a minion daemon's master) instead of failing.
+    upstream: bool,
 }
 
 impl RouteTable {
     /// An empty table.
     pub fn new() -> RouteTable {
         RouteTable::default()
+    }
+
+    /// An empty table that sends local messages for shares no local yard serves to the first
+    /// joined peer: the minion daemon's table (its peers are its masters).
+    pub fn with_upstream() -> RouteTable {
+        RouteTable {
+            upstream: true,
+            ..RouteTable::default()
+        }
     }
 
     /// Counters: one per [`ErrorKind::code`], plus `routed_local`, `routed_road`, `registered`.
@@ -332,6 +353,18 @@ impl RouteTable {
             DstEstate::All => peers.iter().cloned().collect(),
         };
         if targets.is_empty() && env.dst_estate != DstEstate::All {
+            if let Some(master) = self.upstream_for(&env, peers) {
+                return match master {
+                    Some(master) => {
+                        self.count("routed_upstream");
+                        Action::Road(vec![master], env)
+                    }
+                    None => {
+                        let reason = "no master is joined";
+                        self.error(own, &env, ErrorKind::UnknownEstate, reason)
+                    }
+                };
+            }
             return self.daemon_or_local(own, from_yard, env);
         }
         if let Some(unknown) = targets.iter().find(|t| !peers.contains(*t)) {
@@ -340,6 +373,22 @@ impl RouteTable {
         }
         self.count("routed_road");
         Action::Road(targets, env)
+    }
+
+    /// With an upstream table, the upstream peer of a local message addressed to a share only
+    /// (no yard) that no local yard serves: `Some(Some(peer))`, or `Some(None)` when no peer is
+    /// joined; `None` when the message stays local.
+    fn upstream_for(&self, env: &Envelope, peers: &BTreeSet<String>) -> Option<Option<String>> {
+        let share = env.dst_share.as_deref()?;
+        let stays = !self.upstream
+            || env.dst_yard.is_some()
+            || share == SHARE_REGISTER
+            || share == SHARE_STATUS
+            || !self.yards_for(share).is_empty();
+        if stays {
+            return None;
+        }
+        Some(peers.iter().next().cloned())
     }
 
     /// A local message for the daemon's yard (register, status) or another local yard.
@@ -381,9 +430,9 @@ impl RouteTable {
         let share = env.dst_share.clone();
         let yard = match &env.dst_yard {
             Some(yard) => yard.clone(),
-            None => match share.as_deref().map(|s| self.yards_for(s)) {
-                Some(yards) if !yards.is_empty() => yards[0].clone(),
-                _ => {
+            None => match share.as_deref().and_then(|s| self.spread_over(s)) {
+                Some(yard) => yard,
+                None => {
                     let reason = format!("no yard serves share {:?}", share.unwrap_or_default());
                     return self.error(own, &env, ErrorKind::UnknownShare, &reason);
                 }
@@ -397,6 +446,15 @@ impl RouteTable {
         }
         self.count("routed_local");
         Action::Local(yard, env)
+    }
+
+    /// The next yard serving `share`, round-robin over its yards (in name order).
+    fn spread_over(&mut self, share: &str) -> Option<String> {
+        let yards = self.yards_for(share);
+        let turn = self.spread.entry(share.to_owned()).or_insert(0);
+        let yard = yards.get(*turn % yards.len().max(1))?.clone();
+        *turn = turn.wrapping_add(1);
+        Some(yard)
     }
 
     /// Counts `kind` and answers the sender with an error envelope (or drops an error).

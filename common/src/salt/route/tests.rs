@@ -219,3 +219,61 @@ fn local_message_to_a_named_yard_is_delivered_locally() {
         matches!(t.from_lane("master", "a", &msg, &peers(&[])), Action::Local(ref y, _) if y == "b")
     );
 }
+
+#[test]
+fn requests_are_spread_round_robin_over_the_yards_of_a_share() {
+    let mut t = RouteTable::new();
+    register(&mut t, "w1", json!({"shares": ["req"]}));
+    register(&mut t, "w2", json!({"shares": ["req"]}));
+    let msg =
+        body(json!({"route": {"src": [null, "c", null], "dst": [null, null, "req"]}, "load": {}}));
+    let yards: Vec<String> = (0..4)
+        .map(|_| match t.from_lane("master", "c", &msg, &peers(&[])) {
+            Action::Local(yard, _) => yard,
+            other => panic!("not delivered locally: {other:?}"),
+        })
+        .collect();
+    assert_eq!(yards, ["w1", "w2", "w1", "w2"]);
+}
+
+#[test]
+fn a_minion_table_sends_unserved_shares_to_its_master() {
+    let mut t = RouteTable::with_upstream();
+    register(&mut t, "pubyard", json!({"shares": ["pub"]}));
+    let req = body(
+        json!({"route": {"src": [null, "c", null], "dst": [null, null, "req"]}, "load": {"rid": "r1"}}),
+    );
+    match t.from_lane("m1", "c", &req, &peers(&["master_a"])) {
+        Action::Road(estates, env) => {
+            assert_eq!(estates, ["master_a"]);
+            assert_eq!(env.src[0].as_deref(), Some("m1"));
+        }
+        other => panic!("not sent upstream: {other:?}"),
+    }
+    // a served share stays local, even with a master joined
+    let publ =
+        body(json!({"route": {"src": [null, "c", null], "dst": [null, null, "pub"]}, "load": {}}));
+    assert!(matches!(
+        t.from_lane("m1", "c", &publ, &peers(&["master_a"])),
+        Action::Local(y, _) if y == "pubyard"
+    ));
+    // no master joined: an error carrying the request id comes back at once
+    let action = t.from_lane("m1", "c", &req, &peers(&[]));
+    assert_eq!(error_kind(&action).as_deref(), Some("unknown_estate"));
+    match action {
+        Action::Local(yard, env) => {
+            assert_eq!(yard, "c");
+            assert_eq!(env.load.get(RID), Some(&json!("r1")));
+        }
+        other => panic!("error not returned to the sender: {other:?}"),
+    }
+}
+
+#[test]
+fn a_master_table_does_not_forward_unserved_shares() {
+    let mut t = RouteTable::new();
+    let req =
+        body(json!({"route": {"src": [null, "c", null], "dst": [null, null, "req"]}, "load": {}}));
+    let action = t.from_lane("master", "c", &req, &peers(&["m1"]));
+    assert_eq!(error_kind(&action).as_deref(), Some("unknown_share"));
+}
