@@ -1,0 +1,290 @@
+"""
+Registers transport ``raet`` in Salt without editing Salt's files.
+
+Salt has no transport registry: ``salt.transport.base`` picks the transport
+classes in if/elif chains over ``"zeromq"``/``"tcp"``/``"ws"``, 3008's worker
+pools have three more chains in ``salt.utils.channel``, and the channel
+factories build Salt's RSA/AES channels. Salt imports this package through
+its ``salt.loader`` entry point while it sets up logging, before any of
+those factories runs, in every daemon and command; :func:`install` then
+
+* wraps the four transport factories (other names go to Salt's own);
+* appends ``raet`` to ``TRANSPORTS`` (Salt uses it to find the accepted-keys
+  directory) and makes ``import salt.transport.raet`` work;
+* in native mode (the default: ``raet_salt_crypto`` unset or False) wraps
+  the channel factories so that ``transport: raet`` gets the channels of
+  :mod:`saltext_raet.channel`;
+* lazily (first master-side factory call) maps 3008's worker-pool hop to
+  Salt's ``tcp`` transport, which only matters with ``raet_salt_crypto``.
+"""
+
+import importlib
+import importlib.abc
+import importlib.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+NAME = "raet"
+MODULE = "saltext_raet.transport"
+#: Salt release lines this extension is built and tested for.
+SUPPORTED = ((3007,), (3008,))
+
+_installed = False
+_pools_patched = False
+
+
+class UnsupportedSaltVersion(RuntimeError):
+    """The installed Salt is not one this extension supports."""
+
+
+def check_salt_version(version_info):
+    """Raises :class:`UnsupportedSaltVersion` unless Salt is 3007.x or 3008.x."""
+    major = tuple(version_info[:1])
+    if major not in SUPPORTED:
+        found = ".".join(str(part) for part in version_info[:2])
+        raise UnsupportedSaltVersion(
+            f"saltext-raet supports Salt 3007.x and 3008.x, found Salt {found}; "
+            "install a supported Salt or uninstall saltext-raet"
+        )
+
+
+def ttype(opts, explicit=None):
+    """The transport name, with the precedence of ``salt.transport.base``."""
+    if explicit is not None:
+        return explicit
+    if "transport" in opts:
+        return opts["transport"]
+    return opts.get("pillar", {}).get("master", {}).get("transport", "zeromq")
+
+
+def native(opts):
+    """Whether ``opts`` select transport raet with RAET's own identity (native mode)."""
+    return ttype(opts) == NAME and not opts.get("raet_salt_crypto", False)
+
+
+def _transport():
+    return importlib.import_module(MODULE)
+
+
+def _channel():
+    return importlib.import_module("saltext_raet.channel")
+
+
+class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``import salt.transport.raet`` gives :mod:`saltext_raet.transport` itself."""
+
+    alias = f"salt.transport.{NAME}"
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == self.alias:
+            return importlib.util.spec_from_loader(fullname, self)
+        return None
+
+    def create_module(self, spec):
+        return _transport()
+
+    def exec_module(self, module):
+        module.__spec__ = importlib.util.find_spec(MODULE)
+
+
+def install():
+    """Registers transport ``raet`` (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    import salt.version
+
+    check_salt_version(salt.version.__saltstack_version__.info)
+    _installed = True
+    _wrap_transport_factories()
+    _extend_transports()
+    sys.meta_path.insert(0, _Alias())
+    log.debug("transport %r registered", NAME)
+
+
+def _extend_transports():
+    import salt.transport
+    import salt.transport.base
+
+    old = salt.transport.base.TRANSPORTS
+    if NAME in old:
+        return
+    new = tuple(old) + (NAME,)
+    # salt.master and others did `from salt.transport import TRANSPORTS`
+    for module in list(sys.modules.values()):
+        name = getattr(module, "__name__", "") or ""
+        if name.startswith("salt") and getattr(module, "TRANSPORTS", None) is old:
+            module.TRANSPORTS = new
+    salt.transport.base.TRANSPORTS = new
+    salt.transport.TRANSPORTS = new
+
+
+def _wrap_transport_factories():
+    import salt.transport
+    import salt.transport.base as base
+
+    originals = {
+        name: getattr(base, name)
+        for name in ("request_server", "request_client", "publish_server", "publish_client")
+    }
+
+    def request_server(opts, **kwargs):
+        if ttype(opts) != NAME:
+            return originals["request_server"](opts, **kwargs)
+        _patch_pools()
+        return _transport().RequestServer(opts)
+
+    def request_client(opts, io_loop):
+        if ttype(opts) != NAME:
+            return originals["request_client"](opts, io_loop)
+        return _transport().RequestClient(opts, io_loop=io_loop)
+
+    def publish_server(opts, **kwargs):
+        name = kwargs.get("transport") or ttype(opts)
+        if name != NAME:
+            return originals["publish_server"](opts, **kwargs)
+        kwargs.pop("transport", None)
+        kwargs.pop("ssl", None)
+        _patch_pools()
+        if "pull_path" not in kwargs:
+            import os
+
+            kwargs["pull_path"] = os.path.join(opts["sock_dir"], "publish_pull.ipc")
+        for unused in ("pub_host", "pub_port", "pull_host", "pull_port"):
+            kwargs.setdefault(unused, None)
+        return _transport().PublishServer(opts, **kwargs)
+
+    def publish_client(opts, io_loop, host=None, port=None, path=None, transport=None, **kwargs):
+        if ttype(opts, transport) != NAME:
+            return originals["publish_client"](
+                opts, io_loop, host=host, port=port, path=path, transport=transport, **kwargs
+            )
+        return _transport().PublishClient(opts, io_loop, host=host, port=port, path=path, **kwargs)
+
+    for name, wrapper in (
+        ("request_server", request_server),
+        ("request_client", request_client),
+        ("publish_server", publish_server),
+        ("publish_client", publish_client),
+    ):
+        wrapper.__wrapped__ = originals[name]
+        setattr(base, name, wrapper)
+        setattr(salt.transport, name, wrapper)
+    _wrap_channel_factories()
+
+
+def _wrap_classmethod(cls, name, replacement):
+    original = getattr(cls, name)
+
+    def factory(klass, opts, **kwargs):
+        if klass is cls and native(opts):
+            return replacement(opts, **kwargs)
+        return original.__func__(klass, opts, **kwargs)
+
+    setattr(cls, name, classmethod(factory))
+
+
+def _wrap_channel_factories():
+    """
+    Native mode: the channel factories return RAET-native channels. The
+    channel modules import salt.master and friends, so this runs when the
+    first of them is imported (a meta-path hook), never earlier.
+    """
+    targets = {
+        "salt.channel.client": _patch_client_channels,
+        "salt.channel.server": _patch_server_channels,
+    }
+    for module_name, patch in targets.items():
+        if module_name in sys.modules:
+            patch(sys.modules[module_name])
+        else:
+            sys.meta_path.insert(0, _AfterImport(module_name, patch))
+
+
+def _patch_client_channels(module):
+    _wrap_classmethod(
+        module.AsyncReqChannel, "factory", lambda o, **k: _channel().NativeReqChannel.factory(o, **k)
+    )
+    _wrap_classmethod(
+        module.AsyncPubChannel, "factory", lambda o, **k: _channel().NativePubChannel.factory(o, **k)
+    )
+
+
+def _patch_server_channels(module):
+    _wrap_classmethod(
+        module.ReqServerChannel,
+        "factory",
+        lambda o, **k: _channel().NativeReqServerChannel.factory(o, **k),
+    )
+    _wrap_classmethod(
+        module.PubServerChannel,
+        "factory",
+        lambda o, **k: _channel().NativePubServerChannel.factory(o, **k),
+    )
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``patch(module)`` right after ``module_name`` is first imported."""
+
+    def __init__(self, module_name, patch):
+        self.module_name = module_name
+        self.patch = patch
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.module_name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, patch = spec.loader, self.patch
+
+        class _Patching(importlib.abc.Loader):
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                patch(module)
+
+        spec.loader = _Patching()
+        return spec
+
+
+def _patch_pools():
+    """
+    Salt 3008's worker pools: with Salt's channels (``raet_salt_crypto``)
+    the PoolRouter process serves the RAET transport and forwards to the
+    MWorkers over Salt's ``tcp`` IPC transport. Must not run at hook time:
+    importing salt.utils.channel while Salt sets up logging is a circular
+    import.
+    """
+    global _pools_patched
+    if _pools_patched:
+        return
+    _pools_patched = True
+    import salt.master  # noqa: F401  (import order: salt.utils.channel needs it)
+
+    try:
+        import salt.utils.channel as uchan
+    except ImportError:  # Salt 3007: no worker pools
+        return
+    if not hasattr(uchan, "create_server_transport"):
+        return
+
+    def pool_opts(opts):
+        if ttype(opts) == NAME:
+            opts = dict(opts)
+            opts["transport"] = "tcp"
+        return opts
+
+    cst, cct, crc = (
+        uchan.create_server_transport,
+        uchan.create_client_transport,
+        uchan.create_request_client,
+    )
+    uchan.create_server_transport = lambda opts: cst(pool_opts(opts))
+    uchan.create_client_transport = lambda opts, io_loop: cct(pool_opts(opts), io_loop)
+    uchan.create_request_client = lambda opts, io_loop=None: crc(pool_opts(opts), io_loop)

@@ -1,0 +1,513 @@
+"""
+Salt's four transport classes over RAET.
+
+Salt processes never open a network socket here: each one attaches a yard to
+the lane of the local RAET daemon (``salt-raet-master`` or
+``salt-raet-minion``, lane directory ``<sock_dir>/raet``) and exchanges route
+envelopes with the daemon's yard ``manor``, which carries them over the UDP
+road to the other host. Payloads travel as Salt's own msgpack bytes
+(``salt.payload``), base64-encoded inside the JSON envelope by the native
+module.
+
+* requests: ``[null, null, "req"]``: on the master host the daemon delivers
+  them to a yard serving share ``req`` (the request servers, round-robin); on
+  a minion host it sends them to its master. Replies go back to the
+  request's source (estate, yard), matched by the request id ``rid``.
+* publications: the master's publisher sends them to share ``pub`` of the
+  targeted minion estates (or ``"*"``); the minion daemon hands them to the
+  yard serving ``pub`` (the minion's PublishClient).
+
+These classes carry whatever the channel layer above gives them: Salt's
+stock channels (``raet_salt_crypto: True``) or the RAET-native channels of
+:mod:`saltext_raet.channel` (the default).
+"""
+
+import asyncio
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import uuid
+
+import salt.exceptions
+import salt.payload
+import salt.transport.base
+
+from saltext_raet import _native
+
+log = logging.getLogger(__name__)
+
+REQ_SHARE = "req"
+PUB_SHARE = "pub"
+PRESENCE_SHARE = "presence"
+REGISTER_SHARE = "register"
+#: Yard of the master's publish daemon (MWorkers hand it publications).
+PUBLISHER_YARD = "publisher"
+#: How often a serving yard registers again (the daemon may have restarted).
+REGISTER_PERIOD = 2.0
+#: Daemon errors that may clear up (master restarting, minion joining): a
+#: request is sent again, with backoff, until its timeout.
+TRANSIENT_ERRORS = frozenset(
+    ("unknown_estate", "unknown_share", "no_such_yard", "send_failed")
+)
+
+_yard_numbers = itertools.count()
+
+
+def yard_name(prefix):
+    """A yard name unique on the host: prefix, pid and a counter (no dots)."""
+    return f"{prefix}{os.getpid()}x{next(_yard_numbers)}"
+
+
+def _running_loop(io_loop=None):
+    if io_loop is not None:
+        asyncio_loop = getattr(io_loop, "asyncio_loop", io_loop)
+        if isinstance(asyncio_loop, asyncio.AbstractEventLoop):
+            return asyncio_loop
+    return asyncio.get_event_loop()
+
+
+class Endpoint:
+    """
+    One yard on the local daemon's lane, driven by an asyncio loop: requests
+    with replies matched by id, registration of served shares (repeated, so a
+    restarted daemon learns them again), and a handler for everything else.
+    """
+
+    def __init__(self, opts, loop, prefix, on_message=None, name=None):
+        self.loop = loop
+        self.yard = _native.Yard(_native.lane_dir(opts["sock_dir"]), name or yard_name(prefix))
+        self.on_message = on_message
+        self.estate = None
+        self._waiting = {}
+        self._registered = None
+        self._tasks = set()
+        self._closed = False
+        loop.add_reader(self.yard.fileno(), self._readable)
+
+    @property
+    def name(self):
+        return self.yard.name
+
+    def _spawn(self, coro):
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _readable(self):
+        try:
+            messages = self.yard.recv()
+        except OSError as exc:
+            log.warning("RAET lane yard %s: receive failed: %s", self.name, exc)
+            return
+        for msg in messages:
+            if msg.src[2] == REGISTER_SHARE and msg.error is None:
+                self._on_registered(msg)
+                continue
+            waiter = self._waiting.pop(msg.rid, None) if msg.rid else None
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_result(msg)
+            elif self.on_message is not None:
+                self._spawn(self.on_message(msg))
+            elif msg.error is not None:
+                log.debug("RAET lane yard %s: %s (%s)", self.name, msg.error, msg.kind)
+
+    def _on_registered(self, msg):
+        load = json.loads(msg.load)
+        self.estate = load.get("estate")
+        if self._registered is not None and not self._registered.done():
+            self._registered.set_result(self.estate)
+
+    def send(self, dst, load=None, salt=None, to_yard=_native.MANOR):
+        self.yard.send(dst, json.dumps(load or {}), salt, to_yard)
+
+    async def call(self, dst, payload, timeout):
+        """
+        Sends ``payload`` (bytes) to ``dst`` and returns the reply's payload;
+        a transient daemon error is retried with backoff until ``timeout``.
+        """
+        deadline = self.loop.time() + timeout
+        pause = 0.05
+        while True:
+            rid = uuid.uuid4().hex
+            waiter = self.loop.create_future()
+            self._waiting[rid] = waiter
+            try:
+                try:
+                    self.send(dst, {"rid": rid}, payload)
+                except OSError as exc:
+                    # the daemon's lane is not there (daemon stopped): retry
+                    waiter.set_result(None)
+                    reason, kind = str(exc), "no_daemon"
+                left = deadline - self.loop.time()
+                try:
+                    msg = await asyncio.wait_for(waiter, max(left, 0))
+                except asyncio.TimeoutError:
+                    raise salt.exceptions.SaltReqTimeoutError("Message timed out")
+            finally:
+                self._waiting.pop(rid, None)
+            if msg is not None:
+                if msg.error is None:
+                    return msg.salt
+                reason, kind = msg.error, msg.kind
+                if kind not in TRANSIENT_ERRORS:
+                    raise salt.exceptions.SaltClientError(f"RAET: {reason} ({kind})")
+            log.debug("RAET request %s not delivered (%s: %s); retrying", rid, kind, reason)
+            if self.loop.time() + pause >= deadline:
+                raise salt.exceptions.SaltReqTimeoutError(f"Message timed out: {reason}")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    def serve(self, shares):
+        """Registers ``shares`` now and every :data:`REGISTER_PERIOD` seconds."""
+        self._registered = self.loop.create_future()
+        self._spawn(self._register_forever(shares))
+        return self._registered
+
+    async def _register_forever(self, shares):
+        load = {"shares": list(shares)}
+        warned = False
+        while not self._closed:
+            try:
+                self.send((None, _native.MANOR, REGISTER_SHARE), load)
+            except OSError as exc:
+                if not warned:
+                    log.warning("RAET daemon not reachable on its lane (%s); retrying", exc)
+                    warned = True
+            await asyncio.sleep(REGISTER_PERIOD)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.loop.remove_reader(self.yard.fileno())
+        except (ValueError, OSError, RuntimeError):
+            pass
+        for task in list(self._tasks):
+            task.cancel()
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.cancel()
+        self._waiting.clear()
+        self.yard.close()
+
+
+class RequestClient(salt.transport.base.RequestClient):
+    """Requests to the master: through the local daemon, no RAET join of its own."""
+
+    ttype = "raet"
+
+    def __init__(self, opts, io_loop, **kwargs):
+        super().__init__(opts, io_loop, **kwargs)
+        self.opts = opts
+        self.io_loop = io_loop
+        self._endpoint = None
+        self._closing = False
+
+    async def connect(self):  # pylint: disable=invalid-overridden-method
+        self._connect_called = True
+        if self._endpoint is None:
+            self._endpoint = Endpoint(self.opts, asyncio.get_running_loop(), "req")
+
+    async def send(self, load, timeout=60):
+        await self.connect()
+        reply = await self._endpoint.call((None, None, REQ_SHARE), salt.payload.dumps(load), timeout)
+        return salt.payload.loads(reply) if reply is not None else None
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+    async def close_async(self):
+        self.close()
+
+
+class RequestServer(salt.transport.base.DaemonizedRequestServer):
+    """
+    The master's request server: each process that calls :meth:`post_fork`
+    attaches a yard serving share ``req``; the daemon spreads requests over
+    them.
+    """
+
+    def __init__(self, opts):
+        super().__init__(opts)
+        self.opts = opts
+        self.message_handler = None
+        self._endpoint = None
+        self._with_peer = False
+
+    def pre_fork(self, process_manager, *args, **kwargs):
+        """Nothing to bind: the RAET daemon owns the network side."""
+
+    def post_fork(self, message_handler, io_loop, **kwargs):
+        """
+        Serves requests with ``message_handler``. With ``raet_with_peer=True``
+        (the native channel) the handler also gets the authenticated minion id
+        of the request, or ``None`` for a process of this host.
+        """
+        self.message_handler = message_handler
+        self._with_peer = bool(kwargs.get("raet_with_peer"))
+        loop = _running_loop(io_loop)
+        self._endpoint = Endpoint(self.opts, loop, "mworker", on_message=self._on_request)
+        self._endpoint.serve([REQ_SHARE])
+
+    async def _on_request(self, msg):
+        if msg.error is not None or msg.salt is None or msg.rid is None:
+            log.debug("RAET request server: ignoring %s (%s)", msg.error, msg.kind)
+            return
+        estate, yard = msg.src[0], msg.src[1]
+        try:
+            payload = salt.payload.loads(msg.salt)
+        except Exception as exc:  # pylint: disable=broad-except
+            log.warning("RAET request from %s/%s is not a Salt payload: %s", estate, yard, exc)
+            reply = "bad load"
+        else:
+            if self._with_peer:
+                peer = None if estate == self._endpoint.estate else estate
+                reply = await self.message_handler(payload, peer)
+            else:
+                reply = await self.message_handler(payload)
+        try:
+            self._endpoint.send((estate, yard, None), {"rid": msg.rid}, salt.payload.dumps(reply))
+        except OSError as exc:
+            log.warning("RAET reply to %s/%s not sent: %s", estate, yard, exc)
+
+    def close(self):
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+
+def _as_bytes(payload):
+    return payload if isinstance(payload, bytes) else salt.payload.dumps(payload)
+
+
+class PublishServer(salt.transport.base.DaemonizedPublishServer):
+    """
+    The master's publisher: MWorkers hand publications to the publish daemon's
+    yard; the daemon process sends them to the targeted minions' ``pub``
+    share through the RAET daemon.
+    """
+
+    def __init__(
+        self,
+        opts,
+        pub_host=None,
+        pub_port=None,
+        pub_path=None,
+        pull_host=None,
+        pull_port=None,
+        pull_path=None,
+        pull_path_perms=0o600,
+        pub_path_perms=0o600,
+        started=None,
+    ):
+        self.opts = opts
+        self.pull_path = pull_path
+        self.pull_path_perms = pull_path_perms
+        self.started = started if started is not None else multiprocessing.Event()
+        self._endpoint = None
+
+    @classmethod
+    def support_ssl(cls):
+        return False
+
+    def topic_support(self):
+        return True
+
+    def __getstate__(self):
+        return {
+            "opts": self.opts,
+            "pull_path": self.pull_path,
+            "pull_path_perms": self.pull_path_perms,
+            "started": self.started,
+        }
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._endpoint = None
+
+    def mark_ready(self):
+        """
+        Creates Salt's ``publish_pull.ipc`` marker (LocalClient refuses to
+        publish without it) and sets ``started``.
+        """
+        if self.pull_path:
+            fd = os.open(self.pull_path, os.O_CREAT | os.O_WRONLY, self.pull_path_perms)
+            os.close(fd)
+            os.chmod(self.pull_path, self.pull_path_perms)
+        self.started.set()
+
+    def publish_daemon(
+        self,
+        publish_payload,
+        presence_callback=None,
+        remove_presence_callback=None,
+        secrets=None,
+        started=None,
+    ):
+        if started is not None:
+            self.started = started
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.create_task(
+            self.publisher(publish_payload, presence_callback, remove_presence_callback, loop)
+        )
+        try:
+            loop.run_forever()
+        finally:
+            self.close()
+            loop.close()
+
+    async def publisher(
+        self,
+        publish_payload,
+        presence_callback=None,
+        remove_presence_callback=None,
+        io_loop=None,
+    ):
+        loop = _running_loop(io_loop)
+
+        async def on_message(msg):
+            if msg.salt is not None and msg.error is None:
+                await publish_payload(msg.salt)
+
+        self._endpoint = Endpoint(
+            self.opts, loop, PUBLISHER_YARD, on_message=on_message, name=PUBLISHER_YARD
+        )
+        self.mark_ready()
+
+    def _lane(self):
+        if self._endpoint is None:
+            self._endpoint = Endpoint(self.opts, asyncio.get_event_loop(), "pub")
+        return self._endpoint
+
+    async def publish_payload(self, payload, topic_list=None, raw_payload=None):
+        """Sends a publication to the minions of ``topic_list`` (all when empty)."""
+        self.send_to(_as_bytes(payload), topic_list)
+
+    def send_to(self, payload, minions=None):
+        """
+        Sends ``payload`` (bytes) to share ``pub`` of each minion of
+        ``minions`` (a message each, so that an absent minion does not stop
+        the others), or of every joined minion when ``minions`` is None.
+        """
+        lane = self._lane()
+        for estate in ["*"] if minions is None else minions:
+            try:
+                lane.send((estate, None, PUB_SHARE), None, payload)
+            except OSError as exc:
+                log.warning("RAET publication to %s not sent: %s", estate, exc)
+
+    async def publish(self, payload, **kwargs):
+        """Hands a publication (bytes, or a dict) to the publish daemon."""
+        self._lane().send((None, PUBLISHER_YARD, None), None, _as_bytes(payload), PUBLISHER_YARD)
+
+    def pre_fork(self, process_manager, *args, **kwargs):
+        process_manager.add_process(self.publish_daemon, args=(self.publish_payload,))
+
+    def connect(self, timeout=None):
+        self._lane()
+
+    def close(self):
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+
+class PublishClient(salt.transport.base.PublishClient):
+    """
+    The minion's subscriber: a yard serving share ``pub`` (publications) and
+    ``presence`` (the daemon's view of its master).
+    """
+
+    ttype = "raet"
+
+    def __init__(self, opts, io_loop, host=None, port=None, path=None, **kwargs):
+        super().__init__(opts, io_loop, **kwargs)
+        self.opts = opts
+        self.io_loop = io_loop
+        self._endpoint = None
+        self._callback = None
+        self._queue = asyncio.Queue()
+        self._connect_callback = None
+        self._disconnect_callback = None
+        self._closing = False
+
+    async def connect(  # pylint: disable=arguments-differ,invalid-overridden-method
+        self, port=None, connect_callback=None, disconnect_callback=None, timeout=None
+    ):
+        self._connect_called = True
+        self._connect_callback = connect_callback
+        self._disconnect_callback = disconnect_callback
+        if self._endpoint is None:
+            self._endpoint = Endpoint(
+                self.opts, asyncio.get_running_loop(), "sub", on_message=self._on_message
+            )
+            registered = self._endpoint.serve([PUB_SHARE, PRESENCE_SHARE])
+            try:
+                await asyncio.wait_for(asyncio.shield(registered), timeout or 60)
+            except asyncio.TimeoutError:
+                raise salt.exceptions.SaltClientError(
+                    "RAET: the local salt-raet-minion daemon does not answer on "
+                    f"{_native.lane_dir(self.opts['sock_dir'])}"
+                )
+        if connect_callback is not None:
+            await connect_callback(True)
+
+    async def _on_message(self, msg):
+        share = msg.src[2]
+        if share == PRESENCE_SHARE:
+            await self._on_presence(json.loads(msg.load))
+            return
+        if msg.error is not None or msg.salt is None:
+            log.debug("RAET subscriber: ignoring %s (%s)", msg.error, msg.kind)
+            return
+        if self._callback is not None:
+            await self._callback(msg.salt)
+        else:
+            self._queue.put_nowait(msg.salt)
+
+    async def _on_presence(self, load):
+        change = load.get("change")
+        if change == "lost" and self._disconnect_callback is not None:
+            self._disconnect_callback()
+        elif change in ("new", "present") and self._connect_callback is not None:
+            await self._connect_callback(True)
+
+    def on_recv(self, callback):
+        self._callback = callback
+
+    def _decode_messages(self, messages):
+        if isinstance(messages, dict):
+            return messages
+        return salt.payload.loads(messages)
+
+    async def recv(self, timeout=None):
+        if timeout == 0:
+            try:
+                return self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        if timeout is None:
+            return await self._queue.get()
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    async def send(self, msg):
+        """Presence is RAET's own (alive heartbeats): nothing to send."""
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None

@@ -1,0 +1,129 @@
+"""The registration of transport raet in a real Salt install (no daemons needed)."""
+
+import asyncio
+import importlib
+
+import pytest
+
+import saltext_raet  # noqa: F401  (registers the transport)
+from saltext_raet import channel, registry, transport
+
+
+def test_supported_salt_versions_pass_and_others_fail_clearly():
+    registry.check_salt_version((3008, 5))
+    registry.check_salt_version((3007, 17, 0))
+    for bad in ((3006, 9), (3009, 0), (2019, 2)):
+        with pytest.raises(registry.UnsupportedSaltVersion, match=r"3007\.x and 3008\.x"):
+            registry.check_salt_version(bad)
+
+
+def test_raet_is_a_salt_transport_and_importable_under_salt_transport():
+    import salt.master
+    import salt.transport
+    import salt.transport.base
+
+    assert "raet" in salt.transport.base.TRANSPORTS
+    assert "raet" in salt.transport.TRANSPORTS
+    assert salt.master.TRANSPORTS is salt.transport.base.TRANSPORTS
+    assert importlib.import_module("salt.transport.raet") is transport
+
+
+def test_transport_factories_pick_raet_and_leave_other_names_to_salt(tmp_path):
+    import salt.transport
+
+    opts = {"transport": "raet", "sock_dir": str(tmp_path), "interface": "127.0.0.1"}
+    assert isinstance(salt.transport.request_server(opts), transport.RequestServer)
+    server = salt.transport.publish_server(opts)
+    assert isinstance(server, transport.PublishServer)
+    assert server.pull_path == str(tmp_path / "publish_pull.ipc")
+    loop = asyncio.new_event_loop()
+    try:
+        client = salt.transport.request_client(opts, io_loop=loop)
+        assert isinstance(client, transport.RequestClient) and client.ttype == "raet"
+        sub = salt.transport.publish_client(opts, loop)
+        assert isinstance(sub, transport.PublishClient)
+        tcp = salt.transport.request_client(dict(opts, transport="tcp"), io_loop=loop)
+        assert type(tcp).__module__ == "salt.transport.tcp"
+    finally:
+        loop.close()
+
+
+def test_native_mode_is_the_default_and_salt_crypto_is_an_option():
+    assert registry.native({"transport": "raet"})
+    assert not registry.native({"transport": "raet", "raet_salt_crypto": True})
+    assert not registry.native({"transport": "zeromq"})
+    assert registry.native({"pillar": {"master": {"transport": "raet"}}})
+
+
+def test_channel_factories_give_native_channels_only_in_native_mode(tmp_path):
+    import salt.channel.client
+    import salt.channel.server
+
+    opts = {"transport": "raet", "sock_dir": str(tmp_path), "id": "m1", "interface": "127.0.0.1",
+            "pki_dir": str(tmp_path), "cachedir": str(tmp_path)}
+    loop = asyncio.new_event_loop()
+    try:
+        chan = salt.channel.client.AsyncReqChannel.factory(opts, io_loop=loop)
+        assert isinstance(chan, channel.NativeReqChannel)
+        assert isinstance(chan.auth, channel.NativeAuth) and chan.crypt == "aes"
+        assert isinstance(
+            salt.channel.server.ReqServerChannel.factory(opts), channel.NativeReqServerChannel
+        )
+    finally:
+        loop.close()
+
+
+def test_native_mode_refuses_options_that_need_salt_rsa_keys():
+    for option in channel.UNSUPPORTED_OPTIONS:
+        with pytest.raises(Exception, match=option):
+            channel.check_options({option: True})
+    channel.check_options({"sign_pub_messages": False})
+
+
+class _Worker:
+    """Records what reaches the MWorker's payload handler."""
+
+    def __init__(self, reply):
+        self.seen = []
+        self.reply = reply
+
+    async def __call__(self, payload):
+        self.seen.append(payload)
+        return self.reply
+
+
+def _server(reply):
+    server = channel.NativeReqServerChannel({"transport": "raet"}, transport=None)
+    server.payload_handler = _Worker(reply)
+    return server
+
+
+def test_a_minion_cannot_speak_for_another():
+    server = _server(({"ok": True}, {"fun": "send"}))
+    load = {"cmd": "_return", "id": "victim", "jid": "1", "return": True}
+    reply = asyncio.run(server.handle_message({"enc": "aes", "load": load}, peer="attacker"))
+    assert reply.startswith("bad load")
+    assert server.payload_handler.seen == []
+
+
+def test_requests_are_bound_to_the_raet_peer():
+    server = _server(({"ok": True}, {"fun": "send"}))
+    reply = asyncio.run(server.handle_message({"enc": "aes", "load": {"cmd": "_file_list"}}, peer="m1"))
+    assert reply == {"ok": True}
+    assert server.payload_handler.seen == [{"enc": "aes", "load": {"cmd": "_file_list", "id": "m1"}}]
+
+
+def test_minions_cannot_send_clear_loads_and_local_clients_cannot_send_aes():
+    server = _server(({"ok": True}, {"fun": "send_clear"}))
+    clear = {"enc": "clear", "load": {"cmd": "publish", "tgt": "*"}}
+    assert asyncio.run(server.handle_message(clear, peer="m1")).startswith("bad load")
+    aes = {"enc": "aes", "load": {"cmd": "_return", "id": "m1"}}
+    assert asyncio.run(server.handle_message(aes, peer=None)).startswith("bad load")
+    assert server.payload_handler.seen == []
+    assert asyncio.run(server.handle_message(clear, peer=None)) == {"ok": True}
+
+
+def test_private_replies_come_back_under_their_key():
+    server = _server(({"pillar_key": 1}, {"fun": "send_private", "key": "pillar", "tgt": "m1"}))
+    reply = asyncio.run(server.handle_message({"enc": "aes", "load": {"cmd": "_pillar", "id": "m1"}}, "m1"))
+    assert reply == {"pillar": {"pillar_key": 1}}
