@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job in one command: stock Salt on `transport: raet` over loopback.
+#
+# Builds what is missing (Salt's venv with saltext_raet through scripts/setup-salt-venv.sh,
+# salt-raet-master/-minion in release), then tests/salt/saltlab.py's demo: in a scratch
+# directory (mktemp; --keep keeps it) it writes master and minion configs on free loopback
+# ports, starts salt-master, salt-raet-master, salt-raet-minion and salt-minion (each in
+# its own session, PIDs recorded), waits for the minion's key in `salt-key -L`, accepts it
+# with `salt-key -a demo-minion -y`, runs `salt '*' test.ping`, prints the result and the
+# time to the first ping, then stops everything it started by PID (also on failure or
+# Ctrl-C). Exit status 0 only if the minion answered True.
+#
+# Options (passed to the demo): --keep, --deadline S, --bin-dir DIR, --venv DIR.
+# Environment: SALT_RAET_VENV (Salt's venv, default target/salt-venv; a venv given this
+# way is used as it is), SALT_RAET_PORTS (e.g. 29000-29999; default: kernel-chosen ports).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
+
+if [ -z "${SALT_RAET_VENV:-}" ] && ! "$venv/bin/python" -c 'import saltext_raet' 2>/dev/null; then
+    echo "salt-demo: creating $venv (scripts/setup-salt-venv.sh)"
+    scripts/setup-salt-venv.sh
+fi
+echo "salt-demo: cargo build --release -p salt-raet-master -p salt-raet-minion"
+cargo build --release --quiet -p salt-raet-master -p salt-raet-minion
+
+exec "$venv/bin/python" "$root/tests/salt/saltlab.py" demo --venv "$venv" \
+    --bin-dir "$root/target/release" "$@"

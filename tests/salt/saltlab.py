@@ -1,0 +1,590 @@
+"""saltlab: stock Salt on ``transport: raet`` with the salt-raet daemons, on loopback.
+
+One module holds the configuration and process logic shared by the one-command demo
+(``scripts/salt-demo.sh`` runs ``python tests/salt/saltlab.py demo``) and the end-to-end
+pytest suite (``tests/salt/conftest.py``). It only needs the standard library: Salt is
+driven through its command-line tools from a venv (``SALT_RAET_VENV``, default
+``target/salt-venv``), the daemons are the ``salt-raet-master`` / ``salt-raet-minion``
+binaries of a cargo build directory.
+
+Everything lives in one scratch directory: per node (``master`` and each minion id) the
+Salt config dir ``<node>/etc/salt``, ``pki``, ``cache``, ``sock``, ``log`` and ``run``;
+``srv/salt`` and ``srv/pillar`` hold a tiny state, a pillar and the files they use. Each
+daemon runs in the foreground in its own session (its PID is its process-group id), and
+is stopped by PID: SIGTERM, a wait, then SIGKILL of whatever is left in its group.
+
+Environment:
+
+- ``SALT_RAET_VENV``: venv with Salt and ``saltext_raet`` (default ``target/salt-venv``);
+- ``SALT_RAET_BIN_DIR``: directory of the daemon binaries (default given by the caller);
+- ``SALT_RAET_PORTS``: ``LO-HI`` range to take free loopback ports from (default: ports
+  chosen by the kernel);
+- ``SALT_RAET_TRANSPORT``: ``raet`` (default) or a stock transport such as ``zeromq``,
+  which runs the same lab without the RAET daemons (a baseline that checks the checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pwd
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, TypeVar
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_VENV = REPO_ROOT / "target" / "salt-venv"
+MASTER = "master"
+PILLAR_GREETING = "hello from the raet pillar"
+STATE_TEXT = "written by state.apply through salt://\n"
+BIG_FILE_SIZE = 10 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+class LabError(RuntimeError):
+    """A lab step failed: a daemon died, a tool failed, or a deadline passed."""
+
+
+def venv_dir() -> Path:
+    """The venv holding Salt: ``$SALT_RAET_VENV`` or ``target/salt-venv``."""
+    return Path(os.environ.get("SALT_RAET_VENV") or DEFAULT_VENV).resolve()
+
+
+def wait_for(what: str, probe: Callable[[], Optional[T]], deadline_s: float,
+             interval_s: float = 0.25) -> T:
+    """Polls ``probe`` until it returns a truthy value and returns that value.
+
+    Raises LabError naming ``what`` (and the last value seen) once ``deadline_s`` seconds
+    have passed. This is the only waiting primitive of the lab: every wait polls a real
+    condition under a deadline.
+    """
+    end = time.monotonic() + deadline_s
+    last: Optional[T] = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= end:
+            raise LabError(f"timed out after {deadline_s:.0f} s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval_s)
+
+
+def json_documents(text: str) -> list:
+    """Every JSON object or array that starts a line of ``text`` (Salt mixes them with
+    plain lines, e.g. in ``--batch`` runs)."""
+    decoder = json.JSONDecoder()
+    docs = []
+    pos = 0
+    while pos < len(text):
+        line_end = text.find("\n", pos)
+        if line_end < 0:
+            line_end = len(text)
+        if text[pos:pos + 1] in ("{", "["):
+            try:
+                doc, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                pos = line_end + 1
+                continue
+            docs.append(doc)
+            pos = end
+            while pos < len(text) and text[pos] in " \r\n":
+                pos += 1
+            continue
+        pos = line_end + 1
+    return docs
+
+
+def to_yaml(value, indent: int = 0) -> str:
+    """Block YAML for nested dicts/lists of scalars (scalars as JSON, which YAML reads)."""
+    pad = " " * indent
+    lines = []
+    items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+    for key, item in items:
+        head = f"{pad}{key}:" if key is not None else f"{pad}-"
+        if isinstance(item, (dict, list)) and item:
+            lines.append(head)
+            lines.append(to_yaml(item, indent + 2).rstrip("\n"))
+        else:
+            lines.append(f"{head} {json.dumps(item)}")
+    return "\n".join(lines) + "\n"
+
+
+class PortPool:
+    """Free loopback ports (TCP and UDP both unbound), from a range or from the kernel."""
+
+    def __init__(self, spec: Optional[str] = None):
+        spec = spec if spec is not None else os.environ.get("SALT_RAET_PORTS", "")
+        self._range: Optional[tuple[int, int]] = None
+        if spec:
+            lo, _, hi = spec.partition("-")
+            self._range = (int(lo), int(hi or lo))
+        self._given: set[int] = set()
+
+    @staticmethod
+    def _free(port: int) -> bool:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(socket.AF_INET, kind) as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    return False
+        return True
+
+    def take(self) -> int:
+        """A port free on 127.0.0.1 for both TCP and UDP, never handed out twice."""
+        if self._range is None:
+            for _ in range(100):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                if port not in self._given and self._free(port):
+                    self._given.add(port)
+                    return port
+        else:
+            lo, hi = self._range
+            start = random.randint(lo, hi)
+            for offset in range(hi - lo + 1):
+                port = lo + (start - lo + offset) % (hi - lo + 1)
+                if port not in self._given and self._free(port):
+                    self._given.add(port)
+                    return port
+        raise LabError(f"no free loopback port in {self._range or 'the ephemeral range'}")
+
+
+class Daemon:
+    """A foreground process in its own session, stopped by PID (never by name)."""
+
+    def __init__(self, name: str, argv: list[str], log: Path):
+        self.name = name
+        self.argv = argv
+        self.log = log
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The PID (== process-group id) of the running process, if started."""
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        """Starts the process (setsid via ``start_new_session``), output to ``log``."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise LabError(f"{self.name} is already running (pid {self.proc.pid})")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def check(self) -> None:
+        """Raises LabError (with the tail of its log) if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise LabError(f"{self.name} (pid {self.proc.pid}) exited with {self.proc.returncode}:\n"
+                           + tail(self.log))
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM to the PID, wait up to ``grace_s`` for it and its process group, then
+        SIGKILL the group's leftovers. Idempotent."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        if self.proc.poll() is None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + grace_s
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        while self._group_alive() and time.monotonic() < end:
+            time.sleep(0.1)
+        if self._group_alive():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.wait(timeout=10)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a text file ('' if it does not exist)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Node:
+    """One Salt host of the lab: the master or a minion, with its own directories."""
+
+    name: str
+    role: str
+    root: Path
+    config: dict = field(default_factory=dict)
+    daemons: list[Daemon] = field(default_factory=list)
+
+    @property
+    def conf_dir(self) -> Path:
+        """Salt's config dir (``-c``) of this node."""
+        return self.root / "etc" / "salt"
+
+    @property
+    def sock_dir(self) -> Path:
+        """Salt's ``sock_dir`` (the RAET lane lives in ``<sock_dir>/raet``)."""
+        return self.root / "sock"
+
+    @property
+    def pki_dir(self) -> Path:
+        """Salt's ``pki_dir``."""
+        return self.root / "pki"
+
+    def daemon(self, name: str) -> Daemon:
+        """The daemon called ``name`` on this node."""
+        for daemon in self.daemons:
+            if daemon.name == name:
+                return daemon
+        raise KeyError(f"{self.name} has no daemon {name}")
+
+
+class Lab:
+    """A salt-master + salt-raet-master and N salt-minion + salt-raet-minion pairs."""
+
+    def __init__(self, root: Path, minion_ids: list[str], bin_dir: Path,
+                 venv: Optional[Path] = None, ports: Optional[PortPool] = None,
+                 transport: Optional[str] = None, minion_grains: Optional[dict] = None):
+        self.root = Path(root).resolve()
+        self.venv = Path(venv).resolve() if venv else venv_dir()
+        self.bin_dir = Path(bin_dir).resolve()
+        self.transport = transport or os.environ.get("SALT_RAET_TRANSPORT") or "raet"
+        self.raet = self.transport == "raet"
+        self.ports = ports or PortPool()
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.srv = self.root / "srv"
+        self.out_dir = self.root / "out"
+        self.master = Node(MASTER, "master", self.root / MASTER)
+        self.minions = {mid: Node(mid, "minion", self.root / mid) for mid in minion_ids}
+        self.minion_grains = minion_grains or {}
+        self.started_at: Optional[float] = None
+
+    # ----- configuration -----
+
+    def nodes(self) -> list[Node]:
+        """The master, then the minions in order."""
+        return [self.master, *self.minions.values()]
+
+    def _common(self, node: Node) -> dict:
+        return {
+            "id": node.name if node.role == "minion" else "lab_master",
+            "user": self.user,
+            "transport": self.transport,
+            "root_dir": str(node.root),
+            "conf_file": str(node.conf_dir / node.role),
+            "pki_dir": str(node.pki_dir),
+            "cachedir": str(node.root / "cache"),
+            "sock_dir": str(node.sock_dir),
+            "extension_modules": str(node.root / "cache" / "extmods"),
+            "pidfile": str(node.root / "run" / f"salt-{node.role}.pid"),
+            "log_file": str(node.root / "log" / node.role),
+            "log_level_logfile": "info",
+        }
+
+    def configure(self) -> None:
+        """Chooses ports and writes every config file, the file roots and the pillar."""
+        master_ports = {"raet_port": self.ports.take(), "publish_port": self.ports.take(),
+                        "ret_port": self.ports.take()}
+        self.master.config = {
+            **self._common(self.master),
+            "interface": "127.0.0.1",
+            **master_ports,
+            "key_logfile": str(self.master.root / "log" / "key"),
+            "auto_accept": False,
+            "gather_job_timeout": 10,
+            "keep_jobs_seconds": 3600,
+            "file_roots": {"base": [str(self.srv / "salt")]},
+            "pillar_roots": {"base": [str(self.srv / "pillar")]},
+        }
+        for mid, node in self.minions.items():
+            node.config = {
+                **self._common(node),
+                "master": "127.0.0.1",
+                "master_port": master_ports["ret_port"],
+                "publish_port": master_ports["publish_port"],
+                "raet_master_port": master_ports["raet_port"],
+                "raet_port": self.ports.take(),
+                "master_alive_interval": 0,
+                "acceptance_wait_time": 2,
+            }
+            if mid in self.minion_grains:
+                node.config["grains"] = self.minion_grains[mid]
+        for node in self.nodes():
+            for sub in ("etc/salt", "pki", "cache", "sock", "log", "run"):
+                (node.root / sub).mkdir(parents=True, exist_ok=True)
+            (node.conf_dir / node.role).write_text(
+                "# written by tests/salt/saltlab.py\n" + to_yaml(node.config))
+        self._write_srv()
+        self._define_daemons()
+
+    def _write_srv(self) -> None:
+        salt_dir = self.srv / "salt"
+        pillar_dir = self.srv / "pillar"
+        for path in (salt_dir / "files", pillar_dir, self.out_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        (salt_dir / "files" / "greeting.txt").write_text(STATE_TEXT)
+        (salt_dir / "lab.sls").write_text(
+            "lab greeting:\n"
+            "  file.managed:\n"
+            f"    - name: {self.out_dir}/{{{{ grains['id'] }}}}.txt\n"
+            "    - source: salt://files/greeting.txt\n")
+        (salt_dir / "big.bin").write_bytes(os.urandom(BIG_FILE_SIZE))
+        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - lab\n")
+        (pillar_dir / "lab.sls").write_text(to_yaml({"lab": {"greeting": PILLAR_GREETING}}))
+
+    def big_file(self) -> Path:
+        """The 10 MB random file served as ``salt://big.bin``."""
+        return self.srv / "salt" / "big.bin"
+
+    def _define_daemons(self) -> None:
+        bin_ = self.venv / "bin"
+        log = self.master.root / "log"
+        self.master.daemons = [Daemon("salt-master", [str(bin_ / "salt-master"), "-c",
+                                      str(self.master.conf_dir), "-l", "quiet"],
+                                      log / "salt-master.console")]
+        if self.raet:
+            self.master.daemons.append(Daemon(
+                "salt-raet-master", [str(self.bin_dir / "salt-raet-master"), "-c",
+                                     str(self.master.conf_dir)],
+                log / "salt-raet-master.console"))
+        for node in self.minions.values():
+            log = node.root / "log"
+            node.daemons = []
+            if self.raet:
+                node.daemons.append(Daemon(
+                    "salt-raet-minion", [str(self.bin_dir / "salt-raet-minion"), "-c",
+                                         str(node.conf_dir)],
+                    log / "salt-raet-minion.console"))
+            node.daemons.append(Daemon(
+                "salt-minion", [str(bin_ / "salt-minion"), "-c", str(node.conf_dir),
+                                "--disable-keepalive", "-l", "quiet"],
+                log / "salt-minion.console"))
+
+    # ----- processes -----
+
+    def check_tools(self) -> None:
+        """Raises LabError naming whatever executable is missing."""
+        needed = [self.venv / "bin" / tool for tool in
+                  ("salt-master", "salt-minion", "salt", "salt-key", "salt-run", "salt-call")]
+        if self.raet:
+            needed += [self.bin_dir / "salt-raet-master", self.bin_dir / "salt-raet-minion"]
+        missing = [str(path) for path in needed if not os.access(path, os.X_OK)]
+        if missing:
+            raise LabError("missing executables: " + ", ".join(missing))
+        if self.raet:
+            probe = subprocess.run([str(self.venv / "bin" / "python"), "-c", "import saltext_raet"],
+                                   capture_output=True, text=True)
+            if probe.returncode != 0:
+                raise LabError(f"saltext_raet is not importable in {self.venv} (run "
+                               f"scripts/setup-salt-venv.sh): {probe.stderr.strip()[-500:]}")
+
+    def daemons(self) -> list[Daemon]:
+        """Every daemon, in start order."""
+        return [d for node in self.nodes() for d in node.daemons]
+
+    def start(self) -> None:
+        """Starts the master's daemons, then each minion's (RAET daemon first)."""
+        self.check_tools()
+        self.started_at = time.monotonic()
+        for daemon in self.daemons():
+            daemon.start()
+        self.record_pids()
+
+    def record_pids(self) -> None:
+        """Writes ``<root>/pids`` (one ``name node pid`` line per started daemon)."""
+        lines = [f"{d.name} {node.name} {d.pid}" for node in self.nodes()
+                 for d in node.daemons if d.pid is not None]
+        (self.root / "pids").write_text("\n".join(lines) + "\n")
+
+    def check_alive(self) -> None:
+        """Raises LabError if any started daemon has exited."""
+        for daemon in self.daemons():
+            daemon.check()
+
+    def stop(self) -> None:
+        """Stops every daemon, minions first, each by its PID."""
+        for daemon in reversed(self.daemons()):
+            daemon.stop()
+
+    def restart(self, node: Node, name: str) -> Daemon:
+        """Stops and starts one daemon of ``node``; returns it."""
+        daemon = node.daemon(name)
+        daemon.stop()
+        daemon.start()
+        self.record_pids()
+        return daemon
+
+    # ----- Salt's tools -----
+
+    def run(self, tool: str, *args: str, node: Optional[Node] = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Runs a Salt tool of the venv with ``-c`` the node's config dir (the master's by
+        default); never raises on a non-zero exit, only on a timeout."""
+        node = node or self.master
+        argv = [str(self.venv / "bin" / tool), "-c", str(node.conf_dir), *args]
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"{' '.join(argv)} did not finish in {timeout:.0f} s; output: "
+                           f"{exc.stdout!r} {exc.stderr!r}") from exc
+
+    def run_json(self, tool: str, *args: str, node: Optional[Node] = None,
+                 timeout: float = 60.0):
+        """Runs a tool with ``--out=json`` and returns its single JSON document (``--static``
+        is added for ``salt``)."""
+        extra = ["--out=json"] + (["--static"] if tool == "salt" else [])
+        proc = self.run(tool, *args, *extra, node=node, timeout=timeout)
+        docs = json_documents(proc.stdout)
+        if len(docs) != 1:
+            raise LabError(f"{tool} {' '.join(args)}: expected one JSON document, exit "
+                           f"{proc.returncode}; stdout: {proc.stdout!r}; stderr: {proc.stderr[-2000:]!r}")
+        return docs[0]
+
+    def keys(self) -> dict:
+        """``salt-key -L --out=json``: lists by state (``minions_pre`` = unaccepted...)."""
+        return self.run_json("salt-key", "-L", timeout=30)
+
+    def wait_pending(self, ids: list[str], deadline_s: float = 60.0) -> dict:
+        """Waits until every id of ``ids`` is listed as unaccepted by ``salt-key -L``."""
+        def probe():
+            self.check_alive()
+            keys = self.keys()
+            return keys if set(ids) <= set(keys.get("minions_pre", [])) else None
+        return wait_for(f"pending keys {ids}", probe, deadline_s, interval_s=0.5)
+
+    def accept(self, mid: str) -> str:
+        """``salt-key -a ID -y``; returns its output."""
+        proc = self.run("salt-key", "-a", mid, "-y", timeout=30)
+        if proc.returncode != 0 or mid not in self.keys().get("minions", []):
+            raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr}")
+        return proc.stdout
+
+    def salt(self, *args: str, timeout_s: int = 15, call_timeout: float = 120.0) -> dict:
+        """``salt -t timeout_s ARGS --out=json --static`` (ARGS: target options, target,
+        function, its arguments): the returns by minion id (``{}`` if none answered)."""
+        proc = self.run("salt", "-t", str(timeout_s), *args, "--out=json", "--static",
+                        timeout=call_timeout)
+        docs = json_documents(proc.stdout)
+        if not docs:
+            return {}
+        if len(docs) != 1 or not isinstance(docs[0], dict):
+            raise LabError(f"salt {' '.join(args)}: unexpected output {proc.stdout!r}")
+        return docs[0]
+
+    def wait_ping(self, ids: list[str], deadline_s: float = 90.0, target: str = "*") -> dict:
+        """Repeats ``salt TARGET test.ping`` until every id of ``ids`` answered True; returns
+        the last returns."""
+        def probe():
+            self.check_alive()
+            returns = self.salt(target, "test.ping", timeout_s=5, call_timeout=60)
+            return returns if all(returns.get(mid) is True for mid in ids) else None
+        return wait_for(f"test.ping answered True by {ids}", probe, deadline_s, interval_s=0.5)
+
+
+# ----- the demo -----
+
+def demo(argv: Optional[list[str]] = None) -> int:
+    """The one-command demo: one master and the minion ``demo-minion``; 0 iff it answered."""
+    parser = argparse.ArgumentParser(prog="salt-demo", description=demo.__doc__)
+    parser.add_argument("--bin-dir", default=str(REPO_ROOT / "target" / "release"),
+                        help="directory of salt-raet-master/-minion (default target/release)")
+    parser.add_argument("--venv", default=None, help="Salt's venv (default $SALT_RAET_VENV "
+                        "or target/salt-venv)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--deadline", type=float, default=120.0,
+                        help="seconds allowed for each wait (default 120)")
+    opts = parser.parse_args(argv)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    root = Path(tempfile.mkdtemp(prefix="salt-demo-"))
+    lab = Lab(root, ["demo-minion"], Path(opts.bin_dir), venv=opts.venv)
+    status = 1
+    try:
+        lab.configure()
+        print(f"salt-demo: scratch dir {root}, transport {lab.transport}, venv {lab.venv}")
+        print(f"salt-demo: master raet_port {lab.master.config['raet_port']}, minion raet_port "
+              f"{lab.minions['demo-minion'].config['raet_port']}")
+        lab.start()
+        for node in lab.nodes():
+            for daemon in node.daemons:
+                print(f"salt-demo: started {daemon.name} ({node.name}) pid {daemon.pid}")
+        keys = lab.wait_pending(["demo-minion"], opts.deadline)
+        print(f"salt-demo: salt-key -L: unaccepted {keys.get('minions_pre')}")
+        print("salt-demo: " + lab.accept("demo-minion").strip().replace("\n", " "))
+        returns = lab.wait_ping(["demo-minion"], opts.deadline)
+        first_ping = time.monotonic() - lab.started_at
+        print("salt-demo: salt '*' test.ping")
+        print(json.dumps(returns, indent=4))
+        print(f"salt-demo: time to first ping {first_ping:.1f} s (daemons started -> test.ping True)")
+        status = 0
+    except LabError as exc:
+        print(f"salt-demo: FAILED: {exc}", file=sys.stderr)
+        for daemon in lab.daemons():
+            if daemon.log.exists():
+                print(f"--- {daemon.log} (tail)\n{tail(daemon.log, 15)}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"salt-demo: interrupted ({exc or 'SIGINT'})", file=sys.stderr)
+        status = 130
+    finally:
+        lab.stop()
+        print("salt-demo: stopped " + ", ".join(f"{d.name} {d.pid}" for d in lab.daemons()
+                                                  if d.pid is not None))
+        if opts.keep:
+            print(f"salt-demo: kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return status
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as src:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["demo"]:
+        sys.exit("usage: saltlab.py demo [--keep] [--bin-dir DIR] [--venv DIR] [--deadline S]")
+    sys.exit(demo(sys.argv[2:]))

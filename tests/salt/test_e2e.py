@@ -1,0 +1,185 @@
+"""End to end: stock Salt 3008 on `transport: raet`, one master and two minions.
+
+The tests share one lab (module scope) and run in file order: the key workflow first (both
+pending, accept one, then the other), then every operator feature with both minions, then
+key deletion and a restart of salt-raet-master. Each test checks what Salt returned (or
+what landed on disk), not exit codes.
+"""
+
+import json
+import re
+import subprocess
+import uuid
+
+import pytest
+
+import saltlab
+from conftest import MINIONS
+
+WEB, DB = MINIONS
+BOTH = {WEB: True, DB: True}
+
+
+def test_both_minions_show_as_unaccepted(lab):
+    keys = lab.wait_pending(MINIONS, deadline_s=180)
+    assert sorted(keys["minions_pre"]) == sorted(MINIONS)
+    assert keys["minions"] == []
+
+
+def test_accepting_one_lets_only_it_answer(lab):
+    lab.accept(WEB)
+    lab.wait_ping([WEB], deadline_s=180)
+    # once it answers, the still unaccepted minion is not even among the returns
+    assert lab.salt("*", "test.ping") == {WEB: True}
+    assert DB in lab.keys()["minions_pre"]
+
+
+def test_accepting_the_other_lets_both_answer(lab):
+    lab.accept(DB)
+    lab.wait_ping(MINIONS, deadline_s=180)
+    assert lab.salt("*", "test.ping") == BOTH
+
+
+def test_cmd_run(lab):
+    assert lab.salt("*", "cmd.run", "echo hi") == {WEB: "hi", DB: "hi"}
+
+
+def test_grains_items(lab):
+    returns = lab.salt("*", "grains.items")
+    assert sorted(returns) == sorted(MINIONS)
+    for mid in MINIONS:
+        assert returns[mid]["id"] == mid
+    assert returns[WEB]["lab_role"] == "web"
+    assert returns[DB]["lab_role"] == "db"
+
+
+def test_pillar_get(lab):
+    # Salt 3008 masks pillar values in job output unless unmask=True is given.
+    masked = lab.salt("*", "pillar.get", "lab:greeting")
+    assert sorted(masked) == sorted(MINIONS)
+    assert all(value in (saltlab.PILLAR_GREETING, "**********") for value in masked.values())
+    plain = lab.salt("*", "pillar.get", "lab:greeting", "unmask=True")
+    assert plain == {mid: saltlab.PILLAR_GREETING for mid in MINIONS}
+
+
+def test_state_apply_with_salt_file(lab):
+    returns = lab.salt("*", "state.apply", "lab", timeout_s=60)
+    assert sorted(returns) == sorted(MINIONS)
+    for mid in MINIONS:
+        results = returns[mid]
+        assert isinstance(results, dict) and results, results
+        assert all(state["result"] is True for state in results.values()), results
+        assert (lab.out_dir / f"{mid}.txt").read_text() == saltlab.STATE_TEXT
+
+
+def test_cp_get_file_10mb_is_byte_identical(lab):
+    want = saltlab.sha256(lab.big_file())
+    dests = {mid: lab.out_dir / f"{mid}.big.bin" for mid in MINIONS}
+    for mid, dest in dests.items():
+        returns = lab.salt(mid, "cp.get_file", "salt://big.bin", str(dest), timeout_s=120,
+                           call_timeout=300)
+        assert returns == {mid: str(dest)}
+        assert dest.stat().st_size == saltlab.BIG_FILE_SIZE
+        assert saltlab.sha256(dest) == want
+
+
+def test_event_send_reaches_the_master_bus(lab):
+    marker = uuid.uuid4().hex
+    tag = f"lab/e2e/{marker}"
+    listener = subprocess.Popen(
+        [str(lab.venv / "bin" / "salt-run"), "-c", str(lab.master.conf_dir), "state.event",
+         f"{tag}*", "count=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        sent = []
+
+        def heard():
+            # Until the runner has subscribed, events are lost: send again each round.
+            if listener.poll() is not None:
+                return True
+            n = len(sent)
+            sent.append(lab.salt(WEB, "event.send", f"{tag}/{n}", f"marker={marker}"))
+            return listener.poll() is not None
+
+        saltlab.wait_for("state.event to print the event", heard, deadline_s=180)
+        out, err = listener.communicate(timeout=30)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    assert sent and all(ret == {WEB: True} for ret in sent), sent
+    line = next((ln for ln in out.splitlines() if ln.startswith(tag)), None)
+    assert line is not None, (out, err)
+    event_tag, _, data = line.partition("\t")
+    assert re.fullmatch(re.escape(tag) + r"/\d+", event_tag)
+    payload = json.loads(data)
+    assert payload["id"] == WEB
+    assert payload["data"]["marker"] == marker
+
+
+def test_jobs_lookup_jid(lab):
+    word = f"echo-{uuid.uuid4().hex[:8]}"
+    proc = lab.run("salt", "--async", "*", "test.echo", word)
+    match = re.search(r"job ID: (\d+)", proc.stdout)
+    assert match, (proc.stdout, proc.stderr)
+    jid = match.group(1)
+
+    def looked_up():
+        ret = lab.run_json("salt-run", "jobs.lookup_jid", jid)
+        return ret if ret == {WEB: word, DB: word} else None
+
+    assert saltlab.wait_for(f"jobs.lookup_jid {jid}", looked_up, deadline_s=120)
+
+
+def test_salt_call_on_a_minion(lab):
+    node = lab.minions[WEB]
+    assert lab.run_json("salt-call", "test.ping", node=node) == {"local": True}
+    # a call that needs the master's file server
+    got = lab.run_json("salt-call", "cp.get_file_str", "salt://files/greeting.txt", node=node)
+    assert got == {"local": saltlab.STATE_TEXT}
+
+
+def test_manage_up_down_present(lab):
+    assert sorted(lab.run_json("salt-run", "manage.up", timeout=120)) == sorted(MINIONS)
+    assert lab.run_json("salt-run", "manage.down", timeout=120) == []
+    assert sorted(lab.run_json("salt-run", "manage.present", timeout=120)) == sorted(MINIONS)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["web-*"], [WEB]),
+    (["-L", f"{WEB},{DB}"], MINIONS),
+    (["-G", "lab_role:db"], [DB]),
+    (["-C", f"G@lab_role:web or {DB}"], MINIONS),
+    (["-C", "*-1 and not G@lab_role:web"], [DB]),
+])
+def test_targeting(lab, args, expected):
+    assert lab.salt(*args, "test.ping") == {mid: True for mid in expected}
+
+
+def test_batch_of_one(lab):
+    proc = lab.run("salt", "-t", "15", "*", "test.ping", "--batch", "1", "--out=json",
+                   timeout=180)
+    # one JSON document per batch, each with one minion's return (plus jid and retcode)
+    batches = [{k: v for k, v in doc.items() if k in MINIONS}
+               for doc in saltlab.json_documents(proc.stdout)]
+    assert sorted(len(batch) for batch in batches) == [1, 1], (proc.stdout, proc.stderr)
+    assert {k: v for batch in batches for k, v in batch.items()} == BOTH
+
+
+def test_deleted_key_no_longer_answers(lab):
+    proc = lab.run("salt-key", "-d", DB, "-y")
+    assert DB not in lab.keys().get("minions", []), proc.stdout
+    assert lab.salt("*", "test.ping") == {WEB: True}
+    assert lab.salt(DB, "test.ping") == {}
+    # its next attempt to join leaves it pending, as in Salt
+    lab.wait_pending([DB], deadline_s=120)
+    assert lab.salt("*", "test.ping") == {WEB: True}
+
+
+def test_restart_of_salt_raet_master(lab):
+    if not lab.raet:
+        pytest.skip(f"transport {lab.transport} has no salt-raet-master")
+    daemon = lab.restart(lab.master, "salt-raet-master")
+    assert daemon.running()
+    returns = lab.wait_ping([WEB], deadline_s=180)
+    assert returns == {WEB: True}
