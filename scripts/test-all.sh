@@ -4,11 +4,13 @@
 #   3. reference raet venv (tests/interop/setup-ref.sh) + its pytest self-test
 #   4. cargo test --workspace (debug), with the Rust<->reference interop tests required,
 #      then the 5 MB simulation scenarios in release (too slow in debug)
-#   5. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
+#   5. stock Salt end to end on transport raet (tests/salt), in Salt's venv
+#   6. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
 # plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
 #
-# Environment: RAET_REF_VENV (default target/ref-venv) is where the reference venv lives.
+# Environment: RAET_REF_VENV (default target/ref-venv) is where the reference venv lives;
+# SALT_RAET_VENV (default target/salt-venv) is Salt's venv with saltext_raet.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,15 +80,21 @@ step "reference venv" "$logdir/setup-ref.log" tests/interop/setup-ref.sh "$venv"
 export RAET_REF_PYTHON="$venv/bin/python"
 export RAET_REQUIRE_INTEROP=1
 
-step "harness self-test" "$logdir/pytest.log" \
+# pytest_step NAME LOG CMD...: a pytest run, its test cases counted; fails on no test passed.
+pytest_step() {
+    local name="$1" log="$2"
+    step "$@"
+    local rc=$?
+    read -r p f < <(pytest_counts "$log")
+    passed=$((passed + p))
+    if [ "$rc" != 0 ] || [ "$p" = 0 ]; then
+        fail "$name (exit $rc, $p passed)" "$((f > 0 ? f : 1))" "$log"
+    fi
+    failed=$((failed + f))
+}
+
+pytest_step "harness self-test" "$logdir/pytest.log" \
     "$RAET_REF_PYTHON" -m pytest -q -p no:cacheprovider tests/interop
-rc=$?
-read -r p f < <(pytest_counts "$logdir/pytest.log")
-passed=$((passed + p))
-if [ "$rc" != 0 ] || [ "$p" = 0 ]; then
-    fail "pytest tests/interop (exit $rc, $p passed)" "$((f > 0 ? f : 1))" "$logdir/pytest.log"
-fi
-failed=$((failed + f))
 
 # cargo_step NAME LOG CMD...: a cargo test run, its test cases counted.
 cargo_step() {
@@ -106,6 +114,14 @@ cargo_step "cargo test" "$logdir/cargo-test.log" cargo test --workspace
 # The 5 MB simulation scenarios are skipped by debug builds (~16 s of CPU each there).
 cargo_step "simulation 5 MB (release)" "$logdir/sim-release.log" \
     cargo test --release -p raet --test sim_messaging -- 5mb
+
+# Stock Salt on transport raet, end to end (tests/salt): a master and two minions with the
+# debug daemons built by cargo test above, in Salt's venv (scripts/setup-salt-venv.sh).
+salt_venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
+pytest_step "salt end-to-end" "$logdir/salt-e2e.log" \
+    env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
+    SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
+    "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 tests/salt
 
 if [ -x fuzz/run.sh ]; then
     step "fuzz" "$logdir/fuzz.log" fuzz/run.sh 30 || fail "fuzz/run.sh 30" 1 "$logdir/fuzz.log"
