@@ -80,12 +80,14 @@ step "reference venv" "$logdir/setup-ref.log" tests/interop/setup-ref.sh "$venv"
 export RAET_REF_PYTHON="$venv/bin/python"
 export RAET_REQUIRE_INTEROP=1
 
-# pytest_step NAME LOG CMD...: a pytest run, its test cases counted; fails on no test passed.
-pytest_step() {
-    local name="$1" log="$2"
+# counted_step COUNTS NAME LOG CMD...: a test run whose cases are counted by the function
+# COUNTS (cargo_counts or pytest_counts) over LOG; it fails if CMD fails or nothing passed.
+counted_step() {
+    local counts="$1" name="$2" log="$3"
+    shift
     step "$@"
     local rc=$?
-    read -r p f < <(pytest_counts "$log")
+    read -r p f < <("$counts" "$log")
     passed=$((passed + p))
     if [ "$rc" != 0 ] || [ "$p" = 0 ]; then
         fail "$name (exit $rc, $p passed)" "$((f > 0 ? f : 1))" "$log"
@@ -93,32 +95,19 @@ pytest_step() {
     failed=$((failed + f))
 }
 
-pytest_step "harness self-test" "$logdir/pytest.log" \
+counted_step pytest_counts "harness self-test" "$logdir/pytest.log" \
     "$RAET_REF_PYTHON" -m pytest -q -p no:cacheprovider tests/interop
 
-# cargo_step NAME LOG CMD...: a cargo test run, its test cases counted.
-cargo_step() {
-    local name="$1" log="$2"
-    step "$@"
-    local rc=$?
-    read -r p f < <(cargo_counts "$log")
-    passed=$((passed + p))
-    if [ "$rc" != 0 ]; then
-        fail "$name (exit $rc)" "$((f > 0 ? f : 1))" "$log"
-    fi
-    failed=$((failed + f))
-}
-
-cargo_step "cargo test" "$logdir/cargo-test.log" cargo test --workspace
+counted_step cargo_counts "cargo test" "$logdir/cargo-test.log" cargo test --workspace
 
 # The 5 MB simulation scenarios are skipped by debug builds (~16 s of CPU each there).
-cargo_step "simulation 5 MB (release)" "$logdir/sim-release.log" \
+counted_step cargo_counts "simulation 5 MB (release)" "$logdir/sim-release.log" \
     cargo test --release -p raet --test sim_messaging -- 5mb
 
 # Stock Salt on transport raet, end to end (tests/salt): a master and two minions with the
 # debug daemons built by cargo test above, in Salt's venv (scripts/setup-salt-venv.sh).
 salt_venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
-pytest_step "salt end-to-end" "$logdir/salt-e2e.log" \
+counted_step pytest_counts "salt end-to-end" "$logdir/salt-e2e.log" \
     env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
     SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
     "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 tests/salt
