@@ -42,6 +42,9 @@ REQ_SHARE = "req"
 PUB_SHARE = "pub"
 PRESENCE_SHARE = "presence"
 REGISTER_SHARE = "register"
+STATUS_SHARE = "status"
+#: How often a minion asks its daemon whether the master accepted it yet.
+ACCEPTANCE_POLL = 0.5
 #: Yard of the master's publish daemon (MWorkers hand it publications).
 PUBLISHER_YARD = "publisher"
 #: How often a serving yard registers again (the daemon may have restarted).
@@ -82,6 +85,7 @@ class Endpoint:
         self.estate = None
         self._waiting = {}
         self._registered = None
+        self._status = []
         self._tasks = set()
         self._closed = False
         loop.add_reader(self.yard.fileno(), self._readable)
@@ -103,9 +107,13 @@ class Endpoint:
             log.warning("RAET lane yard %s: receive failed: %s", self.name, exc)
             return
         for msg in messages:
-            if msg.src[2] == REGISTER_SHARE and msg.error is None:
-                self._on_registered(msg)
-                continue
+            if msg.src[1] == _native.MANOR and msg.error is None:
+                if msg.src[2] == REGISTER_SHARE:
+                    self._on_registered(msg)
+                    continue
+                if msg.src[2] == STATUS_SHARE:
+                    self._on_status(msg)
+                    continue
             waiter = self._waiting.pop(msg.rid, None) if msg.rid else None
             if waiter is not None:
                 if not waiter.done():
@@ -120,6 +128,20 @@ class Endpoint:
         self.estate = load.get("estate")
         if self._registered is not None and not self._registered.done():
             self._registered.set_result(self.estate)
+
+    def _on_status(self, msg):
+        waiters, self._status = self._status, []
+        status = json.loads(msg.load)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(status)
+
+    async def status(self, timeout=5.0):
+        """The daemon's status (its peers, routing counters)."""
+        waiter = self.loop.create_future()
+        self._status.append(waiter)
+        self.send((None, _native.MANOR, STATUS_SHARE))
+        return await asyncio.wait_for(waiter, timeout)
 
     def send(self, dst, load=None, salt=None, to_yard=_native.MANOR):
         self.yard.send(dst, json.dumps(load or {}), salt, to_yard)
@@ -460,8 +482,28 @@ class PublishClient(salt.transport.base.PublishClient):
                     "RAET: the local salt-raet-minion daemon does not answer on "
                     f"{_native.lane_dir(self.opts['sock_dir'])}"
                 )
+            await self._await_master()
         if connect_callback is not None:
             await connect_callback(True)
+
+    async def _await_master(self):
+        """
+        Waits until the daemon has a joined, allowed master: what Salt's
+        ``_auth`` wait is for a ZeroMQ minion (its key pending on the master).
+        """
+        told = False
+        while True:
+            try:
+                status = await self._endpoint.status()
+            except (asyncio.TimeoutError, OSError) as exc:
+                status = {}
+                log.debug("RAET: no status from the minion daemon yet: %s", exc)
+            if any(remote.get("allowed") for remote in status.get("remotes", [])):
+                return
+            if not told:
+                log.info("RAET: waiting for the master to accept this minion's key")
+                told = True
+            await asyncio.sleep(ACCEPTANCE_POLL)
 
     async def _on_message(self, msg):
         share = msg.src[2]
