@@ -585,3 +585,53 @@ fn event_bus_carries_auth_key_and_presence_events() {
         assert_eq!(present["present"], json!([]));
     });
 }
+
+/// The minion's join state and attempt count from its `status --json`.
+fn join_state(minion: &Daemon) -> Option<(String, u64)> {
+    let status = minion.status()?;
+    Some((
+        status["join"]["state"].as_str()?.to_owned(),
+        status["join"]["attempts"].as_u64()?,
+    ))
+}
+
+#[test]
+fn a_rejected_minion_stops_until_sighup() {
+    let site = Site::new();
+    let master = site.master(28810, "");
+    let minion = site.minion("m1", 28811, 28810);
+    wait_for(LIMIT, "m1 pending", || pending(&master, "m1").exists());
+    let rejected = master.pki.join("minions_rejected").join("m1");
+
+    // salt-key -r m1 while its join is pending: the join is answered with a reject.
+    fs::rename(pending(&master, "m1"), &rejected).unwrap();
+    wait_for(LIMIT, "m1 told it is rejected", || {
+        join_state(&minion).is_some_and(|(state, _)| state == "rejected")
+    });
+    let (_, attempts) = join_state(&minion).unwrap();
+    // SIGHUP: exactly one more attempt, rejected again; then it waits again.
+    minion.signal("-HUP");
+    wait_for(LIMIT, "one more attempt after SIGHUP", || {
+        join_state(&minion) == Some(("rejected".to_owned(), attempts + 1))
+    });
+
+    // salt-key -a m1 (from rejected), then SIGHUP: joined and allowed.
+    fs::rename(&rejected, accepted(&master, "m1")).unwrap();
+    minion.signal("-HUP");
+    wait_for(LIMIT, "m1 allowed after SIGHUP", || allowed(&master, "m1"));
+    assert_eq!(join_state(&minion).unwrap().0, "joined");
+
+    // salt-key -r m1 of a joined minion: the master drops the session; the minion's next
+    // alive goes unanswered, its rejoin is rejected, and it stops.
+    fs::rename(accepted(&master, "m1"), &rejected).unwrap();
+    wait_for(LIMIT, "joined m1 told it is rejected", || {
+        join_state(&minion).is_some_and(|(state, _)| state == "rejected")
+    });
+    assert!(!allowed(&master, "m1"));
+    let minion_view = minion.status().unwrap();
+    let row = &minion_view["remotes"][0];
+    assert!(
+        row["joined"] == false && row["allowed"] == false,
+        "no session kept: {minion_view}"
+    );
+}

@@ -215,6 +215,9 @@ pub struct MinionConfig {
     pub master: Vec<String>,
     /// `raet_master_port` (default 4505): the master's road port.
     pub raet_master_port: u16,
+    /// `rejected_retry` (default false, as Salt): a rejected minion asks again periodically
+    /// instead of waiting for SIGHUP or a restart.
+    pub rejected_retry: bool,
 }
 
 /// The merged top-level keys of the files read, each with the file it comes from.
@@ -569,6 +572,7 @@ impl MinionConfig {
             id,
             master,
             raet_master_port: raw.port("raet_master_port", 4505)?,
+            rejected_retry: raw.bool("rejected_retry", false)?,
             common,
         })
     }

@@ -15,7 +15,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
-use crate::keep::{AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord};
+use crate::keep::{
+    Acceptance, AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord,
+};
 use crate::lane::{LaneError, LaneStack};
 use crate::road::{Event, Presence, RoadConfig, Timers, Uid};
 use crate::salt::acceptance::{Acceptor, Answer};
@@ -101,6 +103,7 @@ pub fn presence_timers(period: Duration) -> Timers {
 struct DecisionKeep {
     inner: DirKeep,
     roles: Roles,
+    pki: pki::Pki,
 }
 
 type Roles = Arc<Mutex<BTreeMap<String, RoleRecord>>>;
@@ -127,8 +130,19 @@ impl Keep for DecisionKeep {
     fn remove_remote(&mut self, name: &str) -> Result<(), KeepError> {
         self.inner.remove_remote(name)
     }
+    /// A remembered rejection holds only while the key is still in `minions_rejected` (the
+    /// operator may have accepted it, and the watcher not told us yet): the road then rejects
+    /// the join itself, which the joining minion is told.
     fn load_role(&self, role: &str) -> Result<Option<RoleRecord>, KeepError> {
-        Ok(roles_lock(&self.roles).get(role).cloned())
+        let mut roles = roles_lock(&self.roles);
+        let stale = roles.get(role).is_some_and(|r| {
+            r.acceptance == Acceptance::Rejected
+                && !matches!(self.pki.lookup(role), Ok(Some(key)) if key.state == KeyState::Rejected)
+        });
+        if stale {
+            roles.remove(role);
+        }
+        Ok(roles.get(role).cloned())
     }
     fn save_role(&mut self, role: &RoleRecord) -> Result<(), KeepError> {
         roles_lock(&self.roles).insert(role.role.clone(), role.clone());
@@ -169,6 +183,10 @@ enum Side {
         master: SocketAddr,
         rejoin: mpsc::UnboundedSender<()>,
         joins: mpsc::UnboundedReceiver<JoinOutcome>,
+        /// Where the join loop is (shown by `status`).
+        join: JoinState,
+        /// Join attempts so far.
+        attempts: u64,
     },
 }
 
@@ -181,11 +199,36 @@ struct Bus {
     presence: Option<tokio::time::Interval>,
 }
 
-/// A join attempt of the minion's join loop.
+/// A step of the minion's join loop.
 #[derive(Debug)]
 enum JoinOutcome {
+    Attempt,
     Joined(Uid),
+    Rejected { retrying: bool },
+}
+
+/// Where the minion's join loop is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JoinState {
+    /// Joining (or waiting to retry a failed join).
+    Joining,
+    /// Joined.
+    Joined,
+    /// Rejected; waits for SIGHUP or a restart.
     Rejected,
+    /// Rejected; asks again every [`REJECTED_RETRY`] (`rejected_retry: True`).
+    RejectedRetrying,
+}
+
+impl JoinState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JoinState::Joining => "joining",
+            JoinState::Joined => "joined",
+            JoinState::Rejected => "rejected",
+            JoinState::RejectedRetrying => "rejected_retrying",
+        }
+    }
 }
 
 /// A running daemon.
@@ -219,6 +262,7 @@ pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
     let keep = DecisionKeep {
         inner: dir_keep,
         roles: Arc::clone(&roles),
+        pki: pki::Pki::existing(&config.common.pki_dir),
     };
     let mut road_config = RoadConfig::new(own.clone(), ha);
     road_config.main = true;
@@ -290,8 +334,11 @@ pub async fn run_minion(config: MinionConfig) -> Result<(), DaemonError> {
     info!(id = %own, addr = %road.local_addr(), %master, "minion road up");
     let (rejoin, rejoin_rx) = mpsc::unbounded_channel();
     let (joins_tx, joins) = mpsc::unbounded_channel();
-    tokio::spawn(join_loop(road.clone(), master, rejoin_rx, joins_tx));
+    let retry = config.rejected_retry;
+    tokio::spawn(join_loop(road.clone(), master, retry, rejoin_rx, joins_tx));
     let side = Side::Minion {
+        join: JoinState::Joining,
+        attempts: 0,
         master,
         rejoin,
         joins,
@@ -326,10 +373,13 @@ pub(crate) fn jitter(d: Duration) -> Duration {
 }
 
 /// The minion's join loop: joins the master (vacuously, any old session forgotten), retrying
-/// with capped, jittered backoff; after a success waits for a rejoin request.
+/// with capped, jittered backoff; after a success waits for a rejoin request. A rejected
+/// minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry` (Salt's key) makes
+/// it ask again every [`REJECTED_RETRY`].
 async fn join_loop(
     road: RoadStack,
     master: SocketAddr,
+    rejected_retry: bool,
     mut rejoin: mpsc::UnboundedReceiver<()>,
     outcomes: mpsc::UnboundedSender<JoinOutcome>,
 ) {
@@ -339,6 +389,9 @@ async fn join_loop(
             if remote.ha == master {
                 let _ = road.remove(remote.uid).await;
             }
+        }
+        if outcomes.send(JoinOutcome::Attempt).is_err() {
+            return;
         }
         let delay = match road.join(master).await {
             Ok(uid) => {
@@ -351,11 +404,26 @@ async fn join_loop(
                 continue;
             }
             Err(StackError::Rejected { .. }) => {
-                warn!(%master, "the master rejected this minion's key; asking again later");
-                if outcomes.send(JoinOutcome::Rejected).is_err() {
+                // Nothing more goes to the master (no alives) until we join again.
+                for remote in road.remotes().await {
+                    if remote.ha == master {
+                        let _ = road.remove(remote.uid).await;
+                    }
+                }
+                let retrying = rejected_retry;
+                if outcomes.send(JoinOutcome::Rejected { retrying }).is_err() {
                     return;
                 }
-                REJECTED_RETRY
+                if retrying {
+                    REJECTED_RETRY
+                } else {
+                    // Rejoin requests from before the rejection are stale.
+                    while rejoin.try_recv().is_ok() {}
+                    if rejoin.recv().await.is_none() {
+                        return;
+                    }
+                    continue;
+                }
             }
             Err(StackError::Closed) => return,
             Err(e) => {
@@ -420,6 +488,7 @@ impl Daemon {
         let signal_err = |e: std::io::Error| DaemonError::Other(format!("signals: {e}"));
         let mut term = signal(SignalKind::terminate()).map_err(signal_err)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_err)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(signal_err)?;
         let mut events = self.road.events();
         let road = self.road.clone();
         let lane = Arc::clone(&self.lane);
@@ -427,6 +496,7 @@ impl Daemon {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => self.on_hangup(),
                 received = road.recv() => match received {
                     Some((from, _uid, body)) => {
                         self.seen(&from);
@@ -458,6 +528,18 @@ impl Daemon {
         self.road.clone().shutdown().await;
         info!("stopped");
         Ok(())
+    }
+
+    /// SIGHUP: a rejected minion asks its master again (its key may have been accepted).
+    fn on_hangup(&mut self) {
+        match &mut self.side {
+            Side::Minion { join, rejoin, .. } if *join == JoinState::Rejected => {
+                info!("SIGHUP: joining the master again");
+                *join = JoinState::Joining;
+                let _ = rejoin.send(());
+            }
+            _ => info!("SIGHUP: nothing to do"),
+        }
     }
 
     fn allowed_peers(&self) -> BTreeSet<String> {
@@ -710,6 +792,9 @@ impl Daemon {
                 self.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
             }
             SideInput::Join(JoinOutcome::Joined(uid)) => {
+                if let Side::Minion { join, .. } = &mut self.side {
+                    *join = JoinState::Joined;
+                }
                 let name = self
                     .road
                     .remotes()
@@ -724,9 +809,23 @@ impl Daemon {
                     peer.address = Some(ha);
                 }
             }
-            SideInput::Join(JoinOutcome::Rejected) => {
-                if let Side::Minion { master, .. } = &self.side {
-                    error!(%master, "the master rejected this minion's key");
+            SideInput::Join(JoinOutcome::Rejected { retrying }) => {
+                if let Side::Minion { master, join, .. } = &mut self.side {
+                    if retrying {
+                        *join = JoinState::RejectedRetrying;
+                        error!(%master, "the master rejected this minion's key; asking again later (rejected_retry)");
+                    } else {
+                        *join = JoinState::Rejected;
+                        error!(%master, "the master rejected this minion's key; not asking again until SIGHUP or a restart");
+                    }
+                }
+            }
+            SideInput::Join(JoinOutcome::Attempt) => {
+                if let Side::Minion { join, attempts, .. } = &mut self.side {
+                    *attempts += 1;
+                    if *join != JoinState::RejectedRetrying {
+                        *join = JoinState::Joining;
+                    }
                 }
             }
             SideInput::Closed => {}
@@ -899,9 +998,17 @@ impl Daemon {
             .map(|(k, v)| ((*k).to_owned(), json!(v)))
             .collect();
         out.insert("routing".into(), Value::Object(counters));
-        if let Side::Master { bus, .. } = &self.side {
-            let stats = serde_json::to_value(bus.bus.stats()).unwrap_or_default();
-            out.insert("event_bus".into(), stats);
+        match &self.side {
+            Side::Master { bus, .. } => {
+                let stats = serde_json::to_value(bus.bus.stats()).unwrap_or_default();
+                out.insert("event_bus".into(), stats);
+            }
+            Side::Minion { join, attempts, .. } => {
+                out.insert(
+                    "join".into(),
+                    json!({"state": join.as_str(), "attempts": attempts}),
+                );
+            }
         }
         out
     }

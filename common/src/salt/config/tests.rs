@@ -268,3 +268,23 @@ fn minion_id_defaults_to_the_cached_minion_id_then_the_host_name() {
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(id, host.trim());
 }
+
+#[test]
+fn event_bus_and_rejection_keys_as_salt() {
+    let dir = dir_with(&[]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert!(!c.presence_events);
+    assert_eq!(c.loop_interval, Duration::from_secs(60));
+    let m = MinionConfig::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!m.rejected_retry);
+    let dir = dir_with(&[
+        ("master", "presence_events: yes\nloop_interval: 2.5\n"),
+        ("minion", "id: m1\nrejected_retry: True\n"),
+    ]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert!(c.presence_events);
+    assert_eq!(c.loop_interval, Duration::from_millis(2500));
+    assert!(MinionConfig::load(dir.path()).unwrap().rejected_retry);
+    let (_dir, err) = master_err(&[("master", "loop_interval: 0\n")]);
+    assert!(err.contains("loop_interval") && err.contains("seconds"), "{err}");
+}
