@@ -174,6 +174,14 @@ def test_deleted_key_no_longer_answers(lab):
     # its next attempt to join leaves it pending, as in Salt
     lab.wait_pending([DB], deadline_s=120)
     assert lab.salt("*", "test.ping") == {WEB: True}
+    # and it cannot reach the master any more: a salt-call needing the file server fails
+    # (or is still waiting for acceptance when the call is given up)
+    try:
+        proc = lab.run("salt-call", "--out=json", "cp.get_file_str", "salt://files/greeting.txt",
+                       node=lab.minions[DB], timeout=60)
+    except saltlab.LabError:
+        return
+    assert {"local": saltlab.STATE_TEXT} not in saltlab.json_documents(proc.stdout), proc.stdout
 
 
 def test_restart_of_salt_raet_master(lab):
