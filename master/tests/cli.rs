@@ -87,6 +87,8 @@ fn bad_values_exit_2_naming_file_and_key() {
         ("open_mode: perhaps\n", "open_mode"),
         ("raet_auto_accept: sometimes\n", "raet_auto_accept"),
         ("interface: 999.1.1.1\n", "interface"),
+        ("user: no-such-user-here\n", "user"),
+        ("loop_interval: never\n", "loop_interval"),
     ] {
         let dir = setup();
         let file = dir.path().join("etc/master");

@@ -361,7 +361,7 @@ impl Acceptor {
     pub fn new(config: &MasterConfig) -> Result<Acceptor, PkiError> {
         Ok(Acceptor {
             mode: config.auto_mode(),
-            pki: Pki::open(&config.common.pki_dir)?,
+            pki: Pki::open(&config.common.pki_dir)?.with_owner(config.common.owner.map(|a| a.uid)),
             autosign: SigningFile::new(&config.autosign_file),
             autoreject: SigningFile::new(&config.autoreject_file),
         })

@@ -161,6 +161,9 @@ pub struct CommonConfig {
     pub cachedir: PathBuf,
     /// `user` (default: not set, the daemon runs as whoever starts it).
     pub user: Option<String>,
+    /// The account of `user` (from `/etc/passwd`): key files the master writes are chowned
+    /// to it, as Salt's `localfs_key` does.
+    pub owner: Option<crate::salt::account::Account>,
     /// `log_level` (default `warning`).
     pub log_level: LogLevel,
     /// `log_file` (default `/var/log/salt/<role>`): a path, or a URI (`udp://...`) kept as is.
@@ -460,6 +463,16 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
         sock_dir: rooted("sock_dir", &format!("/var/run/salt/{r}"))?,
         cachedir: rooted("cachedir", &format!("/var/cache/salt/{r}"))?,
         root_dir,
+        owner: raw.typed(
+            "user",
+            &format!("a user name in {}", crate::salt::account::PASSWD),
+            None,
+            |k| {
+                let name = scalar_string(k)?;
+                crate::salt::account::lookup_account(Path::new(crate::salt::account::PASSWD), &name)
+                    .map(Some)
+            },
+        )?,
         user: raw
             .get("user")
             .map(|_| raw.string("user", ""))

@@ -1,5 +1,6 @@
 //! Salt integration shared by `salt-raet-master` and `salt-raet-minion` (feature `salt`).
 //!
+//! * [`account`]: the `user` key resolved to an account;
 //! * [`config`]: Salt's own config files (`master`/`minion` + `*.d/*.conf`), typed;
 //! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
 //!   scans, change detection and a watcher;
@@ -14,6 +15,7 @@
 //! `salt` feature, which pulls in `config`, `notify`, `sha2` and `regex`.
 
 pub mod acceptance;
+pub mod account;
 pub mod config;
 pub mod daemon;
 pub mod evbus;

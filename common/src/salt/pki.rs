@@ -270,12 +270,16 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone)]
 pub struct Pki {
     dir: PathBuf,
+    owner: Option<u32>,
 }
 
 impl Pki {
     /// Opens `pki_dir`, creating it and the four key directories (mode 0700) when missing.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Pki, PkiError> {
-        let pki = Pki { dir: dir.into() };
+        let pki = Pki {
+            dir: dir.into(),
+            owner: None,
+        };
         for state in KeyState::ALL {
             let sub = pki.dir.join(state.dir_name());
             DirBuilder::new()
@@ -289,7 +293,18 @@ impl Pki {
 
     /// The `pki_dir` as it is, creating nothing (for read-only use such as `--finger-minion`).
     pub fn existing(dir: impl Into<PathBuf>) -> Pki {
-        Pki { dir: dir.into() }
+        Pki {
+            dir: dir.into(),
+            owner: None,
+        }
+    }
+
+    /// Key files written from now on are chowned to user id `owner` (Salt's `user`; group
+    /// unchanged), as `localfs_key` does. As there, a failed chown (not running as root) is
+    /// ignored: the file is still written, owned by us.
+    pub fn with_owner(mut self, owner: Option<u32>) -> Pki {
+        self.owner = owner;
+        self
     }
 
     /// The `pki_dir`.
@@ -370,7 +385,7 @@ impl Pki {
         if state != KeyState::Denied {
             self.remove(id)?;
         }
-        write_atomic(&path, text.trim().as_bytes())
+        write_atomic(&path, text.trim().as_bytes(), self.owner)
     }
 
     /// Removes `id` from pending, accepted and rejected (not denied); true if a file was removed.
@@ -436,9 +451,10 @@ fn remove_file(path: &Path) -> Result<bool, PkiError> {
 }
 
 /// `localfs_key`'s write: a fresh temporary file in the same directory (`O_EXCL`, mode 0600,
-/// as `mkstemp`), the data, fsync, rename over `path`, fsync of the directory. On failure the
+/// as `mkstemp`), chowned to `owner` if given, the data, fsync, rename over `path`, fsync of
+/// the directory. On failure the
 /// temporary file is removed and `path` is untouched.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
+fn write_atomic(path: &Path, data: &[u8], owner: Option<u32>) -> Result<(), PkiError> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(PkiError::InvalidId(path.display().to_string()));
     };
@@ -454,6 +470,11 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), PkiError> {
         .mode(FILE_MODE)
         .open(&tmp)
         .map_err(io_err(path))?;
+    if let Some(uid) = owner {
+        if let Err(e) = std::os::unix::fs::fchown(&file, Some(uid), None) {
+            tracing::debug!(uid, error = %e, "key file not chowned to `user`");
+        }
+    }
     let written = file
         .write_all(data)
         .and_then(|()| file.sync_all())

@@ -230,7 +230,7 @@ fn prepend_root_dir_table() {
 fn minion_ids_masters_and_ports() {
     let dir = dir_with(&[(
         "minion",
-        "id: 123\nmaster:\n  - m1.example\n  - 10.0.0.2\nraet_master_port: '4600'\nraet_alive_period: 2.5\nuser: salt\n",
+        "id: 123\nmaster:\n  - m1.example\n  - 10.0.0.2\nraet_master_port: '4600'\nraet_alive_period: 2.5\nuser: root\n",
     )]);
     let c = MinionConfig::load(dir.path()).unwrap();
     assert_eq!(c.id, "123");
@@ -240,7 +240,8 @@ fn minion_ids_masters_and_ports() {
     );
     assert_eq!(c.raet_master_port, 4600);
     assert_eq!(c.common.raet_alive_period, Duration::from_millis(2500));
-    assert_eq!(c.common.user.as_deref(), Some("salt"));
+    assert_eq!(c.common.user.as_deref(), Some("root"));
+    assert_eq!(c.common.owner.map(|a| a.uid), Some(0));
     for bad in [
         "id: a/b",
         "id: ..",
@@ -286,5 +287,18 @@ fn event_bus_and_rejection_keys_as_salt() {
     assert_eq!(c.loop_interval, Duration::from_millis(2500));
     assert!(MinionConfig::load(dir.path()).unwrap().rejected_retry);
     let (_dir, err) = master_err(&[("master", "loop_interval: 0\n")]);
-    assert!(err.contains("loop_interval") && err.contains("seconds"), "{err}");
+    assert!(
+        err.contains("loop_interval") && err.contains("seconds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_user_is_a_bad_value() {
+    let (_dir, err) = master_err(&[("master.d/u.conf", "user: no-such-user-here\n")]);
+    assert!(
+        err.contains("u.conf") && err.contains("bad value for user") && err.contains("/etc/passwd"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
 }

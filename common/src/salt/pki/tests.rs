@@ -388,3 +388,23 @@ mod props {
         }
     }
 }
+
+#[test]
+fn key_files_are_chowned_to_the_owner_when_possible() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, pki) = pki();
+    let ours = fs::metadata(dir.path()).unwrap().uid();
+    let pki = pki.with_owner(Some(ours));
+    pki.store("m1", KeyState::Pending, &pem(1)).unwrap();
+    let path = pki.key_path(KeyState::Pending, "m1").unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().uid(), ours);
+    // Another owner: root can chown, anyone else cannot; the key is written either way.
+    let pki = pki.with_owner(Some(ours.wrapping_add(1)));
+    pki.store("m2", KeyState::Accepted, &pem(2)).unwrap();
+    let path = pki.key_path(KeyState::Accepted, "m2").unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    let expected = if ours == 0 { 1 } else { ours };
+    assert_eq!(meta.uid(), expected);
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(fs::read_to_string(&path).unwrap(), pem(2));
+}
