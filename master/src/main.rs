@@ -35,8 +35,9 @@ fn main() -> ExitCode {
     // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && args.finger_minion.is_none();
     raet::salt::init_logging(
+        &config.common,
         args.common.log_level.unwrap_or(config.common.log_level),
-        daemon_mode.then_some(config.common.log_file.as_str()),
+        daemon_mode,
     );
     match (args.finger_minion, args.command) {
         (Some(id), _) => finger_minion(&config, &id),

@@ -89,6 +89,8 @@ fn bad_values_exit_2_naming_file_and_key() {
         ("interface: 999.1.1.1\n", "interface"),
         ("user: no-such-user-here\n", "user"),
         ("loop_interval: never\n", "loop_interval"),
+        ("log_fmt_logfile: '%(nosuch)s'\n", "log_fmt_logfile"),
+        ("log_level_logfile: loud\n", "log_level_logfile"),
     ] {
         let dir = setup();
         let file = dir.path().join("etc/master");
@@ -125,4 +127,66 @@ fn status_without_a_running_daemon_is_one_line_and_exit_1() {
     assert!(left.is_empty(), "{left:?}");
     let out = master(&dir.path().join("etc"), &["-l", "loud"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses an unknown level");
+}
+
+#[test]
+fn log_formats_and_levels_are_salts() {
+    let dir = setup();
+    let log = dir.path().join("log");
+    fs::write(
+        dir.path().join("etc/master"),
+        format!(
+            "interface: 127.0.0.1\nraet_port: 28860\npki_dir: {d}/pki\nsock_dir: {d}/sock\n\
+             log_file: {log}\nlog_level: info\nlog_level_logfile: debug\n\
+             log_fmt_console: '%(levelname)s|%(name)s|%(process)d|%(message)s'\n\
+             log_fmt_logfile: '%(asctime)s [%(levelname)-8s] %(message)s'\n\
+             log_datefmt_logfile: '%Y/%m/%d'\n",
+            d = dir.path().display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_salt-raet-master"))
+        .arg("-c")
+        .arg(dir.path().join("etc"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("lane up")) {
+        assert!(started.elapsed().as_secs() < 20, "no log line in time");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let console = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        console
+            .lines()
+            .any(|l| l == format!("INFO|raet.salt.daemon|{pid}|stopped")),
+        "{console}"
+    );
+    assert!(!console.contains("DEBUG"), "console at info: {console}");
+    let file = fs::read_to_string(&log).unwrap();
+    // `%Y/%m/%d [%(levelname)-8s] %(message)s`
+    let line = file
+        .lines()
+        .find(|l| l.contains("master road up"))
+        .unwrap_or_default();
+    let shape: String = line
+        .chars()
+        .take(24)
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999/99/99 [INFO    ] ma", "{file}");
+    assert!(
+        file.contains("[DEBUG   ] "),
+        "the log file at debug: {file}"
+    );
 }

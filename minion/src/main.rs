@@ -39,8 +39,9 @@ fn main() -> ExitCode {
     // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && !args.finger;
     raet::salt::init_logging(
+        &config.common,
         args.common.log_level.unwrap_or(config.common.log_level),
-        daemon_mode.then_some(config.common.log_file.as_str()),
+        daemon_mode,
     );
     if !args.finger {
         return match args.command {

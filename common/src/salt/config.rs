@@ -23,6 +23,7 @@ use std::time::Duration;
 use config::{FileFormat, Source, Value, ValueKind};
 
 use crate::keep::AutoMode;
+use crate::salt::logfmt;
 
 /// Salt's default configuration directory (`-c/--config-dir`).
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/salt";
@@ -168,8 +169,17 @@ pub struct CommonConfig {
     pub log_level: LogLevel,
     /// `log_file` (default `/var/log/salt/<role>`): a path, or a URI (`udp://...`) kept as is.
     pub log_file: String,
-    /// `log_fmt_console` (default Salt's `[%(levelname)-8s] %(message)s`).
+    /// `log_fmt_console` (default Salt's `[%(levelname)-8s] %(message)s`); see
+    /// [`crate::salt::logfmt`].
     pub log_fmt_console: String,
+    /// `log_fmt_logfile` (default Salt's, see [`crate::salt::logfmt::DEFAULT_LOGFILE`]).
+    pub log_fmt_logfile: String,
+    /// `log_datefmt` (default `%H:%M:%S`): `asctime` on the console.
+    pub log_datefmt: String,
+    /// `log_datefmt_logfile` (default `%Y-%m-%d %H:%M:%S`): `asctime` in `log_file`.
+    pub log_datefmt_logfile: String,
+    /// `log_level_logfile` (default: not set, the console's level).
+    pub log_level_logfile: Option<LogLevel>,
     /// `raet_port`: the UDP port of the road (master 4505, minion 4510).
     pub raet_port: u16,
     /// `raet_alive_period` (ours; seconds, default 10): the presence heartbeat period.
@@ -371,6 +381,25 @@ impl Raw {
         )
     }
 
+    /// A log line format ([`logfmt::LogFormat`] syntax).
+    fn log_format(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+        let Some((value, path)) = self.get(key) else {
+            return Ok(default.to_owned());
+        };
+        let text = scalar_string(&value.kind);
+        let problem = match text.as_deref().map(|t| logfmt::LogFormat::parse(t, "")) {
+            Some(Ok(_)) => return Ok(text.unwrap_or_default()),
+            Some(Err(why)) => why,
+            None => "a string".to_owned(),
+        };
+        Err(ConfigError::BadValue {
+            path: path.clone(),
+            key: key.to_owned(),
+            expected: format!("a log format such as {default:?} ({problem})"),
+            found: shorten(&value.kind),
+        })
+    }
+
     fn parsed<T: FromStr>(&self, key: &str, expected: &str, default: T) -> Result<T, ConfigError> {
         self.typed(key, expected, default, |k| {
             scalar_string(k).and_then(|s| s.parse().ok())
@@ -479,7 +508,14 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
             .transpose()?,
         log_level: raw.parsed("log_level", LOG_LEVELS, LogLevel::Warning)?,
         log_file,
-        log_fmt_console: raw.string("log_fmt_console", "[%(levelname)-8s] %(message)s")?,
+        log_fmt_console: raw.log_format("log_fmt_console", logfmt::DEFAULT_CONSOLE)?,
+        log_fmt_logfile: raw.log_format("log_fmt_logfile", logfmt::DEFAULT_LOGFILE)?,
+        log_datefmt: raw.string("log_datefmt", logfmt::DEFAULT_DATEFMT)?,
+        log_datefmt_logfile: raw.string("log_datefmt_logfile", logfmt::DEFAULT_DATEFMT_LOGFILE)?,
+        log_level_logfile: raw
+            .get("log_level_logfile")
+            .map(|_| raw.parsed("log_level_logfile", LOG_LEVELS, LogLevel::Warning))
+            .transpose()?,
         raet_port: raw.port(
             "raet_port",
             match role {

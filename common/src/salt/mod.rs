@@ -4,6 +4,7 @@
 //! * [`config`]: Salt's own config files (`master`/`minion` + `*.d/*.conf`), typed;
 //! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
 //!   scans, change detection and a watcher;
+//! * [`logfmt`]: Salt's log formats (`log_fmt_console`, `log_fmt_logfile`) for `tracing`;
 //! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
 //! * [`acceptance`]: Salt's key acceptance rules (`open_mode`, `auto_accept`, autosign and
 //!   autoreject files) as a decision for a joining minion;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod evbus;
 pub mod identity;
+pub mod logfmt;
 pub mod pki;
 pub mod route;
 
@@ -33,20 +35,18 @@ pub const EXIT_BAD_CONFIG: u8 = 2;
 /// Exit code of a daemon asked for something that failed or is not available.
 pub const EXIT_FAILURE: u8 = 1;
 
-/// Sends `tracing` output at `level` to standard error (Salt's console logging; Salt's
-/// `log_fmt_console` is not applied).
-pub fn init_console_logging(level: LogLevel) {
-    init_logging(level, None);
-}
-
-/// As [`init_console_logging`], and also appends to `log_file` when it is a path (Salt also
-/// accepts `udp://`, `tcp://` and `file://` URIs there: those are not supported and only
-/// warned about). A log file that cannot be opened is warned about on the console.
-pub fn init_logging(level: LogLevel, log_file: Option<&str>) {
+/// Sends `tracing` output to standard error at `console_level` in `log_fmt_console` (dates in
+/// `log_datefmt`) and, with `to_file`, appends it to `log_file` in `log_fmt_logfile` (dates in
+/// `log_datefmt_logfile`) at `log_level_logfile`, or at `console_level` when that is not set
+/// (as Salt). Salt also accepts `udp://`, `tcp://` and `file://` URIs in `log_file`: those
+/// are not supported and only warned about, as is a log file that cannot be opened.
+pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_file: bool) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let mut problem = None;
-    let file = log_file.and_then(|path| {
+    let path = common.log_file.as_str();
+    let file = to_file.then_some(path).and_then(|path| {
         if path.contains("://") {
             problem = Some(format!(
                 "log_file {path:?}: URIs are not supported; console only"
@@ -65,18 +65,38 @@ pub fn init_logging(level: LogLevel, log_file: Option<&str>) {
             }
         }
     });
-    let console = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let file = file.map(|file| {
+    // The formats were checked when the configuration was read.
+    let formatter = |format: &str, datefmt: &str, default: &str| {
+        let parsed = logfmt::LogFormat::parse(format, datefmt)
+            .or_else(|_| logfmt::LogFormat::parse(default, datefmt));
+        parsed.map(logfmt::SaltFormatter::new).ok()
+    };
+    let console = formatter(
+        &common.log_fmt_console,
+        &common.log_datefmt,
+        logfmt::DEFAULT_CONSOLE,
+    )
+    .map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .event_format(f)
+            .with_filter(console_level.tracing_filter())
+    });
+    let file_level = common.log_level_logfile.unwrap_or(console_level);
+    let file_format = formatter(
+        &common.log_fmt_logfile,
+        &common.log_datefmt_logfile,
+        logfmt::DEFAULT_LOGFILE,
+    );
+    let file = file.zip(file_format).map(|(file, f)| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::sync::Mutex::new(file))
             .with_ansi(false)
-            .with_target(false)
+            .event_format(f)
+            .with_filter(file_level.tracing_filter())
     });
     // A second initialisation (tests) keeps the first subscriber.
     let _ = tracing_subscriber::registry()
-        .with(level.tracing_filter())
         .with(console)
         .with(file)
         .try_init();

@@ -34,6 +34,13 @@ fn master_defaults_are_salts() {
     assert_eq!(c.common.log_file, "/var/log/salt/master");
     assert_eq!(c.common.log_level, LogLevel::Warning);
     assert_eq!(c.common.log_fmt_console, "[%(levelname)-8s] %(message)s");
+    assert_eq!(
+        c.common.log_fmt_logfile,
+        "%(asctime)s,%(msecs)03d [%(name)-17s:%(lineno)-4d][%(levelname)-8s][%(process)d] %(message)s"
+    );
+    assert_eq!(c.common.log_datefmt, "%H:%M:%S");
+    assert_eq!(c.common.log_datefmt_logfile, "%Y-%m-%d %H:%M:%S");
+    assert_eq!(c.common.log_level_logfile, None);
     assert_eq!(c.common.raet_port, 4505);
     assert_eq!(c.common.raet_alive_period, Duration::from_secs(10));
     assert_eq!(c.common.user, None);
