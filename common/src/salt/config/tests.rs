@@ -309,3 +309,68 @@ fn an_unknown_user_is_a_bad_value() {
     );
     assert_eq!(err.lines().count(), 1);
 }
+
+/// `pkg/config/<role>.d/raet.conf` of the repository.
+fn sample(role: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pkg/config")
+        .join(format!("{role}.d/raet.conf"));
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The sample with every `#key: value` line uncommented (examples `# e.g.` stay comments).
+fn uncommented(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+            _ => l,
+        })
+        .collect();
+    lines.join("\n")
+}
+
+#[test]
+fn sample_configs_parse_and_show_the_defaults() {
+    let text = sample("master");
+    let as_shipped = dir_with(&[("master.d/raet.conf", &text)]);
+    let all_set = dir_with(&[("master.d/raet.conf", &uncommented(&text))]);
+    let defaults = dir_with(&[]);
+    let mut shipped = MasterConfig::load(as_shipped.path()).unwrap();
+    let mut set = MasterConfig::load(all_set.path()).unwrap();
+    let default = MasterConfig::load(defaults.path()).unwrap();
+    assert!(set.common.files.len() == 1 && set.common.user.is_some());
+    for c in [&mut shipped, &mut set] {
+        c.common.config_dir = default.common.config_dir.clone();
+        c.common.files.clear();
+    }
+    assert_eq!(shipped, default);
+    // Every key shown is shown with its default (`user: root` is Salt's default user).
+    set.common.user = None;
+    set.common.owner = None;
+    assert_eq!(set, default);
+    assert!(
+        uncommented(&text)
+            .lines()
+            .filter(|l| l.contains(": "))
+            .count()
+            >= 20
+    );
+
+    let text = sample("minion");
+    let id = "id: m1\n";
+    let shipped = dir_with(&[("minion.d/raet.conf", &format!("{id}{text}"))]);
+    let all_set = dir_with(&[("minion.d/raet.conf", &format!("{id}{}", uncommented(&text)))]);
+    let defaults = dir_with(&[("minion", id)]);
+    let mut shipped = MinionConfig::load(shipped.path()).unwrap();
+    let mut set = MinionConfig::load(all_set.path()).unwrap();
+    let default = MinionConfig::load(defaults.path()).unwrap();
+    for c in [&mut shipped, &mut set] {
+        c.common.config_dir = default.common.config_dir.clone();
+        c.common.files = default.common.files.clone();
+    }
+    assert_eq!(shipped, default);
+    set.common.user = None;
+    set.common.owner = None;
+    assert_eq!(set, default);
+}
