@@ -9,7 +9,9 @@
 //!   with no length prefix.
 //!
 //! The body is `tag + b"\n\n" + msgpack(data)`; Salt's `fire_event` adds `data["_stamp"]`
-//! (UTC, `datetime.utcnow().isoformat()`), which a raw publisher must do itself ([`stamp`]).
+//! (3008.5: `datetime.now(timezone.utc).isoformat()`), which a raw publisher must do itself
+//! ([`stamp`]). Checked against Salt 3008.5's own bus: `get_event` receives what
+//! [`EventBus::fire`] sends, and salt-key style `fire_event` reaches our subscriber.
 //!
 //! The codec ([`event_body`], [`frame`], [`push_frame`], [`FrameDecoder`], [`parse_body`]) is
 //! pure. [`EventBus`] is the tokio side: optional by design, it connects when Salt's master is
@@ -78,8 +80,8 @@ pub struct BusEvent {
     pub data: Value,
 }
 
-/// Salt's `_stamp` of a time: `datetime.utcnow().isoformat()`, e.g.
-/// `2026-11-22T21:30:43.123456` (microseconds left out when zero, as Python does).
+/// Salt 3008.5's `_stamp` of a time: `datetime.now(timezone.utc).isoformat()`, e.g.
+/// `2026-11-22T21:30:43.123456+00:00` (microseconds left out when zero, as Python does).
 pub fn stamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
@@ -92,8 +94,8 @@ pub fn stamp(t: SystemTime) -> String {
         rem % 60
     );
     match d.subsec_micros() {
-        0 => time,
-        us => format!("{time}.{us:06}"),
+        0 => format!("{time}+00:00"),
+        us => format!("{time}.{us:06}+00:00"),
     }
 }
 
