@@ -31,7 +31,12 @@ def test_raet_is_a_salt_transport_and_importable_under_salt_transport():
 def test_transport_factories_pick_raet_and_leave_other_names_to_salt(tmp_path):
     import salt.transport
 
-    opts = {"transport": "raet", "sock_dir": str(tmp_path), "interface": "127.0.0.1"}
+    opts = {
+        "transport": "raet",
+        "sock_dir": str(tmp_path),
+        "interface": "127.0.0.1",
+        "master_uri": "tcp://127.0.0.1:4506",
+    }
     assert isinstance(salt.transport.request_server(opts), transport.RequestServer)
     server = salt.transport.publish_server(opts)
     assert isinstance(server, transport.PublishServer)

@@ -24,8 +24,9 @@ import salt.utils.minions
 log = logging.getLogger(__name__)
 
 #: Options of Salt that need its RSA keys on the wire; refused in native mode.
+#: (``sign_pub_messages``, on by default, is met by RAET itself: every packet
+#: of a publication is signed with the master's Ed25519 key.)
 UNSUPPORTED_OPTIONS = (
-    "sign_pub_messages",
     "minion_sign_messages",
     "master_sign_pubkey",
     "verify_master_pubkey_sign",
