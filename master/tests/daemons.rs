@@ -620,6 +620,20 @@ fn a_rejected_minion_stops_until_sighup() {
     minion.signal("-HUP");
     wait_for(LIMIT, "m1 allowed after SIGHUP", || allowed(&master, "m1"));
     assert_eq!(join_state(&minion).unwrap().0, "joined");
+    let table = Command::new(minion_bin())
+        .arg("-c")
+        .arg(&minion.etc)
+        .arg("status")
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("join: joined (")),
+        "{table}"
+    );
 
     // salt-key -r m1 of a joined minion: the master drops the session; the minion's next
     // alive goes unanswered, its rejoin is rejected, and it stops.

@@ -1109,6 +1109,13 @@ pub fn status_table(status: &Map<String, Value>) -> String {
             text(row.get("address")),
         ));
     }
+    if let Some(join) = status.get("join") {
+        out.push_str(&format!(
+            "join: {} ({} attempts)\n",
+            text(join.get("state")),
+            text(join.get("attempts"))
+        ));
+    }
     out
 }
 
