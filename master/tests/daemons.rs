@@ -107,6 +107,17 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// `status` of this daemon: the human table.
+    fn table(&self) -> String {
+        let out = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.etc)
+            .arg("status")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// The status row of remote `id`.
     fn row(&self, id: &str) -> Option<Value> {
         let status = self.status()?;
@@ -407,13 +418,7 @@ fn master_restart_brings_minions_back_and_sigterm_cleans_up() {
     for id in ["r1", "r2"] {
         wait_for(LIMIT, "minions allowed", || allowed(&master, id));
     }
-    let table = Command::new(MASTER)
-        .arg("-c")
-        .arg(&master.etc)
-        .arg("status")
-        .output()
-        .unwrap();
-    let table = String::from_utf8(table.stdout).unwrap();
+    let table = master.table();
     for id in ["r1", "r2"] {
         let line = table
             .lines()
@@ -620,13 +625,7 @@ fn a_rejected_minion_stops_until_sighup() {
     minion.signal("-HUP");
     wait_for(LIMIT, "m1 allowed after SIGHUP", || allowed(&master, "m1"));
     assert_eq!(join_state(&minion).unwrap().0, "joined");
-    let table = Command::new(minion_bin())
-        .arg("-c")
-        .arg(&minion.etc)
-        .arg("status")
-        .output()
-        .unwrap();
-    let table = String::from_utf8(table.stdout).unwrap();
+    let table = minion.table();
     assert!(
         table
             .lines()
