@@ -16,6 +16,8 @@ manages, so:
 
 import logging
 
+import tornado.ioloop
+
 import salt.channel.client
 import salt.crypt
 import salt.payload
@@ -87,7 +89,7 @@ class NativeReqChannel(salt.channel.client.AsyncReqChannel):
     def factory(cls, opts, **kwargs):
         if "master_uri" not in opts and "master_uri" in kwargs:
             opts["master_uri"] = kwargs["master_uri"]
-        io_loop = kwargs.get("io_loop")
+        io_loop = kwargs.get("io_loop") or tornado.ioloop.IOLoop.current()
         crypt = kwargs.get("crypt", "aes")
         auth = NativeAuth(opts) if crypt != "clear" else None
         transport = salt.transport.request_client(opts, io_loop=io_loop)
@@ -120,7 +122,7 @@ class NativePubChannel(salt.channel.client.AsyncPubChannel):
     def factory(cls, opts, **kwargs):
         if "master_uri" not in opts and "master_uri" in kwargs:
             opts["master_uri"] = kwargs["master_uri"]
-        io_loop = kwargs.get("io_loop")
+        io_loop = kwargs.get("io_loop") or tornado.ioloop.IOLoop.current()
         transport = salt.transport.publish_client(opts, io_loop)
         return cls(opts, transport, NativeAuth(opts), io_loop)
 
