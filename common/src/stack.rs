@@ -7,7 +7,7 @@
 //! (waiting for the socket to become writable rather than dropping one) and
 //! dispatches the road's events: messages go to [`RoadStack::recv`],
 //! `Delivered`/`SendFailed` complete the [`RoadStack::transmit`] futures,
-//! `Allowed`/`JoinFailed`/`Rejected` complete [`RoadStack::join`], and every
+//! `Allowed`/`JoinFailed`/`AllowFailed`/`Rejected` complete [`RoadStack::join`], and every
 //! event but messages is broadcast to [`RoadStack::events`] subscribers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -340,12 +340,20 @@ impl RoadStack {
     }
 }
 
-/// Creates the UDP socket: `SO_REUSEADDR` (as the reference), send and
-/// receive buffers raised to [`SOCKET_BUFFER_SIZE`] (never lowered; what the
-/// kernel granted is logged), non-blocking, bound to `addr`.
+/// Creates the UDP socket: send and receive buffers raised to
+/// [`SOCKET_BUFFER_SIZE`] (never lowered; what the kernel granted is logged),
+/// non-blocking, bound to `addr`.
+///
+/// `SO_REUSEADDR` is set (as the reference) only for a fixed port. On port 0
+/// it would let Linux hand out an ephemeral port that another `SO_REUSEADDR`
+/// socket already holds (its port search skips only conflicting sockets, and
+/// two reusable ones do not conflict): both sockets then share the port and
+/// the kernel delivers each datagram to one of them, so a peer's answers go
+/// to the wrong stack (joins that never complete; one run in a few of 100
+/// stacks in one process).
 fn bind_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
+    socket.set_reuse_address(addr.port() != 0)?;
     raise_buffer(
         &socket,
         "SO_RCVBUF",
@@ -561,6 +569,12 @@ impl Driver {
                     reason: reason.clone(),
                 })
             }),
+            Event::AllowFailed { uid, ref reason } => self.finish_joins(uid, || {
+                Err(StackError::JoinFailed {
+                    uid,
+                    reason: format!("allow {reason}"),
+                })
+            }),
             Event::Rejected { uid, ref name } => self.finish_joins(uid, || {
                 Err(StackError::Rejected {
                     uid,
@@ -621,10 +635,18 @@ mod tests {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    /// A free port: bound once without `SO_REUSEADDR`, then released.
+    fn free_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("ephemeral bind")
+            .port()
+    }
+
     #[test]
-    fn socket_is_reusable_nonblocking_with_raised_buffers() {
-        let socket =
-            Socket::from(bind_socket(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind"));
+    fn fixed_port_socket_is_reusable_nonblocking_with_raised_buffers() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let socket = Socket::from(bind_socket(addr).expect("bind"));
         assert!(socket.reuse_address().expect("SO_REUSEADDR"));
         assert!(socket.nonblocking().expect("O_NONBLOCK"));
         // The kernel caps requests at [rw]mem_max (and reports double).
@@ -634,5 +656,27 @@ mod tests {
         let snd = socket.send_buffer_size().expect("SO_SNDBUF");
         assert!(rcv >= SOCKET_BUFFER_SIZE.min(rcv_cap), "SO_RCVBUF {rcv}");
         assert!(snd >= SOCKET_BUFFER_SIZE.min(snd_cap), "SO_SNDBUF {snd}");
+    }
+
+    #[test]
+    fn ephemeral_socket_is_not_reusable() {
+        let socket =
+            Socket::from(bind_socket(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind"));
+        assert!(!socket.reuse_address().expect("SO_REUSEADDR"));
+    }
+
+    /// Many stacks on port 0 in one process (join_scale binds 101) each get a port of
+    /// their own. With `SO_REUSEADDR` on every socket, Linux handed out an already bound
+    /// port about once per ~28k/n binds (1000 binds: ~17 shared ports expected).
+    #[test]
+    fn ephemeral_sockets_never_share_a_port() {
+        let mut ports = std::collections::HashSet::new();
+        let mut sockets = Vec::new();
+        for _ in 0..1000 {
+            let socket = bind_socket(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+            let port = socket.local_addr().expect("local address").port();
+            assert!(ports.insert(port), "port {port} handed out twice");
+            sockets.push(socket);
+        }
     }
 }

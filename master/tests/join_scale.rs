@@ -39,7 +39,6 @@ fn cpu_time() -> Duration {
 }
 
 #[test]
-#[ignore = "road bug: in about 1 run of 10, 1-2 of the 100 concurrent joins end with neither Allowed nor JoinFailed (RoadStack::join then fails after its bound); run with --ignored"]
 fn hundred_minions_join_one_master() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

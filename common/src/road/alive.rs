@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
 
-use super::timers::{deadline, Redo};
-use super::transaction::{earliest, Transaction, TxIndex};
+use super::timers::Clock;
+use super::transaction::{Transaction, TxIndex};
 use super::{Road, Rx, Uid};
 
 /// Our side of an alive we initiated (the Alivent answers at once and keeps no state).
@@ -15,17 +15,9 @@ pub(crate) struct Aliver {
     cascade: bool,
     /// The transaction timeout (handed down the cascade).
     timeout: Duration,
-    deadline: Option<Instant>,
-    redo: Redo,
+    pub clock: Clock,
     /// The request datagram (for redo).
     last: Vec<u8>,
-}
-
-impl Aliver {
-    /// Next timer.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        earliest(self.deadline, self.redo.due())
-    }
 }
 
 impl Road {
@@ -57,21 +49,18 @@ impl Road {
         cascade: bool,
         timeout: Option<Duration>,
     ) {
-        let t = &self.core.config.timers;
-        let timeout = timeout.unwrap_or(t.aliver_timeout);
-        let (redo_min, redo_max) = (t.alive_redo_min, t.alive_redo_max);
-        let Some(remote) = self.remotes.get_mut(&uid) else {
-            self.core.stat("invalid_remote_eid");
+        let pace = self.core.config.timers.alive_pace(timeout);
+        let Some(remote) = self.initiator_remote(uid) else {
             return;
         };
         if remote.joined != Some(true) {
             self.core.stat("unjoined_remote");
-            self.start_join(now, uid, cascade, false, Some(timeout));
+            self.start_join(now, uid, cascade, false, Some(pace.timeout));
             return;
         }
         if remote.allowed != Some(true) {
             self.core.stat("unallowed_remote");
-            self.start_allow(now, uid, cascade, Some(timeout));
+            self.start_allow(now, uid, cascade, Some(pace.timeout));
             return;
         }
         let (si, ti, dest) = (remote.sid, remote.next_tid(), remote.ha);
@@ -85,9 +74,8 @@ impl Road {
         let index = TxIndex::of_tx(&head, dest);
         let aliver = Aliver {
             cascade,
-            timeout,
-            deadline: deadline(now, timeout),
-            redo: Redo::new(now, redo_min, redo_max),
+            timeout: pace.timeout,
+            clock: pace.start(now),
             last: datagram,
         };
         self.insert_txn(uid, index, Transaction::Aliver(aliver));
@@ -152,14 +140,14 @@ impl Road {
 
     /// An aliver's timers: timeout (the remote is not alive), redo (resend the request).
     pub(super) fn aliver_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Aliver) {
-        if a.deadline.is_some_and(|d| now >= d) {
+        if a.clock.timed_out(now) {
             self.core.stat("aliver_timeout");
             self.refresh(now, uid, Some(false));
             self.settle_probes(now, uid, None);
             return;
         }
-        if a.redo.expired(now) {
-            a.redo.backoff(now);
+        if a.clock.redo.expired(now) {
+            a.clock.redo.backoff(now);
             if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
                 self.core.stat("redo_alive");
                 self.core.resend(dest, &a.last);

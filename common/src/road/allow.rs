@@ -10,8 +10,8 @@ use crate::crypto::{PrivateKey, PublicKey, SharedBox};
 use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
 
 use super::remote;
-use super::timers::{deadline, Redo};
-use super::transaction::{earliest, Transaction, TxIndex};
+use super::timers::Clock;
+use super::transaction::{Transaction, TxIndex};
 use super::{Event, Presence, Road, Rx, Uid};
 
 /// hello body: plain[64] || short public[32] || box[80] || nonce[24].
@@ -39,17 +39,9 @@ pub(crate) struct Allower {
     timeout: Duration,
     /// crypto_box of (its long-term public, our short-term secret) for hello and cookie.
     hello_box: SharedBox,
-    deadline: Option<Instant>,
-    redo: Redo,
+    pub clock: Clock,
     /// Last packet sent (hello or initiate).
     last: Option<Vec<u8>>,
-}
-
-impl Allower {
-    /// Next timer.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        earliest(self.deadline, self.redo.due())
-    }
 }
 
 /// Our side of an allow the remote initiated.
@@ -58,17 +50,9 @@ pub(crate) struct Allowent {
     pub head: Head,
     /// The cookie's random part, checked in the initiate.
     oreo: [u8; 24],
-    deadline: Option<Instant>,
-    redo: Redo,
+    pub clock: Clock,
     /// Last packet sent (cookie or ack).
     last: Option<Vec<u8>>,
-}
-
-impl Allowent {
-    /// Next timer.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        earliest(self.deadline, self.redo.due())
-    }
 }
 
 /// The fqdn we claim for a peer in the initiate (the reference resolves the peer's host;
@@ -120,11 +104,8 @@ impl Road {
         cascade: bool,
         timeout: Option<Duration>,
     ) {
-        let t = &self.core.config.timers;
-        let timeout = timeout.unwrap_or(t.allow_timeout);
-        let (redo_min, redo_max) = (t.allow_redo_min, t.allow_redo_max);
-        let Some(remote) = self.remotes.get_mut(&uid) else {
-            self.core.stat("invalid_remote_eid");
+        let pace = self.core.config.timers.allow_pace(timeout);
+        let Some(remote) = self.initiator_remote(uid) else {
             return;
         };
         if remote.join_in_process() {
@@ -138,7 +119,7 @@ impl Road {
         remote.allowed = None;
         if remote.joined != Some(true) {
             self.core.stat("unjoined_remote");
-            self.start_join(now, uid, cascade, false, Some(timeout));
+            self.start_join(now, uid, cascade, false, Some(pace.timeout));
             return;
         }
         let Some(pubber) = remote.pubber.clone() else {
@@ -180,10 +161,9 @@ impl Road {
         let allower = Allower {
             head,
             cascade,
-            timeout,
+            timeout: pace.timeout,
             hello_box,
-            deadline: deadline(now, timeout),
-            redo: Redo::new(now, redo_min, redo_max),
+            clock: pace.start(now),
             last: Some(datagram),
         };
         self.insert_txn(uid, index, Transaction::Allower(allower));
@@ -211,12 +191,13 @@ impl Road {
         match rx.head.pk {
             PacketKind::Cookie => self.allower_cookie(now, uid, index, a, rx),
             PacketKind::Ack => self.allower_done(now, uid, a),
-            PacketKind::Nack | PacketKind::Refuse => self.core.stat("allower_rx_refuse"),
+            PacketKind::Nack | PacketKind::Refuse => {
+                self.core.stat("allower_rx_refuse");
+                self.allow_failed(uid, "refused by the remote");
+            }
             PacketKind::Reject => {
                 self.core.stat("allower_rx_reject");
-                if let Some(remote) = self.remotes.get_mut(&uid) {
-                    remote.allowed = Some(false);
-                }
+                self.allow_rejected(uid);
             }
             PacketKind::Unjoined => {
                 self.core.stat("allower_rx_unjoined");
@@ -225,6 +206,33 @@ impl Road {
             }
             _ => self.insert_txn(uid, index, Transaction::Allower(a)),
         }
+    }
+
+    /// The remote rejected an allow: not allowed (until a new allow succeeds).
+    fn allow_rejected(&mut self, uid: Uid) {
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.allowed = Some(false);
+        }
+        self.allow_failed(uid, "rejected by the remote");
+    }
+
+    /// An allow with the remote ended without success. Unless it is allowed anyway or
+    /// another allow or a join with it is under way (that one decides), the application
+    /// learns it: [`Event::AllowFailed`]. Presence retries: the next alive to a joined
+    /// remote that is not allowed starts a new allow.
+    fn allow_failed(&mut self, uid: Uid, reason: &str) {
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        if remote.allowed == Some(true) || remote.allow_in_process() || remote.join_in_process() {
+            return;
+        }
+        self.core.stat("allow_failed");
+        tracing::debug!(road = %self.core.config.name, uid, reason, "allow failed");
+        self.core.event(Event::AllowFailed {
+            uid,
+            reason: reason.to_owned(),
+        });
     }
 
     /// The peer says it does not know our join: `joined` becomes false (presence lost).
@@ -273,6 +281,7 @@ impl Road {
         let Some(stuff) = valid else {
             self.core.stat("invalid_cookie");
             self.allow_nack(uid, &a.head, PacketKind::Reject);
+            self.allow_failed(uid, "invalid cookie");
             return;
         };
         let (Ok(publee), Some(privee), Some(pubber)) = (
@@ -282,6 +291,7 @@ impl Road {
         ) else {
             self.core.stat("invalid_cookie");
             self.allow_nack(uid, &a.head, PacketKind::Reject);
+            self.allow_failed(uid, "invalid cookie");
             return;
         };
         let oreo = array::<24>(&stuff, 40);
@@ -311,7 +321,7 @@ impl Road {
         let dest = remote.ha;
         if let Some(d) = self.core.emit(dest, &a.head, PacketKind::Initiate, &body) {
             a.last = Some(d);
-            a.redo.restart(now);
+            a.clock.redo.restart(now);
         }
         self.insert_txn(uid, index, Transaction::Allower(a));
     }
@@ -354,12 +364,13 @@ impl Road {
 
     /// An allower's timers: timeout (gives up), redo (resend hello or initiate).
     pub(super) fn allower_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Allower) {
-        if a.deadline.is_some_and(|d| now >= d) {
+        if a.clock.timed_out(now) {
             self.core.stat("allower_timeout");
+            self.allow_failed(uid, "timed out");
             return;
         }
-        if a.redo.expired(now) {
-            a.redo.backoff(now);
+        if a.clock.redo.expired(now) {
+            a.clock.redo.backoff(now);
             if let (Some(d), Some(dest)) = (&a.last, self.remotes.get(&uid).map(|r| r.ha)) {
                 self.core.stat("redo_allow");
                 self.core.resend(dest, d);
@@ -371,8 +382,7 @@ impl Road {
     /// A hello opens an Allowent (reference `Allowent.hello`).
     pub(super) fn allowent_start(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
         let h = &rx.head;
-        let t = &self.core.config.timers;
-        let (timeout, redo_min, redo_max) = (t.allow_timeout, t.allow_redo_min, t.allow_redo_max);
+        let pace = self.core.config.timers.allow_pace(None);
         let Some(remote) = self.remotes.get(&uid) else {
             return;
         };
@@ -398,7 +408,7 @@ impl Road {
             self.core.drop_packet("duplicate_allow_attempt", rx.from);
             return;
         }
-        let window = now.checked_add(timeout).unwrap_or(now);
+        let window = now.checked_add(pace.timeout).unwrap_or(now);
         if let Some(remote) = self.remotes.get_mut(&uid) {
             remote.last_hello = Some(((h.si, h.ti), window));
         }
@@ -462,8 +472,7 @@ impl Road {
         let allowent = Allowent {
             head,
             oreo,
-            deadline: deadline(now, timeout),
-            redo: Redo::new(now, redo_min, redo_max),
+            clock: pace.start(now),
             last,
         };
         self.insert_txn(uid, index, Transaction::Allowent(allowent));
@@ -511,12 +520,11 @@ impl Road {
             PacketKind::Nack | PacketKind::Refuse => {
                 self.core.stat("allowent_rx_refuse");
                 self.pump(now, uid);
+                self.allow_failed(uid, "refused by the remote");
             }
             PacketKind::Reject => {
                 self.core.stat("allowent_rx_reject");
-                if let Some(remote) = self.remotes.get_mut(&uid) {
-                    remote.allowed = Some(false);
-                }
+                self.allow_rejected(uid);
             }
             PacketKind::Hello => {
                 self.core.stat("duplicate_allow_attempt");
@@ -578,12 +586,13 @@ impl Road {
         if vouched != Some(true) {
             self.core.stat("invalid_initiate");
             self.allow_nack(uid, &a.head, PacketKind::Reject);
+            self.allow_failed(uid, "invalid initiate");
             return;
         }
         let dest = remote.ha;
         if let Some(d) = self.core.emit(dest, &a.head, PacketKind::Ack, &[]) {
             a.last = Some(d);
-            a.redo.restart(now);
+            a.clock.redo.restart(now);
         }
         self.complete_allow(now, uid);
         self.insert_txn(uid, index, Transaction::Allowent(a));
@@ -597,14 +606,15 @@ impl Road {
         index: TxIndex,
         mut a: Allowent,
     ) {
-        if a.deadline.is_some_and(|d| now >= d) {
+        if a.clock.timed_out(now) {
             self.core.stat("allowent_timeout");
             self.allow_nack(uid, &a.head, PacketKind::Refuse);
             self.pump(now, uid);
+            self.allow_failed(uid, "timed out");
             return;
         }
-        if a.redo.expired(now) {
-            a.redo.backoff(now);
+        if a.clock.redo.expired(now) {
+            a.clock.redo.backoff(now);
             if let (Some(d), Some(dest)) = (&a.last, self.remotes.get(&uid).map(|r| r.ha)) {
                 self.core.stat("redo_allow");
                 self.core.resend(dest, d);

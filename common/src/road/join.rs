@@ -226,8 +226,7 @@ impl Road {
         let t = &self.core.config.timers;
         let timeout = timeout.unwrap_or(t.joiner_timeout);
         let (redo_min, redo_max) = (t.joiner_redo_min, t.joiner_redo_max);
-        let Some(remote) = self.remotes.get_mut(&uid) else {
-            self.core.stat("invalid_remote_eid");
+        let Some(remote) = self.initiator_remote(uid) else {
             return;
         };
         if remote.join_in_process() {

@@ -241,6 +241,16 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// An allow handshake with this remote ended without success (timed out, refused,
+    /// rejected, invalid cookie or initiate) while no other allow or join with it was under
+    /// way: it is not allowed. Presence retries (the next alive to a joined remote that is
+    /// not allowed starts a new allow); `RoadStack::join` fails with it.
+    AllowFailed {
+        /// Our uid for it.
+        uid: Uid,
+        /// Why.
+        reason: String,
+    },
     /// A presence change.
     Presence {
         /// Our uid for it.
@@ -1233,6 +1243,14 @@ impl Road {
         if queued {
             self.pump(now, uid);
         }
+    }
+
+    /// The remote a transaction we initiate is for (counted `invalid_remote_eid` if none).
+    pub(crate) fn initiator_remote(&mut self, uid: Uid) -> Option<&mut Remote> {
+        if !self.remotes.contains_key(&uid) {
+            self.core.stat("invalid_remote_eid");
+        }
+        self.remotes.get_mut(&uid)
     }
 
     /// Removes an open transaction of a remote (to hand it a packet or a timer).

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::transaction::earliest;
+
 /// Every timer of the road. [`Timers::default`] gives the reference's values (raet 0.6.8),
 /// except [`Timers::message_timeout`]: the reference retries a message to a silent peer
 /// forever (`Timeout = 0.0`); we give up after 30 s and report [`super::Event::SendFailed`].
@@ -91,6 +93,24 @@ impl Default for Timers {
 }
 
 impl Timers {
+    /// The allow timers; `timeout` overrides the allow timeout (handed down a cascade).
+    pub(crate) fn allow_pace(&self, timeout: Option<Duration>) -> Pace {
+        Pace {
+            timeout: timeout.unwrap_or(self.allow_timeout),
+            redo_min: self.allow_redo_min,
+            redo_max: self.allow_redo_max,
+        }
+    }
+
+    /// The aliver timers; `timeout` overrides the aliver timeout (handed down a cascade).
+    pub(crate) fn alive_pace(&self, timeout: Option<Duration>) -> Pace {
+        Pace {
+            timeout: timeout.unwrap_or(self.aliver_timeout),
+            redo_min: self.alive_redo_min,
+            redo_max: self.alive_redo_max,
+        }
+    }
+
     /// The bounded message timeout (zero replaced by the 30 s default).
     pub(crate) fn message_limit(&self) -> Duration {
         if self.message_timeout.is_zero() {
@@ -107,6 +127,48 @@ pub(crate) fn deadline(now: Instant, after: Duration) -> Option<Instant> {
         None
     } else {
         now.checked_add(after)
+    }
+}
+
+/// The timeout and redo bounds of one transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// Give up after this long (zero: never).
+    pub timeout: Duration,
+    /// First redo after this ...
+    pub redo_min: Duration,
+    /// ... doubling up to this.
+    pub redo_max: Duration,
+}
+
+impl Pace {
+    /// The timers of a transaction started at `now`.
+    pub(crate) fn start(&self, now: Instant) -> Clock {
+        Clock {
+            deadline: deadline(now, self.timeout),
+            redo: Redo::new(now, self.redo_min, self.redo_max),
+        }
+    }
+}
+
+/// A transaction's timers: when it gives up and when it resends.
+#[derive(Debug, Clone)]
+pub(crate) struct Clock {
+    /// Give-up time (`None`: never).
+    deadline: Option<Instant>,
+    /// The resend timer.
+    pub redo: Redo,
+}
+
+impl Clock {
+    /// The next timer.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        earliest(self.deadline, self.redo.due())
+    }
+
+    /// Whether it gave up at `now`.
+    pub(crate) fn timed_out(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d)
     }
 }
 

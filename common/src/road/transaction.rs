@@ -118,9 +118,9 @@ impl Transaction {
         match self {
             Transaction::Joiner(t) => t.next_deadline(),
             Transaction::Joinent(t) => t.next_deadline(),
-            Transaction::Allower(t) => t.next_deadline(),
-            Transaction::Allowent(t) => t.next_deadline(),
-            Transaction::Aliver(t) => t.next_deadline(),
+            Transaction::Allower(t) => t.clock.next_deadline(),
+            Transaction::Allowent(t) => t.clock.next_deadline(),
+            Transaction::Aliver(t) => t.clock.next_deadline(),
             Transaction::Messenger(t) => t.next_deadline(),
             Transaction::Messengent(t) => t.next_deadline(),
         }

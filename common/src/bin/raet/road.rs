@@ -174,6 +174,9 @@ impl EventLog {
                 ("join_failed", json!({"uid": uid, "reason": reason}))
             }
             Event::Allowed { uid, name } => ("allowed", json!({"name": name, "uid": uid})),
+            Event::AllowFailed { uid, reason } => {
+                ("allow_failed", json!({"uid": uid, "reason": reason}))
+            }
             Event::Presence {
                 uid,
                 name,
