@@ -1,15 +1,23 @@
 //! Lane: Unix datagram sockets between yards of one host (pages, books, the tokio `LaneStack`).
 //!
 //! [`page`] is the sans-IO wire format (pages, pagination, book reassembly);
-//! [`stack`] is the tokio [`LaneStack`] bound at `<dir>/<lane>.<yard>.uxd`.
+//! [`core`] the sans-IO state of one yard ([`YardCore`]: remote yards, session
+//! and book ids, reassembly, counters); two drivers bind a yard at
+//! `<dir>/<lane>.<yard>.uxd`: the tokio [`LaneStack`] ([`stack`]) and the
+//! poll-driven [`LaneYard`] ([`yard`]) for callers with their own event loop.
 
+pub mod core;
 pub mod page;
+mod socket;
 pub mod stack;
+pub mod yard;
 
 use std::path::PathBuf;
 
+pub use self::core::{Outgoing, YardCore};
 pub use page::{BookAddress, BookLimits, BookStats, Books, PackKind, Page, PageHead};
 pub use stack::LaneStack;
+pub use yard::LaneYard;
 
 /// A received message: the sender's yard name and the body.
 pub type Message = (String, serde_json::Map<String, serde_json::Value>);
@@ -98,6 +106,14 @@ pub enum LaneError {
         /// ENOENT or ECONNREFUSED.
         source: std::io::Error,
     },
+    /// The destination yard's queue stayed full longer than the sender waits.
+    #[error("yard {yard:?} at {path} does not drain its queue")]
+    QueueFull {
+        /// Destination yard.
+        yard: String,
+        /// Its socket path.
+        path: PathBuf,
+    },
     /// Another live socket is bound at our path.
     #[error("a yard already listens at {0}")]
     InUse(PathBuf),
@@ -137,6 +153,7 @@ impl LaneError {
             LaneError::WrongDestination(_) => "invalid_destination",
             LaneError::InvalidName(_) | LaneError::BadSource(_) => "invalid_source_yard",
             LaneError::Unreachable { .. } => "stale_transmit_yard",
+            LaneError::QueueFull { .. } => "full_transmit_yard",
             LaneError::InUse(_) | LaneError::Io { .. } | LaneError::Closed => "error_transmit_yard",
         }
     }

@@ -1,0 +1,395 @@
+//! The sans-IO state of one lane yard: remote yards, session and book ids,
+//! book reassembly and counters.
+//!
+//! [`YardCore`] takes received datagrams and messages to send and returns
+//! completed messages and pages; it owns no socket and reads no clock (the
+//! caller passes the time for session ids). Both drivers use it: the tokio
+//! [`super::LaneStack`] and the poll-driven [`super::LaneYard`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::page::{paginate, session_id, BookAddress, BookLimits, Books, PackKind, Page};
+use super::{check_lane_name, check_yard_name, LaneError, Message};
+
+/// Most remote yards one yard keeps (auto-created ones included).
+const MAX_YARDS: usize = 1024;
+
+/// A yard we send to or heard from.
+#[derive(Debug)]
+struct RemoteYard {
+    /// Its socket path.
+    path: PathBuf,
+    /// Session id we use towards it (made at the first send, as the reference
+    /// makes one per remote yard object).
+    sid: Option<String>,
+    /// Last book id sent to it.
+    bid: u32,
+}
+
+impl RemoteYard {
+    fn new(path: PathBuf) -> RemoteYard {
+        RemoteYard {
+            path,
+            sid: None,
+            bid: 0,
+        }
+    }
+}
+
+/// A message ready to go out: where to, the session id used, the pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Destination yard name.
+    pub to: String,
+    /// Destination socket path.
+    pub path: PathBuf,
+    /// Session id used towards the destination.
+    pub si: String,
+    /// The datagrams, in order.
+    pub pages: Vec<Vec<u8>>,
+}
+
+/// The state of yard `name` of lane `lane` whose sockets live in `dir`, free
+/// of sockets and clocks.
+#[derive(Debug)]
+pub struct YardCore {
+    name: String,
+    lane: String,
+    dir: PathBuf,
+    yards: HashMap<String, RemoteYard>,
+    books: Books,
+    counters: BTreeMap<&'static str, u64>,
+}
+
+impl YardCore {
+    /// A yard with no remote yards yet. Errors if a name is unusable.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        lane: &str,
+        name: &str,
+        limits: BookLimits,
+    ) -> Result<YardCore, LaneError> {
+        check_lane_name(lane)?;
+        check_yard_name(name)?;
+        Ok(YardCore {
+            name: name.to_owned(),
+            lane: lane.to_owned(),
+            dir: dir.into(),
+            yards: HashMap::new(),
+            books: Books::new(limits),
+            counters: BTreeMap::new(),
+        })
+    }
+
+    /// Our yard name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Increments counter `counter` (see [`YardCore::stats`]).
+    pub fn count(&mut self, counter: &'static str) {
+        *self.counters.entry(counter).or_default() += 1;
+    }
+
+    /// The socket path of yard `yard` of our lane: `<dir>/<lane>.<yard>.uxd`.
+    pub fn yard_path(&self, yard: &str) -> PathBuf {
+        self.dir.join(format!("{}.{}.uxd", self.lane, yard))
+    }
+
+    /// Handles one received datagram from socket path `src` (None: unnamed):
+    /// a completed message, nothing yet (a page of an open book), or why the
+    /// page was dropped. Counts nothing; see [`YardCore::accept`].
+    pub fn receive(
+        &mut self,
+        data: &[u8],
+        src: Option<&Path>,
+    ) -> Result<Option<Message>, LaneError> {
+        let page = Page::parse(data)?;
+        if page.head.dn != self.name {
+            return Err(LaneError::WrongDestination(page.head.dn));
+        }
+        let sn = page.head.sn.as_str();
+        check_yard_name(sn).map_err(|_| LaneError::BadSource(sn.to_owned()))?;
+        if !self.yards.contains_key(sn) {
+            let path = match src {
+                Some(path) if yard_of(path) == Some(sn) => path.to_path_buf(),
+                Some(_) => return Err(LaneError::BadSource(sn.to_owned())),
+                None => self.yard_path(sn),
+            };
+            if self.yards.len() >= MAX_YARDS {
+                return Err(LaneError::BadSource(sn.to_owned()));
+            }
+            tracing::debug!(yard = sn, path = %path.display(), "new remote yard");
+            self.yards.insert(sn.to_owned(), RemoteYard::new(path));
+        }
+        Ok(self.books.insert(&page)?.map(|body| (page.head.sn, body)))
+    }
+
+    /// [`YardCore::receive`], with the outcome counted (`received`, or the
+    /// error's [`LaneError::counter`]) and a dropped page logged.
+    pub fn accept(&mut self, data: &[u8], src: Option<&Path>) -> Option<Message> {
+        match self.receive(data, src) {
+            Ok(Some(message)) => {
+                self.count("received");
+                Some(message)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, len = data.len(), "lane page dropped");
+                self.count(e.counter());
+                None
+            }
+        }
+    }
+
+    /// Chooses the session and book ids for a message to `to` and pages it.
+    /// `unix_micros` (the time) and `rng` make a new session id.
+    pub fn prepare_send<R: rand_core::RngCore>(
+        &mut self,
+        to: &str,
+        body: &Map<String, Value>,
+        unix_micros: u64,
+        rng: &mut R,
+    ) -> Result<Outgoing, LaneError> {
+        check_yard_name(to)?;
+        if !self.yards.contains_key(to) && self.yards.len() >= MAX_YARDS {
+            return Err(LaneError::BadSource(to.to_owned()));
+        }
+        let path = self.yard_path(to);
+        let yard = self
+            .yards
+            .entry(to.to_owned())
+            .or_insert_with(|| RemoteYard::new(path));
+        let si = yard
+            .sid
+            .get_or_insert_with(|| session_id(unix_micros, rng))
+            .clone();
+        yard.bid = yard.bid.checked_add(1).unwrap_or(1);
+        let addr = BookAddress {
+            sn: self.name.clone(),
+            dn: to.to_owned(),
+            si: si.clone(),
+            bi: yard.bid,
+        };
+        let path = yard.path.clone();
+        let pages = paginate(&addr, PackKind::Json, body)?;
+        Ok(Outgoing {
+            to: to.to_owned(),
+            path,
+            si,
+            pages,
+        })
+    }
+
+    /// Records that sending `out` failed with `source` and returns the error:
+    /// ENOENT or ECONNREFUSED is [`LaneError::Unreachable`] and the yard is
+    /// forgotten (the next send starts a new session with it); a full queue
+    /// is [`LaneError::QueueFull`]; anything else [`LaneError::Io`].
+    pub fn send_failed(&mut self, out: Outgoing, source: io::Error) -> LaneError {
+        let err = match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                self.forget(&out.to, &out.si);
+                LaneError::Unreachable {
+                    yard: out.to,
+                    path: out.path,
+                    source,
+                }
+            }
+            io::ErrorKind::WouldBlock => LaneError::QueueFull {
+                yard: out.to,
+                path: out.path,
+            },
+            _ => LaneError::Io {
+                op: "send to",
+                path: out.path,
+                source,
+            },
+        };
+        self.count(err.counter());
+        err
+    }
+
+    /// Forgets yard `to` (its socket is gone), as the reference reaps it, unless
+    /// another send already replaced its session.
+    pub fn forget(&mut self, to: &str, si: &str) {
+        if self
+            .yards
+            .get(to)
+            .is_some_and(|y| y.sid.as_deref() == Some(si))
+        {
+            self.yards.remove(to);
+        }
+    }
+
+    /// Counters: pages dropped by reason (`invalid_page_header`,
+    /// `invalid_page_body`, `invalid_destination`, `invalid_source_yard`,
+    /// `missed_page`, `page_count_mismatch`, `oversize_book`), books dropped
+    /// (`stale_book`, `evicted_book`), `books_completed`, `received`, `sent`,
+    /// send failures (`stale_transmit_yard`, `full_transmit_yard`,
+    /// `error_transmit_yard`), `receive_error`, and whatever the driver counts.
+    pub fn stats(&self) -> BTreeMap<&'static str, u64> {
+        let mut stats = self.counters.clone();
+        let books = self.books.stats();
+        // Pages the books refuse are counted from their errors; these are
+        // the books' own decisions.
+        stats.insert("books_completed", books.completed);
+        stats.insert("stale_book", books.stale_books);
+        stats.insert("evicted_book", books.evicted_books);
+        stats
+    }
+}
+
+/// The yard name of a socket path `.../<lane>.<yard>.uxd` (the reference's
+/// `namesFromHa`: the part after the last dot of the stem).
+fn yard_of(path: &Path) -> Option<&str> {
+    if path.extension()? != "uxd" {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    let (_, yard) = stem.rsplit_once('.')?;
+    Some(yard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lane::page::PageHead;
+
+    fn core(name: &str) -> YardCore {
+        YardCore::new("/tmp/lanes", "lane", name, BookLimits::default()).expect("names")
+    }
+
+    fn page(sn: &str, dn: &str, body: &str) -> Vec<u8> {
+        let head = PageHead {
+            sn: sn.into(),
+            dn: dn.into(),
+            si: "0123456789abcdef01".into(),
+            bi: 1,
+            ..PageHead::default()
+        };
+        let mut bytes = head.to_bytes().expect("valid head");
+        bytes.extend_from_slice(body.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let bad = YardCore::new("/d", "lane", "a.b", BookLimits::default());
+        assert!(matches!(bad, Err(LaneError::InvalidName(_))), "{bad:?}");
+        let bad = YardCore::new("/d", "a/b", "a", BookLimits::default());
+        assert!(matches!(bad, Err(LaneError::InvalidName(_))), "{bad:?}");
+    }
+
+    #[test]
+    fn unknown_source_creates_yard_at_its_socket_path() {
+        let mut c = core("b");
+        let src = Path::new("/elsewhere/lane.a.uxd");
+        let got = c
+            .receive(&page("a", "b", r#"{"x":1}"#), Some(src))
+            .expect("accepted");
+        assert_eq!(got.map(|(from, _)| from).as_deref(), Some("a"));
+        assert_eq!(c.yards.get("a").map(|y| y.path.as_path()), Some(src));
+    }
+
+    #[test]
+    fn unnamed_source_gets_the_computed_path() {
+        let mut c = core("b");
+        c.receive(&page("a", "b", "{}"), None).expect("accepted");
+        assert_eq!(
+            c.yards.get("a").map(|y| y.path.clone()),
+            Some(PathBuf::from("/tmp/lanes/lane.a.uxd"))
+        );
+    }
+
+    #[test]
+    fn source_path_of_another_yard_is_refused() {
+        let mut c = core("b");
+        let err = c.receive(&page("a", "b", "{}"), Some(Path::new("/x/lane.c.uxd")));
+        assert!(matches!(err, Err(LaneError::BadSource(_))), "{err:?}");
+        assert!(c.yards.is_empty());
+    }
+
+    #[test]
+    fn page_for_another_yard_is_refused() {
+        let mut c = core("b");
+        let err = c.receive(&page("a", "c", "{}"), None);
+        assert!(
+            matches!(err, Err(LaneError::WrongDestination(ref d)) if d == "c"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn accept_counts_messages_and_drops() {
+        let mut c = core("b");
+        assert!(c.accept(b"garbage", None).is_none());
+        assert!(c.accept(&page("a", "c", "{}"), None).is_none());
+        let got = c.accept(&page("a", "b", r#"{"k":"v"}"#), None);
+        assert_eq!(
+            got.map(|(from, body)| (from, body.len())),
+            Some(("a".into(), 1))
+        );
+        let stats = c.stats();
+        assert_eq!(stats.get("invalid_page_header"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("invalid_destination"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("received"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("books_completed"), Some(&1), "{stats:?}");
+    }
+
+    #[test]
+    fn book_ids_count_per_yard_and_session_ids_differ() {
+        let mut c = core("a");
+        let mut rng = rand::thread_rng();
+        let body = Map::new();
+        let head = |out: &Outgoing| {
+            Page::parse(out.pages.first().expect("page"))
+                .expect("parse")
+                .head
+        };
+        let b1 = c.prepare_send("b", &body, 1, &mut rng).expect("b");
+        let b2 = c.prepare_send("b", &body, 2, &mut rng).expect("b");
+        let c1 = c.prepare_send("c", &body, 3, &mut rng).expect("c");
+        assert_eq!((head(&b1).bi, head(&b2).bi, head(&c1).bi), (1, 2, 1));
+        assert_eq!(head(&b1).si, head(&b2).si);
+        assert_ne!(b1.si, c1.si);
+        assert_eq!(b1.path, PathBuf::from("/tmp/lanes/lane.b.uxd"));
+        c.forget("b", &b1.si);
+        let again = c.prepare_send("b", &body, 4, &mut rng).expect("b");
+        assert_ne!(again.si, b1.si, "a reaped yard gets a new session");
+    }
+
+    #[test]
+    fn send_failures_are_classified_and_counted() {
+        let mut c = core("a");
+        let mut rng = rand::thread_rng();
+        let body = Map::new();
+        let out = c.prepare_send("b", &body, 1, &mut rng).expect("b");
+        let si = out.si.clone();
+        let err = c.send_failed(out, io::Error::from(io::ErrorKind::WouldBlock));
+        assert!(matches!(err, LaneError::QueueFull { ref yard, .. } if yard == "b"));
+        let out = c.prepare_send("b", &body, 2, &mut rng).expect("b");
+        assert_eq!(out.si, si, "a full queue keeps the session");
+        let err = c.send_failed(out, io::Error::from(io::ErrorKind::NotFound));
+        assert!(matches!(err, LaneError::Unreachable { .. }), "{err:?}");
+        let out = c.prepare_send("b", &body, 3, &mut rng).expect("b");
+        assert_ne!(out.si, si, "an unreachable yard is forgotten");
+        let err = c.send_failed(out, io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(err, LaneError::Io { .. }), "{err:?}");
+        let stats = c.stats();
+        assert_eq!(stats.get("full_transmit_yard"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("stale_transmit_yard"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("error_transmit_yard"), Some(&1), "{stats:?}");
+    }
+
+    #[test]
+    fn yard_names_from_socket_paths() {
+        assert_eq!(yard_of(Path::new("/d/lane.main.uxd")), Some("main"));
+        assert_eq!(yard_of(Path::new("/d/my.lane.main.uxd")), Some("main"));
+        assert_eq!(yard_of(Path::new("/d/main.uxd")), None);
+        assert_eq!(yard_of(Path::new("/d/lane.main.sock")), None);
+    }
+}
