@@ -47,11 +47,16 @@ fn py_error(e: RustLaneError) -> PyErr {
         RustLaneError::QueueFull { .. } => PyBlockingIOError::new_err(msg),
         RustLaneError::Unreachable { path, source, .. }
         | RustLaneError::Io { path, source, .. } => {
-            LaneError::new_err((source.raw_os_error(), msg, path.clone()))
+            LaneError::new_err((source.raw_os_error(), msg, path_text(path)))
         }
-        RustLaneError::InUse(path) => LaneError::new_err((None::<i32>, msg, path.clone())),
+        RustLaneError::InUse(path) => LaneError::new_err((None::<i32>, msg, path_text(path))),
         _ => LaneError::new_err(msg),
     }
+}
+
+/// A path for Python (`str`, undecodable bytes escaped as Python does).
+fn path_text(path: &std::path::Path) -> OsString {
+    path.as_os_str().to_owned()
 }
 
 /// `<sock_dir>/raet`: the lane directory of the daemon using Salt's `sock_dir`.
