@@ -185,11 +185,18 @@ impl YardCore {
         })
     }
 
-    /// Records that sending `out` failed with `source` and returns the error:
-    /// ENOENT or ECONNREFUSED is [`LaneError::Unreachable`] and the yard is
-    /// forgotten (the next send starts a new session with it); a full queue
-    /// is [`LaneError::QueueFull`]; anything else [`LaneError::Io`].
-    pub fn send_failed(&mut self, out: Outgoing, source: io::Error) -> LaneError {
+    /// Records the outcome of sending `out` (`sent` counted), or why it
+    /// failed: ENOENT or ECONNREFUSED is [`LaneError::Unreachable`] and the
+    /// yard is forgotten (the next send starts a new session with it); a full
+    /// queue is [`LaneError::QueueFull`]; anything else [`LaneError::Io`].
+    pub fn finish_send(&mut self, out: Outgoing, result: io::Result<()>) -> Result<(), LaneError> {
+        let source = match result {
+            Ok(()) => {
+                self.count("sent");
+                return Ok(());
+            }
+            Err(source) => source,
+        };
         let err = match source.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                 self.forget(&out.to, &out.si);
@@ -210,7 +217,7 @@ impl YardCore {
             },
         };
         self.count(err.counter());
-        err
+        Err(err)
     }
 
     /// Forgets yard `to` (its socket is gone), as the reference reaps it, unless
@@ -363,26 +370,29 @@ mod tests {
     }
 
     #[test]
-    fn send_failures_are_classified_and_counted() {
+    fn send_outcomes_are_classified_and_counted() {
         let mut c = core("a");
         let mut rng = rand::thread_rng();
         let body = Map::new();
         let out = c.prepare_send("b", &body, 1, &mut rng).expect("b");
         let si = out.si.clone();
-        let err = c.send_failed(out, io::Error::from(io::ErrorKind::WouldBlock));
-        assert!(matches!(err, LaneError::QueueFull { ref yard, .. } if yard == "b"));
+        let err = c.finish_send(out, Err(io::Error::from(io::ErrorKind::WouldBlock)));
+        assert!(matches!(err, Err(LaneError::QueueFull { ref yard, .. }) if yard == "b"));
         let out = c.prepare_send("b", &body, 2, &mut rng).expect("b");
         assert_eq!(out.si, si, "a full queue keeps the session");
-        let err = c.send_failed(out, io::Error::from(io::ErrorKind::NotFound));
-        assert!(matches!(err, LaneError::Unreachable { .. }), "{err:?}");
+        let err = c.finish_send(out, Err(io::Error::from(io::ErrorKind::NotFound)));
+        assert!(matches!(err, Err(LaneError::Unreachable { .. })), "{err:?}");
         let out = c.prepare_send("b", &body, 3, &mut rng).expect("b");
         assert_ne!(out.si, si, "an unreachable yard is forgotten");
-        let err = c.send_failed(out, io::Error::from(io::ErrorKind::PermissionDenied));
-        assert!(matches!(err, LaneError::Io { .. }), "{err:?}");
+        let err = c.finish_send(out, Err(io::Error::from(io::ErrorKind::PermissionDenied)));
+        assert!(matches!(err, Err(LaneError::Io { .. })), "{err:?}");
+        let out = c.prepare_send("b", &body, 4, &mut rng).expect("b");
+        c.finish_send(out, Ok(())).expect("sent");
         let stats = c.stats();
         assert_eq!(stats.get("full_transmit_yard"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("stale_transmit_yard"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("error_transmit_yard"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("sent"), Some(&1), "{stats:?}");
     }
 
     #[test]

@@ -8,6 +8,9 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde_json::{Map, Value};
+
+use super::core::{Outgoing, YardCore};
 use super::{check_lane_name, check_yard_name, LaneError};
 
 /// Socket buffer size we make sure of (a page is up to 64 KiB).
@@ -54,8 +57,18 @@ pub(crate) fn remove(path: &Path) {
     }
 }
 
+/// [`YardCore::prepare_send`] with the current time and a thread-local RNG
+/// (for a new session id).
+pub(crate) fn prepare(
+    core: &mut YardCore,
+    to: &str,
+    body: &Map<String, Value>,
+) -> Result<Outgoing, LaneError> {
+    core.prepare_send(to, body, unix_micros(), &mut rand::thread_rng())
+}
+
 /// Microseconds since the epoch (0 before it): the time in new session ids.
-pub(crate) fn unix_micros() -> u64 {
+fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))

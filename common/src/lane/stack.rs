@@ -81,18 +81,15 @@ impl LaneStack {
     /// nobody listens on is [`LaneError::Unreachable`] (and the yard is
     /// forgotten, so the next send starts a new session with it).
     pub async fn send(&self, to_yard: &str, body: &Map<String, Value>) -> Result<(), LaneError> {
-        let out = self.core().prepare_send(
-            to_yard,
-            body,
-            socket::unix_micros(),
-            &mut rand::thread_rng(),
-        )?;
-        for page in &out.pages {
-            if let Err(source) = self.send_page(page, &out.path).await {
-                return Err(self.core().send_failed(out, source));
-            }
+        let out = socket::prepare(&mut self.core(), to_yard, body)?;
+        let result = self.send_pages(&out.pages, &out.path).await;
+        self.core().finish_send(out, result)
+    }
+
+    async fn send_pages(&self, pages: &[Vec<u8>], path: &Path) -> io::Result<()> {
+        for page in pages {
+            self.send_page(page, path).await?;
         }
-        self.core().count("sent");
         Ok(())
     }
 

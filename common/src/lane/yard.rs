@@ -90,19 +90,12 @@ impl LaneYard {
     /// [`LaneError::Unreachable`] (and the yard is forgotten, so the next send
     /// starts a new session with it).
     pub fn send(&self, to_yard: &str, body: &Map<String, Value>) -> Result<(), LaneError> {
-        let out = self.core().prepare_send(
-            to_yard,
-            body,
-            socket::unix_micros(),
-            &mut rand::thread_rng(),
-        )?;
-        for page in &out.pages {
-            if let Err(source) = self.send_page(page, &out.path) {
-                return Err(self.core().send_failed(out, source));
-            }
-        }
-        self.core().count("sent");
-        Ok(())
+        let out = socket::prepare(&mut self.core(), to_yard, body)?;
+        let result = out
+            .pages
+            .iter()
+            .try_for_each(|page| self.send_page(page, &out.path));
+        self.core().finish_send(out, result)
     }
 
     fn send_page(&self, page: &[u8], path: &Path) -> io::Result<()> {
