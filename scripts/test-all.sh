@@ -4,7 +4,9 @@
 #   3. reference raet venv (tests/interop/setup-ref.sh) + its pytest self-test
 #   4. cargo test --workspace (debug), with the Rust<->reference interop tests required,
 #      then the 5 MB simulation scenarios in release (too slow in debug)
-#   5. stock Salt end to end on transport raet (tests/salt), in Salt's venv
+#   5. Salt's venv (scripts/setup-salt-venv.sh: Salt 3008.5, the extension built by maturin),
+#      the extension's pytest (salt-ext/tests), stock Salt end to end on transport raet
+#      (tests/salt)
 #   6. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
 # plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
@@ -104,9 +106,20 @@ counted_step cargo_counts "cargo test" "$logdir/cargo-test.log" cargo test --wor
 counted_step cargo_counts "simulation 5 MB (release)" "$logdir/sim-release.log" \
     cargo test --release -p raet --test sim_messaging -- 5mb
 
-# Stock Salt on transport raet, end to end (tests/salt): a master and two minions with the
-# debug daemons built by cargo test above, in Salt's venv (scripts/setup-salt-venv.sh).
+# Salt's venv: Salt 3008.5 from PyPI, pytest and saltext_raet built by maturin (pip install
+# ./salt-ext); fast when nothing changed (stamps in the venv).
 salt_venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
+step "salt venv" "$logdir/setup-salt.log" scripts/setup-salt-venv.sh "$salt_venv" \
+    || fail "scripts/setup-salt-venv.sh $salt_venv" 1 "$logdir/setup-salt.log"
+
+# The extension's own tests (salt-ext/tests): the native module (yards, the real
+# salt-raet-master built by cargo test above) and the Python side against the installed Salt.
+counted_step pytest_counts "salt-ext pytest" "$logdir/salt-ext.log" \
+    env SALT_RAET_BIN_DIR="$root/target/debug" \
+    "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider salt-ext/tests
+
+# Stock Salt on transport raet, end to end (tests/salt): a master and two minions with the
+# debug daemons built by cargo test above, in Salt's venv.
 counted_step pytest_counts "salt end-to-end" "$logdir/salt-e2e.log" \
     env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
     SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
