@@ -195,6 +195,7 @@ def _wrap_channel_factories():
     targets = {
         "salt.channel.client": _patch_client_channels,
         "salt.channel.server": _patch_server_channels,
+        "salt.utils.minions": _patch_presence,
     }
     for module_name, patch in targets.items():
         if module_name in sys.modules:
@@ -223,6 +224,30 @@ def _patch_server_channels(module):
         "factory",
         lambda o, **k: _channel().NativePubServerChannel.factory(o, **k),
     )
+
+
+def _patch_presence(module):
+    """
+    ``CkMinions.connected_ids`` (``manage.present``, ``manage.alived``...)
+    looks for TCP connections to the publish port; with transport raet it
+    asks the master's RAET daemon which minions it hears instead.
+    """
+    original = module.CkMinions.connected_ids
+
+    def connected_ids(self, subset=None, show_ip=False):
+        if ttype(self.opts) != NAME:
+            return original(self, subset=subset, show_ip=show_ip)
+        try:
+            present = _transport().present_minions(self.opts)
+        except (OSError, TimeoutError) as exc:
+            log.warning("RAET: presence unknown, the master daemon does not answer: %s", exc)
+            return set()
+        ids = [id_ for id_ in present if not subset or id_ in subset]
+        if show_ip:
+            return {(id_, present[id_]) for id_ in ids}
+        return set(ids)
+
+    module.CkMinions.connected_ids = connected_ids
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

@@ -28,6 +28,8 @@ import json
 import logging
 import multiprocessing
 import os
+import selectors
+import time
 import uuid
 
 import salt.exceptions
@@ -216,6 +218,44 @@ class Endpoint:
                 waiter.cancel()
         self._waiting.clear()
         self.yard.close()
+
+
+def daemon_status(opts, timeout=5.0):
+    """
+    The local RAET daemon's status, asked synchronously (for code outside an
+    event loop, such as Salt's runners): its estate and, per remote, the
+    acceptance, joined/allowed state and presence.
+    """
+    yard = _native.Yard(_native.lane_dir(opts["sock_dir"]), yard_name("status"))
+    try:
+        yard.send((None, _native.MANOR, STATUS_SHARE), "{}", None, _native.MANOR)
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(yard.fileno(), selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no status from the RAET daemon in {timeout} s")
+                selector.select(left)
+                for msg in yard.recv():
+                    if msg.src[2] == STATUS_SHARE and msg.error is None:
+                        return json.loads(msg.load)
+    finally:
+        yard.close()
+
+
+def present_minions(opts):
+    """
+    Minion ids the master's RAET daemon has allowed and hears (alive
+    heartbeats), with the host part of their road address: what
+    ``manage.present`` and presence events report.
+    """
+    status = daemon_status(opts)
+    return {
+        remote["id"]: (remote.get("address") or "").rpartition(":")[0] or None
+        for remote in status.get("remotes", [])
+        if remote.get("allowed") and remote.get("presence") in ("present", "new")
+    }
 
 
 class RequestClient(salt.transport.base.RequestClient):
