@@ -132,3 +132,10 @@ def test_private_replies_come_back_under_their_key():
     server = _server(({"pillar_key": 1}, {"fun": "send_private", "key": "pillar", "tgt": "m1"}))
     reply = asyncio.run(server.handle_message({"enc": "aes", "load": {"cmd": "_pillar", "id": "m1"}}, "m1"))
     assert reply == {"pillar": {"pillar_key": 1}}
+
+
+def test_revoke_auth_is_refused_in_native_mode():
+    server = _server((True, {"fun": "send"}))
+    load = {"cmd": "_revoke_auth", "id": "m1", "tok": b"raet"}
+    assert asyncio.run(server.handle_message({"enc": "aes", "load": load}, peer="m1")) is False
+    assert server.payload_handler.seen == []

@@ -194,6 +194,13 @@ class NativeReqServerChannel:
                 log.warning("RAET: minion %s sent a load for minion %r: refused", peer, claimed)
                 return "bad load: id does not match the RAET peer"
             load["id"] = peer
+            if load.get("cmd") == "_revoke_auth":
+                log.warning(
+                    "RAET: minion %s asked to revoke its key (saltutil.revoke_auth), which the "
+                    "native mode does not support: use salt-key -d on the master",
+                    peer,
+                )
+                return False
         ret = await self.payload_handler({"enc": enc, "load": load})
         if not isinstance(ret, tuple):
             return ret
