@@ -520,8 +520,14 @@ impl PkiWatcher {
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Err(e) = &event {
-                    tracing::warn!(error = %e, "pki watch error; relying on the periodic rescan");
+                match &event {
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pki watch error; relying on the periodic rescan");
+                    }
+                    // Our own scans open and read every key file: those events must not wake
+                    // us, or the watcher rescans forever.
+                    Ok(event) if !changes_keys(&event.kind) => return,
+                    Ok(_) => {}
                 }
                 // A full channel already holds a wake-up: the coming scan sees this change too.
                 let _ = wake_tx.try_send(());
@@ -573,6 +579,18 @@ impl PkiWatcher {
             },
             rx,
         ))
+    }
+}
+
+/// Whether an inotify event can change what a scan sees: creations, modifications, renames,
+/// removals and a close after writing; not opens, reads or closes after reading (a scan
+/// itself causes those).
+pub fn changes_keys(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

@@ -408,3 +408,26 @@ fn key_files_are_chowned_to_the_owner_when_possible() {
     assert_eq!(meta.mode() & 0o777, 0o600);
     assert_eq!(fs::read_to_string(&path).unwrap(), pem(2));
 }
+
+#[test]
+fn only_changes_wake_the_watcher_not_its_own_reads() {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+    use notify::EventKind;
+    for quiet in [
+        EventKind::Access(AccessKind::Open(AccessMode::Any)),
+        EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        EventKind::Access(AccessKind::Read),
+    ] {
+        assert!(!changes_keys(&quiet), "{quiet:?}");
+    }
+    for change in [
+        EventKind::Create(CreateKind::File),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        EventKind::Modify(ModifyKind::Any),
+        EventKind::Remove(RemoveKind::File),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        EventKind::Any,
+    ] {
+        assert!(changes_keys(&change), "{change:?}");
+    }
+}
