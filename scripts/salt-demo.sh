@@ -15,16 +15,8 @@
 # way is used as it is), SALT_RAET_PORTS (e.g. 29000-29999; default: kernel-chosen ports).
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
-
-if [ -z "${SALT_RAET_VENV:-}" ] && ! "$venv/bin/python" -c 'import saltext_raet' 2>/dev/null; then
-    echo "salt-demo: creating $venv (scripts/setup-salt-venv.sh)"
-    scripts/setup-salt-venv.sh
-fi
-echo "salt-demo: cargo build --release -p salt-raet-master -p salt-raet-minion"
-cargo build --release --quiet -p salt-raet-master -p salt-raet-minion
+# shellcheck source=lib/salt-prep.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/salt-prep.sh"
 
 exec "$venv/bin/python" "$root/tests/salt/saltlab.py" demo --venv "$venv" \
     --bin-dir "$root/target/release" "$@"
