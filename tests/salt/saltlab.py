@@ -532,8 +532,9 @@ def demo(argv: Optional[list[str]] = None) -> int:
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Ctrl-C must work
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
     root = Path(tempfile.mkdtemp(prefix="salt-demo-"))
     lab = Lab(root, ["demo-minion"], Path(opts.bin_dir), venv=opts.venv)
