@@ -110,8 +110,8 @@ impl Message {
 
     /// The whole load as JSON text.
     #[getter]
-    fn load(&self) -> String {
-        Value::Object(self.whole_load.clone()).to_string()
+    fn load(&self) -> PyResult<String> {
+        serde_json::to_string(&self.whole_load).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
