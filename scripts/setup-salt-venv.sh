@@ -23,7 +23,7 @@ python="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 start=$SECONDS
 
-say() { echo "setup-salt-venv: $*"; }
+say() { echo "setup-salt-venv: [$((SECONDS - start)) s] $*"; }
 
 if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv"
@@ -38,11 +38,12 @@ salt_want="salt $salt_version python $py_version"
 if [ "$(cat "$salt_stamp" 2>/dev/null)" != "$salt_want" ]; then
     say "installing Salt $salt_version"
     "${pip[@]}" install -q --upgrade pip
-    if ! "${pip[@]}" install -q "salt==$salt_version" pytest; then
-        say "plain install of salt==$salt_version failed; installing its requirements" \
-            "with the newest certifi available, then Salt with --no-deps"
-        tmp="$(mktemp -d)"
-        trap 'rm -rf "$tmp"' EXIT
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    if ! "${pip[@]}" install -q "salt==$salt_version" pytest >"$tmp/plain.log" 2>&1; then
+        say "plain install of salt==$salt_version failed" \
+            "($(grep -m1 'No matching distribution' "$tmp/plain.log" || tail -n 1 "$tmp/plain.log"));" \
+            "installing its requirements with the newest certifi available, then Salt with --no-deps"
         "${pip[@]}" download -q --no-deps --no-binary salt -d "$tmp" "salt==$salt_version"
         sdist="$(find "$tmp" -maxdepth 1 -name "salt-$salt_version.tar.gz" | head -n 1)"
         [ -n "$sdist" ] || { say "no sdist of salt $salt_version downloaded"; exit 1; }
@@ -51,9 +52,9 @@ if [ "$(cat "$salt_stamp" 2>/dev/null)" != "$salt_want" ]; then
             grep -v 'extra ==' | grep -v '^certifi' >"$tmp/requirements.txt"
         "${pip[@]}" install -q -r "$tmp/requirements.txt" certifi pytest
         "${pip[@]}" install -q --no-deps "$sdist"
-        rm -rf "$tmp"
-        trap - EXIT
     fi
+    rm -rf "$tmp"
+    trap - EXIT
     got="$("$venv/bin/python" -c 'import salt.version; print(salt.version.__saltstack_version__)')"
     [ "$got" = "$salt_version" ] || { say "Salt $got installed, wanted $salt_version"; exit 1; }
     echo "$salt_want" >"$salt_stamp"
@@ -76,4 +77,4 @@ else
     say "saltext-raet already installed from these sources"
 fi
 
-say "ready in $((SECONDS - start)) s: $venv ($("$venv/bin/salt" --version))"
+say "ready: $venv ($("$venv/bin/salt" --version))"
