@@ -67,8 +67,8 @@ ext_stamp="$venv/.salt-raet-ext"
 ext_want="$(cd "$root" && find salt-ext common/src common/Cargo.toml Cargo.toml Cargo.lock \
     -type f ! -path 'salt-ext/tests/*' ! -path 'salt-ext/target/*' ! -name '*.pyc' \
     ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)"
-if [ "$(cat "$ext_stamp" 2>/dev/null)" != "$ext_want" ] ||
-    ! "$venv/bin/python" -c 'import saltext_raet._native' 2>/dev/null; then
+installed_module=("$venv"/lib/python3*/site-packages/saltext_raet/_native*.so)
+if [ "$(cat "$ext_stamp" 2>/dev/null)" != "$ext_want" ] || [ ! -f "${installed_module[0]}" ]; then
     say "building and installing ./salt-ext (maturin, release)"
     "${pip[@]}" install -q "$root/salt-ext"
     "$venv/bin/python" -c 'import saltext_raet._native as n; assert n.LANE == "salt"'
@@ -77,4 +77,4 @@ else
     say "saltext-raet already installed from these sources"
 fi
 
-say "ready: $venv ($("$venv/bin/salt" --version))"
+say "ready: $venv (Salt $salt_version, saltext-raet)"
