@@ -648,3 +648,85 @@ fn a_rejected_minion_stops_until_sighup() {
         "no session kept: {minion_view}"
     );
 }
+
+/// Whether `minion`'s status shows its master allowed (asked in-process, without starting a
+/// `status` process, so that the time measured is the daemons').
+async fn minion_allows_master(minion: &Daemon) -> bool {
+    let Ok(status) = raet::salt::daemon::query_status(&minion.sock).await else {
+        return false;
+    };
+    let rows = status.get("remotes").and_then(Value::as_array);
+    rows.into_iter().flatten().any(|r| r["allowed"] == true)
+}
+
+/// Accepts `id` as salt-key does (moves its key file); returns how long its minion took to
+/// show its master allowed.
+fn accept_and_time(
+    rt: &tokio::runtime::Runtime,
+    master: &Daemon,
+    minion: &Daemon,
+    id: &str,
+) -> f64 {
+    rt.block_on(async {
+        assert!(
+            !minion_allows_master(minion).await,
+            "{id} allowed before its accept"
+        );
+        let moved = Instant::now();
+        fs::rename(pending(master, id), accepted(master, id)).unwrap();
+        while !minion_allows_master(minion).await {
+            assert!(moved.elapsed() < LIMIT, "{id} never saw its master allowed");
+        }
+        moved.elapsed().as_secs_f64()
+    })
+}
+
+/// How many lines of `daemon`'s (debug) log contain `needle`.
+fn log_lines(daemon: &Daemon, needle: &str) -> usize {
+    let log = fs::read_to_string(daemon.etc.with_file_name("daemon.log")).unwrap_or_default();
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Accepting a pending key completes the minion's join at once, however long it has been
+/// pending and wherever its join loop is: during a join (the master answers the pended
+/// join), or just after one ended (the minion asks again at once, not after its backoff).
+#[test]
+fn an_accepted_key_reaches_the_pending_minion_at_once() {
+    let site = Site::new();
+    let master = site.master(30000, "");
+    let ids = ["b1", "b2", "b3", "b4"];
+    let minions: Vec<Daemon> = (1u16..)
+        .zip(ids)
+        .map(|(i, id)| site.minion(id, 30000 + i, 30000))
+        .collect();
+    let rt = runtime();
+    let mut took = vec![];
+    for id in ids {
+        wait_for(LIMIT, "pending keys", || pending(&master, id).exists());
+    }
+    // Pending for a moment only.
+    took.push(accept_and_time(&rt, &master, &minions[0], "b1"));
+    // Pending for over 20 s (five pended joins), accepted just as its fifth join ended:
+    // before asking again, a minion used to wait for its backoff (2.5-5 s by then).
+    wait_for(Duration::from_secs(60), "five pended joins of b2", || {
+        log_lines(&minions[1], "joiner timed out") >= 5
+    });
+    let late = accept_and_time(&rt, &master, &minions[1], "b2");
+    took.push(late);
+    // The others at whatever point of their join loop they are.
+    for (minion, id) in minions.iter().zip(ids).skip(2) {
+        took.push(accept_and_time(&rt, &master, minion, id));
+    }
+    for (id, t) in ids.iter().zip(&took) {
+        eprintln!("{id}: its minion saw the master allowed {t:.3} s after the key moved");
+    }
+    assert!(
+        late < 2.5,
+        "b2 allowed its master {late:.2} s after the accept"
+    );
+    assert!(took.iter().all(|&t| t < 5.0), "{took:?}");
+    // A pended minion keeps asking: no backoff while the master answers.
+    let (state, attempts) = join_state(&minions[3]).unwrap();
+    assert_eq!(state, "joined");
+    assert!(attempts >= 5, "b4 asked {attempts} times");
+}

@@ -35,6 +35,12 @@ use crate::stack::{RoadStack, StackError};
 pub const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Cap of the doubling join retry delay (each delay is jittered down to half of it).
 pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Delay before a minion whose join the master pended asks again (jittered down to half of
+/// it). The master is up and only waiting for its operator: asking again at once keeps a
+/// join open there nearly all the time, so that an accept completes it within a round trip
+/// (a pended join ends after the joiner timeout, 5 s, on both sides). Not zero: the
+/// master's side of the last join must have timed out first, or it refuses the new one.
+pub const PENDED_RETRY: Duration = Duration::from_millis(250);
 /// Delay before a rejected minion asks again (its key may have been accepted meanwhile).
 pub const REJECTED_RETRY: Duration = Duration::from_secs(30);
 /// Period of the master's full rescan of the pki directories (besides inotify).
@@ -372,10 +378,20 @@ pub(crate) fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
+/// How many `pend` answers to our joins the road has received (its `joiner_rx_pend` counter).
+async fn pends_received(road: &RoadStack) -> u64 {
+    road.stats()
+        .await
+        .get("joiner_rx_pend")
+        .copied()
+        .unwrap_or(0)
+}
+
 /// The minion's join loop: joins the master (vacuously, any old session forgotten), retrying
-/// with capped, jittered backoff; after a success waits for a rejoin request. A rejected
-/// minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry` (Salt's key) makes
-/// it ask again every [`REJECTED_RETRY`].
+/// with capped, jittered backoff, or after [`PENDED_RETRY`] when the master pended the join
+/// (its operator has not accepted our key yet); after a success waits for a rejoin request.
+/// A rejected minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry`
+/// (Salt's key) makes it ask again every [`REJECTED_RETRY`].
 async fn join_loop(
     road: RoadStack,
     master: SocketAddr,
@@ -393,6 +409,7 @@ async fn join_loop(
         if outcomes.send(JoinOutcome::Attempt).is_err() {
             return;
         }
+        let pends = pends_received(&road).await;
         let delay = match road.join(master).await {
             Ok(uid) => {
                 backoff = JOIN_BACKOFF_MIN;
@@ -426,6 +443,11 @@ async fn join_loop(
                 }
             }
             Err(StackError::Closed) => return,
+            Err(e) if pends_received(&road).await > pends => {
+                debug!(%master, error = %e, "join pended by the master; asking again");
+                backoff = JOIN_BACKOFF_MIN;
+                PENDED_RETRY
+            }
             Err(e) => {
                 debug!(%master, error = %e, "join failed; retrying");
                 let d = backoff;
