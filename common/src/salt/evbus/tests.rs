@@ -65,6 +65,8 @@ fn bodies_parse_back() {
         parse_body(b"t\n\n\xc1"),
         Err(BusError::BadData { .. })
     ));
+    // The tag is read without decoding the data (events are filtered by tag first).
+    assert_eq!(split_body(b"t/x\n\n\xc1").unwrap(), ("t/x", &b"\xc1"[..]));
 }
 
 #[test]
