@@ -193,6 +193,11 @@ impl Site {
     }
 
     fn minion(&self, id: &str, port: u16, master_port: u16) -> Daemon {
+        self.minion_with(id, port, master_port, "")
+    }
+
+    /// A minion with `extra` configuration lines.
+    fn minion_with(&self, id: &str, port: u16, master_port: u16, extra: &str) -> Daemon {
         let base = self.root.join(id);
         let etc = base.join("etc");
         fs::create_dir_all(&etc).unwrap();
@@ -202,7 +207,7 @@ impl Site {
             format!(
                 "id: {id}\nmaster: 127.0.0.1\nraet_master_port: {master_port}\n\
                  raet_port: {port}\npki_dir: {}\nsock_dir: {}\nraet_alive_period: {PERIOD}\n\
-                 log_file: {}/log\n",
+                 log_file: {}/log\n{extra}",
                 pki.display(),
                 sock.display(),
                 base.display()
@@ -474,6 +479,14 @@ struct SaltBus {
 }
 
 impl SaltBus {
+    /// A site whose master's `sock_dir` has the bus sockets, and a runtime for them.
+    fn site() -> (Site, tokio::runtime::Runtime, SaltBus) {
+        let site = Site::new();
+        let rt = runtime();
+        let bus = rt.block_on(async { SaltBus::bind(&site.root.join("master/sock")) });
+        (site, rt, bus)
+    }
+
     fn bind(sock: &Path) -> SaltBus {
         fs::create_dir_all(sock).unwrap();
         SaltBus {
@@ -537,10 +550,7 @@ async fn salt_key(
 
 #[test]
 fn event_bus_carries_auth_key_and_presence_events() {
-    let site = Site::new();
-    let sock = site.root.join("master/sock");
-    let rt = runtime();
-    let bus = rt.block_on(async { SaltBus::bind(&sock) });
+    let (site, rt, bus) = SaltBus::site();
     let master = site.master(28800, "presence_events: True\nloop_interval: 1\n");
     let mut minion = site.minion("m1", 28801, 28800);
     rt.block_on(async {
@@ -729,4 +739,29 @@ fn an_accepted_key_reaches_the_pending_minion_at_once() {
     let (state, attempts) = join_state(&minions[3]).unwrap();
     assert_eq!(state, "joined");
     assert!(attempts >= 5, "b4 asked {attempts} times");
+}
+
+#[test]
+fn rejected_retry_keeps_asking_and_autoreject_fires_reject() {
+    let (site, rt, bus) = SaltBus::site();
+    let autoreject = site.root.join("master/ar");
+    fs::create_dir_all(site.root.join("master")).unwrap();
+    fs::write(&autoreject, "bad*\n").unwrap();
+    fs::set_permissions(
+        &autoreject,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let master = site.master(28820, "");
+    let minion = site.minion_with("bad1", 28821, 28820, "rejected_retry: True\n");
+    wait_for(LIMIT, "bad1 rejected, retrying", || {
+        join_state(&minion).is_some_and(|(state, _)| state == "rejected_retrying")
+    });
+    assert!(master.pki.join("minions_rejected/bad1").exists());
+    rt.block_on(async {
+        let mut pull = SaltBus::accept(&bus.pull).await;
+        let reject = next_event(&mut pull, "salt/auth", |d| d["id"] == "bad1").await;
+        assert_eq!(reject["act"], "reject", "{reject}");
+        assert_eq!(reject["result"], false, "{reject}");
+    });
 }
