@@ -374,3 +374,49 @@ fn sample_configs_parse_and_show_the_defaults() {
     set.common.owner = None;
     assert_eq!(set, default);
 }
+
+#[test]
+fn systemd_units_start_the_daemons_and_can_write_their_default_paths() {
+    let defaults = dir_with(&[("minion", "id: m1\n")]);
+    let master = MasterConfig::load(defaults.path()).unwrap().common;
+    let minion = MinionConfig::load(defaults.path()).unwrap().common;
+    for (role, common) in [("master", master), ("minion", minion)] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../pkg/systemd/salt-raet-{role}.service"));
+        let unit = fs::read_to_string(&path).unwrap();
+        let value = |key: &str| -> Vec<String> {
+            unit.lines()
+                .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            value("ExecStart"),
+            [format!("/usr/bin/salt-raet-{role} -c {DEFAULT_CONFIG_DIR}")]
+        );
+        assert_eq!(value("Restart"), ["on-failure"]);
+        assert_eq!(value("RestartPreventExitStatus"), ["2"], "bad config");
+        let writable: Vec<String> = value("ReadWritePaths")
+            .iter()
+            .flat_map(|v| v.split_whitespace())
+            .map(|p| p.trim_start_matches('-').to_owned())
+            .collect();
+        // /var/run is /run.
+        let under = |p: &Path| {
+            let p = p.to_string_lossy().replacen("/var/run/", "/run/", 1);
+            writable.iter().any(|w| p.starts_with(&format!("{w}/")))
+        };
+        for p in [
+            common.pki_dir,
+            common.sock_dir,
+            common.cachedir,
+            PathBuf::from(common.log_file),
+        ] {
+            assert!(
+                under(&p),
+                "{role}: {} is not writable: {writable:?}",
+                p.display()
+            );
+        }
+    }
+}
