@@ -632,13 +632,7 @@ impl Daemon {
                     if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
                         debug!(%yard, error = %e, "lane delivery failed");
                         self.table.forget(&yard);
-                        let reason = format!("yard {yard:?} is not on the lane");
-                        work.push(self.table.error(
-                            &self.own,
-                            &env,
-                            ErrorKind::NoSuchYard,
-                            &reason,
-                        ));
+                        work.push(self.table.undelivered(&self.own, &yard, env));
                     }
                 }
                 Action::Drop(kind) => debug!(kind = kind.code(), "message dropped"),

@@ -448,6 +448,17 @@ impl RouteTable {
         Action::Local(yard, env)
     }
 
+    /// A message yard `yard` could not take (its socket is gone; the caller forgot it): one
+    /// addressed to a share goes to another yard serving it; one addressed to that yard is
+    /// answered with [`ErrorKind::NoSuchYard`].
+    pub fn undelivered(&mut self, own: &str, yard: &str, env: Envelope) -> Action {
+        if env.dst_yard.is_none() && env.dst_share.is_some() {
+            return self.deliver(own, env);
+        }
+        let reason = format!("yard {yard:?} is not on the lane");
+        self.error(own, &env, ErrorKind::NoSuchYard, &reason)
+    }
+
     /// The next yard serving `share`, round-robin over its yards (in name order).
     fn spread_over(&mut self, share: &str) -> Option<String> {
         let yards = self.yards_for(share);

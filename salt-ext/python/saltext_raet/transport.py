@@ -87,6 +87,7 @@ class Endpoint:
         self.estate = None
         self._waiting = {}
         self._registered = None
+        self.shares = []
         self._status = []
         self._tasks = set()
         self._closed = False
@@ -188,24 +189,40 @@ class Endpoint:
     def serve(self, shares):
         """Registers ``shares`` now and every :data:`REGISTER_PERIOD` seconds."""
         self._registered = self.loop.create_future()
-        self._spawn(self._register_forever(shares))
+        self.shares = list(shares)
+        self._spawn(self._register_forever())
         return self._registered
 
-    async def _register_forever(self, shares):
-        load = {"shares": list(shares)}
+    def set_shares(self, shares):
+        """Changes the shares this yard serves, telling the daemon at once."""
+        if list(shares) != self.shares:
+            self.shares = list(shares)
+            self._register()
+
+    def _register(self):
+        """Sends the registration; False when the daemon's lane is not there."""
+        try:
+            self.send((None, _native.MANOR, REGISTER_SHARE), {"shares": self.shares})
+            return True
+        except OSError as exc:
+            log.debug("RAET daemon not reachable on its lane: %s", exc)
+            return False
+
+    async def _register_forever(self):
         warned = False
         while not self._closed:
-            try:
-                self.send((None, _native.MANOR, REGISTER_SHARE), load)
-            except OSError as exc:
-                if not warned:
-                    log.warning("RAET daemon not reachable on its lane (%s); retrying", exc)
-                    warned = True
+            if not self._register() and not warned:
+                log.warning("RAET daemon not reachable on its lane %s; retrying", self.yard.path)
+                warned = True
             await asyncio.sleep(REGISTER_PERIOD)
 
     def close(self):
         if self._closed:
             return
+        if self.shares:
+            # withdraw from the daemon's routing table before the socket goes
+            self.shares = []
+            self._register()
         self._closed = True
         try:
             self.loop.remove_reader(self.yard.fileno())
@@ -500,6 +517,7 @@ class PublishClient(salt.transport.base.PublishClient):
         self._endpoint = None
         self._callback = None
         self._queue = asyncio.Queue()
+        self._receiving = False
         self._connect_callback = None
         self._disconnect_callback = None
         self._closing = False
@@ -514,7 +532,9 @@ class PublishClient(salt.transport.base.PublishClient):
             self._endpoint = Endpoint(
                 self.opts, asyncio.get_running_loop(), "sub", on_message=self._on_message
             )
-            registered = self._endpoint.serve([PUB_SHARE, PRESENCE_SHARE])
+            # share pub only once someone takes publications (on_recv or recv): salt-call's
+            # SMinion connects a subscriber only to close it, it must not get jobs
+            registered = self._endpoint.serve(self._shares())
             try:
                 await asyncio.wait_for(asyncio.shield(registered), timeout or 60)
             except asyncio.TimeoutError:
@@ -565,8 +585,14 @@ class PublishClient(salt.transport.base.PublishClient):
         elif change in ("new", "present") and self._connect_callback is not None:
             await self._connect_callback(True)
 
+    def _shares(self):
+        taking = self._callback is not None or self._receiving
+        return [PUB_SHARE, PRESENCE_SHARE] if taking else [PRESENCE_SHARE]
+
     def on_recv(self, callback):
         self._callback = callback
+        if self._endpoint is not None:
+            self._endpoint.set_shares(self._shares())
 
     def _decode_messages(self, messages):
         if isinstance(messages, dict):
@@ -574,6 +600,10 @@ class PublishClient(salt.transport.base.PublishClient):
         return salt.payload.loads(messages)
 
     async def recv(self, timeout=None):
+        if not self._receiving:
+            self._receiving = True
+            if self._endpoint is not None:
+                self._endpoint.set_shares(self._shares())
         if timeout == 0:
             try:
                 return self._queue.get_nowait()

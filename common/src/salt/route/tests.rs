@@ -277,3 +277,34 @@ fn a_master_table_does_not_forward_unserved_shares() {
     let action = t.from_lane("master", "c", &req, &peers(&["m1"]));
     assert_eq!(error_kind(&action).as_deref(), Some("unknown_share"));
 }
+
+#[test]
+fn a_share_message_whose_yard_is_gone_goes_to_another_yard_of_the_share() {
+    let mut t = RouteTable::new();
+    register(&mut t, "dead", json!({"shares": ["pub"]}));
+    register(&mut t, "live", json!({"shares": ["pub"]}));
+    let publ = body(
+        json!({"route": {"src": ["master", "p", null], "dst": [null, null, "pub"]}, "load": {}}),
+    );
+    let Action::Local(first, env) = t.from_road("m1", "master", &publ) else {
+        panic!("not delivered locally");
+    };
+    assert_eq!(first, "dead");
+    t.forget(&first);
+    assert!(matches!(t.undelivered("m1", &first, env.clone()), Action::Local(y, _) if y == "live"));
+    // the last yard gone too: the sender learns that no yard serves the share
+    t.forget("live");
+    assert_eq!(
+        error_kind(&t.undelivered("m1", "live", env)).as_deref(),
+        Some("unknown_share")
+    );
+    // a message for a named yard is not redirected
+    let named = Envelope::parse(&body(
+        json!({"route": {"src": ["master", "p", null], "dst": [null, "gone", null]}, "load": {}}),
+    ))
+    .unwrap();
+    assert_eq!(
+        error_kind(&t.undelivered("m1", "gone", named)).as_deref(),
+        Some("no_such_yard")
+    );
+}
