@@ -20,6 +20,12 @@ use super::{Event, MessageId, Road, RoadError, Rx, Uid};
 /// Bytes a crypto_box coat adds to a body: 16-byte tag and the 24-byte nonce.
 pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
 
+/// Segments of a burst signed and queued per road call. A longer burst (a large message
+/// sent at once) goes on at the next timer call, right away: the driver sends each chunk
+/// before the next one is signed, so the receiver verifies segments while we sign the
+/// rest instead of after we signed them all. The datagrams are the same.
+pub(crate) const CHUNK: u32 = 16;
+
 /// At most this many missed segment numbers per resend request (as the reference).
 const MISSEDS_PER_RESEND: usize = 64;
 
@@ -73,6 +79,10 @@ pub(crate) struct Messenger {
     current: u32,
     /// Segments of the regular sequence sent at least once (never moves back).
     sent: u32,
+    /// End of the burst being sent (`current..burst_end` still to go out).
+    burst_end: u32,
+    /// Set while a burst is being sent in chunks: the next chunk is due (now).
+    resume: Option<Instant>,
     /// Segments the receiver asked for again, in order, and a membership mark.
     misseds: VecDeque<u32>,
     missed: Vec<bool>,
@@ -94,7 +104,10 @@ impl Messenger {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self.nacked {
             Some(nacked) => nacked.checked_add(self.limit),
-            None => earliest(self.redo.due(), self.progress.checked_add(self.limit)),
+            None => earliest(
+                self.resume,
+                earliest(self.redo.due(), self.progress.checked_add(self.limit)),
+            ),
         }
     }
 
@@ -160,6 +173,8 @@ impl Road {
             flags: vec![Flags::default(); count as usize],
             current: 0,
             sent: 0,
+            burst_end: 0,
+            resume: None,
             misseds: VecDeque::new(),
             missed: vec![false; count as usize],
             acked: false,
@@ -221,11 +236,19 @@ impl Road {
         if let Some(fg) = m.flag(end - 1) {
             fg.set(Flags::WF, true);
         }
-        for sn in m.current..end {
+        m.burst_end = end;
+        self.burst_chunk(now, uid, m);
+    }
+
+    /// Sends the next [`CHUNK`] segments of the burst; the rest is resumed by the timer.
+    fn burst_chunk(&mut self, now: Instant, uid: Uid, m: &mut Messenger) {
+        let stop = m.burst_end.min(m.current.saturating_add(CHUNK));
+        for sn in m.current..stop {
             self.send_segment(now, uid, m, sn);
             m.current = sn + 1;
         }
         m.sent = m.sent.max(m.current);
+        m.resume = (m.current < m.burst_end).then_some(now);
     }
 
     /// Resends a burst of the missed segments: all with af, wf only on the last one.
@@ -433,7 +456,9 @@ impl Road {
             self.pump(now, uid);
             return;
         }
-        if m.redo.expired(now) {
+        if m.resume.is_some() {
+            self.burst_chunk(now, uid, &mut m);
+        } else if m.redo.expired(now) {
             m.redo.backoff(now);
             if let Some(sn) = m.last {
                 if m.acked {
