@@ -6,7 +6,7 @@
 #      then the 5 MB simulation scenarios in release (too slow in debug)
 #   5. Salt's venv (scripts/setup-salt-venv.sh: Salt 3008.5, the extension built by maturin),
 #      the extension's pytest (salt-ext/tests), stock Salt end to end on transport raet
-#      (tests/salt)
+#      (tests/salt), Salt's own transport and channel tests run for raet (tests/salt-transport)
 #   6. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
 # plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
@@ -124,6 +124,12 @@ counted_step pytest_counts "salt end-to-end" "$logdir/salt-e2e.log" \
     env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
     SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
     "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 tests/salt
+
+# Salt's own transport and channel tests, from Salt's sdist (downloaded once into target/),
+# for transport raet next to the stock transports (tests/salt-transport/raet_overlay.py).
+counted_step pytest_counts "salt's transport tests" "$logdir/salt-transport.log" \
+    env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
+    tests/salt-transport/run.sh
 
 if [ -x fuzz/run.sh ]; then
     step "fuzz" "$logdir/fuzz.log" fuzz/run.sh 30 || fail "fuzz/run.sh 30" 1 "$logdir/fuzz.log"

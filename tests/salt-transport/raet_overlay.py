@@ -46,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MASTER_OPTS = ("master_config", "salt_master", "master_opts")
 #: The same for the minion.
 MINION_OPTS = ("minion_config", "salt_minion", "minion_opts")
+#: Where the report of a test's call phase is kept.
+CALL_REPORT = pytest.StashKey()
 #: How long the daemons may take to start, join and accept each other.
 JOIN_DEADLINE = 30.0
 
@@ -71,6 +73,15 @@ def pytest_generate_tests(metafunc):
     stock = [] if metafunc.config.getoption("--raet-only") else list(defs[-1].params)
     ids = defs[-1].ids if callable(defs[-1].ids) else None
     metafunc.definition.add_marker(pytest.mark.parametrize("transport", stock + [RAET], ids=ids))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps the report of the test's call (the daemons' check needs to know if it passed)."""
+    report = yield
+    if call.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
 
 
 def _parametrized(metafunc, name):
@@ -214,16 +225,55 @@ def _wait_joined(master, minion, master_opts, minion_opts):
         time.sleep(0.05)
 
 
+def _salt_crypto_in_factories(monkeypatch):
+    """
+    Daemon configurations salt-factories builds during the test get
+    ``raet_salt_crypto: True`` (they are immutable once built).
+    """
+    from saltfactories.manager import (  # pylint: disable=import-outside-toplevel
+        FactoriesManager,
+    )
+
+    for name in ("salt_master_daemon", "salt_minion_daemon"):
+        original = getattr(FactoriesManager, name)
+
+        def build(self, *args, overrides=None, _original=original, **kwargs):
+            overrides = {**(overrides or {}), "raet_salt_crypto": True}
+            return _original(self, *args, overrides=overrides, **kwargs)
+
+        monkeypatch.setattr(FactoriesManager, name, build)
+
+
+def _routed(status, *counters):
+    routing = status.get("routing", {})
+    return sum(routing.get(counter, 0) for counter in counters)
+
+
+def _check_routed(master_opts, minion_opts):
+    """
+    After a raet test passed: its traffic went through both daemons (a raet
+    test that passed without them would prove nothing): the master routed to a local yard or
+    over the road, the minion to a local yard or up to its master.
+    """
+    master = _routed(_status(master_opts), "routed_local", "routed_road")
+    minion = _routed(_status(minion_opts), "routed_local", "routed_upstream")
+    assert master > 0 and minion > 0, (
+        f"the RAET daemons routed nothing (master {master}, minion {minion})"
+    )
+
+
 @pytest.fixture(autouse=True)
 def raet_daemons(request, tmp_path_factory):
     """For a ``raet`` test: both RAET daemons, joined (see the module doc)."""
     if _transport_of(request) != RAET:
         yield None
         return
+    _salt_crypto_in_factories(request.getfixturevalue("monkeypatch"))
     master_opts = _opts(request, MASTER_OPTS)
     minion_opts = _opts(request, MINION_OPTS)
     for opts in (master_opts, minion_opts):
-        opts["raet_salt_crypto"] = True
+        if not opts.get("raet_salt_crypto"):
+            opts["raet_salt_crypto"] = True
     root = tmp_path_factory.mktemp("raet")
     if os.path.realpath(minion_opts["sock_dir"]) == os.path.realpath(master_opts["sock_dir"]):
         minion_opts["sock_dir"] = str(root / "minion-sock")
@@ -263,6 +313,9 @@ def raet_daemons(request, tmp_path_factory):
         minion.start()
         _wait_joined(master, minion, master_opts, minion_opts)
         yield master, minion
+        call = request.node.stash.get(CALL_REPORT, None)
+        if call is not None and call.passed:
+            _check_routed(master_opts, minion_opts)
     finally:
         minion.stop()
         master.stop()

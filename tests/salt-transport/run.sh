@@ -12,7 +12,8 @@
 #   SALT_VERSION       the sdist whose tests run (default: the Salt installed in the venv)
 #
 # Everything it writes stays in the clone: the sdist is downloaded once into
-# target/salt-transport/ (and unpacked there), the test requirements go into the venv.
+# target/salt-transport/ (and unpacked there, with the log pytest.log), the test requirements
+# go into the venv.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -71,5 +72,10 @@ tests=(
 cd "$src"
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 say "salt $version from $src, daemons from $bin_dir"
-exec "$python" -m pytest -p saltext_raet -p raet_overlay -p no:cacheprovider --run-slow \
-    -q -rfEs --durations=5 "${tests[@]}" "$@"
+log="$work/pytest.log"
+"$python" -m pytest -p saltext_raet -p raet_overlay -p no:cacheprovider --run-slow \
+    -q -rfEs --durations=5 "${tests[@]}" "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+# pytest's counts last (messages printed at the interpreter's exit may follow them in the log)
+say "$(grep -E '^[0-9]+ (passed|failed|skipped|deselected|errors?)' "$log" | tail -n 1)"
+exit "$rc"

@@ -29,12 +29,14 @@ import logging
 import multiprocessing
 import os
 import selectors
+import stat
 import time
 import uuid
 
 import salt.exceptions
 import salt.payload
 import salt.transport.base
+import salt.utils.msgpack
 
 from saltext_raet import _native
 
@@ -45,6 +47,8 @@ PUB_SHARE = "pub"
 PRESENCE_SHARE = "presence"
 REGISTER_SHARE = "register"
 STATUS_SHARE = "status"
+#: Load key marking a publication packed from a Python object (see ``_pack``).
+PACKED = "packed"
 #: How often a minion asks its daemon whether the master accepted it yet.
 ACCEPTANCE_POLL = 0.5
 #: Yard of the master's publish daemon (MWorkers hand it publications).
@@ -365,8 +369,24 @@ class RequestServer(salt.transport.base.DaemonizedRequestServer):
             self._endpoint = None
 
 
-def _as_bytes(payload):
-    return payload if isinstance(payload, bytes) else salt.payload.dumps(payload)
+def _pack(payload):
+    """
+    The envelope load and the bytes carrying a publication: bytes go as they
+    are; any other object (Salt's TCP and WebSocket transports publish dicts
+    as well) is msgpack-packed as their frames are (bytes stay bytes, str
+    stay str) and marked :data:`PACKED`, so that the receiver gets the same
+    object back.
+    """
+    if isinstance(payload, bytes):
+        return None, payload
+    return {PACKED: True}, salt.utils.msgpack.dumps(payload, use_bin_type=True)
+
+
+def _unpack(msg):
+    """The object a publication carries (see :func:`_pack`)."""
+    if msg.salt is not None and json.loads(msg.load).get(PACKED):
+        return salt.utils.msgpack.loads(msg.salt, raw=False)
+    return msg.salt
 
 
 class PublishServer(salt.transport.base.DaemonizedPublishServer):
@@ -417,9 +437,16 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
     def mark_ready(self):
         """
         Creates Salt's ``publish_pull.ipc`` marker (LocalClient refuses to
-        publish without it) and sets ``started``.
+        publish without it) and sets ``started``. A socket of that name left
+        by another transport (the master ran ZeroMQ before) is replaced: it
+        cannot be opened as a file.
         """
         if self.pull_path:
+            try:
+                if not stat.S_ISREG(os.lstat(self.pull_path).st_mode):
+                    os.unlink(self.pull_path)
+            except FileNotFoundError:
+                pass
             fd = os.open(self.pull_path, os.O_CREAT | os.O_WRONLY, self.pull_path_perms)
             os.close(fd)
             os.chmod(self.pull_path, self.pull_path_perms)
@@ -437,10 +464,11 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
             self.started = started
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.create_task(
-            self.publisher(publish_payload, presence_callback, remove_presence_callback, loop)
-        )
         try:
+            # publisher() returns once serving: a failure ends the process, with its traceback
+            loop.run_until_complete(
+                self.publisher(publish_payload, presence_callback, remove_presence_callback, loop)
+            )
             loop.run_forever()
         finally:
             self.close()
@@ -457,7 +485,7 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
 
         async def on_message(msg):
             if msg.salt is not None and msg.error is None:
-                await publish_payload(msg.salt)
+                await publish_payload(_unpack(msg))
 
         self._endpoint = Endpoint(
             self.opts, loop, PUBLISHER_YARD, on_message=on_message, name=PUBLISHER_YARD
@@ -471,24 +499,27 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
 
     async def publish_payload(self, payload, topic_list=None, raw_payload=None):
         """Sends a publication to the minions of ``topic_list`` (all when empty)."""
-        self.send_to(_as_bytes(payload), topic_list)
+        self.send_to(payload, topic_list)
 
     def send_to(self, payload, minions=None):
         """
-        Sends ``payload`` (bytes) to share ``pub`` of each minion of
-        ``minions`` (a message each, so that an absent minion does not stop
-        the others), or of every joined minion when ``minions`` is None.
+        Sends ``payload`` (bytes, or an object :func:`_pack` packs) to share
+        ``pub`` of each minion of ``minions`` (a message each, so that an
+        absent minion does not stop the others), or of every joined minion
+        when ``minions`` is None.
         """
         lane = self._lane()
+        load, data = _pack(payload)
         for estate in ["*"] if minions is None else minions:
             try:
-                lane.send((estate, None, PUB_SHARE), None, payload)
+                lane.send((estate, None, PUB_SHARE), load, data)
             except OSError as exc:
                 log.warning("RAET publication to %s not sent: %s", estate, exc)
 
     async def publish(self, payload, **kwargs):
-        """Hands a publication (bytes, or a dict) to the publish daemon."""
-        self._lane().send((None, PUBLISHER_YARD, None), None, _as_bytes(payload), PUBLISHER_YARD)
+        """Hands a publication (bytes, or an object) to the publish daemon."""
+        load, data = _pack(payload)
+        self._lane().send((None, PUBLISHER_YARD, None), load, data, PUBLISHER_YARD)
 
     def pre_fork(self, process_manager, *args, **kwargs):
         process_manager.add_process(self.publish_daemon, args=(self.publish_payload,))
@@ -573,10 +604,11 @@ class PublishClient(salt.transport.base.PublishClient):
         if msg.error is not None or msg.salt is None:
             log.debug("RAET subscriber: ignoring %s (%s)", msg.error, msg.kind)
             return
+        payload = _unpack(msg)
         if self._callback is not None:
-            await self._callback(msg.salt)
+            await self._callback(payload)
         else:
-            self._queue.put_nowait(msg.salt)
+            self._queue.put_nowait(payload)
 
     async def _on_presence(self, load):
         change = load.get("change")
