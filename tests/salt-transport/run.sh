@@ -62,6 +62,8 @@ fi
 tests=(
     # every PublishServer has DaemonizedPublishServer's exact method signatures
     tests/pytests/unit/transport/test_publish_server.py
+    # IPC socket permissions; the PublishServer of each transport honours its path perms
+    tests/pytests/functional/transport/base.py
     # request_server <-> request_client and publish_server -> publish_client round trips
     tests/pytests/functional/transport/server/test_request_server.py
     tests/pytests/functional/transport/server/test_publish_server.py
