@@ -697,17 +697,32 @@ fn log_lines(daemon: &Daemon, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// `n` free UDP ports of loopback, picked by the kernel: concurrent runs of a test (from other
+/// worktrees too) then do not share ports. They must not: the daemons bind with SO_REUSEADDR,
+/// and two daemons on one port would each receive some of the other's datagrams.
+fn free_ports(n: usize) -> Vec<u16> {
+    let sockets: Vec<std::net::UdpSocket> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect()
+}
+
 /// Accepting a pending key completes the minion's join at once, however long it has been
 /// pending and wherever its join loop is: during a join (the master answers the pended
 /// join), or just after one ended (the minion asks again at once, not after its backoff).
 #[test]
 fn an_accepted_key_reaches_the_pending_minion_at_once() {
     let site = Site::new();
-    let master = site.master(30000, "");
     let ids = ["b1", "b2", "b3", "b4"];
-    let minions: Vec<Daemon> = (1u16..)
-        .zip(ids)
-        .map(|(i, id)| site.minion(id, 30000 + i, 30000))
+    let ports = free_ports(ids.len() + 1);
+    let master = site.master(ports[0], "");
+    let minions: Vec<Daemon> = ids
+        .iter()
+        .zip(&ports[1..])
+        .map(|(id, &port)| site.minion(id, port, ports[0]))
         .collect();
     let rt = runtime();
     let mut took = vec![];
