@@ -91,6 +91,11 @@ fn bad_values_exit_2_naming_file_and_key() {
         ("loop_interval: never\n", "loop_interval"),
         ("log_fmt_logfile: '%(nosuch)s'\n", "log_fmt_logfile"),
         ("log_level_logfile: loud\n", "log_level_logfile"),
+        ("raet_salt_crypto: sometimes\n", "raet_salt_crypto"),
+        (
+            "raet_salt_crypto: True\nraet_auto_accept: never\n",
+            "raet_auto_accept",
+        ),
     ] {
         let dir = setup();
         let file = dir.path().join("etc/master");

@@ -778,5 +778,92 @@ fn rejected_retry_keeps_asking_and_autoreject_fires_reject() {
         let reject = next_event(&mut pull, "salt/auth", |d| d["id"] == "bad1").await;
         assert_eq!(reject["act"], "reject", "{reject}");
         assert_eq!(reject["result"], false, "{reject}");
+
+/// Every file under `dir` with its content (none when `dir` is missing).
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(tree(&path));
+        } else {
+            files.push((path.clone(), fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
+    let site = Site::new();
+    let crypto = "raet_salt_crypto: True\n";
+    // The pki directories as Salt's _auth leaves them: m1's RSA key pending, m2's rejected.
+    let pki = site.root.join("master/pki");
+    for (sub, id) in [("minions_pre", "m1"), ("minions_rejected", "m2")] {
+        fs::create_dir_all(pki.join(sub)).unwrap();
+        let rsa = format!(
+            "-----BEGIN PUBLIC KEY-----\nnot an ed25519 key: {id}\n-----END PUBLIC KEY-----"
+        );
+        fs::write(pki.join(sub).join(id), rsa).unwrap();
+    }
+    let before: Vec<_> = tree(&pki)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(pki.join("raet")))
+        .collect();
+    let master = site.master(31000, crypto);
+    let minions: Vec<Daemon> = (1..=2)
+        .map(|i| site.minion_with(&format!("m{i}"), 31000 + i, 31000, crypto))
+        .collect();
+    for id in ["m1", "m2"] {
+        wait_for(LIMIT, "both minions allowed on first use", || {
+            allowed(&master, id)
+        });
+    }
+    let status = master.status().unwrap();
+    assert_eq!(status["salt_crypto"], true, "{status}");
+    let rows = status["remotes"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{status}");
+    assert!(
+        rows.iter().all(|r| r["acceptance"] == "accepted"),
+        "acceptance from the keep, not from the pki files: {status}"
+    );
+    assert_eq!(minions[0].status().unwrap()["salt_crypto"], true);
+    let after: Vec<_> = tree(&pki)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(pki.join("raet")))
+        .collect();
+    assert_eq!(after, before, "the pki directories are Salt's");
+    let pinned = pki.join("raet/role/remote/role.m1.json");
+    let record: Value = serde_json::from_slice(&fs::read(&pinned).unwrap()).unwrap();
+    assert_eq!(record["acceptance"], 1, "{record}");
+
+    // Traffic flows both ways (Salt's own channels would ride on it).
+    runtime().block_on(async {
+        let tester = Yard::attach(&master, "tester", json!({"shares": ["ret"]})).await;
+        let worker = Yard::attach(&minions[1], "worker", json!({"shares": ["job"]})).await;
+        tester.send(json!(["m2"]), "", "job", json!({"n": 7})).await;
+        assert_eq!(worker.recv().await["load"]["n"], 7);
+    });
+
+    // m1 comes back with new RAET keys: rejected (its first keys are pinned), pki untouched.
+    let mut m1 = minions.into_iter().next().unwrap();
+    m1.kill();
+    fs::remove_dir_all(m1.pki.join("raet")).unwrap();
+    m1.restart();
+    wait_for(LIMIT, "m1's new keys rejected", || {
+        join_state(&m1).is_some_and(|(state, _)| state == "rejected")
+    });
+    assert!(!allowed(&master, "m1"));
+    let after: Vec<_> = tree(&pki)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with(pki.join("raet")))
+        .collect();
+    assert_eq!(after, before);
+    // The operator lets the reinstalled minion in by deleting its pinned keys.
+    fs::remove_file(&pinned).unwrap();
+    m1.signal("-HUP");
+    wait_for(LIMIT, "m1 allowed with its new keys", || {
+        allowed(&master, "m1")
     });
 }

@@ -6,6 +6,7 @@ target/debug, built with cargo when missing), `SALT_RAET_PORTS` (e.g. 29000-2999
 `SALT_RAET_TRANSPORT` (default raet), `SALT_RAET_KEEP_LAB=1` keeps the lab directory.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -32,12 +33,12 @@ def bin_dir() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, bin_dir):
-    """A started lab: salt-master + salt-raet-master, and per minion salt-raet-minion +
-    salt-minion, all keys still unaccepted. Stopped (by PID) after the module."""
+@contextlib.contextmanager
+def running_lab(tmp_path_factory, bin_dir, minions, **options):
+    """A configured and started lab (``saltlab.Lab`` options), stopped by PID on exit and
+    its directory removed unless ``SALT_RAET_KEEP_LAB=1``."""
     root = tmp_path_factory.mktemp("lab")
-    lab = saltlab.Lab(root, MINIONS, bin_dir, minion_grains=GRAINS)
+    lab = saltlab.Lab(root, minions, bin_dir, **options)
     lab.configure()
     try:
         lab.start()
@@ -46,3 +47,11 @@ def lab(tmp_path_factory, bin_dir):
         lab.stop()
         if os.environ.get("SALT_RAET_KEEP_LAB") != "1":
             shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, bin_dir):
+    """A started lab: salt-master + salt-raet-master, and per minion salt-raet-minion +
+    salt-minion, all keys still unaccepted. Stopped (by PID) after the module."""
+    with running_lab(tmp_path_factory, bin_dir, MINIONS, minion_grains=GRAINS) as lab:
+        yield lab

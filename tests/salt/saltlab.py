@@ -278,7 +278,8 @@ class Lab:
 
     def __init__(self, root: Path, minion_ids: list[str], bin_dir: Path,
                  venv: Optional[Path] = None, ports: Optional[PortPool] = None,
-                 transport: Optional[str] = None, minion_grains: Optional[dict] = None):
+                 transport: Optional[str] = None, minion_grains: Optional[dict] = None,
+                 extra_config: Optional[dict] = None):
         self.root = Path(root).resolve()
         self.venv = Path(venv).resolve() if venv else venv_dir()
         self.bin_dir = Path(bin_dir).resolve()
@@ -291,6 +292,8 @@ class Lab:
         self.master = Node(MASTER, "master", self.root / MASTER)
         self.minions = {mid: Node(mid, "minion", self.root / mid) for mid in minion_ids}
         self.minion_grains = minion_grains or {}
+        # Keys added to (or replacing those of) every node's config, e.g. raet_salt_crypto.
+        self.extra_config = extra_config or {}
         self.started_at: Optional[float] = None
 
     # ----- configuration -----
@@ -344,6 +347,7 @@ class Lab:
             if mid in self.minion_grains:
                 node.config["grains"] = self.minion_grains[mid]
         for node in self.nodes():
+            node.config.update(self.extra_config)
             for sub in ("etc/salt", "pki", "cache", "sock", "log", "run"):
                 (node.root / sub).mkdir(parents=True, exist_ok=True)
             (node.conf_dir / node.role).write_text(
@@ -493,6 +497,20 @@ class Lab:
         if proc.returncode != 0 or mid not in self.keys().get("minions", []):
             raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr}")
         return proc.stdout
+
+    def raet_status(self, node: Optional[Node] = None) -> dict:
+        """``salt-raet-master status --json`` (``salt-raet-minion`` for a minion node) of
+        ``node`` (the master by default); ``{}`` while the daemon does not answer."""
+        node = node or self.master
+        proc = subprocess.run([str(self.bin_dir / f"salt-raet-{node.role}"), "-c",
+                               str(node.conf_dir), "status", "--json"],
+                              capture_output=True, text=True, timeout=30)
+        return json.loads(proc.stdout) if proc.returncode == 0 else {}
+
+    def raet_row(self, remote: str, node: Optional[Node] = None) -> dict:
+        """The row of ``remote`` in ``node``'s :meth:`raet_status` (``{}`` if absent)."""
+        rows = self.raet_status(node).get("remotes", [])
+        return next((r for r in rows if r["id"] == remote), {})
 
     def salt(self, *args: str, timeout_s: int = 15, call_timeout: float = 120.0) -> dict:
         """``salt -t timeout_s ARGS --out=json --static`` (ARGS: target options, target,

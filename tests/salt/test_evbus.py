@@ -15,28 +15,16 @@ from conftest import MINIONS
 WEB, DB = MINIONS
 
 
-def raet_status(lab) -> dict:
-    """``salt-raet-master status --json`` of the lab's master ({} while it does not answer)."""
-    proc = subprocess.run([str(lab.bin_dir / "salt-raet-master"), "-c", str(lab.master.conf_dir),
-                           "status", "--json"], capture_output=True, text=True, timeout=30)
-    return json.loads(proc.stdout) if proc.returncode == 0 else {}
-
-
-def row(lab, minion: str) -> dict:
-    rows = raet_status(lab).get("remotes", [])
-    return next((r for r in rows if r["id"] == minion), {})
-
-
 def test_salt_key_accept_reaches_salt_raet_master_through_the_bus(lab):
     lab.wait_pending(MINIONS, deadline_s=180)
     saltlab.wait_for("salt-raet-master subscribed to Salt's bus",
-                     lambda: raet_status(lab).get("event_bus", {}).get("subscribed"), 60)
-    before = raet_status(lab)["event_bus"]["received"]
+                     lambda: lab.raet_status().get("event_bus", {}).get("subscribed"), 60)
+    before = lab.raet_status()["event_bus"]["received"]
     lab.accept(WEB)
-    saltlab.wait_for(f"{WEB} allowed", lambda: row(lab, WEB).get("allowed"), 60)
+    saltlab.wait_for(f"{WEB} allowed", lambda: lab.raet_row(WEB).get("allowed"), 60)
     bus = saltlab.wait_for("the salt/key event counted",
                            lambda: (lambda b: b if b["received"] > before else None)(
-                               raet_status(lab)["event_bus"]), 30)
+                               lab.raet_status()["event_bus"]), 30)
     assert bus["garbage"] == 0 and bus["bad_events"] == 0, bus
 
 
@@ -68,4 +56,4 @@ def test_salt_auth_events_reach_salts_bus(lab):
     pem = (lab.master.pki_dir / "minions_pre" / DB).read_text()
     assert data["pub"] == pem
     assert data["_stamp"].endswith("+00:00")
-    assert raet_status(lab)["event_bus"]["published"] >= 1
+    assert lab.raet_status()["event_bus"]["published"] >= 1

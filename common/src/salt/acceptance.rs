@@ -59,9 +59,12 @@ pub fn auto_mode(
 }
 
 impl MasterConfig {
-    /// [`auto_mode`] of this configuration.
+    /// [`auto_mode`] of this configuration. With `raet_salt_crypto` Salt's `auto_accept` is
+    /// about Salt's RSA keys and salt-key cannot decide on RAET keys: a minion name is trusted
+    /// on first use (`once`) unless `raet_auto_accept` or `open_mode` say otherwise.
     pub fn auto_mode(&self) -> AutoMode {
-        auto_mode(self.open_mode, self.auto_accept, self.raet_auto_accept)
+        let auto_accept = self.auto_accept || self.common.raet_salt_crypto;
+        auto_mode(self.open_mode, auto_accept, self.raet_auto_accept)
     }
 }
 

@@ -184,6 +184,10 @@ pub struct CommonConfig {
     pub raet_port: u16,
     /// `raet_alive_period` (ours; seconds, default 10): the presence heartbeat period.
     pub raet_alive_period: Duration,
+    /// `raet_salt_crypto` (ours; default false): Salt's own RSA/AES channels run on top of
+    /// RAET. Salt's `_auth` then owns the pki directories and salt-key decides on Salt's RSA
+    /// keys; the master daemon accepts RAET keys from its keep alone (`raet_auto_accept`).
+    pub raet_salt_crypto: bool,
 }
 
 impl CommonConfig {
@@ -209,6 +213,7 @@ pub struct MasterConfig {
     /// `autoreject_file` (default `/etc/salt/autoreject.conf`, prefixed with `root_dir`).
     pub autoreject_file: PathBuf,
     /// `raet_auto_accept` (ours: `never`, `once`, `always`): overrides `open_mode`/`auto_accept`.
+    /// With `raet_salt_crypto` only `once` or `always` (salt-key cannot decide on RAET keys).
     pub raet_auto_accept: Option<AutoMode>,
     /// `presence_events` (default false, as Salt): fire `salt/presence/change` and
     /// `salt/presence/present` on Salt's master event bus.
@@ -524,6 +529,7 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
             },
         )?,
         raet_alive_period: alive,
+        raet_salt_crypto: raw.bool("raet_salt_crypto", false)?,
     })
 }
 
@@ -536,16 +542,29 @@ impl MasterConfig {
             Ok(prepend_root_dir(&common.root_dir, &raw.path(key, default)?))
         };
         check_key_driver(&raw)?;
+        // Salt-crypto mode: salt-key decides on Salt's RSA keys, nobody on pending RAET keys.
+        let salt_crypto = common.raet_salt_crypto;
+        let expected = if salt_crypto {
+            "once or always (with raet_salt_crypto: True salt-key decides on Salt's RSA keys)"
+        } else {
+            "never, once or always"
+        };
+        let raet_auto_accept = raw
+            .get("raet_auto_accept")
+            .map(|_| {
+                raw.typed("raet_auto_accept", expected, AutoMode::Never, |k| {
+                    let mode = scalar_string(k)?.parse::<AutoMode>().ok()?;
+                    (!salt_crypto || mode != AutoMode::Never).then_some(mode)
+                })
+            })
+            .transpose()?;
         Ok(MasterConfig {
             interface: raw.parsed("interface", "an IP address", IpAddr::from([0, 0, 0, 0]))?,
             auto_accept: raw.bool("auto_accept", false)?,
             open_mode: raw.bool("open_mode", false)?,
             autosign_file: rooted("autosign_file", "/etc/salt/autosign.conf")?,
             autoreject_file: rooted("autoreject_file", "/etc/salt/autoreject.conf")?,
-            raet_auto_accept: raw
-                .get("raet_auto_accept")
-                .map(|_| raw.parsed("raet_auto_accept", "never, once or always", AutoMode::Never))
-                .transpose()?,
+            raet_auto_accept,
             presence_events: raw.bool("presence_events", false)?,
             loop_interval: raw.seconds("loop_interval", DEFAULT_LOOP_INTERVAL_SECS)?,
             common,

@@ -21,7 +21,7 @@ use crate::keep::{
 use crate::lane::{LaneError, LaneStack};
 use crate::road::{Event, Presence, RoadConfig, Timers, Uid};
 use crate::salt::acceptance::{Acceptor, Answer};
-use crate::salt::config::{MasterConfig, MinionConfig};
+use crate::salt::config::{CommonConfig, MasterConfig, MinionConfig};
 use crate::salt::evbus::{BusEvent, EventBus};
 use crate::salt::identity::{check_binding, Identity, LocalParams};
 use crate::salt::pki::{self, KeyChange, KeyState, PkiWatcher};
@@ -173,17 +173,24 @@ struct Peer {
     address: Option<SocketAddr>,
 }
 
+/// The master's key decisions from Salt's pki directories (native mode).
+struct SaltKeys {
+    acceptor: Acceptor,
+    roles: Roles,
+    changes: mpsc::Receiver<KeyChange>,
+    _watcher: PkiWatcher,
+    /// The key state of each id as last applied to the road (the pki watcher and
+    /// `salt/key` events may both report one change).
+    applied: BTreeMap<String, Option<KeyState>>,
+}
+
 /// Master- or minion-specific inputs and state.
 enum Side {
     Master {
-        acceptor: Box<Acceptor>,
-        roles: Roles,
-        keys: mpsc::Receiver<KeyChange>,
-        _watcher: PkiWatcher,
+        /// `None` in Salt-crypto mode: Salt's `_auth` owns the pki directories and the road
+        /// decides from the keep alone (`raet_auto_accept`, default `once`).
+        keys: Option<Box<SaltKeys>>,
         bus: Bus,
-        /// The key state of each id as last applied to the road (the pki watcher and
-        /// `salt/key` events may both report one change).
-        applied: BTreeMap<String, Option<KeyState>>,
     },
     Minion {
         master: SocketAddr,
@@ -247,6 +254,8 @@ struct Daemon {
     side: Side,
     failures: mpsc::UnboundedSender<(Envelope, String)>,
     failures_rx: mpsc::UnboundedReceiver<(Envelope, String)>,
+    /// `raet_salt_crypto`: Salt's own channels run on top (shown by `status`).
+    salt_crypto: bool,
 }
 
 /// Runs the master daemon until SIGTERM or SIGINT.
@@ -264,20 +273,63 @@ pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
         },
         &mut rand::rngs::OsRng,
     )?;
+    let mut road_config = RoadConfig::new(own.clone(), ha);
+    road_config.main = true;
+    // A minion that rejoins after losing its session (or after our restart) comes with a
+    // new uid for us: let the road update it; its keys are still decided as before.
+    road_config.mutable = true;
+    road_config.timers = presence_timers(config.common.raet_alive_period);
+    let mode = config.auto_mode();
+    let salt_crypto = config.common.raet_salt_crypto;
+    let (keep, keys): (Box<dyn Keep>, _) = if salt_crypto {
+        // The keep pins each minion's RAET keys (`once`): nothing is read from or written to
+        // the pki directories, which hold Salt's RSA keys in this mode.
+        road_config.auto = mode;
+        (Box::new(dir_keep), None)
+    } else {
+        road_config.auto = AutoMode::Never;
+        let (keep, keys) = salt_keys(&config, dir_keep)?;
+        (Box::new(keep) as Box<dyn Keep>, Some(Box::new(keys)))
+    };
+    let subscribe: &[&str] = if salt_crypto { &[] } else { &[KEY_TAG] };
+    let (bus, events) = EventBus::spawn(&config.common.sock_dir, subscribe);
+    let presence = config.presence_events.then(|| {
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.loop_interval,
+            config.loop_interval,
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    let road = RoadStack::bind(road_config, Some(identity.into_keys()), keep).await?;
+    info!(id = %own, addr = %road.local_addr(), %mode, salt_crypto, "master road up");
+    let side = Side::Master {
+        keys,
+        bus: Bus {
+            bus,
+            events,
+            presence,
+        },
+    };
+    Daemon::start(own, road, &config.common, side)
+        .await?
+        .run()
+        .await
+}
+
+/// Native mode: the keep whose role records follow the [`Acceptor`]'s decisions from Salt's
+/// pki directories, and the watcher of those directories.
+fn salt_keys(
+    config: &MasterConfig,
+    dir_keep: DirKeep,
+) -> Result<(DecisionKeep, SaltKeys), DaemonError> {
     let roles = Roles::default();
     let keep = DecisionKeep {
         inner: dir_keep,
         roles: Arc::clone(&roles),
         pki: pki::Pki::existing(&config.common.pki_dir),
     };
-    let mut road_config = RoadConfig::new(own.clone(), ha);
-    road_config.main = true;
-    // A minion that rejoins after losing its session (or after our restart) comes with a
-    // new uid for us: let the road update it; its keys are still decided by the Acceptor.
-    road_config.mutable = true;
-    road_config.auto = AutoMode::Never;
-    road_config.timers = presence_timers(config.common.raet_alive_period);
-    let acceptor = Acceptor::new(&config)?;
+    let acceptor = Acceptor::new(config)?;
     let initial = acceptor.pki().scan()?;
     let applied = initial
         .ids()
@@ -287,34 +339,15 @@ pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
             (id, state)
         })
         .collect();
-    let (watcher, keys) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
-    let (bus, events) = EventBus::spawn(&config.common.sock_dir, &[KEY_TAG]);
-    let presence = config.presence_events.then(|| {
-        let mut ticker = tokio::time::interval_at(
-            tokio::time::Instant::now() + config.loop_interval,
-            config.loop_interval,
-        );
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker
-    });
-    let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
-    info!(id = %own, addr = %road.local_addr(), mode = %acceptor.mode, "master road up");
-    let side = Side::Master {
-        acceptor: Box::new(acceptor),
+    let (watcher, changes) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
+    let keys = SaltKeys {
+        acceptor,
         roles,
-        keys,
+        changes,
         _watcher: watcher,
-        bus: Bus {
-            bus,
-            events,
-            presence,
-        },
         applied,
     };
-    Daemon::start(own, road, &config.common.sock_dir, side)
-        .await?
-        .run()
-        .await
+    Ok((keep, keys))
 }
 
 /// Runs the minion daemon until SIGTERM or SIGINT.
@@ -337,7 +370,7 @@ pub async fn run_minion(config: MinionConfig) -> Result<(), DaemonError> {
     road_config.auto = AutoMode::Once;
     road_config.timers = presence_timers(config.common.raet_alive_period);
     let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
-    info!(id = %own, addr = %road.local_addr(), %master, "minion road up");
+    info!(id = %own, addr = %road.local_addr(), %master, salt_crypto = config.common.raet_salt_crypto, "minion road up");
     let (rejoin, rejoin_rx) = mpsc::unbounded_channel();
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let retry = config.rejected_retry;
@@ -349,7 +382,7 @@ pub async fn run_minion(config: MinionConfig) -> Result<(), DaemonError> {
         rejoin,
         joins,
     };
-    Daemon::start(own, road, &config.common.sock_dir, side)
+    Daemon::start(own, road, &config.common, side)
         .await?
         .run()
         .await
@@ -476,9 +509,10 @@ impl Daemon {
     async fn start(
         own: String,
         road: RoadStack,
-        sock_dir: &Path,
+        common: &CommonConfig,
         side: Side,
     ) -> Result<Daemon, DaemonError> {
+        let sock_dir = &common.sock_dir;
         let dir = lane_dir(sock_dir);
         let lane = match LaneStack::bind(&dir, LANE, MANOR).await {
             Ok(lane) => lane,
@@ -503,6 +537,7 @@ impl Daemon {
             side,
             failures,
             failures_rx,
+            salt_crypto: common.raet_salt_crypto,
         })
     }
 
@@ -737,8 +772,12 @@ impl Daemon {
             peer.uid = None;
         }
         match &self.side {
-            Side::Master { roles, .. } => {
-                roles_lock(roles).remove(name);
+            Side::Master { keys, .. } => {
+                // Native mode: decided again at its next join. Salt-crypto mode: the keep's
+                // pinned keys stay.
+                if let Some(keys) = keys {
+                    roles_lock(&keys.roles).remove(name);
+                }
                 if let Some(uid) = uid {
                     let _ = self.road.remove(uid).await;
                 }
@@ -752,11 +791,14 @@ impl Daemon {
     /// A minion's keys await a decision: Salt's rules decide, from the pki directories.
     async fn on_pending(&mut self, uid: Uid, name: &str) {
         let Side::Master {
-            acceptor, roles, ..
+            keys: Some(keys), ..
         } = &mut self.side
         else {
             return;
         };
+        let SaltKeys {
+            acceptor, roles, ..
+        } = keys.as_mut();
         let role = self
             .road
             .remotes()
@@ -864,11 +906,14 @@ impl Daemon {
     /// decision is (an accept whose file is not in `minions/` accepts nothing).
     async fn on_key_event(&mut self, event: BusEvent) {
         let Side::Master {
-            acceptor, applied, ..
+            keys: Some(keys), ..
         } = &self.side
         else {
             return;
         };
+        let SaltKeys {
+            acceptor, applied, ..
+        } = keys.as_ref();
         let field = |key: &str| event.data.get(key).and_then(Value::as_str);
         let (Some(act), Some(id)) = (field("act"), field("id")) else {
             debug!(data = %event.data, "salt/key event without act or id");
@@ -898,9 +943,13 @@ impl Daemon {
     /// An operator decision made with salt-key (seen in the pki directories or announced by a
     /// `salt/key` event), applied once.
     async fn on_key_change(&mut self, change: KeyChange) {
-        let Side::Master { roles, applied, .. } = &mut self.side else {
+        let Side::Master {
+            keys: Some(keys), ..
+        } = &mut self.side
+        else {
             return;
         };
+        let SaltKeys { roles, applied, .. } = keys.as_mut();
         if !change.key_changed && applied.get(&change.id) == Some(&change.new) {
             debug!(id = %change.id, new = ?change.new, "key change already applied");
             return;
@@ -947,7 +996,10 @@ impl Daemon {
         let remotes = self.road.remotes().await;
         let mut rows: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         let (role, scan) = match &self.side {
-            Side::Master { acceptor, .. } => ("master", acceptor.pki().scan().ok()),
+            Side::Master { keys, .. } => (
+                "master",
+                keys.as_ref().and_then(|k| k.acceptor.pki().scan().ok()),
+            ),
             Side::Minion { .. } => ("minion", None),
         };
         if let Some(scan) = &scan {
@@ -964,7 +1016,7 @@ impl Daemon {
         }
         // The master hides remotes still named by their address (joins in progress); the
         // minion shows its master that way until the join completes.
-        let shown = |name: &str| scan.is_none() || !name.contains(':');
+        let shown = |name: &str| role == "minion" || !name.contains(':');
         for remote in remotes.iter().filter(|r| shown(&r.name)) {
             let row = rows.entry(remote.name.clone()).or_default();
             row.insert("joined".into(), json!(remote.joined == Some(true)));
@@ -1006,6 +1058,7 @@ impl Daemon {
         out.insert("estate".into(), json!(self.own));
         out.insert("role".into(), json!(role));
         out.insert("road".into(), json!(self.road.local_addr().to_string()));
+        out.insert("salt_crypto".into(), json!(self.salt_crypto));
         out.insert("remotes".into(), Value::Array(list));
         let counters: Map<String, Value> = self
             .table
@@ -1041,7 +1094,13 @@ enum SideInput {
 
 async fn side_input(side: &mut Side) -> SideInput {
     let input = match side {
-        Side::Master { keys, bus, .. } => {
+        Side::Master { keys, bus } => {
+            let changes = async {
+                match keys.as_mut() {
+                    Some(keys) => keys.changes.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let tick = async {
                 match bus.presence.as_mut() {
                     Some(ticker) => ticker.tick().await,
@@ -1049,7 +1108,7 @@ async fn side_input(side: &mut Side) -> SideInput {
                 }
             };
             tokio::select! {
-                Some(change) = keys.recv() => Some(SideInput::Key(change)),
+                Some(change) = changes => Some(SideInput::Key(change)),
                 Some(event) = bus.events.recv() => Some(SideInput::Bus(event)),
                 _ = tick => Some(SideInput::Present),
                 else => None,

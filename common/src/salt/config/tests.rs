@@ -301,6 +301,60 @@ fn event_bus_and_rejection_keys_as_salt() {
 }
 
 #[test]
+fn salt_crypto_mode_is_read_by_both_and_trusts_on_first_use() {
+    let dir = dir_with(&[("minion", "id: m1\n")]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert!(!c.common.raet_salt_crypto);
+    assert_eq!(c.auto_mode(), AutoMode::Never);
+    assert!(
+        !MinionConfig::load(dir.path())
+            .unwrap()
+            .common
+            .raet_salt_crypto
+    );
+    let on = "raet_salt_crypto: True\n";
+    let dir = dir_with(&[("master", on), ("minion", &format!("id: m1\n{on}"))]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert!(c.common.raet_salt_crypto);
+    assert!(
+        MinionConfig::load(dir.path())
+            .unwrap()
+            .common
+            .raet_salt_crypto
+    );
+    // Salt's auto_accept is about RSA keys here: RAET trusts a name on first use.
+    assert_eq!(c.auto_mode(), AutoMode::Once);
+    for (extra, mode) in [
+        ("open_mode: True\n", AutoMode::Always),
+        ("raet_auto_accept: always\n", AutoMode::Always),
+        ("raet_auto_accept: once\nopen_mode: True\n", AutoMode::Once),
+    ] {
+        let dir = dir_with(&[("master", &format!("{on}{extra}"))]);
+        assert_eq!(
+            MasterConfig::load(dir.path()).unwrap().auto_mode(),
+            mode,
+            "{extra}"
+        );
+    }
+    // Nobody could accept a pending RAET key: `never` is refused in this mode only.
+    let (_dir, err) = master_err(&[("master", &format!("{on}raet_auto_accept: never\n"))]);
+    assert!(
+        err.contains("bad value for raet_auto_accept") && err.contains("once or always"),
+        "{err}"
+    );
+    let dir = dir_with(&[("master", "raet_auto_accept: never\n")]);
+    assert_eq!(
+        MasterConfig::load(dir.path()).unwrap().auto_mode(),
+        AutoMode::Never
+    );
+    let (_dir, err) = master_err(&[("master", "raet_salt_crypto: 1\n")]);
+    assert!(
+        err.contains("raet_salt_crypto") && err.contains("True or False"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unknown_user_is_a_bad_value() {
     let (_dir, err) = master_err(&[("master.d/u.conf", "user: no-such-user-here\n")]);
     assert!(
