@@ -778,6 +778,8 @@ fn rejected_retry_keeps_asking_and_autoreject_fires_reject() {
         let reject = next_event(&mut pull, "salt/auth", |d| d["id"] == "bad1").await;
         assert_eq!(reject["act"], "reject", "{reject}");
         assert_eq!(reject["result"], false, "{reject}");
+    });
+}
 
 /// Every file under `dir` with its content (none when `dir` is missing).
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -807,10 +809,14 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
         );
         fs::write(pki.join(sub).join(id), rsa).unwrap();
     }
-    let before: Vec<_> = tree(&pki)
-        .into_iter()
-        .filter(|(p, _)| !p.starts_with(pki.join("raet")))
-        .collect();
+    // Everything in the pki directories but our keep.
+    let salts = || -> Vec<_> {
+        tree(&pki)
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with(pki.join("raet")))
+            .collect()
+    };
+    let before = salts();
     let master = site.master(31000, crypto);
     let minions: Vec<Daemon> = (1..=2)
         .map(|i| site.minion_with(&format!("m{i}"), 31000 + i, 31000, crypto))
@@ -829,11 +835,7 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
         "acceptance from the keep, not from the pki files: {status}"
     );
     assert_eq!(minions[0].status().unwrap()["salt_crypto"], true);
-    let after: Vec<_> = tree(&pki)
-        .into_iter()
-        .filter(|(p, _)| !p.starts_with(pki.join("raet")))
-        .collect();
-    assert_eq!(after, before, "the pki directories are Salt's");
+    assert_eq!(salts(), before, "the pki directories are Salt's");
     let pinned = pki.join("raet/role/remote/role.m1.json");
     let record: Value = serde_json::from_slice(&fs::read(&pinned).unwrap()).unwrap();
     assert_eq!(record["acceptance"], 1, "{record}");
@@ -855,11 +857,7 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
         join_state(&m1).is_some_and(|(state, _)| state == "rejected")
     });
     assert!(!allowed(&master, "m1"));
-    let after: Vec<_> = tree(&pki)
-        .into_iter()
-        .filter(|(p, _)| !p.starts_with(pki.join("raet")))
-        .collect();
-    assert_eq!(after, before);
+    assert_eq!(salts(), before);
     // The operator lets the reinstalled minion in by deleting its pinned keys.
     fs::remove_file(&pinned).unwrap();
     m1.signal("-HUP");
