@@ -817,9 +817,12 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
             .collect()
     };
     let before = salts();
-    let master = site.master(31000, crypto);
-    let minions: Vec<Daemon> = (1..=2)
-        .map(|i| site.minion_with(&format!("m{i}"), 31000 + i, 31000, crypto))
+    let ports = free_ports(3);
+    let master = site.master(ports[0], crypto);
+    let minions: Vec<Daemon> = ["m1", "m2"]
+        .iter()
+        .zip(&ports[1..])
+        .map(|(id, &port)| site.minion_with(id, port, ports[0], crypto))
         .collect();
     for id in ["m1", "m2"] {
         wait_for(LIMIT, "both minions allowed on first use", || {
