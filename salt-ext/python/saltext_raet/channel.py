@@ -79,6 +79,13 @@ class NativeAuth:
         return {"publish_port": self.opts.get("publish_port")}
 
 
+def _factory_loop(opts, kwargs):
+    """What Salt's channel factories do first: ``master_uri`` from kwargs, the io_loop."""
+    if "master_uri" not in opts and "master_uri" in kwargs:
+        opts["master_uri"] = kwargs["master_uri"]
+    return kwargs.get("io_loop") or tornado.ioloop.IOLoop.current()
+
+
 def _package(opts, load):
     return {"enc": "aes", "load": load, "version": 3, "id": opts.get("id")}
 
@@ -88,9 +95,7 @@ class NativeReqChannel(salt.channel.client.AsyncReqChannel):
 
     @classmethod
     def factory(cls, opts, **kwargs):
-        if "master_uri" not in opts and "master_uri" in kwargs:
-            opts["master_uri"] = kwargs["master_uri"]
-        io_loop = kwargs.get("io_loop") or tornado.ioloop.IOLoop.current()
+        io_loop = _factory_loop(opts, kwargs)
         crypt = kwargs.get("crypt", "aes")
         auth = NativeAuth(opts) if crypt != "clear" else None
         transport = salt.transport.request_client(opts, io_loop=io_loop)
@@ -121,9 +126,7 @@ class NativePubChannel(salt.channel.client.AsyncPubChannel):
 
     @classmethod
     def factory(cls, opts, **kwargs):
-        if "master_uri" not in opts and "master_uri" in kwargs:
-            opts["master_uri"] = kwargs["master_uri"]
-        io_loop = kwargs.get("io_loop") or tornado.ioloop.IOLoop.current()
+        io_loop = _factory_loop(opts, kwargs)
         transport = salt.transport.publish_client(opts, io_loop)
         return cls(opts, transport, NativeAuth(opts), io_loop)
 

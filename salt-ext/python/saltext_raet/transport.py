@@ -279,7 +279,22 @@ def present_minions(opts):
     }
 
 
-class RequestClient(salt.transport.base.RequestClient):
+class _EndpointClient:
+    """Closing of a client transport that owns one :class:`Endpoint`."""
+
+    _closing = False
+    _endpoint = None
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        if self._endpoint is not None:
+            self._endpoint.close()
+            self._endpoint = None
+
+
+class RequestClient(_EndpointClient, salt.transport.base.RequestClient):
     """Requests to the master: through the local daemon, no RAET join of its own."""
 
     ttype = "raet"
@@ -301,13 +316,6 @@ class RequestClient(salt.transport.base.RequestClient):
         reply = await self._endpoint.call((None, None, REQ_SHARE), salt.payload.dumps(load), timeout)
         return salt.payload.loads(reply) if reply is not None else None
 
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        if self._endpoint is not None:
-            self._endpoint.close()
-            self._endpoint = None
 
     async def close_async(self):
         self.close()
@@ -533,7 +541,7 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
             self._endpoint = None
 
 
-class PublishClient(salt.transport.base.PublishClient):
+class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
     """
     The minion's subscriber: a yard serving share ``pub`` (publications) and
     ``presence`` (the daemon's view of its master).
@@ -648,10 +656,3 @@ class PublishClient(salt.transport.base.PublishClient):
     async def send(self, msg):
         """Presence is RAET's own (alive heartbeats): nothing to send."""
 
-    def close(self):
-        if self._closing:
-            return
-        self._closing = True
-        if self._endpoint is not None:
-            self._endpoint.close()
-            self._endpoint = None
