@@ -61,6 +61,9 @@ def test_salts_rsa_key_pends_while_raet_trusts_the_minion_on_first_use(lab):
     pinned = lab.master.pki_dir / "raet" / "role" / "remote" / f"role.{MINION}.json"
     assert json.loads(pinned.read_text())["acceptance"] == 1
     assert lab.raet_status(lab.minions[MINION])["salt_crypto"] is True
+    # Salt 3008's worker pools: the PoolRouter serves RAET and hands requests to the
+    # MWorkers over Salt's tcp IPC transport (the extension maps the pool hop to tcp).
+    assert (lab.master.sock_dir / "workers-default.ipc").exists()
 
 
 def test_accepted_minion_answers(lab):
