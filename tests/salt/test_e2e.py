@@ -139,6 +139,35 @@ def test_salt_call_on_a_minion(lab):
     assert got == {"local": saltlab.STATE_TEXT}
 
 
+SPOOF = r"""
+import json, sys
+import salt.channel.client, salt.config
+import saltext_raet  # noqa: F401  (no loader is built here: register the transport)
+opts = salt.config.minion_config(sys.argv[1])
+replies = {}
+for who in (opts["id"], sys.argv[2]):
+    load = {"cmd": "_minion_event", "id": who, "tag": "lab/e2e/spoof", "data": {"as": who}}
+    with salt.channel.client.ReqChannel.factory(opts) as channel:
+        replies[who] = channel.send(load, timeout=30)
+print(json.dumps(replies))
+"""
+
+
+def test_a_minion_cannot_speak_for_another(lab):
+    if not lab.raet:
+        pytest.skip("the identity binding is RAET's")
+    node = lab.minions[WEB]
+    proc = subprocess.run(
+        [str(lab.venv / "bin" / "python"), "-c", SPOOF, str(node.conf_dir / "minion"), DB],
+        capture_output=True, text=True, timeout=120, check=False)
+    docs = saltlab.json_documents(proc.stdout)
+    assert len(docs) == 1, (proc.stdout, proc.stderr[-2000:])
+    replies = docs[0]
+    # its own id: handled (an event returns nothing); another minion's: refused by the master
+    assert replies[WEB] is None, replies
+    assert replies[DB] == "bad load: id does not match the RAET peer", replies
+
+
 def test_manage_up_down_present(lab):
     assert sorted(lab.run_json("salt-run", "manage.up", timeout=120)) == sorted(MINIONS)
     assert lab.run_json("salt-run", "manage.down", timeout=120) == []
