@@ -797,7 +797,10 @@ impl Daemon {
             return;
         };
         let SaltKeys {
-            acceptor, roles, ..
+            acceptor,
+            roles,
+            applied,
+            ..
         } = keys.as_mut();
         let role = self
             .road
@@ -818,7 +821,17 @@ impl Daemon {
             Ok(key) => {
                 let pem = pki::pem_from_verify_key(&key);
                 match acceptor.join(name, &pem) {
-                    Ok(decision) => (decision.answer, Some((decision.act, pem))),
+                    Ok(decision) => {
+                        // The road acts on the files' state now: later moves of the key
+                        // are changes against it.
+                        match key_state(acceptor.pki(), name) {
+                            Ok(state) => {
+                                applied.insert(name.to_owned(), state);
+                            }
+                            Err(e) => warn!(remote = %name, error = %e, "cannot read the key"),
+                        }
+                        (decision.answer, Some((decision.act, pem)))
+                    }
                     Err(e) => {
                         warn!(remote = %name, error = %e, "join refused");
                         (Answer::Reject, None)
@@ -922,10 +935,9 @@ impl Daemon {
         if !matches!(act, "accept" | "reject" | "delete") {
             return;
         }
-        let pki = acceptor.pki();
-        let state = match (pki.lookup(id), pki.denied(id)) {
-            (Ok(key), Ok(denied)) => key.map(|k| k.state).or(denied.map(|_| KeyState::Denied)),
-            (Err(e), _) | (_, Err(e)) => {
+        let state = match key_state(acceptor.pki(), id) {
+            Ok(state) => state,
+            Err(e) => {
                 warn!(id, error = %e, "salt/key event: cannot read the key");
                 return;
             }
@@ -1090,6 +1102,13 @@ enum SideInput {
     Present,
     Join(JoinOutcome),
     Closed,
+}
+
+/// The state of `id`'s key in the pki directories (`None`: no key).
+fn key_state(pki: &pki::Pki, id: &str) -> Result<Option<KeyState>, pki::PkiError> {
+    let key = pki.lookup(id)?;
+    let denied = pki.denied(id)?;
+    Ok(key.map(|k| k.state).or(denied.map(|_| KeyState::Denied)))
 }
 
 async fn side_input(side: &mut Side) -> SideInput {

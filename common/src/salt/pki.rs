@@ -21,13 +21,14 @@
 //! scans on inotify events and on a periodic rescan (events are lost when a watch misses them or
 //! salt-key runs while we are down, so the rescan is the safety net).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -261,6 +262,25 @@ pub fn diff(old: &Scan, new: &Scan) -> Vec<KeyChange> {
             })
         })
         .collect()
+}
+
+/// [`diff`], plus a change (possibly from a state to the same state) for each id of
+/// `touched` that `diff` does not list and that is a key of either scan. Pure.
+pub fn diff_touched(old: &Scan, new: &Scan, touched: BTreeSet<String>) -> Vec<KeyChange> {
+    let mut changes = diff(old, new);
+    for id in touched {
+        let state = |scan: &Scan| scan.state_of(&id).map(|(s, _)| s);
+        let (before, after) = (state(old), state(new));
+        if (before.is_some() || after.is_some()) && !changes.iter().any(|c| c.id == id) {
+            changes.push(KeyChange {
+                id,
+                old: before,
+                new: after,
+                key_changed: false,
+            });
+        }
+    }
+    changes
 }
 
 /// Distinguishes concurrent temporary files of this process.
@@ -518,6 +538,11 @@ impl PkiWatcher {
     ) -> Result<(PkiWatcher, tokio::sync::mpsc::Receiver<KeyChange>), PkiError> {
         use notify::Watcher as _;
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+        // Ids whose files the events named since the last scan: reported with their state
+        // even when two moves cancel out between two scans (accept then reject within the
+        // settle time), as the daemon may have acted on the state in between.
+        let touched = Arc::new(Mutex::new(BTreeSet::new()));
+        let touching = Arc::clone(&touched);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 match &event {
@@ -527,7 +552,11 @@ impl PkiWatcher {
                     // Our own scans open and read every key file: those events must not wake
                     // us, or the watcher rescans forever.
                     Ok(event) if !changes_keys(&event.kind) => return,
-                    Ok(_) => {}
+                    Ok(event) => {
+                        let ids = event.paths.iter().filter_map(|p| p.file_name()?.to_str());
+                        let mut touched = touching.lock().unwrap_or_else(PoisonError::into_inner);
+                        touched.extend(ids.filter(|id| !id.starts_with('.')).map(str::to_owned));
+                    }
                 }
                 // A full channel already holds a wake-up: the coming scan sees this change too.
                 let _ = wake_tx.try_send(());
@@ -564,7 +593,9 @@ impl PkiWatcher {
                         continue;
                     }
                 };
-                for change in diff(&last, &scan) {
+                let touched =
+                    std::mem::take(&mut *touched.lock().unwrap_or_else(PoisonError::into_inner));
+                for change in diff_touched(&last, &scan, touched) {
                     if tx.send(change).await.is_err() {
                         return;
                     }

@@ -431,3 +431,68 @@ fn only_changes_wake_the_watcher_not_its_own_reads() {
         assert!(changes_keys(&change), "{change:?}");
     }
 }
+
+/// The watcher reports each operator move (what salt-key does) of a key it watches, one
+/// after the other, well before its periodic rescan.
+#[test]
+fn the_watcher_reports_every_move_of_a_key() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (_dir, pki) = pki();
+        let path = |state| pki.state_dir(state).join("m1");
+        fs::write(path(KeyState::Pending), pem(1)).unwrap();
+        let initial = pki.scan().unwrap();
+        let rescan = Duration::from_secs(3600);
+        let (_watcher, mut changes) = PkiWatcher::spawn(pki.clone(), initial, rescan).unwrap();
+        let moves = [
+            (KeyState::Pending, KeyState::Rejected),
+            (KeyState::Rejected, KeyState::Accepted),
+            (KeyState::Accepted, KeyState::Rejected),
+        ];
+        for (from, to) in moves {
+            fs::rename(path(from), path(to)).unwrap();
+            let change = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+                .await
+                .unwrap_or_else(|_| panic!("move {from:?} -> {to:?} not reported"))
+                .unwrap();
+            assert_eq!((change.id.as_str(), change.new), ("m1", Some(to)));
+        }
+    });
+}
+
+#[test]
+fn touched_ids_are_reported_even_when_their_moves_cancel_out() {
+    let (_dir, pki) = pki();
+    let rejected = pki.state_dir(KeyState::Rejected).join("m1");
+    fs::write(&rejected, pem(1)).unwrap();
+    let before = pki.scan().unwrap();
+    // accepted, then rejected again between two scans
+    let after = pki.scan().unwrap();
+    let touched = BTreeSet::from(["m1".to_owned(), "gone".to_owned()]);
+    let changes = diff_touched(&before, &after, touched);
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let change = &changes[0];
+    assert_eq!(
+        (
+            change.id.as_str(),
+            change.old,
+            change.new,
+            change.key_changed
+        ),
+        (
+            "m1",
+            Some(KeyState::Rejected),
+            Some(KeyState::Rejected),
+            false
+        )
+    );
+    // an id the diff already lists is not repeated
+    fs::remove_file(&rejected).unwrap();
+    let removed = pki.scan().unwrap();
+    let changes = diff_touched(&after, &removed, BTreeSet::from(["m1".to_owned()]));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].new, None);
+}
