@@ -1,6 +1,8 @@
 //! The `raet road` command: two processes over loopback UDP, exit statuses.
-//! Ports 47700-47799 (this file's own range). Every process is bounded by
-//! its own `--timeout`.
+//! The exchanges run on ports the kernel picks (a fixed port in the ephemeral
+//! range can be held by any other socket of the machine, and the road binds
+//! fixed ports with SO_REUSEADDR, as the reference does: it would then share
+//! the port silently). Every process is bounded by its own `--timeout`.
 
 use std::process::{Child, Command, Output, Stdio};
 
@@ -49,8 +51,17 @@ fn describe(output: &Output) -> String {
     )
 }
 
+/// Two UDP ports of 127.0.0.1 free right now (taken by the kernel, then released).
+fn free_ports() -> (u16, u16) {
+    let bind = || std::net::UdpSocket::bind("127.0.0.1:0").expect("bind port 0");
+    let (a, b) = (bind(), bind());
+    let port = |s: &std::net::UdpSocket| s.local_addr().expect("local address").port();
+    (port(&a), port(&b))
+}
+
 /// A joins main B; each sends a small and a 200 KB message and expects the other's two.
-fn exchange(hk_a: &str, hk_b: &str, port_a: u16, port_b: u16) {
+fn exchange(hk_a: &str, hk_b: &str) {
+    let (port_a, port_b) = free_ports();
     let (port_a, port_b) = (port_a.to_string(), port_b.to_string());
     let join = format!("127.0.0.1:{port_b}");
     let beta = spawn(&[
@@ -109,12 +120,12 @@ fn exchange(hk_a: &str, hk_b: &str, port_a: u16, port_b: u16) {
 
 #[test]
 fn two_processes_exchange_messages_raet_head() {
-    exchange("raet", "raet", 47701, 47702);
+    exchange("raet", "raet");
 }
 
 #[test]
 fn two_processes_exchange_messages_json_head() {
-    exchange("json", "raet", 47703, 47704);
+    exchange("json", "raet");
 }
 
 #[test]
