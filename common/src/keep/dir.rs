@@ -478,8 +478,10 @@ impl Keep for DirKeep {
             return Err(corrupt(
                 &role_path,
                 format!(
-                    "role {:?} differs from the local estate's role {:?}",
-                    keys.role, estate.role
+                    "role {:?} differs from the local estate's role {:?} in {}",
+                    keys.role,
+                    estate.role,
+                    estate_path.display()
                 ),
             ));
         }
