@@ -572,6 +572,10 @@ fn event_bus_carries_auth_key_and_presence_events() {
             Some(&accepted(&master, "m1")),
         )
         .await;
+        // The pending join completes: Salt fires accept at the minion's next `_auth`.
+        let accept = next_event(&mut pull, "salt/auth", |d| d["id"] == "m1").await;
+        assert_eq!(accept["act"], "accept", "{accept}");
+        assert_eq!(accept["pub"], json!(pem));
         let change = next_event(&mut pull, "salt/presence/change", |_| true).await;
         assert_eq!(
             change,
@@ -588,6 +592,13 @@ fn event_bus_carries_auth_key_and_presence_events() {
             "{status}"
         );
         assert_eq!(status["event_bus"]["garbage"], 0, "{status}");
+
+        // A restarted minion rejoins before it is lost: the road accepts it from the keys
+        // it holds, and that fires accept too.
+        minion.restart();
+        let again = next_event(&mut pull, "salt/auth", |d| d["id"] == "m1").await;
+        assert_eq!(again["act"], "accept", "{again}");
+        assert_eq!(again["pub"], json!(pem));
 
         // A killed minion is lost.
         minion.kill();

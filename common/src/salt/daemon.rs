@@ -15,12 +15,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
+use crate::crypto::VerifyKey;
 use crate::keep::{
     Acceptance, AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord,
 };
 use crate::lane::{LaneError, LaneStack};
 use crate::road::{Event, Presence, RoadConfig, Timers, Uid};
-use crate::salt::acceptance::{Acceptor, Answer};
+use crate::salt::acceptance::{Acceptor, Answer, AuthAct};
 use crate::salt::config::{CommonConfig, MasterConfig, MinionConfig};
 use crate::salt::evbus::{BusEvent, EventBus};
 use crate::salt::identity::{check_binding, Identity, LocalParams};
@@ -182,6 +183,10 @@ struct SaltKeys {
     /// The key state of each id as last applied to the road (the pki watcher and
     /// `salt/key` events may both report one change).
     applied: BTreeMap<String, Option<KeyState>>,
+    /// Ids whose `salt/auth` accept was fired by the decision on their pending join; the
+    /// join's completion fires it for all others (joins the road accepts from memory, and
+    /// pending joins an operator accepted), as Salt fires one per successful `_auth`.
+    accept_fired: BTreeSet<String>,
 }
 
 /// Master- or minion-specific inputs and state.
@@ -346,6 +351,7 @@ fn salt_keys(
         changes,
         _watcher: watcher,
         applied,
+        accept_fired: BTreeSet::new(),
     };
     Ok((keep, keys))
 }
@@ -404,6 +410,15 @@ async fn resolve_master(config: &MinionConfig) -> Result<SocketAddr, DaemonError
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| DaemonError::Other(format!("master {name:?} has no address")))
+}
+
+/// The role (key record name) of remote `uid`; its name when the road no longer has it.
+async fn role_of(road: &RoadStack, uid: Uid, name: &str) -> String {
+    road.remotes()
+        .await
+        .into_iter()
+        .find(|r| r.uid == uid)
+        .map_or_else(|| name.to_owned(), |r| r.role)
 }
 
 /// A delay in `[d/2, d]` (spreads the rejoins of many minions).
@@ -696,6 +711,7 @@ impl Daemon {
     async fn on_event(&mut self, event: Event) {
         match event {
             Event::Pending { uid, name } => self.on_pending(uid, &name).await,
+            Event::Joined { uid, name } => self.on_joined(uid, &name).await,
             Event::Allowed { uid, name } => {
                 info!(remote = %name, "joined and allowed");
                 let address = self
@@ -800,15 +816,10 @@ impl Daemon {
             acceptor,
             roles,
             applied,
+            accept_fired,
             ..
         } = keys.as_mut();
-        let role = self
-            .road
-            .remotes()
-            .await
-            .into_iter()
-            .find(|r| r.uid == uid)
-            .map_or_else(|| name.to_owned(), |r| r.role);
+        let role = role_of(&self.road, uid, name).await;
         let Some(offered) = roles_lock(roles).get(&role).cloned() else {
             warn!(remote = %name, "pending join without keys");
             return;
@@ -830,6 +841,9 @@ impl Daemon {
                             }
                             Err(e) => warn!(remote = %name, error = %e, "cannot read the key"),
                         }
+                        if decision.act == AuthAct::Accept {
+                            accept_fired.insert(name.to_owned());
+                        }
                         (decision.answer, Some((decision.act, pem)))
                     }
                     Err(e) => {
@@ -841,8 +855,7 @@ impl Daemon {
         };
         // Salt's `_auth` fires its decision on the master event bus.
         if let Some((act, pem)) = auth {
-            let data = json!({"result": act.result(), "act": act.as_str(), "id": name, "pub": pem});
-            self.fire(AUTH_TAG, data);
+            self.fire_auth(act, name, &pem);
         }
         let result = match answer {
             Answer::Accept => self.road.accept(name).await,
@@ -852,6 +865,31 @@ impl Daemon {
         if let Err(e) = result {
             warn!(remote = %name, error = %e, "key decision not applied");
         }
+    }
+
+    /// A minion's join completed: fires `salt/auth` accept unless its decision did.
+    async fn on_joined(&mut self, uid: Uid, name: &str) {
+        let Side::Master {
+            keys: Some(keys), ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        if keys.accept_fired.remove(name) {
+            return;
+        }
+        let role = role_of(&self.road, uid, name).await;
+        let offered = roles_lock(&keys.roles).get(&role).cloned();
+        match offered.map(|o| VerifyKey::from_hex(&o.verhex)) {
+            Some(Ok(key)) => self.fire_auth(AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
+            _ => warn!(remote = %name, "joined without keys on record"),
+        }
+    }
+
+    /// Fires Salt's `salt/auth` event.
+    fn fire_auth(&self, act: AuthAct, name: &str, pem: &str) {
+        let data = json!({"result": act.result(), "act": act.as_str(), "id": name, "pub": pem});
+        self.fire(AUTH_TAG, data);
     }
 
     async fn on_side(&mut self, input: SideInput) {
