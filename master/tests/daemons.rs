@@ -1,7 +1,8 @@
-//! Runs the real `salt-raet-master` and `salt-raet-minion` binaries on loopback (ports
-//! 47800-47899) with configurations in temporary directories; test yards attach to their
-//! lanes with `raet::lane::LaneStack`. Synchronisation is by polling files and `status --json`
-//! under a time limit, never by sleeping for a fixed time.
+//! Runs the real `salt-raet-master` and `salt-raet-minion` binaries on loopback (on UDP ports
+//! the kernel picks: `raet_port: 0`, a master's port read from its `status`) with
+//! configurations in temporary directories; test yards attach to their lanes with
+//! `raet::lane::LaneStack`. Synchronisation is by polling files and `status --json` under a
+//! time limit, never by sleeping for a fixed time.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,37 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// The UDP port of this daemon's road (the kernel's pick), from its status.
+    fn port(&self) -> u16 {
+        let mut port = None;
+        wait_for(LIMIT, "the daemon's status", || {
+            port = self.status().and_then(|s| {
+                let road: std::net::SocketAddr = s["road"].as_str()?.parse().ok()?;
+                Some(road.port())
+            });
+            port.is_some()
+        });
+        port.unwrap_or_default()
+    }
+
+    /// Keeps this daemon's road on its current port across restarts (`raet_port: 0` in its
+    /// configuration replaced by the port the kernel picked).
+    fn pin_port(&self) {
+        let port = self.port();
+        let file = fs::read_dir(&self.etc)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_file())
+            .unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text.contains("raet_port: 0\n"), "{text}");
+        fs::write(
+            &file,
+            text.replace("raet_port: 0\n", &format!("raet_port: {port}\n")),
+        )
+        .unwrap();
+    }
+
     /// `status` of this daemon: the human table.
     fn table(&self) -> String {
         let out = Command::new(&self.bin)
@@ -170,15 +202,21 @@ impl Site {
         Site { _dir: dir, root }
     }
 
-    fn master(&self, port: u16, extra: &str) -> Daemon {
-        let base = self.root.join("master");
+    /// The master in `<root>/master`, on a port the kernel picks ([`Daemon::port`]).
+    fn master(&self, extra: &str) -> Daemon {
+        self.master_in("master", extra)
+    }
+
+    /// A master in `<root>/<dir>`.
+    fn master_in(&self, dir: &str, extra: &str) -> Daemon {
+        let base = self.root.join(dir);
         let etc = base.join("etc");
         fs::create_dir_all(&etc).unwrap();
         let (pki, sock) = (base.join("pki"), base.join("sock"));
         fs::write(
             etc.join("master"),
             format!(
-                "interface: 127.0.0.1\nraet_port: {port}\npki_dir: {}\nsock_dir: {}\n\
+                "interface: 127.0.0.1\nraet_port: 0\npki_dir: {}\nsock_dir: {}\n\
                  raet_alive_period: {PERIOD}\nlog_file: {}/log\nautosign_file: {}/as\n\
                  autoreject_file: {}/ar\n{extra}",
                 pki.display(),
@@ -192,12 +230,19 @@ impl Site {
         Daemon::start(Path::new(MASTER), &etc, &sock, &pki)
     }
 
-    fn minion(&self, id: &str, port: u16, master_port: u16) -> Daemon {
-        self.minion_with(id, port, master_port, "")
+    /// A minion of the master on `master_port`.
+    fn minion(&self, id: &str, master_port: u16) -> Daemon {
+        self.minion_with(id, master_port, "")
     }
 
-    /// A minion with `extra` configuration lines.
-    fn minion_with(&self, id: &str, port: u16, master_port: u16, extra: &str) -> Daemon {
+    /// A minion of the master on `master_port` with `extra` configuration lines.
+    fn minion_with(&self, id: &str, master_port: u16, extra: &str) -> Daemon {
+        let masters = format!("master: 127.0.0.1\nraet_master_port: {master_port}\n");
+        self.minion_of(id, &masters, extra)
+    }
+
+    /// A minion whose `master` (and `raet_master_port`) lines are `masters`.
+    fn minion_of(&self, id: &str, masters: &str, extra: &str) -> Daemon {
         let base = self.root.join(id);
         let etc = base.join("etc");
         fs::create_dir_all(&etc).unwrap();
@@ -205,8 +250,8 @@ impl Site {
         fs::write(
             etc.join("minion"),
             format!(
-                "id: {id}\nmaster: 127.0.0.1\nraet_master_port: {master_port}\n\
-                 raet_port: {port}\npki_dir: {}\nsock_dir: {}\nraet_alive_period: {PERIOD}\n\
+                "id: {id}\n{masters}raet_port: 0\npki_dir: {}\nsock_dir: {}\n\
+                 raet_alive_period: {PERIOD}\n\
                  log_file: {}/log\n{extra}",
                 pki.display(),
                 sock.display(),
@@ -282,9 +327,10 @@ fn accepted(master: &Daemon, id: &str) -> PathBuf {
 #[test]
 fn never_mode_pends_and_only_accepted_minions_exchange_messages() {
     let site = Site::new();
-    let master = site.master(47800, "");
+    let master = site.master("");
+    let port = master.port();
     let minions: Vec<Daemon> = (1..=3)
-        .map(|i| site.minion(&format!("m{i}"), 47800 + i, 47800))
+        .map(|i| site.minion(&format!("m{i}"), port))
         .collect();
     for id in ["m1", "m2", "m3"] {
         wait_for(LIMIT, "three pending keys", || {
@@ -380,8 +426,8 @@ fn never_mode_pends_and_only_accepted_minions_exchange_messages() {
 #[test]
 fn once_mode_loses_a_killed_minion_and_denies_its_new_key() {
     let site = Site::new();
-    let master = site.master(47810, "auto_accept: True\n");
-    let mut minion = site.minion("m1", 47811, 47810);
+    let master = site.master("auto_accept: True\n");
+    let mut minion = site.minion("m1", master.port());
     wait_for(LIMIT, "m1 accepted and allowed", || {
         accepted(&master, "m1").exists() && allowed(&master, "m1")
     });
@@ -416,9 +462,12 @@ fn once_mode_loses_a_killed_minion_and_denies_its_new_key() {
 #[test]
 fn master_restart_brings_minions_back_and_sigterm_cleans_up() {
     let site = Site::new();
-    let mut master = site.master(47820, "auto_accept: True\n");
+    let mut master = site.master("auto_accept: True\n");
+    // Restarted on the same port, where its minions look for it.
+    master.pin_port();
+    let port = master.port();
     let mut minions: Vec<Daemon> = (1..=2)
-        .map(|i| site.minion(&format!("r{i}"), 47820 + i, 47820))
+        .map(|i| site.minion(&format!("r{i}"), port))
         .collect();
     for id in ["r1", "r2"] {
         wait_for(LIMIT, "minions allowed", || allowed(&master, id));
@@ -551,8 +600,8 @@ async fn salt_key(
 #[test]
 fn event_bus_carries_auth_key_and_presence_events() {
     let (site, rt, bus) = SaltBus::site();
-    let master = site.master(28800, "presence_events: True\nloop_interval: 1\n");
-    let mut minion = site.minion("m1", 28801, 28800);
+    let master = site.master("presence_events: True\nloop_interval: 1\n");
+    let mut minion = site.minion("m1", master.port());
     rt.block_on(async {
         let mut pull = SaltBus::accept(&bus.pull).await;
         let mut publish = SaltBus::accept(&bus.publish).await;
@@ -624,8 +673,8 @@ fn join_state(minion: &Daemon) -> Option<(String, u64)> {
 #[test]
 fn a_rejected_minion_stops_until_sighup() {
     let site = Site::new();
-    let master = site.master(28810, "");
-    let minion = site.minion("m1", 28811, 28810);
+    let master = site.master("");
+    let minion = site.minion("m1", master.port());
     wait_for(LIMIT, "m1 pending", || pending(&master, "m1").exists());
     let rejected = master.pki.join("minions_rejected").join("m1");
 
@@ -708,19 +757,6 @@ fn log_lines(daemon: &Daemon, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
-/// `n` free UDP ports of loopback, picked by the kernel: concurrent runs of a test (from other
-/// worktrees too) then do not share ports. They must not: the daemons bind with SO_REUSEADDR,
-/// and two daemons on one port would each receive some of the other's datagrams.
-fn free_ports(n: usize) -> Vec<u16> {
-    let sockets: Vec<std::net::UdpSocket> = (0..n)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    sockets
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect()
-}
-
 /// Accepting a pending key completes the minion's join at once, however long it has been
 /// pending and wherever its join loop is: during a join (the master answers the pended
 /// join), or just after one ended (the minion asks again at once, not after its backoff).
@@ -728,13 +764,9 @@ fn free_ports(n: usize) -> Vec<u16> {
 fn an_accepted_key_reaches_the_pending_minion_at_once() {
     let site = Site::new();
     let ids = ["b1", "b2", "b3", "b4"];
-    let ports = free_ports(ids.len() + 1);
-    let master = site.master(ports[0], "");
-    let minions: Vec<Daemon> = ids
-        .iter()
-        .zip(&ports[1..])
-        .map(|(id, &port)| site.minion(id, port, ports[0]))
-        .collect();
+    let master = site.master("");
+    let port = master.port();
+    let minions: Vec<Daemon> = ids.iter().map(|id| site.minion(id, port)).collect();
     let rt = runtime();
     let mut took = vec![];
     for id in ids {
@@ -778,8 +810,8 @@ fn rejected_retry_keeps_asking_and_autoreject_fires_reject() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let master = site.master(28820, "");
-    let minion = site.minion_with("bad1", 28821, 28820, "rejected_retry: True\n");
+    let master = site.master("");
+    let minion = site.minion_with("bad1", master.port(), "rejected_retry: True\n");
     wait_for(LIMIT, "bad1 rejected, retrying", || {
         join_state(&minion).is_some_and(|(state, _)| state == "rejected_retrying")
     });
@@ -828,12 +860,11 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
             .collect()
     };
     let before = salts();
-    let ports = free_ports(3);
-    let master = site.master(ports[0], crypto);
+    let master = site.master(crypto);
+    let port = master.port();
     let minions: Vec<Daemon> = ["m1", "m2"]
         .iter()
-        .zip(&ports[1..])
-        .map(|(id, &port)| site.minion_with(id, port, ports[0], crypto))
+        .map(|id| site.minion_with(id, port, crypto))
         .collect();
     for id in ["m1", "m2"] {
         wait_for(LIMIT, "both minions allowed on first use", || {
@@ -878,4 +909,183 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
     wait_for(LIMIT, "m1 allowed with its new keys", || {
         allowed(&master, "m1")
     });
+}
+
+/// The `masters` entries of a minion's `status --json`.
+fn masters_of(minion: &Daemon) -> Vec<Value> {
+    let status = minion.status().unwrap_or_default();
+    status["masters"].as_array().cloned().unwrap_or_default()
+}
+
+/// Whether the minion's status shows its master `index` (configuration order) allowed.
+fn master_allowed(minion: &Daemon, index: usize) -> bool {
+    masters_of(minion)
+        .get(index)
+        .is_some_and(|m| m["allowed"] == true && m["state"] == "joined")
+}
+
+/// The load of the next message to `yard` from share `share`'s route, skipping presence.
+async fn next_load(yard: &Yard) -> Value {
+    loop {
+        let msg = yard.recv().await;
+        if msg["route"]["src"][2] != "presence" {
+            return msg;
+        }
+    }
+}
+
+/// One minion, two masters (Salt's `master: [a, b]`, hot/hot): it joins both independently
+/// (pending on both; an accept on one lets it exchange messages with that one only),
+/// publications reach its yards from both, its upstream requests go to the first joined
+/// master in configuration order (or to a master named in the route) and the answers come
+/// back to the asking yard; a master stopped → its requests go to the other.
+#[test]
+fn a_minion_with_two_masters_joins_both_and_fails_over() {
+    let site = Site::new();
+    let alpha = site.master_in("alpha", "id: alpha_master\n");
+    let beta = site.master_in("beta", "id: beta_master\n");
+    let masters = format!(
+        "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{}\n",
+        alpha.port(),
+        beta.port()
+    );
+    let minion = site.minion_of("mm", &masters, "");
+    for master in [&alpha, &beta] {
+        wait_for(LIMIT, "mm pending on both masters", || {
+            pending(master, "mm").exists()
+        });
+    }
+    // The same identity on both.
+    assert_eq!(
+        fs::read(pending(&alpha, "mm")).unwrap(),
+        fs::read(pending(&beta, "mm")).unwrap()
+    );
+    let status = minion.status().unwrap();
+    let listed = status["masters"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{status}");
+    for (entry, master) in listed.iter().zip([&alpha, &beta]) {
+        let address = format!("127.0.0.1:{}", master.port());
+        assert_eq!(entry["master"], json!(address), "{status}");
+        assert_eq!(entry["address"], json!(address), "{status}");
+        assert_eq!(entry["allowed"], false, "{status}");
+    }
+    assert_eq!(status["join"]["state"], "joining", "{status}");
+
+    // salt-key -a mm on beta only: mm talks to beta, still pending on alpha.
+    fs::rename(pending(&beta, "mm"), accepted(&beta, "mm")).unwrap();
+    wait_for(LIMIT, "beta allows mm", || {
+        allowed(&beta, "mm") && master_allowed(&minion, 1)
+    });
+    assert!(!master_allowed(&minion, 0));
+    assert!(pending(&alpha, "mm").exists());
+    let status = minion.status().unwrap();
+    assert_eq!(status["join"]["state"], "joined", "{status}");
+    assert_eq!(status["masters"][1]["id"], "beta_master", "{status}");
+    assert_eq!(status["masters"][0]["state"], "joining", "{status}");
+
+    let rt = runtime();
+    let (asker, worker, a_req, b_req) = rt.block_on(async {
+        let asker = Yard::attach(&minion, "asker", json!({"shares": ["ret"]})).await;
+        let worker = Yard::attach(&minion, "worker", json!({"shares": ["job"]})).await;
+        let a_req = Yard::attach(&alpha, "req", json!({"shares": ["req", "ret"]})).await;
+        let b_req = Yard::attach(&beta, "req", json!({"shares": ["req", "ret"]})).await;
+        // beta -> mm; alpha -> mm is refused (mm is pending there).
+        b_req
+            .send(json!("mm"), "", "job", json!({"from": "b"}))
+            .await;
+        let got = next_load(&worker).await;
+        assert_eq!(got["load"]["from"], "b");
+        assert_eq!(got["route"]["src"][0], "beta_master");
+        a_req.send(json!("mm"), "", "job", json!({})).await;
+        assert_eq!(a_req.recv().await["load"]["kind"], "unknown_estate");
+        // Upstream: alpha is first in the configuration, but only beta is joined.
+        asker.send(json!(null), "", "req", json!({"n": 1})).await;
+        let got = b_req.recv().await;
+        assert_eq!(got["load"]["n"], 1, "{got}");
+        assert_eq!(got["route"]["src"][0], "mm");
+        assert_eq!(got["route"]["src"][1], "asker");
+        (asker, worker, a_req, b_req)
+    });
+
+    // salt-key -a mm on alpha too: both joined; upstream prefers alpha (first).
+    fs::rename(pending(&alpha, "mm"), accepted(&alpha, "mm")).unwrap();
+    wait_for(LIMIT, "alpha allows mm", || {
+        allowed(&alpha, "mm") && master_allowed(&minion, 0)
+    });
+    rt.block_on(async {
+        asker.send(json!(null), "", "req", json!({"n": 2})).await;
+        let got = a_req.recv().await;
+        assert_eq!(got["load"]["n"], 2, "{got}");
+        // The answer comes back to the asking yard.
+        a_req
+            .send(json!("mm"), "asker", "ret", json!({"answer": 2}))
+            .await;
+        let back = asker.recv().await;
+        assert_eq!(back["load"]["answer"], 2, "{back}");
+        assert_eq!(back["route"]["src"][0], "alpha_master");
+        // A request naming beta goes to beta (and is the first beta has seen since n = 1:
+        // n = 2 went to alpha only).
+        asker
+            .send(json!("beta_master"), "", "req", json!({"n": 3}))
+            .await;
+        let got = b_req.recv().await;
+        assert_eq!(got["load"]["n"], 3, "{got}");
+        b_req
+            .send(json!("mm"), "asker", "ret", json!({"answer": 3}))
+            .await;
+        let back = asker.recv().await;
+        assert_eq!(back["load"]["answer"], 3, "{back}");
+        assert_eq!(back["route"]["src"][0], "beta_master");
+        // Publications from both masters reach the minion's yard.
+        for (from, master) in [("a", &a_req), ("b", &b_req)] {
+            master
+                .send(json!("*"), "", "job", json!({"from": from}))
+                .await;
+            assert_eq!(next_load(&worker).await["load"]["from"], from);
+        }
+    });
+    let table = minion.table();
+    for (master, id) in [(&alpha, "alpha_master"), (&beta, "beta_master")] {
+        let address = format!("127.0.0.1:{}", master.port());
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&address))
+            .unwrap_or_default();
+        assert!(
+            line.contains("joined") && line.contains(id) && line.contains("yes"),
+            "{table}"
+        );
+    }
+
+    // alpha stops: a request sent at once still reaches beta (failed over when alpha's
+    // session goes, or sent there once alpha is lost).
+    let mut alpha = alpha;
+    assert_eq!(alpha.terminate(), Some(0));
+    rt.block_on(async {
+        asker.send(json!(null), "", "req", json!({"n": 4})).await;
+        let got = b_req.recv().await;
+        assert_eq!(got["load"]["n"], 4, "{got}");
+    });
+    wait_for(LIMIT, "alpha lost", || {
+        masters_of(&minion)
+            .first()
+            .is_some_and(|m| m["allowed"] == false)
+    });
+    rt.block_on(async {
+        asker.send(json!(null), "", "req", json!({"n": 5})).await;
+        assert_eq!(b_req.recv().await["load"]["n"], 5);
+        // Named to the stopped master: an error, not silence.
+        asker
+            .send(json!("alpha_master"), "", "req", json!({"n": 6}))
+            .await;
+        let err = asker.recv().await;
+        assert_eq!(err["load"]["kind"], "unknown_estate", "{err}");
+    });
+    let status = minion.status().unwrap();
+    eprintln!("routing after alpha stopped: {}", status["routing"]);
+    assert_eq!(
+        status["join"]["state"], "joined",
+        "beta still joined: {status}"
+    );
+    drop(worker);
 }

@@ -180,7 +180,8 @@ pub struct CommonConfig {
     pub log_datefmt_logfile: String,
     /// `log_level_logfile` (default: not set, the console's level).
     pub log_level_logfile: Option<LogLevel>,
-    /// `raet_port`: the UDP port of the road (master 4505, minion 4510).
+    /// `raet_port`: the UDP port of the road (master 4505, minion 4510); 0: a port the kernel
+    /// picks (`status` shows it).
     pub raet_port: u16,
     /// `raet_alive_period` (ours; seconds, default 10): the presence heartbeat period.
     pub raet_alive_period: Duration,
@@ -202,6 +203,9 @@ impl CommonConfig {
 pub struct MasterConfig {
     /// Keys shared with the minion.
     pub common: CommonConfig,
+    /// `id` (default `<hostname>_master`, Salt's): the master's road estate name (masters of
+    /// one minion must have distinct ids).
+    pub id: String,
     /// `interface` (default `0.0.0.0`): the address the road binds.
     pub interface: IpAddr,
     /// `auto_accept` (default false).
@@ -229,7 +233,8 @@ pub struct MinionConfig {
     pub common: CommonConfig,
     /// `id` (default: `<config_dir>/minion_id` if present, else the host name).
     pub id: String,
-    /// `master` (default `salt`): one or several master names or addresses.
+    /// `master` (default `salt`): one or several master names or addresses, each possibly
+    /// with its road port (`host:port`, `[v6]:port`); see [`MinionConfig::masters`].
     pub master: Vec<String>,
     /// `raet_master_port` (default 4505): the master's road port.
     pub raet_master_port: u16,
@@ -366,6 +371,20 @@ impl Raw {
             };
             n.filter(|&n| n != 0)
         })
+    }
+
+    /// A port number, or 0 for a port the kernel picks.
+    fn port_or_any(&self, key: &str, default: u16) -> Result<u16, ConfigError> {
+        self.typed(
+            key,
+            "a port number 0-65535 (0: any)",
+            default,
+            |k| match k {
+                ValueKind::I64(n) => u16::try_from(*n).ok(),
+                ValueKind::String(s) => s.trim().parse::<u16>().ok(),
+                _ => None,
+            },
+        )
     }
 
     /// A period in seconds (> 0, at most a day, fractions allowed).
@@ -521,7 +540,7 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
             .get("log_level_logfile")
             .map(|_| raw.parsed("log_level_logfile", LOG_LEVELS, LogLevel::Warning))
             .transpose()?,
-        raet_port: raw.port(
+        raet_port: raw.port_or_any(
             "raet_port",
             match role {
                 Role::Master => 4505,
@@ -558,7 +577,13 @@ impl MasterConfig {
                 })
             })
             .transpose()?;
+        let expected_id = "a master id (no '/', '\\', whitespace or control characters)";
+        let default_id = format!("{}_master", host_name().as_deref().unwrap_or("salt"));
+        let id = raw.typed("id", expected_id, default_id, |k| {
+            scalar_string(k).filter(|s| usable_id(s))
+        })?;
         Ok(MasterConfig {
+            id,
             interface: raw.parsed("interface", "an IP address", IpAddr::from([0, 0, 0, 0]))?,
             auto_accept: raw.bool("auto_accept", false)?,
             open_mode: raw.bool("open_mode", false)?,
@@ -629,10 +654,10 @@ impl MinionConfig {
             |k| match k {
                 ValueKind::Array(items) if !items.is_empty() => items
                     .iter()
-                    .map(|v| scalar_string(&v.kind).filter(|s| !s.is_empty()))
+                    .map(|v| scalar_string(&v.kind).filter(|s| master_entry(s, 1).is_some()))
                     .collect(),
                 other => scalar_string(other)
-                    .filter(|s| !s.is_empty())
+                    .filter(|s| master_entry(s, 1).is_some())
                     .map(|s| vec![s]),
             },
         )?;
@@ -644,6 +669,41 @@ impl MinionConfig {
             common,
         })
     }
+
+    /// The masters to join, in configuration order, each as (host, road port): an entry's
+    /// own port (`host:port`, `[v6]:port`) or `raet_master_port`; an entry repeated (same
+    /// host and port) is kept once.
+    pub fn masters(&self) -> Vec<(String, u16)> {
+        let mut out: Vec<(String, u16)> = Vec::new();
+        for entry in &self.master {
+            if let Some(master) = master_entry(entry, self.raet_master_port) {
+                if !out.contains(&master) {
+                    out.push(master);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A `master` entry as (host, port): `host`, `host:port`, `[v6]`, `[v6]:port` or a bare
+/// IPv6 address (its colons are not a port); `None` for an empty host or a bad port.
+pub fn master_entry(entry: &str, default_port: u16) -> Option<(String, u16)> {
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0);
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        match after {
+            "" => (host, default_port),
+            _ => (host, port(after.strip_prefix(':')?)?),
+        }
+    } else {
+        match entry.split_once(':') {
+            Some((host, p)) if !p.contains(':') => (host, port(p)?),
+            _ => (entry, default_port),
+        }
+    };
+    let host = host.trim();
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_owned(), port))
 }
 
 /// The minion id when the config has none: `<config_dir>/minion_id` (under `root_dir`, as Salt

@@ -20,15 +20,15 @@ use crate::keep::{
     Acceptance, AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord,
 };
 use crate::lane::{LaneError, LaneStack};
-use crate::road::{Event, Presence, RoadConfig, Timers, Uid};
+use crate::road::{Event, Presence, RemoteStatus, RoadConfig, Timers, Uid};
 use crate::salt::acceptance::{Acceptor, Answer, AuthAct};
 use crate::salt::config::{CommonConfig, MasterConfig, MinionConfig};
 use crate::salt::evbus::{BusEvent, EventBus};
 use crate::salt::identity::{check_binding, Identity, LocalParams};
 use crate::salt::pki::{self, KeyChange, KeyState, PkiWatcher};
 use crate::salt::route::{
-    Action, DstEstate, Envelope, ErrorKind, RouteTable, LANE, MANOR, SHARE_PRESENCE,
-    SHARE_REGISTER, SHARE_STATUS,
+    Action, DstEstate, Envelope, RouteTable, LANE, MANOR, SHARE_PRESENCE, SHARE_REGISTER,
+    SHARE_STATUS,
 };
 use crate::stack::{RoadStack, StackError};
 
@@ -83,13 +83,6 @@ pub enum DaemonError {
 /// The lane directory of a daemon: `<sock_dir>/raet`.
 pub fn lane_dir(sock_dir: &Path) -> PathBuf {
     sock_dir.join("raet")
-}
-
-/// The master's estate name: Salt's default master id, `<hostname>_master`.
-pub fn master_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let host = host.trim();
-    format!("{}_master", if host.is_empty() { "salt" } else { host })
 }
 
 /// Road timers for a presence period: an alive when a remote was silent for `period`, which
@@ -198,14 +191,28 @@ enum Side {
         bus: Bus,
     },
     Minion {
-        master: SocketAddr,
-        rejoin: mpsc::UnboundedSender<()>,
-        joins: mpsc::UnboundedReceiver<JoinOutcome>,
-        /// Where the join loop is (shown by `status`).
-        join: JoinState,
-        /// Join attempts so far.
-        attempts: u64,
+        /// One per configured master, in configuration order.
+        masters: Vec<Upstream>,
+        /// The steps of the join loops, with the index of their master.
+        joins: mpsc::UnboundedReceiver<(usize, JoinOutcome)>,
     },
+}
+
+/// One of a minion's masters and its join loop.
+struct Upstream {
+    /// The `master` entry (host, road port).
+    host: String,
+    port: u16,
+    /// Its address once resolved.
+    address: Option<SocketAddr>,
+    /// Its road estate name once joined.
+    estate: Option<String>,
+    /// Asks its join loop to join again.
+    rejoin: mpsc::UnboundedSender<()>,
+    /// Where its join loop is (shown by `status`).
+    join: JoinState,
+    /// Join attempts so far.
+    attempts: u64,
 }
 
 /// The master's use of Salt's event bus.
@@ -217,25 +224,27 @@ struct Bus {
     presence: Option<tokio::time::Interval>,
 }
 
-/// A step of the minion's join loop.
+/// A step of one of the minion's join loops.
 #[derive(Debug)]
 enum JoinOutcome {
+    Resolved(SocketAddr),
     Attempt,
     Joined(Uid),
     Rejected { retrying: bool },
 }
 
-/// Where the minion's join loop is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where one of the minion's join loops is (declared from the most to the least connected:
+/// the minion's overall state is the first one any master is in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum JoinState {
-    /// Joining (or waiting to retry a failed join).
-    Joining,
     /// Joined.
     Joined,
-    /// Rejected; waits for SIGHUP or a restart.
-    Rejected,
+    /// Joining (or waiting to retry a failed join).
+    Joining,
     /// Rejected; asks again every [`REJECTED_RETRY`] (`rejected_retry: True`).
     RejectedRetrying,
+    /// Rejected; waits for SIGHUP or a restart.
+    Rejected,
 }
 
 impl JoinState {
@@ -249,6 +258,9 @@ impl JoinState {
     }
 }
 
+/// A message the road could not deliver: the message, its estate, why.
+type Failure = (Envelope, String, String);
+
 /// A running daemon.
 struct Daemon {
     own: String,
@@ -257,15 +269,16 @@ struct Daemon {
     table: RouteTable,
     peers: BTreeMap<String, Peer>,
     side: Side,
-    failures: mpsc::UnboundedSender<(Envelope, String)>,
-    failures_rx: mpsc::UnboundedReceiver<(Envelope, String)>,
+    /// Messages the road could not deliver: (message, estate, reason).
+    failures: mpsc::UnboundedSender<Failure>,
+    failures_rx: mpsc::UnboundedReceiver<Failure>,
     /// `raet_salt_crypto`: Salt's own channels run on top (shown by `status`).
     salt_crypto: bool,
 }
 
 /// Runs the master daemon until SIGTERM or SIGINT.
 pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
-    let own = master_id();
+    let own = config.id.clone();
     let ha = SocketAddr::new(config.interface, config.common.raet_port);
     let mut dir_keep = DirKeep::open(config.common.keep_dir())?;
     let identity = Identity::load_or_create(
@@ -360,7 +373,6 @@ fn salt_keys(
 pub async fn run_minion(config: MinionConfig) -> Result<(), DaemonError> {
     let own = config.id.clone();
     let ha = SocketAddr::from(([0, 0, 0, 0], config.common.raet_port));
-    let master = resolve_master(&config).await?;
     let mut keep = DirKeep::open(config.common.keep_dir())?;
     let identity = Identity::load_or_create(
         &mut keep,
@@ -376,40 +388,53 @@ pub async fn run_minion(config: MinionConfig) -> Result<(), DaemonError> {
     road_config.auto = AutoMode::Once;
     road_config.timers = presence_timers(config.common.raet_alive_period);
     let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
-    info!(id = %own, addr = %road.local_addr(), %master, salt_crypto = config.common.raet_salt_crypto, "minion road up");
-    let (rejoin, rejoin_rx) = mpsc::unbounded_channel();
+    let masters = config.masters();
+    info!(id = %own, addr = %road.local_addr(), masters = ?masters, salt_crypto = config.common.raet_salt_crypto, "minion road up");
     let (joins_tx, joins) = mpsc::unbounded_channel();
-    let retry = config.rejected_retry;
-    tokio::spawn(join_loop(road.clone(), master, retry, rejoin_rx, joins_tx));
-    let side = Side::Minion {
-        join: JoinState::Joining,
-        attempts: 0,
-        master,
-        rejoin,
-        joins,
-    };
+    let masters = masters
+        .into_iter()
+        .enumerate()
+        .map(|(index, (host, port))| {
+            let (rejoin, rejoin_rx) = mpsc::unbounded_channel();
+            let join = JoinLoop {
+                road: road.clone(),
+                index,
+                host: host.clone(),
+                port,
+                rejected_retry: config.rejected_retry,
+                outcomes: joins_tx.clone(),
+            };
+            tokio::spawn(join.run(rejoin_rx));
+            Upstream {
+                host,
+                port,
+                address: None,
+                estate: None,
+                rejoin,
+                join: JoinState::Joining,
+                attempts: 0,
+            }
+        })
+        .collect();
+    let side = Side::Minion { masters, joins };
     Daemon::start(own, road, &config.common, side)
         .await?
         .run()
         .await
 }
 
-/// The first master of the configuration, resolved (IPv4 preferred).
-async fn resolve_master(config: &MinionConfig) -> Result<SocketAddr, DaemonError> {
-    let name = config
-        .master
-        .first()
-        .ok_or_else(|| DaemonError::Other("no master configured".into()))?;
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), config.raet_master_port))
+/// `host` resolved (IPv4 preferred).
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| DaemonError::Other(format!("cannot resolve master {name:?}: {e}")))?
+        .map_err(|e| format!("cannot resolve master {host:?}: {e}"))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .copied()
-        .ok_or_else(|| DaemonError::Other(format!("master {name:?} has no address")))
+        .ok_or_else(|| format!("master {host:?} has no address"))
 }
 
 /// The role (key record name) of remote `uid`; its name when the road no longer has it.
@@ -435,75 +460,120 @@ async fn pends_received(road: &RoadStack) -> u64 {
         .unwrap_or(0)
 }
 
-/// The minion's join loop: joins the master (vacuously, any old session forgotten), retrying
-/// with capped, jittered backoff, or after [`PENDED_RETRY`] when the master pended the join
-/// (its operator has not accepted our key yet); after a success waits for a rejoin request.
-/// A rejected minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry`
-/// (Salt's key) makes it ask again every [`REJECTED_RETRY`].
-async fn join_loop(
+/// The join loop of one of the minion's masters (each master has its own: one down or
+/// rejecting does not hold up the others).
+struct JoinLoop {
     road: RoadStack,
-    master: SocketAddr,
+    /// The master's index in the configuration (tagged on every outcome).
+    index: usize,
+    host: String,
+    port: u16,
     rejected_retry: bool,
-    mut rejoin: mpsc::UnboundedReceiver<()>,
-    outcomes: mpsc::UnboundedSender<JoinOutcome>,
-) {
-    let mut backoff = JOIN_BACKOFF_MIN;
-    loop {
-        for remote in road.remotes().await {
+    outcomes: mpsc::UnboundedSender<(usize, JoinOutcome)>,
+}
+
+impl JoinLoop {
+    /// Tells the daemon; false when it is gone.
+    fn tell(&self, outcome: JoinOutcome) -> bool {
+        self.outcomes.send((self.index, outcome)).is_ok()
+    }
+
+    /// Forgets the road's remote at `master` (any old session, or a rejecting master: no
+    /// alives go to it until we join again).
+    async fn forget(&self, master: SocketAddr) {
+        for remote in self.road.remotes().await {
             if remote.ha == master {
-                let _ = road.remove(remote.uid).await;
+                let _ = self.road.remove(remote.uid).await;
             }
         }
-        if outcomes.send(JoinOutcome::Attempt).is_err() {
+    }
+
+    /// Whether this master pended the join begun at `started`: the road received a `pend`
+    /// since (its counter passed `pends`) and heard this master since (another master's
+    /// `pend` must not cut this one's backoff short).
+    async fn pended(&self, master: SocketAddr, pends: u64, started: Instant) -> bool {
+        let heard = self
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .any(|r| r.ha == master && r.last_heard.is_some_and(|heard| heard >= started));
+        heard && pends_received(&self.road).await > pends
+    }
+
+    /// Resolves the master, retrying with capped, jittered backoff (a name that does not
+    /// resolve yet does not stop the minion or its other masters).
+    async fn resolve(&self) -> Option<SocketAddr> {
+        let mut backoff = JOIN_BACKOFF_MIN;
+        loop {
+            match resolve(&self.host, self.port).await {
+                Ok(address) => return self.tell(JoinOutcome::Resolved(address)).then_some(address),
+                Err(e) => warn!(error = %e, "retrying"),
+            }
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+        }
+    }
+
+    /// Joins the master (vacuously, any old session forgotten), retrying with capped,
+    /// jittered backoff, or after [`PENDED_RETRY`] when the master pended the join (its
+    /// operator has not accepted our key yet); after a success waits for a rejoin request.
+    /// A rejected minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry`
+    /// (Salt's key) makes it ask again every [`REJECTED_RETRY`].
+    async fn run(self, mut rejoin: mpsc::UnboundedReceiver<()>) {
+        let Some(master) = self.resolve().await else {
             return;
-        }
-        let pends = pends_received(&road).await;
-        let delay = match road.join(master).await {
-            Ok(uid) => {
-                backoff = JOIN_BACKOFF_MIN;
-                while rejoin.try_recv().is_ok() {}
-                if outcomes.send(JoinOutcome::Joined(uid)).is_err() || rejoin.recv().await.is_none()
-                {
-                    return;
-                }
-                continue;
+        };
+        let road = &self.road;
+        let mut backoff = JOIN_BACKOFF_MIN;
+        loop {
+            self.forget(master).await;
+            if !self.tell(JoinOutcome::Attempt) {
+                return;
             }
-            Err(StackError::Rejected { .. }) => {
-                // Nothing more goes to the master (no alives) until we join again.
-                for remote in road.remotes().await {
-                    if remote.ha == master {
-                        let _ = road.remove(remote.uid).await;
-                    }
-                }
-                let retrying = rejected_retry;
-                if outcomes.send(JoinOutcome::Rejected { retrying }).is_err() {
-                    return;
-                }
-                if retrying {
-                    REJECTED_RETRY
-                } else {
-                    // Rejoin requests from before the rejection are stale.
+            let pends = pends_received(road).await;
+            let started = Instant::now();
+            let delay = match road.join(master).await {
+                Ok(uid) => {
+                    backoff = JOIN_BACKOFF_MIN;
                     while rejoin.try_recv().is_ok() {}
-                    if rejoin.recv().await.is_none() {
+                    if !self.tell(JoinOutcome::Joined(uid)) || rejoin.recv().await.is_none() {
                         return;
                     }
                     continue;
                 }
-            }
-            Err(StackError::Closed) => return,
-            Err(e) if pends_received(&road).await > pends => {
-                debug!(%master, error = %e, "join pended by the master; asking again");
-                backoff = JOIN_BACKOFF_MIN;
-                PENDED_RETRY
-            }
-            Err(e) => {
-                debug!(%master, error = %e, "join failed; retrying");
-                let d = backoff;
-                backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
-                d
-            }
-        };
-        tokio::time::sleep(jitter(delay)).await;
+                Err(StackError::Rejected { .. }) => {
+                    self.forget(master).await;
+                    let retrying = self.rejected_retry;
+                    if !self.tell(JoinOutcome::Rejected { retrying }) {
+                        return;
+                    }
+                    if retrying {
+                        REJECTED_RETRY
+                    } else {
+                        // Rejoin requests from before the rejection are stale.
+                        while rejoin.try_recv().is_ok() {}
+                        if rejoin.recv().await.is_none() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+                Err(StackError::Closed) => return,
+                Err(e) if self.pended(master, pends, started).await => {
+                    debug!(%master, error = %e, "join pended by the master; asking again");
+                    backoff = JOIN_BACKOFF_MIN;
+                    PENDED_RETRY
+                }
+                Err(e) => {
+                    debug!(%master, error = %e, "join failed; retrying");
+                    let d = backoff;
+                    backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+                    d
+                }
+            };
+            tokio::time::sleep(jitter(delay)).await;
+        }
     }
 }
 
@@ -590,8 +660,9 @@ impl Daemon {
                     }
                     Err(e) => { error!(error = %e, "lane stopped"); break; }
                 },
-                Some((env, reason)) = self.failures_rx.recv() => {
-                    let action = self.table.error(&self.own, &env, ErrorKind::SendFailed, &reason);
+                Some((env, estate, reason)) = self.failures_rx.recv() => {
+                    let peers = self.allowed_peers();
+                    let action = self.table.failover(&self.own, env, &estate, &reason, &peers);
                     self.execute(action).await;
                 }
                 input = side_input(&mut self.side) => self.on_side(input).await,
@@ -602,15 +673,20 @@ impl Daemon {
         Ok(())
     }
 
-    /// SIGHUP: a rejected minion asks its master again (its key may have been accepted).
+    /// SIGHUP: a rejected minion asks the masters that rejected it again (its key may have
+    /// been accepted).
     fn on_hangup(&mut self) {
-        match &mut self.side {
-            Side::Minion { join, rejoin, .. } if *join == JoinState::Rejected => {
-                info!("SIGHUP: joining the master again");
-                *join = JoinState::Joining;
-                let _ = rejoin.send(());
+        let mut asked = false;
+        if let Side::Minion { masters, .. } = &mut self.side {
+            for master in masters.iter_mut().filter(|m| m.join == JoinState::Rejected) {
+                info!(master = %master.host, "SIGHUP: joining the master again");
+                master.join = JoinState::Joining;
+                let _ = master.rejoin.send(());
+                asked = true;
             }
-            _ => info!("SIGHUP: nothing to do"),
+        }
+        if !asked {
+            info!("SIGHUP: nothing to do");
         }
     }
 
@@ -694,7 +770,7 @@ impl Daemon {
     fn transmit(&mut self, estate: &str, env: &Envelope) {
         let Some(uid) = self.peers.get(estate).and_then(|p| p.uid) else {
             let reason = format!("estate {estate:?} is not joined");
-            let _ = self.failures.send((env.clone(), reason));
+            let _ = self.failures.send((env.clone(), estate.to_owned(), reason));
             return;
         };
         let sending = self.road.transmit(uid, env.to_body());
@@ -703,7 +779,8 @@ impl Daemon {
         let estate = estate.to_owned();
         tokio::spawn(async move {
             if let Err(e) = sending.await {
-                let _ = failures.send((env, format!("to {estate:?}: {e}")));
+                let reason = format!("to {estate:?}: {e}");
+                let _ = failures.send((env, estate, reason));
             }
         });
     }
@@ -798,8 +875,11 @@ impl Daemon {
                     let _ = self.road.remove(uid).await;
                 }
             }
-            Side::Minion { rejoin, .. } => {
-                let _ = rejoin.send(());
+            Side::Minion { masters, .. } => {
+                let lost = masters.iter().filter(|m| m.estate.as_deref() == Some(name));
+                for master in lost {
+                    let _ = master.rejoin.send(());
+                }
             }
         }
     }
@@ -900,44 +980,61 @@ impl Daemon {
                 let present: Vec<String> = self.allowed_peers().into_iter().collect();
                 self.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
             }
-            SideInput::Join(JoinOutcome::Joined(uid)) => {
-                if let Side::Minion { join, .. } = &mut self.side {
-                    *join = JoinState::Joined;
-                }
-                let name = self
-                    .road
-                    .remotes()
-                    .await
-                    .into_iter()
-                    .find(|r| r.uid == uid)
-                    .map(|r| (r.name, r.ha));
-                if let Some((name, ha)) = name {
-                    let peer = self.peer(&name);
-                    peer.uid = Some(uid);
-                    peer.allowed = true;
-                    peer.address = Some(ha);
-                }
-            }
-            SideInput::Join(JoinOutcome::Rejected { retrying }) => {
-                if let Side::Minion { master, join, .. } = &mut self.side {
-                    if retrying {
-                        *join = JoinState::RejectedRetrying;
-                        error!(%master, "the master rejected this minion's key; asking again later (rejected_retry)");
-                    } else {
-                        *join = JoinState::Rejected;
-                        error!(%master, "the master rejected this minion's key; not asking again until SIGHUP or a restart");
-                    }
-                }
-            }
-            SideInput::Join(JoinOutcome::Attempt) => {
-                if let Side::Minion { join, attempts, .. } = &mut self.side {
-                    *attempts += 1;
-                    if *join != JoinState::RejectedRetrying {
-                        *join = JoinState::Joining;
-                    }
-                }
-            }
+            SideInput::Join((index, outcome)) => self.on_join(index, outcome).await,
             SideInput::Closed => {}
+        }
+    }
+
+    /// A step of the join loop of master `index` (minion only).
+    async fn on_join(&mut self, index: usize, outcome: JoinOutcome) {
+        let joined = match outcome {
+            JoinOutcome::Joined(uid) => self
+                .road
+                .remotes()
+                .await
+                .into_iter()
+                .find(|r| r.uid == uid)
+                .map(|r| (uid, r.name, r.ha)),
+            _ => None,
+        };
+        let Side::Minion { masters, .. } = &mut self.side else {
+            return;
+        };
+        let Some(master) = masters.get_mut(index) else {
+            return;
+        };
+        match outcome {
+            JoinOutcome::Resolved(address) => {
+                info!(master = %master.host, %address, "master resolved");
+                master.address = Some(address);
+            }
+            JoinOutcome::Attempt => {
+                master.attempts += 1;
+                if master.join != JoinState::RejectedRetrying {
+                    master.join = JoinState::Joining;
+                }
+            }
+            JoinOutcome::Rejected { retrying } => {
+                let address = master.address;
+                if retrying {
+                    master.join = JoinState::RejectedRetrying;
+                    error!(master = %master.host, ?address, "the master rejected this minion's key; asking again later (rejected_retry)");
+                } else {
+                    master.join = JoinState::Rejected;
+                    error!(master = %master.host, ?address, "the master rejected this minion's key; not asking again until SIGHUP or a restart");
+                }
+            }
+            JoinOutcome::Joined(_) => master.join = JoinState::Joined,
+        }
+        if let Some((uid, name, ha)) = joined {
+            master.estate = Some(name.clone());
+            // Upstream messages prefer the masters in configuration order.
+            let order = masters.iter().filter_map(|m| m.estate.clone()).collect();
+            self.table.set_upstreams(order);
+            let peer = self.peer(&name);
+            peer.uid = Some(uid);
+            peer.allowed = true;
+            peer.address = Some(ha);
         }
     }
 
@@ -1040,6 +1137,28 @@ impl Daemon {
         }
     }
 
+    /// The `status` entry of one of a minion's masters.
+    fn master_status(&self, master: &Upstream, remotes: &[RemoteStatus]) -> Value {
+        let peer = master.estate.as_ref().and_then(|e| self.peers.get(e));
+        let joined = remotes
+            .iter()
+            .any(|r| Some(r.ha) == master.address && r.joined == Some(true));
+        let entry = match master.host.contains(':') {
+            true => format!("[{}]:{}", master.host, master.port),
+            false => format!("{}:{}", master.host, master.port),
+        };
+        json!({
+            "master": entry,
+            "address": master.address.map(|a| a.to_string()),
+            "id": master.estate,
+            "state": master.join.as_str(),
+            "attempts": master.attempts,
+            "joined": joined,
+            "allowed": peer.is_some_and(|p| p.allowed),
+            "presence": peer.map_or("unknown", |p| p.presence),
+        })
+    }
+
     /// The status answered on share `status`.
     async fn status(&mut self) -> Map<String, Value> {
         let now = (Instant::now(), SystemTime::now());
@@ -1122,11 +1241,19 @@ impl Daemon {
                 let stats = serde_json::to_value(bus.bus.stats()).unwrap_or_default();
                 out.insert("event_bus".into(), stats);
             }
-            Side::Minion { join, attempts, .. } => {
+            Side::Minion { masters, .. } => {
+                // The minion as a whole: its best state over its masters.
+                let state = masters.iter().map(|m| m.join).min();
+                let attempts: u64 = masters.iter().map(|m| m.attempts).sum();
                 out.insert(
                     "join".into(),
-                    json!({"state": join.as_str(), "attempts": attempts}),
+                    json!({"state": state.map(JoinState::as_str), "attempts": attempts}),
                 );
+                let list = masters
+                    .iter()
+                    .map(|m| self.master_status(m, &remotes))
+                    .collect();
+                out.insert("masters".into(), Value::Array(list));
             }
         }
         out
@@ -1138,7 +1265,7 @@ enum SideInput {
     Key(KeyChange),
     Bus(BusEvent),
     Present,
-    Join(JoinOutcome),
+    Join((usize, JoinOutcome)),
     Closed,
 }
 
@@ -1240,6 +1367,25 @@ pub fn status_table(status: &Map<String, Value>) -> String {
             last,
             text(row.get("address")),
         ));
+    }
+    let masters = status.get("masters").and_then(Value::as_array);
+    if let Some(masters) = masters {
+        out.push_str(&format!(
+            "{:<24} {:<17} {:<8} {:<8} {:<9} {:<24} {}\n",
+            "MASTER", "STATE", "ATTEMPTS", "ALLOWED", "PRESENCE", "ID", "ADDRESS"
+        ));
+        for master in masters {
+            out.push_str(&format!(
+                "{:<24} {:<17} {:<8} {:<8} {:<9} {:<24} {}\n",
+                text(master.get("master")),
+                text(master.get("state")),
+                text(master.get("attempts")),
+                text(master.get("allowed")),
+                text(master.get("presence")),
+                text(master.get("id")),
+                text(master.get("address")),
+            ));
+        }
     }
     if let Some(join) = status.get("join") {
         out.push_str(&format!(

@@ -271,9 +271,12 @@ pub struct RouteTable {
     counters: BTreeMap<&'static str, u64>,
     /// Per share, how many messages were spread over its yards (round-robin position).
     spread: BTreeMap<String, usize>,
-    /// Whether a local message for a share no local yard serves goes to the first joined
-    /// peer (a minion daemon's master) instead of failing.
+    /// Whether a local message for a share no local yard serves goes upstream (to a minion
+    /// daemon's master) instead of failing.
     upstream: bool,
+    /// The upstream estates in order of preference (a minion's masters in configuration
+    /// order, by estate name once known); joined peers not listed come after, in name order.
+    upstreams: Vec<String>,
 }
 
 impl RouteTable {
@@ -282,8 +285,9 @@ impl RouteTable {
         RouteTable::default()
     }
 
-    /// An empty table that sends local messages for shares no local yard serves to the first
-    /// joined peer: the minion daemon's table (its peers are its masters).
+    /// An empty table that sends local messages for shares no local yard serves upstream, to
+    /// the first joined peer in order of preference ([`RouteTable::set_upstreams`]): the
+    /// minion daemon's table (its peers are its masters).
     pub fn with_upstream() -> RouteTable {
         RouteTable {
             upstream: true,
@@ -291,7 +295,67 @@ impl RouteTable {
         }
     }
 
-    /// Counters: one per [`ErrorKind::code`], plus `routed_local`, `routed_road`, `registered`.
+    /// Sets the order of preference of upstream estates (first the preferred one).
+    pub fn set_upstreams(&mut self, order: Vec<String>) {
+        self.upstreams = order;
+    }
+
+    /// The upstream candidates in order of preference: the listed estates, then the other
+    /// joined peers in name order.
+    fn preference<'a>(&'a self, peers: &'a BTreeSet<String>) -> Vec<&'a str> {
+        let mut order: Vec<&str> = Vec::new();
+        for estate in self.upstreams.iter().chain(peers) {
+            if !order.contains(&estate.as_str()) {
+                order.push(estate);
+            }
+        }
+        order
+    }
+
+    /// The upstream peer for a message: the first joined peer in order of preference after
+    /// `after` (from the start when `after` is `None` or not a candidate).
+    fn next_upstream(&self, peers: &BTreeSet<String>, after: Option<&str>) -> Option<String> {
+        let order = self.preference(peers);
+        let start = after
+            .and_then(|a| order.iter().position(|e| *e == a))
+            .map_or(0, |i| i.saturating_add(1));
+        order
+            .iter()
+            .skip(start)
+            .find(|e| peers.contains(**e) && Some(**e) != after)
+            .map(|e| (*e).to_owned())
+    }
+
+    /// A message the road could not deliver to `failed`: a message this table sent upstream
+    /// (not to a named estate) goes to the next joined upstream peer after `failed` in order
+    /// of preference; otherwise (or when there is none) the sender is answered with
+    /// [`ErrorKind::SendFailed`].
+    pub fn failover(
+        &mut self,
+        own: &str,
+        env: Envelope,
+        failed: &str,
+        reason: &str,
+        peers: &BTreeSet<String>,
+    ) -> Action {
+        let upstream = self.upstream
+            && match &env.dst_estate {
+                DstEstate::Local => true,
+                DstEstate::One(e) => e == own,
+                DstEstate::Many(_) | DstEstate::All => false,
+            };
+        match self.next_upstream(peers, Some(failed)).filter(|_| upstream) {
+            Some(next) => {
+                tracing::debug!(failed, next, reason, "upstream failover");
+                self.count("failover");
+                Action::Road(vec![next], env)
+            }
+            None => self.error(own, &env, ErrorKind::SendFailed, reason),
+        }
+    }
+
+    /// Counters: one per [`ErrorKind::code`], plus `routed_local`, `routed_road`,
+    /// `routed_upstream`, `failover`, `registered`.
     pub fn counters(&self) -> &BTreeMap<&'static str, u64> {
         &self.counters
     }
@@ -376,8 +440,9 @@ impl RouteTable {
     }
 
     /// With an upstream table, the upstream peer of a local message addressed to a share only
-    /// (no yard) that no local yard serves: `Some(Some(peer))`, or `Some(None)` when no peer is
-    /// joined; `None` when the message stays local.
+    /// (no yard) that no local yard serves: `Some(Some(peer))` (the first joined one in order
+    /// of preference), or `Some(None)` when no peer is joined; `None` when the message stays
+    /// local.
     fn upstream_for(&self, env: &Envelope, peers: &BTreeSet<String>) -> Option<Option<String>> {
         let share = env.dst_share.as_deref()?;
         let stays = !self.upstream
@@ -388,7 +453,7 @@ impl RouteTable {
         if stays {
             return None;
         }
-        Some(peers.iter().next().cloned())
+        Some(self.next_upstream(peers, None))
     }
 
     /// A local message for the daemon's yard (register, status) or another local yard.

@@ -114,7 +114,8 @@ fn bad_values_name_the_file_the_key_and_the_form() {
     let cases: &[(&str, &str, &str)] = &[
         ("raet_port: abc\n", "raet_port", "port number"),
         ("raet_port: 70000\n", "raet_port", "port number"),
-        ("raet_port: 0\n", "raet_port", "port number"),
+        ("raet_port: -1\n", "raet_port", "port number"),
+        ("id: 'a b'\n", "id", "master id"),
         ("auto_accept: maybe\n", "auto_accept", "True or False"),
         ("open_mode: 3\n", "open_mode", "True or False"),
         ("interface: not-an-ip\n", "interface", "IP address"),
@@ -264,6 +265,49 @@ fn minion_ids_masters_and_ports() {
             "{bad}: {err}"
         );
     }
+}
+
+#[test]
+fn master_entries_carry_their_own_ports_and_repeats_are_joined_once() {
+    let dir = dir_with(&[(
+        "minion",
+        "id: m\nmaster:\n  - m1.example\n  - '127.0.0.1:4600'\n  - '[::1]:4700'\n  - '::1'\n  \
+         - '[fe80::1]'\n  - m1.example:4505\nraet_master_port: 4505\n",
+    )]);
+    let c = MinionConfig::load(dir.path()).unwrap();
+    let expected = [
+        ("m1.example", 4505),
+        ("127.0.0.1", 4600),
+        ("::1", 4700),
+        ("::1", 4505),
+        ("fe80::1", 4505),
+    ];
+    let expected: Vec<(String, u16)> = expected
+        .iter()
+        .map(|(h, p)| ((*h).to_owned(), *p))
+        .collect();
+    assert_eq!(c.masters(), expected);
+    for bad in [
+        "master: 'h:0'",
+        "master: 'h:x'",
+        "master: ':4505'",
+        "master: ['[::1']",
+    ] {
+        let dir = dir_with(&[("minion", &format!("id: m\n{bad}\n"))]);
+        let err = MinionConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("bad value for master:"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn master_id_and_any_port() {
+    let dir = dir_with(&[("master", "id: m2_master\nraet_port: 0\n")]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.id, "m2_master");
+    assert_eq!(c.common.raet_port, 0);
+    let c = MasterConfig::load(dir_with(&[]).path()).unwrap();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(c.id, format!("{}_master", host.trim()));
 }
 
 #[test]

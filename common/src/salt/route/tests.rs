@@ -308,3 +308,116 @@ fn a_share_message_whose_yard_is_gone_goes_to_another_yard_of_the_share() {
         Some("no_such_yard")
     );
 }
+
+/// A request from yard `c` of minion `m1` to share `req` (no local yard serves it).
+fn upstream_request() -> Map<String, Value> {
+    body(
+        json!({"route": {"src": [null, "c", null], "dst": [null, null, "req"]}, "load": {"rid": "r9"}}),
+    )
+}
+
+fn road_targets(action: &Action) -> Option<Vec<String>> {
+    match action {
+        Action::Road(estates, _) => Some(estates.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn upstream_goes_to_the_first_joined_master_in_configuration_order() {
+    let mut t = RouteTable::with_upstream();
+    t.set_upstreams(vec!["zeta".into(), "alpha".into()]);
+    let req = upstream_request();
+    let to = |t: &mut RouteTable, joined: &[&str]| {
+        road_targets(&t.from_lane("m1", "c", &req, &peers(joined)))
+    };
+    // configuration order, not name order
+    assert_eq!(to(&mut t, &["alpha", "zeta"]), Some(vec!["zeta".into()]));
+    // the first one not joined (down, rejected, lost): the next one
+    assert_eq!(to(&mut t, &["alpha"]), Some(vec!["alpha".into()]));
+    // a joined peer not (yet) in the order comes after the listed ones
+    assert_eq!(to(&mut t, &["beta", "alpha"]), Some(vec!["alpha".into()]));
+    assert_eq!(to(&mut t, &["beta"]), Some(vec!["beta".into()]));
+    assert_eq!(t.counters().get("routed_upstream"), Some(&4));
+    // none joined: an error to the sender, not silence
+    let action = t.from_lane("m1", "c", &req, &peers(&[]));
+    assert_eq!(error_kind(&action).as_deref(), Some("unknown_estate"));
+}
+
+#[test]
+fn a_message_naming_a_master_goes_to_that_master_only() {
+    let mut t = RouteTable::with_upstream();
+    t.set_upstreams(vec!["zeta".into(), "alpha".into()]);
+    let named = body(
+        json!({"route": {"src": [null, "c", null], "dst": ["alpha", null, "req"]}, "load": {}}),
+    );
+    let joined = peers(&["alpha", "zeta"]);
+    assert_eq!(
+        road_targets(&t.from_lane("m1", "c", &named, &joined)),
+        Some(vec!["alpha".into()])
+    );
+    // not joined: an error, never another master
+    let action = t.from_lane("m1", "c", &named, &peers(&["zeta"]));
+    assert_eq!(error_kind(&action).as_deref(), Some("unknown_estate"));
+    // its send failure is answered, not failed over
+    let Action::Road(_, env) = t.from_lane("m1", "c", &named, &joined) else {
+        panic!("not routed");
+    };
+    let action = t.failover("m1", env, "alpha", "to alpha: timed out", &joined);
+    assert_eq!(error_kind(&action).as_deref(), Some("send_failed"));
+}
+
+#[test]
+fn an_upstream_send_failure_fails_over_to_the_next_master_then_answers() {
+    let mut t = RouteTable::with_upstream();
+    t.set_upstreams(vec!["m_a".into(), "m_b".into(), "m_c".into()]);
+    let joined = peers(&["m_a", "m_b", "m_c"]);
+    let Action::Road(first, env) = t.from_lane("m1", "c", &upstream_request(), &joined) else {
+        panic!("not routed upstream");
+    };
+    assert_eq!(first, ["m_a"]);
+    let action = t.failover("m1", env.clone(), "m_a", "to m_a: gone", &joined);
+    assert_eq!(road_targets(&action), Some(vec!["m_b".into()]));
+    // m_b lost meanwhile: straight to m_c
+    let action = t.failover(
+        "m1",
+        env.clone(),
+        "m_a",
+        "to m_a: gone",
+        &peers(&["m_a", "m_c"]),
+    );
+    assert_eq!(road_targets(&action), Some(vec!["m_c".into()]));
+    // a failed master no longer joined is skipped too
+    let action = t.failover(
+        "m1",
+        env.clone(),
+        "m_b",
+        "to m_b: gone",
+        &peers(&["m_a", "m_c"]),
+    );
+    assert_eq!(road_targets(&action), Some(vec!["m_c".into()]));
+    assert_eq!(t.counters().get("failover"), Some(&3));
+    // the last one failed: the sender gets the error with its request id
+    let action = t.failover("m1", env, "m_c", "to m_c: gone", &joined);
+    assert_eq!(error_kind(&action).as_deref(), Some("send_failed"));
+    match action {
+        Action::Local(yard, reply) => {
+            assert_eq!(yard, "c");
+            assert_eq!(reply.load.get(RID), Some(&json!("r9")));
+        }
+        other => panic!("error not returned to the sender: {other:?}"),
+    }
+    assert_eq!(t.counters().get("send_failed"), Some(&1));
+}
+
+#[test]
+fn a_master_table_never_fails_over() {
+    let mut t = RouteTable::new();
+    let msg =
+        body(json!({"route": {"src": [null, "c", null], "dst": ["m2", null, "job"]}, "load": {}}));
+    let Action::Road(_, env) = t.from_lane("master", "c", &msg, &peers(&["m2", "m3"])) else {
+        panic!("not routed");
+    };
+    let action = t.failover("master", env, "m2", "gone", &peers(&["m2", "m3"]));
+    assert_eq!(error_kind(&action).as_deref(), Some("send_failed"));
+}
