@@ -1089,3 +1089,91 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
     );
     drop(worker);
 }
+
+/// One master rejecting the minion and one never answering hold up neither the master that
+/// accepts it nor each other; SIGHUP asks the rejecting master again, and once it accepts,
+/// upstream requests prefer it (it comes first in the configuration).
+#[test]
+fn a_rejecting_and_a_silent_master_do_not_hold_up_the_others() {
+    let site = Site::new();
+    let autoreject = site.root.join("alpha/ar");
+    fs::create_dir_all(site.root.join("alpha")).unwrap();
+    fs::write(&autoreject, "mm\n").unwrap();
+    fs::set_permissions(
+        &autoreject,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let alpha = site.master_in("alpha", "id: alpha_master\n");
+    let beta = site.master_in("beta", "id: beta_master\nauto_accept: True\n");
+    // A port that never answers (held by the test for its whole run).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let masters = format!(
+        "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{silent_port}\n  - 127.0.0.1:{}\n",
+        alpha.port(),
+        beta.port()
+    );
+    let minion = site.minion_of("mm", &masters, "");
+    wait_for(LIMIT, "mm joined to beta, rejected by alpha", || {
+        let m = masters_of(&minion);
+        m.len() == 3 && m[0]["state"] == "rejected" && master_allowed(&minion, 2)
+    });
+    assert!(alpha.pki.join("minions_rejected/mm").exists());
+    let status = minion.status().unwrap();
+    assert_eq!(status["join"]["state"], "joined", "{status}");
+    let silent_entry = &status["masters"][1];
+    assert_eq!(silent_entry["state"], "joining", "{status}");
+    assert_eq!(silent_entry["allowed"], false, "{status}");
+    assert_eq!(silent_entry["id"], Value::Null, "{status}");
+    let attempts = |i: usize| masters_of(&minion)[i]["attempts"].as_u64().unwrap();
+    let (alpha_attempts, beta_attempts) = (attempts(0), attempts(2));
+
+    let rt = runtime();
+    let (asker, a_req, b_req) = rt.block_on(async {
+        let asker = Yard::attach(&minion, "asker", json!({"shares": ["ret"]})).await;
+        let a_req = Yard::attach(&alpha, "req", json!({"shares": ["req"]})).await;
+        let b_req = Yard::attach(&beta, "req", json!({"shares": ["req"]})).await;
+        asker.send(json!(null), "", "req", json!({"n": 1})).await;
+        assert_eq!(b_req.recv().await["load"]["n"], 1);
+        (asker, a_req, b_req)
+    });
+
+    // SIGHUP: one more attempt with alpha (rejected again); beta's session is untouched.
+    minion.signal("-HUP");
+    wait_for(LIMIT, "one more attempt with alpha", || {
+        let m = masters_of(&minion);
+        m[0]["state"] == "rejected" && m[0]["attempts"].as_u64() == Some(alpha_attempts + 1)
+    });
+    assert_eq!(attempts(2), beta_attempts, "beta was not joined again");
+    assert!(master_allowed(&minion, 2));
+
+    // salt-key -a mm on alpha (from rejected), then SIGHUP: alpha joins and comes first.
+    fs::rename(
+        alpha.pki.join("minions_rejected/mm"),
+        accepted(&alpha, "mm"),
+    )
+    .unwrap();
+    minion.signal("-HUP");
+    wait_for(LIMIT, "alpha allows mm after SIGHUP", || {
+        master_allowed(&minion, 0)
+    });
+    rt.block_on(async {
+        asker.send(json!(null), "", "req", json!({"n": 2})).await;
+        assert_eq!(a_req.recv().await["load"]["n"], 2);
+        asker
+            .send(json!("beta_master"), "", "req", json!({"n": 3}))
+            .await;
+        assert_eq!(
+            b_req.recv().await["load"]["n"],
+            3,
+            "n = 2 went to alpha only"
+        );
+    });
+    let m = masters_of(&minion);
+    assert_eq!(
+        m[1]["state"], "joining",
+        "the silent master is still tried: {m:?}"
+    );
+    assert!(m[1]["attempts"].as_u64() >= Some(1), "{m:?}");
+}
