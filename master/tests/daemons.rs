@@ -1177,3 +1177,26 @@ fn a_rejecting_and_a_silent_master_do_not_hold_up_the_others() {
     );
     assert!(m[1]["attempts"].as_u64() >= Some(1), "{m:?}");
 }
+
+/// Two masters with one id (the default `<hostname>_master` of two masters on one host): the
+/// minion joins one of them and says why it cannot join the other.
+#[test]
+fn two_masters_with_one_id_are_reported() {
+    let site = Site::new();
+    let alpha = site.master_in("alpha", "auto_accept: True\n");
+    let beta = site.master_in("beta", "auto_accept: True\n");
+    let masters = format!(
+        "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{}\n",
+        alpha.port(),
+        beta.port()
+    );
+    let minion = site.minion_of("mm", &masters, "");
+    wait_for(LIMIT, "the id clash reported", || {
+        log_lines(&minion, "another master has this master's id") >= 1
+    });
+    let joined = masters_of(&minion)
+        .iter()
+        .filter(|m| m["state"] == "joined")
+        .count();
+    assert_eq!(joined, 1, "{:?}", masters_of(&minion));
+}

@@ -566,7 +566,12 @@ impl JoinLoop {
                     PENDED_RETRY
                 }
                 Err(e) => {
-                    debug!(%master, error = %e, "join failed; retrying");
+                    // The road refuses a second remote of one name: two masters, one `id`.
+                    if e.to_string().contains("name already used") {
+                        warn!(%master, error = %e, "another master has this master's id: give each master its own `id`; retrying");
+                    } else {
+                        debug!(%master, error = %e, "join failed; retrying");
+                    }
                     let d = backoff;
                     backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
                     d
