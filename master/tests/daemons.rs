@@ -942,7 +942,9 @@ async fn next_load(yard: &Yard) -> Value {
 #[test]
 fn a_minion_with_two_masters_joins_both_and_fails_over() {
     let site = Site::new();
-    let alpha = site.master_in("alpha", "id: alpha_master\n");
+    let mut alpha = site.master_in("alpha", "id: alpha_master\n");
+    // Restarted below on the same port.
+    alpha.pin_port();
     let beta = site.master_in("beta", "id: beta_master\n");
     let masters = format!(
         "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{}\n",
@@ -1058,8 +1060,12 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
     }
 
     // alpha stops: a request sent at once still reaches beta (failed over when alpha's
-    // session goes, or sent there once alpha is lost).
-    let mut alpha = alpha;
+    // session goes, or sent there once alpha is lost); presence says alpha is lost.
+    let watcher = rt.block_on(Yard::attach(
+        &minion,
+        "watcher",
+        json!({"shares": ["presence"]}),
+    ));
     assert_eq!(alpha.terminate(), Some(0));
     rt.block_on(async {
         asker.send(json!(null), "", "req", json!({"n": 4})).await;
@@ -1080,6 +1086,16 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
             .await;
         let err = asker.recv().await;
         assert_eq!(err["load"]["kind"], "unknown_estate", "{err}");
+        loop {
+            let change = watcher.recv().await;
+            assert_ne!(
+                change["load"],
+                json!({"change": "lost", "id": "beta_master"})
+            );
+            if change["load"] == json!({"change": "lost", "id": "alpha_master"}) {
+                break;
+            }
+        }
     });
     let status = minion.status().unwrap();
     eprintln!("routing after alpha stopped: {}", status["routing"]);
@@ -1087,6 +1103,15 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
         status["join"]["state"], "joined",
         "beta still joined: {status}"
     );
+
+    // alpha comes back: the minion rejoins it, and upstream prefers it again.
+    alpha.restart();
+    wait_for(LIMIT, "alpha back", || master_allowed(&minion, 0));
+    rt.block_on(async {
+        let again = Yard::attach(&alpha, "req2", json!({"shares": ["req"]})).await;
+        asker.send(json!(null), "", "req", json!({"n": 7})).await;
+        assert_eq!(again.recv().await["load"]["n"], 7);
+    });
     drop(worker);
 }
 
