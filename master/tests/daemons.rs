@@ -202,6 +202,16 @@ impl Site {
         Site { _dir: dir, root }
     }
 
+    /// Writes the `autoreject_file` of the master in `<root>/<dir>` (mode 0600: a pattern
+    /// file writable by others is ignored).
+    fn autoreject(&self, dir: &str, patterns: &str) {
+        let file = self.root.join(dir).join("ar");
+        fs::create_dir_all(self.root.join(dir)).unwrap();
+        fs::write(&file, patterns).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        fs::set_permissions(&file, mode).unwrap();
+    }
+
     /// The master in `<root>/master`, on a port the kernel picks ([`Daemon::port`]).
     fn master(&self, extra: &str) -> Daemon {
         self.master_in("master", extra)
@@ -802,14 +812,7 @@ fn an_accepted_key_reaches_the_pending_minion_at_once() {
 #[test]
 fn rejected_retry_keeps_asking_and_autoreject_fires_reject() {
     let (site, rt, bus) = SaltBus::site();
-    let autoreject = site.root.join("master/ar");
-    fs::create_dir_all(site.root.join("master")).unwrap();
-    fs::write(&autoreject, "bad*\n").unwrap();
-    fs::set_permissions(
-        &autoreject,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    site.autoreject("master", "bad*\n");
     let master = site.master("");
     let minion = site.minion_with("bad1", master.port(), "rejected_retry: True\n");
     wait_for(LIMIT, "bad1 rejected, retrying", || {
@@ -911,6 +914,15 @@ fn salt_crypto_mode_trusts_on_first_use_and_leaves_the_pki_dirs_to_salt() {
     });
 }
 
+/// The `master` lines of a minion's configuration: a list of masters on loopback.
+fn master_list(ports: &[u16]) -> String {
+    let entries: String = ports
+        .iter()
+        .map(|port| format!("  - 127.0.0.1:{port}\n"))
+        .collect();
+    format!("master:\n{entries}")
+}
+
 /// The `masters` entries of a minion's `status --json`.
 fn masters_of(minion: &Daemon) -> Vec<Value> {
     let status = minion.status().unwrap_or_default();
@@ -934,6 +946,31 @@ async fn next_load(yard: &Yard) -> Value {
     }
 }
 
+/// `asker` sends request `n` to `dst` (share `req`).
+async fn ask(asker: &Yard, dst: Value, n: u64) {
+    asker.send(dst, "", "req", json!({"n": n})).await;
+}
+
+/// `asker` sends request `n` to `dst` (share `req`); `server` (on master `master_id`) must
+/// get it and answers it, and the answer must come back to `asker`.
+async fn round_trip(asker: &Yard, dst: Value, server: &Yard, n: u64, master_id: &str) {
+    ask(asker, dst, n).await;
+    let got = server.recv().await;
+    assert_eq!(got["load"]["n"], n, "{got}");
+    let (yard, share) = (
+        got["route"]["src"][1].as_str(),
+        got["route"]["src"][2].clone(),
+    );
+    assert_eq!(yard, Some(asker.name.as_str()), "{got}");
+    assert_eq!(share, json!(null), "{got}");
+    server
+        .send(json!("mm"), &asker.name, "ret", json!({"answer": n}))
+        .await;
+    let back = asker.recv().await;
+    assert_eq!(back["load"]["answer"], n, "{back}");
+    assert_eq!(back["route"]["src"][0], master_id, "{back}");
+}
+
 /// One minion, two masters (Salt's `master: [a, b]`, hot/hot): it joins both independently
 /// (pending on both; an accept on one lets it exchange messages with that one only),
 /// publications reach its yards from both, its upstream requests go to the first joined
@@ -946,11 +983,7 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
     // Restarted below on the same port.
     alpha.pin_port();
     let beta = site.master_in("beta", "id: beta_master\n");
-    let masters = format!(
-        "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{}\n",
-        alpha.port(),
-        beta.port()
-    );
+    let masters = master_list(&[alpha.port(), beta.port()]);
     let minion = site.minion_of("mm", &masters, "");
     for master in [&alpha, &beta] {
         wait_for(LIMIT, "mm pending on both masters", || {
@@ -1001,7 +1034,7 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
         a_req.send(json!("mm"), "", "job", json!({})).await;
         assert_eq!(a_req.recv().await["load"]["kind"], "unknown_estate");
         // Upstream: alpha is first in the configuration, but only beta is joined.
-        asker.send(json!(null), "", "req", json!({"n": 1})).await;
+        ask(&asker, json!(null), 1).await;
         let got = b_req.recv().await;
         assert_eq!(got["load"]["n"], 1, "{got}");
         assert_eq!(got["route"]["src"][0], "mm");
@@ -1015,29 +1048,10 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
         allowed(&alpha, "mm") && master_allowed(&minion, 0)
     });
     rt.block_on(async {
-        asker.send(json!(null), "", "req", json!({"n": 2})).await;
-        let got = a_req.recv().await;
-        assert_eq!(got["load"]["n"], 2, "{got}");
-        // The answer comes back to the asking yard.
-        a_req
-            .send(json!("mm"), "asker", "ret", json!({"answer": 2}))
-            .await;
-        let back = asker.recv().await;
-        assert_eq!(back["load"]["answer"], 2, "{back}");
-        assert_eq!(back["route"]["src"][0], "alpha_master");
+        round_trip(&asker, json!(null), &a_req, 2, "alpha_master").await;
         // A request naming beta goes to beta (and is the first beta has seen since n = 1:
         // n = 2 went to alpha only).
-        asker
-            .send(json!("beta_master"), "", "req", json!({"n": 3}))
-            .await;
-        let got = b_req.recv().await;
-        assert_eq!(got["load"]["n"], 3, "{got}");
-        b_req
-            .send(json!("mm"), "asker", "ret", json!({"answer": 3}))
-            .await;
-        let back = asker.recv().await;
-        assert_eq!(back["load"]["answer"], 3, "{back}");
-        assert_eq!(back["route"]["src"][0], "beta_master");
+        round_trip(&asker, json!("beta_master"), &b_req, 3, "beta_master").await;
         // Publications from both masters reach the minion's yard.
         for (from, master) in [("a", &a_req), ("b", &b_req)] {
             master
@@ -1068,7 +1082,7 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
     ));
     assert_eq!(alpha.terminate(), Some(0));
     rt.block_on(async {
-        asker.send(json!(null), "", "req", json!({"n": 4})).await;
+        ask(&asker, json!(null), 4).await;
         let got = b_req.recv().await;
         assert_eq!(got["load"]["n"], 4, "{got}");
     });
@@ -1078,12 +1092,10 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
             .is_some_and(|m| m["allowed"] == false)
     });
     rt.block_on(async {
-        asker.send(json!(null), "", "req", json!({"n": 5})).await;
+        ask(&asker, json!(null), 5).await;
         assert_eq!(b_req.recv().await["load"]["n"], 5);
         // Named to the stopped master: an error, not silence.
-        asker
-            .send(json!("alpha_master"), "", "req", json!({"n": 6}))
-            .await;
+        ask(&asker, json!("alpha_master"), 6).await;
         let err = asker.recv().await;
         assert_eq!(err["load"]["kind"], "unknown_estate", "{err}");
         loop {
@@ -1109,7 +1121,7 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
     wait_for(LIMIT, "alpha back", || master_allowed(&minion, 0));
     rt.block_on(async {
         let again = Yard::attach(&alpha, "req2", json!({"shares": ["req"]})).await;
-        asker.send(json!(null), "", "req", json!({"n": 7})).await;
+        ask(&asker, json!(null), 7).await;
         assert_eq!(again.recv().await["load"]["n"], 7);
     });
     drop(worker);
@@ -1121,24 +1133,13 @@ fn a_minion_with_two_masters_joins_both_and_fails_over() {
 #[test]
 fn a_rejecting_and_a_silent_master_do_not_hold_up_the_others() {
     let site = Site::new();
-    let autoreject = site.root.join("alpha/ar");
-    fs::create_dir_all(site.root.join("alpha")).unwrap();
-    fs::write(&autoreject, "mm\n").unwrap();
-    fs::set_permissions(
-        &autoreject,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    site.autoreject("alpha", "mm\n");
     let alpha = site.master_in("alpha", "id: alpha_master\n");
     let beta = site.master_in("beta", "id: beta_master\nauto_accept: True\n");
     // A port that never answers (held by the test for its whole run).
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let masters = format!(
-        "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{silent_port}\n  - 127.0.0.1:{}\n",
-        alpha.port(),
-        beta.port()
-    );
+    let masters = master_list(&[alpha.port(), silent_port, beta.port()]);
     let minion = site.minion_of("mm", &masters, "");
     wait_for(LIMIT, "mm joined to beta, rejected by alpha", || {
         let m = masters_of(&minion);
@@ -1159,7 +1160,7 @@ fn a_rejecting_and_a_silent_master_do_not_hold_up_the_others() {
         let asker = Yard::attach(&minion, "asker", json!({"shares": ["ret"]})).await;
         let a_req = Yard::attach(&alpha, "req", json!({"shares": ["req"]})).await;
         let b_req = Yard::attach(&beta, "req", json!({"shares": ["req"]})).await;
-        asker.send(json!(null), "", "req", json!({"n": 1})).await;
+        ask(&asker, json!(null), 1).await;
         assert_eq!(b_req.recv().await["load"]["n"], 1);
         (asker, a_req, b_req)
     });
@@ -1184,11 +1185,9 @@ fn a_rejecting_and_a_silent_master_do_not_hold_up_the_others() {
         master_allowed(&minion, 0)
     });
     rt.block_on(async {
-        asker.send(json!(null), "", "req", json!({"n": 2})).await;
+        ask(&asker, json!(null), 2).await;
         assert_eq!(a_req.recv().await["load"]["n"], 2);
-        asker
-            .send(json!("beta_master"), "", "req", json!({"n": 3}))
-            .await;
+        ask(&asker, json!("beta_master"), 3).await;
         assert_eq!(
             b_req.recv().await["load"]["n"],
             3,
@@ -1210,11 +1209,7 @@ fn two_masters_with_one_id_are_reported() {
     let site = Site::new();
     let alpha = site.master_in("alpha", "auto_accept: True\n");
     let beta = site.master_in("beta", "auto_accept: True\n");
-    let masters = format!(
-        "master:\n  - 127.0.0.1:{}\n  - 127.0.0.1:{}\n",
-        alpha.port(),
-        beta.port()
-    );
+    let masters = master_list(&[alpha.port(), beta.port()]);
     let minion = site.minion_of("mm", &masters, "");
     wait_for(LIMIT, "the id clash reported", || {
         log_lines(&minion, "another master has this master's id") >= 1

@@ -1340,19 +1340,24 @@ pub fn status_table(status: &Map<String, Value>) -> String {
         Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_owned(),
         Some(other) => other.to_string(),
     };
+    const REMOTE_WIDTHS: [usize; 6] = [24, 10, 7, 8, 9, 20];
+    const MASTER_WIDTHS: [usize; 6] = [24, 17, 8, 8, 9, 24];
     let mut out = format!(
-        "{} {} on {}\n{:<24} {:<10} {:<7} {:<8} {:<9} {:<20} {}\n",
+        "{} {} on {}\n",
         text(status.get("role")),
         text(status.get("estate")),
         text(status.get("road")),
+    );
+    let names = [
         "ID",
         "ACCEPTANCE",
         "JOINED",
         "ALLOWED",
         "PRESENCE",
         "LAST SEEN",
-        "ADDRESS"
-    );
+        "ADDRESS",
+    ];
+    out.push_str(&table_line(&REMOTE_WIDTHS, &names.map(str::to_owned)));
     let rows = status.get("remotes").and_then(Value::as_array);
     for row in rows.into_iter().flatten() {
         let last = match row.get("last_seen").and_then(Value::as_f64) {
@@ -1362,34 +1367,23 @@ pub fn status_table(status: &Map<String, Value>) -> String {
             }
             None => "-".to_owned(),
         };
-        out.push_str(&format!(
-            "{:<24} {:<10} {:<7} {:<8} {:<9} {:<20} {}\n",
-            text(row.get("id")),
-            text(row.get("acceptance")),
-            text(row.get("joined")),
-            text(row.get("allowed")),
-            text(row.get("presence")),
-            last,
-            text(row.get("address")),
-        ));
+        let mut cells: Vec<String> = ["id", "acceptance", "joined", "allowed", "presence"]
+            .iter()
+            .map(|key| text(row.get(*key)))
+            .collect();
+        cells.push(last);
+        cells.push(text(row.get("address")));
+        out.push_str(&table_line(&REMOTE_WIDTHS, &cells));
     }
-    let masters = status.get("masters").and_then(Value::as_array);
-    if let Some(masters) = masters {
-        out.push_str(&format!(
-            "{:<24} {:<17} {:<8} {:<8} {:<9} {:<24} {}\n",
-            "MASTER", "STATE", "ATTEMPTS", "ALLOWED", "PRESENCE", "ID", "ADDRESS"
-        ));
+    if let Some(masters) = status.get("masters").and_then(Value::as_array) {
+        let keys = [
+            "master", "state", "attempts", "allowed", "presence", "id", "address",
+        ];
+        let names = keys.map(str::to_uppercase);
+        out.push_str(&table_line(&MASTER_WIDTHS, &names));
         for master in masters {
-            out.push_str(&format!(
-                "{:<24} {:<17} {:<8} {:<8} {:<9} {:<24} {}\n",
-                text(master.get("master")),
-                text(master.get("state")),
-                text(master.get("attempts")),
-                text(master.get("allowed")),
-                text(master.get("presence")),
-                text(master.get("id")),
-                text(master.get("address")),
-            ));
+            let cells = keys.map(|key| text(master.get(key)));
+            out.push_str(&table_line(&MASTER_WIDTHS, &cells));
         }
     }
     if let Some(join) = status.get("join") {
@@ -1400,6 +1394,20 @@ pub fn status_table(status: &Map<String, Value>) -> String {
         ));
     }
     out
+}
+
+/// One line of a status table: each cell left-aligned in its width (a space between), the
+/// cells past the widths as they are.
+fn table_line(widths: &[usize], cells: &[String]) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        match widths.get(i) {
+            Some(&width) => line.push_str(&format!("{cell:<width$} ")),
+            None => line.push_str(cell),
+        }
+    }
+    line.push('\n');
+    line
 }
 
 /// Runs `daemon` on a tokio runtime; an error is one line on standard error and

@@ -32,6 +32,18 @@ fn error_kind(action: &Action) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// `action` answers local yard `yard` with an error of `kind` carrying request id `rid`.
+fn assert_error_to_yard(action: Action, kind: &str, yard: &str, rid: &str) {
+    assert_eq!(error_kind(&action).as_deref(), Some(kind));
+    match action {
+        Action::Local(to, reply) => {
+            assert_eq!(to, yard);
+            assert_eq!(reply.load.get(RID), Some(&json!(rid)));
+        }
+        other => panic!("error not returned to the sender: {other:?}"),
+    }
+}
+
 #[test]
 fn envelope_round_trips_through_its_body() {
     let msg = body(
@@ -259,14 +271,7 @@ fn a_minion_table_sends_unserved_shares_to_its_master() {
     ));
     // no master joined: an error carrying the request id comes back at once
     let action = t.from_lane("m1", "c", &req, &peers(&[]));
-    assert_eq!(error_kind(&action).as_deref(), Some("unknown_estate"));
-    match action {
-        Action::Local(yard, env) => {
-            assert_eq!(yard, "c");
-            assert_eq!(env.load.get(RID), Some(&json!("r1")));
-        }
-        other => panic!("error not returned to the sender: {other:?}"),
-    }
+    assert_error_to_yard(action, "unknown_estate", "c", "r1");
 }
 
 #[test]
@@ -376,37 +381,25 @@ fn an_upstream_send_failure_fails_over_to_the_next_master_then_answers() {
         panic!("not routed upstream");
     };
     assert_eq!(first, ["m_a"]);
-    let action = t.failover("m1", env.clone(), "m_a", "to m_a: gone", &joined);
-    assert_eq!(road_targets(&action), Some(vec!["m_b".into()]));
-    // m_b lost meanwhile: straight to m_c
-    let action = t.failover(
-        "m1",
-        env.clone(),
-        "m_a",
-        "to m_a: gone",
-        &peers(&["m_a", "m_c"]),
-    );
-    assert_eq!(road_targets(&action), Some(vec!["m_c".into()]));
-    // a failed master no longer joined is skipped too
-    let action = t.failover(
-        "m1",
-        env.clone(),
-        "m_b",
-        "to m_b: gone",
-        &peers(&["m_a", "m_c"]),
-    );
-    assert_eq!(road_targets(&action), Some(vec!["m_c".into()]));
+    let cases: [(&str, &[&str], &str); 3] = [
+        ("m_a", &["m_a", "m_b", "m_c"], "m_b"),
+        // m_b lost meanwhile: straight to m_c
+        ("m_a", &["m_a", "m_c"], "m_c"),
+        // a failed master no longer joined is skipped too
+        ("m_b", &["m_a", "m_c"], "m_c"),
+    ];
+    for (failed, joined, next) in cases {
+        let action = t.failover("m1", env.clone(), failed, "gone", &peers(joined));
+        assert_eq!(
+            road_targets(&action),
+            Some(vec![next.to_owned()]),
+            "{failed}"
+        );
+    }
     assert_eq!(t.counters().get("failover"), Some(&3));
     // the last one failed: the sender gets the error with its request id
     let action = t.failover("m1", env, "m_c", "to m_c: gone", &joined);
-    assert_eq!(error_kind(&action).as_deref(), Some("send_failed"));
-    match action {
-        Action::Local(yard, reply) => {
-            assert_eq!(yard, "c");
-            assert_eq!(reply.load.get(RID), Some(&json!("r9")));
-        }
-        other => panic!("error not returned to the sender: {other:?}"),
-    }
+    assert_error_to_yard(action, "send_failed", "c", "r9");
     assert_eq!(t.counters().get("send_failed"), Some(&1));
 }
 
