@@ -508,7 +508,7 @@ impl JoinLoop {
         loop {
             match resolve(&self.host, self.port).await {
                 Ok(address) => return self.tell(JoinOutcome::Resolved(address)).then_some(address),
-                Err(e) => warn!(error = %e, "retrying"),
+                Err(e) => warn!(error = %e, "master not resolved; retrying"),
             }
             tokio::time::sleep(jitter(backoff)).await;
             backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
