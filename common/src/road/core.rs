@@ -99,11 +99,7 @@ impl Core {
         let signer = (head.fk == FootKind::Nacl).then_some(&self.signer);
         match packet::pack(&head, coat, signer) {
             Ok(datagram) => {
-                self.stat("tx_packets");
-                self.transmits.push_back(Transmit {
-                    dest,
-                    payload: datagram.clone(),
-                });
+                self.push(dest, datagram.clone());
                 Some(datagram)
             }
             Err(e) => {
@@ -122,6 +118,7 @@ impl Core {
     /// Queues a packed datagram.
     pub(crate) fn push(&mut self, dest: SocketAddr, payload: Vec<u8>) {
         self.stat("tx_packets");
+        trace_packet(&self.config.name, "tx", dest, &payload);
         self.transmits.push_back(Transmit { dest, payload });
     }
 
@@ -216,5 +213,19 @@ impl Core {
     /// The `mode` byte of our join bodies: bit 0 = main.
     pub(crate) fn mode(&self) -> u8 {
         u8::from(self.config.main)
+    }
+}
+
+/// At trace level, one line per datagram in or out with its decoded head (which transaction,
+/// packet kind, session, segment and flags): enough to follow an exchange between two stacks.
+pub(crate) fn trace_packet(road: &str, dir: &str, peer: SocketAddr, datagram: &[u8]) {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    if let Ok(p) = packet::parse(datagram) {
+        let h = &p.head;
+        tracing::trace!(road, dir, %peer, tk = ?h.tk, pk = ?h.pk, se = h.se, de = h.de,
+            si = h.si, ti = h.ti, sn = h.sn, sc = h.sc, fg = format_args!("{:#04x}", h.fg.0),
+            "packet");
     }
 }

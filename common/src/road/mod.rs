@@ -684,6 +684,7 @@ impl Road {
     /// Process one received datagram. Never panics; bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.core.stat("rx_packets");
+        self::core::trace_packet(&self.core.config.name, "rx", from, data);
         let packet = match crate::packet::parse(data) {
             Ok(p) => p,
             Err(e) => {
