@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use serde_json::{json, Map, Value};
+use tokio::sync::watch;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -166,11 +167,38 @@ impl Traffic {
 /// Prints a received message as one JSON line `{"from": NAME, "msg": {...}}`
 /// on stdout (flushed, so a reader sees it at once).
 pub fn print_message(from: &str, msg: Body) {
+    write_message(&mut std::io::stdout().lock(), from, msg);
+}
+
+/// Writes a received message as [`print_message`] does, on `out`.
+fn write_message(out: &mut impl Write, from: &str, msg: Body) {
     let line = json!({"from": from, "msg": msg});
-    let mut out = std::io::stdout().lock();
     if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
         tracing::warn!("stdout closed; message not printed");
     }
+}
+
+/// Starts a thread that writes each message sent to the returned channel as
+/// [`print_message`] does, on `out`, and counts it in `printed` once written.
+/// The thread ends when the channel's last sender is dropped.
+///
+/// A write blocks while the reader of a pipe does not drain it (a 200 KB
+/// message is more than a pipe holds); done on the async runtime, it would
+/// hold a worker thread and every task queued behind it, the road's driver
+/// included, so the road stopped answering its peer until someone read our
+/// stdout. On a thread of its own it only delays the printing.
+pub fn spawn_printer(
+    mut out: impl Write + Send + 'static,
+    printed: watch::Sender<usize>,
+) -> std::sync::mpsc::Sender<(String, Body)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Body)>();
+    std::thread::spawn(move || {
+        for (from, msg) in rx {
+            write_message(&mut out, &from, msg);
+            printed.send_modify(|n| *n += 1);
+        }
+    });
+    tx
 }
 
 /// Prints a JSON event line `{"event": KIND, ...fields}` on stderr.

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    parse_seconds, print_event, print_message, Traffic, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT,
+    parse_seconds, print_event, spawn_printer, Body, Traffic, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT,
 };
 
 /// Options of `raet road`.
@@ -281,7 +281,8 @@ pub async fn run(args: RoadArgs) -> ExitCode {
         helpers.spawn(control(stack.clone(), stack.events(), log));
     }
     let (received_tx, received_rx) = watch::channel(0usize);
-    helpers.spawn(print_messages(stack.clone(), received_tx));
+    let printer = spawn_printer(std::io::stdout(), received_tx);
+    helpers.spawn(print_messages(stack.clone(), printer));
 
     let progress = Progress::default();
     let outcome = tokio::time::timeout_at(
@@ -404,11 +405,13 @@ async fn first_allowed(
     }
 }
 
-/// Prints every received message as a JSON line on stdout and counts them.
-async fn print_messages(stack: RoadStack, count: watch::Sender<usize>) {
+/// Hands every received message to the printer thread (which prints it as a
+/// JSON line on stdout and counts it): never a blocking write on the runtime.
+async fn print_messages(stack: RoadStack, printer: std::sync::mpsc::Sender<(String, Body)>) {
     while let Some((name, _uid, body)) = stack.recv().await {
-        print_message(&name, body);
-        count.send_modify(|n| *n += 1);
+        if printer.send((name, body)).is_err() {
+            return;
+        }
     }
 }
 
