@@ -1,8 +1,10 @@
 //! The `raet road` command: two processes over loopback UDP, exit statuses.
-//! The exchanges run on ports the kernel picks (a fixed port in the ephemeral
+//! Every process binds port 0 (the kernel picks a free port; a process others
+//! join tells its port in its `listening` event). A fixed port in the ephemeral
 //! range can be held by any other socket of the machine, and the road binds
 //! fixed ports with SO_REUSEADDR, as the reference does: it would then share
-//! the port silently). Every process is bounded by its own `--timeout`.
+//! the port silently. Only a restart reuses the ports of the first run. Every
+//! process is bounded by its own `--timeout`.
 
 use std::process::{Child, Command, Output, Stdio};
 
@@ -131,32 +133,14 @@ fn bad_arguments_exit_3_with_one_line() {
     for args in [
         &["road", "--name", "x"][..],
         &["road", "--name", "x", "--port", "70000"],
-        &["road", "--name", "x", "--port", "47705", "--send", "[1,2]"],
-        &["road", "--name", "x", "--port", "47705", "--send", "{oops"],
-        &[
-            "road",
-            "--name",
-            "x",
-            "--port",
-            "47705",
-            "--auto",
-            "sometimes",
-        ],
-        &["road", "--name", "x", "--port", "47705", "--hk", "xml"],
-        &[
-            "road", "--name", "x", "--port", "47705", "--join", "nowhere",
-        ],
-        &[
-            "road",
-            "--name",
-            "x",
-            "--port",
-            "47705",
-            "--timeout",
-            "soon",
-        ],
-        &["road", "--name", "x", "--port", "47705", "--no-such-option"],
-        &["road", "--name", "x", "--port", "47705", "--sighex", "abcd"],
+        &["road", "--name", "x", "--port", "0", "--send", "[1,2]"],
+        &["road", "--name", "x", "--port", "0", "--send", "{oops"],
+        &["road", "--name", "x", "--port", "0", "--auto", "sometimes"],
+        &["road", "--name", "x", "--port", "0", "--hk", "xml"],
+        &["road", "--name", "x", "--port", "0", "--join", "nowhere"],
+        &["road", "--name", "x", "--port", "0", "--timeout", "soon"],
+        &["road", "--name", "x", "--port", "0", "--no-such-option"],
+        &["road", "--name", "x", "--port", "0", "--sighex", "abcd"],
         &[],
     ] {
         let output = raet(args).output().expect("run raet");
@@ -203,7 +187,7 @@ fn waiting_for_messages_that_never_come_exits_2() {
         "--name",
         "x",
         "--port",
-        "47706",
+        "0",
         "--expect",
         "1",
         "--timeout",
@@ -216,14 +200,17 @@ fn waiting_for_messages_that_never_come_exits_2() {
 
 #[test]
 fn joining_nobody_exits_2() {
+    // Nobody: a socket that never answers (held, so no other can take its port).
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind port 0");
+    let join = nobody.local_addr().expect("local address").to_string();
     let output = raet(&[
         "road",
         "--name",
         "x",
         "--port",
-        "47707",
+        "0",
         "--join",
-        "127.0.0.1:47708",
+        &join,
         "--send",
         "{}",
         "--timeout",
@@ -234,14 +221,22 @@ fn joining_nobody_exits_2() {
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
 }
 
-/// The `listening` event's verify key of a process run with `--events`.
-fn verhex(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr)
+/// The `listening` event in the stderr of a process run with `--events`.
+fn listening(stderr: &str) -> Value {
+    stderr
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|v| v["event"] == "listening")
-        .and_then(|v| v["verhex"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| panic!("no listening event: {}", describe(output)))
+        .unwrap_or_else(|| panic!("no listening event in {stderr}"))
+}
+
+/// The port of a `listening` event's address.
+fn listening_port(event: &Value) -> u16 {
+    event["ha"]
+        .as_str()
+        .and_then(|ha| ha.parse::<std::net::SocketAddr>().ok())
+        .map(|ha| ha.port())
+        .unwrap_or_else(|| panic!("no address in {event}"))
 }
 
 #[test]
@@ -249,31 +244,39 @@ fn keep_dir_restores_the_identity_on_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (main_keep, minion_keep) = (dir.path().join("main"), dir.path().join("minion"));
     let mut keys = Vec::new();
+    // The kernel's picks, then the same again: a restarted estate comes back at
+    // its address (an immutable road rejects a known estate that moved).
+    let mut ports = (0, 0);
     for run in 0..2 {
-        let main = spawn(&[
-            "road",
-            "--name",
-            "main",
-            "--port",
-            "47709",
-            "--main",
-            "--expect",
-            "1",
-            "--timeout",
-            "20",
-            "--events",
-            "--keep",
-            main_keep.to_str().expect("utf-8 path"),
-        ]);
+        let (main_port, minion_port) = (ports.0.to_string(), ports.1.to_string());
+        let (main, port, main_stderr) = spawn_listening(
+            &[
+                "road",
+                "--name",
+                "main",
+                "--port",
+                &main_port,
+                "--main",
+                "--expect",
+                "1",
+                "--timeout",
+                "20",
+                "--events",
+                "--keep",
+                main_keep.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        );
+        let join = format!("127.0.0.1:{port}");
         let body = format!(r#"{{"run":{run}}}"#);
         let minion = finish(spawn(&[
             "road",
             "--name",
             "minion",
             "--port",
-            "47710",
+            &minion_port,
             "--join",
-            "127.0.0.1:47709",
+            &join,
             "--send",
             &body,
             "--timeout",
@@ -283,18 +286,24 @@ fn keep_dir_restores_the_identity_on_restart() {
             minion_keep.to_str().expect("utf-8 path"),
         ]));
         let main = finish(main);
+        let main_stderr = main_stderr.join().expect("main's stderr");
         assert_eq!(
             minion.status.code(),
             Some(0),
             "minion: {}",
             describe(&minion)
         );
-        assert_eq!(main.status.code(), Some(0), "main: {}", describe(&main));
+        assert_eq!(main.status.code(), Some(0), "main: {main_stderr}");
         assert_eq!(
             messages(&main),
             vec![("minion".to_owned(), json!({ "run": run }))]
         );
-        keys.push((verhex(&main), verhex(&minion)));
+        let minion_listening = listening(&String::from_utf8_lossy(&minion.stderr));
+        keys.push((
+            listening(&main_stderr)["verhex"].clone(),
+            minion_listening["verhex"].clone(),
+        ));
+        ports = (port, listening_port(&minion_listening));
     }
     assert_eq!(keys[0], keys[1], "same keys after a restart");
     assert_ne!(keys[0].0, keys[0].1);
@@ -308,7 +317,7 @@ fn auto_never_waits_for_the_operator_to_accept() {
         "--name",
         "main",
         "--port",
-        "47711",
+        "0",
         "--main",
         "--auto",
         "never",
@@ -322,20 +331,9 @@ fn auto_never_waits_for_the_operator_to_accept() {
     .stdin(Stdio::piped())
     .spawn()
     .expect("spawn raet");
-    let minion = spawn(&[
-        "road",
-        "--name",
-        "minion",
-        "--port",
-        "47712",
-        "--join",
-        "127.0.0.1:47711",
-        "--send",
-        r#"{"hello":"operator"}"#,
-        "--timeout",
-        "20",
-    ]);
-    // Accept only once the main reports the minion's keys pending.
+    // The minion joins once the main tells its port; it is accepted only once
+    // the main reports its keys pending.
+    let mut minion = None;
     let mut kinds = Vec::new();
     let mut stdin = main.stdin.take().expect("stdin");
     let stderr = BufReader::new(main.stderr.take().expect("stderr"));
@@ -345,12 +343,29 @@ fn auto_never_waits_for_the_operator_to_accept() {
             continue;
         };
         let kind = event["event"].as_str().unwrap_or_default().to_owned();
+        if kind == "listening" {
+            let join = format!("127.0.0.1:{}", listening_port(&event));
+            minion = Some(spawn(&[
+                "road",
+                "--name",
+                "minion",
+                "--port",
+                "0",
+                "--join",
+                &join,
+                "--send",
+                r#"{"hello":"operator"}"#,
+                "--timeout",
+                "20",
+            ]));
+        }
         if kind == "pending" {
             writeln!(stdin, "accept minion").expect("write control command");
         }
         kinds.push(kind);
     }
-    let (minion, main) = (finish(minion), finish(main));
+    let minion = finish(minion.expect("the main was listening"));
+    let main = finish(main);
     drop(stdin);
     assert_eq!(
         minion.status.code(),
@@ -376,8 +391,8 @@ fn auto_never_waits_for_the_operator_to_accept() {
 }
 
 /// The `(event kind, by)` of every rejection a process reported.
-fn rejections(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
+fn rejections(stderr: &str) -> Vec<String> {
+    stderr
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|v| v["event"] == "rejected")
@@ -387,14 +402,15 @@ fn rejections(output: &Output) -> Vec<String> {
 
 #[test]
 fn auto_once_rejects_a_changed_key_and_says_who_rejected() {
-    let main = spawn(&words(
-        "road --name main --port 47713 --main --auto once --expect 2 --timeout 20 --events",
-    ));
-    let joiner = |name: &str, port: u16, key: char| {
+    let (main, port, main_stderr) = spawn_listening(
+        &words("road --name main --port 0 --main --auto once --expect 2 --timeout 20 --events"),
+        &[],
+    );
+    let joiner = |name: &str, key: char| {
         let sig = key.to_string().repeat(64);
         let pri = "7".repeat(64);
         let line = format!(
-            "road --name {name} --port {port} --join 127.0.0.1:47713 --role minion \
+            "road --name {name} --port 0 --join 127.0.0.1:{port} --role minion \
              --sighex {sig} --prihex {pri} --timeout 20 --events --send"
         );
         let mut args = words(&line);
@@ -402,16 +418,16 @@ fn auto_once_rejects_a_changed_key_and_says_who_rejected() {
         args.push(&body);
         finish(spawn(&args))
     };
-    let first = joiner("alpha", 47714, '1');
-    let changed = joiner("gamma", 47715, '2');
+    let first = joiner("alpha", '1');
+    let changed = joiner("gamma", '2');
     // The pinned key is still welcome (and lets the main finish).
-    let same = joiner("delta", 47716, '1');
+    let same = joiner("delta", '1');
     let main = finish(main);
+    let main_stderr = main_stderr.join().expect("main's stderr");
     for (name, output, code) in [
         ("alpha", &first, 0),
         ("gamma", &changed, 1),
         ("delta", &same, 0),
-        ("main", &main, 0),
     ] {
         assert_eq!(
             output.status.code(),
@@ -420,8 +436,10 @@ fn auto_once_rejects_a_changed_key_and_says_who_rejected() {
             describe(output)
         );
     }
-    assert_eq!(rejections(&changed), vec!["them".to_owned()]);
-    assert_eq!(rejections(&main), vec!["us".to_owned()]);
+    assert_eq!(main.status.code(), Some(0), "main: {main_stderr}");
+    let changed_stderr = String::from_utf8_lossy(&changed.stderr);
+    assert_eq!(rejections(&changed_stderr), vec!["them".to_owned()]);
+    assert_eq!(rejections(&main_stderr), vec!["us".to_owned()]);
     assert_eq!(
         messages(&main),
         vec![
@@ -431,9 +449,10 @@ fn auto_once_rejects_a_changed_key_and_says_who_rejected() {
     );
 }
 
-/// Spawns `raet road ARGS` (which must include `--port 0 --events`) and
-/// returns it with the port it bound, read from its `listening` event, and a
-/// thread draining the rest of its stderr (returned as text when joined).
+/// Spawns `raet road ARGS` (with `--events`) with `env` added to its
+/// environment; returns it with the port it bound, read from its `listening`
+/// event, and a thread draining the rest of its stderr (its whole stderr,
+/// as text, when joined).
 fn spawn_listening(
     args: &[&str],
     env: &[(&str, &str)],
@@ -453,11 +472,7 @@ fn spawn_listening(
         seen.push('\n');
         let event = serde_json::from_str::<Value>(&line).unwrap_or_default();
         if event["event"] == "listening" {
-            let ha: std::net::SocketAddr = event["ha"]
-                .as_str()
-                .and_then(|ha| ha.parse().ok())
-                .unwrap_or_else(|| panic!("bad listening event {line}"));
-            break ha.port();
+            break listening_port(&event);
         }
     };
     let rest = std::thread::spawn(move || {
