@@ -1,6 +1,6 @@
 //! Helpers shared by the interop tests (`interop_road.rs`, `interop_lane.rs`): spawning
 //! the `raet` command and the reference peer (`tests/interop/refpeer.py`, Python raet
-//! 0.6.8, same command line), ports, and waiting on their output with a timeout.
+//! 0.6.8, same command line), kernel-picked ports, and waiting on their output with a timeout.
 //!
 //! The reference is found through `RAET_REF_PYTHON` (the python of the venv made by
 //! `tests/interop/setup-ref.sh`). Without it a test is skipped, unless
@@ -12,10 +12,10 @@
 // Each test binary includes this module and uses its own subset of it.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
@@ -29,19 +29,25 @@ pub const WAIT: Duration = Duration::from_secs(120);
 /// and shows its own timeout report before the test gives up on it.
 pub const PEER_TIMEOUT: &str = "90";
 
-/// UDP ports of the Rust interop tests (47600-47619 belong to the Python self-test).
-const FIRST_PORT: u16 = 47620;
-const LAST_PORT: u16 = 47699;
-static NEXT_PORT: AtomicU16 = AtomicU16::new(FIRST_PORT);
-
-/// A fresh loopback port for this test binary; panics when the range is used up.
+/// A loopback UDP port free right now, picked by the kernel (a socket bound to port 0,
+/// then released), never one this test binary handed out before. The reference peer
+/// needs a fixed port (it refuses 0), but a fixed range inside Linux's ephemeral range
+/// (32768-60999) can be held by any socket of the machine, and both implementations
+/// bind fixed ports with SO_REUSEADDR: a peer would then silently share its port.
 pub fn port() -> u16 {
-    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        port <= LAST_PORT,
-        "interop tests ran out of ports (47620-47699)"
-    );
-    port
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .expect("bind a loopback UDP socket on port 0")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Interop scenarios run one at a time: each one loads the 2-core machine with a Python
