@@ -362,6 +362,17 @@ impl Road {
         });
     }
 
+    /// Resends the last packet of an allow transaction when its resend timer expired.
+    fn redo_allow(&mut self, now: Instant, uid: Uid, clock: &mut Clock, last: Option<&[u8]>) {
+        if clock.redo.expired(now) {
+            clock.redo.backoff(now);
+            if let (Some(d), Some(dest)) = (last, self.remotes.get(&uid).map(|r| r.ha)) {
+                self.core.stat("redo_allow");
+                self.core.resend(dest, d);
+            }
+        }
+    }
+
     /// An allower's timers: timeout (gives up), redo (resend hello or initiate).
     pub(super) fn allower_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Allower) {
         if a.clock.timed_out(now) {
@@ -369,13 +380,7 @@ impl Road {
             self.allow_failed(uid, "timed out");
             return;
         }
-        if a.clock.redo.expired(now) {
-            a.clock.redo.backoff(now);
-            if let (Some(d), Some(dest)) = (&a.last, self.remotes.get(&uid).map(|r| r.ha)) {
-                self.core.stat("redo_allow");
-                self.core.resend(dest, d);
-            }
-        }
+        self.redo_allow(now, uid, &mut a.clock, a.last.as_deref());
         self.insert_txn(uid, index, Transaction::Allower(a));
     }
 
@@ -613,13 +618,7 @@ impl Road {
             self.allow_failed(uid, "timed out");
             return;
         }
-        if a.clock.redo.expired(now) {
-            a.clock.redo.backoff(now);
-            if let (Some(d), Some(dest)) = (&a.last, self.remotes.get(&uid).map(|r| r.ha)) {
-                self.core.stat("redo_allow");
-                self.core.resend(dest, d);
-            }
-        }
+        self.redo_allow(now, uid, &mut a.clock, a.last.as_deref());
         self.insert_txn(uid, index, Transaction::Allowent(a));
     }
 }
