@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use raet::keep::{AutoMode, MemKeep};
 use raet::lane::LaneStack;
+use raet::road::RoadConfig;
 use raet::salt::evbus;
+use raet::stack::{RoadStack, StackError};
 use serde_json::{json, Map, Value};
 
 const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
@@ -1219,4 +1222,50 @@ fn two_masters_with_one_id_are_reported() {
         .filter(|m| m["state"] == "joined")
         .count();
     assert_eq!(joined, 1, "{:?}", masters_of(&minion));
+}
+
+/// Keys are decided per role but judged by id: a joiner offering an accepted minion's id as
+/// its role (`evil` as `victim`, while the master has no session with `victim`: here after
+/// its restart) is rejected and counted, and records nothing for `victim`, which joins
+/// again with its own key.
+#[test]
+fn a_join_claiming_another_minions_role_is_refused() {
+    let site = Site::new();
+    let mut master = site.master("");
+    master.pin_port();
+    let port = master.port();
+    let mut victim = site.minion("victim", port);
+    wait_for(LIMIT, "victim pending", || {
+        pending(&master, "victim").exists()
+    });
+    fs::rename(pending(&master, "victim"), accepted(&master, "victim")).unwrap();
+    wait_for(LIMIT, "victim allowed", || allowed(&master, "victim"));
+    victim.kill();
+    master.restart();
+    assert_eq!(master.port(), port);
+
+    runtime().block_on(async {
+        let mut config = RoadConfig::new("evil", "127.0.0.1:0".parse().unwrap());
+        config.role = Some("victim".into());
+        config.auto = AutoMode::Always;
+        let road = RoadStack::bind(config, None, Box::new(MemKeep::new()))
+            .await
+            .unwrap();
+        let master_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let joined = road.join(master_addr).await;
+        assert!(
+            matches!(joined, Err(StackError::Rejected { .. })),
+            "{joined:?}"
+        );
+        road.shutdown().await;
+    });
+    let status = master.status().unwrap();
+    assert_eq!(status["road_counters"]["join_role_not_name"], 1, "{status}");
+    assert_eq!(log_lines(&master, "its role is not its name"), 1);
+    assert!(!pending(&master, "evil").exists());
+    assert!(master.row("evil").is_none(), "{status}");
+
+    victim.restart();
+    wait_for(LIMIT, "victim allowed again", || allowed(&master, "victim"));
+    assert!(accepted(&master, "victim").exists());
 }

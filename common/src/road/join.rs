@@ -684,6 +684,14 @@ impl Road {
         };
         let index = TxIndex::of_rx(h, rx.from);
         let (rha, reid) = (rx.from, h.se);
+        if self.core.config.role_is_name && jb.role != jb.name {
+            self.core.stat("join_role_not_name");
+            tracing::warn!(road = %self.core.config.name, name = %jb.name, role = %jb.role,
+                from = %rx.from, "join rejected: its role is not its name");
+            // No `Rejected` event: it would name an estate that did not send this join.
+            self.joinent_nack(uid, &j, PacketKind::Reject);
+            return;
+        }
         if !self.joinent_race(uid, &j, &jb) {
             return;
         }

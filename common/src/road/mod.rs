@@ -87,6 +87,12 @@ pub struct RoadConfig {
     pub auto: AutoMode,
     /// Whether a remote's name, address, uid, main, kind, role or keys may change on rejoin.
     pub mutable: bool,
+    /// Whether a join whose role differs from its name is rejected before the keep is
+    /// consulted (`join_role_not_name`). Keys are decided per role: without this, a joiner
+    /// can offer another estate's name as its role and have its own keys recorded for it.
+    /// Not in the reference (whose roles may be shared); for a road whose keys are decided
+    /// per estate name (Salt's minion ids).
+    pub role_is_name: bool,
     /// Head kind of the packets we send (receiving auto-detects).
     pub hk: HeadKind,
     /// Segments sent before waiting for an ack (0 = the whole message at once).
@@ -147,6 +153,7 @@ impl RoadConfig {
             kind: 0,
             auto: AutoMode::Never,
             mutable: false,
+            role_is_name: false,
             hk: HeadKind::Raet,
             burst: 0,
             ha,

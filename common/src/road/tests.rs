@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::keep::MemKeep;
+use crate::keep::{Keep, MemKeep, RoleRecord};
 
 /// Decides whether a datagram (from, to, payload) is lost.
 type Filter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
@@ -29,8 +29,14 @@ fn road(name: &str, port: u16, main: bool, keep: MemKeep, now: Instant) -> Road 
     let mut config = RoadConfig::new(name, addr(port));
     config.main = main;
     config.auto = AutoMode::Always;
+    road_of(config, keep, now)
+}
+
+/// The road of `config` (its rng seeded from its name).
+fn road_of(config: RoadConfig, keep: MemKeep, now: Instant) -> Road {
+    let name = config.name.as_bytes();
     let mut seed = [0u8; 32];
-    seed[..name.len().min(32)].copy_from_slice(&name.as_bytes()[..name.len().min(32)]);
+    seed[..name.len().min(32)].copy_from_slice(&name[..name.len().min(32)]);
     Road::new(config, None, Box::new(keep), seed, now).expect("road")
 }
 
@@ -624,4 +630,89 @@ fn a_large_burst_leaves_in_chunks_due_at_once() {
     // Lost on the wire here: the receiver's asks for them and the redo deliver it anyway.
     assert!(net.run(Duration::from_secs(30), |n| n
         .has(o, |e| matches!(e, Event::Delivered { .. }))));
+}
+
+/// A main with auto `never` and the keep `keep` (shared with the test), refusing roles that
+/// are not names when `role_is_name`; the attacker `evil` claiming role `victim`; the real
+/// `victim`. Returns the net, the keep's record of role `victim` after the attacker's join
+/// and whether `victim` then joins once its keys are accepted.
+fn role_claim(role_is_name: bool, keep: &MemKeep) -> (Net, Option<RoleRecord>, bool) {
+    let t0 = Instant::now();
+    let mut net = Net::new(t0);
+    let (m, e, v) = (addr(7620), addr(7621), addr(7622));
+    let mut main = RoadConfig::new("main", m);
+    main.main = true;
+    main.mutable = true;
+    main.role_is_name = role_is_name;
+    let mut evil = RoadConfig::new("evil", e);
+    evil.auto = AutoMode::Always;
+    evil.role = Some("victim".into());
+    net.nodes.push((m, road_of(main, keep.clone(), t0)));
+    net.nodes.push((e, road_of(evil, MemKeep::new(), t0)));
+    net.nodes
+        .push((v, road("victim", 7622, false, MemKeep::new(), t0)));
+    net.node(e).join(t0, m).expect("join");
+    let ended = net.run(Duration::from_secs(30), |n| {
+        n.has(e, |ev| {
+            matches!(ev, Event::Rejected { .. } | Event::JoinFailed { .. })
+        }) || n.has(m, |ev| matches!(ev, Event::Pending { .. }))
+    });
+    assert!(ended, "{:?}", net.events);
+    // Let the attacker's join time out on both sides before the victim comes.
+    net.run(Duration::from_secs(30), |_| false);
+    let claimed = keep.load_role("victim").expect("keep");
+    let now = net.now;
+    net.node(v).join(now, m).expect("join");
+    net.run(Duration::from_secs(2), |n| {
+        n.has(
+            m,
+            |ev| matches!(ev, Event::Pending { name, .. } if name == "victim"),
+        )
+    });
+    let now = net.now;
+    // The operator accepts `victim` if asked (as the daemon decides on `Pending`).
+    if net.has(
+        m,
+        |ev| matches!(ev, Event::Pending { name, .. } if name == "victim"),
+    ) {
+        net.node(m).accept(now, "victim").expect("accept");
+    }
+    let joined = net.run(Duration::from_secs(10), |n| {
+        n.has(v, |ev| matches!(ev, Event::Allowed { .. }))
+    });
+    (net, claimed, joined)
+}
+
+/// Keys are decided per role: a joiner offering another estate's name as its role has its
+/// keys recorded for that estate, which is then rejected. `role_is_name` refuses such a join
+/// before the keep records anything.
+#[test]
+fn a_role_that_is_not_the_name_cannot_claim_another_estates_keys() {
+    let (net, claimed, joined) = role_claim(false, &MemKeep::new());
+    let attacker = net.nodes[1].1.core.signer.verify_key().to_hex();
+    assert_eq!(
+        claimed.map(|r| r.verhex),
+        Some(attacker),
+        "{:?}",
+        net.events
+    );
+    assert!(!joined, "the real victim is locked out: {:?}", net.events);
+
+    let keep = MemKeep::new();
+    let (net, claimed, joined) = role_claim(true, &keep);
+    let (m, e) = (net.nodes[0].0, net.nodes[1].0);
+    assert_eq!(claimed, None, "nothing recorded for the attacker");
+    assert_eq!(net.nodes[0].1.stats().get("join_role_not_name"), Some(&1));
+    assert!(net.has(e, |ev| matches!(ev, Event::Rejected { .. })));
+    assert!(!net.has(
+        m,
+        |ev| matches!(ev, Event::Pending { name, .. } if name == "evil")
+    ));
+    assert!(joined, "the real victim joins: {:?}", net.events);
+    let role = keep.load_role("victim").expect("keep").expect("recorded");
+    assert_eq!(
+        role.verhex,
+        net.nodes[2].1.core.signer.verify_key().to_hex()
+    );
+    assert_eq!(role.acceptance, crate::keep::Acceptance::Accepted);
 }

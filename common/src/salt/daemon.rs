@@ -296,6 +296,9 @@ pub async fn run_master(config: MasterConfig) -> Result<(), DaemonError> {
     // A minion that rejoins after losing its session (or after our restart) comes with a
     // new uid for us: let the road update it; its keys are still decided as before.
     road_config.mutable = true;
+    // Keys are decided per role, minions judged by id: a joiner naming another minion as its
+    // role would have its keys recorded for that minion, which would then be rejected.
+    road_config.role_is_name = true;
     road_config.timers = presence_timers(config.common.raet_alive_period);
     let mode = config.auto_mode();
     let salt_crypto = config.common.raet_salt_crypto;
@@ -1241,6 +1244,7 @@ impl Daemon {
             .map(|(k, v)| ((*k).to_owned(), json!(v)))
             .collect();
         out.insert("routing".into(), Value::Object(counters));
+        out.insert("road_counters".into(), json!(self.road.stats().await));
         match &self.side {
             Side::Master { bus, .. } => {
                 let stats = serde_json::to_value(bus.bus.stats()).unwrap_or_default();
