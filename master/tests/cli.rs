@@ -89,6 +89,12 @@ fn bad_values_exit_2_naming_file_and_key() {
         ("interface: 999.1.1.1\n", "interface"),
         ("user: no-such-user-here\n", "user"),
         ("loop_interval: never\n", "loop_interval"),
+        // Durations that round to zero (once a panic: "period must be non-zero").
+        (
+            "presence_events: True\nloop_interval: 0.0000000001\n",
+            "loop_interval",
+        ),
+        ("raet_alive_period: 0.0000000001\n", "raet_alive_period"),
         ("log_fmt_logfile: '%(nosuch)s'\n", "log_fmt_logfile"),
         ("log_level_logfile: loud\n", "log_level_logfile"),
         ("raet_salt_crypto: sometimes\n", "raet_salt_crypto"),

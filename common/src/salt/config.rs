@@ -387,11 +387,12 @@ impl Raw {
         )
     }
 
-    /// A period in seconds (> 0, at most a day, fractions allowed).
+    /// A period in seconds, from [`MIN_PERIOD`] to a day (fractions allowed). Smaller
+    /// values are refused: one rounding to zero would make a timer that never waits.
     fn seconds(&self, key: &str, default_secs: u64) -> Result<Duration, ConfigError> {
         self.typed(
             key,
-            "a number of seconds greater than 0",
+            "a number of seconds from 0.001 to 86400",
             Duration::from_secs(default_secs),
             |k| {
                 let secs = match k {
@@ -400,7 +401,10 @@ impl Raw {
                     ValueKind::String(s) => s.trim().parse().ok()?,
                     _ => return None,
                 };
-                (secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+                let min = MIN_PERIOD.as_secs_f64();
+                (min..=86_400.0)
+                    .contains(&secs)
+                    .then(|| Duration::from_secs_f64(secs))
             },
         )
     }
@@ -486,6 +490,8 @@ fn is_uri(s: &str) -> bool {
     }
 }
 
+/// The shortest period a `seconds` key accepts (`raet_alive_period`, `loop_interval`).
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
 /// Default presence period (`raet_alive_period`), seconds.
 pub const DEFAULT_ALIVE_PERIOD_SECS: u64 = 10;
 /// Salt's default `loop_interval` (the master's maintenance period), seconds.

@@ -126,6 +126,24 @@ fn bad_values_name_the_file_the_key_and_the_form() {
             "never, once or always",
         ),
         ("raet_alive_period: -1\n", "raet_alive_period", "seconds"),
+        // Rounds to a zero timer.
+        (
+            "raet_alive_period: 0.0000000001\n",
+            "raet_alive_period",
+            "from 0.001 to 86400",
+        ),
+        (
+            "raet_alive_period: 0.0009\n",
+            "raet_alive_period",
+            "seconds",
+        ),
+        ("raet_alive_period: 86401\n", "raet_alive_period", "seconds"),
+        ("raet_alive_period: 'nan'\n", "raet_alive_period", "seconds"),
+        (
+            "presence_events: True\nloop_interval: 0.0000000001\n",
+            "loop_interval",
+            "from 0.001 to 86400",
+        ),
         ("pki_dir: [a, b]\n", "pki_dir", "a path"),
         (
             "keys.cache_driver: mmap_key\n",
@@ -337,6 +355,11 @@ fn event_bus_and_rejection_keys_as_salt() {
     assert!(c.presence_events);
     assert_eq!(c.loop_interval, Duration::from_millis(2500));
     assert!(MinionConfig::load(dir.path()).unwrap().rejected_retry);
+    // The documented minimum is accepted.
+    let dir = dir_with(&[("master", "loop_interval: 0.001\nraet_alive_period: 0.001\n")]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.loop_interval, Duration::from_millis(1));
+    assert_eq!(c.common.raet_alive_period, Duration::from_millis(1));
     let (_dir, err) = master_err(&[("master", "loop_interval: 0\n")]);
     assert!(
         err.contains("loop_interval") && err.contains("seconds"),
