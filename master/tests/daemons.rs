@@ -434,6 +434,14 @@ fn never_mode_pends_and_only_accepted_minions_exchange_messages() {
         log.contains("minion key decision") && !log.contains('\u{1b}'),
         "{log}"
     );
+    // Created with Salt's mode (the default log file is salt-master's).
+    let mode = fs::metadata(site.root.join("master/log"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o640
+    );
 }
 
 #[test]

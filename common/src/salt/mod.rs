@@ -39,8 +39,10 @@ pub const EXIT_FAILURE: u8 = 1;
 /// `log_datefmt`) and, with `to_file`, appends it to `log_file` in `log_fmt_logfile` (dates in
 /// `log_datefmt_logfile`) at `log_level_logfile`, or at `console_level` when that is not set
 /// (as Salt). Salt also accepts `udp://`, `tcp://` and `file://` URIs in `log_file`: those
-/// are not supported and only warned about, as is a log file that cannot be opened.
+/// are not supported and only warned about, as is a log file that cannot be opened. A new
+/// log file is created with mode 0640 (as Salt; less if the umask says so).
 pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_file: bool) {
+    use std::os::unix::fs::OpenOptionsExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
@@ -53,9 +55,11 @@ pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_f
             ));
             return None;
         }
+        // Salt's mode: the default log file is shared with salt-master.
         let opened = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o640)
             .open(path);
         match opened {
             Ok(file) => Some(file),
