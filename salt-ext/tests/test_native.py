@@ -6,6 +6,7 @@ Waiting is on readiness (``selectors`` on the yard's descriptor or the daemon's 
 time limits, never by sleeping.
 """
 
+import contextlib
 import json
 import os
 import selectors
@@ -207,20 +208,11 @@ def discard(stream):
         pass
 
 
-@pytest.fixture
-def master(tmp_path):
-    """A running salt-raet-master in ``tmp_path``; yields its sock_dir once its lane is up."""
-    base = tmp_path / "master"
-    etc = base / "etc"
-    etc.mkdir(parents=True)
-    sock = base / "sock"
-    port = free_udp_port()
-    (etc / "master").write_text(
-        f"interface: 127.0.0.1\nraet_port: {port}\npki_dir: {base / 'pki'}\nsock_dir: {sock}\n"
-        f"log_file: {base / 'log'}\nautosign_file: {base / 'as'}\nautoreject_file: {base / 'ar'}\n"
-    )
+@contextlib.contextmanager
+def running(name, etc):
+    """Daemon ``name`` running with configuration directory ``etc``, once its lane is up."""
     proc = subprocess.Popen(
-        [daemon_binary("salt-raet-master"), "-c", str(etc), "-l", "info"],
+        [daemon_binary(name), "-c", str(etc), "-l", "info"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -239,7 +231,7 @@ def master(tmp_path):
                     seen += chunk
         # keep reading its log so it never blocks on a full pipe
         threading.Thread(target=discard, args=(proc.stderr,), daemon=True).start()
-        yield {"sock_dir": str(sock), "port": port}
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -247,6 +239,29 @@ def master(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def run_master(base, extra=""):
+    """A salt-raet-master in ``base`` (context manager): yields its sock_dir and road port."""
+    etc = base / "etc"
+    etc.mkdir(parents=True)
+    sock = base / "sock"
+    port = free_udp_port()
+    (etc / "master").write_text(
+        f"interface: 127.0.0.1\nraet_port: {port}\npki_dir: {base / 'pki'}\nsock_dir: {sock}\n"
+        f"log_file: {base / 'log'}\nautosign_file: {base / 'as'}\nautoreject_file: {base / 'ar'}\n"
+        + extra
+    )
+    with running("salt-raet-master", etc):
+        yield {"sock_dir": str(sock), "port": port}
+
+
+@pytest.fixture
+def master(tmp_path):
+    """A running salt-raet-master in ``tmp_path``; yields its sock_dir once its lane is up."""
+    with run_master(tmp_path / "master") as info:
+        yield info
 
 
 def test_yard_registers_with_the_daemon_and_asks_its_status(master):

@@ -35,8 +35,12 @@ pub enum ErrorKind {
     NoSuchYard,
     /// The destination estate is not a joined, accepted peer.
     UnknownEstate,
-    /// The destination yard does not accept this share from this source.
+    /// The destination yard does not accept this share from this source, or (from the road)
+    /// the destination yard is named but does not serve the message's share.
     Refused,
+    /// A road message claims to come from a yard reserved to the daemon ([`MANOR`]) without
+    /// being a daemon's error envelope: dropped, never answered.
+    ReservedYard,
     /// The road could not deliver the message.
     SendFailed,
 }
@@ -50,6 +54,7 @@ impl ErrorKind {
             ErrorKind::NoSuchYard => "no_such_yard",
             ErrorKind::UnknownEstate => "unknown_estate",
             ErrorKind::Refused => "refused",
+            ErrorKind::ReservedYard => "reserved_yard",
             ErrorKind::SendFailed => "send_failed",
         }
     }
@@ -162,6 +167,17 @@ impl Envelope {
     /// Whether this is an error envelope (never answered by another error).
     pub fn is_error(&self) -> bool {
         self.load.contains_key("error") && self.load.contains_key("kind")
+    }
+
+    /// Whether this has the shape of a daemon's error envelope ([`reply_error`]): source yard
+    /// [`MANOR`] with no source share, string `error` and `kind`. The only message from yard
+    /// [`MANOR`] another daemon may send over the road.
+    fn is_daemon_error(&self) -> bool {
+        let text = |key| matches!(self.load.get(key), Some(Value::String(_)));
+        self.src[1].as_deref() == Some(MANOR)
+            && self.src[2].is_none()
+            && text("error")
+            && text("kind")
     }
 
     /// The error envelope answering this one: route swapped (from `own` estate, yard
@@ -474,7 +490,16 @@ impl RouteTable {
     }
 
     /// Decides on a message received over the road from the authenticated estate `from`:
-    /// the source estate is overwritten with `from`.
+    /// the source estate is overwritten with `from`. A source yard [`MANOR`] is accepted only
+    /// on a daemon's error envelope (anything else is dropped, counted `reserved_yard`: a
+    /// remote cannot pass for a daemon's register or status reply; the error keeps only its
+    /// `error`, `kind` and `rid`). The message goes to a yard that registered its destination
+    /// share and accepts `from` for it; it may name a yard without a share that yard serves
+    /// only when it is a daemon's error (the answer to that yard's message), or on an upstream
+    /// table (a minion daemon) when `from` is one of its upstream estates (its masters'
+    /// replies to the asking yard). Anything else is refused (counted `refused`, answered with an error envelope):
+    /// a remote never reaches a yard that did not ask for its traffic, such as the master's
+    /// publisher or the daemon's own yard.
     pub fn from_road(&mut self, own: &str, from: &str, body: &Map<String, Value>) -> Action {
         let mut env = match Envelope::parse(body) {
             Ok(env) => env,
@@ -485,6 +510,31 @@ impl RouteTable {
             }
         };
         env.src[0] = Some(from.to_owned());
+        let daemon_error = env.src[1].as_deref() == Some(MANOR);
+        if daemon_error {
+            if !env.is_daemon_error() {
+                let kind = ErrorKind::ReservedYard;
+                self.count(kind.code());
+                tracing::warn!(from, src = ?env.src, "road message from the daemon's yard dropped");
+                return Action::Drop(kind);
+            }
+            env.load
+                .retain(|key, _| ["error", "kind", RID].contains(&key.as_str()));
+        }
+        let Some(yard) = env.dst_yard.clone() else {
+            return self.deliver(own, env);
+        };
+        let replies = daemon_error || (self.upstream && self.upstreams.iter().any(|u| u == from));
+        let serves = env.dst_share.as_ref().is_some_and(|share| {
+            self.yards
+                .get(&yard)
+                .is_some_and(|reg| reg.shares.contains(share))
+        });
+        if yard == MANOR || !(serves || replies) {
+            let share = env.dst_share.clone();
+            let reason = format!("yard {yard:?} does not serve share {share:?} to the road");
+            return self.error(own, &env, ErrorKind::Refused, &reason);
+        }
         self.deliver(own, env)
     }
 
@@ -524,11 +574,17 @@ impl RouteTable {
         self.error(own, &env, ErrorKind::NoSuchYard, &reason)
     }
 
-    /// The next yard serving `share`, round-robin over its yards (in name order).
+    /// The next yard serving `share`, round-robin over its yards (in name order). Only
+    /// served shares have a position: a share nobody serves (any name a remote sends) leaves
+    /// no entry behind.
     fn spread_over(&mut self, share: &str) -> Option<String> {
         let yards = self.yards_for(share);
+        if yards.is_empty() {
+            self.spread.remove(share);
+            return None;
+        }
         let turn = self.spread.entry(share.to_owned()).or_insert(0);
-        let yard = yards.get(*turn % yards.len().max(1))?.clone();
+        let yard = yards.get(*turn % yards.len())?.clone();
         *turn = turn.wrapping_add(1);
         Some(yard)
     }

@@ -115,6 +115,8 @@ class Endpoint:
             return
         for msg in messages:
             if msg.src[1] == _native.MANOR and msg.error is None:
+                if msg.src[2] in (REGISTER_SHARE, STATUS_SHARE) and not self._from_daemon(msg):
+                    continue
                 if msg.src[2] == REGISTER_SHARE:
                     self._on_registered(msg)
                     continue
@@ -129,6 +131,25 @@ class Endpoint:
                 self._spawn(self.on_message(msg))
             elif msg.error is not None:
                 log.debug("RAET lane yard %s: %s (%s)", self.name, msg.error, msg.kind)
+
+    def _from_daemon(self, msg):
+        """
+        Whether a message from yard ``manor`` is the local daemon's own (a
+        register or status reply): its source estate is None or this host's
+        (once a registration told it). The daemon refuses a source yard
+        ``manor`` from the road; this check does not rely on it.
+        """
+        estate = msg.src[0]
+        if estate is None or self.estate is None or estate == self.estate:
+            return True
+        log.warning(
+            "RAET lane yard %s: dropping a %s reply from estate %s: not this host's daemon (%s)",
+            self.name,
+            msg.src[2],
+            estate,
+            self.estate,
+        )
+        return False
 
     def _on_registered(self, msg):
         load = json.loads(msg.load)
@@ -492,8 +513,21 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
         loop = _running_loop(io_loop)
 
         async def on_message(msg):
-            if msg.salt is not None and msg.error is None:
-                await publish_payload(_unpack(msg))
+            if msg.salt is None or msg.error is not None:
+                return
+            if msg.src[0] is not None or msg.yard == _native.MANOR:
+                # Salt signs and sends whatever reaches this yard: only a process of this
+                # host hands it publications, straight over the lane (see publish()); a
+                # message relayed by the daemon (from the road or not) has a source estate
+                log.warning(
+                    "RAET publisher: dropping a message from %s/%s (lane yard %s): "
+                    "publications come straight from a local yard only",
+                    msg.src[0],
+                    msg.src[1],
+                    msg.yard,
+                )
+                return
+            await publish_payload(_unpack(msg))
 
         self._endpoint = Endpoint(
             self.opts, loop, PUBLISHER_YARD, on_message=on_message, name=PUBLISHER_YARD

@@ -147,7 +147,7 @@ fn restrictions_refuse_other_sources_and_are_counted() {
     register(
         &mut t,
         "jobs",
-        json!({"shares": ["job"], "accept": {"job": ["m1"]}}),
+        json!({"shares": ["job", "ret"], "accept": {"job": ["m1"]}}),
     );
     let msg = body(
         json!({"route": {"src": [null, "c", null], "dst": [null, "jobs", "job"]}, "load": {}}),
@@ -413,4 +413,213 @@ fn a_master_table_never_fails_over() {
     };
     let action = t.failover("master", env, "m2", "gone", &peers(&["m2", "m3"]));
     assert_eq!(error_kind(&action).as_deref(), Some("send_failed"));
+}
+
+/// A road message from `src` (estate ignored, overwritten) to `dst`.
+fn road_msg(src: Value, dst: Value, load: Value) -> Map<String, Value> {
+    body(json!({"route": {"src": src, "dst": dst}, "load": load}))
+}
+
+#[test]
+fn a_master_refuses_road_messages_naming_a_yard_that_does_not_serve_their_share() {
+    let mut t = RouteTable::new();
+    register(&mut t, "mworker1", json!({"shares": ["req"]}));
+    // the publisher never registers a share: a minion cannot hand it a job to sign
+    let job = json!({"rid": "r1", "salt": "am9i"});
+    for dst in [
+        json!([null, "publisher", null]),
+        json!(["master", "publisher", "req"]),
+        json!([null, "mworker1", null]),
+        json!([null, "mworker1", "pub"]),
+        json!([null, "manor", null]),
+        json!([null, "manor", "register"]),
+    ] {
+        let action = t.from_road(
+            "master",
+            "m1",
+            &road_msg(json!([null, "x", null]), dst.clone(), job.clone()),
+        );
+        assert_eq!(error_kind(&action).as_deref(), Some("refused"), "{dst}");
+        match action {
+            Action::Road(to, reply) => {
+                assert_eq!(to, vec!["m1".to_owned()], "{dst}");
+                assert_eq!(reply.dst_yard.as_deref(), Some("x"));
+                assert_eq!(reply.load.get(RID), Some(&json!("r1")));
+            }
+            other => panic!("{dst}: not answered to the sender: {other:?}"),
+        }
+    }
+    assert_eq!(t.counters().get("refused"), Some(&6));
+    assert_eq!(t.counters().get("routed_local"), None);
+    // a yard named with a share it serves is reached
+    let named = road_msg(
+        json!([null, "x", null]),
+        json!([null, "mworker1", "req"]),
+        json!({}),
+    );
+    assert!(matches!(t.from_road("master", "m1", &named), Action::Local(y, _) if y == "mworker1"));
+    // a minion daemon's error reaches the named yard with its error, kind and rid only
+    let mut err = reply_error(
+        DstEstate::Local,
+        Some("publisher".into()),
+        "m1",
+        ErrorKind::UnknownShare,
+        "x",
+    );
+    err.load.insert(RID.into(), json!("r2"));
+    err.load.insert("salt".into(), json!("am9i"));
+    match t.from_road("master", "m1", &err.to_body()) {
+        Action::Local(yard, env) => {
+            assert_eq!(yard, "publisher");
+            let keys: Vec<&str> = env.load.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["error", "kind", "rid"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // but never the daemon's own yard (an error is dropped, not answered)
+    err.dst_yard = Some(MANOR.into());
+    assert_eq!(
+        t.from_road("master", "m1", &err.to_body()),
+        Action::Drop(ErrorKind::Refused)
+    );
+}
+
+#[test]
+fn a_master_refuses_a_named_yard_whose_restriction_excludes_the_source() {
+    let mut t = RouteTable::new();
+    register(
+        &mut t,
+        "jobs",
+        json!({"shares": ["job"], "accept": {"job": ["m1"]}}),
+    );
+    let msg = road_msg(
+        json!([null, "c", null]),
+        json!([null, "jobs", "job"]),
+        json!({}),
+    );
+    assert!(matches!(
+        t.from_road("master", "m1", &msg),
+        Action::Local(..)
+    ));
+    assert_eq!(
+        error_kind(&t.from_road("master", "m2", &msg)).as_deref(),
+        Some("refused")
+    );
+}
+
+/// A minion table whose master `master` joined.
+fn minion_table() -> RouteTable {
+    let mut t = RouteTable::with_upstream();
+    t.set_upstreams(vec!["master".into()]);
+    register(&mut t, "sub", json!({"shares": ["pub", "presence"]}));
+    t
+}
+
+#[test]
+fn a_minion_delivers_its_masters_replies_to_the_asking_yard() {
+    let mut t = minion_table();
+    let reply = road_msg(
+        json!([null, "mworker1", null]),
+        json!(["m1", "req5x0", null]),
+        json!({"rid": "r"}),
+    );
+    assert!(matches!(t.from_road("m1", "master", &reply), Action::Local(y, _) if y == "req5x0"));
+    // the master daemon's own error (a transient unknown_share) reaches the asking yard too
+    let err = reply_error(
+        DstEstate::One("m1".into()),
+        Some("req5x0".into()),
+        "master",
+        ErrorKind::UnknownShare,
+        "x",
+    );
+    assert!(
+        matches!(t.from_road("m1", "master", &err.to_body()), Action::Local(y, _) if y == "req5x0")
+    );
+    // a publication goes to the yard serving pub
+    let publ = road_msg(
+        json!([null, "pub1", null]),
+        json!(["m1", null, "pub"]),
+        json!({}),
+    );
+    assert!(matches!(t.from_road("m1", "master", &publ), Action::Local(y, _) if y == "sub"));
+    // an estate that is not one of its masters names no yard, and nobody names the manor
+    let stranger = t.from_road("m1", "other", &reply);
+    assert_eq!(error_kind(&stranger).as_deref(), Some("refused"));
+    let manor = road_msg(
+        json!([null, "x", null]),
+        json!([null, "manor", "register"]),
+        json!({}),
+    );
+    assert_eq!(
+        error_kind(&t.from_road("m1", "master", &manor)).as_deref(),
+        Some("refused")
+    );
+    assert_eq!(t.counters().get("refused"), Some(&2));
+}
+
+#[test]
+fn a_road_message_from_the_daemons_yard_is_dropped_unless_a_daemon_error() {
+    let mut t = RouteTable::new();
+    register(&mut t, "mworker1", json!({"shares": ["req"]}));
+    // a fake "registered" reply handed to the request workers
+    for fake in [
+        json!({"estate": "m1", "registered": true}),
+        json!({"estate": "m1", "error": 1, "kind": 2}),
+    ] {
+        let msg = road_msg(
+            json!([null, "manor", "register"]),
+            json!([null, null, "req"]),
+            fake,
+        );
+        assert_eq!(
+            t.from_road("master", "m1", &msg),
+            Action::Drop(ErrorKind::ReservedYard)
+        );
+    }
+    let status = road_msg(
+        json!(["master", "manor", null]),
+        json!([null, null, "req"]),
+        json!({}),
+    );
+    assert_eq!(
+        t.from_road("master", "m1", &status),
+        Action::Drop(ErrorKind::ReservedYard)
+    );
+    assert_eq!(t.counters().get("reserved_yard"), Some(&3));
+    assert_eq!(t.counters().get("routed_local"), None);
+}
+
+#[test]
+fn round_robin_positions_exist_only_for_served_shares() {
+    let mut t = RouteTable::new();
+    for i in 0..50 {
+        let msg = road_msg(
+            json!([null, "x", null]),
+            json!([null, null, format!("s{i}")]),
+            json!({}),
+        );
+        assert_eq!(
+            error_kind(&t.from_road("master", "m1", &msg)).as_deref(),
+            Some("unknown_share")
+        );
+    }
+    assert!(t.spread.is_empty(), "{:?}", t.spread);
+    register(&mut t, "w", json!({"shares": ["req"]}));
+    let req = road_msg(
+        json!([null, "x", null]),
+        json!([null, null, "req"]),
+        json!({}),
+    );
+    assert!(matches!(
+        t.from_road("master", "m1", &req),
+        Action::Local(..)
+    ));
+    assert_eq!(t.spread.keys().collect::<Vec<_>>(), ["req"]);
+    // the share's last yard gone: its position goes with the next message for it
+    t.forget("w");
+    assert_eq!(
+        error_kind(&t.from_road("master", "m1", &req)).as_deref(),
+        Some("unknown_share")
+    );
+    assert!(t.spread.is_empty());
 }

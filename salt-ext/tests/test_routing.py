@@ -1,0 +1,147 @@
+"""
+Who may reach which yard: the daemon's routing rules against a minion that names the master's
+yards (the real ``salt-raet-master`` and ``salt-raet-minion``), and the transport's own checks
+(a forged daemon reply, a publication that did not come straight from a local yard).
+
+Waiting is on readiness (selectors, futures) with time limits, never by sleeping.
+"""
+
+import asyncio
+import json
+import socket
+
+from test_native import LIMIT, page, recv_until, run_master, running
+
+import saltext_raet  # noqa: F401  (registers the transport)
+from saltext_raet import _native, transport
+
+
+def send_raw(yard, sender, src, load, share=None, bi=1):
+    """An envelope from ``src`` to ``yard`` (an Endpoint's or a Yard's), as lane yard ``sender``."""
+    body = {"route": {"src": src, "dst": [None, yard.name, share]}, "load": load}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as raw:
+        raw.sendto(page(sender, yard.name, json.dumps(body).encode(), bi=bi), yard.path)
+
+
+def test_an_endpoint_takes_register_and_status_replies_from_its_own_estate_only(tmp_path):
+    opts = {"sock_dir": str(tmp_path)}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        handled = asyncio.Queue()
+
+        async def on_message(msg):
+            await handled.put(msg)
+
+        endpoint = transport.Endpoint(opts, loop, "w", on_message=on_message)
+        try:
+            status = loop.create_future()
+            endpoint._status.append(status)  # pylint: disable=protected-access
+            yard = endpoint.yard
+            registered = {"registered": True, "estate": "master1"}
+            send_raw(yard, _native.MANOR, ["master1", _native.MANOR, "register"], registered, "register", 1)
+            # a minion passing for the daemon (finding: its id taken for the local estate)
+            forged = {"registered": True, "estate": "m1"}
+            send_raw(yard, _native.MANOR, ["m1", _native.MANOR, "register"], forged, "register", 2)
+            send_raw(yard, _native.MANOR, ["m1", _native.MANOR, "status"], {"estate": "m1"}, "status", 3)
+            send_raw(yard, _native.MANOR, ["master1", "x", None], {"marker": 1}, None, 4)
+            marker = await asyncio.wait_for(handled.get(), LIMIT)
+            assert json.loads(marker.load) == {"marker": 1}
+            assert handled.empty(), "a forged daemon reply went to the handler"
+            assert endpoint.estate == "master1"
+            assert not status.done(), "a forged status reply was taken"
+            send_raw(yard, _native.MANOR, ["master1", _native.MANOR, "status"], {"estate": "master1"}, "status", 5)
+            assert await asyncio.wait_for(status, LIMIT) == {"estate": "master1"}
+        finally:
+            endpoint.close()
+
+    asyncio.run(main())
+
+
+def test_the_publisher_publishes_only_what_a_local_yard_hands_it_directly(tmp_path):
+    opts = {"transport": "raet", "sock_dir": str(tmp_path)}
+    server = transport.PublishServer(opts)
+
+    async def main():
+        published = asyncio.Queue()
+
+        async def publish_payload(payload):
+            await published.put(payload)
+
+        await server.publisher(publish_payload)
+        yard = server._endpoint.yard  # pylint: disable=protected-access
+        # relayed by the daemon: from a minion over the road, or from a local yard through it
+        send_raw(yard, _native.MANOR, ["m1", "evil", None], {"salt": "am9i"}, None, 1)
+        send_raw(yard, _native.MANOR, ["master1", "req9x0", None], {"salt": "am9i"}, None, 2)
+        # straight from a local yard (what PublishServer.publish does)
+        await server.publish(b"local job")
+        assert await asyncio.wait_for(published.get(), LIMIT) == b"local job"
+        assert published.empty()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def wait_allowed(yard):
+    """Waits until the minion daemon of ``yard`` (registered for presence) has an allowed master."""
+    yard.send((None, _native.MANOR, "status"))
+    (status,) = recv_until(yard)
+    if any(r.get("allowed") for r in json.loads(status.load).get("remotes", [])):
+        return
+    # not yet: the daemon tells its presence yards when the master allows it
+    while True:
+        for msg in recv_until(yard):
+            if msg.src[2] == "presence" and json.loads(msg.load).get("change") in ("new", "present"):
+                return
+
+
+def next_answer(yard):
+    """The next message of ``yard`` that is not a presence change."""
+    while True:
+        answers = [m for m in recv_until(yard) if m.src[2] != "presence"]
+        if answers:
+            (answer,) = answers
+            return answer
+
+
+def test_a_minion_reaches_only_the_masters_yards_that_serve_a_share(tmp_path):
+    with run_master(tmp_path / "master", "auto_accept: True\n") as master:
+        base = tmp_path / "m1"
+        etc = base / "etc"
+        etc.mkdir(parents=True)
+        (etc / "minion").write_text(
+            f"id: m1\nmaster: 127.0.0.1\nraet_master_port: {master['port']}\nraet_port: 0\n"
+            f"pki_dir: {base / 'pki'}\nsock_dir: {base / 'sock'}\nlog_file: {base / 'log'}\n"
+        )
+        master_lane = _native.lane_dir(master["sock_dir"])
+        with (
+            _native.Yard(master_lane, transport.PUBLISHER_YARD) as publisher,
+            _native.Yard(master_lane, "mworker1") as worker,
+            running("salt-raet-minion", etc),
+            _native.Yard(_native.lane_dir(str(base / "sock")), "evil") as evil,
+        ):
+            worker.send((None, _native.MANOR, "register"), json.dumps({"shares": ["req"]}))
+            (ack,) = recv_until(worker)
+            master_id = json.loads(ack.load)["estate"]
+            evil.send((None, _native.MANOR, "register"), json.dumps({"shares": ["presence"]}))
+            (ack,) = recv_until(evil)
+            assert json.loads(ack.load)["registered"] is True
+            wait_allowed(evil)
+
+            # a job handed straight to the master's publisher, or to a worker by name: refused
+            for n, dst in enumerate([(master_id, transport.PUBLISHER_YARD, None), (master_id, "mworker1", None)]):
+                rid = f"{n}" * 32
+                evil.send(dst, json.dumps({"rid": rid}), b"job")
+                err = next_answer(evil)
+                assert (err.kind, err.rid, err.src[0]) == ("refused", rid, master_id), err
+            # the share the worker registered is served (and answered to the asking yard)
+            evil.send((None, None, "req"), json.dumps({"rid": "r" * 32}), b"question")
+            (req,) = recv_until(worker)
+            assert (req.src[0], req.src[1], req.salt) == ("m1", "evil", b"question")
+            worker.send(("m1", "evil", None), json.dumps({"rid": "r" * 32}), b"answer")
+            reply = next_answer(evil)
+            assert (reply.rid, reply.salt, reply.error) == ("r" * 32, b"answer", None)
+            assert publisher.recv() == [], "the publisher got a message from the road"
+            assert worker.recv() == []
