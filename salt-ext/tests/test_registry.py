@@ -139,3 +139,66 @@ def test_revoke_auth_is_refused_in_native_mode():
     load = {"cmd": "_revoke_auth", "id": "m1", "tok": b"raet"}
     assert asyncio.run(server.handle_message({"enc": "aes", "load": load}, peer="m1")) is False
     assert server.payload_handler.seen == []
+
+
+class _Event:
+    """Records the events Maintenance fires."""
+
+    def __init__(self):
+        self.fired = []
+
+    def connect_pull(self, timeout=None):
+        return True
+
+    def fire_event(self, data, tag):
+        self.fired.append((tag, data))
+
+
+class _CkMinions:
+    def connected_ids(self):
+        return {"m1"}
+
+
+def _maintenance(tmp_path, transport_name):
+    import salt.master
+
+    maintenance = salt.master.Maintenance.__new__(salt.master.Maintenance)
+    maintenance.opts = {"transport": transport_name, "cachedir": str(tmp_path)}
+    maintenance.presence_events = True
+    maintenance.event = _Event()
+    maintenance.ckminions = _CkMinions()
+    return maintenance
+
+
+def test_maintenance_leaves_presence_events_to_the_raet_daemon(tmp_path):
+    import salt.master
+
+    handle = salt.master.Maintenance.handle_presence
+    assert handle.__wrapped__.__qualname__ == "Maintenance.handle_presence"
+    raet = _maintenance(tmp_path, "raet")
+    raet.handle_presence(set())
+    assert raet.event.fired == []
+    # Other transports: Salt's own events, unchanged.
+    zeromq = _maintenance(tmp_path, "zeromq")
+    old_present = set()
+    zeromq.handle_presence(old_present)
+    tags = [tag for tag, _ in zeromq.event.fired]
+    assert tags == ["salt/presence/change", "salt/presence/present"]
+    assert zeromq.event.fired[0][1] == {"new": ["m1"], "lost": []}
+    assert old_present == {"m1"}
+
+
+def test_an_unknown_handle_presence_is_left_alone(caplog):
+    class Maintenance:
+        def handle_presence(self, old_present, extra):
+            return "salt's"
+
+    class Module:
+        pass
+
+    module = Module()
+    module.Maintenance = Maintenance
+    original = Maintenance.handle_presence
+    registry._patch_maintenance(module)
+    assert Maintenance.handle_presence is original
+    assert "may be fired twice" in caplog.text

@@ -15,12 +15,16 @@ those factories runs, in every daemon and command; :func:`install` then
   the channel factories so that ``transport: raet`` gets the channels of
   :mod:`saltext_raet.channel`;
 * lazily (first master-side factory call) maps 3008's worker-pool hop to
-  Salt's ``tcp`` transport, which only matters with ``raet_salt_crypto``.
+  Salt's ``tcp`` transport, which only matters with ``raet_salt_crypto``;
+* with transport raet, answers ``CkMinions.connected_ids`` from the master's
+  RAET daemon and leaves the ``salt/presence/*`` events to that daemon (it
+  fires them at once on a change): Salt's ``Maintenance`` fires none.
 """
 
 import importlib
 import importlib.abc
 import importlib.util
+import inspect
 import logging
 import sys
 
@@ -196,6 +200,7 @@ def _wrap_channel_factories():
         "salt.channel.client": _patch_client_channels,
         "salt.channel.server": _patch_server_channels,
         "salt.utils.minions": _patch_presence,
+        "salt.master": _patch_maintenance,
     }
     for module_name, patch in targets.items():
         if module_name in sys.modules:
@@ -248,6 +253,36 @@ def _patch_presence(module):
         return set(ids)
 
     module.CkMinions.connected_ids = connected_ids
+
+
+def _patch_maintenance(module):
+    """
+    With ``presence_events``, Salt 3007's and 3008's ``Maintenance`` fires
+    ``salt/presence/change`` and ``salt/presence/present`` every
+    ``loop_interval`` from ``connected_ids``, and so does the master's RAET
+    daemon (at once on a change): with transport raet only the daemon fires
+    them, as Salt leaves them to the transport with ``tcp``. The wrapped
+    ``handle_presence(self, old_present)`` is the same in 3007 and 3008; any
+    other form is left alone, with a warning.
+    """
+    maintenance = getattr(module, "Maintenance", None)
+    original = getattr(maintenance, "handle_presence", None)
+    params = list(inspect.signature(original).parameters) if original else None
+    if params != ["self", "old_present"]:
+        log.warning(
+            "RAET: salt.master.Maintenance.handle_presence not as in Salt 3007/3008 (%s); "
+            "with presence_events, salt/presence events may be fired twice",
+            params,
+        )
+        return
+
+    def handle_presence(self, old_present):
+        if ttype(self.opts) == NAME:
+            return None
+        return original(self, old_present)
+
+    handle_presence.__wrapped__ = original
+    maintenance.handle_presence = handle_presence
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
