@@ -1,6 +1,7 @@
 //! LaneStack over real Unix datagram sockets in a temporary directory.
 
 use std::os::unix::net::UnixDatagram as StdDatagram;
+use std::time::Duration;
 
 use raet::lane::{LaneError, LaneStack};
 use serde_json::{json, Map, Value};
@@ -214,4 +215,37 @@ async fn restarted_yard_discards_its_stale_partial_book() {
         obj(json!({"after": "restart"}))
     );
     assert_eq!(b.stats().get("missed_page"), Some(&1));
+}
+
+#[tokio::test]
+async fn more_short_lived_yards_than_the_table_holds_are_all_heard() {
+    // As Salt makes a yard per command (req<pid>x<n>): each sends once and exits.
+    const YARDS: usize = 1030; // the remote-yard table holds 1024
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = yard(dir.path(), "manor").await;
+    for n in 0..YARDS {
+        let name = format!("req{n}");
+        let client = yard(dir.path(), &name).await;
+        client
+            .send("manor", &obj(json!({ "n": n })))
+            .await
+            .expect("send");
+        let got = tokio::time::timeout(Duration::from_secs(20), hub.recv()).await;
+        let (from, body) = got.expect("heard in time (not refused)").expect("recv");
+        assert_eq!(
+            (from.as_str(), body.get("n")),
+            (name.as_str(), Some(&json!(n)))
+        );
+        if n + 1 == YARDS {
+            // The hub still answers a yard it learnt after evicting others.
+            hub.send(&name, &obj(json!({"reply": n})))
+                .await
+                .expect("reply");
+            assert_eq!(client.recv().await.expect("reply").0, "manor");
+        }
+    }
+    let stats = hub.stats();
+    assert_eq!(stats.get("received"), Some(&(YARDS as u64)), "{stats:?}");
+    assert_eq!(stats.get("yards_evicted"), Some(&6), "{stats:?}");
+    assert_eq!(stats.get("invalid_source_yard"), None, "{stats:?}");
 }

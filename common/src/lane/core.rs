@@ -6,7 +6,7 @@
 //! caller passes the time for session ids). Both drivers use it: the tokio
 //! [`super::LaneStack`] and the poll-driven [`super::LaneYard`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,8 @@ use serde_json::{Map, Value};
 use super::page::{paginate, session_id, BookAddress, BookLimits, Books, PackKind, Page};
 use super::{check_lane_name, check_yard_name, LaneError, Message};
 
-/// Most remote yards one yard keeps (auto-created ones included).
+/// Most remote yards one yard keeps (auto-created ones included); beyond it
+/// the least recently used yard is forgotten to make room.
 const MAX_YARDS: usize = 1024;
 
 /// A yard we send to or heard from.
@@ -28,14 +29,17 @@ struct RemoteYard {
     sid: Option<String>,
     /// Last book id sent to it.
     bid: u32,
+    /// When it was last sent to or heard from (a [`YardCore`] tick).
+    used: u64,
 }
 
 impl RemoteYard {
-    fn new(path: PathBuf) -> RemoteYard {
+    fn new(path: PathBuf, used: u64) -> RemoteYard {
         RemoteYard {
             path,
             sid: None,
             bid: 0,
+            used,
         }
     }
 }
@@ -61,6 +65,10 @@ pub struct YardCore {
     lane: String,
     dir: PathBuf,
     yards: HashMap<String, RemoteYard>,
+    /// Most entries in `yards` (see [`MAX_YARDS`]).
+    max_yards: usize,
+    /// Logical clock: bumped on every use of a remote yard, for LRU eviction.
+    tick: u64,
     books: Books,
     counters: BTreeMap<&'static str, u64>,
 }
@@ -80,6 +88,8 @@ impl YardCore {
             lane: lane.to_owned(),
             dir: dir.into(),
             yards: HashMap::new(),
+            max_yards: MAX_YARDS,
+            tick: 0,
             books: Books::new(limits),
             counters: BTreeMap::new(),
         })
@@ -114,17 +124,20 @@ impl YardCore {
         }
         let sn = page.head.sn.as_str();
         check_yard_name(sn).map_err(|_| LaneError::BadSource(sn.to_owned()))?;
-        if !self.yards.contains_key(sn) {
-            let path = match src {
-                Some(path) if yard_of(path) == Some(sn) => path.to_path_buf(),
-                Some(_) => return Err(LaneError::BadSource(sn.to_owned())),
-                None => self.yard_path(sn),
-            };
-            if self.yards.len() >= MAX_YARDS {
-                return Err(LaneError::BadSource(sn.to_owned()));
+        self.tick += 1;
+        match self.yards.get_mut(sn) {
+            Some(yard) => yard.used = self.tick,
+            None => {
+                let path = match src {
+                    Some(path) if yard_of(path) == Some(sn) => path.to_path_buf(),
+                    Some(_) => return Err(LaneError::BadSource(sn.to_owned())),
+                    None => self.yard_path(sn),
+                };
+                self.make_room();
+                tracing::debug!(yard = sn, path = %path.display(), "new remote yard");
+                self.yards
+                    .insert(sn.to_owned(), RemoteYard::new(path, self.tick));
             }
-            tracing::debug!(yard = sn, path = %path.display(), "new remote yard");
-            self.yards.insert(sn.to_owned(), RemoteYard::new(path));
         }
         Ok(self.books.insert(&page)?.map(|body| (page.head.sn, body)))
     }
@@ -156,14 +169,16 @@ impl YardCore {
         rng: &mut R,
     ) -> Result<Outgoing, LaneError> {
         check_yard_name(to)?;
-        if !self.yards.contains_key(to) && self.yards.len() >= MAX_YARDS {
-            return Err(LaneError::BadSource(to.to_owned()));
+        if !self.yards.contains_key(to) {
+            self.make_room();
         }
+        self.tick += 1;
         let path = self.yard_path(to);
         let yard = self
             .yards
             .entry(to.to_owned())
-            .or_insert_with(|| RemoteYard::new(path));
+            .or_insert_with(|| RemoteYard::new(path, 0));
+        yard.used = self.tick;
         let si = yard
             .sid
             .get_or_insert_with(|| session_id(unix_micros, rng))
@@ -232,12 +247,34 @@ impl YardCore {
         }
     }
 
+    /// Makes room for one more remote yard when the table is full: forgets
+    /// the least recently used yard, preferring one with no book being
+    /// reassembled (`yards_evicted` counted). A forgotten yard is learnt again
+    /// from its next page; our next send to it starts a new session.
+    fn make_room(&mut self) {
+        while self.yards.len() >= self.max_yards.max(1) {
+            let busy: BTreeSet<&str> = self.books.open_sources().collect();
+            let Some(victim) = self
+                .yards
+                .iter()
+                .min_by_key(|(name, yard)| (busy.contains(name.as_str()), yard.used))
+                .map(|(name, _)| name.clone())
+            else {
+                return;
+            };
+            tracing::debug!(yard = %victim, "remote yard table full: forgetting the least recently used");
+            self.yards.remove(&victim);
+            self.count("yards_evicted");
+        }
+    }
+
     /// Counters: pages dropped by reason (`invalid_page_header`,
     /// `invalid_page_body`, `invalid_destination`, `invalid_source_yard`,
     /// `missed_page`, `page_count_mismatch`, `oversize_book`), books dropped
     /// (`stale_book`, `evicted_book`), `books_completed`, `received`, `sent`,
     /// send failures (`stale_transmit_yard`, `full_transmit_yard`,
-    /// `error_transmit_yard`), `receive_error`, and whatever the driver counts.
+    /// `error_transmit_yard`), `receive_error`, remote yards forgotten to make
+    /// room (`yards_evicted`), and whatever the driver counts.
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
         let mut stats = self.counters.clone();
         let books = self.books.stats();
@@ -393,6 +430,89 @@ mod tests {
         assert_eq!(stats.get("stale_transmit_yard"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("error_transmit_yard"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("sent"), Some(&1), "{stats:?}");
+    }
+
+    /// A core keeping at most `max` remote yards.
+    fn small_core(max: usize) -> YardCore {
+        let mut c = core("hub");
+        c.max_yards = max;
+        c
+    }
+
+    fn known(c: &YardCore) -> BTreeSet<&str> {
+        c.yards.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_least_recently_used_yard() {
+        let mut c = small_core(3);
+        let mut rng = rand::thread_rng();
+        for name in ["a", "b", "c"] {
+            c.receive(&page(name, "hub", "{}"), None).expect(name);
+        }
+        // Sending to "a" and hearing from "b" make "c" the least recently used.
+        c.prepare_send("a", &Map::new(), 1, &mut rng).expect("a");
+        c.receive(&page("b", "hub", "{}"), None).expect("b");
+        let got = c.receive(&page("d", "hub", r#"{"n":4}"#), None);
+        assert!(
+            matches!(got, Ok(Some((ref from, _))) if from == "d"),
+            "{got:?}"
+        );
+        assert_eq!(known(&c), BTreeSet::from(["a", "b", "d"]));
+        // A send to a new yard makes room the same way ("a" is now the oldest).
+        c.prepare_send("e", &Map::new(), 2, &mut rng).expect("e");
+        assert_eq!(known(&c), BTreeSet::from(["b", "d", "e"]));
+        assert_eq!(c.stats().get("yards_evicted"), Some(&2));
+        assert_eq!(c.stats().get("invalid_source_yard"), None);
+    }
+
+    /// The pages of a three-page message from yard `from` to `hub`.
+    fn book_from(from: &str) -> Vec<Vec<u8>> {
+        let big = Map::from_iter([("blob".to_owned(), Value::from("x".repeat(150_000)))]);
+        let out = core(from)
+            .prepare_send("hub", &big, 1, &mut rand::thread_rng())
+            .expect("pages");
+        assert_eq!(out.pages.len(), 3);
+        out.pages
+    }
+
+    #[test]
+    fn a_yard_with_a_book_in_progress_is_evicted_last() {
+        let mut c = small_core(2);
+        let pages = book_from("a");
+        let [p0, p1, p2] = [0, 1, 2].map(|i| pages.get(i).expect("page"));
+        // "a" is the least recently used but has a book open: "b" goes first.
+        assert!(c.receive(p0, None).expect("page 0").is_none());
+        c.receive(&page("b", "hub", "{}"), None).expect("b");
+        c.receive(&page("c", "hub", "{}"), None).expect("c");
+        assert_eq!(known(&c), BTreeSet::from(["a", "c"]));
+        assert!(c.receive(p1, None).expect("page 1").is_none());
+        let done = c.receive(p2, None).expect("page 2");
+        assert!(
+            done.is_some_and(|(from, _)| from == "a"),
+            "the book completes"
+        );
+        // Its book done, "a" is an ordinary yard again (and the most recent).
+        c.receive(&page("d", "hub", "{}"), None).expect("d");
+        assert_eq!(known(&c), BTreeSet::from(["a", "d"]));
+        assert_eq!(c.stats().get("yards_evicted"), Some(&2));
+    }
+
+    #[test]
+    fn when_every_yard_has_a_book_open_the_least_recently_used_goes() {
+        let mut c = small_core(2);
+        let (a, b) = (book_from("a"), book_from("b"));
+        for first in [&a, &b] {
+            let first = first.first().expect("page 0");
+            assert!(c.receive(first, None).expect("page 0").is_none());
+        }
+        c.receive(&page("c", "hub", "{}"), None).expect("c");
+        assert_eq!(known(&c), BTreeSet::from(["b", "c"]));
+        // "a"'s book survives its yard: the rest of it still completes.
+        let rest = a.get(1..).unwrap_or_default();
+        let done = rest.iter().map(|p| c.receive(p, None)).last();
+        assert!(matches!(done, Some(Ok(Some(_)))), "{done:?}");
+        assert_eq!(c.stats().get("yards_evicted"), Some(&2));
     }
 
     #[test]

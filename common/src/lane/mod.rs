@@ -93,7 +93,7 @@ pub enum LaneError {
     /// A page addressed to another yard.
     #[error("page for yard {0:?} received by another yard")]
     WrongDestination(String),
-    /// A page whose source address does not match its `sn`, or too many yards.
+    /// A page whose source address does not match its `sn`.
     #[error("unacceptable source yard {0:?}")]
     BadSource(String),
     /// The destination yard's socket does not exist or nobody listens there.

@@ -436,6 +436,11 @@ impl Books {
         self.open.len()
     }
 
+    /// The source yards (`sn`) of the open books (with repeats).
+    pub fn open_sources(&self) -> impl Iterator<Item = &str> {
+        self.open.keys().map(|k| k.sn.as_str())
+    }
+
     /// Body bytes held by open books.
     pub fn open_bytes(&self) -> usize {
         self.open_bytes
