@@ -490,16 +490,17 @@ impl RouteTable {
     }
 
     /// Decides on a message received over the road from the authenticated estate `from`:
-    /// the source estate is overwritten with `from`. A source yard [`MANOR`] is accepted only
-    /// on a daemon's error envelope (anything else is dropped, counted `reserved_yard`: a
-    /// remote cannot pass for a daemon's register or status reply; the error keeps only its
-    /// `error`, `kind` and `rid`). The message goes to a yard that registered its destination
-    /// share and accepts `from` for it; it may name a yard without a share that yard serves
-    /// only when it is a daemon's error (the answer to that yard's message), or on an upstream
-    /// table (a minion daemon) when `from` is one of its upstream estates (its masters'
-    /// replies to the asking yard). Anything else is refused (counted `refused`, answered with an error envelope):
-    /// a remote never reaches a yard that did not ask for its traffic, such as the master's
-    /// publisher or the daemon's own yard.
+    /// the source estate is overwritten with `from`.
+    ///
+    /// A source yard [`MANOR`] is accepted only on a daemon's error envelope, whose load keeps
+    /// only its `error`, `kind` and `rid` (anything else is dropped, counted `reserved_yard`: a
+    /// remote cannot pass for a daemon's register or status reply). The message goes to a
+    /// yard that registered its destination share and accepts `from` for it. It may name a
+    /// yard without a share that yard serves only when it is a daemon's error (the answer to
+    /// that yard's message), or on an upstream table (a minion daemon) when `from` is one of
+    /// its upstream estates (its masters' replies to the asking yard); never [`MANOR`].
+    /// Anything else is refused (counted `refused`, answered with an error envelope): a remote
+    /// never reaches a yard that did not ask for its traffic, such as the master's publisher.
     pub fn from_road(&mut self, own: &str, from: &str, body: &Map<String, Value>) -> Action {
         let mut env = match Envelope::parse(body) {
             Ok(env) => env,
@@ -510,8 +511,8 @@ impl RouteTable {
             }
         };
         env.src[0] = Some(from.to_owned());
-        let daemon_error = env.src[1].as_deref() == Some(MANOR);
-        if daemon_error {
+        let from_manor = env.src[1].as_deref() == Some(MANOR);
+        if from_manor {
             if !env.is_daemon_error() {
                 let kind = ErrorKind::ReservedYard;
                 self.count(kind.code());
@@ -524,7 +525,7 @@ impl RouteTable {
         let Some(yard) = env.dst_yard.clone() else {
             return self.deliver(own, env);
         };
-        let replies = daemon_error || (self.upstream && self.upstreams.iter().any(|u| u == from));
+        let replies = from_manor || (self.upstream && self.upstreams.iter().any(|u| u == from));
         let serves = env.dst_share.as_ref().is_some_and(|share| {
             self.yards
                 .get(&yard)
