@@ -1277,3 +1277,37 @@ fn a_join_claiming_another_minions_role_is_refused() {
     wait_for(LIMIT, "victim allowed again", || allowed(&master, "victim"));
     assert!(accepted(&master, "victim").exists());
 }
+
+/// `salt-key -d` of a minion that is gone removes its row from `status`, whether it was
+/// lost first (d1) or its session was still open (d2); an accepted minion stays (d3).
+#[test]
+fn a_deleted_minion_vanishes_from_status() {
+    let site = Site::new();
+    let master = site.master("auto_accept: True\n");
+    let port = master.port();
+    let mut minions: Vec<Daemon> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|id| site.minion(id, port))
+        .collect();
+    for id in ["d1", "d2", "d3"] {
+        wait_for(LIMIT, "minions allowed", || allowed(&master, id));
+    }
+    minions[0].kill();
+    wait_for(LIMIT, "d1 lost", || {
+        master.row("d1").is_some_and(|r| r["presence"] == "lost")
+    });
+    fs::remove_file(accepted(&master, "d1")).unwrap();
+    wait_for(LIMIT, "d1 gone from status", || master.row("d1").is_none());
+    minions[1].kill();
+    fs::remove_file(accepted(&master, "d2")).unwrap();
+    wait_for(LIMIT, "d2 gone from status", || master.row("d2").is_none());
+    let status = master.status().unwrap();
+    let ids: Vec<&Value> = status["remotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["id"])
+        .collect();
+    assert_eq!(ids, [&json!("d3")], "{status}");
+    assert!(allowed(&master, "d3"));
+}

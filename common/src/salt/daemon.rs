@@ -174,7 +174,7 @@ struct SaltKeys {
     changes: mpsc::Receiver<KeyChange>,
     _watcher: PkiWatcher,
     /// The key state of each id as last applied to the road (the pki watcher and
-    /// `salt/key` events may both report one change).
+    /// `salt/key` events may both report one change); also what `status` shows.
     applied: BTreeMap<String, Option<KeyState>>,
     /// Ids whose `salt/auth` accept was fired by the decision on their pending join; the
     /// join's completion fires it for all others (joins the road accepts from memory, and
@@ -834,8 +834,25 @@ impl Daemon {
                     peer.allowed = false;
                     peer.uid = None;
                 }
+                self.forget_if_deleted(&name);
             }
             _ => {}
+        }
+    }
+
+    /// Forgets the peer row of `name` once the pki directories have no key for it (native
+    /// master): a deleted minion vanishes from `status`.
+    fn forget_if_deleted(&mut self, name: &str) {
+        let Side::Master {
+            keys: Some(keys), ..
+        } = &self.side
+        else {
+            return;
+        };
+        if matches!(key_state(keys.acceptor.pki(), name), Ok(None))
+            && self.peers.remove(name).is_some()
+        {
+            debug!(remote = %name, "no key left: forgotten");
         }
     }
 
@@ -1123,6 +1140,8 @@ impl Daemon {
             .into_iter()
             .any(|r| r.name == change.id);
         if !known {
+            // Lost before it was deleted: nothing for the road to do.
+            self.forget_if_deleted(&change.id);
             return;
         }
         let result = match change.new {
@@ -1137,6 +1156,7 @@ impl Daemon {
                     roles_lock(&roles).remove(&change.id);
                 }
                 self.drop_session(&change.id).await;
+                self.forget_if_deleted(&change.id);
                 result
             }
         };
@@ -1172,16 +1192,15 @@ impl Daemon {
         let now = (Instant::now(), SystemTime::now());
         let remotes = self.road.remotes().await;
         let mut rows: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-        let (role, scan) = match &self.side {
-            Side::Master { keys, .. } => (
-                "master",
-                keys.as_ref().and_then(|k| k.acceptor.pki().scan().ok()),
-            ),
+        // Native master: the key states as last applied (the pki watcher's scans, salt/key
+        // events and our own decisions), not a scan of every key file per request.
+        let (role, states) = match &self.side {
+            Side::Master { keys, .. } => ("master", keys.as_ref().map(|k| k.applied.clone())),
             Side::Minion { .. } => ("minion", None),
         };
-        if let Some(scan) = &scan {
-            for id in scan.ids() {
-                rows.entry(id).or_default();
+        if let Some(states) = &states {
+            for (id, _) in states.iter().filter(|(_, state)| state.is_some()) {
+                rows.entry(id.clone()).or_default();
             }
         }
         for (name, peer) in &self.peers {
@@ -1205,7 +1224,7 @@ impl Daemon {
                     json!(now.1.checked_sub(ago).map(epoch_secs)),
                 );
             }
-            if scan.is_none() {
+            if states.is_none() {
                 let acceptance = remote.acceptance.map(|a| format!("{a:?}").to_lowercase());
                 row.insert("acceptance".into(), json!(acceptance));
             }
@@ -1213,8 +1232,8 @@ impl Daemon {
         let list: Vec<Value> = rows
             .into_iter()
             .map(|(id, mut row)| {
-                if let Some(scan) = &scan {
-                    let state = scan.state_of(&id).map(|(s, _)| s.to_string());
+                if let Some(states) = &states {
+                    let state = states.get(&id).copied().flatten().map(|s| s.to_string());
                     row.insert("acceptance".into(), json!(state));
                 }
                 for (key, default) in [
