@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Prepares a Python venv with Salt from PyPI, pytest, and this repository's Salt extension
-# (pip install ./salt-ext, built by maturin), for CI and the end-to-end tests.
+# Prepares a Python venv with Salt from PyPI, the test tools (pytest, and CherryPy for
+# salt-api's rest_cherrypy), and this repository's Salt extension (pip install ./salt-ext,
+# built by maturin), for CI and the end-to-end tests.
 #
-# usage: scripts/setup-salt-venv.sh [VENV]        (default: target/salt-venv in the repository)
+# usage: scripts/setup-salt-venv.sh [VENV [SALT_VERSION]]
+#        (defaults: target/salt-venv in the repository, Salt 3008.5; CI also makes
+#        target/salt3007-venv with Salt 3007.17, the newest 3007.x)
 #
-# Environment: SALT_VERSION (default 3008.5), PYTHON (default python3).
+# Environment: SALT_VERSION (the default of the second argument), PYTHON (default python3).
 #
-# Idempotent and fast when done: two stamp files in the venv record what is installed; Salt is
-# installed again only if the Salt or Python version changed, the extension only if its
-# sources (salt-ext/, common/src, the Cargo files) changed.
+# Idempotent and fast when done: stamp files in the venv record what is installed; Salt is
+# installed again only if the Salt or Python version changed, the test tools only if their
+# list changed, the extension only if its sources (salt-ext/, common/src, the Cargo files)
+# changed.
 #
-# Salt 3008.5 declares certifi>=2026.10.23, newer than some package indexes carry, so a plain
+# Salt 3008.5 and 3007.17 declare certifi>=2026.10.23, newer than some package indexes carry, so a plain
 # `pip install salt==3008.5` can fail. Then this script downloads Salt's sdist, installs its
 # declared requirements (without extras and without certifi), the newest certifi available,
 # and finally Salt itself with --no-deps (certifi only provides the CA bundle).
@@ -18,7 +22,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${1:-$root/target/salt-venv}"
-salt_version="${SALT_VERSION:-3008.5}"
+salt_version="${2:-${SALT_VERSION:-3008.5}}"
 python="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 start=$SECONDS
@@ -40,7 +44,7 @@ if [ "$(cat "$salt_stamp" 2>/dev/null)" != "$salt_want" ]; then
     "${pip[@]}" install -q --upgrade pip
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
-    if ! "${pip[@]}" install -q "salt==$salt_version" pytest >"$tmp/plain.log" 2>&1; then
+    if ! "${pip[@]}" install -q "salt==$salt_version" >"$tmp/plain.log" 2>&1; then
         say "plain install of salt==$salt_version failed" \
             "($(grep -m1 'No matching distribution' "$tmp/plain.log" || tail -n 1 "$tmp/plain.log"));" \
             "installing its requirements with the newest certifi available, then Salt with --no-deps"
@@ -50,7 +54,7 @@ if [ "$(cat "$salt_stamp" 2>/dev/null)" != "$salt_want" ]; then
         tar -xzf "$sdist" -C "$tmp" "salt-$salt_version/PKG-INFO"
         sed -n 's/^Requires-Dist: //p' "$tmp/salt-$salt_version/PKG-INFO" |
             grep -v 'extra ==' | grep -v '^certifi' >"$tmp/requirements.txt"
-        "${pip[@]}" install -q -r "$tmp/requirements.txt" certifi pytest
+        "${pip[@]}" install -q -r "$tmp/requirements.txt" certifi
         "${pip[@]}" install -q --no-deps "$sdist"
     fi
     rm -rf "$tmp"
@@ -60,6 +64,17 @@ if [ "$(cat "$salt_stamp" 2>/dev/null)" != "$salt_want" ]; then
     echo "$salt_want" >"$salt_stamp"
 else
     say "Salt $salt_version already installed"
+fi
+
+# --- the test tools ---------------------------------------------------------------------
+tools=(pytest CherryPy)
+tools_stamp="$venv/.salt-raet-tools"
+if [ "$(cat "$tools_stamp" 2>/dev/null)" != "${tools[*]}" ]; then
+    say "installing ${tools[*]}"
+    "${pip[@]}" install -q "${tools[@]}"
+    echo "${tools[*]}" >"$tools_stamp"
+else
+    say "${tools[*]} already installed"
 fi
 
 # --- the extension --------------------------------------------------------------------
@@ -77,4 +92,4 @@ else
     say "saltext-raet already installed from these sources"
 fi
 
-say "ready: $venv (Salt $salt_version, saltext-raet)"
+say "ready: $venv (Salt $salt_version, ${tools[*]}, saltext-raet)"
