@@ -6,13 +6,16 @@
 #      then the 5 MB simulation scenarios in release (too slow in debug)
 #   5. Salt's venv (scripts/setup-salt-venv.sh: Salt 3008.5, the extension built by maturin),
 #      the extension's pytest (salt-ext/tests), stock Salt end to end on transport raet
-#      (tests/salt), Salt's own transport and channel tests run for raet (tests/salt-transport)
+#      (tests/salt, salt-api included), the same suite's `core` subset on Salt 3007.17 (its
+#      own venv, target/salt3007-venv), Salt's own transport and channel tests run for raet
+#      (tests/salt-transport)
 #   6. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
 # plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
 #
 # Environment: RAET_REF_VENV (default target/ref-venv) is where the reference venv lives;
-# SALT_RAET_VENV (default target/salt-venv) is Salt's venv with saltext_raet.
+# SALT_RAET_VENV (default target/salt-venv) is Salt's venv with saltext_raet;
+# SALT_RAET_VENV_3007 (default target/salt3007-venv) the one with Salt 3007.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -118,12 +121,28 @@ counted_step pytest_counts "salt-ext pytest" "$logdir/salt-ext.log" \
     env SALT_RAET_BIN_DIR="$root/target/debug" \
     "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider salt-ext/tests
 
-# Stock Salt on transport raet, end to end (tests/salt): a master and two minions with the
-# debug daemons built by cargo test above, in Salt's venv.
-counted_step pytest_counts "salt end-to-end" "$logdir/salt-e2e.log" \
-    env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
-    SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
-    "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 tests/salt
+# salt_e2e NAME LOG VENV [PYTEST ARGS...]: the end-to-end suite tests/salt with the Salt of
+# VENV and the debug daemons built by cargo test above, counted.
+salt_e2e() {
+    local name="$1" log="$2" venv="$3"
+    shift 3
+    counted_step pytest_counts "$name" "$log" \
+        env SALT_RAET_VENV="$venv" SALT_RAET_BIN_DIR="$root/target/debug" \
+        SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
+        "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 "$@" tests/salt
+}
+
+# Stock Salt on transport raet, end to end (tests/salt): a master and two minions, salt-api.
+salt_e2e "salt end-to-end" "$logdir/salt-e2e.log" "$salt_venv"
+
+# The same end-to-end suite on Salt 3007.x, the other supported series: the tests marked
+# `core` (key workflow, jobs, pillar, states and files, events, job cache, key deletion,
+# salt-api), in a second venv made by the same script (the extension build is reused).
+salt3007_venv="${SALT_RAET_VENV_3007:-$root/target/salt3007-venv}"
+step "salt 3007 venv" "$logdir/setup-salt3007.log" \
+    scripts/setup-salt-venv.sh "$salt3007_venv" 3007.17 \
+    || fail "scripts/setup-salt-venv.sh $salt3007_venv 3007.17" 1 "$logdir/setup-salt3007.log"
+salt_e2e "salt 3007 end-to-end" "$logdir/salt3007-e2e.log" "$salt3007_venv" -m core
 
 # Salt's own transport and channel tests, from Salt's sdist (downloaded once into target/),
 # for transport raet next to the stock transports (tests/salt-transport/raet_overlay.py).

@@ -21,6 +21,12 @@ MINIONS = ["web-1", "db-1"]
 GRAINS = {"web-1": {"lab_role": "web"}, "db-1": {"lab_role": "db"}}
 
 
+def pytest_configure(config):
+    """Registers the marker of the subset CI also runs on Salt 3007 (``pytest -m core``)."""
+    config.addinivalue_line(
+        "markers", "core: the representative subset also run on Salt 3007.x in CI")
+
+
 @pytest.fixture(scope="session")
 def bin_dir() -> Path:
     """Directory of salt-raet-master / salt-raet-minion; builds them (debug) if absent."""

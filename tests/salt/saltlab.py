@@ -21,6 +21,11 @@ Environment:
   chosen by the kernel);
 - ``SALT_RAET_TRANSPORT``: ``raet`` (default) or a stock transport such as ``zeromq``,
   which runs the same lab without the RAET daemons (a baseline that checks the checks).
+
+With ``salt_api=True`` the master also runs ``salt-api`` with Salt's ``rest_cherrypy``
+netapi (CherryPy from the venv) on a free loopback port, plain HTTP, the ``local`` and
+``runner`` clients enabled, and eauth ``auto`` (Salt's always-approving test eauth: no PAM,
+no root) granting the user ``API_USER`` every function and every runner.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
@@ -48,6 +55,7 @@ MASTER = "master"
 PILLAR_GREETING = "hello from the raet pillar"
 STATE_TEXT = "written by state.apply through salt://\n"
 BIG_FILE_SIZE = 10 * 1024 * 1024
+API_USER = "labapi"
 
 T = TypeVar("T")
 
@@ -279,7 +287,7 @@ class Lab:
     def __init__(self, root: Path, minion_ids: list[str], bin_dir: Path,
                  venv: Optional[Path] = None, ports: Optional[PortPool] = None,
                  transport: Optional[str] = None, minion_grains: Optional[dict] = None,
-                 extra_config: Optional[dict] = None):
+                 extra_config: Optional[dict] = None, salt_api: bool = False):
         self.root = Path(root).resolve()
         self.venv = Path(venv).resolve() if venv else venv_dir()
         self.bin_dir = Path(bin_dir).resolve()
@@ -294,6 +302,9 @@ class Lab:
         self.minion_grains = minion_grains or {}
         # Keys added to (or replacing those of) every node's config, e.g. raet_salt_crypto.
         self.extra_config = extra_config or {}
+        self.salt_api = salt_api
+        self.api_port: Optional[int] = None
+        self._salt_version: Optional[tuple[int, ...]] = None
         self.started_at: Optional[float] = None
 
     # ----- configuration -----
@@ -333,6 +344,16 @@ class Lab:
             "file_roots": {"base": [str(self.srv / "salt")]},
             "pillar_roots": {"base": [str(self.srv / "pillar")]},
         }
+        if self.salt_api:
+            self.api_port = self.ports.take()
+            self.master.config.update({
+                "api_pidfile": str(self.master.root / "run" / "salt-api.pid"),
+                "api_logfile": str(self.master.root / "log" / "api"),
+                "rest_cherrypy": {"host": "127.0.0.1", "port": self.api_port,
+                                  "disable_ssl": True},
+                "netapi_enable_clients": ["local", "runner"],
+                "external_auth": {"auto": {API_USER: [".*", "@runner"]}},
+            })
         for mid, node in self.minions.items():
             node.config = {
                 **self._common(node),
@@ -385,6 +406,10 @@ class Lab:
                 "salt-raet-master", [str(self.bin_dir / "salt-raet-master"), "-c",
                                      str(self.master.conf_dir)],
                 log / "salt-raet-master.console"))
+        if self.salt_api:
+            self.master.daemons.append(Daemon(
+                "salt-api", [str(bin_ / "salt-api"), "-c", str(self.master.conf_dir), "-l",
+                             "quiet"], log / "salt-api.console"))
         for node in self.minions.values():
             log = node.root / "log"
             node.daemons = []
@@ -406,15 +431,30 @@ class Lab:
                   ("salt-master", "salt-minion", "salt", "salt-key", "salt-run", "salt-call")]
         if self.raet:
             needed += [self.bin_dir / "salt-raet-master", self.bin_dir / "salt-raet-minion"]
+        if self.salt_api:
+            needed.append(self.venv / "bin" / "salt-api")
         missing = [str(path) for path in needed if not os.access(path, os.X_OK)]
         if missing:
             raise LabError("missing executables: " + ", ".join(missing))
-        if self.raet:
-            probe = subprocess.run([str(self.venv / "bin" / "python"), "-c", "import saltext_raet"],
+        modules = (["saltext_raet"] if self.raet else []) + (["cherrypy"] if self.salt_api else [])
+        for module in modules:
+            probe = subprocess.run([str(self.venv / "bin" / "python"), "-c", f"import {module}"],
                                    capture_output=True, text=True)
             if probe.returncode != 0:
-                raise LabError(f"saltext_raet is not importable in {self.venv} (run "
+                raise LabError(f"{module} is not importable in {self.venv} (run "
                                f"scripts/setup-salt-venv.sh): {probe.stderr.strip()[-500:]}")
+
+    def salt_version(self) -> tuple[int, ...]:
+        """The version of the venv's Salt as integers, e.g. ``(3007, 17)``."""
+        if self._salt_version is None:
+            proc = subprocess.run([str(self.venv / "bin" / "python"), "-c",
+                                   "import salt.version; print(salt.version.__version__)"],
+                                  capture_output=True, text=True, timeout=60)
+            if proc.returncode != 0:
+                raise LabError(f"no Salt in {self.venv}: {proc.stderr.strip()[-500:]}")
+            self._salt_version = tuple(int(part) for part in proc.stdout.strip().split(".")
+                                       if part.isdigit())
+        return self._salt_version
 
     def daemons(self) -> list[Daemon]:
         """Every daemon, in start order."""
@@ -532,6 +572,67 @@ class Lab:
             returns = self.salt(target, "test.ping", timeout_s=5, call_timeout=60)
             return returns if all(returns.get(mid) is True for mid in ids) else None
         return wait_for(f"test.ping answered True by {ids}", probe, deadline_s, interval_s=0.5)
+
+    # ----- salt-api (rest_cherrypy) -----
+
+    def api_request(self, path: str, body: Optional[dict] = None,
+                    token: Optional[str] = None, timeout: float = 120.0) -> tuple[int, object]:
+        """One HTTP request to salt-api: a POST of ``body`` as JSON (a GET without a body),
+        with ``X-Auth-Token`` when ``token`` is given. Returns the status and the decoded
+        JSON answer (the raw text if it is not JSON); raises LabError if nothing answers."""
+        if self.api_port is None:
+            raise LabError("this lab runs no salt-api (salt_api=True)")
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if token is not None:
+            headers["X-Auth-Token"] = token
+        request = urllib.request.Request(f"http://127.0.0.1:{self.api_port}{path}", data=data,
+                                         headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                status, text = answer.status, answer.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read().decode(errors="replace")
+        except (urllib.error.URLError, OSError) as exc:
+            raise LabError(f"salt-api on port {self.api_port} did not answer {path}: {exc}") \
+                from exc
+        try:
+            return status, json.loads(text)
+        except json.JSONDecodeError:
+            return status, text
+
+    def wait_api(self, deadline_s: float = 90.0) -> dict:
+        """Polls ``GET /`` of salt-api until it answers 200 with JSON; returns that answer."""
+        def probe():
+            self.check_alive()
+            try:
+                status, answer = self.api_request("/", timeout=10)
+            except LabError:
+                return None
+            return answer if status == 200 and isinstance(answer, dict) else None
+        return wait_for(f"salt-api answering on port {self.api_port}", probe, deadline_s)
+
+    def api_login(self, deadline_s: float = 90.0) -> str:
+        """``POST /login`` as ``API_USER`` with eauth ``auto``; returns the session token.
+
+        salt-api answers 503 ("Salt Master is not available") until the master's request
+        server is up (it looks for ``<sock_dir>/workers.ipc``): that answer is polled under
+        ``deadline_s``, any other failure raises LabError at once."""
+        login = {"username": API_USER, "password": "any", "eauth": "auto"}
+
+        def probe():
+            self.check_alive()
+            status, answer = self.api_request("/login", login, timeout=60)
+            if status == 503:
+                return None
+            try:
+                return answer["return"][0]["token"]
+            except (TypeError, KeyError, IndexError) as exc:
+                raise LabError(f"salt-api login failed: HTTP {status}: {answer!r}") from exc
+        return wait_for("salt-api login (the master available)", probe, deadline_s)
 
 
 # ----- the demo -----
