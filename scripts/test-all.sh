@@ -6,8 +6,9 @@
 #      then the 5 MB simulation scenarios in release (too slow in debug)
 #   5. Salt's venv (scripts/setup-salt-venv.sh: Salt 3008.5, the extension built by maturin),
 #      the extension's pytest (salt-ext/tests), stock Salt end to end on transport raet
-#      (tests/salt, salt-api included), the same suite's `core` subset on Salt 3007.17 (its
-#      own venv, target/salt3007-venv), Salt's own transport and channel tests run for raet
+#      (tests/salt, salt-api included), on Salt 3007.17 (its own venv, target/salt3007-venv)
+#      the extension's pytest and the end-to-end tests marked `core`, Salt's own transport
+#      and channel tests run for raet
 #      (tests/salt-transport)
 #   6. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
@@ -62,9 +63,11 @@ cargo_counts() {
          } END { print p + 0, f + 0 }' "$1"
 }
 
-# "N passed" / "N failed" of pytest's closing line.
+# "N passed" / "N failed" of pytest's closing line (the last line "... in N.NNs"; output
+# after it, such as logging errors printed while the interpreter exits, is not counted).
 pytest_counts() {
-    tail -n 1 "$1" | awk '{
+    grep -E '(passed|failed|errors?|skipped|deselected).* in [0-9.]+s( \([0-9:]+\))?( =+)?$' "$1" |
+        tail -n 1 | awk '{
             for (i = 1; i <= NF; i++) {
                 if ($(i+1) ~ /^passed/) p += $i
                 if ($(i+1) ~ /^(failed|errors?)/) f += $i
@@ -115,11 +118,14 @@ salt_venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
 step "salt venv" "$logdir/setup-salt.log" scripts/setup-salt-venv.sh "$salt_venv" \
     || fail "scripts/setup-salt-venv.sh $salt_venv" 1 "$logdir/setup-salt.log"
 
-# The extension's own tests (salt-ext/tests): the native module (yards, the real
-# salt-raet-master built by cargo test above) and the Python side against the installed Salt.
-counted_step pytest_counts "salt-ext pytest" "$logdir/salt-ext.log" \
-    env SALT_RAET_BIN_DIR="$root/target/debug" \
-    "$salt_venv/bin/python" -m pytest -q -p no:cacheprovider salt-ext/tests
+# salt_ext_tests NAME LOG VENV: the extension's own tests (salt-ext/tests), counted: the
+# native module (yards, the real salt-raet-master built by cargo test above) and the Python
+# side against the Salt of VENV.
+salt_ext_tests() {
+    counted_step pytest_counts "$1" "$2" env SALT_RAET_BIN_DIR="$root/target/debug" \
+        "$3/bin/python" -m pytest -q -p no:cacheprovider salt-ext/tests
+}
+salt_ext_tests "salt-ext pytest" "$logdir/salt-ext.log" "$salt_venv"
 
 # salt_e2e NAME LOG VENV [PYTEST ARGS...]: the end-to-end suite tests/salt with the Salt of
 # VENV and the debug daemons built by cargo test above, counted.
@@ -135,13 +141,15 @@ salt_e2e() {
 # Stock Salt on transport raet, end to end (tests/salt): a master and two minions, salt-api.
 salt_e2e "salt end-to-end" "$logdir/salt-e2e.log" "$salt_venv"
 
-# The same end-to-end suite on Salt 3007.x, the other supported series: the tests marked
-# `core` (key workflow, jobs, pillar, states and files, events, job cache, key deletion,
-# salt-api), in a second venv made by the same script (the extension build is reused).
+# Salt 3007.x, the other supported series, in a second venv made by the same script (the
+# extension build is reused): the extension's tests, and of the end-to-end suite the tests
+# marked `core` (key workflow, jobs, pillar, states and files, events, job cache, key
+# deletion, salt-api).
 salt3007_venv="${SALT_RAET_VENV_3007:-$root/target/salt3007-venv}"
 step "salt 3007 venv" "$logdir/setup-salt3007.log" \
     scripts/setup-salt-venv.sh "$salt3007_venv" 3007.17 \
     || fail "scripts/setup-salt-venv.sh $salt3007_venv 3007.17" 1 "$logdir/setup-salt3007.log"
+salt_ext_tests "salt-ext pytest (3007)" "$logdir/salt-ext3007.log" "$salt3007_venv"
 salt_e2e "salt 3007 end-to-end" "$logdir/salt3007-e2e.log" "$salt3007_venv" -m core
 
 # Salt's own transport and channel tests, from Salt's sdist (downloaded once into target/),
