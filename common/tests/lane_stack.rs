@@ -230,8 +230,7 @@ async fn more_short_lived_yards_than_the_table_holds_are_all_heard() {
             .send("manor", &obj(json!({ "n": n })))
             .await
             .expect("send");
-        let got = tokio::time::timeout(Duration::from_secs(20), hub.recv()).await;
-        let (from, body) = got.expect("heard in time (not refused)").expect("recv");
+        let (from, body) = within(hub.recv()).await.expect("recv");
         assert_eq!(
             (from.as_str(), body.get("n")),
             (name.as_str(), Some(&json!(n)))
@@ -248,4 +247,61 @@ async fn more_short_lived_yards_than_the_table_holds_are_all_heard() {
     assert_eq!(stats.get("received"), Some(&(YARDS as u64)), "{stats:?}");
     assert_eq!(stats.get("yards_evicted"), Some(&6), "{stats:?}");
     assert_eq!(stats.get("invalid_source_yard"), None, "{stats:?}");
+}
+
+/// `what`'s outcome, failing the test if it takes more than 20 s.
+async fn within<F: std::future::Future>(what: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(20), what)
+        .await
+        .expect("in time")
+}
+
+#[tokio::test]
+async fn a_yard_that_never_reads_fails_sends_after_the_stall_limit_while_others_receive() {
+    const LIMIT: Duration = Duration::from_millis(200);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = yard(dir.path(), "alpha").await;
+    a.set_stall_limit(LIMIT);
+    let other = yard(dir.path(), "gamma").await;
+    // A hung process: its socket exists, nobody reads it.
+    let stuck = StdDatagram::bind(dir.path().join("lane.stuck.uxd")).expect("bind stuck");
+    let note = obj(json!({"to": "stuck"}));
+    let mut taken = 0;
+    let (err, waited) = loop {
+        let started = std::time::Instant::now();
+        match within(a.send("stuck", &note)).await {
+            Ok(()) => taken += 1,
+            Err(e) => break (e, started.elapsed()),
+        }
+        assert!(taken < 10_000, "the queue never filled");
+    };
+    assert!(
+        matches!(&err, LaneError::QueueFull { yard, .. } if yard == "stuck"),
+        "{err:?}"
+    );
+    assert!(
+        waited >= LIMIT,
+        "gave up after {waited:?}, before the limit"
+    );
+    // The sender moves on: another yard still gets its messages.
+    a.send("gamma", &obj(json!({"n": 1}))).await.expect("send");
+    assert_eq!(within(other.recv()).await.expect("recv").0, "alpha");
+    // A yard known to be stuck is not waited for again, however long the limit.
+    a.set_stall_limit(Duration::from_secs(3600));
+    let again = within(a.send("stuck", &note)).await;
+    assert!(
+        matches!(again, Err(LaneError::QueueFull { .. })),
+        "{again:?}"
+    );
+    // Once it reads, sends to it go through again.
+    let mut buf = vec![0; 70_000];
+    stuck.recv(&mut buf).expect("one page");
+    within(a.send("stuck", &note)).await.expect("taken");
+    stuck.set_nonblocking(true).expect("nonblocking");
+    let queued = std::iter::from_fn(|| stuck.recv(&mut buf).ok()).count();
+    assert_eq!(
+        queued, taken,
+        "every page taken is there, the last one included"
+    );
+    assert_eq!(a.stats().get("full_transmit_yard"), Some(&2));
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -31,6 +32,9 @@ struct RemoteYard {
     bid: u32,
     /// When it was last sent to or heard from (a [`YardCore`] tick).
     used: u64,
+    /// Its queue stayed full through our last send to it (see
+    /// [`Outgoing::stalled`]); cleared by the next send it takes.
+    stalled: bool,
 }
 
 impl RemoteYard {
@@ -40,6 +44,7 @@ impl RemoteYard {
             sid: None,
             bid: 0,
             used,
+            stalled: false,
         }
     }
 }
@@ -55,6 +60,22 @@ pub struct Outgoing {
     pub si: String,
     /// The datagrams, in order.
     pub pages: Vec<Vec<u8>>,
+    /// The destination's queue stayed full through our last send to it (a
+    /// yard that does not read): each page is tried once, without waiting.
+    pub stalled: bool,
+}
+
+impl Outgoing {
+    /// How long a driver waits for the destination's full queue to take one
+    /// page: `limit`, or nothing when the destination is [`Outgoing::stalled`]
+    /// (so a hung yard costs its senders one wait, not one per message).
+    pub fn stall_limit(&self, limit: Duration) -> Duration {
+        if self.stalled {
+            Duration::ZERO
+        } else {
+            limit
+        }
+    }
 }
 
 /// The state of yard `name` of lane `lane` whose sockets live in `dir`, free
@@ -191,20 +212,30 @@ impl YardCore {
             bi: yard.bid,
         };
         let path = yard.path.clone();
+        let stalled = yard.stalled;
         let pages = paginate(&addr, PackKind::Json, body)?;
         Ok(Outgoing {
             to: to.to_owned(),
             path,
             si,
             pages,
+            stalled,
         })
     }
 
     /// Records the outcome of sending `out` (`sent` counted), or why it
     /// failed: ENOENT or ECONNREFUSED is [`LaneError::Unreachable`] and the
     /// yard is forgotten (the next send starts a new session with it); a full
-    /// queue is [`LaneError::QueueFull`]; anything else [`LaneError::Io`].
+    /// queue is [`LaneError::QueueFull`] and the yard is marked stalled (see
+    /// [`Outgoing::stalled`]) until a send to it goes through; anything else
+    /// [`LaneError::Io`].
     pub fn finish_send(&mut self, out: Outgoing, result: io::Result<()>) -> Result<(), LaneError> {
+        let full = matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        if let Some(yard) = self.yards.get_mut(&out.to) {
+            if yard.sid.as_deref() == Some(out.si.as_str()) {
+                yard.stalled = full;
+            }
+        }
         let source = match result {
             Ok(()) => {
                 self.count("sent");
@@ -413,10 +444,16 @@ mod tests {
         let body = Map::new();
         let out = c.prepare_send("b", &body, 1, &mut rng).expect("b");
         let si = out.si.clone();
+        assert!(!out.stalled);
         let err = c.finish_send(out, Err(io::Error::from(io::ErrorKind::WouldBlock)));
         assert!(matches!(err, Err(LaneError::QueueFull { ref yard, .. }) if yard == "b"));
         let out = c.prepare_send("b", &body, 2, &mut rng).expect("b");
         assert_eq!(out.si, si, "a full queue keeps the session");
+        assert!(
+            out.stalled,
+            "a yard whose queue stayed full is not waited for"
+        );
+        assert_eq!(out.stall_limit(Duration::from_secs(5)), Duration::ZERO);
         let err = c.finish_send(out, Err(io::Error::from(io::ErrorKind::NotFound)));
         assert!(matches!(err, Err(LaneError::Unreachable { .. })), "{err:?}");
         let out = c.prepare_send("b", &body, 3, &mut rng).expect("b");
@@ -424,9 +461,19 @@ mod tests {
         let err = c.finish_send(out, Err(io::Error::from(io::ErrorKind::PermissionDenied)));
         assert!(matches!(err, Err(LaneError::Io { .. })), "{err:?}");
         let out = c.prepare_send("b", &body, 4, &mut rng).expect("b");
+        c.finish_send(out, Err(io::Error::from(io::ErrorKind::WouldBlock)))
+            .expect_err("full");
+        let out = c.prepare_send("b", &body, 5, &mut rng).expect("b");
+        assert!(out.stalled);
         c.finish_send(out, Ok(())).expect("sent");
+        let out = c.prepare_send("b", &body, 6, &mut rng).expect("b");
+        assert!(!out.stalled, "a send that goes through clears the stall");
+        assert_eq!(
+            out.stall_limit(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
         let stats = c.stats();
-        assert_eq!(stats.get("full_transmit_yard"), Some(&1), "{stats:?}");
+        assert_eq!(stats.get("full_transmit_yard"), Some(&2), "{stats:?}");
         assert_eq!(stats.get("stale_transmit_yard"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("error_transmit_yard"), Some(&1), "{stats:?}");
         assert_eq!(stats.get("sent"), Some(&1), "{stats:?}");

@@ -25,6 +25,11 @@ pub type Message = (String, serde_json::Map<String, serde_json::Value>);
 /// The reference's default lane name.
 pub const DEFAULT_LANE: &str = "lane";
 
+/// How long a yard's send waits by default for a full destination queue to
+/// take one page before giving up with [`LaneError::QueueFull`] (see
+/// [`LaneStack::set_stall_limit`], [`LaneYard::set_stall_limit`]).
+pub const DEFAULT_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Everything that can go wrong on a lane: bad pages (never a panic), dropped
 /// books, bad names, socket errors.
 #[derive(Debug, thiserror::Error)]

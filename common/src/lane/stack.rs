@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::core::YardCore;
 use super::page::{BookLimits, MAX_PAGE_SIZE};
 use super::socket::{self, io_error, Backoff};
-use super::{LaneError, Message};
+use super::{LaneError, Message, DEFAULT_STALL_LIMIT};
 
 /// Completed messages queued for `recv` before the receive task waits.
 const RX_QUEUE: usize = 1024;
@@ -35,6 +35,7 @@ pub struct LaneStack {
     rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     task: JoinHandle<()>,
     path: PathBuf,
+    stall_limit: Duration,
 }
 
 impl LaneStack {
@@ -73,39 +74,50 @@ impl LaneStack {
             rx: tokio::sync::Mutex::new(rx),
             task,
             path,
+            stall_limit: DEFAULT_STALL_LIMIT,
         })
     }
 
+    /// Sets how long [`LaneStack::send`] waits for a full destination queue
+    /// to take a page (default [`DEFAULT_STALL_LIMIT`]).
+    pub fn set_stall_limit(&mut self, limit: Duration) {
+        self.stall_limit = limit;
+    }
+
     /// Sends `body` to yard `to_yard` of our lane, in as many pages as needed.
-    /// Waits while the destination's queue is full. A missing socket or one
-    /// nobody listens on is [`LaneError::Unreachable`] (and the yard is
-    /// forgotten, so the next send starts a new session with it).
+    /// While the destination's queue is full it retries with a backoff of at
+    /// most 10 ms, for at most the stall limit per page, then fails with
+    /// [`LaneError::QueueFull`]; until a send to that yard goes through, the
+    /// next ones try each page once without waiting (a yard that stopped
+    /// reading holds its senders up once). A missing socket or one nobody
+    /// listens on is [`LaneError::Unreachable`] (and the yard is forgotten,
+    /// so the next send starts a new session with it).
     pub async fn send(&self, to_yard: &str, body: &Map<String, Value>) -> Result<(), LaneError> {
         let out = socket::prepare(&mut self.core(), to_yard, body)?;
-        let result = self.send_pages(&out.pages, &out.path).await;
+        let limit = out.stall_limit(self.stall_limit);
+        let result = self.send_pages(&out.pages, &out.path, limit).await;
         self.core().finish_send(out, result)
     }
 
-    async fn send_pages(&self, pages: &[Vec<u8>], path: &Path) -> io::Result<()> {
+    async fn send_pages(&self, pages: &[Vec<u8>], path: &Path, limit: Duration) -> io::Result<()> {
         for page in pages {
-            self.send_page(page, path).await?;
+            self.send_page(page, path, limit).await?;
         }
         Ok(())
     }
 
-    /// Sends one datagram, retrying with a short backoff (without limit)
-    /// while the destination's queue is full.
-    async fn send_page(&self, page: &[u8], path: &Path) -> io::Result<()> {
-        let mut backoff = Backoff::new(Duration::MAX);
+    /// Sends one datagram, retrying with a short backoff while the
+    /// destination's queue is full, for at most `limit` in total.
+    async fn send_page(&self, page: &[u8], path: &Path, limit: Duration) -> io::Result<()> {
+        let mut backoff = Backoff::new(limit);
         loop {
             match self.sender.send_to(page, path) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(pause) = backoff.next_pause() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match backoff.next_pause() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }

@@ -21,11 +21,7 @@ use serde_json::{Map, Value};
 use super::core::YardCore;
 use super::page::{BookLimits, MAX_PAGE_SIZE};
 use super::socket::{self, Backoff};
-use super::{LaneError, Message};
-
-/// How long [`LaneYard::send`] waits by default for a full destination queue
-/// to take one page before giving up with [`LaneError::QueueFull`].
-pub const DEFAULT_STALL_LIMIT: Duration = Duration::from_secs(5);
+use super::{LaneError, Message, DEFAULT_STALL_LIMIT};
 
 /// A yard on a lane (`<dir>/<lane>.<yard>.uxd`) driven by its caller.
 /// Dropping it removes the socket file. All methods take `&self`: one thread
@@ -86,20 +82,22 @@ impl LaneYard {
     /// Sends `body` to yard `to_yard` of our lane, in as many pages as needed.
     /// While the destination's queue is full it retries with a backoff of at
     /// most 10 ms, for at most the stall limit per page, then fails with
-    /// [`LaneError::QueueFull`]. A missing socket or one nobody listens on is
+    /// [`LaneError::QueueFull`]; until a send to that yard goes through, the
+    /// next ones try each page once without waiting. A missing socket or one nobody listens on is
     /// [`LaneError::Unreachable`] (and the yard is forgotten, so the next send
     /// starts a new session with it).
     pub fn send(&self, to_yard: &str, body: &Map<String, Value>) -> Result<(), LaneError> {
         let out = socket::prepare(&mut self.core(), to_yard, body)?;
+        let limit = out.stall_limit(self.stall_limit);
         let result = out
             .pages
             .iter()
-            .try_for_each(|page| self.send_page(page, &out.path));
+            .try_for_each(|page| self.send_page(page, &out.path, limit));
         self.core().finish_send(out, result)
     }
 
-    fn send_page(&self, page: &[u8], path: &Path) -> io::Result<()> {
-        let mut backoff = Backoff::new(self.stall_limit);
+    fn send_page(&self, page: &[u8], path: &Path, limit: Duration) -> io::Result<()> {
+        let mut backoff = Backoff::new(limit);
         loop {
             match self.socket.send_to(page, path) {
                 Ok(_) => return Ok(()),
