@@ -764,7 +764,13 @@ impl Daemon {
                 Action::Local(yard, env) => {
                     debug!(%yard, src = ?env.src, "to local yard");
                     if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
-                        debug!(%yard, error = %e, "lane delivery failed");
+                        // A full queue (the yard stopped reading) costs one bounded wait,
+                        // then the message is undeliverable like a gone yard's.
+                        if matches!(e, LaneError::QueueFull { .. }) {
+                            warn!(%yard, error = %e, "lane delivery failed");
+                        } else {
+                            debug!(%yard, error = %e, "lane delivery failed");
+                        }
                         self.table.forget(&yard);
                         work.push(self.table.undelivered(&self.own, &yard, env));
                     }
@@ -1264,6 +1270,7 @@ impl Daemon {
             .collect();
         out.insert("routing".into(), Value::Object(counters));
         out.insert("road_counters".into(), json!(self.road.stats().await));
+        out.insert("lane_counters".into(), json!(self.lane.stats()));
         match &self.side {
             Side::Master { bus, .. } => {
                 let stats = serde_json::to_value(bus.bus.stats()).unwrap_or_default();
