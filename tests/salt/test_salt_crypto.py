@@ -3,8 +3,9 @@
 Salt's own channels (RSA ``_auth``, AES session and publish keys, 3008's worker pools) run on
 top of the RAET transport classes: RAET carries Salt's encrypted payloads between the two
 daemons. One lab (a master and one minion), tests in file order: Salt's RSA key pends while
-RAET already trusts the minion (trust on first use), ``salt-key -a``, jobs, pillar (RSA
-``send_private``) and the file server, then ``salt-key -d`` makes Salt refuse it.
+RAET already trusts the minion (trust on first use), ``salt-key -a``, jobs, salt-api's local
+client, pillar (RSA ``send_private``) and the file server, then ``salt-key -d`` makes Salt
+refuse it.
 """
 
 import json
@@ -33,7 +34,7 @@ def lab(tmp_path_factory, bin_dir):
     """One master and one minion, both with ``raet_salt_crypto: True``."""
     if (os.environ.get("SALT_RAET_TRANSPORT") or "raet") != "raet":
         pytest.skip("Salt-crypto mode is a mode of transport raet")
-    with running_lab(tmp_path_factory, bin_dir, [MINION],
+    with running_lab(tmp_path_factory, bin_dir, [MINION], salt_api=True,
                      extra_config={"raet_salt_crypto": True}) as lab:
         yield lab
 
@@ -69,6 +70,15 @@ def test_salts_rsa_key_pends_while_raet_trusts_the_minion_on_first_use(lab):
 def test_accepted_minion_answers(lab):
     lab.accept(MINION)
     assert lab.wait_ping([MINION], deadline_s=180) == {MINION: True}
+
+
+def test_salt_api_reaches_the_minion(lab):
+    # salt-api finds the master available (workers.ipc) and its local client's clear load
+    # goes through Salt's own request channel on RAET
+    lab.wait_api()
+    token = lab.api_login()
+    low = {"client": "local", "tgt": MINION, "fun": "test.ping", "timeout": 15}
+    assert lab.api_request("/", low, token=token) == (200, {"return": [{MINION: True}]})
 
 
 def test_pillar_get(lab):

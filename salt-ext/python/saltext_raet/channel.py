@@ -15,7 +15,6 @@ manages, so:
 """
 
 import logging
-import os
 
 import tornado.ioloop
 
@@ -166,10 +165,6 @@ class NativeReqServerChannel:
 
     def pre_fork(self, process_manager, *args, **kwargs):
         self.transport.pre_fork(process_manager, *args, **kwargs)
-        # salt-api checks that the master runs by the existence of workers.ipc
-        # (ZeroMQ's request device); no such socket exists with RAET.
-        marker = os.path.join(self.opts["sock_dir"], "workers.ipc")
-        os.close(os.open(marker, os.O_CREAT | os.O_WRONLY, 0o600))
 
     def post_fork(self, payload_handler, io_loop, **kwargs):
         self.payload_handler = payload_handler

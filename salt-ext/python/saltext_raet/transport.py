@@ -357,7 +357,13 @@ class RequestServer(salt.transport.base.DaemonizedRequestServer):
         self._with_peer = False
 
     def pre_fork(self, process_manager, *args, **kwargs):
-        """Nothing to bind: the RAET daemon owns the network side."""
+        """
+        Nothing to bind: the RAET daemon owns the network side. Creates the
+        file ``workers.ipc`` in ``sock_dir``: salt-api checks that the master
+        runs by its existence (ZeroMQ's request device), in both modes.
+        """
+        marker = os.path.join(self.opts["sock_dir"], "workers.ipc")
+        os.close(os.open(marker, os.O_CREAT | os.O_WRONLY, 0o600))
 
     def post_fork(self, message_handler, io_loop, **kwargs):
         """
