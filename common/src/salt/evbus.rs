@@ -18,7 +18,6 @@
 //! there, retries with backoff when it is not, and drops events it cannot deliver (counted,
 //! logged at debug); it never blocks its caller.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -213,18 +212,130 @@ impl<'de> Deserialize<'de> for BodyBytes {
     }
 }
 
-/// Whether a decode error only means "the buffer ends inside the value".
-fn is_incomplete(e: &rmp_serde::decode::Error) -> bool {
-    use rmp_serde::decode::Error as E;
-    matches!(e, E::InvalidMarkerRead(io) | E::InvalidDataRead(io)
-        if io.kind() == std::io::ErrorKind::UnexpectedEof)
+/// What [`scan_value`] found at the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// A whole msgpack value of this many bytes.
+    Complete(usize),
+    /// The value is cut off; it needs at least this many bytes in total.
+    Incomplete(usize),
+}
+
+/// The layout of a msgpack value, from its first byte.
+enum Shape {
+    /// A value of this many bytes in all.
+    Fixed(usize),
+    /// A container of this many items after its one-byte marker.
+    Inline(u64),
+    /// A bin, str or ext: `header` bytes (marker, the big-endian length in the `field` bytes
+    /// after it, an ext's type) then the payload.
+    Payload { header: usize, field: usize },
+    /// An array or map: `1 + field` bytes, the count in the `field` bytes after the marker,
+    /// then `per` values per counted item.
+    Items { field: usize, per: u64 },
+}
+
+fn shape(marker: u8) -> Result<Shape, BusError> {
+    Ok(match marker {
+        0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => Shape::Fixed(1),
+        0x80..=0x8f => Shape::Inline(2 * u64::from(marker & 0x0f)),
+        0x90..=0x9f => Shape::Inline(u64::from(marker & 0x0f)),
+        0xa0..=0xbf => Shape::Fixed(1 + usize::from(marker & 0x1f)),
+        0xc4 | 0xd9 => Shape::Payload {
+            header: 2,
+            field: 1,
+        },
+        0xc5 | 0xda => Shape::Payload {
+            header: 3,
+            field: 2,
+        },
+        0xc6 | 0xdb => Shape::Payload {
+            header: 5,
+            field: 4,
+        },
+        0xc7 => Shape::Payload {
+            header: 3,
+            field: 1,
+        },
+        0xc8 => Shape::Payload {
+            header: 4,
+            field: 2,
+        },
+        0xc9 => Shape::Payload {
+            header: 6,
+            field: 4,
+        },
+        0xcc | 0xd0 => Shape::Fixed(2),
+        0xcd | 0xd1 => Shape::Fixed(3),
+        0xd4 => Shape::Fixed(3),
+        0xd5 => Shape::Fixed(4),
+        0xca | 0xce | 0xd2 => Shape::Fixed(5),
+        0xd6 => Shape::Fixed(6),
+        0xcb | 0xcf | 0xd3 => Shape::Fixed(9),
+        0xd7 => Shape::Fixed(10),
+        0xd8 => Shape::Fixed(18),
+        0xdc => Shape::Items { field: 2, per: 1 },
+        0xdd => Shape::Items { field: 4, per: 1 },
+        0xde => Shape::Items { field: 2, per: 2 },
+        0xdf => Shape::Items { field: 4, per: 2 },
+        0xc1 => return Err(BusError::Garbage("msgpack marker 0xc1".into())),
+    })
+}
+
+/// The big-endian length in the `field` bytes at `at`; None when the buffer ends first.
+fn length_field(buf: &[u8], at: usize, field: usize) -> Option<u64> {
+    let bytes = buf.get(at..at.checked_add(field)?)?;
+    Some(bytes.iter().fold(0, |n, b| n << 8 | u64::from(*b)))
+}
+
+/// Walks the msgpack value at the start of `buf` without decoding it (payloads are skipped by
+/// their length, nothing is copied): its size, or the fewest bytes it needs as far as `buf`
+/// shows. Iterative, so nesting costs no stack.
+fn scan_value(buf: &[u8]) -> Result<Scan, BusError> {
+    let big = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let mut pos: usize = 0;
+    // Values still to walk; each takes at least one byte.
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        let Some(&marker) = buf.get(pos) else {
+            return Ok(Scan::Incomplete(pos.saturating_add(big(pending))));
+        };
+        pending -= 1;
+        let next = match shape(marker)? {
+            Shape::Fixed(size) => pos.saturating_add(size),
+            Shape::Inline(items) => {
+                pending = pending.saturating_add(items);
+                pos.saturating_add(1)
+            }
+            Shape::Payload { header, field } => match length_field(buf, pos + 1, field) {
+                Some(len) => pos.saturating_add(header).saturating_add(big(len)),
+                None => return Ok(Scan::Incomplete(pos.saturating_add(header))),
+            },
+            Shape::Items { field, per } => match length_field(buf, pos + 1, field) {
+                Some(count) => {
+                    pending = pending.saturating_add(count.saturating_mul(per));
+                    pos.saturating_add(1 + field)
+                }
+                None => return Ok(Scan::Incomplete(pos.saturating_add(1 + field))),
+            },
+        };
+        if next > buf.len() {
+            return Ok(Scan::Incomplete(next.saturating_add(big(pending))));
+        }
+        pos = next;
+    }
+    Ok(Scan::Complete(pos))
 }
 
 /// Splits the unprefixed stream of frames read from [`PUB_SOCKET`] into bodies. Feed it what
-/// the socket gives; a partial frame waits for more bytes.
+/// the socket gives; a partial frame waits for more bytes. A frame's size is learnt from its
+/// msgpack headers (payloads are skipped, not parsed), so the buffer is looked at again only
+/// once it holds as many bytes as the frame is known to need, and decoded once.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Bytes the frame at the head of `buf` is known to need.
+    wanted: usize,
 }
 
 impl FrameDecoder {
@@ -243,28 +354,36 @@ impl FrameDecoder {
         self.buf.len()
     }
 
-    /// The next whole frame's body; `Ok(None)` when more bytes are needed. After an error the
-    /// stream cannot be resynchronised: drop the connection (and this decoder).
+    /// Bytes the next frame is known to need in all (0 before anything is known):
+    /// [`FrameDecoder::next_body`] does not look at the buffer again until it holds as many.
+    pub fn wanted(&self) -> usize {
+        self.wanted
+    }
+
+    /// The next whole frame's body; `Ok(None)` when more bytes are needed. A frame that needs
+    /// more than [`MAX_FRAME`] bytes is [`BusError::TooLarge`] as soon as its headers say so.
+    /// After an error the stream cannot be resynchronised: drop the connection (and this
+    /// decoder).
     pub fn next_body(&mut self) -> Result<Option<Vec<u8>>, BusError> {
-        if self.buf.is_empty() {
+        if self.buf.is_empty() || self.buf.len() < self.wanted {
             return Ok(None);
         }
-        let mut de = rmp_serde::Deserializer::new(Cursor::new(&self.buf[..]));
-        match FrameBody::deserialize(&mut de) {
-            Ok(FrameBody(body)) => {
-                let used = usize::try_from(de.position()).unwrap_or(self.buf.len());
-                self.buf.drain(..used.min(self.buf.len()));
-                Ok(Some(body))
-            }
-            Err(e) if is_incomplete(&e) => {
-                if self.buf.len() > MAX_FRAME {
-                    Err(BusError::TooLarge)
-                } else {
-                    Ok(None)
-                }
-            }
-            Err(e) => Err(BusError::Garbage(e.to_string())),
+        let len = match scan_value(&self.buf)? {
+            Scan::Complete(len) => len,
+            Scan::Incomplete(need) => need,
+        };
+        if len > MAX_FRAME {
+            return Err(BusError::TooLarge);
         }
+        let Some(frame) = self.buf.get(..len) else {
+            self.wanted = len;
+            return Ok(None);
+        };
+        let body = rmp_serde::from_slice::<FrameBody>(frame)
+            .map_err(|e| BusError::Garbage(e.to_string()))?;
+        self.buf.drain(..len);
+        self.wanted = 0;
+        Ok(Some(body.0))
     }
 }
 

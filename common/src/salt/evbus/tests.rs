@@ -115,13 +115,49 @@ fn garbage_is_a_typed_error() {
 }
 
 #[test]
-fn an_endless_frame_is_too_large() {
-    // bin32 announcing 4 GiB: waits, then refuses once MAX_FRAME bytes are held.
+fn a_frame_announcing_more_than_max_frame_is_too_large_at_once() {
+    // bin32 announcing 4 GiB: refused from its header, nothing more is waited for.
     let mut decoder = FrameDecoder::new();
-    decoder.feed(b"\x81\xa4body\xc6\xff\xff\xff\xff");
-    assert!(decoder.next_body().unwrap().is_none());
-    decoder.feed(&vec![0u8; MAX_FRAME]);
+    decoder.feed(b"\x81\xa4body\xc6\xff\xff");
+    assert!(
+        decoder.next_body().unwrap().is_none(),
+        "length not read yet"
+    );
+    decoder.feed(b"\xff\xff");
     assert!(matches!(decoder.next_body(), Err(BusError::TooLarge)));
+    // A map announcing more items than MAX_FRAME bytes could hold.
+    let mut decoder = FrameDecoder::new();
+    decoder.feed(b"\xdf\xff\xff\xff\xff\x00");
+    assert!(matches!(decoder.next_body(), Err(BusError::TooLarge)));
+}
+
+#[test]
+fn a_big_frame_is_waited_for_from_its_header_and_decoded_once() {
+    let body = event_body("big", &json!({"blob": "b".repeat(4 << 20)}));
+    let stream = [frame(&body), frame(b"next\n\n\x80")].concat();
+    let total = frame(&body).len();
+    let mut decoder = FrameDecoder::new();
+    let mut chunks = stream.chunks(64 * 1024);
+    decoder.feed(chunks.next().unwrap());
+    assert!(decoder.next_body().unwrap().is_none());
+    // The whole frame's size is known from its first bytes (the body's bin32 header).
+    assert_eq!(decoder.wanted(), total);
+    let mut bodies = Vec::new();
+    for chunk in chunks {
+        decoder.feed(chunk);
+        while let Some(body) = decoder.next_body().unwrap() {
+            bodies.push(body);
+        }
+        if bodies.is_empty() {
+            assert_eq!(
+                decoder.wanted(),
+                total,
+                "not rescanned before it is all there"
+            );
+        }
+    }
+    assert_eq!(bodies, vec![body, b"next\n\n\x80".to_vec()]);
+    assert_eq!((decoder.buffered(), decoder.wanted()), (0, 0));
 }
 
 mod props {
@@ -168,6 +204,34 @@ mod props {
                 .collect();
             prop_assert_eq!(got, want);
             prop_assert_eq!(decoder.buffered(), 0);
+        }
+
+        #[test]
+        fn any_msgpack_value_is_sized_exactly_and_its_prefixes_are_incomplete(
+            data in proptest::collection::btree_map("[a-z_]{1,8}", prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,300}".prop_map(Value::from),
+                proptest::collection::vec(any::<u32>(), 0..40).prop_map(Value::from),
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+            ], 0..20),
+            bin in proptest::collection::vec(any::<u8>(), 0..70_000),
+        ) {
+            let data = Value::Object(data.into_iter().collect());
+            for packed in [rmp_serde::to_vec_named(&data).unwrap(), frame(&bin)] {
+                prop_assert_eq!(scan_value(&packed).unwrap(), Scan::Complete(packed.len()));
+                let longer = [packed.clone(), vec![0xc0; 3]].concat();
+                prop_assert_eq!(scan_value(&longer).unwrap(), Scan::Complete(packed.len()));
+                for cut in [0, 1, packed.len() / 2, packed.len().saturating_sub(1)] {
+                    if cut < packed.len() {
+                        match scan_value(&packed[..cut]).unwrap() {
+                            Scan::Incomplete(need) => prop_assert!(need > cut && need <= packed.len()),
+                            other => prop_assert!(false, "cut at {}: {:?}", cut, other),
+                        }
+                    }
+                }
+            }
         }
 
         #[test]
