@@ -357,9 +357,17 @@ fn check(row: &Row) -> Vec<String> {
                 !joined_anywhere(&world, a, b),
                 "joined despite reject".into(),
             );
+            // A joinent that knows the joiner under other keys (or role: a changed name is a
+            // changed role here) cannot tell it from an impostor: it reports `KeysRejected`,
+            // never a rejection of the remote it knows.
+            let other_keys = row.side == Joinent && matches!(row.change, Keys | Role | Name);
             expect(
-                has(&world, decider, |e| matches!(e, Event::Rejected { .. })),
-                "no Rejected event at the decider".into(),
+                has(&world, decider, |e| matches!(e, Event::Rejected { .. })) != other_keys,
+                "the decider's Rejected event".into(),
+            );
+            expect(
+                has(&world, decider, |e| matches!(e, Event::KeysRejected { .. })) == other_keys,
+                "the decider's KeysRejected event".into(),
             );
             expect(
                 row.side == Joiner || has(&world, b, |e| matches!(e, Event::Rejected { .. })),

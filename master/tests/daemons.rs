@@ -13,6 +13,7 @@ use raet::keep::{AutoMode, MemKeep};
 use raet::lane::LaneStack;
 use raet::road::RoadConfig;
 use raet::salt::evbus;
+use raet::salt::identity::Identity;
 use raet::stack::{RoadStack, StackError};
 use serde_json::{json, Map, Value};
 
@@ -1310,4 +1311,70 @@ fn a_deleted_minion_vanishes_from_status() {
         .collect();
     assert_eq!(ids, [&json!("d3")], "{status}");
     assert!(allowed(&master, "d3"));
+}
+
+/// An unauthenticated sender joining as `victim` (accepted, session open) with other keys
+/// from another address is rejected, and the real `victim` stays allowed and routed to: the
+/// master neither drops its session nor stops publishing to it (native `never`, and `once`).
+/// The other key is denied as Salt does (`minions_denied/victim`), the accepted one stays.
+#[test]
+fn a_forged_join_with_a_live_minions_name_leaves_it_routed() {
+    for mode in ["", "auto_accept: True\n"] {
+        let site = Site::new();
+        let master = site.master(mode);
+        let port = master.port();
+        let victim = site.minion("victim", port);
+        if mode.is_empty() {
+            wait_for(LIMIT, "victim pending", || {
+                pending(&master, "victim").exists()
+            });
+            fs::rename(pending(&master, "victim"), accepted(&master, "victim")).unwrap();
+        }
+        wait_for(LIMIT, "victim allowed", || allowed(&master, "victim"));
+        let accepted_key = fs::read(accepted(&master, "victim")).unwrap();
+
+        runtime().block_on(async {
+            let mut config = RoadConfig::new("victim", "127.0.0.1:0".parse().unwrap());
+            config.auto = AutoMode::Always;
+            // Keys bound as a minion's are (as if `victim` came back with a new identity).
+            let keys = Identity::from_seed(&[7; 32]).into_keys();
+            let road = RoadStack::bind(config, Some(keys), Box::new(MemKeep::new()))
+                .await
+                .unwrap();
+            let master_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let joined = road.join(master_addr).await;
+            assert!(
+                matches!(joined, Err(StackError::Rejected { .. })),
+                "{mode:?}: {joined:?}"
+            );
+            road.shutdown().await;
+        });
+        wait_for(LIMIT, "the forged join counted", || {
+            master.status().is_some_and(|s| {
+                s["road_counters"]["join_rejected_keys_changed"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 1)
+            })
+        });
+        let row = master.row("victim").unwrap();
+        assert_eq!(row["allowed"], true, "{mode:?}: {row}");
+        assert_eq!(row["acceptance"], "accepted", "{mode:?}: {row}");
+        assert_eq!(fs::read(accepted(&master, "victim")).unwrap(), accepted_key);
+        let denied = master.pki.join("minions_denied").join("victim");
+        wait_for(LIMIT, "the other key denied", || denied.exists());
+        assert_ne!(fs::read(&denied).unwrap(), accepted_key);
+        assert!(log_lines(&master, "the session stays") >= 1, "{mode:?}");
+
+        runtime().block_on(async {
+            let tester = Yard::attach(&master, "tester", json!({"shares": ["ret"]})).await;
+            let worker = Yard::attach(&victim, "worker", json!({"shares": ["job"]})).await;
+            tester
+                .send(json!("victim"), "", "job", json!({"n": 7}))
+                .await;
+            assert_eq!(worker.recv().await["load"]["n"], 7, "{mode:?}");
+            tester.send(json!("*"), "", "job", json!({"n": 8})).await;
+            assert_eq!(worker.recv().await["load"]["n"], 8, "{mode:?}");
+        });
+        assert!(allowed(&master, "victim"), "{mode:?}");
+    }
 }

@@ -308,6 +308,35 @@ impl Road {
         });
     }
 
+    /// Rejects a join request on a remote we know. `other_keys`: the join offered other
+    /// keys (or role) than the remote's, so it says nothing of the remote itself: counted,
+    /// logged and told as [`Event::KeysRejected`], never as a rejection of the remote.
+    fn joinent_reject_join(
+        &mut self,
+        uid: Uid,
+        j: &Joinent,
+        jb: JoinBody,
+        from: SocketAddr,
+        other_keys: bool,
+    ) {
+        if !other_keys {
+            self.joinent_reject(uid, j, &jb.name);
+            return;
+        }
+        self.joinent_nack(uid, j, PacketKind::Reject);
+        self.core.stat("join_rejected_keys_changed");
+        tracing::warn!(road = %self.core.config.name, uid, name = %jb.name, %from,
+            "join rejected: its keys are not the known remote's (remote left unchanged)");
+        self.core.event(Event::KeysRejected {
+            uid,
+            name: jb.name,
+            from,
+            role: jb.role,
+            verhex: jb.verhex,
+            pubhex: jb.pubhex,
+        });
+    }
+
     /// A packet for one of our joiners.
     pub(super) fn joiner_rx(
         &mut self,
@@ -733,15 +762,20 @@ impl Road {
             self.core.drop_packet("duplicate_join_attempt", rx.from);
             return;
         }
-        remote.last_join = Some((
-            (reid, h.ti),
-            now.checked_add(DUPLICATE_JOIN_WINDOW).unwrap_or(now),
-        ));
         let same = compare(remote, &jb, rha, reid);
         let ephemeral = remote.ephemeral;
+        // A join offering other keys than a known remote's must not be able to touch that
+        // remote when it is rejected (it may come from anyone): not even its duplicate window.
+        let other_keys = !ephemeral && !same.role_keys;
+        if !other_keys {
+            remote.last_join = Some((
+                (reid, h.ti),
+                now.checked_add(DUPLICATE_JOIN_WINDOW).unwrap_or(now),
+            ));
+        }
         if !same.all && !self.core.config.mutable {
             self.core.stat("join_immutable_reject");
-            self.joinent_reject(uid, &j, &jb.name);
+            self.joinent_reject_join(uid, &j, jb, rx.from, other_keys);
             return;
         }
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
@@ -750,7 +784,7 @@ impl Road {
                 self.core.event(Event::Rejected { uid, name: jb.name });
                 self.remove_remote(now, uid);
             } else {
-                self.joinent_reject(uid, &j, &jb.name);
+                self.joinent_reject_join(uid, &j, jb, rx.from, other_keys);
             }
             return;
         }
@@ -762,7 +796,7 @@ impl Road {
                 }
             }
         } else if !self.update_remote(uid, &jb, rha, reid) {
-            self.joinent_reject(uid, &j, &jb.name);
+            self.joinent_reject_join(uid, &j, jb, rx.from, other_keys);
             return;
         }
         let Some(remote) = self.remotes.get_mut(&uid) else {

@@ -299,6 +299,24 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// A join request naming a remote we know (ours `uid`, `name`) offered a role or keys
+    /// other than its recorded ones and was rejected: the sender may be an impostor, or the
+    /// estate itself with new keys. The known remote (its keys, address and session) is left
+    /// as it was; it is not a [`Event::Rejected`] of that remote.
+    KeysRejected {
+        /// Our uid for the known remote the join named.
+        uid: Uid,
+        /// The name the join claimed.
+        name: String,
+        /// Where the join came from.
+        from: SocketAddr,
+        /// The role the join offered.
+        role: String,
+        /// The verify key the join offered (hex).
+        verhex: String,
+        /// The public key the join offered (hex).
+        pubhex: String,
+    },
 }
 
 /// A snapshot of one remote estate.

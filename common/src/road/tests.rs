@@ -716,3 +716,108 @@ fn a_role_that_is_not_the_name_cannot_claim_another_estates_keys() {
     );
     assert_eq!(role.acceptance, crate::keep::Acceptance::Accepted);
 }
+
+/// A main (`auto`, mutable, roles are names) with `victim` joined, allowed and alive; then an
+/// impostor named `victim` with other keys joins from another address. Returns the net, the
+/// main's view of `victim` before the forged join, and the main's uid for it.
+fn forged_join(auto: AutoMode, port: u16) -> (Net, RemoteStatus, Uid) {
+    let t0 = Instant::now();
+    let (m, v, x) = (addr(port), addr(port + 1), addr(port + 2));
+    let mut net = Net::new(t0);
+    let mut config = RoadConfig::new("main", m);
+    config.main = true;
+    config.mutable = true;
+    config.role_is_name = true;
+    config.auto = auto;
+    net.nodes.push((m, road_of(config, MemKeep::new(), t0)));
+    net.nodes
+        .push((v, road("victim", port + 1, false, MemKeep::new(), t0)));
+    let mut impostor = RoadConfig::new("victim", x);
+    impostor.auto = AutoMode::Always;
+    let impostor = Road::new(impostor, None, Box::new(MemKeep::new()), [9; 32], t0).unwrap();
+    net.nodes.push((x, impostor));
+    net.node(v).join(t0, m).expect("join");
+    let accepted = |n: &mut Net| n.has(v, |e| matches!(e, Event::Allowed { .. }));
+    if auto == AutoMode::Never {
+        assert!(net.run(Duration::from_secs(2), |n| n
+            .has(m, |e| matches!(e, Event::Pending { .. }))));
+        let now = net.now;
+        net.node(m).accept(now, "victim").expect("accept");
+    }
+    assert!(
+        net.run(Duration::from_secs(10), accepted),
+        "{:?}",
+        net.events
+    );
+    let uid = net.node(m).uid_by_name("victim").expect("victim");
+    let before = net.node(m).remotes()[0].clone();
+    assert_eq!(before.allowed, Some(true));
+    net.events.clear();
+
+    let now = net.now;
+    net.node(x).join(now, m).expect("join");
+    let ended = net.run(Duration::from_secs(30), |n| {
+        n.has(x, |e| {
+            matches!(e, Event::Rejected { .. } | Event::JoinFailed { .. })
+        })
+    });
+    assert!(ended, "the impostor heard nothing: {:?}", net.events);
+    (net, before, uid)
+}
+
+/// An impostor's join naming a joined remote with other keys is rejected without touching the
+/// real remote: no `Rejected`/`Removed` of it (a daemon would stop routing to it), the same
+/// uid, address, keys and session, and messages still flow both ways; it is counted and told
+/// as `KeysRejected`.
+#[test]
+fn a_forged_join_with_other_keys_leaves_the_real_session_alone() {
+    for (auto, port) in [(AutoMode::Once, 7640), (AutoMode::Never, 7650)] {
+        let (mut net, before, uid) = forged_join(auto, port);
+        let (m, v, x) = (net.nodes[0].0, net.nodes[1].0, net.nodes[2].0);
+        let of_victim = |e: &Event| matches!(e, Event::Rejected { uid: u, .. } | Event::Removed { uid: u, .. } if *u == uid);
+        assert!(!net.has(m, of_victim), "{auto:?}: {:?}", net.events);
+        assert!(
+            net.has(
+                m,
+                |e| matches!(e, Event::KeysRejected { uid: u, name, from, .. }
+                if *u == uid && name == "victim" && *from == x)
+            ),
+            "{auto:?}: {:?}",
+            net.events
+        );
+        assert_eq!(
+            net.node(m).stats().get("join_rejected_keys_changed"),
+            Some(&1),
+            "{auto:?}"
+        );
+        let remotes = net.node(m).remotes();
+        assert_eq!(remotes.len(), 1, "{auto:?}: {remotes:?}");
+        let after = &remotes[0];
+        assert_eq!(
+            (after.uid, after.fuid, after.ha, &after.role),
+            (before.uid, before.fuid, before.ha, &before.role),
+            "{auto:?}"
+        );
+        assert_eq!(after.ha, v);
+        assert_eq!(
+            (after.joined, after.allowed, after.acceptance),
+            (Some(true), Some(true), Some(Acceptance::Accepted)),
+            "{auto:?}"
+        );
+        let (real_keys, now) = (net.nodes[1].1.core.verhex.clone(), net.now);
+        let kept = net.node(m).remotes.get(&uid).map(|r| r.verhex.clone());
+        assert_eq!(kept, Some(real_keys), "{auto:?}");
+        net.node(m)
+            .send(now, uid, body(json!({"to": "the real victim"})))
+            .expect("send");
+        assert!(
+            net.run(Duration::from_secs(5), |n| n.has(v, |e| matches!(
+                e,
+                Event::Message { body, .. } if body.get("to").is_some()
+            ))),
+            "{auto:?}: the real victim got nothing: {:?}",
+            net.events
+        );
+        assert!(!net.has(x, |e| matches!(e, Event::Message { .. })));
+    }
+}

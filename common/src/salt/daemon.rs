@@ -835,12 +835,28 @@ impl Daemon {
                     self.drop_session(&name).await;
                 }
             }
-            Event::Rejected { name, .. } | Event::Removed { name, .. } => {
+            // Only a rejection of the peer's own session ends it: a rejected join naming
+            // another uid (or a `KeysRejected` join claiming its name) leaves it alone.
+            Event::Rejected { uid, name } | Event::Removed { uid, name } => {
                 if let Some(peer) = self.peers.get_mut(&name) {
-                    peer.allowed = false;
-                    peer.uid = None;
+                    if peer.uid.is_none() || peer.uid == Some(uid) {
+                        peer.allowed = false;
+                        peer.uid = None;
+                    }
                 }
                 self.forget_if_deleted(&name);
+            }
+            Event::KeysRejected {
+                uid,
+                name,
+                from,
+                verhex,
+                pubhex,
+                ..
+            } => {
+                warn!(remote = %name, uid, %from,
+                    "a join with other keys than the accepted ones was rejected; the session stays");
+                self.deny_other_key(&name, &verhex, &pubhex);
             }
             _ => {}
         }
@@ -975,6 +991,39 @@ impl Daemon {
         };
         if let Err(e) = result {
             warn!(remote = %name, error = %e, "key decision not applied");
+        }
+    }
+
+    /// A join offered another key for an accepted minion (native mode): Salt's `_auth`
+    /// denies it (`minions_denied/<id>`, `salt/auth` act `denied`) whether or not the minion's
+    /// session is open. Nothing else is written for a join the road already rejected.
+    fn deny_other_key(&mut self, name: &str, verhex: &str, pubhex: &str) {
+        let Side::Master {
+            keys: Some(keys), ..
+        } = &mut self.side
+        else {
+            return;
+        };
+        let acceptor = &mut keys.acceptor;
+        if !matches!(
+            key_state(acceptor.pki(), name),
+            Ok(Some(KeyState::Accepted))
+        ) {
+            return;
+        }
+        let pem = match check_binding(verhex, pubhex) {
+            Ok(key) => pki::pem_from_verify_key(&key),
+            Err(e) => {
+                warn!(remote = %name, error = %e, "rejected join: keys not bound");
+                return;
+            }
+        };
+        match acceptor.join(name, &pem) {
+            Ok(decision) if decision.act == AuthAct::Denied => {
+                self.fire_auth(AuthAct::Denied, name, &pem);
+            }
+            Ok(decision) => debug!(remote = %name, act = decision.act.as_str(), "rejected join"),
+            Err(e) => warn!(remote = %name, error = %e, "rejected join: key not recorded"),
         }
     }
 

@@ -197,6 +197,12 @@ impl EventLog {
                 json!({"id": id.0, "uid": uid, "reason": reason}),
             ),
             Event::Removed { uid, name } => ("removed", json!({"name": name, "uid": uid})),
+            Event::KeysRejected {
+                uid, name, from, ..
+            } => (
+                "keys_rejected",
+                json!({"name": name, "uid": uid, "from": from.to_string()}),
+            ),
         };
         self.emit(kind, fields);
     }
