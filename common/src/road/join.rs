@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::keep::Acceptance;
+use crate::keep::{Acceptance, AutoMode};
 use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
 
 use super::remote::Remote;
@@ -773,8 +773,14 @@ impl Road {
                 now.checked_add(DUPLICATE_JOIN_WINDOW).unwrap_or(now),
             ));
         }
-        if !same.all && !self.core.config.mutable {
-            self.core.stat("join_immutable_reject");
+        // While the remote's session is allowed, another role or keys cannot take it over
+        // (a non-vacuous join names it by its uid alone, which is easily guessed); only an
+        // `always` road accepts any keys, as it would for a new estate.
+        let live = remote.allowed == Some(true) && self.core.config.auto != AutoMode::Always;
+        if (other_keys && live) || (!same.all && !self.core.config.mutable) {
+            if !self.core.config.mutable {
+                self.core.stat("join_immutable_reject");
+            }
             self.joinent_reject_join(uid, &j, jb, rx.from, other_keys);
             return;
         }

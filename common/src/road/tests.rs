@@ -804,20 +804,74 @@ fn a_forged_join_with_other_keys_leaves_the_real_session_alone() {
             (Some(true), Some(true), Some(Acceptance::Accepted)),
             "{auto:?}"
         );
-        let (real_keys, now) = (net.nodes[1].1.core.verhex.clone(), net.now);
+        let real_keys = net.nodes[1].1.core.verhex.clone();
         let kept = net.node(m).remotes.get(&uid).map(|r| r.verhex.clone());
         assert_eq!(kept, Some(real_keys), "{auto:?}");
-        net.node(m)
-            .send(now, uid, body(json!({"to": "the real victim"})))
-            .expect("send");
-        assert!(
-            net.run(Duration::from_secs(5), |n| n.has(v, |e| matches!(
-                e,
-                Event::Message { body, .. } if body.get("to").is_some()
-            ))),
-            "{auto:?}: the real victim got nothing: {:?}",
-            net.events
-        );
+        assert_reaches_victim(&mut net, uid, auto);
         assert!(!net.has(x, |e| matches!(e, Event::Message { .. })));
     }
+}
+
+/// A non-vacuous join addressed to a joined remote's uid (uids are small and guessable) by an
+/// estate with another name, role and keys is rejected while that remote's session lives:
+/// on a mutable main it would otherwise rename the remote and take over its uid, address and
+/// session (messages for `victim` would go to the impostor).
+#[test]
+fn a_forged_non_vacuous_join_cannot_take_over_a_joined_remote() {
+    for (auto, port) in [(AutoMode::Once, 7660), (AutoMode::Never, 7670)] {
+        let (mut net, before, uid) = forged_join(auto, port);
+        let (m, v, x) = (net.nodes[0].0, net.nodes[1].0, addr(port + 3));
+        net.events.clear();
+        let mut config = RoadConfig::new("evil", x);
+        config.auto = AutoMode::Always;
+        let t0 = net.now;
+        let mut evil = Road::new(config, None, Box::new(MemKeep::new()), [11; 32], t0).unwrap();
+        let (presence_due, reap_due) = evil.first_presence(t0);
+        let mine = 5;
+        let forged = Remote::new(mine, uid, "main".into(), m, presence_due, reap_due);
+        evil.remotes.insert(mine, forged);
+        evil.start_join(t0, mine, true, false, None);
+        net.nodes.push((x, evil));
+        net.run(Duration::from_secs(10), |n| {
+            n.has(x, |e| {
+                matches!(
+                    e,
+                    Event::Rejected { .. } | Event::JoinFailed { .. } | Event::Allowed { .. }
+                )
+            })
+        });
+        let after = net
+            .node(m)
+            .remotes
+            .get(&uid)
+            .map(|r| (r.name.clone(), r.ha));
+        assert_eq!(
+            after,
+            Some(("victim".to_owned(), v)),
+            "{auto:?}: {:?}",
+            net.events
+        );
+        assert_eq!(net.node(m).remotes()[0].allowed, before.allowed, "{auto:?}");
+        assert!(
+            !net.has(x, |e| matches!(e, Event::Allowed { .. })),
+            "{auto:?}"
+        );
+        assert_reaches_victim(&mut net, uid, auto);
+    }
+}
+
+/// The main of [`forged_join`] sends to its `uid` for `victim`: the real victim gets it.
+fn assert_reaches_victim(net: &mut Net, uid: Uid, auto: AutoMode) {
+    let (m, v, now) = (net.nodes[0].0, net.nodes[1].0, net.now);
+    net.node(m)
+        .send(now, uid, body(json!({"to": "the real victim"})))
+        .expect("send");
+    assert!(
+        net.run(Duration::from_secs(5), |n| n.has(v, |e| matches!(
+            e,
+            Event::Message { body, .. } if body.get("to").is_some()
+        ))),
+        "{auto:?}: the real victim got nothing: {:?}",
+        net.events
+    );
 }
