@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use raet::salt::config::MasterConfig;
+use raet::salt::config::{MasterConfig, Role};
 use raet::salt::daemon::{self, Command};
 use raet::salt::pki::{KeyState, Pki};
 
@@ -34,6 +34,11 @@ fn main() -> ExitCode {
     };
     // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && args.finger_minion.is_none();
+    if daemon_mode {
+        if let Err(code) = raet::salt::run_as_user(PROGRAM, &config.common, Role::Master) {
+            return code;
+        }
+    }
     raet::salt::init_logging(
         &config.common,
         args.common.log_level.unwrap_or(config.common.log_level),

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use raet::keep::DirKeep;
-use raet::salt::config::MinionConfig;
+use raet::salt::config::{MinionConfig, Role};
 use raet::salt::daemon::{self, Command};
 use raet::salt::identity::{Identity, LocalParams};
 
@@ -38,6 +38,11 @@ fn main() -> ExitCode {
     };
     // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && !args.finger;
+    if daemon_mode {
+        if let Err(code) = raet::salt::run_as_user(PROGRAM, &config.common, Role::Minion) {
+            return code;
+        }
+    }
     raet::salt::init_logging(
         &config.common,
         args.common.log_level.unwrap_or(config.common.log_level),

@@ -1394,11 +1394,25 @@ async fn side_input(side: &mut Side) -> SideInput {
     }
 }
 
+/// Hands the yard socket at `path` of a root caller to the owner of its lane directory (a
+/// daemon running as Salt's `user`), which could not send to it otherwise.
+fn answerable_by_lane_owner(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = std::fs::metadata(path.parent().unwrap_or(path))?;
+    if nix::unistd::geteuid().is_root() && dir.uid() != 0 {
+        std::os::unix::fs::lchown(path, Some(dir.uid()), Some(dir.gid()))?;
+    }
+    Ok(())
+}
+
 /// Asks the daemon whose lanes are in `sock_dir` for its status (a temporary yard on its
 /// lane sends to share `status` of yard [`MANOR`]).
 pub async fn query_status(sock_dir: &Path) -> Result<Map<String, Value>, DaemonError> {
     let yard = format!("status{}", std::process::id());
     let lane = LaneStack::bind(lane_dir(sock_dir), LANE, &yard).await?;
+    if let Err(e) = answerable_by_lane_owner(lane.path()) {
+        debug!(error = %e, "status yard not handed to the lane's owner");
+    }
     let request = json!({"route": {"src": [null, yard, null], "dst": [null, MANOR, SHARE_STATUS]}, "load": {}});
     let request = request.as_object().cloned().unwrap_or_default();
     lane.send(MANOR, &request).await?;

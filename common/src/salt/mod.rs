@@ -1,6 +1,6 @@
 //! Salt integration shared by `salt-raet-master` and `salt-raet-minion` (feature `salt`).
 //!
-//! * [`account`]: the `user` key resolved to an account;
+//! * [`account`]: the `user` key resolved to an account, and dropping privileges to it;
 //! * [`config`]: Salt's own config files (`master`/`minion` + `*.d/*.conf`), typed;
 //! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
 //!   scans, change detection and a watcher;
@@ -113,6 +113,54 @@ pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_f
 pub fn bad_config(program: &str, error: &ConfigError) -> ExitCode {
     eprintln!("{program}: {error}");
     ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// Makes the daemon of `role` run as `user` (see [`account::switch_user`]): as root, hands
+/// its directories (`pki_dir`, its RAET keep and, on the master, the four key directories;
+/// `cachedir`; `sock_dir` and its lane directory) and `log_file` (created when missing) over
+/// to `user` and drops to it. Not root and not `user`: a one-line error and
+/// [`EXIT_BAD_CONFIG`], as Salt; a failed switch: [`EXIT_FAILURE`]. Call it before any thread
+/// starts and before [`init_logging`] opens `log_file`.
+pub fn run_as_user(
+    program: &str,
+    common: &config::CommonConfig,
+    role: config::Role,
+) -> Result<(), ExitCode> {
+    use account::{OwnedDir, UserError};
+    let Some(user) = common.user.as_deref() else {
+        return Ok(());
+    };
+    let private = |path: std::path::PathBuf| OwnedDir { path, mode: 0o700 };
+    let shared = |path: std::path::PathBuf| OwnedDir { path, mode: 0o750 };
+    let mut dirs = vec![private(common.pki_dir.clone()), private(common.keep_dir())];
+    if role == config::Role::Master {
+        dirs.extend(
+            pki::KeyState::ALL
+                .iter()
+                .map(|state| private(common.pki_dir.join(state.dir_name()))),
+        );
+    }
+    dirs.extend([
+        shared(common.cachedir.clone()),
+        shared(common.sock_dir.clone()),
+        private(daemon::lane_dir(&common.sock_dir)),
+    ]);
+    // A URI (`udp://...`) is not a file (see [`init_logging`]).
+    let files: Vec<_> = Some(&common.log_file)
+        .filter(|path| !path.contains("://"))
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .collect();
+    match account::switch_user(user, common.owner, &dirs, &files) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            Err(ExitCode::from(match e {
+                UserError::NotRoot { .. } => EXIT_BAD_CONFIG,
+                UserError::Prepare { .. } | UserError::Drop { .. } => EXIT_FAILURE,
+            }))
+        }
+    }
 }
 
 /// The command-line options both daemons take (flattened into their own).
