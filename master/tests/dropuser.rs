@@ -46,6 +46,9 @@ impl Site {
         for d in [&etc, &site.var()] {
             fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
         }
+        // A copy of the binary the other user can reach (the build tree may be under a
+        // directory only root can enter, as in a CI clone in a mktemp directory).
+        fs::copy(MASTER, site.bin()).unwrap();
         let var = site.var();
         fs::write(
             etc.join("master"),
@@ -70,8 +73,12 @@ impl Site {
         self.dir.path().join("var")
     }
 
+    fn bin(&self) -> PathBuf {
+        self.dir.path().join("salt-raet-master")
+    }
+
     fn master(&self) -> Command {
-        let mut command = Command::new(MASTER);
+        let mut command = Command::new(self.bin());
         command.arg("-c").arg(self.etc());
         command
     }
