@@ -202,3 +202,22 @@ def test_an_unknown_handle_presence_is_left_alone(caplog):
     registry._patch_maintenance(module)
     assert Maintenance.handle_presence is original
     assert "may be fired twice" in caplog.text
+
+
+def test_the_workers_marker_is_made_once_and_another_transports_socket_is_kept(tmp_path):
+    import socket
+
+    opts = {"transport": "raet", "sock_dir": str(tmp_path)}
+    marker = tmp_path / "workers.ipc"
+    transport.RequestServer(opts).pre_fork(None)
+    assert marker.is_file()
+    marker.unlink()
+    # Salt's own tests reuse one sock_dir across transports: a zeromq/tcp request device
+    # leaves its Unix socket there, which cannot be opened (ENXIO).
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(marker))
+        transport.RequestServer(opts).pre_fork(None)
+        assert marker.is_socket()
+    finally:
+        sock.close()

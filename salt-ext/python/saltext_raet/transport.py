@@ -363,7 +363,14 @@ class RequestServer(salt.transport.base.DaemonizedRequestServer):
         runs by its existence (ZeroMQ's request device), in both modes.
         """
         marker = os.path.join(self.opts["sock_dir"], "workers.ipc")
-        os.close(os.open(marker, os.O_CREAT | os.O_WRONLY, 0o600))
+        if os.path.lexists(marker):
+            # Already there: ours, or the socket of another transport's request device
+            # (which cannot be opened: ENXIO); either way salt-api finds it.
+            return
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            log.warning("cannot create %s (salt-api looks for it): %s", marker, exc)
 
     def post_fork(self, message_handler, io_loop, **kwargs):
         """
