@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, MemKeep};
 use raet::lane::LaneStack;
 use raet::road::RoadConfig;
@@ -683,6 +684,26 @@ fn event_bus_carries_auth_key_and_presence_events() {
     });
 }
 
+/// A road of this process (auto always, keys in memory) joins the master on `port`
+/// and is shut down again: what the join came to.
+fn forged_join(
+    mut config: RoadConfig,
+    keys: Option<(Signer, PrivateKey)>,
+    port: u16,
+) -> Result<raet::road::Uid, StackError> {
+    config.auto = AutoMode::Always;
+    runtime().block_on(async {
+        let road = RoadStack::bind(config, keys, Box::new(MemKeep::new()))
+            .await
+            .unwrap();
+        let joined = road
+            .join(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+            .await;
+        road.shutdown().await;
+        joined
+    })
+}
+
 /// The minion's join state and attempt count from its `status --json`.
 fn join_state(minion: &Daemon) -> Option<(String, u64)> {
     let status = minion.status()?;
@@ -1255,21 +1276,13 @@ fn a_join_claiming_another_minions_role_is_refused() {
     master.restart();
     assert_eq!(master.port(), port);
 
-    runtime().block_on(async {
-        let mut config = RoadConfig::new("evil", "127.0.0.1:0".parse().unwrap());
-        config.role = Some("victim".into());
-        config.auto = AutoMode::Always;
-        let road = RoadStack::bind(config, None, Box::new(MemKeep::new()))
-            .await
-            .unwrap();
-        let master_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let joined = road.join(master_addr).await;
-        assert!(
-            matches!(joined, Err(StackError::Rejected { .. })),
-            "{joined:?}"
-        );
-        road.shutdown().await;
-    });
+    let mut config = RoadConfig::new("evil", "127.0.0.1:0".parse().unwrap());
+    config.role = Some("victim".into());
+    let joined = forged_join(config, None, port);
+    assert!(
+        matches!(joined, Err(StackError::Rejected { .. })),
+        "{joined:?}"
+    );
     let status = master.status().unwrap();
     assert_eq!(status["road_counters"]["join_role_not_name"], 1, "{status}");
     assert_eq!(log_lines(&master, "its role is not its name"), 1);
@@ -1335,22 +1348,14 @@ fn a_forged_join_with_a_live_minions_name_leaves_it_routed() {
         wait_for(LIMIT, "victim allowed", || allowed(&master, "victim"));
         let accepted_key = fs::read(accepted(&master, "victim")).unwrap();
 
-        runtime().block_on(async {
-            let mut config = RoadConfig::new("victim", "127.0.0.1:0".parse().unwrap());
-            config.auto = AutoMode::Always;
-            // Keys bound as a minion's are (as if `victim` came back with a new identity).
-            let keys = Identity::from_seed(&[7; 32]).into_keys();
-            let road = RoadStack::bind(config, Some(keys), Box::new(MemKeep::new()))
-                .await
-                .unwrap();
-            let master_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let joined = road.join(master_addr).await;
-            assert!(
-                matches!(joined, Err(StackError::Rejected { .. })),
-                "{mode:?}: {joined:?}"
-            );
-            road.shutdown().await;
-        });
+        let config = RoadConfig::new("victim", "127.0.0.1:0".parse().unwrap());
+        // Keys bound as a minion's are (as if `victim` came back with a new identity).
+        let keys = Identity::from_seed(&[7; 32]).into_keys();
+        let joined = forged_join(config, Some(keys), port);
+        assert!(
+            matches!(joined, Err(StackError::Rejected { .. })),
+            "{mode:?}: {joined:?}"
+        );
         wait_for(LIMIT, "the forged join counted", || {
             master.status().is_some_and(|s| {
                 s["road_counters"]["join_rejected_keys_changed"]
