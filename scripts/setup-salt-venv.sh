@@ -11,7 +11,7 @@
 #
 # Idempotent and fast when done: stamp files in the venv record what is installed; Salt is
 # installed again only if the Salt or Python version changed, the test tools only if their
-# list changed, the extension only if its sources (salt-ext/, common/src, the Cargo files)
+# list changed, the extension only if its sources (salt-ext/, the common crates it links, the Cargo files)
 # changed.
 #
 # Salt 3008.5 and 3007.17 declare certifi>=2026.10.23, newer than some package indexes carry, so a plain
@@ -79,7 +79,7 @@ fi
 
 # --- the extension --------------------------------------------------------------------
 ext_stamp="$venv/.salt-raet-ext"
-ext_want="$(cd "$root" && find salt-ext common/src common/Cargo.toml Cargo.toml Cargo.lock \
+ext_want="$(cd "$root" && find salt-ext common/proto/src common/raet/src common/salt/src common/*/Cargo.toml Cargo.toml Cargo.lock \
     -type f ! -path 'salt-ext/tests/*' ! -path 'salt-ext/target/*' ! -name '*.pyc' \
     ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)"
 installed_module=("$venv"/lib/python3*/site-packages/saltext_raet/_native*.so)

@@ -110,7 +110,7 @@ counted_step cargo_counts "cargo test" "$logdir/cargo-test.log" cargo test --wor
 
 # The 5 MB simulation scenarios are skipped by debug builds (~16 s of CPU each there).
 counted_step cargo_counts "simulation 5 MB (release)" "$logdir/sim-release.log" \
-    cargo test --release -p raet --test sim_messaging -- 5mb
+    cargo test --release -p raet-sim --test sim_messaging -- 5mb
 
 # Salt's venv: Salt 3008.5 from PyPI, pytest and saltext_raet built by maturin (pip install
 # ./salt-ext); fast when nothing changed (stamps in the venv).

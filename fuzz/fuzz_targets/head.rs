@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use raet::packet::{Head, HeadKind, PacketError};
+use raet_proto::packet::{Head, HeadKind, PacketError};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(head) = Head::parse(data) else {

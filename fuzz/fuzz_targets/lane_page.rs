@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use raet::lane::page::{BookLimits, Books, Page};
+use raet_proto::lane::page::{BookLimits, Books, Page};
 
 const LIMITS: BookLimits = BookLimits {
     max_open_books: 3,

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use raet::crypto::Signer;
-use raet::packet::{self, body, FootKind, HeadKind};
+use raet_proto::crypto::Signer;
+use raet_proto::packet::{self, body, FootKind, HeadKind};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(rx) = packet::parse(data) else {

@@ -7,9 +7,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use raet::salt::config::{MasterConfig, Role};
-use raet::salt::daemon::{self, Command};
-use raet::salt::pki::{KeyState, Pki};
+use salt_raet::config::{MasterConfig, Role};
+use salt_raet::daemon::{self, Command};
+use salt_raet::pki::{KeyState, Pki};
 
 const PROGRAM: &str = "salt-raet-master";
 
@@ -18,28 +18,28 @@ const PROGRAM: &str = "salt-raet-master";
 #[command(name = PROGRAM, version, about)]
 struct Args {
     #[command(flatten)]
-    common: raet::salt::CommonArgs,
+    common: salt_raet::CommonArgs,
     /// Print the fingerprint `salt-key -f ID` shows for this minion's stored key, then exit.
     #[arg(long = "finger-minion", value_name = "ID")]
     finger_minion: Option<String>,
     #[command(subcommand)]
-    command: Option<raet::salt::daemon::Command>,
+    command: Option<salt_raet::daemon::Command>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match MasterConfig::load(&args.common.config_dir) {
         Ok(config) => config,
-        Err(e) => return raet::salt::bad_config(PROGRAM, &e),
+        Err(e) => return salt_raet::bad_config(PROGRAM, &e),
     };
     // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && args.finger_minion.is_none();
     if daemon_mode {
-        if let Err(code) = raet::salt::run_as_user(PROGRAM, &config.common, Role::Master) {
+        if let Err(code) = salt_raet::run_as_user(PROGRAM, &config.common, Role::Master) {
             return code;
         }
     }
-    raet::salt::init_logging(
+    salt_raet::init_logging(
         &config.common,
         args.common.log_level.unwrap_or(config.common.log_level),
         daemon_mode,
@@ -64,7 +64,7 @@ fn finger_minion(config: &MasterConfig, id: &str) -> ExitCode {
             Ok(key) => keys.extend(key),
             Err(e) => {
                 eprintln!("{PROGRAM}: {e}");
-                return ExitCode::from(raet::salt::EXIT_FAILURE);
+                return ExitCode::from(salt_raet::EXIT_FAILURE);
             }
         }
     }
@@ -73,7 +73,7 @@ fn finger_minion(config: &MasterConfig, id: &str) -> ExitCode {
             "{PROGRAM}: no key for minion {id:?} in {}",
             pki.dir().display()
         );
-        return ExitCode::from(raet::salt::EXIT_FAILURE);
+        return ExitCode::from(salt_raet::EXIT_FAILURE);
     }
     for state in KeyState::ALL {
         for key in keys.iter().filter(|k| k.state == state) {

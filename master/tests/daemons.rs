@@ -13,9 +13,9 @@ use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, MemKeep};
 use raet::lane::LaneStack;
 use raet::road::RoadConfig;
-use raet::salt::evbus;
-use raet::salt::identity::Identity;
 use raet::stack::{RoadStack, StackError};
+use salt_raet::evbus;
+use salt_raet::identity::Identity;
 use serde_json::{json, Map, Value};
 
 const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
@@ -765,7 +765,7 @@ fn a_rejected_minion_stops_until_sighup() {
 /// Whether `minion`'s status shows its master allowed (asked in-process, without starting a
 /// `status` process, so that the time measured is the daemons').
 async fn minion_allows_master(minion: &Daemon) -> bool {
-    let Ok(status) = raet::salt::daemon::query_status(&minion.sock).await else {
+    let Ok(status) = salt_raet::daemon::query_status(&minion.sock).await else {
         return false;
     };
     let rows = status.get("remotes").and_then(Value::as_array);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use raet::salt::account::{effective_uid, lookup_account, Account, PASSWD};
+use salt_raet::account::{effective_uid, lookup_account, Account, PASSWD};
 
 const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
 const LIMIT: Duration = Duration::from_secs(20);

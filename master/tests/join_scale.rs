@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use raet::keep::{AutoMode, MemKeep};
 use raet::road::RoadConfig;
-use raet::salt::daemon::presence_timers;
-use raet::salt::identity::Identity;
 use raet::stack::RoadStack;
+use salt_raet::daemon::presence_timers;
+use salt_raet::identity::Identity;
 
 const MINIONS: usize = 100;
 /// Alive period of the heartbeat measurement (short, to have many heartbeats to measure).

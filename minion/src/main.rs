@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use raet::keep::DirKeep;
-use raet::salt::config::{MinionConfig, Role};
-use raet::salt::daemon::{self, Command};
-use raet::salt::identity::{Identity, LocalParams};
+use salt_raet::config::{MinionConfig, Role};
+use salt_raet::daemon::{self, Command};
+use salt_raet::identity::{Identity, LocalParams};
 
 const PROGRAM: &str = "salt-raet-minion";
 
@@ -21,29 +21,29 @@ const PROGRAM: &str = "salt-raet-minion";
 #[command(name = PROGRAM, version, about)]
 struct Args {
     #[command(flatten)]
-    common: raet::salt::CommonArgs,
+    common: salt_raet::CommonArgs,
     /// Print the fingerprint `salt-key -f` shows on the master for this minion's key (creating
     /// the minion's identity if it has none yet), then exit.
     #[arg(long)]
     finger: bool,
     #[command(subcommand)]
-    command: Option<raet::salt::daemon::Command>,
+    command: Option<salt_raet::daemon::Command>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match MinionConfig::load(&args.common.config_dir) {
         Ok(config) => config,
-        Err(e) => return raet::salt::bad_config(PROGRAM, &e),
+        Err(e) => return salt_raet::bad_config(PROGRAM, &e),
     };
     // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && !args.finger;
     if daemon_mode {
-        if let Err(code) = raet::salt::run_as_user(PROGRAM, &config.common, Role::Minion) {
+        if let Err(code) = salt_raet::run_as_user(PROGRAM, &config.common, Role::Minion) {
             return code;
         }
     }
-    raet::salt::init_logging(
+    salt_raet::init_logging(
         &config.common,
         args.common.log_level.unwrap_or(config.common.log_level),
         daemon_mode,
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{PROGRAM}: {e}");
-            ExitCode::from(raet::salt::EXIT_FAILURE)
+            ExitCode::from(salt_raet::EXIT_FAILURE)
         }
     }
 }

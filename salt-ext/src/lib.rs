@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString};
 use raet::lane::{LaneError as RustLaneError, LaneYard};
-use raet::salt::route::{DstEstate, Envelope, LANE, MANOR};
+use salt_raet::envelope::{DstEstate, Envelope, LANE, MANOR};
 use serde_json::{Map, Value};
 
 create_exception!(
@@ -62,7 +62,7 @@ fn path_text(path: &std::path::Path) -> OsString {
 /// `<sock_dir>/raet`: the lane directory of the daemon using Salt's `sock_dir`.
 #[pyfunction]
 fn lane_dir(sock_dir: PathBuf) -> OsString {
-    raet::salt::daemon::lane_dir(&sock_dir).into_os_string()
+    salt_raet::envelope::lane_dir(&sock_dir).into_os_string()
 }
 
 /// A message received from the lane: the route envelope's fields, decoded.

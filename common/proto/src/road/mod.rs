@@ -1,0 +1,1330 @@
+//! The sans-IO road core: remotes, transactions (join, allow, alive, message), timers.
+//!
+//! A [`Road`] is one RAET estate on a UDP "road". It owns no socket and no
+//! clock: the driver feeds it received datagrams ([`Road::handle_datagram`])
+//! and the current time ([`Road::handle_timeout`]), then drains the datagrams
+//! to send ([`Road::poll_transmit`]), the application events
+//! ([`Road::poll_event`]) and the next deadline ([`Road::poll_timeout`]).
+//!
+//! Everything on the wire is what raet 0.6.8 emits (see `tests/road_capture.rs`: the join,
+//! allow acks, alive and done datagrams of the reference capture are reproduced byte for
+//! byte). The transactions follow the reference's `transacting.py`: Joiner/Joinent with the
+//! decision matrix (mutable/immutable road, auto modes, pend/accept/reject/refuse/renew,
+//! simultaneous joins: the smaller name yields), Allower/Allowent (CurveCP-like handshake),
+//! Aliver/Alivent, Messenger/Messengent (segmentation, burst and wait flag, resend of
+//! misseds, done, stale nacks, completed ids remembered 600 s), Staler/Stalent, session id
+//! rules and the reference's timers ([`Timers`]). Presence runs on the road's own timers:
+//! every joined remote gets an alive each period (no `manage()` call).
+//!
+//! Deliberate differences from the reference (none changes a datagram's format):
+//! * a message always ends: [`Event::Delivered`] on done, [`Event::SendFailed`] after
+//!   [`Timers::message_timeout`] (30 s) without progress (the reference retries forever);
+//! * a message nacked by its receiver's Messengent (not allowed any more, e.g. restarted) is
+//!   queued again and sent after a new allow (up to 4 attempts), where the reference drops
+//!   it; a nack that only answers a late copy of a completed message counts as delivered
+//!   (single-packet messages: always recognisable; segmented ones: settled by an alive);
+//! * messages queue while the remote is not allowed (join/allow are started for them) and
+//!   are held until the allowent side has the final ack;
+//! * a copy of an already answered join request (within 0.5 s) or hello (within the allow
+//!   timeout) is dropped instead of restarting a completed handshake;
+//! * undecryptable coats, cookies and initiates are counted and dropped or rejected (the
+//!   reference raises out of its service loop);
+//! * a join whose name or role cannot be a keep file name (`keep::check_name`: empty,
+//!   path separators, whitespace, ...) is dropped as invalid (`invalid_join`,
+//!   `invalid_accept`);
+//! * memory is bounded ([`Limits`]).
+
+mod alive;
+mod allow;
+mod core;
+mod join;
+mod message;
+mod remote;
+mod timers;
+mod transaction;
+
+pub use timers::Timers;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde_json::{Map, Value};
+
+use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
+use crate::keep::{Acceptance, AutoMode, Keep, KeepError, RoleRecord};
+use crate::packet::{
+    BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketKind, TransactionKind,
+    MAX_MESSAGE_SIZE,
+};
+use crate::Transmit;
+
+use self::core::Core;
+use self::remote::{Outgoing, Remote};
+use self::transaction::{earliest, Transaction, TxIndex};
+
+/// Our uid for a remote estate (its `nuid`; the `se` we put in our heads).
+pub type Uid = u32;
+
+/// Identifies one message queued with [`Road::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+/// Configuration of a road estate.
+#[derive(Debug, Clone)]
+pub struct RoadConfig {
+    /// Our estate name (unique on the road).
+    pub name: String,
+    /// Our role (keys are accepted per role); `None` = our name.
+    pub role: Option<String>,
+    /// Whether we are a main estate (only a main accepts vacuous joins).
+    pub main: bool,
+    /// Application kind sent in joins (0..=255).
+    pub kind: u8,
+    /// Key acceptance mode for remotes joining us or joined by us.
+    pub auto: AutoMode,
+    /// Whether a remote's name, address, uid, main, kind, role or keys may change on rejoin.
+    pub mutable: bool,
+    /// Whether a join whose role differs from its name is rejected before the keep is
+    /// consulted (`join_role_not_name`). Keys are decided per role: without this, a joiner
+    /// can offer another estate's name as its role and have its own keys recorded for it.
+    /// Not in the reference (whose roles may be shared); for a road whose keys are decided
+    /// per estate name (Salt's minion ids).
+    pub role_is_name: bool,
+    /// Head kind of the packets we send (receiving auto-detects).
+    pub hk: HeadKind,
+    /// Segments sent before waiting for an ack (0 = the whole message at once).
+    pub burst: u32,
+    /// Our own address (recorded in the keep).
+    pub ha: SocketAddr,
+    /// Protocol timers.
+    pub timers: Timers,
+    /// Memory bounds.
+    pub limits: Limits,
+}
+
+/// Memory bounds of a road (not in the reference, which has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages queued for one remote (waiting for it to be allowed or for a free slot);
+    /// beyond this [`Road::send`] fails with [`RoadError::QueueFull`].
+    pub max_queued_messages: usize,
+    /// Body bytes queued for one remote; beyond this [`Road::send`] fails with
+    /// [`RoadError::QueueFull`].
+    pub max_queued_bytes: usize,
+    /// Messages in flight (open Messengers) to one remote; the rest wait in the queue.
+    pub max_messengers: usize,
+    /// Open transactions started by one remote (segmented messages being received, joins,
+    /// allows); packets that would open more are dropped (`transaction_limit`).
+    pub max_correspondents: usize,
+    /// Bytes reserved by all messages being reassembled (road-wide); a segmented message
+    /// that does not fit is nacked (`reassembly_limit`).
+    pub max_reassembly_bytes: usize,
+    /// Remotes being joined vacuously by unknown estates at once (each one created from a
+    /// single unauthenticated request); more requests are dropped (`joinee_limit`).
+    pub max_joinees: usize,
+    /// Completed message ids remembered per remote for duplicate suppression.
+    pub max_done_ids: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_queued_messages: 100_000,
+            max_queued_bytes: 512 * 1024 * 1024,
+            max_messengers: 64,
+            max_correspondents: 1024,
+            max_reassembly_bytes: 4 * crate::packet::MAX_MESSAGE_SIZE,
+            max_joinees: 1024,
+            max_done_ids: 65_536,
+        }
+    }
+}
+
+impl RoadConfig {
+    /// Defaults: non-main, auto `never`, immutable, kind 0, raet heads, burst 0, reference timers.
+    pub fn new(name: impl Into<String>, ha: SocketAddr) -> RoadConfig {
+        RoadConfig {
+            name: name.into(),
+            role: None,
+            main: false,
+            kind: 0,
+            auto: AutoMode::Never,
+            mutable: false,
+            role_is_name: false,
+            hk: HeadKind::Raet,
+            burst: 0,
+            ha,
+            timers: Timers::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Errors of the road API.
+#[derive(Debug, thiserror::Error)]
+pub enum RoadError {
+    /// The keep failed to load or save.
+    #[error("keep: {0}")]
+    Keep(#[from] KeepError),
+    /// No remote with that uid or name.
+    #[error("unknown remote")]
+    UnknownRemote,
+    /// A vacuous join needs a main estate at the other end; refused by configuration.
+    #[error("vacuous joins are only accepted by a main estate")]
+    NotMain,
+    /// The encoded message exceeds the reference's limit.
+    #[error("message too large: {size} bytes (limit {limit})")]
+    MessageTooLarge {
+        /// Size of the sealed message.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The message cannot be sent (encoding failed).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// Too many messages are already queued for this remote.
+    #[error("send queue full for remote {0}")]
+    QueueFull(Uid),
+    /// The keep's local record or a key is unusable.
+    #[error("invalid identity: {0}")]
+    InvalidIdentity(String),
+    /// The configuration is unusable (e.g. a name that cannot be sent).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// Presence of a remote as seen by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Presence {
+    /// The join completed.
+    Joined,
+    /// The allow handshake completed (messages can flow).
+    Allowed,
+    /// The remote answered (alive ack or any valid traffic) after being lost or unknown.
+    Alive,
+    /// The alive timed out or the join was lost.
+    Lost,
+}
+
+/// Something the application should know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The join with this remote completed.
+    Joined {
+        /// Our uid for it.
+        uid: Uid,
+        /// Its name.
+        name: String,
+    },
+    /// The remote's keys await our operator's decision (auto `never`): see [`Road::accept`].
+    Pending {
+        /// Our uid for it.
+        uid: Uid,
+        /// Its name.
+        name: String,
+    },
+    /// The join was rejected (by us or by them).
+    Rejected {
+        /// Our uid for it.
+        uid: Uid,
+        /// Its name.
+        name: String,
+    },
+    /// The join timed out or was refused.
+    JoinFailed {
+        /// Our uid for it.
+        uid: Uid,
+        /// Why.
+        reason: String,
+    },
+    /// The allow handshake completed.
+    Allowed {
+        /// Our uid for it.
+        uid: Uid,
+        /// Its name.
+        name: String,
+    },
+    /// An allow handshake with this remote ended without success (timed out, refused,
+    /// rejected, invalid cookie or initiate) while no other allow or join with it was under
+    /// way: it is not allowed. Presence retries (the next alive to a joined remote that is
+    /// not allowed starts a new allow); `RoadStack::join` fails with it.
+    AllowFailed {
+        /// Our uid for it.
+        uid: Uid,
+        /// Why.
+        reason: String,
+    },
+    /// A presence change.
+    Presence {
+        /// Our uid for it.
+        uid: Uid,
+        /// Its name.
+        name: String,
+        /// The new presence.
+        presence: Presence,
+    },
+    /// A message arrived.
+    Message {
+        /// Our uid for the sender.
+        uid: Uid,
+        /// The sender's name.
+        name: String,
+        /// The JSON object.
+        body: Map<String, Value>,
+    },
+    /// The peer confirmed the whole message (done).
+    Delivered {
+        /// What [`Road::send`] returned.
+        id: MessageId,
+        /// The destination.
+        uid: Uid,
+    },
+    /// The message could not be delivered.
+    SendFailed {
+        /// What [`Road::send`] returned.
+        id: MessageId,
+        /// The destination.
+        uid: Uid,
+        /// Why (timeout, nack, remote removed...).
+        reason: String,
+    },
+    /// The remote was removed from our road.
+    Removed {
+        /// Our former uid for it.
+        uid: Uid,
+        /// Its name.
+        name: String,
+    },
+    /// A join request naming a remote we know (ours `uid`, `name`) offered a role or keys
+    /// other than its recorded ones and was rejected: the sender may be an impostor, or the
+    /// estate itself with new keys. The known remote (its keys, address and session) is left
+    /// as it was; it is not a [`Event::Rejected`] of that remote.
+    KeysRejected {
+        /// Our uid for the known remote the join named.
+        uid: Uid,
+        /// The name the join claimed.
+        name: String,
+        /// Where the join came from.
+        from: SocketAddr,
+        /// The role the join offered.
+        role: String,
+        /// The verify key the join offered (hex).
+        verhex: String,
+        /// The public key the join offered (hex).
+        pubhex: String,
+    },
+}
+
+/// A snapshot of one remote estate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteStatus {
+    /// Our uid for it (nuid).
+    pub uid: Uid,
+    /// Its uid for us (fuid; 0 = unknown).
+    pub fuid: u32,
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub ha: SocketAddr,
+    /// Its role.
+    pub role: String,
+    /// Acceptance of its role's keys, if known.
+    pub acceptance: Option<Acceptance>,
+    /// Join state (`None` = in progress or never tried).
+    pub joined: Option<bool>,
+    /// Allow state (`None` = in progress or never tried).
+    pub allowed: Option<bool>,
+    /// Alive state (`None` = never checked).
+    pub alive: Option<bool>,
+    /// Whether it is a main estate.
+    pub main: bool,
+    /// Its application kind.
+    pub kind: u8,
+    /// When we last received a valid packet from it.
+    pub last_heard: Option<Instant>,
+}
+
+/// A received packet, its head decoded (the coat still sealed).
+pub(crate) struct Rx<'a> {
+    /// The decoded head.
+    pub head: Head,
+    /// The coat bytes (body, possibly encrypted; a segment of a message).
+    pub coat: &'a [u8],
+    /// Where it came from.
+    pub from: SocketAddr,
+}
+
+/// One RAET road estate: a sans-IO state machine (see the module documentation).
+pub struct Road {
+    core: Core,
+    remotes: BTreeMap<Uid, Remote>,
+    /// Remotes of vacuous joins in progress, by address (the reference's `joinees`).
+    joinees: HashMap<SocketAddr, Uid>,
+}
+
+impl std::fmt::Debug for Road {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Road")
+            .field("name", &self.core.config.name)
+            .field("uid", &self.core.uid)
+            .field("remotes", &self.remotes.len())
+            .finish()
+    }
+}
+
+impl Road {
+    /// Restores identity (keys, uid counter, remotes) from the keep when present, else creates it
+    /// (keys: from `keys` if given, else random from the seeded rng) and saves it.
+    ///
+    /// As the reference, every restored remote starts a new session (its `sid` + 1); `joined`
+    /// is restored, `allowed`/`alive` are not (the remotes must be allowed again).
+    pub fn new(
+        config: RoadConfig,
+        keys: Option<(Signer, PrivateKey)>,
+        keep: Box<dyn Keep>,
+        rng_seed: [u8; 32],
+        now: Instant,
+    ) -> Result<Road, RoadError> {
+        crate::keep::check_name("name", &config.name)
+            .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
+        let role = config.role.clone().unwrap_or_else(|| config.name.clone());
+        crate::keep::check_name("role", &role)
+            .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
+        let mut rng = ChaCha20Rng::from_seed(rng_seed);
+        let restored = keep.load_local()?;
+        let (signer, private, uid, puid, sid) = match &restored {
+            Some(local) => {
+                if local.name != config.name {
+                    return Err(RoadError::InvalidIdentity(format!(
+                        "the keep belongs to estate {:?}, not {:?}",
+                        local.name, config.name
+                    )));
+                }
+                (
+                    Signer::from_seed(&local.sign_seed),
+                    PrivateKey::from_bytes(&local.private_key),
+                    local.uid,
+                    local.puid,
+                    local.sid,
+                )
+            }
+            None => {
+                let (signer, private) = match keys {
+                    Some(k) => k,
+                    None => (Signer::generate(&mut rng), PrivateKey::generate(&mut rng)),
+                };
+                (signer, private, 1, 1, 0)
+            }
+        };
+        let verhex = signer.verify_key().to_hex();
+        let pubhex = private.public_key().to_hex();
+        let core = Core {
+            config,
+            role,
+            signer,
+            private,
+            verhex,
+            pubhex,
+            uid,
+            puid,
+            sid,
+            keep,
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: BTreeMap::new(),
+            last_message_id: 0,
+            reassembly_bytes: 0,
+        };
+        let mut road = Road {
+            core,
+            remotes: BTreeMap::new(),
+            joinees: HashMap::new(),
+        };
+        road.restore_remotes(now)?;
+        road.core.save_local();
+        let uids: Vec<Uid> = road.remotes.keys().copied().collect();
+        for uid in uids {
+            if let Some(remote) = road.remotes.get(&uid) {
+                road.core.save_remote(remote);
+            }
+        }
+        tracing::debug!(road = %road.core.config.name, restored = restored.is_some(),
+            remotes = road.remotes.len(), "road ready");
+        Ok(road)
+    }
+
+    /// Loads the remotes of the keep (each with its role's keys and acceptance).
+    fn restore_remotes(&mut self, now: Instant) -> Result<(), RoadError> {
+        let records = self.core.keep.load_remotes()?;
+        for record in records {
+            if record.uid == 0
+                || record.uid == self.core.uid
+                || self.remotes.contains_key(&record.uid)
+            {
+                tracing::warn!(road = %self.core.config.name, remote = %record.name,
+                    uid = record.uid, "skipping remote with an unusable uid");
+                self.core.stat("restore_skipped");
+                continue;
+            }
+            let Some(role) = self.core.keep.load_role(&record.role)? else {
+                tracing::warn!(road = %self.core.config.name, remote = %record.name,
+                    role = %record.role, "skipping remote without role keys");
+                self.core.stat("restore_skipped");
+                continue;
+            };
+            let (presence_due, reap_due) = self.first_presence(now);
+            let mut remote = Remote::new(
+                record.uid,
+                record.fuid,
+                record.name.clone(),
+                record.ha,
+                presence_due,
+                reap_due,
+            );
+            remote.role = record.role.clone();
+            remote.main = record.main;
+            remote.kind = record.kind;
+            remote.joined = record.joined;
+            remote.sid = record.sid;
+            remote.acceptance = Some(role.acceptance);
+            if let Err(reason) = remote.set_keys(&role.verhex, &role.pubhex) {
+                tracing::warn!(road = %self.core.config.name, remote = %record.name, %reason,
+                    "skipping remote with bad keys");
+                self.core.stat("restore_skipped");
+                continue;
+            }
+            remote.next_sid();
+            self.core.puid = self.core.puid.max(record.uid);
+            self.remotes.insert(record.uid, remote);
+        }
+        Ok(())
+    }
+
+    /// The first presence and reap deadlines of a new remote (period + offset on a non-main).
+    fn first_presence(&self, now: Instant) -> (Instant, Instant) {
+        let t = &self.core.config.timers;
+        let mut first = t.presence_period;
+        if !self.core.config.main {
+            first += t.presence_offset;
+        }
+        (
+            now.checked_add(first).unwrap_or(now),
+            now.checked_add(t.reap_interim).unwrap_or(now),
+        )
+    }
+
+    /// Our estate name.
+    pub fn name(&self) -> &str {
+        &self.core.config.name
+    }
+
+    /// Our long-term ed25519 verify key (join `verhex`).
+    pub fn verify_key(&self) -> VerifyKey {
+        self.core.signer.verify_key()
+    }
+
+    /// Our long-term curve25519 public key (join `pubhex`).
+    pub fn public_key(&self) -> PublicKey {
+        self.core.private.public_key()
+    }
+
+    /// Join (cascade: allow, then alive) the estate at `ha`: vacuous if unknown there, else
+    /// non-vacuous. Returns our uid for it (provisional name until the join completes).
+    pub fn join(&mut self, now: Instant, ha: SocketAddr) -> Result<Uid, RoadError> {
+        let known = self
+            .remotes
+            .values()
+            .find(|r| !r.ephemeral && r.ha == ha)
+            .map(|r| (r.uid, r.fuid, r.main, r.joined));
+        let uid = match known {
+            Some((uid, fuid, main, joined)) => {
+                if fuid == 0 && joined == Some(true) && !main {
+                    return Err(RoadError::NotMain);
+                }
+                uid
+            }
+            None => {
+                let remotes = &self.remotes;
+                let uid = self.core.next_uid(|u| remotes.contains_key(&u));
+                let (presence_due, reap_due) = self.first_presence(now);
+                let remote = Remote::new(uid, 0, ha.to_string(), ha, presence_due, reap_due);
+                self.remotes.insert(uid, remote);
+                uid
+            }
+        };
+        self.start_join(now, uid, true, false, None);
+        Ok(uid)
+    }
+
+    /// Queue a JSON-object message; if the remote is not yet allowed it waits (join/allow are started).
+    ///
+    /// The message ends with [`Event::Delivered`] (the peer sent done) or
+    /// [`Event::SendFailed`] (nacked, remote removed, or no progress for
+    /// [`Timers::message_timeout`]).
+    pub fn send(
+        &mut self,
+        now: Instant,
+        to: Uid,
+        body: Map<String, Value>,
+    ) -> Result<MessageId, RoadError> {
+        let limits = self.core.config.limits.clone();
+        let remote = self
+            .remotes
+            .get(&to)
+            .filter(|r| !r.ephemeral)
+            .ok_or(RoadError::UnknownRemote)?;
+        let plain = crate::packet::body::encode_json(&body);
+        let sealed = if plain.is_empty() {
+            0
+        } else {
+            plain.len() + message::SEAL_OVERHEAD
+        };
+        if sealed > MAX_MESSAGE_SIZE {
+            return Err(RoadError::MessageTooLarge {
+                size: sealed,
+                limit: MAX_MESSAGE_SIZE,
+            });
+        }
+        message::check_segmentable(&self.core, remote, sealed)?;
+        if remote.outbox.len() >= limits.max_queued_messages
+            || remote.outbox_bytes.saturating_add(plain.len()) > limits.max_queued_bytes
+        {
+            self.core.stat("queue_full");
+            return Err(RoadError::QueueFull(to));
+        }
+        self.core.last_message_id += 1;
+        let id = MessageId(self.core.last_message_id);
+        if let Some(remote) = self.remotes.get_mut(&to) {
+            remote.outbox_bytes += plain.len();
+            remote.outbox.push_back(Outgoing {
+                id,
+                body: plain,
+                queued: now,
+                attempts: 0,
+            });
+        }
+        self.pump(now, to);
+        Ok(id)
+    }
+
+    /// Operator decision for auto `never` (by remote name): accept its role's keys. A join
+    /// pending on this decision completes now.
+    pub fn accept(&mut self, now: Instant, name: &str) -> Result<(), RoadError> {
+        self.decide(now, name, Acceptance::Accepted)
+    }
+
+    /// Operator decision (by remote name): reject its role's keys (also later). The remote is
+    /// removed.
+    pub fn reject(&mut self, now: Instant, name: &str) -> Result<(), RoadError> {
+        self.decide(now, name, Acceptance::Rejected)
+    }
+
+    /// Records an operator decision for the role of remote `name` and applies it.
+    fn decide(
+        &mut self,
+        now: Instant,
+        name: &str,
+        acceptance: Acceptance,
+    ) -> Result<(), RoadError> {
+        let uid = self.uid_by_name(name).ok_or(RoadError::UnknownRemote)?;
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return Err(RoadError::UnknownRemote);
+        };
+        if remote.verhex.is_empty() {
+            return Err(RoadError::UnknownRemote);
+        }
+        let record = RoleRecord {
+            role: remote.role.clone(),
+            acceptance,
+            verhex: remote.verhex.clone(),
+            pubhex: remote.pubhex.clone(),
+        };
+        remote.acceptance = Some(acceptance);
+        self.core.keep.save_role(&record)?;
+        match acceptance {
+            Acceptance::Rejected => {
+                self.core.event(Event::Rejected {
+                    uid,
+                    name: name.to_owned(),
+                });
+                self.remove_remote(now, uid);
+            }
+            _ => self.resolve_pending(now, uid),
+        }
+        Ok(())
+    }
+
+    /// Forget a remote (and its keep record); its open transactions are nacked and its
+    /// queued messages fail.
+    pub fn remove(&mut self, now: Instant, uid: Uid) -> Result<(), RoadError> {
+        if !self.remotes.get(&uid).is_some_and(|r| !r.ephemeral) {
+            return Err(RoadError::UnknownRemote);
+        }
+        self.remove_remote(now, uid);
+        Ok(())
+    }
+
+    /// Our uid for the remote called `name`.
+    pub fn uid_by_name(&self, name: &str) -> Option<Uid> {
+        self.remotes
+            .values()
+            .find(|r| !r.ephemeral && r.name == name)
+            .map(|r| r.uid)
+    }
+
+    /// Snapshots of every remote.
+    pub fn remotes(&self) -> Vec<RemoteStatus> {
+        self.remotes
+            .values()
+            .filter(|r| !r.ephemeral)
+            .map(|r| RemoteStatus {
+                uid: r.uid,
+                fuid: r.fuid,
+                name: r.name.clone(),
+                ha: r.ha,
+                role: r.role.clone(),
+                acceptance: r.acceptance,
+                joined: r.joined,
+                allowed: r.allowed,
+                alive: r.alived,
+                main: r.main,
+                kind: r.kind,
+                last_heard: r.last_heard,
+            })
+            .collect()
+    }
+
+    /// Counters: `rx_packets`, `tx_packets`, and one per drop reason or protocol event
+    /// (names follow the reference's stats where one exists, e.g. `parse_error`,
+    /// `bad_signature`, `decrypt_error`, `stale_session`, `unknown_remote`, `redo_segment`).
+    pub fn stats(&self) -> &BTreeMap<&'static str, u64> {
+        &self.core.stats
+    }
+
+    /// Process one received datagram. Never panics; bad input is counted and dropped.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.core.stat("rx_packets");
+        self::core::trace_packet(&self.core.config.name, "rx", from, data);
+        let packet = match crate::packet::parse(data) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(road = %self.core.config.name, %from, error = %e, "unparsable datagram");
+                self.core.stat("parse_error");
+                return;
+            }
+        };
+        let head = &packet.head;
+        if head.fk == FootKind::Nacl {
+            let verifier = self
+                .remotes
+                .get(&head.de)
+                .filter(|r| !r.ephemeral)
+                .and_then(|r| r.verifier.as_ref());
+            let Some(verifier) = verifier else {
+                self.core.drop_packet("unknown_remote", from);
+                return;
+            };
+            if let Err(e) = packet.verify(verifier) {
+                tracing::debug!(road = %self.core.config.name, %from, error = %e, "bad signature");
+                self.core.stat("bad_signature");
+                return;
+            }
+        } else if head.fk != FootKind::Nada {
+            self.core.drop_packet("unsupported_foot", from);
+            return;
+        } else if head.tk == TransactionKind::Message {
+            self.core.drop_packet("unsigned_message", from);
+            return;
+        }
+        if head.fg.has(Flags::BF) {
+            self.core.drop_packet("broadcast", from);
+            return;
+        }
+        let rx = Rx {
+            head: packet.head.clone(),
+            coat: packet.coat,
+            from,
+        };
+        self.process_rx(now, &rx);
+    }
+
+    /// The reference's `processRx`: find the remote and the transaction of a verified packet.
+    fn process_rx(&mut self, now: Instant, rx: &Rx<'_>) {
+        let h = &rx.head;
+        let cf = h.fg.has(Flags::CF);
+        let uid = if h.tk == TransactionKind::Join {
+            match self.join_remote(now, rx) {
+                Ok(uid) => uid,
+                Err(()) => return,
+            }
+        } else {
+            if h.si == 0 {
+                self.core.drop_packet("invalid_sid", rx.from);
+                return;
+            }
+            if h.de == 0 || h.se == 0 {
+                self.core.drop_packet("invalid_uid", rx.from);
+                return;
+            }
+            let Some(remote) = self.remotes.get_mut(&h.de).filter(|r| !r.ephemeral) else {
+                self.core.drop_packet("unknown_remote", rx.from);
+                return;
+            };
+            if !cf {
+                if !remote.valid_rsid(h.si) {
+                    self.core.drop_packet("stale_session", rx.from);
+                    self.reply_stale(rx, PacketKind::Nack);
+                    return;
+                }
+                if h.si != remote.rsid {
+                    remote.rsid = h.si;
+                    self.remove_stale_correspondents(now, h.de);
+                }
+            }
+            Some(h.de)
+        };
+        if let Some(remote) = uid.and_then(|u| self.remotes.get_mut(&u)) {
+            remote.last_heard = Some(now);
+            if remote.reaped {
+                remote.reaped = false;
+                self.core.stat("remote_unreap");
+            }
+            let index = TxIndex::of_rx(h, rx.from);
+            let uid = remote.uid;
+            if let Some(txn) = remote.transactions.remove(&index) {
+                self.dispatch(now, uid, index, txn, rx);
+                self.collect(uid);
+                return;
+            }
+        }
+        if cf {
+            self.stale(rx);
+            return;
+        }
+        let Some(uid) = uid else {
+            self.core.drop_packet("unknown_remote", rx.from);
+            return;
+        };
+        self.correspond(now, uid, rx);
+        self.collect(uid);
+    }
+
+    /// Hands a packet to the open transaction it belongs to.
+    fn dispatch(&mut self, now: Instant, uid: Uid, index: TxIndex, txn: Transaction, rx: &Rx<'_>) {
+        match txn {
+            Transaction::Joiner(t) => self.joiner_rx(now, uid, index, t, rx),
+            Transaction::Joinent(t) => self.joinent_rx(now, uid, index, t, rx),
+            Transaction::Allower(t) => self.allower_rx(now, uid, index, t, rx),
+            Transaction::Allowent(t) => self.allowent_rx(now, uid, index, t, rx),
+            Transaction::Aliver(t) => self.aliver_rx(now, uid, index, t, rx),
+            Transaction::Messenger(t) => self.messenger_rx(now, uid, index, t, rx),
+            Transaction::Messengent(t) => self.messengent_rx(now, uid, index, t, rx),
+        }
+    }
+
+    /// A packet that opens a transaction initiated by the remote.
+    fn correspond(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
+        let h = &rx.head;
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let opens = matches!(
+            (h.tk, h.pk),
+            (TransactionKind::Join, PacketKind::Request)
+                | (TransactionKind::Allow, PacketKind::Hello)
+                | (TransactionKind::Message, PacketKind::Message)
+        );
+        if opens {
+            let open = remote.transactions.keys().filter(|i| i.rf).count();
+            if open >= self.core.config.limits.max_correspondents {
+                self.core.drop_packet("transaction_limit", rx.from);
+                return;
+            }
+        }
+        match (h.tk, h.pk) {
+            (TransactionKind::Join, PacketKind::Request) => self.joinent_start(now, uid, rx),
+            (TransactionKind::Allow, PacketKind::Hello) => self.allowent_start(now, uid, rx),
+            (TransactionKind::Alive, PacketKind::Request) => self.alivent(now, uid, rx),
+            (TransactionKind::Message, PacketKind::Message) => {
+                if h.fg.has(Flags::AF) || remote.is_done(h.ti) {
+                    self.core.stat("stale_message");
+                    self.reply_stale(rx, PacketKind::Nack);
+                } else {
+                    self.messengent_start(now, uid, rx);
+                }
+            }
+            _ => self.core.drop_packet("stale_packet", rx.from),
+        }
+    }
+
+    /// The reference's Staler: nack a correspondent packet of a transaction we no longer have
+    /// (never a nack-like packet).
+    fn stale(&mut self, rx: &Rx<'_>) {
+        let h = &rx.head;
+        if is_nack_kind(h.pk) || h.pk == PacketKind::Renew {
+            self.core.drop_packet("stale_nack", rx.from);
+            return;
+        }
+        let Some(remote) = self.remotes.get(&h.de).filter(|r| !r.ephemeral) else {
+            self.core.drop_packet("unknown_remote", rx.from);
+            return;
+        };
+        let head = self.stale_head(h, remote.uid, false);
+        self.core.stat("stale_correspondent_nack");
+        let _ = self.core.emit(rx.from, &head, PacketKind::Nack, &[]);
+    }
+
+    /// The reference's Stalent: answer a packet of a transaction initiated by the peer with
+    /// an empty nack of `kind` (copying its session and transaction ids and coat/foot kinds).
+    fn reply_stale(&mut self, rx: &Rx<'_>, kind: PacketKind) {
+        let h = &rx.head;
+        if is_nack_kind(h.pk) {
+            return;
+        }
+        let head = self.stale_head(h, h.de, true);
+        self.core.stat("stale_initiator_nack");
+        let _ = self.core.emit(rx.from, &head, kind, &[]);
+    }
+
+    /// Head of a stale nack answering `h` (Staler and Stalent): its session and transaction
+    /// ids, transaction, coat and foot kinds copied, estate ids swapped (`se` ours), `cf` as
+    /// given; the body is empty.
+    fn stale_head(&self, h: &Head, se: Uid, correspondent: bool) -> Head {
+        let mut head = Head {
+            se,
+            de: h.se,
+            si: h.si,
+            ti: h.ti,
+            ck: h.ck,
+            fk: h.fk,
+            ..self
+                .core
+                .template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
+        };
+        head.fg.set(Flags::CF, correspondent);
+        head
+    }
+
+    /// The JSON body of a received packet (decrypted with the session key when coated).
+    pub(crate) fn json_body(&mut self, uid: Uid, rx: &Rx<'_>) -> Option<Map<String, Value>> {
+        let plain = self.open_coat(uid, rx)?;
+        match rx.head.bk {
+            BodyKind::Json => match crate::packet::body::decode_json(&plain) {
+                Ok(map) => Some(map),
+                Err(e) => {
+                    tracing::debug!(road = %self.core.config.name, from = %rx.from, error = %e,
+                        "bad json body");
+                    self.core.stat("body_error");
+                    None
+                }
+            },
+            BodyKind::Nada | BodyKind::Raw if plain.is_empty() => Some(Map::new()),
+            _ => {
+                self.core.drop_packet("body_error", rx.from);
+                None
+            }
+        }
+    }
+
+    /// The body bytes of a received packet (decrypted with the session key when coated).
+    pub(crate) fn open_coat(&mut self, uid: Uid, rx: &Rx<'_>) -> Option<Vec<u8>> {
+        if rx.head.ck != CoatKind::Nacl || rx.coat.is_empty() {
+            return Some(rx.coat.to_vec());
+        }
+        let opened = self
+            .remotes
+            .get(&uid)
+            .and_then(|r| r.session.as_ref())
+            .map(|s| s.open(rx.coat));
+        match opened {
+            Some(Ok(plain)) => Some(plain),
+            Some(Err(_)) | None => {
+                self.core.drop_packet("decrypt_error", rx.from);
+                None
+            }
+        }
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let uids: Vec<Uid> = self.remotes.keys().copied().collect();
+        for uid in uids {
+            let due: Vec<TxIndex> = match self.remotes.get_mut(&uid) {
+                Some(remote) => {
+                    remote.expire_done(now);
+                    remote
+                        .transactions
+                        .iter()
+                        .filter(|(_, t)| t.next_deadline().is_some_and(|d| d <= now))
+                        .map(|(i, _)| *i)
+                        .collect()
+                }
+                None => continue,
+            };
+            for index in due {
+                let Some(txn) = self.take_txn(uid, &index) else {
+                    continue;
+                };
+                match txn {
+                    Transaction::Joiner(t) => self.joiner_timer(now, uid, index, t),
+                    Transaction::Joinent(t) => self.joinent_timer(now, uid, index, t),
+                    Transaction::Allower(t) => self.allower_timer(now, uid, index, t),
+                    Transaction::Allowent(t) => self.allowent_timer(now, uid, index, t),
+                    Transaction::Aliver(t) => self.aliver_timer(now, uid, index, t),
+                    Transaction::Messenger(t) => self.messenger_timer(now, uid, index, t),
+                    Transaction::Messengent(t) => self.messengent_timer(now, uid, index, t),
+                }
+            }
+            self.expire_outbox(now, uid);
+            self.presence_timer(now, uid);
+            self.collect(uid);
+        }
+    }
+
+    /// The next datagram to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.core.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.core.events.pop_front()
+    }
+
+    /// When [`Road::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let limit = self.core.config.timers.message_limit();
+        let mut next = None;
+        for remote in self.remotes.values() {
+            for txn in remote.transactions.values() {
+                next = earliest(next, txn.next_deadline());
+            }
+            next = earliest(next, remote.next_done_expiry());
+            if let Some(first) = remote.outbox.front() {
+                next = earliest(next, first.queued.checked_add(limit));
+            }
+            if !remote.ephemeral {
+                next = earliest(next, Some(remote.presence_due));
+                if self.core.config.main {
+                    next = earliest(next, Some(remote.reap_due));
+                }
+            }
+        }
+        next
+    }
+
+    // ----- remote bookkeeping -----
+
+    /// Restarts the presence timer of a remote and updates its alive state (`None` = keep),
+    /// as the reference's `refresh`.
+    pub(crate) fn refresh(&mut self, now: Instant, uid: Uid, alived: Option<bool>) {
+        let t = &self.core.config.timers;
+        let (period, interim) = (t.presence_period, t.reap_interim);
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        remote.presence_due = now.checked_add(period).unwrap_or(now);
+        let Some(alived) = alived else {
+            return;
+        };
+        if remote.alived == Some(true) || alived {
+            remote.reap_due = now.checked_add(interim).unwrap_or(now);
+            remote.reaped = false;
+        }
+        self.set_alived(uid, Some(alived));
+    }
+
+    /// Sets a remote's alive state, announcing changes.
+    pub(crate) fn set_alived(&mut self, uid: Uid, alived: Option<bool>) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        let was = remote.alived;
+        remote.alived = alived;
+        let presence = match (was, alived) {
+            (Some(true), Some(true)) => return,
+            (_, Some(true)) => Presence::Alive,
+            (Some(true), _) => Presence::Lost,
+            _ => return,
+        };
+        let name = remote.name.clone();
+        if !remote.ephemeral {
+            self.core.event(Event::Presence {
+                uid,
+                name,
+                presence,
+            });
+        }
+    }
+
+    /// Removes a remote (reference `removeRemote(clear=True)`): nacks its transactions,
+    /// fails its messages, forgets it in the keep.
+    pub(crate) fn remove_remote(&mut self, now: Instant, uid: Uid) {
+        let indexes: Vec<TxIndex> = match self.remotes.get(&uid) {
+            Some(r) => r.transactions.keys().copied().collect(),
+            None => return,
+        };
+        for index in indexes {
+            if let Some(txn) = self.take_txn(uid, &index) {
+                self.nack_transaction(now, uid, txn, "remote removed");
+            }
+        }
+        let Some(mut remote) = self.remotes.remove(&uid) else {
+            return;
+        };
+        self.joinees.retain(|_, u| *u != uid);
+        for out in remote.outbox.drain(..) {
+            self.core.event(Event::SendFailed {
+                id: out.id,
+                uid,
+                reason: "remote removed".into(),
+            });
+        }
+        if !remote.ephemeral {
+            self.core.forget_remote(&remote.name);
+            self.core.stat("remote_removed");
+            self.core.event(Event::Removed {
+                uid,
+                name: remote.name,
+            });
+        }
+    }
+
+    /// Terminates a transaction with a nack to the peer (reference `transaction.nack()`).
+    fn nack_transaction(&mut self, now: Instant, uid: Uid, txn: Transaction, reason: &str) {
+        match txn {
+            Transaction::Joiner(t) => self.joiner_nack(uid, &t, PacketKind::Nack),
+            Transaction::Joinent(t) => self.joinent_nack(uid, &t, PacketKind::Nack),
+            Transaction::Allower(t) => self.allow_nack(uid, &t.head, PacketKind::Nack),
+            Transaction::Allowent(t) => self.allow_nack(uid, &t.head, PacketKind::Nack),
+            Transaction::Aliver(_) => {}
+            Transaction::Messenger(t) => self.messenger_nack(now, uid, *t, reason),
+            Transaction::Messengent(t) => self.messengent_nack(now, uid, *t),
+        }
+    }
+
+    /// The peer started a new session: nack and drop its older correspondents.
+    fn remove_stale_correspondents(&mut self, now: Instant, uid: Uid) {
+        let stale: Vec<TxIndex> = match self.remotes.get(&uid) {
+            Some(r) => r
+                .transactions
+                .keys()
+                .filter(|i| i.rf && !r.valid_rsid(i.si))
+                .copied()
+                .collect(),
+            None => return,
+        };
+        for index in stale {
+            if let Some(txn) = self.take_txn(uid, &index) {
+                self.core.stat("stale_correspondent");
+                self.nack_transaction(now, uid, txn, "stale session");
+            }
+        }
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.clear_done();
+        }
+    }
+
+    /// We started a new session: our older initiators are nacked and dropped; their
+    /// messages go back to the front of the queue to be sent in the new session.
+    pub(crate) fn replace_stale_initiators(&mut self, now: Instant, uid: Uid) {
+        let stale: Vec<TxIndex> = match self.remotes.get(&uid) {
+            Some(r) => r
+                .transactions
+                .keys()
+                .filter(|i| !i.rf && !r.valid_sid(i.si))
+                .copied()
+                .collect(),
+            None => return,
+        };
+        for index in stale {
+            let Some(txn) = self.take_txn(uid, &index) else {
+                continue;
+            };
+            self.core.stat("stale_initiator");
+            match txn {
+                Transaction::Messenger(t) => self.requeue_messenger(now, uid, *t),
+                other => self.nack_transaction(now, uid, other, "stale session"),
+            }
+        }
+    }
+
+    /// Drops an ephemeral remote (or a vacuous joinee entry) once it has no transaction left.
+    fn collect(&mut self, uid: Uid) {
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        if !remote.transactions.is_empty() {
+            return;
+        }
+        let ha = remote.ha;
+        if self.joinees.get(&ha) == Some(&uid) && !remote.join_in_process() {
+            self.joinees.remove(&ha);
+        }
+        if remote.ephemeral {
+            self.remotes.remove(&uid);
+        }
+    }
+
+    /// Starts what the queued messages of a remote need: messengers when it is allowed
+    /// (up to the in-flight limit), else a join or an allow.
+    pub(crate) fn pump(&mut self, now: Instant, uid: Uid) {
+        let max = self.core.config.limits.max_messengers;
+        loop {
+            let Some(remote) = self.remotes.get_mut(&uid) else {
+                return;
+            };
+            if remote.outbox.is_empty() {
+                return;
+            }
+            if remote.allowed != Some(true) || remote.session.is_none() {
+                if remote.join_in_process() || remote.allow_in_process() {
+                    return;
+                }
+                let joined = remote.joined == Some(true);
+                if joined {
+                    self.start_allow(now, uid, true, None);
+                } else {
+                    self.start_join(now, uid, true, false, None);
+                }
+                return;
+            }
+            if remote.allow_in_process() {
+                // an allowent waits for the final ack: the allower is not allowed yet
+                return;
+            }
+            let flying = remote
+                .transactions
+                .values()
+                .filter(|t| matches!(t, Transaction::Messenger(_)))
+                .count();
+            if flying >= max {
+                return;
+            }
+            let Some(out) = remote.outbox.pop_front() else {
+                return;
+            };
+            remote.outbox_bytes = remote.outbox_bytes.saturating_sub(out.body.len());
+            self.start_messenger(now, uid, out);
+        }
+    }
+
+    /// Fails queued messages that waited longer than the message timeout.
+    fn expire_outbox(&mut self, now: Instant, uid: Uid) {
+        let limit = self.core.config.timers.message_limit();
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        let mut failed = Vec::new();
+        while let Some(first) = remote.outbox.front() {
+            if first.queued.checked_add(limit).is_some_and(|d| d > now) {
+                break;
+            }
+            if let Some(out) = remote.outbox.pop_front() {
+                remote.outbox_bytes = remote.outbox_bytes.saturating_sub(out.body.len());
+                failed.push(out.id);
+            }
+        }
+        for id in failed {
+            self.core.stat("message_timeout");
+            self.core.event(Event::SendFailed {
+                id,
+                uid,
+                reason: "timed out waiting for the remote to be allowed".into(),
+            });
+        }
+    }
+
+    /// Presence: when a joined remote's timer expires, an alive is sent (and a main reaps
+    /// remotes silent for the reap interim). Queued messages retry their join/allow here.
+    fn presence_timer(&mut self, now: Instant, uid: Uid) {
+        let period = self.core.config.timers.presence_period;
+        let main = self.core.config.main;
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        if remote.ephemeral {
+            return;
+        }
+        if main && !remote.reaped && now >= remote.reap_due {
+            remote.reaped = true;
+            self.core.stat("remote_reap");
+        }
+        if remote.reaped || now < remote.presence_due {
+            return;
+        }
+        remote.presence_due = now.checked_add(period).unwrap_or(now);
+        let (joined, queued) = (remote.joined == Some(true), !remote.outbox.is_empty());
+        if joined {
+            self.start_alive(now, uid, true, None);
+        }
+        if queued {
+            self.pump(now, uid);
+        }
+    }
+
+    /// The remote a transaction we initiate is for (counted `invalid_remote_eid` if none).
+    pub(crate) fn initiator_remote(&mut self, uid: Uid) -> Option<&mut Remote> {
+        if !self.remotes.contains_key(&uid) {
+            self.core.stat("invalid_remote_eid");
+        }
+        self.remotes.get_mut(&uid)
+    }
+
+    /// Removes an open transaction of a remote (to hand it a packet or a timer).
+    pub(crate) fn take_txn(&mut self, uid: Uid, index: &TxIndex) -> Option<Transaction> {
+        self.remotes.get_mut(&uid)?.transactions.remove(index)
+    }
+
+    /// The indexes of a remote's open transactions that `pick` selects.
+    pub(crate) fn txn_indexes(
+        &self,
+        uid: Uid,
+        pick: impl Fn(&Transaction) -> bool,
+    ) -> Vec<TxIndex> {
+        self.remotes.get(&uid).map_or_else(Vec::new, |r| {
+            r.transactions
+                .iter()
+                .filter(|(_, t)| pick(t))
+                .map(|(i, _)| *i)
+                .collect()
+        })
+    }
+
+    /// Inserts a transaction into its remote (dropped if the remote is gone).
+    pub(crate) fn insert_txn(&mut self, uid: Uid, index: TxIndex, txn: Transaction) {
+        if let Some(remote) = self.remotes.get_mut(&uid) {
+            remote.transactions.insert(index, txn);
+        }
+    }
+
+    /// A remote's name, for events.
+    pub(crate) fn remote_name(&self, uid: Uid) -> String {
+        self.remotes
+            .get(&uid)
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Nack-like packet kinds, never answered with a stale nack.
+fn is_nack_kind(pk: PacketKind) -> bool {
+    matches!(
+        pk,
+        PacketKind::Nack
+            | PacketKind::Unjoined
+            | PacketKind::Unallowed
+            | PacketKind::Refuse
+            | PacketKind::Reject
+    )
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,47 @@
+//! Salt on RAET: what `salt-raet-master`, `salt-raet-minion` and the Python extension share.
+//!
+//! Always built (all the extension links):
+//! * [`envelope`]: the route envelope of Salt's messages, its well-known yards and shares, and
+//!   where a daemon's lane lives.
+//!
+//! With feature `daemon` (on by default; the daemons' plumbing):
+//! * [`account`]: the `user` key resolved to an account, and dropping privileges to it;
+//! * [`config`]: Salt's own config files (`master`/`minion` + `*.d/*.conf`), typed;
+//! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
+//!   scans, change detection and a watcher;
+//! * [`logfmt`]: Salt's log formats (`log_fmt_console`, `log_fmt_logfile`) for `tracing`;
+//! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
+//! * [`acceptance`]: Salt's key acceptance rules (`open_mode`, `auto_accept`, autosign and
+//!   autoreject files) as a decision for a joining minion;
+//! * [`route`]: the routing table between local yards and remote estates (pure decisions);
+//! * [`daemon`]: the run loop of both daemons (road, lane, routing, presence, status);
+//! * [`evbus`]: Salt's master event bus over its Unix sockets (`salt/auth`, `salt/key`, presence);
+//! * the items of `cli`: exit codes, logging, running as `user`, shared options.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod envelope;
+
+#[cfg(feature = "daemon")]
+pub mod acceptance;
+#[cfg(feature = "daemon")]
+pub mod account;
+#[cfg(feature = "daemon")]
+mod cli;
+#[cfg(feature = "daemon")]
+pub mod config;
+#[cfg(feature = "daemon")]
+pub mod daemon;
+#[cfg(feature = "daemon")]
+pub mod evbus;
+#[cfg(feature = "daemon")]
+pub mod identity;
+#[cfg(feature = "daemon")]
+pub mod logfmt;
+#[cfg(feature = "daemon")]
+pub mod pki;
+#[cfg(feature = "daemon")]
+pub mod route;
+
+#[cfg(feature = "daemon")]
+pub use cli::*;

@@ -1,0 +1,413 @@
+//! Road estates on a deterministic [`SimNet`] for the simulation suites: their events collected as they happen, deterministic keys, keep presets,
+//! restarts on the same keep, and waiting in virtual time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::{Endpoint, Link, SimNet, SimTimeout};
+use raet_proto::crypto::{PrivateKey, Signer};
+use raet_proto::keep::{Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord};
+use raet_proto::road::{Event, MessageId, RemoteStatus, Road, RoadConfig, Timers, Uid};
+use raet_proto::Transmit;
+use serde_json::{Map, Value};
+
+/// Everything needed to (re)build one estate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Estate name.
+    pub name: String,
+    /// UDP port on 127.0.0.1 (only an address on the simulated network).
+    pub port: u16,
+    /// Main estate (accepts vacuous joins).
+    pub main: bool,
+    /// Key acceptance mode.
+    pub auto: AutoMode,
+    /// Mutable road.
+    pub mutable: bool,
+    /// Role (`None` = the name).
+    pub role: Option<String>,
+    /// Application kind.
+    pub kind: u8,
+    /// Seed byte of the long-term keys (see [`keys`]).
+    pub keys: u8,
+    /// Burst size.
+    pub burst: u32,
+    /// Timers.
+    pub timers: Timers,
+}
+
+impl Spec {
+    /// A non-main estate, auto `always`, immutable, keys derived from the port.
+    pub fn new(name: &str, port: u16) -> Spec {
+        Spec {
+            name: name.to_owned(),
+            port,
+            main: false,
+            auto: AutoMode::Always,
+            mutable: false,
+            role: None,
+            kind: 0,
+            keys: (port % 251) as u8,
+            burst: 0,
+            timers: Timers::default(),
+        }
+    }
+
+    /// The same estate as a main.
+    pub fn main(mut self) -> Spec {
+        self.main = true;
+        self
+    }
+
+    /// With this acceptance mode.
+    pub fn auto(mut self, auto: AutoMode) -> Spec {
+        self.auto = auto;
+        self
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        addr(self.port)
+    }
+
+    /// Its role (the name unless set).
+    pub fn role(&self) -> String {
+        self.role.clone().unwrap_or_else(|| self.name.clone())
+    }
+
+    fn config(&self) -> RoadConfig {
+        let mut config = RoadConfig::new(self.name.clone(), self.addr());
+        config.main = self.main;
+        config.auto = self.auto;
+        config.mutable = self.mutable;
+        config.role = self.role.clone();
+        config.kind = self.kind;
+        config.burst = self.burst;
+        config.timers = self.timers.clone();
+        config
+    }
+}
+
+/// 127.0.0.1:`port`.
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Deterministic long-term keys: signing seed and curve25519 secret from one byte.
+pub fn keys(seed: u8) -> (Signer, PrivateKey) {
+    (
+        Signer::from_seed(&[seed; 32]),
+        PrivateKey::from_bytes(&[seed ^ 0x5a; 32]),
+    )
+}
+
+/// (verhex, pubhex) of [`keys`]`(seed)`.
+pub fn key_hexes(seed: u8) -> (String, String) {
+    let (signer, private) = keys(seed);
+    (signer.verify_key().to_hex(), private.public_key().to_hex())
+}
+
+/// A role record for the keys [`keys`]`(seed)`.
+pub fn role_record(role: &str, acceptance: Acceptance, seed: u8) -> RoleRecord {
+    let (verhex, pubhex) = key_hexes(seed);
+    RoleRecord {
+        role: role.to_owned(),
+        acceptance,
+        verhex,
+        pubhex,
+    }
+}
+
+/// A remote record of `spec` (our uid `uid`, its uid for us `fuid`), not joined in this
+/// session (as the reference tests add their preset remotes).
+pub fn remote_record(spec: &Spec, uid: u32, fuid: u32) -> RemoteRecord {
+    RemoteRecord {
+        name: spec.name.clone(),
+        uid,
+        fuid,
+        ha: spec.addr(),
+        sid: 0,
+        main: spec.main,
+        kind: spec.kind,
+        joined: None,
+        role: spec.role(),
+    }
+}
+
+/// One estate on the simulated network: its road, its keep, every event it produced.
+pub struct Peer {
+    /// How it was built (used again by [`World::restart`]).
+    pub spec: Spec,
+    /// The road core.
+    pub road: Road,
+    /// Its keep (clones share storage: it survives a restart).
+    pub keep: MemKeep,
+    /// Every event polled from the road, in order.
+    pub events: Vec<Event>,
+}
+
+impl Peer {
+    fn collect(&mut self) {
+        while let Some(event) = self.road.poll_event() {
+            self.events.push(event);
+        }
+    }
+
+    /// The road's view of the remote called `name`.
+    pub fn remote(&self, name: &str) -> Option<RemoteStatus> {
+        self.road.remotes().into_iter().find(|r| r.name == name)
+    }
+
+    /// Whether the remote called `name` is joined and allowed (messages can flow).
+    pub fn allowed(&self, name: &str) -> bool {
+        self.remote(name)
+            .is_some_and(|r| r.joined == Some(true) && r.allowed == Some(true))
+    }
+
+    /// Whether the remote called `name` is joined.
+    pub fn joined(&self, name: &str) -> bool {
+        self.remote(name).is_some_and(|r| r.joined == Some(true))
+    }
+
+    /// Messages received: (sender name, body).
+    pub fn messages(&self) -> impl Iterator<Item = (&str, &Map<String, Value>)> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Message { name, body, .. } => Some((name.as_str(), body)),
+            _ => None,
+        })
+    }
+
+    /// Whether a `Delivered` event arrived for `id`.
+    pub fn delivered(&self, id: MessageId) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { id: d, .. } if *d == id))
+    }
+
+    /// The reason of a `SendFailed` event for `id`, if any.
+    pub fn send_failed(&self, id: MessageId) -> Option<&str> {
+        self.events.iter().find_map(|e| match e {
+            Event::SendFailed { id: f, reason, .. } if *f == id => Some(reason.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Number of events matching `pred`.
+    pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
+        self.events.iter().filter(|e| pred(e)).count()
+    }
+}
+
+impl Endpoint for Peer {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        Endpoint::handle_datagram(&mut self.road, now, from, data);
+        self.collect();
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Endpoint::handle_timeout(&mut self.road, now);
+        self.collect();
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Endpoint::poll_transmit(&mut self.road)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(&self.road)
+    }
+}
+
+/// Estates on a simulated network.
+pub struct World {
+    /// The network (public for stats, links, partitions).
+    pub net: SimNet<Peer>,
+    boots: u8,
+}
+
+impl World {
+    /// An empty world with this seed and link.
+    pub fn new(seed: u64, link: Link) -> World {
+        World {
+            net: SimNet::new(seed, link),
+            boots: 0,
+        }
+    }
+
+    /// Build `spec`'s road on a fresh keep and put it on the network.
+    pub fn add(&mut self, spec: Spec) -> SocketAddr {
+        self.add_on(spec, MemKeep::new())
+    }
+
+    /// Build `spec`'s road on `keep` (possibly preset) and put it on the network.
+    pub fn add_on(&mut self, spec: Spec, keep: MemKeep) -> SocketAddr {
+        let addr = spec.addr();
+        let peer = self.build(spec, keep);
+        self.net.add(addr, peer);
+        addr
+    }
+
+    fn build(&mut self, spec: Spec, keep: MemKeep) -> Peer {
+        self.boots = self.boots.wrapping_add(1);
+        let mut rng_seed = [self.boots; 32];
+        rng_seed[..2].copy_from_slice(&spec.port.to_be_bytes());
+        let road = Road::new(
+            spec.config(),
+            Some(keys(spec.keys)),
+            Box::new(keep.clone()),
+            rng_seed,
+            self.net.now(),
+        )
+        .unwrap_or_else(|e| panic!("building road {}: {e}", spec.name));
+        Peer {
+            spec,
+            road,
+            keep,
+            events: Vec::new(),
+        }
+    }
+
+    /// A crash: the estate disappears (its keep survives in the returned peer).
+    pub fn crash(&mut self, at: SocketAddr) -> Peer {
+        self.net
+            .remove(at)
+            .unwrap_or_else(|| panic!("no estate at {at}"))
+    }
+
+    /// Crash the estate and start a new road on the same keep and spec.
+    pub fn restart(&mut self, at: SocketAddr) {
+        let old = self.crash(at);
+        let peer = self.build(old.spec, old.keep);
+        self.net.add(at, peer);
+    }
+
+    /// The estate at `at`.
+    pub fn peer(&mut self, at: SocketAddr) -> &mut Peer {
+        self.net.node(at)
+    }
+
+    /// The estate at `at`.
+    pub fn peer_ref(&self, at: SocketAddr) -> &Peer {
+        self.net.node_ref(at)
+    }
+
+    /// Start a join from `from` to the estate at `to`.
+    pub fn join(&mut self, from: SocketAddr, to: SocketAddr) -> Uid {
+        let now = self.net.now();
+        let peer = self.net.node(from);
+        let uid = peer
+            .road
+            .join(now, to)
+            .unwrap_or_else(|e| panic!("join {from} -> {to}: {e}"));
+        peer.collect();
+        uid
+    }
+
+    /// Queue a message from `from` to its remote `to`.
+    pub fn send(&mut self, from: SocketAddr, to: Uid, body: Map<String, Value>) -> MessageId {
+        let now = self.net.now();
+        let peer = self.net.node(from);
+        let id = peer
+            .road
+            .send(now, to, body)
+            .unwrap_or_else(|e| panic!("send {from} -> uid {to}: {e}"));
+        peer.collect();
+        id
+    }
+
+    /// Our uid at `at` for the remote called `name`.
+    pub fn uid(&self, at: SocketAddr, name: &str) -> Uid {
+        self.peer_ref(at)
+            .road
+            .uid_by_name(name)
+            .unwrap_or_else(|| panic!("{at} knows no remote {name}"))
+    }
+
+    /// Run until `done`, at most `limit` of virtual time.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        done: impl FnMut(&mut SimNet<Peer>) -> bool,
+    ) -> Result<(), SimTimeout> {
+        self.net.run_until(limit, done)
+    }
+
+    /// Run everything for `duration` of virtual time.
+    pub fn settle(&mut self, duration: Duration) {
+        self.net
+            .run_for(duration)
+            .unwrap_or_else(|e| panic!("settling: {e}"));
+    }
+
+    /// Join `joiner` to the main at `main` and wait until both sides are joined and allowed,
+    /// re-joining when a join fails (as an application would), within `limit` of virtual
+    /// time. Returns the joiner's uid for the main.
+    pub fn connect(&mut self, joiner: SocketAddr, main: SocketAddr, limit: Duration) -> Uid {
+        let deadline = self.net.elapsed() + limit;
+        let joiner_name = self.peer_ref(joiner).spec.name.clone();
+        let main_name = self.peer_ref(main).spec.name.clone();
+        let uid = self.join(joiner, main);
+        loop {
+            let failures = self.join_failures(joiner);
+            let left = deadline.saturating_sub(self.net.elapsed());
+            let outcome = self.run_until(left, |net| {
+                (net.node_ref(joiner).allowed(&main_name)
+                    && net.node_ref(main).allowed(&joiner_name))
+                    || count_join_failures(net.node_ref(joiner)) > failures
+            });
+            if let Err(e) = outcome {
+                panic!("{joiner_name} never got allowed by {main_name}: {e}");
+            }
+            if self.peer_ref(joiner).allowed(&main_name)
+                && self.peer_ref(main).allowed(&joiner_name)
+            {
+                return uid;
+            }
+            self.join(joiner, main);
+        }
+    }
+
+    fn join_failures(&self, at: SocketAddr) -> usize {
+        count_join_failures(self.peer_ref(at))
+    }
+}
+
+fn count_join_failures(peer: &Peer) -> usize {
+    peer.count(|e| matches!(e, Event::JoinFailed { .. }))
+}
+
+/// A keep holding `spec`'s view of other estates: remote records and role records.
+pub fn preset_keep(remotes: &[RemoteRecord], roles: &[RoleRecord]) -> MemKeep {
+    let mut keep = MemKeep::new();
+    for remote in remotes {
+        keep.save_remote(remote).expect("preset remote");
+    }
+    for role in roles {
+        keep.save_role(role).expect("preset role");
+    }
+    keep
+}
+
+/// A message body `{"from": .., "n": .., "blob": <size chars>}` whose blob depends on
+/// every argument, so a corrupted, truncated or misrouted message cannot compare equal.
+pub fn message(from: &str, n: u32, size: usize) -> Map<String, Value> {
+    let salt = from
+        .bytes()
+        .fold(n, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let blob: String = (0..size)
+        .map(|i| {
+            let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(salt) >> 27;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("from".into(), Value::from(from));
+    body.insert("n".into(), Value::from(n));
+    body.insert("blob".into(), Value::from(blob));
+    body
+}
+
+/// A link with `loss`, 5 % duplication, 10 % reordering and jitter ([`Link::impaired`]).
+pub fn link(loss: f64) -> Link {
+    Link::impaired(loss)
+}
