@@ -6,9 +6,12 @@
 
 use std::process::ExitCode;
 
+mod acceptance;
+mod daemon;
+
 use clap::Parser;
 use salt_raet::config::{MasterConfig, Role};
-use salt_raet::daemon::{self, Command};
+use salt_raet::daemon::{print_status, run_daemon, Command};
 use salt_raet::pki::{KeyState, Pki};
 
 const PROGRAM: &str = "salt-raet-master";
@@ -23,7 +26,7 @@ struct Args {
     #[arg(long = "finger-minion", value_name = "ID")]
     finger_minion: Option<String>,
     #[command(subcommand)]
-    command: Option<salt_raet::daemon::Command>,
+    command: Option<Command>,
 }
 
 fn main() -> ExitCode {
@@ -32,24 +35,22 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return salt_raet::bad_config(PROGRAM, &e),
     };
-    // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && args.finger_minion.is_none();
-    if daemon_mode {
-        if let Err(code) = salt_raet::run_as_user(PROGRAM, &config.common, Role::Master) {
-            return code;
-        }
-    }
-    salt_raet::init_logging(
+    if let Err(code) = salt_raet::prepare(
+        PROGRAM,
         &config.common,
-        args.common.log_level.unwrap_or(config.common.log_level),
+        Role::Master,
+        &args.common,
         daemon_mode,
-    );
+    ) {
+        return code;
+    }
     match (args.finger_minion, args.command) {
         (Some(id), _) => finger_minion(&config, &id),
         (None, Some(Command::Status { json })) => {
-            daemon::print_status(PROGRAM, &config.common.sock_dir, json)
+            print_status(PROGRAM, &config.common.sock_dir, json)
         }
-        (None, None) => daemon::run_daemon(PROGRAM, daemon::run_master(config)),
+        (None, None) => run_daemon(PROGRAM, daemon::run(config)),
     }
 }
 

@@ -180,7 +180,7 @@ fn log_formats_and_levels_are_salts() {
     assert!(
         console
             .lines()
-            .any(|l| l == format!("INFO|salt_raet.daemon|{pid}|stopped")),
+            .any(|l| l == format!("INFO|salt_raet.daemon.run|{pid}|stopped")),
         "{console}"
     );
     assert!(!console.contains("DEBUG"), "console at info: {console}");

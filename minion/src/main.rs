@@ -1,17 +1,21 @@
 //! `salt-raet-minion`: the minion-side RAET daemon of salt-raet.
 //!
 //! Reads Salt's minion configuration (`-c/--config-dir`, `minion` + `minion.d/*.conf`).
-//! Built so far: configuration loading and validation, the minion's identity (created in its
-//! RAET keep `<pki_dir>/raet` on first use) and `--finger`. Without a subcommand it runs the
-//! daemon (see `docs/operations.md`); `status` asks the running daemon for its master.
+//! Without a subcommand it runs the daemon (see `docs/operations.md`; its own logic is in
+//! [`daemon`]); `status` asks the running daemon for its masters; `--finger` prints the
+//! fingerprint of the minion's identity (created in its RAET keep `<pki_dir>/raet` on first
+//! use).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+mod daemon;
+mod join;
+
 use clap::Parser;
 use raet::keep::DirKeep;
 use salt_raet::config::{MinionConfig, Role};
-use salt_raet::daemon::{self, Command};
+use salt_raet::daemon::{print_status, run_daemon, Command};
 use salt_raet::identity::{Identity, LocalParams};
 
 const PROGRAM: &str = "salt-raet-minion";
@@ -27,7 +31,7 @@ struct Args {
     #[arg(long)]
     finger: bool,
     #[command(subcommand)]
-    command: Option<salt_raet::daemon::Command>,
+    command: Option<Command>,
 }
 
 fn main() -> ExitCode {
@@ -36,24 +40,20 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return salt_raet::bad_config(PROGRAM, &e),
     };
-    // Only the daemon itself writes to `log_file`.
     let daemon_mode = args.command.is_none() && !args.finger;
-    if daemon_mode {
-        if let Err(code) = salt_raet::run_as_user(PROGRAM, &config.common, Role::Minion) {
-            return code;
-        }
-    }
-    salt_raet::init_logging(
+    if let Err(code) = salt_raet::prepare(
+        PROGRAM,
         &config.common,
-        args.common.log_level.unwrap_or(config.common.log_level),
+        Role::Minion,
+        &args.common,
         daemon_mode,
-    );
+    ) {
+        return code;
+    }
     if !args.finger {
         return match args.command {
-            Some(Command::Status { json }) => {
-                daemon::print_status(PROGRAM, &config.common.sock_dir, json)
-            }
-            None => daemon::run_daemon(PROGRAM, daemon::run_minion(config)),
+            Some(Command::Status { json }) => print_status(PROGRAM, &config.common.sock_dir, json),
+            None => run_daemon(PROGRAM, daemon::run(config)),
         };
     }
     match identity(&config) {

@@ -151,3 +151,24 @@ pub struct CommonArgs {
     #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
 }
+
+/// What both daemons do once their configuration is loaded: in daemon mode (no subcommand
+/// that only asks or prints something), switch to Salt's `user` ([`run_as_user`]); then set
+/// up logging ([`init_logging`]; only the daemon itself writes to `log_file`).
+pub fn prepare(
+    program: &str,
+    common: &config::CommonConfig,
+    role: config::Role,
+    args: &CommonArgs,
+    daemon_mode: bool,
+) -> Result<(), ExitCode> {
+    if daemon_mode {
+        run_as_user(program, common, role)?;
+    }
+    init_logging(
+        common,
+        args.log_level.unwrap_or(common.log_level),
+        daemon_mode,
+    );
+    Ok(())
+}

@@ -740,3 +740,28 @@ fn default_id(dir: &Path, root_dir: &Path) -> Result<String, ConfigError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The RAET acceptance mode of Salt's settings: `raet_auto_accept` if set, else `always` for
+/// `open_mode`, `once` for `auto_accept`, `never` otherwise.
+pub fn auto_mode(
+    open_mode: bool,
+    auto_accept: bool,
+    raet_auto_accept: Option<AutoMode>,
+) -> AutoMode {
+    match (raet_auto_accept, open_mode, auto_accept) {
+        (Some(mode), _, _) => mode,
+        (None, true, _) => AutoMode::Always,
+        (None, false, true) => AutoMode::Once,
+        (None, false, false) => AutoMode::Never,
+    }
+}
+
+impl MasterConfig {
+    /// [`auto_mode`] of this configuration. With `raet_salt_crypto` Salt's `auto_accept` is
+    /// about Salt's RSA keys and salt-key cannot decide on RAET keys: a minion name is trusted
+    /// on first use (`once`) unless `raet_auto_accept` or `open_mode` say otherwise.
+    pub fn auto_mode(&self) -> AutoMode {
+        let auto_accept = self.auto_accept || self.common.raet_salt_crypto;
+        auto_mode(self.open_mode, auto_accept, self.raet_auto_accept)
+    }
+}

@@ -11,10 +11,10 @@
 //!   scans, change detection and a watcher;
 //! * [`logfmt`]: Salt's log formats (`log_fmt_console`, `log_fmt_logfile`) for `tracing`;
 //! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
-//! * [`acceptance`]: Salt's key acceptance rules (`open_mode`, `auto_accept`, autosign and
-//!   autoreject files) as a decision for a joining minion;
 //! * [`route`]: the routing table between local yards and remote estates (pure decisions);
-//! * [`daemon`]: the run loop of both daemons (road, lane, routing, presence, status);
+//! * [`daemon`]: the loop both daemons run (road, lane, routing, presence, typed status) and
+//!   the [`daemon::Side`] each plugs into it (the master's and the minion's own logic live
+//!   in their crates);
 //! * [`evbus`]: Salt's master event bus over its Unix sockets (`salt/auth`, `salt/key`, presence);
 //! * the items of `cli`: exit codes, logging, running as `user`, shared options.
 #![forbid(unsafe_code)]
@@ -22,8 +22,6 @@
 
 pub mod envelope;
 
-#[cfg(feature = "daemon")]
-pub mod acceptance;
 #[cfg(feature = "daemon")]
 pub mod account;
 #[cfg(feature = "daemon")]

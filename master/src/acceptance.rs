@@ -1,6 +1,6 @@
 //! Who may join the master: Salt's key acceptance rules, mapped onto RAET.
 //!
-//! The RAET mode comes from Salt's config ([`auto_mode`]): `open_mode: True` → `always`,
+//! The RAET mode comes from Salt's config ([`salt_raet::config::auto_mode`]): `open_mode: True` → `always`,
 //! `auto_accept: True` → `once`, else `never`; our `raet_auto_accept` overrides both.
 //!
 //! [`decide`] is Salt 3008's `_auth` decision (salt/channel/server.py) for a joining minion id and
@@ -36,37 +36,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::config::MasterConfig;
-use crate::pki::{self, KeyState, Pki, PkiError, StoredKey};
 use raet::keep::AutoMode;
-
-/// The RAET acceptance mode of Salt's settings: `raet_auto_accept` if set, else `always` for
-/// `open_mode`, `once` for `auto_accept`, `never` otherwise.
-pub fn auto_mode(
-    open_mode: bool,
-    auto_accept: bool,
-    raet_auto_accept: Option<AutoMode>,
-) -> AutoMode {
-    match (raet_auto_accept, open_mode, auto_accept) {
-        (Some(mode), _, _) => mode,
-        (None, true, _) => AutoMode::Always,
-        (None, false, true) => AutoMode::Once,
-        (None, false, false) => AutoMode::Never,
-    }
-}
-
-impl MasterConfig {
-    /// [`auto_mode`] of this configuration. With `raet_salt_crypto` Salt's `auto_accept` is
-    /// about Salt's RSA keys and salt-key cannot decide on RAET keys: a minion name is trusted
-    /// on first use (`once`) unless `raet_auto_accept` or `open_mode` say otherwise.
-    pub fn auto_mode(&self) -> AutoMode {
-        let auto_accept = self.auto_accept || self.common.raet_salt_crypto;
-        auto_mode(self.open_mode, auto_accept, self.raet_auto_accept)
-    }
-}
+use salt_raet::config::MasterConfig;
+use salt_raet::pki::{self, KeyState, Pki, PkiError, StoredKey};
 
 /// What the road answers a joining minion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,11 +281,6 @@ impl SigningFile {
             path: path.into(),
             cache: None,
         }
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Whether `id` matches a line of the file (Salt's `check_signing_file`).

@@ -1,4 +1,6 @@
 use super::*;
+use salt_raet::config::auto_mode;
+use std::path::Path;
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

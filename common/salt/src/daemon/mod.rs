@@ -1,0 +1,154 @@
+//! The daemons' shared loop and what each side plugs into it.
+//!
+//! Both `salt-raet-master` and `salt-raet-minion` run one [`Daemon`]: a road stack to the
+//! other side, a lane (`<sock_dir>/raet/salt.manor.uxd`) for local processes, the
+//! [`RouteTable`](crate::route::RouteTable) between them, presence and status ([`run`]). What
+//! differs is a [`Side`]: the master's key decisions and event bus live in the `master` crate,
+//! the minion's upstream masters and join loops in the `minion` crate. The status a daemon
+//! answers is typed ([`status`]).
+
+mod run;
+pub mod status;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raet::keep::KeepError;
+use raet::lane::LaneError;
+use raet::road::{Event, Presence, RemoteStatus, Timers, Uid};
+use raet::stack::StackError;
+use rand::Rng;
+
+use crate::config::Role;
+use crate::pki;
+
+pub use run::{Daemon, Peer, Shared};
+pub use status::{
+    print_status, query_status, status_table, JoinSummary, MasterRow, RemoteRow, Status,
+};
+
+/// Errors that stop a daemon (or its `status` command).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The keep or identity is unusable.
+    #[error("identity: {0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    /// The keep failed.
+    #[error("keep: {0}")]
+    Keep(#[from] KeepError),
+    /// The road stack failed to start.
+    #[error("road: {0}")]
+    Stack(#[from] StackError),
+    /// The lane failed.
+    #[error("lane: {0}")]
+    Lane(#[from] LaneError),
+    /// The pki directories failed.
+    #[error("pki: {0}")]
+    Pki(#[from] pki::PkiError),
+    /// The signal handlers could not be installed.
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+    /// The tokio runtime could not be started.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
+    /// No daemon answered the status request in time.
+    #[error("no status answer from the daemon")]
+    NoStatus,
+    /// The daemon's status answer could not be read.
+    #[error("malformed status answer: {0}")]
+    BadStatus(String),
+}
+
+/// What the master and the minion each add to the shared loop. Every hook gets the shared
+/// state ([`Shared`]: road, lane, routing, peers) to act on.
+// The daemon's future is driven by `block_on`, never spawned: no `Send` bound is needed.
+#[allow(async_fn_in_trait)]
+pub trait Side {
+    /// An input of this side alone (key changes, bus events, join loop steps).
+    type Input;
+    /// Which daemon this is.
+    const ROLE: Role;
+
+    /// The next input of this side; pending for ever once none can come.
+    async fn next_input(&mut self) -> Self::Input;
+    /// Handles an input of this side.
+    async fn on_input(&mut self, d: &mut Shared, input: Self::Input);
+    /// A road event not handled by the shared loop, or one it handled and that this side may
+    /// act on too (pending keys, completed joins, rejected keys).
+    async fn on_event(&mut self, d: &mut Shared, event: &Event);
+    /// A peer's session ended (lost, or dropped by a decision): the peer row is already
+    /// updated; `uid` is the road uid it had.
+    async fn on_session_dropped(&mut self, d: &mut Shared, name: &str, uid: Option<Uid>);
+    /// SIGHUP.
+    fn on_hangup(&mut self);
+    /// Adds this side's part of the status: `rows` (by id) are the peers the shared loop
+    /// knows, `status` the rest.
+    fn status(
+        &self,
+        d: &Shared,
+        remotes: &[RemoteStatus],
+        rows: &mut std::collections::BTreeMap<String, RemoteRow>,
+        status: &mut Status,
+    );
+}
+
+/// Road timers for a presence period: an alive when a remote was silent for `period`, which
+/// gives up after another `period` (a dead peer is lost within about two periods).
+pub fn presence_timers(period: Duration) -> Timers {
+    Timers {
+        presence_period: period,
+        aliver_timeout: period,
+        alive_redo_min: period / 4,
+        alive_redo_max: period / 2,
+        ..Timers::default()
+    }
+}
+
+/// A delay in `[d/2, d]` (spreads the retries of many daemons).
+pub fn jitter(d: Duration) -> Duration {
+    d.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+/// The word `status` and presence messages use for a presence.
+pub fn presence_word(presence: Presence) -> &'static str {
+    match presence {
+        Presence::Joined | Presence::Allowed => "new",
+        Presence::Alive => "present",
+        Presence::Lost => "lost",
+    }
+}
+
+/// Seconds since the epoch (0 before it).
+pub(crate) fn epoch_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Runs `daemon` on a tokio runtime; an error is one line on standard error and
+/// [`crate::EXIT_FAILURE`].
+pub fn run_daemon(
+    program: &str,
+    daemon: impl std::future::Future<Output = Result<(), DaemonError>>,
+) -> std::process::ExitCode {
+    let result = tokio::runtime::Runtime::new()
+        .map_err(DaemonError::Runtime)
+        .and_then(|runtime| runtime.block_on(daemon));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::from(crate::EXIT_FAILURE)
+        }
+    }
+}
+
+/// The subcommands both daemons take.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print the running daemon's view of its peers (acceptance, joined, allowed, presence,
+    /// last seen, address), then exit.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,461 @@
+//! The real-process harness of the daemons' tests (`master/tests`, `minion/tests`): the real
+//! `salt-raet-master` and `salt-raet-minion` binaries run on loopback (on UDP ports the kernel
+//! picks: `raet_port: 0`, a master's port read from its `status`) with configurations in
+//! temporary directories; test yards attach to their lanes with `raet::lane::LaneStack`;
+//! Salt's event bus is played by the test. Synchronisation is by polling files and
+//! `status --json` under a time limit, never by sleeping for a fixed time.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use raet::lane::LaneStack;
+use salt_raet::evbus;
+use serde_json::{json, Map, Value};
+
+/// The daemon binary `name` of this workspace: cargo builds every binary into the profile
+/// directory (`target/<profile>/`), which holds the test executable's `deps/` too.
+/// `cargo test --workspace` builds both daemons; a test of one package alone needs
+/// `cargo build --workspace` first for the other's.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test executable under target/<profile>/deps");
+    let path = profile.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon, killed when dropped.
+pub struct Daemon {
+    /// The running process (none before the first start).
+    child: Option<Child>,
+    /// Its configuration directory (`-c`).
+    pub etc: PathBuf,
+    /// Its `sock_dir`.
+    pub sock: PathBuf,
+    /// Its `pki_dir`.
+    pub pki: PathBuf,
+    /// Its binary.
+    pub bin: PathBuf,
+}
+
+impl Daemon {
+    fn child(&self) -> &Child {
+        self.child.as_ref().expect("the daemon was started")
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the daemon was started")
+    }
+
+    pub fn start(bin: &Path, etc: &Path, sock: &Path, pki: &Path) -> Daemon {
+        let mut daemon = Daemon {
+            child: None,
+            etc: etc.to_owned(),
+            sock: sock.to_owned(),
+            pki: pki.to_owned(),
+            bin: bin.to_owned(),
+        };
+        daemon.restart();
+        daemon
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.etc.with_file_name("daemon.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(&self.bin)
+                .arg("-c")
+                .arg(&self.etc)
+                .args(["-l", "debug"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child().id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal("-TERM");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child_mut().try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `status --json` of this daemon (None while it does not answer).
+    pub fn status(&self) -> Option<Value> {
+        let out = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.etc)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The UDP port of this daemon's road (the kernel's pick), from its status.
+    pub fn port(&self) -> u16 {
+        let mut port = None;
+        wait_for(LIMIT, "the daemon's status", || {
+            port = self.status().and_then(|s| {
+                let road: std::net::SocketAddr = s["road"].as_str()?.parse().ok()?;
+                Some(road.port())
+            });
+            port.is_some()
+        });
+        port.unwrap_or_default()
+    }
+
+    /// Keeps this daemon's road on its current port across restarts (`raet_port: 0` in its
+    /// configuration replaced by the port the kernel picked).
+    pub fn pin_port(&self) {
+        let port = self.port();
+        let file = fs::read_dir(&self.etc)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_file())
+            .unwrap();
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text.contains("raet_port: 0\n"), "{text}");
+        fs::write(
+            &file,
+            text.replace("raet_port: 0\n", &format!("raet_port: {port}\n")),
+        )
+        .unwrap();
+    }
+
+    /// `status` of this daemon: the human table.
+    pub fn table(&self) -> String {
+        let out = Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.etc)
+            .arg("status")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The status row of remote `id`.
+    pub fn row(&self, id: &str) -> Option<Value> {
+        let status = self.status()?;
+        status["remotes"]
+            .as_array()?
+            .iter()
+            .find(|r| r["id"] == id)
+            .cloned()
+    }
+
+    pub fn lane_dir(&self) -> PathBuf {
+        self.sock.join("raet")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` until it holds; panics with `what` after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub const LIMIT: Duration = Duration::from_secs(20);
+pub const PERIOD: f64 = 0.5;
+
+pub struct Site {
+    _dir: tempfile::TempDir,
+    /// The site's directory: one subdirectory per daemon.
+    pub root: PathBuf,
+}
+
+impl Default for Site {
+    fn default() -> Site {
+        Site::new()
+    }
+}
+
+impl Site {
+    pub fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        eprintln!("site {}", dir.path().display());
+        let root = dir.path().to_owned();
+        // Kept for inspection when a test fails (the daemons' logs are in it).
+        if std::env::var_os("SALT_RAET_KEEP_TEST_DIRS").is_some() {
+            let root = dir.keep();
+            let dir = tempfile::tempdir().unwrap();
+            return Site { _dir: dir, root };
+        }
+        Site { _dir: dir, root }
+    }
+
+    /// Writes the `autoreject_file` of the master in `<root>/<dir>` (mode 0600: a pattern
+    /// file writable by others is ignored).
+    pub fn autoreject(&self, dir: &str, patterns: &str) {
+        let file = self.root.join(dir).join("ar");
+        fs::create_dir_all(self.root.join(dir)).unwrap();
+        fs::write(&file, patterns).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        fs::set_permissions(&file, mode).unwrap();
+    }
+
+    /// The master in `<root>/master`, on a port the kernel picks ([`Daemon::port`]).
+    pub fn master(&self, extra: &str) -> Daemon {
+        self.master_in("master", extra)
+    }
+
+    /// A master in `<root>/<dir>`.
+    pub fn master_in(&self, dir: &str, extra: &str) -> Daemon {
+        let base = self.root.join(dir);
+        let etc = base.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        let (pki, sock) = (base.join("pki"), base.join("sock"));
+        fs::write(
+            etc.join("master"),
+            format!(
+                "interface: 127.0.0.1\nraet_port: 0\npki_dir: {}\nsock_dir: {}\n\
+                 raet_alive_period: {PERIOD}\nlog_file: {}/log\nautosign_file: {}/as\n\
+                 autoreject_file: {}/ar\n{extra}",
+                pki.display(),
+                sock.display(),
+                base.display(),
+                base.display(),
+                base.display()
+            ),
+        )
+        .unwrap();
+        Daemon::start(&bin("salt-raet-master"), &etc, &sock, &pki)
+    }
+
+    /// A minion of the master on `master_port`.
+    pub fn minion(&self, id: &str, master_port: u16) -> Daemon {
+        self.minion_with(id, master_port, "")
+    }
+
+    /// A minion of the master on `master_port` with `extra` configuration lines.
+    pub fn minion_with(&self, id: &str, master_port: u16, extra: &str) -> Daemon {
+        let masters = format!("master: 127.0.0.1\nraet_master_port: {master_port}\n");
+        self.minion_of(id, &masters, extra)
+    }
+
+    /// A minion whose `master` (and `raet_master_port`) lines are `masters`.
+    pub fn minion_of(&self, id: &str, masters: &str, extra: &str) -> Daemon {
+        let base = self.root.join(id);
+        let etc = base.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        let (pki, sock) = (base.join("pki"), base.join("sock"));
+        fs::write(
+            etc.join("minion"),
+            format!(
+                "id: {id}\n{masters}raet_port: 0\npki_dir: {}\nsock_dir: {}\n\
+                 raet_alive_period: {PERIOD}\n\
+                 log_file: {}/log\n{extra}",
+                pki.display(),
+                sock.display(),
+                base.display()
+            ),
+        )
+        .unwrap();
+        Daemon::start(&bin("salt-raet-minion"), &etc, &sock, &pki)
+    }
+}
+
+pub fn allowed(master: &Daemon, id: &str) -> bool {
+    master.row(id).is_some_and(|r| r["allowed"] == true)
+}
+
+pub fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+/// A test process attached to a daemon's lane.
+pub struct Yard {
+    lane: LaneStack,
+    /// The yard's name.
+    pub name: String,
+}
+
+impl Yard {
+    pub async fn attach(daemon: &Daemon, name: &str, load: Value) -> Yard {
+        let lane = LaneStack::bind(daemon.lane_dir(), "salt", name)
+            .await
+            .unwrap();
+        let yard = Yard {
+            lane,
+            name: name.to_owned(),
+        };
+        yard.send(json!(null), "manor", "register", load).await;
+        let ack = yard.recv().await;
+        assert_eq!(ack["load"]["registered"], true, "{ack}");
+        yard
+    }
+
+    pub async fn send(&self, estate: Value, yard: &str, share: &str, load: Value) {
+        let yard = if yard.is_empty() {
+            json!(null)
+        } else {
+            json!(yard)
+        };
+        let msg = json!({"route": {"src": [null, self.name, null], "dst": [estate, yard, share]}, "load": load});
+        self.lane.send("manor", &obj(msg)).await.unwrap();
+    }
+
+    pub async fn recv(&self) -> Value {
+        let (from, body) = tokio::time::timeout(LIMIT, self.lane.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no message for yard {} in time", self.name))
+            .unwrap();
+        assert_eq!(from, "manor", "everything comes through the daemon");
+        Value::Object(body)
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+pub fn pending(master: &Daemon, id: &str) -> PathBuf {
+    master.pki.join("minions_pre").join(id)
+}
+
+pub fn accepted(master: &Daemon, id: &str) -> PathBuf {
+    master.pki.join("minions").join(id)
+}
+
+/// Salt's master event bus played by the test: the two Unix sockets in the master's
+/// `sock_dir`, bound before the master starts.
+pub struct SaltBus {
+    /// Where the master pushes the events it fires (`master_event_pull.ipc`).
+    pub pull: tokio::net::UnixListener,
+    /// Where the master subscribes to Salt's events (`master_event_pub.ipc`).
+    pub publish: tokio::net::UnixListener,
+}
+
+impl SaltBus {
+    /// A site whose master's `sock_dir` has the bus sockets, and a runtime for them.
+    pub fn site() -> (Site, tokio::runtime::Runtime, SaltBus) {
+        let site = Site::new();
+        let rt = runtime();
+        let bus = rt.block_on(async { SaltBus::bind(&site.root.join("master/sock")) });
+        (site, rt, bus)
+    }
+
+    pub fn bind(sock: &Path) -> SaltBus {
+        fs::create_dir_all(sock).unwrap();
+        SaltBus {
+            pull: tokio::net::UnixListener::bind(sock.join(evbus::PULL_SOCKET)).unwrap(),
+            publish: tokio::net::UnixListener::bind(sock.join(evbus::PUB_SOCKET)).unwrap(),
+        }
+    }
+
+    pub async fn accept(listener: &tokio::net::UnixListener) -> tokio::net::UnixStream {
+        tokio::time::timeout(LIMIT, listener.accept())
+            .await
+            .expect("the master connects to the bus in time")
+            .unwrap()
+            .0
+    }
+}
+
+/// Reads pushed events (u32 length + frame) until one with `tag` satisfies `cond`.
+pub async fn next_event(
+    conn: &mut tokio::net::UnixStream,
+    tag: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        loop {
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len).await.unwrap();
+            let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+            conn.read_exact(&mut frame).await.unwrap();
+            let event = evbus::parse_body(&evbus::parse_frame(&frame).unwrap()).unwrap();
+            eprintln!("bus: {} {}", event.tag, event.data);
+            if event.tag == tag && cond(&event.data) {
+                return event.data;
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .unwrap_or_else(|_| panic!("no {tag} event in time"))
+}
+
+/// What salt-key does: moves (or deletes) the key file, then fires `salt/key`.
+pub async fn salt_key(
+    publish: &mut tokio::net::UnixStream,
+    act: &str,
+    id: &str,
+    from: &Path,
+    to: Option<&Path>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let pem = fs::read_to_string(from).unwrap();
+    match to {
+        Some(to) => fs::rename(from, to).unwrap(),
+        None => fs::remove_file(from).unwrap(),
+    }
+    let data = json!({"result": true, "act": act, "id": id, "pub": pem, "_stamp": "x"});
+    let frame = evbus::frame(&evbus::event_body("salt/key", &data));
+    publish.write_all(&frame).await.unwrap();
+}
+
+/// The minion's join state and attempt count from its `status --json`.
+pub fn join_state(minion: &Daemon) -> Option<(String, u64)> {
+    let status = minion.status()?;
+    Some((
+        status["join"]["state"].as_str()?.to_owned(),
+        status["join"]["attempts"].as_u64()?,
+    ))
+}
+
+/// How many lines of `daemon`'s (debug) log contain `needle`.
+pub fn log_lines(daemon: &Daemon, needle: &str) -> usize {
+    let log = fs::read_to_string(daemon.etc.with_file_name("daemon.log")).unwrap_or_default();
+    log.lines().filter(|l| l.contains(needle)).count()
+}

@@ -1,0 +1,546 @@
+//! The master's side of the shared daemon loop: key decisions from Salt's pki directories
+//! (native mode: the [`Acceptor`] applies Salt's rules, the pki watcher and `salt/key` events
+//! bring the operator's decisions) and Salt's master event bus (`salt/auth`, `salt/key`,
+//! `salt/presence/*`). In Salt-crypto mode the road decides from its keep alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use raet::crypto::VerifyKey;
+use raet::keep::{
+    Acceptance, AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord,
+};
+use raet::road::{Event, Presence, RemoteStatus, RoadConfig, Uid};
+use raet::stack::RoadStack;
+use salt_raet::config::{MasterConfig, Role};
+use salt_raet::daemon::{presence_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status};
+use salt_raet::evbus::{BusEvent, EventBus};
+use salt_raet::identity::{check_binding, Identity, LocalParams};
+use salt_raet::pki::{self, KeyChange, KeyState, PkiWatcher};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::acceptance::{Acceptor, Answer, AuthAct};
+
+/// Period of the master's full rescan of the pki directories (besides inotify).
+pub const PKI_RESCAN: Duration = Duration::from_secs(5);
+/// The tag of salt-key's events on Salt's master event bus.
+pub const KEY_TAG: &str = "salt/key";
+/// The tag of the master's key decisions (Salt's `_auth`).
+pub const AUTH_TAG: &str = "salt/auth";
+/// The tag of the periodic list of present minions.
+pub const PRESENCE_PRESENT_TAG: &str = "salt/presence/present";
+
+/// The master's keep: identity and remotes in a [`DirKeep`]; role (key) records only in
+/// memory, fed by the daemon's decisions, so that the pki directories stay the only place
+/// keys are decided (every join after a start is decided again from them).
+struct DecisionKeep {
+    inner: DirKeep,
+    roles: Roles,
+    pki: pki::Pki,
+}
+
+type Roles = Arc<Mutex<BTreeMap<String, RoleRecord>>>;
+
+fn roles_lock(roles: &Roles) -> MutexGuard<'_, BTreeMap<String, RoleRecord>> {
+    roles.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Keep for DecisionKeep {
+    fn load_local(&self) -> Result<Option<LocalRecord>, KeepError> {
+        self.inner.load_local()
+    }
+    fn save_local(&mut self, local: &LocalRecord) -> Result<(), KeepError> {
+        self.inner.save_local(local)
+    }
+    fn load_remotes(&self) -> Result<Vec<RemoteRecord>, KeepError> {
+        self.inner.load_remotes()
+    }
+    fn save_remote(&mut self, remote: &RemoteRecord) -> Result<(), KeepError> {
+        self.inner.save_remote(remote)
+    }
+    fn remove_remote(&mut self, name: &str) -> Result<(), KeepError> {
+        self.inner.remove_remote(name)
+    }
+    /// A remembered rejection holds only while the key is still in `minions_rejected` (the
+    /// operator may have accepted it, and the watcher not told us yet): the road then rejects
+    /// the join itself, which the joining minion is told.
+    fn load_role(&self, role: &str) -> Result<Option<RoleRecord>, KeepError> {
+        let mut roles = roles_lock(&self.roles);
+        let stale = roles.get(role).is_some_and(|r| {
+            r.acceptance == Acceptance::Rejected
+                && !matches!(self.pki.lookup(role), Ok(Some(key)) if key.state == KeyState::Rejected)
+        });
+        if stale {
+            roles.remove(role);
+        }
+        Ok(roles.get(role).cloned())
+    }
+    fn save_role(&mut self, role: &RoleRecord) -> Result<(), KeepError> {
+        roles_lock(&self.roles).insert(role.role.clone(), role.clone());
+        Ok(())
+    }
+    fn remove_role(&mut self, role: &str) -> Result<(), KeepError> {
+        roles_lock(&self.roles).remove(role);
+        Ok(())
+    }
+    fn load_roles(&self) -> Result<Vec<RoleRecord>, KeepError> {
+        Ok(roles_lock(&self.roles).values().cloned().collect())
+    }
+}
+
+/// The master's key decisions from Salt's pki directories (native mode).
+struct SaltKeys {
+    acceptor: Acceptor,
+    roles: Roles,
+    changes: mpsc::Receiver<KeyChange>,
+    _watcher: PkiWatcher,
+    /// The key state of each id as last applied to the road (the pki watcher and
+    /// `salt/key` events may both report one change); also what `status` shows.
+    applied: BTreeMap<String, Option<KeyState>>,
+    /// Ids whose `salt/auth` accept was fired by the decision on their pending join; the
+    /// join's completion fires it for all others (joins the road accepts from memory, and
+    /// pending joins an operator accepted), as Salt fires one per successful `_auth`.
+    accept_fired: BTreeSet<String>,
+}
+
+/// The master's side of the daemon.
+pub struct MasterSide {
+    /// `None` in Salt-crypto mode: Salt's `_auth` owns the pki directories and the road
+    /// decides from the keep alone (`raet_auto_accept`, default `once`).
+    keys: Option<Box<SaltKeys>>,
+    /// Events read from Salt's bus (`salt/key`).
+    bus_events: mpsc::Receiver<BusEvent>,
+    /// `salt/presence/present` every tick of this interval (Salt's `loop_interval`), with
+    /// `presence_events`.
+    presence: Option<tokio::time::Interval>,
+}
+
+/// An input of the master's side.
+pub enum Input {
+    /// The pki watcher saw a key move.
+    Key(KeyChange),
+    /// An event of Salt's bus.
+    Bus(BusEvent),
+    /// Time to fire `salt/presence/present`.
+    Present,
+}
+
+/// Runs the master daemon until SIGTERM or SIGINT.
+pub async fn run(config: MasterConfig) -> Result<(), DaemonError> {
+    let own = config.id.clone();
+    let ha = SocketAddr::new(config.interface, config.common.raet_port);
+    let mut dir_keep = DirKeep::open(config.common.keep_dir())?;
+    let identity = Identity::load_or_create(
+        &mut dir_keep,
+        LocalParams {
+            name: &own,
+            ha,
+            main: true,
+            kind: 0,
+        },
+        &mut rand_core::OsRng,
+    )?;
+    let mut road_config = RoadConfig::new(own.clone(), ha);
+    road_config.main = true;
+    // A minion that rejoins after losing its session (or after our restart) comes with a
+    // new uid for us: let the road update it; its keys are still decided as before.
+    road_config.mutable = true;
+    // Keys are decided per role, minions judged by id: a joiner naming another minion as its
+    // role would have its keys recorded for that minion, which would then be rejected.
+    road_config.role_is_name = true;
+    road_config.timers = presence_timers(config.common.raet_alive_period);
+    let mode = config.auto_mode();
+    let salt_crypto = config.common.raet_salt_crypto;
+    let (keep, keys): (Box<dyn Keep>, _) = if salt_crypto {
+        // The keep pins each minion's RAET keys (`once`): nothing is read from or written to
+        // the pki directories, which hold Salt's RSA keys in this mode.
+        road_config.auto = mode;
+        (Box::new(dir_keep), None)
+    } else {
+        road_config.auto = AutoMode::Never;
+        let (keep, keys) = salt_keys(&config, dir_keep)?;
+        (Box::new(keep) as Box<dyn Keep>, Some(Box::new(keys)))
+    };
+    let subscribe: &[&str] = if salt_crypto { &[] } else { &[KEY_TAG] };
+    let (bus, bus_events) = EventBus::spawn(&config.common.sock_dir, subscribe);
+    let presence = config.presence_events.then(|| {
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.loop_interval,
+            config.loop_interval,
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    let road = RoadStack::bind(road_config, Some(identity.into_keys()), keep).await?;
+    info!(id = %own, addr = %road.local_addr(), %mode, salt_crypto, "master road up");
+    let side = MasterSide {
+        keys,
+        bus_events,
+        presence,
+    };
+    let bus = Some((bus, config.presence_events));
+    Daemon::start(own, road, &config.common, bus, side)
+        .await?
+        .run()
+        .await
+}
+
+/// Native mode: the keep whose role records follow the [`Acceptor`]'s decisions from Salt's
+/// pki directories, and the watcher of those directories.
+fn salt_keys(
+    config: &MasterConfig,
+    dir_keep: DirKeep,
+) -> Result<(DecisionKeep, SaltKeys), DaemonError> {
+    let roles = Roles::default();
+    let keep = DecisionKeep {
+        inner: dir_keep,
+        roles: Arc::clone(&roles),
+        pki: pki::Pki::existing(&config.common.pki_dir),
+    };
+    let acceptor = Acceptor::new(config)?;
+    let initial = acceptor.pki().scan()?;
+    let applied = initial
+        .ids()
+        .into_iter()
+        .map(|id| {
+            let state = initial.state_of(&id).map(|(s, _)| s);
+            (id, state)
+        })
+        .collect();
+    let (watcher, changes) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
+    let keys = SaltKeys {
+        acceptor,
+        roles,
+        changes,
+        _watcher: watcher,
+        applied,
+        accept_fired: BTreeSet::new(),
+    };
+    Ok((keep, keys))
+}
+
+/// The state of `id`'s key in the pki directories (`None`: no key).
+fn key_state(pki: &pki::Pki, id: &str) -> Result<Option<KeyState>, pki::PkiError> {
+    let key = pki.lookup(id)?;
+    let denied = pki.denied(id)?;
+    Ok(key.map(|k| k.state).or(denied.map(|_| KeyState::Denied)))
+}
+
+/// The role (key record name) of remote `uid`; its name when the road no longer has it.
+async fn role_of(road: &RoadStack, uid: Uid, name: &str) -> String {
+    road.remotes()
+        .await
+        .into_iter()
+        .find(|r| r.uid == uid)
+        .map_or_else(|| name.to_owned(), |r| r.role)
+}
+
+/// Fires Salt's `salt/auth` event.
+fn fire_auth(d: &Shared, act: AuthAct, name: &str, pem: &str) {
+    let data = json!({"result": act.result(), "act": act.as_str(), "id": name, "pub": pem});
+    d.fire(AUTH_TAG, data);
+}
+
+impl Side for MasterSide {
+    type Input = Input;
+    const ROLE: Role = Role::Master;
+
+    async fn next_input(&mut self) -> Input {
+        let changes = async {
+            match self.keys.as_mut() {
+                Some(keys) => keys.changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let tick = async {
+            match self.presence.as_mut() {
+                Some(ticker) => ticker.tick().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(change) = changes => Input::Key(change),
+            Some(event) = self.bus_events.recv() => Input::Bus(event),
+            _ = tick => Input::Present,
+            // Every source ended: nothing more will come.
+            else => std::future::pending().await,
+        }
+    }
+
+    async fn on_input(&mut self, d: &mut Shared, input: Input) {
+        match input {
+            Input::Key(change) => self.on_key_change(d, change).await,
+            Input::Bus(event) => self.on_key_event(d, event).await,
+            Input::Present => {
+                let present: Vec<String> = d.allowed_peers().into_iter().collect();
+                d.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
+            }
+        }
+    }
+
+    async fn on_event(&mut self, d: &mut Shared, event: &Event) {
+        match event {
+            Event::Pending { uid, name } => self.on_pending(d, *uid, name).await,
+            Event::Joined { uid, name } => self.on_joined(d, *uid, name).await,
+            Event::Rejected { name, .. } | Event::Removed { name, .. } => {
+                self.forget_if_deleted(d, name);
+            }
+            Event::KeysRejected {
+                uid,
+                name,
+                from,
+                verhex,
+                pubhex,
+                ..
+            } => {
+                warn!(remote = %name, uid, %from,
+                    "a join with other keys than the accepted ones was rejected; the session stays");
+                self.deny_other_key(d, name, verhex, pubhex);
+            }
+            _ => {}
+        }
+    }
+
+    /// A lost or dropped minion is forgotten: it rejoins and is decided again (native mode;
+    /// in Salt-crypto mode the keep's pinned keys stay).
+    async fn on_session_dropped(&mut self, d: &mut Shared, name: &str, uid: Option<Uid>) {
+        if let Some(keys) = &self.keys {
+            roles_lock(&keys.roles).remove(name);
+        }
+        if let Some(uid) = uid {
+            let _ = d.road.remove(uid).await;
+        }
+    }
+
+    fn on_hangup(&mut self) {
+        info!("SIGHUP: nothing to do");
+    }
+
+    /// Native mode: a row per key in the pki directories, with the key states as last applied
+    /// (the pki watcher's scans, salt/key events and our own decisions), not a scan of every
+    /// key file per request.
+    fn status(
+        &self,
+        _d: &Shared,
+        _remotes: &[RemoteStatus],
+        rows: &mut BTreeMap<String, RemoteRow>,
+        _status: &mut Status,
+    ) {
+        let Some(keys) = &self.keys else {
+            return;
+        };
+        for (id, _) in keys.applied.iter().filter(|(_, state)| state.is_some()) {
+            rows.entry(id.clone()).or_insert_with(|| RemoteRow::new(id));
+        }
+        for (id, row) in rows.iter_mut() {
+            let state = keys.applied.get(id).copied().flatten();
+            row.acceptance = state.map(|s| s.to_string());
+        }
+    }
+}
+
+impl MasterSide {
+    /// A minion's keys await a decision: Salt's rules decide, from the pki directories.
+    async fn on_pending(&mut self, d: &mut Shared, uid: Uid, name: &str) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let SaltKeys {
+            acceptor,
+            roles,
+            applied,
+            accept_fired,
+            ..
+        } = keys.as_mut();
+        let role = role_of(&d.road, uid, name).await;
+        let Some(offered) = roles_lock(roles).get(&role).cloned() else {
+            warn!(remote = %name, "pending join without keys");
+            return;
+        };
+        let (answer, auth) = match check_binding(&offered.verhex, &offered.pubhex) {
+            Err(e) => {
+                warn!(remote = %name, error = %e, "join refused: keys not bound");
+                (Answer::Reject, None)
+            }
+            Ok(key) => {
+                let pem = pki::pem_from_verify_key(&key);
+                match acceptor.join(name, &pem) {
+                    Ok(decision) => {
+                        // The road acts on the files' state now: later moves of the key
+                        // are changes against it.
+                        match key_state(acceptor.pki(), name) {
+                            Ok(state) => {
+                                applied.insert(name.to_owned(), state);
+                            }
+                            Err(e) => warn!(remote = %name, error = %e, "cannot read the key"),
+                        }
+                        if decision.act == AuthAct::Accept {
+                            accept_fired.insert(name.to_owned());
+                        }
+                        (decision.answer, Some((decision.act, pem)))
+                    }
+                    Err(e) => {
+                        warn!(remote = %name, error = %e, "join refused");
+                        (Answer::Reject, None)
+                    }
+                }
+            }
+        };
+        // Salt's `_auth` fires its decision on the master event bus.
+        if let Some((act, pem)) = auth {
+            fire_auth(d, act, name, &pem);
+        }
+        let result = match answer {
+            Answer::Accept => d.road.accept(name).await,
+            Answer::Reject => d.road.reject(name).await,
+            Answer::Pend => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(remote = %name, error = %e, "key decision not applied");
+        }
+    }
+
+    /// A join offered another key for an accepted minion (native mode): Salt's `_auth`
+    /// denies it (`minions_denied/<id>`, `salt/auth` act `denied`) whether or not the minion's
+    /// session is open. Nothing else is written for a join the road already rejected.
+    fn deny_other_key(&mut self, d: &Shared, name: &str, verhex: &str, pubhex: &str) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let acceptor = &mut keys.acceptor;
+        if !matches!(
+            key_state(acceptor.pki(), name),
+            Ok(Some(KeyState::Accepted))
+        ) {
+            return;
+        }
+        let pem = match check_binding(verhex, pubhex) {
+            Ok(key) => pki::pem_from_verify_key(&key),
+            Err(e) => {
+                warn!(remote = %name, error = %e, "rejected join: keys not bound");
+                return;
+            }
+        };
+        match acceptor.join(name, &pem) {
+            Ok(decision) if decision.act == AuthAct::Denied => {
+                fire_auth(d, AuthAct::Denied, name, &pem);
+            }
+            Ok(decision) => debug!(remote = %name, act = decision.act.as_str(), "rejected join"),
+            Err(e) => warn!(remote = %name, error = %e, "rejected join: key not recorded"),
+        }
+    }
+
+    /// A minion's join completed: fires `salt/auth` accept unless its decision did.
+    async fn on_joined(&mut self, d: &mut Shared, uid: Uid, name: &str) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        if keys.accept_fired.remove(name) {
+            return;
+        }
+        let role = role_of(&d.road, uid, name).await;
+        let offered = roles_lock(&keys.roles).get(&role).cloned();
+        match offered.map(|o| VerifyKey::from_hex(&o.verhex)) {
+            Some(Ok(key)) => fire_auth(d, AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
+            _ => warn!(remote = %name, "joined without keys on record"),
+        }
+    }
+
+    /// Forgets the peer row of `name` once the pki directories have no key for it (native
+    /// master): a deleted minion vanishes from `status`.
+    fn forget_if_deleted(&self, d: &mut Shared, name: &str) {
+        let Some(keys) = &self.keys else {
+            return;
+        };
+        if matches!(key_state(keys.acceptor.pki(), name), Ok(None))
+            && d.peers.remove(name).is_some()
+        {
+            debug!(remote = %name, "no key left: forgotten");
+        }
+    }
+
+    /// A `salt/key` event of salt-key: says *when* to look; the pki directories say what the
+    /// decision is (an accept whose file is not in `minions/` accepts nothing).
+    async fn on_key_event(&mut self, d: &mut Shared, event: BusEvent) {
+        let Some(keys) = &self.keys else {
+            return;
+        };
+        let field = |key: &str| event.data.get(key).and_then(Value::as_str);
+        let (Some(act), Some(id)) = (field("act"), field("id")) else {
+            debug!(data = %event.data, "salt/key event without act or id");
+            return;
+        };
+        if !matches!(act, "accept" | "reject" | "delete") {
+            return;
+        }
+        let state = match key_state(keys.acceptor.pki(), id) {
+            Ok(state) => state,
+            Err(e) => {
+                warn!(id, error = %e, "salt/key event: cannot read the key");
+                return;
+            }
+        };
+        info!(id, act, state = ?state, "salt/key event");
+        let change = KeyChange {
+            id: id.to_owned(),
+            old: keys.applied.get(id).copied().flatten(),
+            new: state,
+            key_changed: false,
+        };
+        self.on_key_change(d, change).await;
+    }
+
+    /// An operator decision made with salt-key (seen in the pki directories or announced by a
+    /// `salt/key` event), applied once.
+    async fn on_key_change(&mut self, d: &mut Shared, change: KeyChange) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        if !change.key_changed && keys.applied.get(&change.id) == Some(&change.new) {
+            debug!(id = %change.id, new = ?change.new, "key change already applied");
+            return;
+        }
+        keys.applied.insert(change.id.clone(), change.new);
+        let roles = Arc::clone(&keys.roles);
+        info!(id = %change.id, old = ?change.old, new = ?change.new, "key change");
+        let keep_decision = matches!(change.new, Some(KeyState::Rejected));
+        if !keep_decision {
+            roles_lock(&roles).remove(&change.id);
+        }
+        let known = d
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .any(|r| r.name == change.id);
+        if !known {
+            // Lost before it was deleted: nothing for the road to do.
+            self.forget_if_deleted(d, &change.id);
+            return;
+        }
+        let result = match change.new {
+            Some(KeyState::Accepted) => d.road.accept(&change.id).await,
+            Some(KeyState::Pending) => Ok(()),
+            Some(KeyState::Rejected) | Some(KeyState::Denied) | None => {
+                if d.peers.get(&change.id).is_some_and(|p| p.allowed) {
+                    d.presence(&change.id, Presence::Lost).await;
+                }
+                let result = d.road.reject(&change.id).await;
+                if !keep_decision {
+                    roles_lock(&roles).remove(&change.id);
+                }
+                let uid = d.end_session(&change.id);
+                self.on_session_dropped(d, &change.id, uid).await;
+                self.forget_if_deleted(d, &change.id);
+                result
+            }
+        };
+        if let Err(e) = result {
+            warn!(id = %change.id, error = %e, "key change not applied");
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The minion's side of the shared daemon loop: its masters (Salt's `master` list), each with
+//! its join loop ([`crate::join`]), their states for `status`, the failover order of
+//! upstream messages, and SIGHUP (a rejected minion asks again).
+
+use std::net::SocketAddr;
+
+use raet::keep::{AutoMode, DirKeep};
+use raet::road::{Event, RemoteStatus, RoadConfig, Uid};
+use raet::stack::RoadStack;
+use salt_raet::config::{MinionConfig, Role};
+use salt_raet::daemon::{
+    presence_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared, Side, Status,
+};
+use salt_raet::identity::{Identity, LocalParams};
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use crate::join::{JoinLoop, JoinOutcome};
+
+/// One of the minion's masters and its join loop.
+struct Upstream {
+    /// The `master` entry (host, road port).
+    host: String,
+    port: u16,
+    /// Its address once resolved.
+    address: Option<SocketAddr>,
+    /// Its road estate name once joined.
+    estate: Option<String>,
+    /// Asks its join loop to join again.
+    rejoin: mpsc::UnboundedSender<()>,
+    /// Where its join loop is (shown by `status`).
+    join: JoinState,
+    /// Join attempts so far.
+    attempts: u64,
+}
+
+/// Where one of the minion's join loops is (declared from the most to the least connected:
+/// the minion's overall state is the first one any master is in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum JoinState {
+    /// Joined.
+    Joined,
+    /// Joining (or waiting to retry a failed join).
+    Joining,
+    /// Rejected; asks again every [`crate::join::REJECTED_RETRY`] (`rejected_retry: True`).
+    RejectedRetrying,
+    /// Rejected; waits for SIGHUP or a restart.
+    Rejected,
+}
+
+impl JoinState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JoinState::Joining => "joining",
+            JoinState::Joined => "joined",
+            JoinState::Rejected => "rejected",
+            JoinState::RejectedRetrying => "rejected_retrying",
+        }
+    }
+}
+
+/// The minion's side of the daemon.
+pub struct MinionSide {
+    /// One per configured master, in configuration order.
+    masters: Vec<Upstream>,
+    /// The steps of the join loops, with the index of their master.
+    joins: mpsc::UnboundedReceiver<(usize, JoinOutcome)>,
+}
+
+/// Runs the minion daemon until SIGTERM or SIGINT.
+pub async fn run(config: MinionConfig) -> Result<(), DaemonError> {
+    let own = config.id.clone();
+    let ha = SocketAddr::from(([0, 0, 0, 0], config.common.raet_port));
+    let mut keep = DirKeep::open(config.common.keep_dir())?;
+    let identity = Identity::load_or_create(
+        &mut keep,
+        LocalParams {
+            name: &own,
+            ha,
+            main: false,
+            kind: 0,
+        },
+        &mut rand_core::OsRng,
+    )?;
+    let mut road_config = RoadConfig::new(own.clone(), ha);
+    road_config.auto = AutoMode::Once;
+    road_config.timers = presence_timers(config.common.raet_alive_period);
+    let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
+    let masters = config.masters();
+    info!(id = %own, addr = %road.local_addr(), masters = ?masters, salt_crypto = config.common.raet_salt_crypto, "minion road up");
+    let (joins_tx, joins) = mpsc::unbounded_channel();
+    let masters = masters
+        .into_iter()
+        .enumerate()
+        .map(|(index, (host, port))| {
+            let (rejoin, rejoin_rx) = mpsc::unbounded_channel();
+            let join = JoinLoop {
+                road: road.clone(),
+                index,
+                host: host.clone(),
+                port,
+                rejected_retry: config.rejected_retry,
+                outcomes: joins_tx.clone(),
+            };
+            tokio::spawn(join.run(rejoin_rx));
+            Upstream {
+                host,
+                port,
+                address: None,
+                estate: None,
+                rejoin,
+                join: JoinState::Joining,
+                attempts: 0,
+            }
+        })
+        .collect();
+    let side = MinionSide { masters, joins };
+    Daemon::start(own, road, &config.common, None, side)
+        .await?
+        .run()
+        .await
+}
+
+impl Side for MinionSide {
+    type Input = (usize, JoinOutcome);
+    const ROLE: Role = Role::Minion;
+
+    async fn next_input(&mut self) -> Self::Input {
+        match self.joins.recv().await {
+            Some(input) => input,
+            // Every join loop ended: nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A step of the join loop of master `index`.
+    async fn on_input(&mut self, d: &mut Shared, (index, outcome): Self::Input) {
+        let joined = match outcome {
+            JoinOutcome::Joined(uid) => d
+                .road
+                .remotes()
+                .await
+                .into_iter()
+                .find(|r| r.uid == uid)
+                .map(|r| (uid, r.name, r.ha)),
+            _ => None,
+        };
+        let Some(master) = self.masters.get_mut(index) else {
+            return;
+        };
+        match outcome {
+            JoinOutcome::Resolved(address) => {
+                info!(master = %master.host, %address, "master resolved");
+                master.address = Some(address);
+            }
+            JoinOutcome::Attempt => {
+                master.attempts += 1;
+                if master.join != JoinState::RejectedRetrying {
+                    master.join = JoinState::Joining;
+                }
+            }
+            JoinOutcome::Rejected { retrying } => {
+                let address = master.address;
+                if retrying {
+                    master.join = JoinState::RejectedRetrying;
+                    error!(master = %master.host, ?address, "the master rejected this minion's key; asking again later (rejected_retry)");
+                } else {
+                    master.join = JoinState::Rejected;
+                    error!(master = %master.host, ?address, "the master rejected this minion's key; not asking again until SIGHUP or a restart");
+                }
+            }
+            JoinOutcome::Joined(_) => master.join = JoinState::Joined,
+        }
+        if let Some((uid, name, ha)) = joined {
+            master.estate = Some(name.clone());
+            // Upstream messages prefer the masters in configuration order.
+            let order = self
+                .masters
+                .iter()
+                .filter_map(|m| m.estate.clone())
+                .collect();
+            d.table.set_upstreams(order);
+            d.open_session(&name, uid, Some(ha));
+        }
+    }
+
+    async fn on_event(&mut self, _d: &mut Shared, _event: &Event) {}
+
+    /// A lost master: its join loop joins it again.
+    async fn on_session_dropped(&mut self, _d: &mut Shared, name: &str, _uid: Option<Uid>) {
+        let lost = self
+            .masters
+            .iter()
+            .filter(|m| m.estate.as_deref() == Some(name));
+        for master in lost {
+            let _ = master.rejoin.send(());
+        }
+    }
+
+    /// A rejected minion asks the masters that rejected it again (its key may have been
+    /// accepted).
+    fn on_hangup(&mut self) {
+        let mut asked = false;
+        for master in self
+            .masters
+            .iter_mut()
+            .filter(|m| m.join == JoinState::Rejected)
+        {
+            info!(master = %master.host, "SIGHUP: joining the master again");
+            master.join = JoinState::Joining;
+            let _ = master.rejoin.send(());
+            asked = true;
+        }
+        if !asked {
+            info!("SIGHUP: nothing to do");
+        }
+    }
+
+    /// The minion as a whole (its best state over its masters) and each master.
+    fn status(
+        &self,
+        d: &Shared,
+        remotes: &[RemoteStatus],
+        _rows: &mut std::collections::BTreeMap<String, RemoteRow>,
+        status: &mut Status,
+    ) {
+        let state = self.masters.iter().map(|m| m.join).min();
+        status.join = Some(JoinSummary {
+            state: state.map(|s| s.as_str().to_owned()),
+            attempts: self.masters.iter().map(|m| m.attempts).sum(),
+        });
+        let rows = self.masters.iter().map(|m| master_row(d, m, remotes));
+        status.masters = Some(rows.collect());
+    }
+}
+
+/// The `status` entry of one of the minion's masters.
+fn master_row(d: &Shared, master: &Upstream, remotes: &[RemoteStatus]) -> MasterRow {
+    let peer = master.estate.as_ref().and_then(|e| d.peers.get(e));
+    let joined = remotes
+        .iter()
+        .any(|r| Some(r.ha) == master.address && r.joined == Some(true));
+    let entry = match master.host.contains(':') {
+        true => format!("[{}]:{}", master.host, master.port),
+        false => format!("{}:{}", master.host, master.port),
+    };
+    MasterRow {
+        master: entry,
+        address: master.address.map(|a| a.to_string()),
+        id: master.estate.clone(),
+        state: master.join.as_str().to_owned(),
+        attempts: master.attempts,
+        joined,
+        allowed: peer.is_some_and(|p| p.allowed),
+        presence: peer.map_or("unknown", |p| p.presence).to_owned(),
+    }
+}

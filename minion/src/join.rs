@@ -1,0 +1,282 @@
+//! One join loop per master of the minion: resolve the master, join it (any old session
+//! forgotten), and after each attempt do what [`JoinPolicy`] says: retry with capped, jittered
+//! backoff, ask again soon while the master's operator decides, or wait for a rejoin request
+//! (a lost session, SIGHUP) once joined or rejected. Each step is told to the daemon.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use raet::road::Uid;
+use raet::stack::{RoadStack, StackError};
+use salt_raet::daemon::jitter;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// First delay before a minion retries a failed join.
+pub const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Cap of the doubling join retry delay (each delay is jittered down to half of it).
+pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Delay before a minion whose join the master pended asks again (jittered down to half of
+/// it). The master is up and only waiting for its operator: asking again at once keeps a
+/// join open there nearly all the time, so that an accept completes it within a round trip
+/// (a pended join ends after the joiner timeout, 5 s, on both sides). Not zero: the
+/// master's side of the last join must have timed out first, or it refuses the new one.
+pub const PENDED_RETRY: Duration = Duration::from_millis(250);
+/// Delay before a rejected minion asks again (its key may have been accepted meanwhile).
+pub const REJECTED_RETRY: Duration = Duration::from_secs(30);
+
+/// A step of one of the minion's join loops.
+#[derive(Debug)]
+pub enum JoinOutcome {
+    /// The master's name resolved to this address.
+    Resolved(SocketAddr),
+    /// A join is being tried.
+    Attempt,
+    /// Joined and allowed: the master's uid on our road.
+    Joined(Uid),
+    /// The master rejected our key (`retrying`: `rejected_retry` asks again later).
+    Rejected {
+        /// Asking again every [`REJECTED_RETRY`].
+        retrying: bool,
+    },
+}
+
+/// `host` resolved (IPv4 preferred).
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve master {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("master {host:?} has no address"))
+}
+
+/// How many `pend` answers to our joins the road has received (its `joiner_rx_pend` counter).
+async fn pends_received(road: &RoadStack) -> u64 {
+    road.stats()
+        .await
+        .get("joiner_rx_pend")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The join loop of one of the minion's masters (each master has its own: one down or
+/// rejecting does not hold up the others).
+pub(crate) struct JoinLoop {
+    pub(crate) road: RoadStack,
+    /// The master's index in the configuration (tagged on every outcome).
+    pub(crate) index: usize,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) rejected_retry: bool,
+    pub(crate) outcomes: mpsc::UnboundedSender<(usize, JoinOutcome)>,
+}
+
+impl JoinLoop {
+    /// Tells the daemon; false when it is gone.
+    fn tell(&self, outcome: JoinOutcome) -> bool {
+        self.outcomes.send((self.index, outcome)).is_ok()
+    }
+
+    /// Forgets the road's remote at `master` (any old session, or a rejecting master: no
+    /// alives go to it until we join again).
+    async fn forget(&self, master: SocketAddr) {
+        for remote in self.road.remotes().await {
+            if remote.ha == master {
+                let _ = self.road.remove(remote.uid).await;
+            }
+        }
+    }
+
+    /// Whether this master pended the join begun at `started`: the road received a `pend`
+    /// since (its counter passed `pends`) and heard this master since (another master's
+    /// `pend` must not cut this one's backoff short).
+    async fn pended(&self, master: SocketAddr, pends: u64, started: Instant) -> bool {
+        let heard = self
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .any(|r| r.ha == master && r.last_heard.is_some_and(|heard| heard >= started));
+        heard && pends_received(&self.road).await > pends
+    }
+
+    /// Resolves the master, retrying with capped, jittered backoff (a name that does not
+    /// resolve yet does not stop the minion or its other masters).
+    async fn resolve(&self) -> Option<SocketAddr> {
+        let mut backoff = JOIN_BACKOFF_MIN;
+        loop {
+            match resolve(&self.host, self.port).await {
+                Ok(address) => return self.tell(JoinOutcome::Resolved(address)).then_some(address),
+                Err(e) => warn!(error = %e, "master not resolved; retrying"),
+            }
+            tokio::time::sleep(jitter(backoff)).await;
+            backoff = (backoff * 2).min(JOIN_BACKOFF_MAX);
+        }
+    }
+
+    /// Joins the master (vacuously, any old session forgotten), retrying with capped,
+    /// jittered backoff, or after [`PENDED_RETRY`] when the master pended the join (its
+    /// operator has not accepted our key yet); after a success waits for a rejoin request.
+    /// A rejected minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry`
+    /// (Salt's key) makes it ask again every [`REJECTED_RETRY`].
+    pub(crate) async fn run(self, mut rejoin: mpsc::UnboundedReceiver<()>) {
+        let Some(master) = self.resolve().await else {
+            return;
+        };
+        let road = &self.road;
+        let mut policy = JoinPolicy::new(self.rejected_retry);
+        loop {
+            self.forget(master).await;
+            if !self.tell(JoinOutcome::Attempt) {
+                return;
+            }
+            let pends = pends_received(road).await;
+            let started = Instant::now();
+            let attempt = match road.join(master).await {
+                Ok(uid) => {
+                    if !self.tell(JoinOutcome::Joined(uid)) {
+                        return;
+                    }
+                    Attempt::Joined
+                }
+                Err(StackError::Rejected { .. }) => {
+                    self.forget(master).await;
+                    let retrying = self.rejected_retry;
+                    if !self.tell(JoinOutcome::Rejected { retrying }) {
+                        return;
+                    }
+                    Attempt::Rejected
+                }
+                Err(StackError::Closed) => return,
+                Err(e) if self.pended(master, pends, started).await => {
+                    debug!(%master, error = %e, "join pended by the master; asking again");
+                    Attempt::Pended
+                }
+                Err(e) => {
+                    // The road refuses a second remote of one name: two masters, one `id`.
+                    if e.to_string().contains("name already used") {
+                        warn!(%master, error = %e, "another master has this master's id: give each master its own `id`; retrying");
+                    } else {
+                        debug!(%master, error = %e, "join failed; retrying");
+                    }
+                    Attempt::Failed
+                }
+            };
+            match policy.next(attempt) {
+                Next::RetryAfter(delay) => tokio::time::sleep(jitter(delay)).await,
+                Next::AwaitRejoin => {
+                    // Rejoin requests from before this outcome are stale.
+                    while rejoin.try_recv().is_ok() {}
+                    if rejoin.recv().await.is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a join attempt ended, as far as what to do next is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Joined and allowed.
+    Joined,
+    /// The master rejected our key.
+    Rejected,
+    /// The master pended the join (its operator has not decided yet).
+    Pended,
+    /// Anything else (no answer, refused, a name conflict).
+    Failed,
+}
+
+/// What the join loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Join again after this delay (jittered down to half of it by the loop).
+    RetryAfter(Duration),
+    /// Wait for a rejoin request (a lost session, SIGHUP).
+    AwaitRejoin,
+}
+
+/// The join loop's decisions, apart from its I/O: capped doubling backoff after failures,
+/// [`PENDED_RETRY`] while the master's operator decides, [`REJECTED_RETRY`] or a wait for
+/// SIGHUP after a rejection (Salt's `rejected_retry`), a wait for a rejoin request once
+/// joined.
+#[derive(Debug)]
+struct JoinPolicy {
+    backoff: Duration,
+    rejected_retry: bool,
+}
+
+impl JoinPolicy {
+    fn new(rejected_retry: bool) -> JoinPolicy {
+        JoinPolicy {
+            backoff: JOIN_BACKOFF_MIN,
+            rejected_retry,
+        }
+    }
+
+    fn next(&mut self, attempt: Attempt) -> Next {
+        match attempt {
+            Attempt::Joined => {
+                self.backoff = JOIN_BACKOFF_MIN;
+                Next::AwaitRejoin
+            }
+            Attempt::Rejected if self.rejected_retry => Next::RetryAfter(REJECTED_RETRY),
+            Attempt::Rejected => Next::AwaitRejoin,
+            Attempt::Pended => {
+                self.backoff = JOIN_BACKOFF_MIN;
+                Next::RetryAfter(PENDED_RETRY)
+            }
+            Attempt::Failed => {
+                let delay = self.backoff;
+                self.backoff = (self.backoff * 2).min(JOIN_BACKOFF_MAX);
+                Next::RetryAfter(delay)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_double_the_delay_up_to_the_cap_and_a_join_resets_it() {
+        let mut p = JoinPolicy::new(false);
+        let delays: Vec<Next> = (0..6).map(|_| p.next(Attempt::Failed)).collect();
+        let ms = |m| Next::RetryAfter(Duration::from_millis(m));
+        assert_eq!(
+            delays,
+            [ms(500), ms(1000), ms(2000), ms(4000), ms(5000), ms(5000)]
+        );
+        assert_eq!(p.next(Attempt::Joined), Next::AwaitRejoin);
+        assert_eq!(p.next(Attempt::Failed), ms(500));
+    }
+
+    #[test]
+    fn a_pended_join_asks_again_soon_and_resets_the_backoff() {
+        let mut p = JoinPolicy::new(false);
+        p.next(Attempt::Failed);
+        p.next(Attempt::Failed);
+        assert_eq!(p.next(Attempt::Pended), Next::RetryAfter(PENDED_RETRY));
+        assert_eq!(p.next(Attempt::Failed), Next::RetryAfter(JOIN_BACKOFF_MIN));
+    }
+
+    #[test]
+    fn a_rejection_waits_for_sighup_unless_rejected_retry() {
+        assert_eq!(
+            JoinPolicy::new(false).next(Attempt::Rejected),
+            Next::AwaitRejoin
+        );
+        assert_eq!(
+            JoinPolicy::new(true).next(Attempt::Rejected),
+            Next::RetryAfter(REJECTED_RETRY)
+        );
+    }
+}
