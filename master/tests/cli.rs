@@ -201,3 +201,60 @@ fn log_formats_and_levels_are_salts() {
         "the log file at debug: {file}"
     );
 }
+
+/// The master run as a daemon, which must exit within `limit` (killed and a failed test
+/// otherwise).
+fn exited_within(config_dir: &Path, limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_salt-raet-master"))
+        .arg("-c")
+        .arg(config_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!(
+                "the daemon started: {:?}",
+                child.wait_with_output().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A lane directory (or `sock_dir`) another local user could write to would let that user
+/// replace the daemon's socket: the daemon refuses to start, exit 2, one line naming it.
+#[test]
+fn a_lane_directory_others_can_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (name, mode) in [("sock", 0o777), ("sock/raet", 0o777), ("sock/raet", 0o770)] {
+        let dir = setup();
+        let sock = dir.path().join("sock");
+        fs::create_dir_all(sock.join("raet")).unwrap();
+        let unsafe_dir = dir.path().join(name);
+        fs::set_permissions(&unsafe_dir, fs::Permissions::from_mode(mode)).unwrap();
+        fs::write(
+            dir.path().join("etc/master"),
+            format!(
+                "pki_dir: {0}/pki\nsock_dir: {0}/sock\nraet_port: 0\ninterface: 127.0.0.1\n\
+                 log_file: {0}/log\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = exited_within(&dir.path().join("etc"), std::time::Duration::from_secs(10));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name} {mode:o}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&unsafe_dir.display().to_string())
+                && err.contains(&format!("mode {mode:04o}")),
+            "{err}"
+        );
+        assert!(!sock.join("raet/salt.manor.uxd").exists());
+    }
+}

@@ -8,6 +8,7 @@
 //! answers is typed ([`status`]).
 
 mod run;
+mod safety;
 pub mod status;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,6 +57,26 @@ pub enum DaemonError {
     /// The daemon's status answer could not be read.
     #[error("malformed status answer: {0}")]
     BadStatus(String),
+    /// A directory another local user could use to impersonate the daemon (its `sock_dir` or
+    /// lane directory is owned by someone else or writable by group or others).
+    #[error("{path}: {reason}; refusing to start")]
+    UnsafeDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl DaemonError {
+    /// The exit status of a daemon stopped by this error: [`crate::EXIT_BAD_CONFIG`] for what
+    /// the operator must fix first (an unsafe directory), else [`crate::EXIT_FAILURE`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::UnsafeDir { .. } => crate::EXIT_BAD_CONFIG,
+            _ => crate::EXIT_FAILURE,
+        }
+    }
 }
 
 /// What the master and the minion each add to the shared loop. Every hook gets the shared
@@ -123,8 +144,8 @@ pub(crate) fn epoch_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Runs `daemon` on a tokio runtime; an error is one line on standard error and
-/// [`crate::EXIT_FAILURE`].
+/// Runs `daemon` on a tokio runtime; an error is one line on standard error and its
+/// [`DaemonError::exit_code`].
 pub fn run_daemon(
     program: &str,
     daemon: impl std::future::Future<Output = Result<(), DaemonError>>,
@@ -136,7 +157,7 @@ pub fn run_daemon(
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: {e}");
-            std::process::ExitCode::from(crate::EXIT_FAILURE)
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
+use super::safety::check_private_dir;
 use super::status::{to_load, RemoteRow, Status, STATUS_VERSION};
 use super::{epoch_secs, presence_word, DaemonError, Side};
 use crate::config::{CommonConfig, Role};
@@ -222,7 +223,8 @@ impl Shared {
 }
 
 impl<S: Side> Daemon<S> {
-    /// Binds the lane of `common`'s `sock_dir` next to `road` (shut down when that fails).
+    /// Binds the lane of `common`'s `sock_dir` next to `road` (shut down when that fails):
+    /// `sock_dir` and the lane directory must be ours and not writable by others.
     /// `bus`: Salt's master event bus and whether presence changes are fired on it.
     pub async fn start(
         own: String,
@@ -232,6 +234,13 @@ impl<S: Side> Daemon<S> {
         side: S,
     ) -> Result<Daemon<S>, DaemonError> {
         let dir = lane_dir(&common.sock_dir);
+        let uid = nix::unistd::geteuid().as_raw();
+        let checked =
+            check_private_dir(&common.sock_dir, uid).and_then(|()| check_private_dir(&dir, uid));
+        if let Err(e) = checked {
+            road.shutdown().await;
+            return Err(e);
+        }
         let lane = match LaneStack::bind(&dir, LANE, MANOR).await {
             Ok(lane) => lane,
             Err(e) => {
