@@ -737,8 +737,11 @@ impl Road {
         } else if head.fk != FootKind::Nada {
             self.core.drop_packet("unsupported_foot", from);
             return;
-        } else if head.tk == TransactionKind::Message {
-            self.core.drop_packet("unsigned_message", from);
+        } else if head.tk != TransactionKind::Join {
+            // The reference signs every allow, alive and message packet (and the nacks it
+            // answers them with); only joins travel unsigned. An unsigned packet of another
+            // kind would otherwise move sessions and presence unauthenticated.
+            self.core.drop_packet("unsigned_packet", from);
             return;
         }
         if head.fg.has(Flags::BF) {
