@@ -2,15 +2,20 @@
 //!
 //! Wire format: `docs/protocol.md` and the reference spec. A datagram is
 //! `head || coat || foot`; [`Head`] is the decoded head, [`kinds`] holds the
-//! numeric codes.
+//! numeric codes. The bodies of join and allow packets have their own typed forms:
+//! [`join::JoinRepr`] and the views of [`allow`].
 
+pub mod allow;
 pub mod body;
 mod error;
 mod head;
+pub mod join;
 pub mod kinds;
 mod segment;
 
+pub use allow::AllowError;
 pub use error::PacketError;
+pub use join::{JoinError, JoinRepr};
 pub use kinds::{BodyKind, CoatKind, FootKind, HeadKind, PacketKind, TransactionKind};
 pub use segment::{Reassembler, Segmenter};
 

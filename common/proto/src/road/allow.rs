@@ -1,33 +1,112 @@
 //! Allow transaction (tk 3): the CurveCP-like handshake establishing per-peer short-term
 //! keys (spec §8). All packets: raw bodies, no coat, signed with the long-term key.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
 
 use crate::crypto::{PrivateKey, PublicKey, SharedBox};
-use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
+use crate::packet::allow::{
+    fqdn_field, Cookie, CookieStuff, Hello, Initiate, InitiateStuff, HELLO_PLAIN, OREO_SIZE,
+};
+use crate::packet::{
+    AllowError, BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind,
+};
 
-use super::remote;
+use super::remote::{self, Remote};
 use super::timers::Clock;
 use super::transaction::{Transaction, TxIndex};
 use super::{Event, Presence, Road, Rx, Uid};
 
-/// hello body: plain[64] || short public[32] || box[80] || nonce[24].
-const HELLO_SIZE: usize = 200;
-/// cookie body: box[80] || nonce[24].
-const COOKIE_SIZE: usize = 104;
-/// cookie stuff: short public[32] || u32 || u32 || oreo[24].
-const COOKIE_STUFF_SIZE: usize = 64;
-/// initiate body: short public[32] || oreo[24] || box[248] || nonce[24].
-const INITIATE_SIZE: usize = 328;
-/// initiate stuff: long public[32] || vouch[48] || vouch nonce[24] || fqdn[128].
-const INITIATE_STUFF_SIZE: usize = 232;
-/// The fqdn field of the initiate stuff.
-const FQDN_SIZE: usize = 128;
-/// The hello's plain text: hexlify(32 zero bytes).
-const HELLO_PLAIN: [u8; 64] = [b'0'; 64];
+/// Why a received hello, cookie or initiate is refused (logged; the packet is counted as
+/// `invalid_hello`, `invalid_cookie` or `invalid_initiate` and rejected).
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// The body (or the plain text in its box) is malformed.
+    #[error(transparent)]
+    Malformed(#[from] AllowError),
+    /// A box does not open with the keys it should have been sealed with.
+    #[error("{0} does not open")]
+    Unopened(&'static str),
+    /// The contents contradict what we know of the remote.
+    #[error("{0}")]
+    Mismatch(&'static str),
+}
+
+/// A hello's short-term public key and the box it was sealed with (with our long-term
+/// secret), once its box opened to its plain text.
+fn open_hello(private: &PrivateKey, body: &[u8]) -> Result<(PublicKey, SharedBox), Refusal> {
+    let hello = Hello::new_checked(body)?;
+    let publee = PublicKey::from_bytes(hello.short_public())
+        .map_err(|_| Refusal::Mismatch("bad short-term key"))?;
+    let hello_box = SharedBox::new(&publee, private);
+    let opened = hello_box
+        .open_with_nonce(hello.nonce(), hello.sealed())
+        .map_err(|_| Refusal::Unopened("hello box"))?;
+    if opened[..] != hello.plain()[..] {
+        return Err(Refusal::Mismatch("hello plain text differs"));
+    }
+    Ok((publee, hello_box))
+}
+
+/// A cookie's short-term public key and oreo, once its box opened with the hello's keys and
+/// its estate ids are the remote's.
+fn open_cookie(
+    hello_box: &SharedBox,
+    remote: &Remote,
+    body: &[u8],
+) -> Result<(PublicKey, [u8; OREO_SIZE]), Refusal> {
+    let cookie = Cookie::new_checked(body)?;
+    let opened = hello_box
+        .open_with_nonce(cookie.nonce(), cookie.sealed())
+        .map_err(|_| Refusal::Unopened("cookie box"))?;
+    let stuff = CookieStuff::new_checked(&opened)?;
+    if stuff.sender_uid() != remote.fuid || stuff.receiver_uid() != remote.uid {
+        return Err(Refusal::Mismatch("cookie estate ids differ"));
+    }
+    let publee = PublicKey::from_bytes(stuff.short_public())
+        .map_err(|_| Refusal::Mismatch("bad short-term key"))?;
+    Ok((publee, *stuff.oreo()))
+}
+
+/// Checks an initiate: the short-term key and oreo of this allow, a box that opens with the
+/// session, the remote's long-term key and a vouch for the short-term key. `Ok(false)`: valid
+/// but the fqdn it claims for us is not `fqdn_field(ha)` (only logged, as the reference).
+fn check_initiate(
+    remote: &Remote,
+    oreo: &[u8; OREO_SIZE],
+    private: &PrivateKey,
+    ours: &[u8],
+    body: &[u8],
+) -> Result<bool, Refusal> {
+    let initiate = Initiate::new_checked(body)?;
+    let short = initiate.short_public();
+    if remote.publee.as_ref().map(PublicKey::as_bytes) != Some(short) {
+        return Err(Refusal::Mismatch("initiate short-term key differs"));
+    }
+    if initiate.oreo() != oreo {
+        return Err(Refusal::Mismatch("initiate oreo differs"));
+    }
+    let opened = remote
+        .session
+        .as_ref()
+        .ok_or(Refusal::Mismatch("no session"))?
+        .open_with_nonce(initiate.nonce(), initiate.sealed())
+        .map_err(|_| Refusal::Unopened("initiate box"))?;
+    let stuff = InitiateStuff::new_checked(&opened)?;
+    let pubber = remote
+        .pubber
+        .as_ref()
+        .filter(|p| p.as_bytes() == stuff.long_public())
+        .ok_or(Refusal::Mismatch("initiate long-term key differs"))?;
+    let vouch = SharedBox::new(pubber, private)
+        .open_with_nonce(stuff.vouch_nonce(), stuff.vouch())
+        .map_err(|_| Refusal::Unopened("vouch"))?;
+    if vouch[..] != short[..] {
+        return Err(Refusal::Mismatch("vouch differs"));
+    }
+    Ok(stuff.fqdn()[..] == *ours)
+}
 
 /// Our side of an allow we initiated.
 pub(crate) struct Allower {
@@ -49,43 +128,10 @@ pub(crate) struct Allowent {
     /// Head of our packets.
     pub head: Head,
     /// The cookie's random part, checked in the initiate.
-    oreo: [u8; 24],
+    oreo: [u8; OREO_SIZE],
     pub clock: Clock,
     /// Last packet sent (cookie or ack).
     last: Option<Vec<u8>>,
-}
-
-/// The fqdn we claim for a peer in the initiate (the reference resolves the peer's host;
-/// the receiver only logs a mismatch). Space padded to 128 bytes.
-fn fqdn_field(ha: SocketAddr) -> [u8; FQDN_SIZE] {
-    let name = if ha.ip().is_loopback() {
-        "localhost".to_owned()
-    } else {
-        ha.ip().to_string()
-    };
-    let mut field = [b' '; FQDN_SIZE];
-    for (dst, src) in field.iter_mut().zip(name.bytes()) {
-        *dst = src;
-    }
-    field
-}
-
-/// Reads a big-endian u32 at `at` (callers check lengths).
-fn be32(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    if let Some(src) = bytes.get(at..at + 4) {
-        word.copy_from_slice(src);
-    }
-    u32::from_be_bytes(word)
-}
-
-/// A fixed-size slice of a checked body.
-fn array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    if let Some(src) = bytes.get(at..at + N) {
-        out.copy_from_slice(src);
-    }
-    out
 }
 
 impl Road {
@@ -129,14 +175,17 @@ impl Road {
         let privee = PrivateKey::generate(&mut self.core.rng);
         let hello_box = SharedBox::new(&pubber, &privee);
         let n1 = self.nonce();
+        let hello = Hello::emit(
+            privee.public_key().as_bytes(),
+            &hello_box.seal_with_nonce(&n1, &HELLO_PLAIN),
+            &n1,
+        );
+        let Some(body) = self.core.allow_body(hello) else {
+            return;
+        };
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
-        let mut body = Vec::with_capacity(HELLO_SIZE);
-        body.extend_from_slice(&HELLO_PLAIN);
-        body.extend_from_slice(privee.public_key().as_bytes());
-        body.extend_from_slice(&hello_box.seal_with_nonce(&n1, &HELLO_PLAIN));
-        body.extend_from_slice(&n1);
         remote.privee = Some(privee);
         remote.publee = None;
         remote.session = None;
@@ -265,36 +314,25 @@ impl Road {
             self.insert_txn(uid, index, Transaction::Allower(a));
             return;
         };
-        let stuff = (body.len() == COOKIE_SIZE)
-            .then(|| {
-                let nonce = array::<24>(&body, 80);
-                a.hello_box
-                    .open_with_nonce(&nonce, body.get(..80).unwrap_or_default())
-                    .ok()
-            })
-            .flatten()
-            .filter(|s| s.len() == COOKIE_STUFF_SIZE);
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
-        let valid = stuff.filter(|s| be32(s, 32) == remote.fuid && be32(s, 36) == remote.uid);
-        let Some(stuff) = valid else {
-            self.core.stat("invalid_cookie");
-            self.allow_nack(uid, &a.head, PacketKind::Reject);
-            self.allow_failed(uid, "invalid cookie");
-            return;
+        let checked = remote
+            .privee
+            .as_ref()
+            .zip(remote.pubber.as_ref())
+            .ok_or(Refusal::Mismatch("no keys for the remote"))
+            .and_then(|keys| Ok((open_cookie(&a.hello_box, remote, &body)?, keys)));
+        let ((publee, oreo), (privee, pubber)) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid cookie");
+                self.core.stat("invalid_cookie");
+                self.allow_nack(uid, &a.head, PacketKind::Reject);
+                self.allow_failed(uid, "invalid cookie");
+                return;
+            }
         };
-        let (Ok(publee), Some(privee), Some(pubber)) = (
-            PublicKey::from_bytes(stuff.get(..32).unwrap_or_default()),
-            remote.privee.as_ref(),
-            remote.pubber.as_ref(),
-        ) else {
-            self.core.stat("invalid_cookie");
-            self.allow_nack(uid, &a.head, PacketKind::Reject);
-            self.allow_failed(uid, "invalid cookie");
-            return;
-        };
-        let oreo = array::<24>(&stuff, 40);
         let session = SharedBox::new(&publee, privee);
         let short_public = privee.public_key();
         let long_box = SharedBox::new(pubber, &self.core.private);
@@ -303,17 +341,25 @@ impl Road {
         let mut vnonce = [0u8; 24];
         self.core.rng.fill_bytes(&mut vnonce);
         let vouch = long_box.seal_with_nonce(&vnonce, short_public.as_bytes());
-        let mut istuff = Vec::with_capacity(INITIATE_STUFF_SIZE);
-        istuff.extend_from_slice(self.core.private.public_key().as_bytes());
-        istuff.extend_from_slice(&vouch);
-        istuff.extend_from_slice(&vnonce);
-        istuff.extend_from_slice(&fqdn);
+        let istuff = InitiateStuff::emit(
+            self.core.private.public_key().as_bytes(),
+            &vouch,
+            &vnonce,
+            &fqdn,
+        );
         let n3 = self.nonce();
-        let mut body = Vec::with_capacity(INITIATE_SIZE);
-        body.extend_from_slice(short_public.as_bytes());
-        body.extend_from_slice(&oreo);
-        body.extend_from_slice(&session.seal_with_nonce(&n3, &istuff));
-        body.extend_from_slice(&n3);
+        let initiate = istuff.and_then(|istuff| {
+            Initiate::emit(
+                short_public.as_bytes(),
+                &oreo,
+                &session.seal_with_nonce(&n3, &istuff),
+                &n3,
+            )
+        });
+        let Some(body) = self.core.allow_body(initiate) else {
+            self.insert_txn(uid, index, Transaction::Allower(a));
+            return;
+        };
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
@@ -439,35 +485,29 @@ impl Road {
             return;
         };
         remote.clear_session();
-        let publee = (body.len() == HELLO_SIZE)
-            .then(|| PublicKey::from_bytes(body.get(64..96).unwrap_or_default()).ok())
-            .flatten();
-        let hello_box = publee
-            .as_ref()
-            .map(|p| SharedBox::new(p, &self.core.private));
-        let plain = body.get(..64).unwrap_or_default();
-        let opened = hello_box.as_ref().and_then(|b| {
-            b.open_with_nonce(
-                &array::<24>(&body, 176),
-                body.get(96..176).unwrap_or_default(),
-            )
-            .ok()
-        });
-        let (Some(publee), Some(hello_box), true) =
-            (publee, hello_box, opened.as_deref() == Some(plain))
-        else {
-            remote.privee = Some(privee);
-            self.core.stat("invalid_hello");
-            self.allow_nack(uid, &head, PacketKind::Reject);
+        let (publee, hello_box) = match open_hello(&self.core.private, &body) {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid hello");
+                remote.privee = Some(privee);
+                self.core.stat("invalid_hello");
+                self.allow_nack(uid, &head, PacketKind::Reject);
+                return;
+            }
+        };
+        let stuff = CookieStuff::emit(
+            privee.public_key().as_bytes(),
+            remote.uid,
+            remote.fuid,
+            &oreo,
+        );
+        let cookie = Cookie::emit(&hello_box.seal_with_nonce(&n2, &stuff), &n2);
+        let Some(cookie) = self.core.allow_body(cookie) else {
             return;
         };
-        let mut stuff = Vec::with_capacity(COOKIE_STUFF_SIZE);
-        stuff.extend_from_slice(privee.public_key().as_bytes());
-        stuff.extend_from_slice(&remote.uid.to_be_bytes());
-        stuff.extend_from_slice(&remote.fuid.to_be_bytes());
-        stuff.extend_from_slice(&oreo);
-        let mut cookie = hello_box.seal_with_nonce(&n2, &stuff);
-        cookie.extend_from_slice(&n2);
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
         remote.session = Some(SharedBox::new(&publee, &privee));
         remote.publee = Some(publee);
         remote.privee = Some(privee);
@@ -555,44 +595,19 @@ impl Road {
         let Some(remote) = self.remotes.get(&uid) else {
             return;
         };
-        let short = body.get(..32).unwrap_or_default();
-        let checks = body.len() == INITIATE_SIZE
-            && remote
-                .publee
-                .as_ref()
-                .is_some_and(|p| p.as_bytes()[..] == *short)
-            && body.get(32..56) == Some(&a.oreo[..]);
-        let istuff = checks
-            .then(|| {
-                remote.session.as_ref().and_then(|s| {
-                    s.open_with_nonce(
-                        &array::<24>(&body, 304),
-                        body.get(56..304).unwrap_or_default(),
-                    )
-                    .ok()
-                })
-            })
-            .flatten()
-            .filter(|m| m.len() == INITIATE_STUFF_SIZE);
-        let vouched = istuff.as_ref().and_then(|m| {
-            let pubber = remote.pubber.as_ref()?;
-            if pubber.as_bytes()[..] != *m.get(..32)? {
-                return None;
-            }
-            let fqdn = m.get(104..232)?;
-            if *fqdn != fqdn_field(self.core.config.ha)[..] {
+        let ours = fqdn_field(self.core.config.ha);
+        match check_initiate(remote, &a.oreo, &self.core.private, &ours, &body) {
+            Ok(true) => {}
+            Ok(false) => {
                 tracing::debug!(road = %self.core.config.name, "initiate fqdn differs (ignored)");
             }
-            let vouch = SharedBox::new(pubber, &self.core.private)
-                .open_with_nonce(&array::<24>(m, 80), m.get(32..80)?)
-                .ok()?;
-            Some(vouch == short)
-        });
-        if vouched != Some(true) {
-            self.core.stat("invalid_initiate");
-            self.allow_nack(uid, &a.head, PacketKind::Reject);
-            self.allow_failed(uid, "invalid initiate");
-            return;
+            Err(e) => {
+                tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid initiate");
+                self.core.stat("invalid_initiate");
+                self.allow_nack(uid, &a.head, PacketKind::Reject);
+                self.allow_failed(uid, "invalid initiate");
+                return;
+            }
         }
         let dest = remote.ha;
         if let Some(d) = self.core.emit(dest, &a.head, PacketKind::Ack, &[]) {

@@ -7,7 +7,9 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::crypto::{PrivateKey, Signer};
 use crate::keep::{Keep, LocalRecord, RoleRecord, RoleStatus};
-use crate::packet::{self, BodyKind, CoatKind, FootKind, Head, PacketKind, TransactionKind};
+use crate::packet::{
+    self, AllowError, BodyKind, CoatKind, FootKind, Head, PacketKind, TransactionKind,
+};
 use crate::Transmit;
 
 use super::remote::Remote;
@@ -108,6 +110,16 @@ impl Core {
                 None
             }
         }
+    }
+
+    /// An allow body built for sending, or `None` when one of its parts had the wrong size
+    /// (counted as `packing_error`, like a packet that cannot be packed).
+    pub(crate) fn allow_body(&mut self, body: Result<Vec<u8>, AllowError>) -> Option<Vec<u8>> {
+        body.map_err(|e| {
+            tracing::warn!(road = %self.config.name, error = %e, "cannot build allow body");
+            self.stat("packing_error");
+        })
+        .ok()
     }
 
     /// Queues an already packed datagram again (a redo).

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
-use crate::keep::{Acceptance, AutoMode};
-use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
+use crate::keep::{Acceptance, AutoMode, KeepError};
+use crate::packet::body::BodyMap;
+use crate::packet::{
+    BodyKind, CoatKind, Flags, FootKind, Head, JoinError, JoinRepr, PacketKind, TransactionKind,
+};
 
 use super::remote::Remote;
 use super::timers::{deadline, Redo};
@@ -71,51 +72,24 @@ impl Joinent {
     }
 }
 
-/// The fields of a join request or response body.
-struct JoinBody {
-    name: String,
-    main: bool,
-    kind: u8,
-    uid: u32,
-    verhex: String,
-    pubhex: String,
-    role: String,
+/// Why a received join body is refused (logged; counted as `invalid_join` or
+/// `invalid_accept`).
+#[derive(Debug, thiserror::Error)]
+enum InvalidJoin {
+    /// A field is missing or malformed.
+    #[error(transparent)]
+    Body(#[from] JoinError),
+    /// The name or role cannot be a keep file name.
+    #[error(transparent)]
+    Name(#[from] KeepError),
 }
 
-/// Validates a join body (all fields required; `uid` only in a response).
-fn parse_join_body(body: &Map<String, Value>, response: bool) -> Option<JoinBody> {
-    let text = |key: &str| {
-        body.get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let byte = |key: &str| {
-        body.get(key)
-            .and_then(Value::as_u64)
-            .and_then(|v| u8::try_from(v).ok())
-    };
-    let name = text("name")?;
-    let role = text("role")?;
-    crate::keep::check_name("name", &name).ok()?;
-    crate::keep::check_name("role", &role).ok()?;
-    let uid = if response {
-        body.get("uid")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok())
-            .filter(|&v| v != 0)?
-    } else {
-        0
-    };
-    Some(JoinBody {
-        name,
-        main: byte("mode")? & 1 == 1,
-        kind: byte("kind")?,
-        uid,
-        verhex: text("verhex")?,
-        pubhex: text("pubhex")?,
-        role,
-    })
+/// A parsed join body whose name and role can name keep records.
+fn valid_join(parsed: Result<JoinRepr, JoinError>) -> Result<JoinRepr, InvalidJoin> {
+    let jb = parsed?;
+    crate::keep::check_name("name", &jb.name)?;
+    crate::keep::check_name("role", &jb.role)?;
+    Ok(jb)
 }
 
 /// How a join body compares with what we know of the remote.
@@ -124,14 +98,14 @@ struct Sameness {
     all: bool,
 }
 
-fn compare(remote: &Remote, jb: &JoinBody, rha: SocketAddr, fuid: u32) -> Sameness {
+fn compare(remote: &Remote, jb: &JoinRepr, rha: SocketAddr, fuid: u32) -> Sameness {
     let role_keys =
         jb.role == remote.role && jb.verhex == remote.verhex && jb.pubhex == remote.pubhex;
     let all = role_keys
         && jb.name == remote.name
         && rha == remote.ha
         && fuid == remote.fuid
-        && jb.main == remote.main
+        && jb.main() == remote.main
         && jb.kind == remote.kind;
     Sameness { role_keys, all }
 }
@@ -273,18 +247,17 @@ impl Road {
     }
 
     /// Our join body; `uid` (our uid for the joiner) only in a response.
-    fn join_body(&self, uid: Option<Uid>) -> Map<String, Value> {
-        let mut body = Map::new();
-        body.insert("name".into(), self.core.config.name.clone().into());
-        body.insert("mode".into(), self.core.mode().into());
-        body.insert("kind".into(), self.core.config.kind.into());
-        if let Some(uid) = uid {
-            body.insert("uid".into(), uid.into());
+    fn join_body(&self, uid: Option<Uid>) -> BodyMap {
+        JoinRepr {
+            name: self.core.config.name.clone(),
+            mode: self.core.mode(),
+            kind: self.core.config.kind,
+            uid,
+            verhex: self.core.verhex.clone(),
+            pubhex: self.core.pubhex.clone(),
+            role: self.core.role.clone(),
         }
-        body.insert("verhex".into(), self.core.verhex.clone().into());
-        body.insert("pubhex".into(), self.core.pubhex.clone().into());
-        body.insert("role".into(), self.core.role.clone().into());
-        body
+        .emit()
     }
 
     /// Sends `kind` on a joiner's addressing (its transaction ends with the caller).
@@ -315,7 +288,7 @@ impl Road {
         &mut self,
         uid: Uid,
         j: &Joinent,
-        jb: JoinBody,
+        jb: JoinRepr,
         from: SocketAddr,
         other_keys: bool,
     ) {
@@ -415,14 +388,22 @@ impl Road {
         index: TxIndex,
         j: Joiner,
         rx: &Rx<'_>,
-        body: &Map<String, Value>,
+        body: &BodyMap,
     ) {
-        let Some(jb) = parse_join_body(body, true) else {
-            self.core.stat("invalid_accept");
-            self.join_failed(uid, "invalid accept");
-            return;
+        let accept = valid_join(JoinRepr::parse_response(body)).and_then(|jb| {
+            let fuid = jb.uid.ok_or(JoinError::Field("uid"))?;
+            Ok((jb, fuid))
+        });
+        let (jb, fuid) = match accept {
+            Ok(accept) => accept,
+            Err(e) => {
+                tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid accept");
+                self.core.stat("invalid_accept");
+                self.join_failed(uid, "invalid accept");
+                return;
+            }
         };
-        let (rha, fuid) = (rx.from, jb.uid);
+        let rha = rx.from;
         if j.vacuous {
             let taken = self.name_taken(&jb.name, uid);
             let Some(remote) = self.remotes.get_mut(&uid) else {
@@ -442,7 +423,7 @@ impl Road {
                 let Some(remote) = self.remotes.get_mut(&uid) else {
                     return;
                 };
-                remote.main = jb.main;
+                remote.main = jb.main();
                 remote.kind = jb.kind;
                 remote.role.clone_from(&jb.role);
                 if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
@@ -640,7 +621,7 @@ impl Road {
     }
 
     /// Applies a mutable road's changes from a join body. `false`: the new name is taken.
-    fn update_remote(&mut self, uid: Uid, jb: &JoinBody, rha: SocketAddr, fuid: u32) -> bool {
+    fn update_remote(&mut self, uid: Uid, jb: &JoinRepr, rha: SocketAddr, fuid: u32) -> bool {
         if self.name_taken(&jb.name, uid) {
             self.core.stat("join_name_conflict");
             return false;
@@ -658,7 +639,7 @@ impl Road {
             remote.ha = rha;
         }
         remote.fuid = fuid;
-        remote.main = jb.main;
+        remote.main = jb.main();
         remote.kind = jb.kind;
         remote.role.clone_from(&jb.role);
         if jb.verhex != remote.verhex || jb.pubhex != remote.pubhex {
@@ -684,9 +665,14 @@ impl Road {
         let Some(body) = self.json_body(uid, rx) else {
             return;
         };
-        let Some(jb) = parse_join_body(&body, false) else {
-            self.core.drop_packet("invalid_join", rx.from);
-            return;
+        let jb = match valid_join(JoinRepr::parse_request(&body)) {
+            Ok(jb) => jb,
+            Err(e) => {
+                tracing::debug!(road = %self.core.config.name, from = %rx.from, error = %e,
+                    "invalid join body");
+                self.core.drop_packet("invalid_join", rx.from);
+                return;
+            }
         };
         let t = &self.core.config.timers;
         let mut head = Head {
@@ -738,7 +724,7 @@ impl Road {
                     return;
                 };
                 remote.name.clone_from(&jb.name);
-                remote.main = jb.main;
+                remote.main = jb.main();
                 remote.kind = jb.kind;
                 remote.role.clone_from(&jb.role);
                 if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
@@ -829,7 +815,7 @@ impl Road {
 
     /// Simultaneous joins (reference `Joinent.join`, "joins in process"). `false`: the
     /// incoming join was refused.
-    fn joinent_race(&mut self, uid: Uid, j: &Joinent, jb: &JoinBody) -> bool {
+    fn joinent_race(&mut self, uid: Uid, j: &Joinent, jb: &JoinRepr) -> bool {
         let joins = self.txn_indexes(uid, Transaction::is_join);
         for index in joins {
             let Some(txn) = self.take_txn(uid, &index) else {
