@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use raet::keep::{AutoMode, DirKeep};
-use raet::road::{Event, RemoteStatus, RoadConfig, Uid};
+use raet::road::{Event, RejectedBy, RemoteStatus, RoadConfig, Uid};
 use raet::stack::RoadStack;
 use salt_raet::config::{MinionConfig, Role};
 use salt_raet::daemon::{
@@ -159,14 +159,18 @@ impl Side for MinionSide {
                     master.join = JoinState::Joining;
                 }
             }
-            JoinOutcome::Rejected { retrying } => {
+            JoinOutcome::Rejected { retrying, by } => {
                 let address = master.address;
+                let what = match by {
+                    RejectedBy::Them => "the master rejected this minion's key",
+                    RejectedBy::Us => "this minion refused the master's key: not the one it accepted first (remove the master's remote from the minion's keep to trust a new key)",
+                };
                 if retrying {
                     master.join = JoinState::RejectedRetrying;
-                    error!(master = %master.host, ?address, "the master rejected this minion's key; asking again later (rejected_retry)");
+                    error!(master = %master.host, ?address, "{what}; asking again later (rejected_retry)");
                 } else {
                     master.join = JoinState::Rejected;
-                    error!(master = %master.host, ?address, "the master rejected this minion's key; not asking again until SIGHUP or a restart");
+                    error!(master = %master.host, ?address, "{what}; not asking again until SIGHUP or a restart");
                 }
             }
             JoinOutcome::Joined(_) => master.join = JoinState::Joined,

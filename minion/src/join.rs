@@ -4,9 +4,9 @@
 //! (a lost session, SIGHUP) once joined or rejected. Each step is told to the daemon.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use raet::road::Uid;
+use raet::road::{JoinFailure, RejectedBy, Uid};
 use raet::stack::{RoadStack, StackError};
 use salt_raet::daemon::jitter;
 use tokio::sync::mpsc;
@@ -34,10 +34,13 @@ pub enum JoinOutcome {
     Attempt,
     /// Joined and allowed: the master's uid on our road.
     Joined(Uid),
-    /// The master rejected our key (`retrying`: `rejected_retry` asks again later).
+    /// The join was rejected (`retrying`: `rejected_retry` asks again later).
     Rejected {
         /// Asking again every [`REJECTED_RETRY`].
         retrying: bool,
+        /// The master rejected our key ([`RejectedBy::Them`]), or we refused the master's
+        /// ([`RejectedBy::Us`]: not the key this minion accepted first).
+        by: RejectedBy,
     },
 }
 
@@ -53,15 +56,6 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| format!("master {host:?} has no address"))
-}
-
-/// How many `pend` answers to our joins the road has received (its `joiner_rx_pend` counter).
-async fn pends_received(road: &RoadStack) -> u64 {
-    road.stats()
-        .await
-        .get("joiner_rx_pend")
-        .copied()
-        .unwrap_or(0)
 }
 
 /// The join loop of one of the minion's masters (each master has its own: one down or
@@ -90,19 +84,6 @@ impl JoinLoop {
                 let _ = self.road.remove(remote.uid).await;
             }
         }
-    }
-
-    /// Whether this master pended the join begun at `started`: the road received a `pend`
-    /// since (its counter passed `pends`) and heard this master since (another master's
-    /// `pend` must not cut this one's backoff short).
-    async fn pended(&self, master: SocketAddr, pends: u64, started: Instant) -> bool {
-        let heard = self
-            .road
-            .remotes()
-            .await
-            .into_iter()
-            .any(|r| r.ha == master && r.last_heard.is_some_and(|heard| heard >= started));
-        heard && pends_received(&self.road).await > pends
     }
 
     /// Resolves the master, retrying with capped, jittered backoff (a name that does not
@@ -135,8 +116,6 @@ impl JoinLoop {
             if !self.tell(JoinOutcome::Attempt) {
                 return;
             }
-            let pends = pends_received(road).await;
-            let started = Instant::now();
             let attempt = match road.join(master).await {
                 Ok(uid) => {
                     if !self.tell(JoinOutcome::Joined(uid)) {
@@ -144,26 +123,34 @@ impl JoinLoop {
                     }
                     Attempt::Joined
                 }
-                Err(StackError::Rejected { .. }) => {
+                Err(StackError::Rejected { by, .. }) => {
                     self.forget(master).await;
                     let retrying = self.rejected_retry;
-                    if !self.tell(JoinOutcome::Rejected { retrying }) {
+                    if !self.tell(JoinOutcome::Rejected { retrying, by }) {
                         return;
                     }
                     Attempt::Rejected
                 }
                 Err(StackError::Closed) => return,
-                Err(e) if self.pended(master, pends, started).await => {
-                    debug!(%master, error = %e, "join pended by the master; asking again");
+                Err(StackError::JoinFailed {
+                    reason: JoinFailure::Pended,
+                    ..
+                }) => {
+                    debug!(%master, "join pended by the master; asking again");
                     Attempt::Pended
                 }
+                // The road refuses a second remote of one name: two masters, one `id`.
+                Err(
+                    e @ StackError::JoinFailed {
+                        reason: JoinFailure::NameTaken,
+                        ..
+                    },
+                ) => {
+                    warn!(%master, error = %e, "another master has this master's id: give each master its own `id`; retrying");
+                    Attempt::Failed
+                }
                 Err(e) => {
-                    // The road refuses a second remote of one name: two masters, one `id`.
-                    if e.to_string().contains("name already used") {
-                        warn!(%master, error = %e, "another master has this master's id: give each master its own `id`; retrying");
-                    } else {
-                        debug!(%master, error = %e, "join failed; retrying");
-                    }
+                    debug!(%master, error = %e, "join failed; retrying");
                     Attempt::Failed
                 }
             };

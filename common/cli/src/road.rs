@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
 use raet::packet::HeadKind;
-use raet::road::{Event, Presence, RoadConfig, Uid};
+use raet::road::{Event, Presence, RejectedBy, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
@@ -168,15 +168,22 @@ impl EventLog {
             Event::Pending { uid, name } => {
                 ("pending", json!({"name": name, "uid": uid, "by": "us"}))
             }
-            // Printed with who rejected by `print_events`.
-            Event::Rejected { .. } => return,
-            Event::JoinFailed { uid, reason } => {
-                ("join_failed", json!({"uid": uid, "reason": reason}))
+            Event::Rejected { uid, name, by } => {
+                let by = match by {
+                    RejectedBy::Us => "us",
+                    RejectedBy::Them => "them",
+                };
+                ("rejected", json!({"name": name, "uid": uid, "by": by}))
             }
+            Event::JoinFailed { uid, reason } => (
+                "join_failed",
+                json!({"uid": uid, "reason": reason.to_string()}),
+            ),
             Event::Allowed { uid, name } => ("allowed", json!({"name": name, "uid": uid})),
-            Event::AllowFailed { uid, reason } => {
-                ("allow_failed", json!({"uid": uid, "reason": reason}))
-            }
+            Event::AllowFailed { uid, reason } => (
+                "allow_failed",
+                json!({"uid": uid, "reason": reason.to_string()}),
+            ),
             Event::Presence {
                 uid,
                 name,
@@ -194,7 +201,7 @@ impl EventLog {
             Event::Delivered { id, uid } => ("delivered", json!({"id": id.0, "uid": uid})),
             Event::SendFailed { id, uid, reason } => (
                 "send_failed",
-                json!({"id": id.0, "uid": uid, "reason": reason}),
+                json!({"id": id.0, "uid": uid, "reason": reason.to_string()}),
             ),
             Event::Removed { uid, name } => ("removed", json!({"name": name, "uid": uid})),
             Event::KeysRejected {
@@ -278,7 +285,7 @@ pub async fn run(args: RoadArgs) -> ExitCode {
 
     let mut helpers = JoinSet::new();
     if args.events {
-        helpers.spawn(print_events(stack.clone(), stack.events(), log));
+        helpers.spawn(print_events(stack.events(), log));
     }
     if let Some(delay) = args.accept_after {
         helpers.spawn(accept_pending(stack.clone(), stack.events(), delay, log));
@@ -378,6 +385,9 @@ pub async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> 
             Err(StackError::JoinFailed { uid, reason }) => {
                 warn!(uid, %reason, %ha, "join failed; trying again");
             }
+            Err(StackError::AllowFailed { uid, reason }) => {
+                warn!(uid, %reason, %ha, "allow failed; trying again");
+            }
             other => return other,
         }
     }
@@ -421,35 +431,11 @@ async fn print_messages(stack: RoadStack, printer: std::sync::mpsc::Sender<(Stri
     }
 }
 
-/// Road counters of reject packets received (the remote rejected us).
-const REJECTS_RECEIVED: [&str; 2] = ["joiner_rx_reject", "joinent_rx_reject"];
-
-/// How many rejections by remotes the road has counted so far.
-async fn rejects_received(stack: &RoadStack) -> u64 {
-    let stats = stack.stats().await;
-    REJECTS_RECEIVED
-        .iter()
-        .filter_map(|name| stats.get(*name))
-        .sum()
-}
-
-/// `--events`: prints the road's events on stderr. A rejection says who
-/// rejected (`"by": "us"` or `"them"`, as the reference peer does): the
-/// road counts reject packets it receives before it announces them.
-async fn print_events(stack: RoadStack, mut events: broadcast::Receiver<Event>, log: EventLog) {
-    let mut rejected_by_them = 0;
+/// `--events`: prints the road's events on stderr (a rejection says who rejected, `"by":
+/// "us"` or `"them"`, as the reference peer does).
+async fn print_events(mut events: broadcast::Receiver<Event>, log: EventLog) {
     loop {
         match events.recv().await {
-            Ok(Event::Rejected { uid, name }) => {
-                let count = rejects_received(&stack).await;
-                let by = if count > rejected_by_them {
-                    "them"
-                } else {
-                    "us"
-                };
-                rejected_by_them = count;
-                log.emit("rejected", json!({"name": name, "uid": uid, "by": by}));
-            }
             Ok(event) => log.road_event(&event),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 log.emit("lagged", json!({"missed": missed}));

@@ -27,7 +27,10 @@ use tracing::{debug, info, trace, warn};
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
 use crate::keep::Keep;
-use crate::road::{Event, MessageId, RemoteStatus, Road, RoadConfig, RoadError, Uid};
+use crate::road::{
+    AllowFailure, Event, JoinFailure, MessageId, RejectedBy, RemoteStatus, Road, RoadConfig,
+    RoadError, SendFailure, Uid,
+};
 
 /// Socket buffer size (both directions) the stack asks the kernel for. A 1 MB
 /// message is ~1 100 datagrams blasted at once (the reference's burst 0); the
@@ -76,7 +79,15 @@ pub enum StackError {
         /// Our uid for the remote.
         uid: Uid,
         /// Why, as reported by the road.
-        reason: String,
+        reason: JoinFailure,
+    },
+    /// The allow that follows a join did not complete.
+    #[error("allow of remote {uid} failed: {reason}")]
+    AllowFailed {
+        /// Our uid for the remote.
+        uid: Uid,
+        /// Why, as reported by the road.
+        reason: AllowFailure,
     },
     /// Neither `Allowed` nor a failure came within the join's bounded time (the
     /// joiner timeout plus the allow timeout plus one second): e.g. an allow that
@@ -89,12 +100,17 @@ pub enum StackError {
         after: std::time::Duration,
     },
     /// The join was rejected (by the remote, or by our own key decision).
-    #[error("join of remote {uid} ({name}) was rejected")]
+    #[error("join of remote {uid} ({name}) was rejected ({})", match by {
+        RejectedBy::Us => "by us",
+        RejectedBy::Them => "by the remote",
+    })]
     Rejected {
         /// Our uid for the remote.
         uid: Uid,
         /// The remote's name.
         name: String,
+        /// Who rejected it.
+        by: RejectedBy,
     },
     /// The remote was removed while a join was in progress.
     #[error("remote {uid} ({name}) was removed")]
@@ -110,7 +126,7 @@ pub enum StackError {
         /// Our uid for the remote.
         uid: Uid,
         /// Why, as reported by the road.
-        reason: String,
+        reason: SendFailure,
     },
     /// The stack's task has stopped (shut down, or every handle dropped).
     #[error("the road stack is shut down")]
@@ -563,22 +579,17 @@ impl Driver {
                 return;
             }
             Event::Allowed { uid, .. } => self.finish_joins(uid, || Ok(uid)),
-            Event::JoinFailed { uid, ref reason } => self.finish_joins(uid, || {
-                Err(StackError::JoinFailed {
-                    uid,
-                    reason: reason.clone(),
-                })
-            }),
-            Event::AllowFailed { uid, ref reason } => self.finish_joins(uid, || {
-                Err(StackError::JoinFailed {
-                    uid,
-                    reason: format!("allow {reason}"),
-                })
-            }),
-            Event::Rejected { uid, ref name } => self.finish_joins(uid, || {
+            Event::JoinFailed { uid, reason } => {
+                self.finish_joins(uid, || Err(StackError::JoinFailed { uid, reason }))
+            }
+            Event::AllowFailed { uid, reason } => {
+                self.finish_joins(uid, || Err(StackError::AllowFailed { uid, reason }))
+            }
+            Event::Rejected { uid, ref name, by } => self.finish_joins(uid, || {
                 Err(StackError::Rejected {
                     uid,
                     name: name.clone(),
+                    by,
                 })
             }),
             Event::Removed { uid, ref name } => self.finish_joins(uid, || {
@@ -592,19 +603,9 @@ impl Driver {
                     answer(reply, Ok(()));
                 }
             }
-            Event::SendFailed {
-                id,
-                uid,
-                ref reason,
-            } => {
+            Event::SendFailed { id, uid, reason } => {
                 if let Some(reply) = self.transmits.remove(&id) {
-                    answer(
-                        reply,
-                        Err(StackError::SendFailed {
-                            uid,
-                            reason: reason.clone(),
-                        }),
-                    );
+                    answer(reply, Err(StackError::SendFailed { uid, reason }));
                 }
             }
             _ => {}

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use crate::{Endpoint, Link, SimNet, SimTimeout};
 use raet_proto::crypto::{PrivateKey, Signer};
 use raet_proto::keep::{Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord};
-use raet_proto::road::{Event, MessageId, RemoteStatus, Road, RoadConfig, Timers, Uid};
+use raet_proto::road::{
+    Event, MessageId, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
+};
 use raet_proto::Transmit;
 use serde_json::{Map, Value};
 
@@ -185,9 +187,9 @@ impl Peer {
     }
 
     /// The reason of a `SendFailed` event for `id`, if any.
-    pub fn send_failed(&self, id: MessageId) -> Option<&str> {
+    pub fn send_failed(&self, id: MessageId) -> Option<SendFailure> {
         self.events.iter().find_map(|e| match e {
-            Event::SendFailed { id: f, reason, .. } if *f == id => Some(reason.as_str()),
+            Event::SendFailed { id: f, reason, .. } if *f == id => Some(*reason),
             _ => None,
         })
     }

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use raet_proto::road::{Event, Timers};
+use raet_proto::road::{AllowFailure, Event, Timers};
 use raet_sim::world::{Peer, Spec, World};
 use raet_sim::Link;
 
@@ -175,11 +175,11 @@ fn an_allow_that_can_never_complete_ends_with_allow_failed() {
     assert!(peer.joined("master") && !peer.allowed("master"));
     // Our allower times out, or the master's allowent does first and refuses it.
     let failed = peer.events.iter().find_map(|e| match e {
-        Event::AllowFailed { uid: u, reason } => Some((*u, reason.as_str())),
+        Event::AllowFailed { uid: u, reason } => Some((*u, *reason)),
         _ => None,
     });
     assert!(
-        matches!(failed, Some((u, "timed out" | "refused by the remote")) if u == uid),
+        matches!(failed, Some((u, AllowFailure::TimedOut | AllowFailure::Refused)) if u == uid),
         "{failed:?}"
     );
 }

@@ -16,6 +16,7 @@ use crate::packet::{
 use super::remote::{self, Remote};
 use super::timers::Clock;
 use super::transaction::{Transaction, TxIndex};
+use super::AllowFailure;
 use super::{Event, Presence, Road, Rx, Uid};
 
 /// Why a received hello, cookie or initiate is refused (logged; the packet is counted as
@@ -242,7 +243,7 @@ impl Road {
             PacketKind::Ack => self.allower_done(now, uid, a),
             PacketKind::Nack | PacketKind::Refuse => {
                 self.core.stat("allower_rx_refuse");
-                self.allow_failed(uid, "refused by the remote");
+                self.allow_failed(uid, AllowFailure::Refused);
             }
             PacketKind::Reject => {
                 self.core.stat("allower_rx_reject");
@@ -262,14 +263,14 @@ impl Road {
         if let Some(remote) = self.remotes.get_mut(&uid) {
             remote.allowed = Some(false);
         }
-        self.allow_failed(uid, "rejected by the remote");
+        self.allow_failed(uid, AllowFailure::Rejected);
     }
 
     /// An allow with the remote ended without success. Unless it is allowed anyway or
     /// another allow or a join with it is under way (that one decides), the application
     /// learns it: [`Event::AllowFailed`]. Presence retries: the next alive to a joined
     /// remote that is not allowed starts a new allow.
-    fn allow_failed(&mut self, uid: Uid, reason: &str) {
+    fn allow_failed(&mut self, uid: Uid, reason: AllowFailure) {
         let Some(remote) = self.remotes.get(&uid) else {
             return;
         };
@@ -277,11 +278,8 @@ impl Road {
             return;
         }
         self.core.stat("allow_failed");
-        tracing::debug!(road = %self.core.config.name, uid, reason, "allow failed");
-        self.core.event(Event::AllowFailed {
-            uid,
-            reason: reason.to_owned(),
-        });
+        tracing::debug!(road = %self.core.config.name, uid, %reason, "allow failed");
+        self.core.event(Event::AllowFailed { uid, reason });
     }
 
     /// The peer says it does not know our join: `joined` becomes false (presence lost).
@@ -329,7 +327,7 @@ impl Road {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid cookie");
                 self.core.stat("invalid_cookie");
                 self.allow_nack(uid, &a.head, PacketKind::Reject);
-                self.allow_failed(uid, "invalid cookie");
+                self.allow_failed(uid, AllowFailure::InvalidCookie);
                 return;
             }
         };
@@ -423,7 +421,7 @@ impl Road {
     pub(super) fn allower_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Allower) {
         if a.clock.timed_out(now) {
             self.core.stat("allower_timeout");
-            self.allow_failed(uid, "timed out");
+            self.allow_failed(uid, AllowFailure::TimedOut);
             return;
         }
         self.redo_allow(now, uid, &mut a.clock, a.last.as_deref());
@@ -565,7 +563,7 @@ impl Road {
             PacketKind::Nack | PacketKind::Refuse => {
                 self.core.stat("allowent_rx_refuse");
                 self.pump(now, uid);
-                self.allow_failed(uid, "refused by the remote");
+                self.allow_failed(uid, AllowFailure::Refused);
             }
             PacketKind::Reject => {
                 self.core.stat("allowent_rx_reject");
@@ -605,7 +603,7 @@ impl Road {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid initiate");
                 self.core.stat("invalid_initiate");
                 self.allow_nack(uid, &a.head, PacketKind::Reject);
-                self.allow_failed(uid, "invalid initiate");
+                self.allow_failed(uid, AllowFailure::InvalidInitiate);
                 return;
             }
         }
@@ -630,7 +628,7 @@ impl Road {
             self.core.stat("allowent_timeout");
             self.allow_nack(uid, &a.head, PacketKind::Refuse);
             self.pump(now, uid);
-            self.allow_failed(uid, "timed out");
+            self.allow_failed(uid, AllowFailure::TimedOut);
             return;
         }
         self.redo_allow(now, uid, &mut a.clock, a.last.as_deref());

@@ -14,6 +14,7 @@ use super::remote::Remote;
 use super::timers::{deadline, Redo};
 use super::transaction::{earliest, Transaction, TxIndex};
 use super::{Event, Presence, Road, Rx, Uid};
+use super::{JoinFailure, RejectedBy};
 
 /// A join request equal to the last one answered within this long is a late duplicate
 /// (shorter than the joiner's first redo, so a restarted joiner reusing the same
@@ -278,6 +279,7 @@ impl Road {
         self.core.event(Event::Rejected {
             uid,
             name: name.to_owned(),
+            by: RejectedBy::Us,
         });
     }
 
@@ -348,7 +350,7 @@ impl Road {
                 self.core.stat("joiner_rx_renew");
                 if !self.core.config.mutable {
                     self.core.stat("join_renew_unallowed");
-                    self.join_failed(uid, "renew refused on an immutable road");
+                    self.join_failed(uid, JoinFailure::RenewRefused);
                     return;
                 }
                 self.core.stat("join_renew_attempt");
@@ -362,22 +364,20 @@ impl Road {
             PacketKind::Reject => {
                 self.core.stat("joiner_rx_reject");
                 let name = self.remote_name(uid);
-                self.core.event(Event::Rejected { uid, name });
+                let by = RejectedBy::Them;
+                self.core.event(Event::Rejected { uid, name, by });
                 self.remove_remote(now, uid);
             }
             _ => {
                 self.core.stat("joiner_rx_refuse");
-                self.join_failed(uid, "refused by the remote");
+                self.join_failed(uid, JoinFailure::Refused);
             }
         }
     }
 
     /// Announces a failed join.
-    fn join_failed(&mut self, uid: Uid, reason: &str) {
-        self.core.event(Event::JoinFailed {
-            uid,
-            reason: reason.to_owned(),
-        });
+    fn join_failed(&mut self, uid: Uid, reason: JoinFailure) {
+        self.core.event(Event::JoinFailed { uid, reason });
     }
 
     /// The joinent accepted (reference `Joiner.accept`): apply the decision matrix.
@@ -399,7 +399,7 @@ impl Road {
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid accept");
                 self.core.stat("invalid_accept");
-                self.join_failed(uid, "invalid accept");
+                self.join_failed(uid, JoinFailure::InvalidAccept);
                 return;
             }
         };
@@ -415,7 +415,7 @@ impl Road {
                     if taken {
                         self.core.stat("join_name_conflict");
                         self.joiner_nack(uid, &j, PacketKind::Reject);
-                        self.join_failed(uid, "name already used by another remote");
+                        self.join_failed(uid, JoinFailure::NameTaken);
                         return;
                     }
                     self.rename(uid, &jb.name);
@@ -428,7 +428,7 @@ impl Road {
                 remote.role.clone_from(&jb.role);
                 if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
                     self.core.stat("invalid_accept");
-                    self.join_failed(uid, "invalid keys in accept");
+                    self.join_failed(uid, JoinFailure::InvalidAccept);
                     return;
                 }
             }
@@ -440,7 +440,12 @@ impl Road {
         if !same.all && !self.core.config.mutable {
             self.core.stat("join_immutable_reject");
             self.joiner_nack(uid, &j, PacketKind::Reject);
-            self.core.event(Event::Rejected { uid, name: jb.name });
+            let by = RejectedBy::Us;
+            self.core.event(Event::Rejected {
+                uid,
+                name: jb.name,
+                by,
+            });
             return;
         }
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
@@ -448,6 +453,7 @@ impl Road {
             self.core.event(Event::Rejected {
                 uid,
                 name: jb.name.clone(),
+                by: RejectedBy::Us,
             });
             if same.role_keys {
                 self.joiner_nack(uid, &j, PacketKind::Nack);
@@ -459,7 +465,7 @@ impl Road {
         }
         if !same.all && !self.update_remote(uid, &jb, rha, fuid) {
             self.joiner_nack(uid, &j, PacketKind::Reject);
-            self.join_failed(uid, "cannot update remote");
+            self.join_failed(uid, JoinFailure::UpdateFailed);
             return;
         }
         if let Some(remote) = self.remotes.get_mut(&uid) {
@@ -534,7 +540,11 @@ impl Road {
         if j.deadline.is_some_and(|d| now >= d) {
             self.core.stat("joiner_timeout");
             tracing::debug!(road = %self.core.config.name, uid, "joiner timed out");
-            self.join_failed(uid, "timed out");
+            let reason = match j.pended {
+                true => JoinFailure::Pended,
+                false => JoinFailure::TimedOut,
+            };
+            self.join_failed(uid, reason);
             return;
         }
         if !j.redo.expired(now) {
@@ -773,7 +783,12 @@ impl Road {
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
         if status.acceptance == Acceptance::Rejected {
             if same.role_keys && !ephemeral {
-                self.core.event(Event::Rejected { uid, name: jb.name });
+                let by = RejectedBy::Us;
+                self.core.event(Event::Rejected {
+                    uid,
+                    name: jb.name,
+                    by,
+                });
                 self.remove_remote(now, uid);
             } else {
                 self.joinent_reject_join(uid, &j, jb, rx.from, other_keys);
@@ -897,7 +912,8 @@ impl Road {
             PacketKind::Reject => {
                 self.core.stat("joinent_rx_reject");
                 let name = self.remote_name(uid);
-                self.core.event(Event::Rejected { uid, name });
+                let by = RejectedBy::Them;
+                self.core.event(Event::Rejected { uid, name, by });
                 self.remove_remote(now, uid);
             }
             _ => self.core.stat("joinent_rx_refuse"),

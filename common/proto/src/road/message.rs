@@ -15,6 +15,7 @@ use super::core::Core;
 use super::remote::{sid, Outgoing, Remote};
 use super::timers::Redo;
 use super::transaction::{earliest, Transaction, TxIndex};
+use super::SendFailure;
 use super::{Event, MessageId, Road, RoadError, Rx, Uid};
 
 /// Bytes a crypto_box coat adds to a body: 16-byte tag and the 24-byte nonce.
@@ -155,12 +156,12 @@ impl Road {
         } else {
             match remote.session.as_ref() {
                 Some(session) => session.seal(&mut self.core.rng, &out.body),
-                None => return self.fail_message(uid, out.id, "no session key"),
+                None => return self.fail_message(uid, out.id, SendFailure::NoSessionKey),
             }
         };
         let seg = match Segmenter::new(&head, coat.len()) {
             Ok(seg) => seg,
-            Err(_) => return self.fail_message(uid, out.id, "message cannot be segmented"),
+            Err(_) => return self.fail_message(uid, out.id, SendFailure::TooLarge),
         };
         let count = seg.count();
         let index = TxIndex::of_tx(&head, remote.ha);
@@ -190,13 +191,9 @@ impl Road {
     }
 
     /// Announces a failed message.
-    fn fail_message(&mut self, uid: Uid, id: MessageId, reason: &str) {
+    fn fail_message(&mut self, uid: Uid, id: MessageId, reason: SendFailure) {
         self.core.stat("message_failed");
-        self.core.event(Event::SendFailed {
-            id,
-            uid,
-            reason: reason.to_owned(),
-        });
+        self.core.event(Event::SendFailed { id, uid, reason });
     }
 
     /// Sends segment `sn` with its current flags.
@@ -394,7 +391,7 @@ impl Road {
     fn requeue(&mut self, now: Instant, uid: Uid, mut out: Outgoing) {
         out.attempts += 1;
         if out.attempts >= MAX_ATTEMPTS {
-            self.fail_message(uid, out.id, "refused by the remote");
+            self.fail_message(uid, out.id, SendFailure::Refused);
         } else if let Some(remote) = self.remotes.get_mut(&uid) {
             self.core.stat("message_requeued");
             out.queued = now;
@@ -443,7 +440,7 @@ impl Road {
         if let Some(nacked) = m.nacked {
             if nacked.checked_add(m.limit).is_some_and(|d| now >= d) {
                 self.core.stat("message_timeout");
-                self.fail_message(uid, m.out.id, "no answer from the remote");
+                self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
                 self.pump(now, uid);
             } else {
                 self.insert_txn(uid, index, Transaction::Messenger(m));
@@ -452,7 +449,7 @@ impl Road {
         }
         if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
             self.core.stat("message_timeout");
-            self.fail_message(uid, m.out.id, "no answer from the remote");
+            self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
             self.pump(now, uid);
             return;
         }
@@ -474,7 +471,13 @@ impl Road {
     }
 
     /// Ends a messenger with a nack (remote removed).
-    pub(super) fn messenger_nack(&mut self, _now: Instant, uid: Uid, m: Messenger, reason: &str) {
+    pub(super) fn messenger_nack(
+        &mut self,
+        _now: Instant,
+        uid: Uid,
+        m: Messenger,
+        reason: SendFailure,
+    ) {
         if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
             let _ = self.core.emit(dest, &m.head, PacketKind::Nack, &[]);
         }

@@ -37,12 +37,14 @@
 mod alive;
 mod allow;
 mod core;
+mod failure;
 mod join;
 mod message;
 mod remote;
 mod timers;
 mod transaction;
 
+pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
 pub use timers::Timers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -233,13 +235,15 @@ pub enum Event {
         uid: Uid,
         /// Its name.
         name: String,
+        /// Who rejected it.
+        by: RejectedBy,
     },
     /// The join timed out or was refused.
     JoinFailed {
         /// Our uid for it.
         uid: Uid,
         /// Why.
-        reason: String,
+        reason: JoinFailure,
     },
     /// The allow handshake completed.
     Allowed {
@@ -256,7 +260,7 @@ pub enum Event {
         /// Our uid for it.
         uid: Uid,
         /// Why.
-        reason: String,
+        reason: AllowFailure,
     },
     /// A presence change.
     Presence {
@@ -290,7 +294,7 @@ pub enum Event {
         /// The destination.
         uid: Uid,
         /// Why (timeout, nack, remote removed...).
-        reason: String,
+        reason: SendFailure,
     },
     /// The remote was removed from our road.
     Removed {
@@ -651,6 +655,7 @@ impl Road {
                 self.core.event(Event::Rejected {
                     uid,
                     name: name.to_owned(),
+                    by: RejectedBy::Us,
                 });
                 self.remove_remote(now, uid);
             }
@@ -1077,7 +1082,7 @@ impl Road {
         };
         for index in indexes {
             if let Some(txn) = self.take_txn(uid, &index) {
-                self.nack_transaction(now, uid, txn, "remote removed");
+                self.nack_transaction(now, uid, txn, SendFailure::RemoteRemoved);
             }
         }
         let Some(mut remote) = self.remotes.remove(&uid) else {
@@ -1088,7 +1093,7 @@ impl Road {
             self.core.event(Event::SendFailed {
                 id: out.id,
                 uid,
-                reason: "remote removed".into(),
+                reason: SendFailure::RemoteRemoved,
             });
         }
         if !remote.ephemeral {
@@ -1102,7 +1107,7 @@ impl Road {
     }
 
     /// Terminates a transaction with a nack to the peer (reference `transaction.nack()`).
-    fn nack_transaction(&mut self, now: Instant, uid: Uid, txn: Transaction, reason: &str) {
+    fn nack_transaction(&mut self, now: Instant, uid: Uid, txn: Transaction, reason: SendFailure) {
         match txn {
             Transaction::Joiner(t) => self.joiner_nack(uid, &t, PacketKind::Nack),
             Transaction::Joinent(t) => self.joinent_nack(uid, &t, PacketKind::Nack),
@@ -1128,7 +1133,7 @@ impl Road {
         for index in stale {
             if let Some(txn) = self.take_txn(uid, &index) {
                 self.core.stat("stale_correspondent");
-                self.nack_transaction(now, uid, txn, "stale session");
+                self.nack_transaction(now, uid, txn, SendFailure::StaleSession);
             }
         }
         if let Some(remote) = self.remotes.get_mut(&uid) {
@@ -1155,7 +1160,7 @@ impl Road {
             self.core.stat("stale_initiator");
             match txn {
                 Transaction::Messenger(t) => self.requeue_messenger(now, uid, *t),
-                other => self.nack_transaction(now, uid, other, "stale session"),
+                other => self.nack_transaction(now, uid, other, SendFailure::StaleSession),
             }
         }
     }
@@ -1241,7 +1246,7 @@ impl Road {
             self.core.event(Event::SendFailed {
                 id,
                 uid,
-                reason: "timed out waiting for the remote to be allowed".into(),
+                reason: SendFailure::NotAllowed,
             });
         }
     }

@@ -372,7 +372,7 @@ impl<S: Side> Daemon<S> {
             }
             // Only a rejection of the peer's own session ends it: a rejected join naming
             // another uid (or a `KeysRejected` join claiming its name) leaves it alone.
-            Event::Rejected { uid, name } | Event::Removed { uid, name } => {
+            Event::Rejected { uid, name, .. } | Event::Removed { uid, name } => {
                 if let Some(peer) = d.peers.get_mut(name) {
                     if peer.uid.is_none() || peer.uid == Some(*uid) {
                         peer.allowed = false;
