@@ -151,7 +151,7 @@ fn log_formats_and_levels_are_salts() {
              log_file: {log}\nlog_level: info\nlog_level_logfile: debug\n\
              log_fmt_console: '%(levelname)s|%(name)s|%(process)d|%(message)s'\n\
              log_fmt_logfile: '%(asctime)s [%(levelname)-8s] %(message)s'\n\
-             log_datefmt_logfile: '%Y/%m/%d'\n",
+             log_datefmt_logfile: '%Y/%m/%d %z'\n",
             d = dir.path().display(),
             log = log.display()
         ),
@@ -160,6 +160,7 @@ fn log_formats_and_levels_are_salts() {
     let child = Command::new(env!("CARGO_BIN_EXE_salt-raet-master"))
         .arg("-c")
         .arg(dir.path().join("etc"))
+        .env("TZ", "Asia/Tokyo")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -185,17 +186,18 @@ fn log_formats_and_levels_are_salts() {
     );
     assert!(!console.contains("DEBUG"), "console at info: {console}");
     let file = fs::read_to_string(&log).unwrap();
-    // `%Y/%m/%d [%(levelname)-8s] %(message)s`
+    // `%Y/%m/%d %z [%(levelname)-8s] %(message)s`, in local time (`TZ`) as Salt's.
     let line = file
         .lines()
         .find(|l| l.contains("master road up"))
         .unwrap_or_default();
     let shape: String = line
         .chars()
-        .take(24)
+        .take(30)
         .map(|c| if c.is_ascii_digit() { '9' } else { c })
         .collect();
-    assert_eq!(shape, "9999/99/99 [INFO    ] ma", "{file}");
+    assert_eq!(shape, "9999/99/99 +9999 [INFO    ] ma", "{file}");
+    assert_eq!(line.get(11..16), Some("+0900"), "{file}");
     assert!(
         file.contains("[DEBUG   ] "),
         "the log file at debug: {file}"
