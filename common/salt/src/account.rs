@@ -5,7 +5,7 @@
 //! drops to it ([`switch_user`]), as Salt's `verify_env` and `check_user` do.
 
 use std::ffi::CString;
-use std::os::unix::fs::{lchown, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{lchown, DirBuilderExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -147,12 +147,7 @@ pub fn switch_user(
             for file in files {
                 // Created as the daemon would (mode 0640); one that cannot be is left to
                 // the daemon to report.
-                let created = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o640)
-                    .open(file);
-                if created.is_err() {
+                if crate::logfile::open_append(file).is_err() {
                     continue;
                 }
                 lchown(file, Some(account.uid), Some(account.gid)).map_err(|e| prepare(file, e))?;

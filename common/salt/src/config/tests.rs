@@ -572,6 +572,30 @@ fn sample_configs_parse_and_show_the_defaults() {
 }
 
 #[test]
+fn the_logrotate_snippet_moves_the_default_log_files_without_copying() {
+    let defaults = dir_with(&[("minion", "id: m1\n")]);
+    let master = MasterConfig::load(defaults.path()).unwrap().common;
+    let minion = MinionConfig::load(defaults.path()).unwrap().common;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pkg/logrotate/salt-raet");
+    let text = fs::read_to_string(&path).unwrap();
+    let directives: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        directives.first().copied(),
+        Some(format!("{} {} {{", master.log_file, minion.log_file).as_str())
+    );
+    assert_eq!(directives.last().copied(), Some("}"));
+    // The daemons reopen a moved file: nothing is copied, nobody is signalled.
+    assert!(directives.contains(&"create 0640"), "{text}");
+    for copying in ["copytruncate", "copy", "postrotate", "prerotate"] {
+        assert!(!directives.contains(&copying), "{copying}: {text}");
+    }
+}
+
+#[test]
 fn systemd_units_start_the_daemons_and_can_write_their_default_paths() {
     let defaults = dir_with(&[("minion", "id: m1\n")]);
     let master = MasterConfig::load(defaults.path()).unwrap().common;
