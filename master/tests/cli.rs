@@ -24,6 +24,29 @@ fn setup() -> tempfile::TempDir {
     dir
 }
 
+/// Waits (at most 20 s) until the file at `log` has a line containing `text`.
+fn wait_for_line(log: &Path, text: &str) {
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(log).is_ok_and(|l| l.contains(text)) {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "no {text:?} in {} in time",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Sends `SIG<name>` to `child`.
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 /// `sha256sum FILE` as salt-key prints fingerprints: hex pairs joined by `:`.
 fn sha256_pairs(file: &Path) -> String {
     let out = Command::new("sha256sum").arg(file).output().unwrap();
@@ -151,7 +174,7 @@ fn log_formats_and_levels_are_salts() {
              log_file: {log}\nlog_level: info\nlog_level_logfile: debug\n\
              log_fmt_console: '%(levelname)s|%(name)s|%(process)d|%(message)s'\n\
              log_fmt_logfile: '%(asctime)s [%(levelname)-8s] %(message)s'\n\
-             log_datefmt_logfile: '%Y/%m/%d'\n",
+             log_datefmt_logfile: '%Y/%m/%d %z'\n",
             d = dir.path().display(),
             log = log.display()
         ),
@@ -160,19 +183,12 @@ fn log_formats_and_levels_are_salts() {
     let child = Command::new(env!("CARGO_BIN_EXE_salt-raet-master"))
         .arg("-c")
         .arg(dir.path().join("etc"))
+        .env("TZ", "Asia/Tokyo")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("lane up")) {
-        assert!(started.elapsed().as_secs() < 20, "no log line in time");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let killed = Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    wait_for_line(&log, "lane up");
+    signal(&child, "TERM");
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -185,17 +201,18 @@ fn log_formats_and_levels_are_salts() {
     );
     assert!(!console.contains("DEBUG"), "console at info: {console}");
     let file = fs::read_to_string(&log).unwrap();
-    // `%Y/%m/%d [%(levelname)-8s] %(message)s`
+    // `%Y/%m/%d %z [%(levelname)-8s] %(message)s`, in local time (`TZ`) as Salt's.
     let line = file
         .lines()
         .find(|l| l.contains("master road up"))
         .unwrap_or_default();
     let shape: String = line
         .chars()
-        .take(24)
+        .take(30)
         .map(|c| if c.is_ascii_digit() { '9' } else { c })
         .collect();
-    assert_eq!(shape, "9999/99/99 [INFO    ] ma", "{file}");
+    assert_eq!(shape, "9999/99/99 +9999 [INFO    ] ma", "{file}");
+    assert_eq!(line.get(11..16), Some("+0900"), "{file}");
     assert!(
         file.contains("[DEBUG   ] "),
         "the log file at debug: {file}"
@@ -257,4 +274,60 @@ fn a_lane_directory_others_can_write_to_is_refused() {
         );
         assert!(!sock.join("raet/salt.manor.uxd").exists());
     }
+}
+
+/// A daemon killed when the test fails before it stopped it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_log_file_is_tightened_to_0640_and_followed_after_rotation() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = setup();
+    let log = dir.path().join("log");
+    let rotated = dir.path().join("log.1");
+    fs::write(&log, "an old line\n").unwrap();
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(
+        dir.path().join("etc/master"),
+        format!(
+            "interface: 127.0.0.1\nraet_port: 0\npki_dir: {d}/pki\nsock_dir: {d}/sock\n\
+             cachedir: {d}/cache\nlog_file: {log}\nlog_level: quiet\nlog_level_logfile: info\n",
+            d = dir.path().display(),
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let mut master = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_salt-raet-master"))
+            .arg("-c")
+            .arg(dir.path().join("etc"))
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_line(&log, "lane up");
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o640);
+    // logrotate without copytruncate: the file is moved away; the next line (the master
+    // logs SIGHUP) starts a new file at the path.
+    fs::rename(&log, &rotated).unwrap();
+    signal(&master.0, "HUP");
+    wait_for_line(&log, "SIGHUP: nothing to do");
+    signal(&master.0, "TERM");
+    assert_eq!(master.0.wait().unwrap().code(), Some(0));
+    let old = fs::read_to_string(&rotated).unwrap();
+    let new = fs::read_to_string(&log).unwrap();
+    assert!(
+        old.starts_with("an old line\n") && old.contains("lane up"),
+        "{old}"
+    );
+    assert!(!old.contains("SIGHUP"), "{old}");
+    assert!(new.contains("stopped") && !new.contains("lane up"), "{new}");
+    assert_eq!(mode(&log) & !0o640, 0);
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use salt_raet::account::{effective_uid, lookup_account, Account, PASSWD};
+use salt_raet::account::{effective_uid, lookup_account, Account};
 
 const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
 const LIMIT: Duration = Duration::from_secs(20);
@@ -22,9 +22,9 @@ fn as_root() -> Option<Account> {
         eprintln!("skipped: dropping privileges needs the test to run as root");
         return None;
     }
-    let account = lookup_account(Path::new(PASSWD), USER);
+    let account = lookup_account(USER).ok().flatten();
     if account.is_none() {
-        eprintln!("skipped: no user {USER:?} in {PASSWD}");
+        eprintln!("skipped: no user {USER:?} on this system");
     }
     account
 }

@@ -1,17 +1,15 @@
-//! The `user` of Salt's configuration: resolved from `/etc/passwd` (no NSS modules: LDAP or
-//! sssd users are not found), as Salt's `pwd.getpwnam` does for local users.
+//! The `user` of Salt's configuration: resolved through the system's account database (NSS,
+//! `getpwnam`), as Salt's `pwd.getpwnam` does, so users from LDAP or sssd are found too.
 //!
 //! A daemon started as root with another `user` prepares its directories for that user and
 //! drops to it ([`switch_user`]), as Salt's `verify_env` and `check_user` do.
 
 use std::ffi::CString;
-use std::os::unix::fs::{lchown, DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{lchown, DirBuilderExt};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{self, Gid, Uid};
-
-/// The system's account database.
-pub const PASSWD: &str = "/etc/passwd";
+use nix::errno::Errno;
+use nix::unistd::{self, Gid, Uid, User};
 
 /// A resolved account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,26 +20,18 @@ pub struct Account {
     pub gid: u32,
 }
 
-/// The account called `name` in the text of a passwd file (`name:pw:uid:gid:...` lines);
-/// malformed lines are skipped.
-pub fn find_account(passwd: &str, name: &str) -> Option<Account> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name || name.is_empty() {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some(Account { uid, gid })
-    })
-}
-
-/// The account called `name` in the passwd file at `path`; `None` when there is none (or the
-/// file cannot be read).
-pub fn lookup_account(path: &Path, name: &str) -> Option<Account> {
-    let text = std::fs::read_to_string(path).ok()?;
-    find_account(&text, name)
+/// The account called `name` in the system's account database (`getpwnam`: `/etc/passwd` and
+/// whatever else `/etc/nsswitch.conf` lists); `Ok(None)` when there is none (including the
+/// errors `getpwnam(3)` lists for "not found"), an error when the database could not be asked.
+pub fn lookup_account(name: &str) -> Result<Option<Account>, Errno> {
+    match User::from_name(name) {
+        Ok(user) => Ok(user.map(|u| Account {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        })),
+        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The effective user id of this process (from `/proc/self/status`).
@@ -157,12 +147,7 @@ pub fn switch_user(
             for file in files {
                 // Created as the daemon would (mode 0640); one that cannot be is left to
                 // the daemon to report.
-                let created = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o640)
-                    .open(file);
-                if created.is_err() {
+                if crate::logfile::open_append(file).is_err() {
                     continue;
                 }
                 lchown(file, Some(account.uid), Some(account.gid)).map_err(|e| prepare(file, e))?;
@@ -223,21 +208,15 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     #[test]
-    fn finds_accounts_in_passwd_text() {
-        let text = "root:x:0:0:root:/root:/bin/bash\n\
-                    # comment\n\
-                    broken\n\
-                    salt:x:998:997:Salt:/opt/saltstack/salt:/bin/sh\n\
-                    bad:x:notanumber:1::/:/bin/sh\n";
+    fn root_and_nobody_are_found_and_a_missing_user_is_not() {
+        assert_eq!(lookup_account("root"), Ok(Some(Account { uid: 0, gid: 0 })));
         assert_eq!(
-            find_account(text, "salt"),
-            Some(Account { uid: 998, gid: 997 })
+            lookup_account("nobody").map(|a| a.map(|a| a.uid)),
+            Ok(Some(65_534))
         );
-        assert_eq!(find_account(text, "root"), Some(Account { uid: 0, gid: 0 }));
-        assert_eq!(find_account(text, "sal"), None);
-        assert_eq!(find_account(text, "bad"), None);
-        assert_eq!(find_account(text, ""), None);
-        assert_eq!(find_account(text, "broken"), None);
+        assert_eq!(lookup_account("no such user here"), Ok(None));
+        assert_eq!(lookup_account(""), Ok(None));
+        assert_eq!(lookup_account("ro\0ot"), Ok(None));
     }
 
     #[test]
@@ -254,12 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn root_exists_and_our_uid_is_the_owner_of_our_files() {
-        assert_eq!(
-            lookup_account(Path::new(PASSWD), "root").map(|a| a.uid),
-            Some(0)
-        );
-        assert_eq!(lookup_account(Path::new(PASSWD), "no such user here"), None);
+    fn our_uid_is_the_owner_of_our_files() {
         let dir = tempfile::tempdir().unwrap();
         let ours = std::fs::metadata(dir.path()).unwrap().uid();
         assert_eq!(effective_uid(), Some(ours));

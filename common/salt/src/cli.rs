@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use crate::config::{self, ConfigError, LogLevel};
-use crate::{account, envelope, logfmt, pki};
+use crate::{account, envelope, logfile, logfmt, pki};
 
 /// Exit code of a daemon whose configuration cannot be used (after a one-line message).
 pub const EXIT_BAD_CONFIG: u8 = 2;
@@ -16,32 +16,32 @@ pub const EXIT_FAILURE: u8 = 1;
 /// `log_datefmt`) and, with `to_file`, appends it to `log_file` in `log_fmt_logfile` (dates in
 /// `log_datefmt_logfile`) at `log_level_logfile`, or at `console_level` when that is not set
 /// (as Salt). Salt also accepts `udp://`, `tcp://` and `file://` URIs in `log_file`: those
-/// are not supported and only warned about, as is a log file that cannot be opened. A new
-/// log file is created with mode 0640 (as Salt; less if the umask says so).
+/// are not supported and only warned about, as is a log file that cannot be opened. The log
+/// file is a [`logfile::WatchedFile`]: created with mode 0640 (as Salt; less if the umask
+/// says so), tightened to 0640 here when its permissions are looser (warned about when that
+/// fails), and reopened when logrotate moves it away.
 pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_file: bool) {
-    use std::os::unix::fs::OpenOptionsExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
-    let mut problem = None;
+    let mut problems = Vec::new();
     let path = common.log_file.as_str();
     let file = to_file.then_some(path).and_then(|path| {
         if path.contains("://") {
-            problem = Some(format!(
+            problems.push(format!(
                 "log_file {path:?}: URIs are not supported; console only"
             ));
             return None;
         }
-        // Salt's mode: the default log file is shared with salt-master.
-        let opened = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(path);
-        match opened {
-            Ok(file) => Some(file),
+        match logfile::WatchedFile::open(std::path::Path::new(path)) {
+            Ok(file) => {
+                if let Err(e) = file.restrict() {
+                    problems.push(format!("log_file {path:?}: cannot set mode 0640: {e}"));
+                }
+                Some(file)
+            }
             Err(e) => {
-                problem = Some(format!("log_file {path:?}: {e}; console only"));
+                problems.push(format!("log_file {path:?}: {e}; console only"));
                 None
             }
         }
@@ -71,7 +71,7 @@ pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_f
     );
     let file = file.zip(file_format).map(|(file, f)| {
         tracing_subscriber::fmt::layer()
-            .with_writer(std::sync::Mutex::new(file))
+            .with_writer(file)
             .with_ansi(false)
             .event_format(f)
             .with_filter(file_level.tracing_filter())
@@ -81,7 +81,7 @@ pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_f
         .with(console)
         .with(file)
         .try_init();
-    if let Some(problem) = problem {
+    for problem in problems {
         tracing::warn!("{problem}");
     }
 }

@@ -79,6 +79,18 @@ pub enum ConfigError {
         /// The value found (shortened).
         found: String,
     },
+    /// The system's account database could not be asked for `user` (an NSS source such as
+    /// LDAP or sssd failing; a missing user is a [`ConfigError::BadValue`]).
+    #[error("{path}: user {user:?}: cannot read the account database: {source}")]
+    Account {
+        /// The file `user` is set in.
+        path: PathBuf,
+        /// The configured `user`.
+        user: String,
+        /// What `getpwnam` answered.
+        #[source]
+        source: nix::errno::Errno,
+    },
 }
 
 /// Salt's log levels (`log_level`), from the most to the least verbose.
@@ -162,7 +174,7 @@ pub struct CommonConfig {
     pub cachedir: PathBuf,
     /// `user` (default: not set, the daemon runs as whoever starts it).
     pub user: Option<String>,
-    /// The account of `user` (from `/etc/passwd`): key files the master writes are chowned
+    /// The account of `user` (through NSS): key files the master writes are chowned
     /// to it, as Salt's `localfs_key` does.
     pub owner: Option<crate::account::Account>,
     /// `log_level` (default `warning`).
@@ -354,6 +366,29 @@ impl Raw {
         })
     }
 
+    /// The account named by `key` (through NSS, see [`crate::account::lookup_account`]),
+    /// `None` when `key` is not set.
+    fn account(&self, key: &str) -> Result<Option<crate::account::Account>, ConfigError> {
+        let Some((value, path)) = self.get(key) else {
+            return Ok(None);
+        };
+        let name = self.string(key, "")?;
+        match crate::account::lookup_account(&name) {
+            Ok(Some(account)) => Ok(Some(account)),
+            Ok(None) => Err(ConfigError::BadValue {
+                path: path.clone(),
+                key: key.to_owned(),
+                expected: "a user name known to the system (getpwnam)".into(),
+                found: shorten(&value.kind),
+            }),
+            Err(source) => Err(ConfigError::Account {
+                path: path.clone(),
+                user: name,
+                source,
+            }),
+        }
+    }
+
     fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         self.typed(key, "True or False", default, |k| match k {
             ValueKind::Boolean(b) => Some(*b),
@@ -522,15 +557,7 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
         sock_dir: rooted("sock_dir", &format!("/var/run/salt/{r}"))?,
         cachedir: rooted("cachedir", &format!("/var/cache/salt/{r}"))?,
         root_dir,
-        owner: raw.typed(
-            "user",
-            &format!("a user name in {}", crate::account::PASSWD),
-            None,
-            |k| {
-                let name = scalar_string(k)?;
-                crate::account::lookup_account(Path::new(crate::account::PASSWD), &name).map(Some)
-            },
-        )?,
+        owner: raw.account("user")?,
         user: raw
             .get("user")
             .map(|_| raw.string("user", ""))

@@ -20,8 +20,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -82,34 +83,12 @@ pub struct BusEvent {
 /// Salt 3008.5's `_stamp` of a time: `datetime.now(timezone.utc).isoformat()`, e.g.
 /// `2026-11-22T21:30:43.123456+00:00` (microseconds left out when zero, as Python does).
 pub fn stamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days);
-    let time = format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
-    match d.subsec_micros() {
-        0 => format!("{time}+00:00"),
-        us => format!("{time}.{us:06}+00:00"),
-    }
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let utc = DateTime::<Utc>::from(t);
+    let format = match utc.timestamp_subsec_micros() {
+        0 => "%Y-%m-%dT%H:%M:%S+00:00",
+        _ => "%Y-%m-%dT%H:%M:%S%.6f+00:00",
+    };
+    utc.format(format).to_string()
 }
 
 /// An event body: `tag + "\n\n" + msgpack(data)` (strings as msgpack str, as Salt packs them).

@@ -10,6 +10,8 @@
 //! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
 //!   scans, change detection and a watcher;
 //! * [`logfmt`]: Salt's log formats (`log_fmt_console`, `log_fmt_logfile`) for `tracing`;
+//! * [`logfile`]: the `log_file`, reopened after logrotate moved it (as Python's
+//!   `WatchedFileHandler`), mode 0640;
 //! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
 //! * [`route`]: the routing table between local yards and remote estates (pure decisions);
 //! * [`daemon`]: the loop both daemons run (road, lane, routing, presence, typed status) and
@@ -34,6 +36,8 @@ pub mod daemon;
 pub mod evbus;
 #[cfg(feature = "daemon")]
 pub mod identity;
+#[cfg(feature = "daemon")]
+pub mod logfile;
 #[cfg(feature = "daemon")]
 pub mod logfmt;
 #[cfg(feature = "daemon")]

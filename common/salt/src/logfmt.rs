@@ -4,17 +4,21 @@
 //! A format is Python's `%`-formatting with mapping keys, as Salt's logging uses it:
 //! `%(key)[flags][width][.precision]conv` with flags `-` (left-align) and `0` (zero-pad),
 //! conversions `s`, `r`, `d`, `i`, and `%%` for a percent sign. Keys: `asctime` (the date
-//! format applied to the event's time, **in UTC**), `msecs`, `created`, `levelname` (Salt's
+//! format applied to the event's time in local time, see [`strftime`]), `msecs`, `created`, `levelname` (Salt's
 //! names: `TRACE`, `DEBUG`, `INFO`, `WARNING`, `ERROR`), `levelno`, `name` (the `tracing`
 //! target with `::` as `.`, e.g. `salt_raet.daemon`), `module`, `filename`, `pathname`,
 //! `lineno`, `funcName` (empty), `process`, `processName` (`MainProcess`), `message` (the
 //! event's message, then its fields as ` key=value`), and Salt's own `bracketlevel`,
 //! `bracketname`, `bracketprocess` and their `color*` forms (written without colours).
-//! Another key is a configuration error. The date formats take `strftime`'s `%Y %m %d %H %M
-//! %S %y %j %b %a %p %I %%`; other directives are kept as written.
+//! Another key is a configuration error. The date formats take chrono's `strftime` directives
+//! (those of C's `strftime`: `%Y %m %d %H %M %S %y %j %b %a %p %I %z %%` ...; `%Z` is the
+//! offset, as chrono knows no zone abbreviations); unknown directives are kept as written.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Local, TimeZone};
 
 use tracing::Level;
 
@@ -297,57 +301,40 @@ fn pad(out: &mut String, spec: &Spec, value: Field) {
     }
 }
 
-/// `time.strftime(datefmt, ...)` for the directives listed in the module documentation, UTC.
+/// Python's `logging.Formatter.formatTime`: `time.strftime(datefmt, time.localtime(t))`, in
+/// the local time zone (`TZ`, else `/etc/localtime`), as salt-master writes the same log file.
 pub fn strftime(datefmt: &str, time: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let days = secs / 86_400;
-    let (y, m, d) = crate::evbus::civil_from_days(days);
-    let (hh, mm, ss) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    let yday = days.saturating_sub(days_before_year(y)) + 1;
-    let mut out = String::new();
-    let mut chars = datefmt.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let _ = match chars.next() {
-            Some('Y') => write!(out, "{y:04}"),
-            Some('y') => write!(out, "{:02}", y % 100),
-            Some('m') => write!(out, "{m:02}"),
-            Some('d') => write!(out, "{d:02}"),
-            Some('H') => write!(out, "{hh:02}"),
-            Some('I') => write!(out, "{:02}", (hh + 11) % 12 + 1),
-            Some('p') => write!(out, "{}", if hh < 12 { "AM" } else { "PM" }),
-            Some('M') => write!(out, "{mm:02}"),
-            Some('S') => write!(out, "{ss:02}"),
-            Some('j') => write!(out, "{yday:03}"),
-            Some('b') => write!(
-                out,
-                "{}",
-                MONTHS.get((m as usize).wrapping_sub(1)).unwrap_or(&"")
-            ),
-            Some('a') => write!(out, "{}", DAYS.get((days % 7) as usize).unwrap_or(&"")),
-            Some('%') => write!(out, "%"),
-            Some(other) => write!(out, "%{other}"),
-            None => write!(out, "%"),
-        };
-    }
-    out
+    strftime_in(datefmt, &DateTime::<Local>::from(time))
 }
 
-/// Days from 1970-01-01 to January 1st of `year` (year >= 1970).
-fn days_before_year(year: u64) -> u64 {
-    let leaps = |y: u64| y / 4 - y / 100 + y / 400;
-    let y = year.saturating_sub(1);
-    (year.saturating_sub(1970)) * 365 + leaps(y) - leaps(1969)
+/// `datefmt` applied to `time` in its zone: each `%` directive (with an optional `-`, `_` or
+/// `0` padding flag) that chrono's `strftime` knows is formatted by it; any other `%...` is
+/// kept as written, as glibc's `strftime` (Python's) does.
+fn strftime_in<Tz: TimeZone>(datefmt: &str, time: &DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    let mut out = String::new();
+    let mut rest = datefmt;
+    while let Some(at) = rest.find('%') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let directive = rest.get(at..).unwrap_or_default();
+        let mut after = directive.char_indices().skip(1);
+        let next = match after.next() {
+            Some((_, '-' | '_' | '0')) => after.next(),
+            other => other,
+        };
+        let end = next.map_or(directive.len(), |(i, c)| i + c.len_utf8());
+        let spec = directive.get(..end).unwrap_or_default();
+        if StrftimeItems::new(spec).any(|item| item == Item::Error) {
+            out.push_str(spec);
+        } else {
+            let _ = write!(out, "{}", time.format(spec));
+        }
+        rest = directive.get(end..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Collects an event's message and fields: `message key=value ...`.

@@ -425,10 +425,85 @@ fn salt_crypto_mode_is_read_by_both_and_trusts_on_first_use() {
 fn an_unknown_user_is_a_bad_value() {
     let (_dir, err) = master_err(&[("master.d/u.conf", "user: no-such-user-here\n")]);
     assert!(
-        err.contains("u.conf") && err.contains("bad value for user") && err.contains("/etc/passwd"),
+        err.contains("u.conf")
+            && err.contains("bad value for user")
+            && err.contains("a user name known to the system"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);
+}
+
+/// A user the system knows only through an NSS module, not `/etc/passwd`: a systemd userdb
+/// drop-in record in `/run/userdb`, which nss-systemd reads (as an LDAP or sssd user would be
+/// found through theirs). Removed when dropped.
+struct NssOnlyUser {
+    name: String,
+    record: PathBuf,
+}
+
+impl NssOnlyUser {
+    const UID: u32 = 61_234;
+
+    /// The record, or `None` (after saying why) when it cannot be written (not root) or
+    /// `getent` does not see it (no nss-systemd in `/etc/nsswitch.conf`).
+    fn create() -> Option<NssOnlyUser> {
+        let name = format!("srt-nss-{}", std::process::id());
+        let dir = Path::new("/run/userdb");
+        let record = dir.join(format!("{name}.user"));
+        let json = format!(r#"{{"userName":"{name}","uid":{0},"gid":{0}}}"#, Self::UID);
+        if let Err(e) = fs::create_dir_all(dir).and_then(|()| fs::write(&record, json)) {
+            eprintln!(
+                "skipped: cannot write a userdb record in {}: {e}",
+                dir.display()
+            );
+            return None;
+        }
+        let user = NssOnlyUser { name, record };
+        let seen = std::process::Command::new("getent")
+            .args(["passwd", &user.name])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if !seen {
+            eprintln!("skipped: no NSS module reads /run/userdb (nss-systemd) here");
+            return None;
+        }
+        Some(user)
+    }
+}
+
+impl Drop for NssOnlyUser {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.record);
+    }
+}
+
+#[test]
+fn users_are_resolved_through_nss() {
+    let owner = |user: &str| {
+        let dir = dir_with(&[("master", &format!("user: {user}\n"))]);
+        MasterConfig::load(dir.path()).unwrap().common.owner
+    };
+    assert_eq!(
+        owner("root"),
+        Some(crate::account::Account { uid: 0, gid: 0 })
+    );
+    assert_eq!(owner("nobody").map(|a| a.uid), Some(65_534));
+    let Some(user) = NssOnlyUser::create() else {
+        return;
+    };
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !passwd.contains(&user.name),
+        "{} is in /etc/passwd",
+        user.name
+    );
+    assert_eq!(
+        owner(&user.name),
+        Some(crate::account::Account {
+            uid: NssOnlyUser::UID,
+            gid: NssOnlyUser::UID
+        })
+    );
 }
 
 /// `pkg/config/<role>.d/raet.conf` of the repository.
@@ -494,6 +569,30 @@ fn sample_configs_parse_and_show_the_defaults() {
     set.common.user = None;
     set.common.owner = None;
     assert_eq!(set, default);
+}
+
+#[test]
+fn the_logrotate_snippet_moves_the_default_log_files_without_copying() {
+    let defaults = dir_with(&[("minion", "id: m1\n")]);
+    let master = MasterConfig::load(defaults.path()).unwrap().common;
+    let minion = MinionConfig::load(defaults.path()).unwrap().common;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pkg/logrotate/salt-raet");
+    let text = fs::read_to_string(&path).unwrap();
+    let directives: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(
+        directives.first().copied(),
+        Some(format!("{} {} {{", master.log_file, minion.log_file).as_str())
+    );
+    assert_eq!(directives.last().copied(), Some("}"));
+    // The daemons reopen a moved file: nothing is copied, nobody is signalled.
+    assert!(directives.contains(&"create 0640"), "{text}");
+    for copying in ["copytruncate", "copy", "postrotate", "prerotate"] {
+        assert!(!directives.contains(&copying), "{copying}: {text}");
+    }
 }
 
 #[test]

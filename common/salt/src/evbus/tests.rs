@@ -1,5 +1,7 @@
 use super::*;
 
+use std::time::UNIX_EPOCH;
+
 use serde_json::json;
 use tokio::net::UnixListener;
 
