@@ -594,6 +594,7 @@ impl Endpoint for Road {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::addr;
     use std::collections::VecDeque;
 
     /// A tiny endpoint: sends `count` numbered pings to `peer`, one every `interval`
@@ -684,10 +685,6 @@ mod tests {
         fn poll_timeout(&self) -> Option<Instant> {
             self.next_at
         }
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     const A: u16 = 7531;
