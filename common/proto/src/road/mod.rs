@@ -43,6 +43,7 @@ mod remote;
 mod timers;
 mod transaction;
 
+pub use message::CHUNK;
 pub use timers::Timers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -1326,5 +1327,3 @@ fn is_nack_kind(pk: PacketKind) -> bool {
             | PacketKind::Reject
     )
 }
-#[cfg(test)]
-mod tests;
