@@ -7,10 +7,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use raet_proto::packet::{self, BodyKind, CoatKind, Flags, FootKind, PacketKind, TransactionKind};
+use raet_proto::packet::{self, FootKind};
 use raet_proto::road::{Event, Road};
 use raet_sim::world::{body, keys, Spec, World};
-use raet_sim::Link;
+use raet_sim::{mutate, Link};
 use serde_json::json;
 
 const MAIN: u16 = 7590;
@@ -43,29 +43,6 @@ fn corpus() -> (Vec<Vec<u8>>, Road, Instant, u8) {
     (out, world.crash(m).road, now, seed)
 }
 
-/// A head field changed to an arbitrary value.
-fn mutate(head: &mut packet::Head, field: u8, value: u32) {
-    match field % 10 {
-        0 => head.si = value,
-        1 => head.ti = value,
-        2 => head.sn = value,
-        3 => head.sc = value,
-        4 => head.ml = value,
-        5 => head.se = value,
-        6 => head.de = value,
-        7 => head.pk = PacketKind::from_code(u64::from(value % 17)).unwrap_or(PacketKind::Nack),
-        8 => {
-            head.tk =
-                TransactionKind::from_code(u64::from(value % 5)).unwrap_or(TransactionKind::Alive)
-        }
-        _ => {
-            head.fg = Flags(value as u8);
-            head.bk = BodyKind::from_code(u64::from(value % 4)).unwrap_or(BodyKind::Json);
-            head.ck = CoatKind::from_code(u64::from(value % 2)).unwrap_or(CoatKind::Nacl);
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// Mutated real datagrams (heads and coats changed, then validly signed by the
@@ -85,7 +62,7 @@ proptest! {
             let Ok(rx) = packet::parse(original) else { continue };
             let mut head = rx.head.clone();
             let mut coat = rx.coat.to_vec();
-            mutate(&mut head, field, value);
+            mutate::head(&mut head, field, value);
             if !coat.is_empty() && field % 3 == 0 {
                 let i = at % coat.len();
                 coat[i] ^= 0x5a;
