@@ -1,7 +1,7 @@
 //! Joins from attackers using another estate's name, role or uid, on a perfect simulated
 //! link: a role that is not the name, an impostor with the victim's name and other keys, and
 //! a hand-crafted non-vacuous join naming the victim's uid. The real estate must keep its
-//! keys, session and messages.
+//! keys, session and messages. Also malformed join and allow bodies: counted and refused.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -9,8 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use raet_proto::keep::{Acceptance, AutoMode, Keep, MemKeep, RoleRecord};
+use raet_proto::packet::body::BodyMap;
 use raet_proto::packet::{self, BodyKind, CoatKind, FootKind, Head, JoinRepr, PacketKind};
-use raet_proto::packet::{HeadKind, TransactionKind};
+use raet_proto::packet::{Flags, HeadKind, TransactionKind};
 use raet_proto::road::{Event, RemoteStatus, Uid};
 use raet_sim::world::{addr, body, key_hexes, Spec, World};
 use raet_sim::Link;
@@ -212,12 +213,10 @@ fn a_forged_join_with_other_keys_leaves_the_real_session_alone() {
     }
 }
 
-/// A join request (pk request, tk join, json body) from an estate that says its uid for us
-/// is `se` and names our uid `de` for it: what a road sends when it has a remote with that
-/// fuid (non-vacuous), built here with the packet codec alone.
-fn join_request(se: u32, de: u32, spec: &Spec) -> Vec<u8> {
+/// The join body of the estate `spec` (a request: no uid).
+fn join_body(spec: &Spec) -> BodyMap {
     let (verhex, pubhex) = key_hexes(spec.keys);
-    let repr = JoinRepr {
+    JoinRepr {
         name: spec.name.clone(),
         mode: 0,
         kind: 0,
@@ -225,7 +224,14 @@ fn join_request(se: u32, de: u32, spec: &Spec) -> Vec<u8> {
         verhex,
         pubhex,
         role: spec.role(),
-    };
+    }
+    .emit()
+}
+
+/// A join request (pk request, tk join, json `body`) from an estate that says its uid for us
+/// is `se` and names our uid `de` for it (`de` 0: vacuous; otherwise what a road sends when
+/// it has a remote with that fuid), built with the packet codec alone.
+fn join_request(se: u32, de: u32, body: &BodyMap) -> Vec<u8> {
     let head = Head {
         hk: HeadKind::Raet,
         pk: PacketKind::Request,
@@ -238,7 +244,7 @@ fn join_request(se: u32, de: u32, spec: &Spec) -> Vec<u8> {
         fk: FootKind::Nada,
         ..Head::default()
     };
-    packet::pack(&head, &packet::body::encode_json(&repr.emit()), None).expect("pack")
+    packet::pack(&head, &packet::body::encode_json(body), None).expect("pack")
 }
 
 /// A non-vacuous join addressed to a joined remote's uid (uids are small and guessable) by an
@@ -263,7 +269,9 @@ fn a_forged_non_vacuous_join_cannot_take_over_a_joined_remote() {
             }
             false
         })));
-        world.net.inject(x, m, join_request(5, uid, &evil));
+        world
+            .net
+            .inject(x, m, join_request(5, uid, &join_body(&evil)));
         world.settle(Duration::from_secs(10));
         world.net.set_filter(None);
         assert_eq!(
@@ -274,4 +282,99 @@ fn a_forged_non_vacuous_join_cannot_take_over_a_joined_remote() {
         );
         assert_victim_intact(&mut world, port, &keep, &before, auto);
     }
+}
+
+/// A vacuous join request missing a field, or with a name that cannot name a keep record, is
+/// dropped as `invalid_join`: no answer, no remote.
+#[test]
+fn a_malformed_join_body_is_dropped() {
+    let mut world = World::new(1, Link::perfect());
+    let m = world.add(Spec::new("main", 7680).main());
+    let evil = Spec::new("evil", 7681);
+    let mut missing = join_body(&evil);
+    missing.remove("pubhex");
+    let mut bad_name = join_body(&evil);
+    bad_name.insert("name".into(), "../evil".into());
+    let answers = Rc::new(RefCell::new(0));
+    let seen = answers.clone();
+    world.net.set_filter(Some(Box::new(move |_, from, _, _| {
+        *seen.borrow_mut() += usize::from(from == m);
+        false
+    })));
+    for body in [missing, bad_name] {
+        world.net.inject(evil.addr(), m, join_request(5, 0, &body));
+    }
+    world.settle(Duration::from_secs(1));
+    let main = world.peer_ref(m);
+    assert_eq!(main.road.stats().get("invalid_join"), Some(&2));
+    assert_eq!(*answers.borrow(), 0, "{:?}", main.events);
+    assert!(main.road.remotes().iter().all(|r| r.name != "evil"));
+}
+
+/// A hello whose body is cut short (validly signed by the joined remote, in a new
+/// transaction) is counted as `invalid_hello` and rejected, without a panic or a zero-filled
+/// key; the estates allow again and messages flow.
+#[test]
+fn a_truncated_hello_is_rejected() {
+    let mut world = World::new(1, Link::perfect());
+    let m = world.add(Spec::new("main", 7690).main());
+    let other = Spec::new("other", 7691);
+    let signer = raet_sim::world::keys(other.keys).0;
+    let o = world.add(other);
+    let sent = Rc::new(RefCell::new(Vec::new()));
+    let tap = sent.clone();
+    world.net.set_tap(Some(Box::new(move |_, from, _, d| {
+        if from == o {
+            tap.borrow_mut().push(d.to_vec());
+        }
+    })));
+    let uid = world.connect(o, m, Duration::from_secs(10));
+    // A message initiated by `other` carries its session id of the allowed session.
+    let id = world.send(o, uid, body(json!({"before": "truncated hello"})));
+    world
+        .run_until(Duration::from_secs(5), |net| net.node_ref(o).delivered(id))
+        .expect("delivered");
+    world.net.set_tap(None);
+    // Past the allow transaction and its duplicate window.
+    world.settle(Duration::from_secs(10));
+    let sent = sent.borrow();
+    let heads: Vec<_> = sent.iter().filter_map(|d| packet::parse(d).ok()).collect();
+    let rx = heads
+        .iter()
+        .find(|rx| rx.head.pk == PacketKind::Hello)
+        .expect("a hello");
+    // In the current session (the allow started a new one), in a new transaction.
+    let session = heads
+        .iter()
+        .rev()
+        .find(|rx| !rx.head.fg.has(Flags::CF))
+        .map(|rx| rx.head.si);
+    let mut head = rx.head.clone();
+    head.si = session.expect("a packet of the current session");
+    head.ti += 100;
+    let truncated =
+        packet::pack(&head, &rx.coat[..rx.coat.len() / 2], Some(&signer)).expect("pack");
+    let answers = Rc::new(RefCell::new(Vec::new()));
+    let seen = answers.clone();
+    world.net.set_filter(Some(Box::new(move |_, from, _, d| {
+        if from == m {
+            if let Ok(rx) = packet::parse(d) {
+                seen.borrow_mut().push((rx.head.tk, rx.head.pk));
+            }
+        }
+        false
+    })));
+    world.net.inject(o, m, truncated);
+    world.settle(Duration::from_millis(100));
+    let stats = world.peer_ref(m).road.stats();
+    assert_eq!(stats.get("invalid_hello"), Some(&1), "{stats:?}");
+    assert_eq!(
+        answers.borrow().first(),
+        Some(&(TransactionKind::Allow, PacketKind::Reject))
+    );
+    world.net.set_filter(None);
+    let id = world.send(o, uid, body(json!({"after": "truncated hello"})));
+    world
+        .run_until(Duration::from_secs(10), |net| net.node_ref(o).delivered(id))
+        .expect("delivered after a new allow");
 }
