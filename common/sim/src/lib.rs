@@ -1,7 +1,8 @@
 //! The simulator: a deterministic in-memory network (seeded loss, duplication, reordering,
 //! delay) in virtual time, for the protocol's tests. A dev-dependency only.
 //!
-//! [`world`] builds road estates on it (keys, keeps, restarts, event logs).
+//! [`world`] builds road estates on it (keys, keeps, restarts, event logs); [`mutate`]
+//! changes real datagrams for the robustness tests and the fuzz target.
 //!
 //! [`SimNet`] connects sans-IO [`Endpoint`]s (the road core implements it) through a
 //! simulated lossy link driven by a **virtual clock**: nothing sleeps and no real time is
@@ -44,6 +45,7 @@ use rand_chacha::ChaCha8Rng;
 use raet_proto::road::Road;
 use raet_proto::Transmit;
 
+pub mod mutate;
 pub mod world;
 
 /// Anything that can sit on the simulated network (the road core implements it).
@@ -594,6 +596,7 @@ impl Endpoint for Road {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::addr;
     use std::collections::VecDeque;
 
     /// A tiny endpoint: sends `count` numbered pings to `peer`, one every `interval`
@@ -684,10 +687,6 @@ mod tests {
         fn poll_timeout(&self) -> Option<Instant> {
             self.next_at
         }
-    }
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     const A: u16 = 7531;

@@ -28,6 +28,8 @@ pub struct Spec {
     pub mutable: bool,
     /// Role (`None` = the name).
     pub role: Option<String>,
+    /// Refuse joins whose role is not their name ([`RoadConfig::role_is_name`]).
+    pub role_is_name: bool,
     /// Application kind.
     pub kind: u8,
     /// Seed byte of the long-term keys (see [`keys`]).
@@ -48,6 +50,7 @@ impl Spec {
             auto: AutoMode::Always,
             mutable: false,
             role: None,
+            role_is_name: false,
             kind: 0,
             keys: (port % 251) as u8,
             burst: 0,
@@ -83,6 +86,7 @@ impl Spec {
         config.auto = self.auto;
         config.mutable = self.mutable;
         config.role = self.role.clone();
+        config.role_is_name = self.role_is_name;
         config.kind = self.kind;
         config.burst = self.burst;
         config.timers = self.timers.clone();
@@ -149,7 +153,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn collect(&mut self) {
+    /// Moves the events the road produced into [`Peer::events`] (done after every datagram,
+    /// timer and [`World`] call; needed after calling the road's API directly).
+    pub fn collect(&mut self) {
         while let Some(event) = self.road.poll_event() {
             self.events.push(event);
         }
@@ -192,6 +198,11 @@ impl Peer {
             Event::SendFailed { id: f, reason, .. } if *f == id => Some(*reason),
             _ => None,
         })
+    }
+
+    /// Whether an event matches `pred`.
+    pub fn has(&self, pred: impl Fn(&Event) -> bool) -> bool {
+        self.events.iter().any(pred)
     }
 
     /// Number of events matching `pred`.
@@ -334,6 +345,17 @@ impl World {
         self.net.run_until(limit, done)
     }
 
+    /// Run until the estate at `at` has an event matching `pred`, at most `limit` of
+    /// virtual time.
+    pub fn wait_for(
+        &mut self,
+        at: SocketAddr,
+        limit: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Result<(), SimTimeout> {
+        self.run_until(limit, |net| net.node_ref(at).has(&pred))
+    }
+
     /// Run everything for `duration` of virtual time.
     pub fn settle(&mut self, duration: Duration) {
         self.net
@@ -407,6 +429,14 @@ pub fn message(from: &str, n: u32, size: usize) -> Map<String, Value> {
     body.insert("n".into(), Value::from(n));
     body.insert("blob".into(), Value::from(blob));
     body
+}
+
+/// The mapping of a JSON object (`json!({..})`); anything else gives an empty mapping.
+pub fn body(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// A link with `loss`, 5 % duplication, 10 % reordering and jitter ([`Link::impaired`]).

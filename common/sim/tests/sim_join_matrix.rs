@@ -314,10 +314,6 @@ fn joined_anywhere(world: &World, a: SocketAddr, b: SocketAddr) -> bool {
     })
 }
 
-fn has(world: &World, at: SocketAddr, pred: impl Fn(&Event) -> bool) -> bool {
-    world.peer_ref(at).count(pred) > 0
-}
-
 /// Runs one row; returns a description of every mismatch (empty = pass).
 fn check(row: &Row) -> Vec<String> {
     let (mut world, a, b) = setup(row);
@@ -360,15 +356,24 @@ fn check(row: &Row) -> Vec<String> {
             // never a rejection of the remote it knows.
             let other_keys = row.side == Joinent && matches!(row.change, Keys | Role | Name);
             expect(
-                has(&world, decider, |e| matches!(e, Event::Rejected { .. })) != other_keys,
+                world
+                    .peer_ref(decider)
+                    .has(|e| matches!(e, Event::Rejected { .. }))
+                    != other_keys,
                 "the decider's Rejected event".into(),
             );
             expect(
-                has(&world, decider, |e| matches!(e, Event::KeysRejected { .. })) == other_keys,
+                world
+                    .peer_ref(decider)
+                    .has(|e| matches!(e, Event::KeysRejected { .. }))
+                    == other_keys,
                 "the decider's KeysRejected event".into(),
             );
             expect(
-                row.side == Joiner || has(&world, b, |e| matches!(e, Event::Rejected { .. })),
+                row.side == Joiner
+                    || world
+                        .peer_ref(b)
+                        .has(|e| matches!(e, Event::Rejected { .. })),
                 "the joiner was not told".into(),
             );
         }
@@ -378,17 +383,17 @@ fn check(row: &Row) -> Vec<String> {
                 "joined despite reject".into(),
             );
             expect(
-                !has(&world, b, |e| {
-                    matches!(e, Event::JoinFailed { .. } | Event::Rejected { .. })
-                }),
+                !world
+                    .peer_ref(b)
+                    .has(|e| matches!(e, Event::JoinFailed { .. } | Event::Rejected { .. })),
                 "the joiner heard an answer".into(),
             );
             // The joiner's redo finds the remote gone: it is told no and drops its remote.
             world.settle(Duration::from_secs(6));
             expect(
-                has(&world, b, |e| {
-                    matches!(e, Event::JoinFailed { .. } | Event::Rejected { .. })
-                }),
+                world
+                    .peer_ref(b)
+                    .has(|e| matches!(e, Event::JoinFailed { .. } | Event::Rejected { .. })),
                 "the joiner's retried join did not end".into(),
             );
             expect(!joined_anywhere(&world, a, b), "joined after all".into());
@@ -399,7 +404,9 @@ fn check(row: &Row) -> Vec<String> {
                 "joined despite refusing".into(),
             );
             expect(
-                has(&world, b, |e| matches!(e, Event::JoinFailed { .. })),
+                world
+                    .peer_ref(b)
+                    .has(|e| matches!(e, Event::JoinFailed { .. })),
                 "no JoinFailed at the joiner".into(),
             );
         }
@@ -409,7 +416,9 @@ fn check(row: &Row) -> Vec<String> {
                 "joined while pending".into(),
             );
             expect(
-                has(&world, decider, |e| matches!(e, Event::Pending { .. })),
+                world
+                    .peer_ref(decider)
+                    .has(|e| matches!(e, Event::Pending { .. })),
                 "no Pending event at the decider".into(),
             );
             let pending = world

@@ -7,7 +7,8 @@ use rand_core::RngCore;
 
 use crate::crypto::{PrivateKey, PublicKey, SharedBox};
 use crate::packet::allow::{
-    fqdn_field, Cookie, CookieStuff, Hello, Initiate, InitiateStuff, HELLO_PLAIN, OREO_SIZE,
+    fqdn_field, Cookie, CookieStuff, Hello, Initiate, InitiateStuff, FQDN_SIZE, HELLO_PLAIN,
+    OREO_SIZE,
 };
 use crate::packet::{
     AllowError, BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind,
@@ -77,7 +78,7 @@ fn check_initiate(
     remote: &Remote,
     oreo: &[u8; OREO_SIZE],
     private: &PrivateKey,
-    ours: &[u8],
+    ours: &[u8; FQDN_SIZE],
     body: &[u8],
 ) -> Result<bool, Refusal> {
     let initiate = Initiate::new_checked(body)?;
@@ -106,7 +107,7 @@ fn check_initiate(
     if vouch[..] != short[..] {
         return Err(Refusal::Mismatch("vouch differs"));
     }
-    Ok(stuff.fqdn()[..] == *ours)
+    Ok(stuff.fqdn() == ours)
 }
 
 /// Our side of an allow we initiated.

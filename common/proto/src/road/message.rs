@@ -25,7 +25,7 @@ pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
 /// sent at once) goes on at the next timer call, right away: the driver sends each chunk
 /// before the next one is signed, so the receiver verifies segments while we sign the
 /// rest instead of after we signed them all. The datagrams are the same.
-pub(crate) const CHUNK: u32 = 16;
+pub const CHUNK: u32 = 16;
 
 /// At most this many missed segment numbers per resend request (as the reference).
 const MISSEDS_PER_RESEND: usize = 64;

@@ -45,6 +45,7 @@ mod timers;
 mod transaction;
 
 pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
+pub use message::CHUNK;
 pub use timers::Timers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -1334,5 +1335,3 @@ fn is_nack_kind(pk: PacketKind) -> bool {
             | PacketKind::Reject
     )
 }
-#[cfg(test)]
-mod tests;
