@@ -45,7 +45,7 @@ use salt_raet::pki::{self, KeyState, Pki, PkiError, StoredKey};
 
 /// What the road answers a joining minion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Accept the join.
     Accept,
     /// Keep it pending (an operator decides with salt-key).
@@ -56,7 +56,7 @@ pub enum Answer {
 
 /// The `act` of the `salt/auth` event (Salt's `auth_events`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthAct {
+pub(crate) enum AuthAct {
     /// Accepted.
     Accept,
     /// Placed or left in pending.
@@ -69,24 +69,24 @@ pub enum AuthAct {
 
 impl AuthAct {
     /// The event's `act` string.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
-            AuthAct::Accept => "accept",
-            AuthAct::Pend => "pend",
-            AuthAct::Reject => "reject",
-            AuthAct::Denied => "denied",
+            Self::Accept => "accept",
+            Self::Pend => "pend",
+            Self::Reject => "reject",
+            Self::Denied => "denied",
         }
     }
 
     /// The event's `result` (true for accept and pend, as Salt).
-    pub fn result(self) -> bool {
-        matches!(self, AuthAct::Accept | AuthAct::Pend)
+    pub(crate) fn result(self) -> bool {
+        matches!(self, Self::Accept | Self::Pend)
     }
 }
 
 /// What the pki directories and the autosign/autoreject files say about a joining id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Its key as salt-key sees it (pending, accepted or rejected).
     pub stored: Option<StoredKey>,
     /// Its denied key, if any.
@@ -99,7 +99,7 @@ pub struct Facts {
 
 /// The outcome of [`decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// What to answer on the road.
     pub answer: Answer,
     /// The `salt/auth` act to fire.
@@ -115,7 +115,7 @@ fn same_key(a: &str, b: &str) -> bool {
 }
 
 /// Salt's `_auth` decision (see the module table) for a minion offering `offered` (its PEM).
-pub fn decide(mode: AutoMode, facts: &Facts, offered: &str) -> Decision {
+pub(crate) fn decide(mode: AutoMode, facts: &Facts, offered: &str) -> Decision {
     let offered = offered.trim();
     let decision = |answer, act, write: Option<(KeyState, &str)>| Decision {
         answer,
@@ -196,7 +196,7 @@ pub fn decide(mode: AutoMode, facts: &Facts, offered: &str) -> Decision {
 /// Python's `fnmatch.translate` as a regular expression for the `regex` crate: `*` any
 /// sequence, `?` one character, `[...]` a set (`[!...]` negated; an unclosed `[` is literal),
 /// everything else literal; the whole id must match.
-pub fn fnmatch_regex(pattern: &str) -> String {
+pub(crate) fn fnmatch_regex(pattern: &str) -> String {
     let chars: Vec<char> = pattern.chars().collect();
     let mut out = String::from(r"(?s)\A(?:");
     let mut i = 0;
@@ -258,7 +258,7 @@ pub fn fnmatch_regex(pattern: &str) -> String {
 /// expression that must match from the start and end at the end (`\A<pattern>\Z` with
 /// `re.match`). A pattern the `regex` crate cannot compile (Python's `re.error`, or a feature
 /// such as backreferences it lacks) does not match.
-pub fn expr_match(id: &str, pattern: &str) -> bool {
+pub(crate) fn expr_match(id: &str, pattern: &str) -> bool {
     if regex::Regex::new(&fnmatch_regex(pattern)).is_ok_and(|re| re.is_match(id)) {
         return true;
     }
@@ -269,22 +269,22 @@ pub fn expr_match(id: &str, pattern: &str) -> bool {
 
 /// An `autosign_file` or `autoreject_file`, re-read when its modification time changes.
 #[derive(Debug, Clone)]
-pub struct SigningFile {
+pub(crate) struct SigningFile {
     path: PathBuf,
     cache: Option<(SystemTime, Vec<String>)>,
 }
 
 impl SigningFile {
     /// The file at `path` (it may not exist: then nothing matches).
-    pub fn new(path: impl Into<PathBuf>) -> SigningFile {
-        SigningFile {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
             path: path.into(),
             cache: None,
         }
     }
 
     /// Whether `id` matches a line of the file (Salt's `check_signing_file`).
-    pub fn matches(&mut self, id: &str) -> bool {
+    pub(crate) fn matches(&mut self, id: &str) -> bool {
         let Ok(meta) = fs::metadata(&self.path) else {
             return false;
         };
@@ -321,7 +321,7 @@ impl SigningFile {
 
 /// The master's acceptance: the mode, the pki directories and the two pattern files.
 #[derive(Debug, Clone)]
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     /// The RAET mode.
     pub mode: AutoMode,
     pki: Pki,
@@ -331,8 +331,8 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// The acceptor of a master configuration (opens/creates the pki directories).
-    pub fn new(config: &MasterConfig) -> Result<Acceptor, PkiError> {
-        Ok(Acceptor {
+    pub(crate) fn new(config: &MasterConfig) -> Result<Self, PkiError> {
+        Ok(Self {
             mode: config.auto_mode(),
             pki: Pki::open(&config.common.pki_dir)?.with_owner(config.common.owner.map(|a| a.uid)),
             autosign: SigningFile::new(&config.autosign_file),
@@ -341,12 +341,12 @@ impl Acceptor {
     }
 
     /// The pki directories.
-    pub fn pki(&self) -> &Pki {
+    pub(crate) fn pki(&self) -> &Pki {
         &self.pki
     }
 
     /// Gathers the [`Facts`] of `id`.
-    pub fn facts(&mut self, id: &str) -> Result<Facts, PkiError> {
+    pub(crate) fn facts(&mut self, id: &str) -> Result<Facts, PkiError> {
         Ok(Facts {
             stored: self.pki.lookup(id)?,
             denied: self.pki.denied(id)?.map(|k| k.text),
@@ -357,7 +357,7 @@ impl Acceptor {
 
     /// Decides on `id` offering `offered` (its PEM) and performs the pki write. An invalid id is
     /// an error (Salt answers such a minion `False`: reject it).
-    pub fn join(&mut self, id: &str, offered: &str) -> Result<Decision, PkiError> {
+    pub(crate) fn join(&mut self, id: &str, offered: &str) -> Result<Decision, PkiError> {
         if !pki::valid_id(self.pki.dir(), id) {
             return Err(PkiError::InvalidId(id.to_owned()));
         }

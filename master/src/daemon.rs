@@ -26,13 +26,13 @@ use tracing::{debug, info, warn};
 use crate::acceptance::{Acceptor, Answer, AuthAct};
 
 /// Period of the master's full rescan of the pki directories (besides inotify).
-pub const PKI_RESCAN: Duration = Duration::from_secs(5);
+pub(crate) const PKI_RESCAN: Duration = Duration::from_secs(5);
 /// The tag of salt-key's events on Salt's master event bus.
-pub const KEY_TAG: &str = "salt/key";
+pub(crate) const KEY_TAG: &str = "salt/key";
 /// The tag of the master's key decisions (Salt's `_auth`).
-pub const AUTH_TAG: &str = "salt/auth";
+pub(crate) const AUTH_TAG: &str = "salt/auth";
 /// The tag of the periodic list of present minions.
-pub const PRESENCE_PRESENT_TAG: &str = "salt/presence/present";
+pub(crate) const PRESENCE_PRESENT_TAG: &str = "salt/presence/present";
 
 /// The master's keep: identity and remotes in a [`DirKeep`]; role (key) records only in
 /// memory, fed by the daemon's decisions, so that the pki directories stay the only place
@@ -108,7 +108,7 @@ struct SaltKeys {
 }
 
 /// The master's side of the daemon.
-pub struct MasterSide {
+pub(crate) struct MasterSide {
     /// `None` in Salt-crypto mode: Salt's `_auth` owns the pki directories and the road
     /// decides from the keep alone (`raet_auto_accept`, default `once`).
     keys: Option<Box<SaltKeys>>,
@@ -120,7 +120,7 @@ pub struct MasterSide {
 }
 
 /// An input of the master's side.
-pub enum Input {
+pub(crate) enum Input {
     /// The pki watcher saw a key move.
     Key(KeyChange),
     /// An event of Salt's bus.
@@ -130,7 +130,7 @@ pub enum Input {
 }
 
 /// Runs the master daemon until SIGTERM or SIGINT.
-pub async fn run(config: MasterConfig) -> Result<(), DaemonError> {
+pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     let own = config.id.clone();
     let ha = SocketAddr::new(config.interface, config.common.raet_port);
     let mut dir_keep = DirKeep::open(config.common.keep_dir())?;

@@ -36,10 +36,10 @@ struct Site {
 }
 
 impl Site {
-    fn new(user: &str) -> Site {
+    fn new(user: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let site = Site { dir };
+        let site = Self { dir };
         let etc = site.etc();
         fs::create_dir_all(&etc).unwrap();
         fs::create_dir_all(site.var()).unwrap();

@@ -51,16 +51,16 @@ enum JoinState {
 impl JoinState {
     fn as_str(self) -> &'static str {
         match self {
-            JoinState::Joining => "joining",
-            JoinState::Joined => "joined",
-            JoinState::Rejected => "rejected",
-            JoinState::RejectedRetrying => "rejected_retrying",
+            Self::Joining => "joining",
+            Self::Joined => "joined",
+            Self::Rejected => "rejected",
+            Self::RejectedRetrying => "rejected_retrying",
         }
     }
 }
 
 /// The minion's side of the daemon.
-pub struct MinionSide {
+pub(crate) struct MinionSide {
     /// One per configured master, in configuration order.
     masters: Vec<Upstream>,
     /// The steps of the join loops, with the index of their master.
@@ -68,7 +68,7 @@ pub struct MinionSide {
 }
 
 /// Runs the minion daemon until SIGTERM or SIGINT.
-pub async fn run(config: MinionConfig) -> Result<(), DaemonError> {
+pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
     let own = config.id.clone();
     let ha = SocketAddr::from(([0, 0, 0, 0], config.common.raet_port));
     let mut keep = DirKeep::open(config.common.keep_dir())?;

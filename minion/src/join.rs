@@ -13,21 +13,21 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 /// First delay before a minion retries a failed join.
-pub const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub(crate) const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Cap of the doubling join retry delay (each delay is jittered down to half of it).
-pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(crate) const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Delay before a minion whose join the master pended asks again (jittered down to half of
 /// it). The master is up and only waiting for its operator: asking again at once keeps a
 /// join open there nearly all the time, so that an accept completes it within a round trip
 /// (a pended join ends after the joiner timeout, 5 s, on both sides). Not zero: the
 /// master's side of the last join must have timed out first, or it refuses the new one.
-pub const PENDED_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const PENDED_RETRY: Duration = Duration::from_millis(250);
 /// Delay before a rejected minion asks again (its key may have been accepted meanwhile).
-pub const REJECTED_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const REJECTED_RETRY: Duration = Duration::from_secs(30);
 
 /// A step of one of the minion's join loops.
 #[derive(Debug)]
-pub enum JoinOutcome {
+pub(crate) enum JoinOutcome {
     /// The master's name resolved to this address.
     Resolved(SocketAddr),
     /// A join is being tried.
@@ -201,8 +201,8 @@ struct JoinPolicy {
 }
 
 impl JoinPolicy {
-    fn new(rejected_retry: bool) -> JoinPolicy {
-        JoinPolicy {
+    fn new(rejected_retry: bool) -> Self {
+        Self {
             backoff: JOIN_BACKOFF_MIN,
             rejected_retry,
         }

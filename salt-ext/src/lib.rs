@@ -160,7 +160,7 @@ fn load_str(load: &Map<String, Value>, key: &str) -> Option<String> {
 
 impl Decoded {
     fn into_message(self, py: Python<'_>) -> PyResult<Message> {
-        let Decoded { yard, env, salt } = self;
+        let Self { yard, env, salt } = self;
         let [src_estate, src_yard, src_share] = env.src;
         let dst_estate = match env.dst_estate {
             DstEstate::Local => py.None(),
@@ -229,12 +229,12 @@ impl Yard {
     /// A stale socket file is replaced; a live one is a LaneError.
     #[new]
     #[pyo3(signature = (lane_dir, name, lane = LANE.to_owned()))]
-    fn new(py: Python<'_>, lane_dir: PathBuf, name: String, lane: String) -> PyResult<Yard> {
+    fn new(py: Python<'_>, lane_dir: PathBuf, name: String, lane: String) -> PyResult<Self> {
         let yard = py
             .detach(|| LaneYard::bind(&lane_dir, &lane, &name))
             .map_err(py_error)?;
         let path = yard.path().as_os_str().to_owned();
-        Ok(Yard {
+        Ok(Self {
             inner: Mutex::new(Some(Arc::new(yard))),
             name,
             path,

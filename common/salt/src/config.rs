@@ -41,8 +41,8 @@ impl Role {
     /// `"master"` or `"minion"`: the file name and the last component of default paths.
     pub fn name(self) -> &'static str {
         match self {
-            Role::Master => "master",
-            Role::Minion => "minion",
+            Self::Master => "master",
+            Self::Minion => "minion",
         }
     }
 }
@@ -127,16 +127,16 @@ impl FromStr for LogLevel {
 
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s.to_ascii_lowercase().as_str() {
-            "all" => LogLevel::All,
-            "garbage" => LogLevel::Garbage,
-            "trace" => LogLevel::Trace,
-            "debug" => LogLevel::Debug,
-            "profile" => LogLevel::Profile,
-            "info" => LogLevel::Info,
-            "warning" => LogLevel::Warning,
-            "error" => LogLevel::Error,
-            "critical" => LogLevel::Critical,
-            "quiet" => LogLevel::Quiet,
+            "all" => Self::All,
+            "garbage" => Self::Garbage,
+            "trace" => Self::Trace,
+            "debug" => Self::Debug,
+            "profile" => Self::Profile,
+            "info" => Self::Info,
+            "warning" => Self::Warning,
+            "error" => Self::Error,
+            "critical" => Self::Critical,
+            "quiet" => Self::Quiet,
             _ => return Err(format!("one of {LOG_LEVELS}")),
         })
     }
@@ -147,12 +147,12 @@ impl LogLevel {
     pub fn tracing_filter(self) -> tracing::level_filters::LevelFilter {
         use tracing::level_filters::LevelFilter;
         match self {
-            LogLevel::All | LogLevel::Garbage | LogLevel::Trace => LevelFilter::TRACE,
-            LogLevel::Debug | LogLevel::Profile => LevelFilter::DEBUG,
-            LogLevel::Info => LevelFilter::INFO,
-            LogLevel::Warning => LevelFilter::WARN,
-            LogLevel::Error | LogLevel::Critical => LevelFilter::ERROR,
-            LogLevel::Quiet => LevelFilter::OFF,
+            Self::All | Self::Garbage | Self::Trace => LevelFilter::TRACE,
+            Self::Debug | Self::Profile => LevelFilter::DEBUG,
+            Self::Info => LevelFilter::INFO,
+            Self::Warning => LevelFilter::WARN,
+            Self::Error | Self::Critical => LevelFilter::ERROR,
+            Self::Quiet => LevelFilter::OFF,
         }
     }
 }
@@ -586,7 +586,7 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
 
 impl MasterConfig {
     /// Reads `<dir>/master` and `<dir>/master.d/*.conf`.
-    pub fn load(dir: &Path) -> Result<MasterConfig, ConfigError> {
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let raw = read_all(dir, Role::Master)?;
         let common = read_common(dir, Role::Master, &raw)?;
         let rooted = |key: &str, default: &str| -> Result<PathBuf, ConfigError> {
@@ -614,7 +614,7 @@ impl MasterConfig {
         let id = raw.typed("id", expected_id, default_id, |k| {
             scalar_string(k).filter(|s| usable_id(s))
         })?;
-        Ok(MasterConfig {
+        Ok(Self {
             id,
             interface: raw.parsed("interface", "an IP address", IpAddr::from([0, 0, 0, 0]))?,
             auto_accept: raw.bool("auto_accept", false)?,
@@ -668,7 +668,7 @@ fn host_name() -> Option<String> {
 
 impl MinionConfig {
     /// Reads `<dir>/minion` and `<dir>/minion.d/*.conf`.
-    pub fn load(dir: &Path) -> Result<MinionConfig, ConfigError> {
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let raw = read_all(dir, Role::Minion)?;
         let common = read_common(dir, Role::Minion, &raw)?;
         let expected_id =
@@ -693,7 +693,7 @@ impl MinionConfig {
                     .map(|s| vec![s]),
             },
         )?;
-        Ok(MinionConfig {
+        Ok(Self {
             id,
             master,
             raet_master_port: raw.port("raet_master_port", 4505)?,

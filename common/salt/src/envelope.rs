@@ -55,13 +55,13 @@ impl ErrorKind {
     /// The code carried in the envelope (`load.kind`) and used as counter name.
     pub fn code(self) -> &'static str {
         match self {
-            ErrorKind::BadEnvelope => "bad_envelope",
-            ErrorKind::UnknownShare => "unknown_share",
-            ErrorKind::NoSuchYard => "no_such_yard",
-            ErrorKind::UnknownEstate => "unknown_estate",
-            ErrorKind::Refused => "refused",
-            ErrorKind::ReservedYard => "reserved_yard",
-            ErrorKind::SendFailed => "send_failed",
+            Self::BadEnvelope => "bad_envelope",
+            Self::UnknownShare => "unknown_share",
+            Self::NoSuchYard => "no_such_yard",
+            Self::UnknownEstate => "unknown_estate",
+            Self::Refused => "refused",
+            Self::ReservedYard => "reserved_yard",
+            Self::SendFailed => "send_failed",
         }
     }
 }
@@ -115,7 +115,7 @@ fn opt_value(s: &Option<String>) -> Value {
 
 impl Envelope {
     /// Parses a message body.
-    pub fn parse(body: &Map<String, Value>) -> Result<Envelope, String> {
+    pub fn parse(body: &Map<String, Value>) -> Result<Self, String> {
         let Some(Value::Object(route)) = body.get("route") else {
             return Err("missing route object".into());
         };
@@ -139,7 +139,7 @@ impl Envelope {
             Some(Value::Object(load)) => load.clone(),
             Some(_) => return Err("load must be an object".into()),
         };
-        Ok(Envelope {
+        Ok(Self {
             src: [
                 opt_str(src.first())?,
                 opt_str(src.get(1))?,
@@ -189,7 +189,7 @@ impl Envelope {
     /// The error envelope answering this one: route swapped (from `own` estate, yard
     /// [`MANOR`], to the source), load `{"error": reason, "kind": code}` plus the request id
     /// `rid` of this message when it has one (so that a waiting requester fails at once).
-    pub fn error_reply(&self, own: &str, kind: ErrorKind, reason: &str) -> Envelope {
+    pub fn error_reply(&self, own: &str, kind: ErrorKind, reason: &str) -> Self {
         let dst_estate = match &self.src[0] {
             Some(e) if e != own => DstEstate::One(e.clone()),
             _ => DstEstate::Local,

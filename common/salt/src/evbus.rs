@@ -319,8 +319,8 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     /// An empty decoder.
-    pub fn new() -> FrameDecoder {
-        FrameDecoder::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Appends bytes read from the stream.
@@ -438,7 +438,7 @@ impl EventBus {
     /// Starts publishing into `<sock_dir>/`[`PULL_SOCKET`] and, when `subscribe` is not empty,
     /// reading `<sock_dir>/`[`PUB_SOCKET`]: events whose tag starts with one of `subscribe` are
     /// sent on the returned channel. Must be called inside a tokio runtime.
-    pub fn spawn(sock_dir: &Path, subscribe: &[&str]) -> (EventBus, mpsc::Receiver<BusEvent>) {
+    pub fn spawn(sock_dir: &Path, subscribe: &[&str]) -> (Self, mpsc::Receiver<BusEvent>) {
         let stats = Arc::new(watch::Sender::new(BusStats::default()));
         let (queue, queued) = mpsc::channel(QUEUE);
         let (events_tx, events) = mpsc::channel(QUEUE);
@@ -457,7 +457,7 @@ impl EventBus {
             )));
         }
         (
-            EventBus {
+            Self {
                 queue,
                 stats,
                 tasks,

@@ -79,21 +79,21 @@ pub struct Identity {
 
 impl Identity {
     /// The identity of an Ed25519 seed (`sighex`).
-    pub fn from_seed(seed: &[u8; 32]) -> Identity {
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
         // SigningKey wipes itself on drop; the scalar copy is wiped by Zeroizing.
         let signing = ed25519_dalek::SigningKey::from_bytes(seed);
         let scalar = Zeroizing::new(signing.to_scalar_bytes());
-        Identity {
+        Self {
             signer: Signer::from_seed(seed),
             private: PrivateKey::from_bytes(&scalar),
         }
     }
 
     /// A fresh random identity.
-    pub fn generate<R: CryptoRngCore>(rng: &mut R) -> Identity {
+    pub fn generate<R: CryptoRngCore>(rng: &mut R) -> Self {
         let mut seed = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut seed[..]);
-        Identity::from_seed(&seed)
+        Self::from_seed(&seed)
     }
 
     /// The Ed25519 signer (`sighex`).
@@ -138,7 +138,7 @@ impl Identity {
         keep: &mut dyn Keep,
         local: LocalParams<'_>,
         rng: &mut R,
-    ) -> Result<Identity, IdentityError> {
+    ) -> Result<Self, IdentityError> {
         if let Some(record) = keep.load_local()? {
             if record.name != local.name {
                 return Err(IdentityError::WrongName {
@@ -146,13 +146,13 @@ impl Identity {
                     found: record.name,
                 });
             }
-            let identity = Identity::from_seed(&record.sign_seed);
+            let identity = Self::from_seed(&record.sign_seed);
             if identity.private.to_bytes() != record.private_key {
                 return Err(IdentityError::NotDerived);
             }
             return Ok(identity);
         }
-        let identity = Identity::generate(rng);
+        let identity = Self::generate(rng);
         keep.save_local(&LocalRecord {
             name: local.name.to_owned(),
             uid: 1,

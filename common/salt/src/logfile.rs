@@ -34,10 +34,10 @@ struct Opened {
 }
 
 impl Opened {
-    fn at(path: &Path) -> io::Result<Opened> {
+    fn at(path: &Path) -> io::Result<Self> {
         let file = open_append(path)?;
         let meta = file.metadata()?;
-        Ok(Opened {
+        Ok(Self {
             dev: meta.dev(),
             ino: meta.ino(),
             file,
@@ -60,8 +60,8 @@ pub struct WatchedFile {
 
 impl WatchedFile {
     /// Opens (creates) the log file at `path`.
-    pub fn open(path: &Path) -> io::Result<WatchedFile> {
-        Ok(WatchedFile {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self {
             path: path.to_owned(),
             current: Mutex::new(Opened::at(path)?),
         })

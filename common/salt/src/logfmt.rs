@@ -55,26 +55,26 @@ enum Key {
 }
 
 impl Key {
-    fn parse(name: &str) -> Option<Key> {
+    fn parse(name: &str) -> Option<Self> {
         Some(match name {
-            "asctime" => Key::Asctime,
-            "msecs" => Key::Msecs,
-            "created" => Key::Created,
-            "levelname" => Key::Levelname,
-            "levelno" => Key::Levelno,
-            "name" => Key::Name,
-            "module" => Key::Module,
-            "filename" => Key::Filename,
-            "pathname" => Key::Pathname,
-            "lineno" => Key::Lineno,
-            "funcName" => Key::FuncName,
-            "process" => Key::Process,
-            "processName" => Key::ProcessName,
-            "message" => Key::Message,
-            "bracketlevel" | "colorlevel" => Key::BracketLevel,
-            "bracketname" | "colorname" => Key::BracketName,
-            "bracketprocess" | "colorprocess" => Key::BracketProcess,
-            "colormsg" => Key::Message,
+            "asctime" => Self::Asctime,
+            "msecs" => Self::Msecs,
+            "created" => Self::Created,
+            "levelname" => Self::Levelname,
+            "levelno" => Self::Levelno,
+            "name" => Self::Name,
+            "module" => Self::Module,
+            "filename" => Self::Filename,
+            "pathname" => Self::Pathname,
+            "lineno" => Self::Lineno,
+            "funcName" => Self::FuncName,
+            "process" => Self::Process,
+            "processName" => Self::ProcessName,
+            "message" => Self::Message,
+            "bracketlevel" | "colorlevel" => Self::BracketLevel,
+            "bracketname" | "colorname" => Self::BracketName,
+            "bracketprocess" | "colorprocess" => Self::BracketProcess,
+            "colormsg" => Self::Message,
             _ => return None,
         })
     }
@@ -155,7 +155,7 @@ pub struct LogFormat {
 impl LogFormat {
     /// Parses `format` (see the module documentation); `datefmt` is used for `asctime`.
     /// The error says what is wrong, for a configuration message.
-    pub fn parse(format: &str, datefmt: &str) -> Result<LogFormat, String> {
+    pub fn parse(format: &str, datefmt: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut rest = format;
@@ -184,7 +184,7 @@ impl LogFormat {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        Ok(LogFormat {
+        Ok(Self {
             parts,
             datefmt: datefmt.to_owned(),
         })
@@ -371,8 +371,8 @@ pub struct SaltFormatter {
 
 impl SaltFormatter {
     /// A formatter of `format`.
-    pub fn new(format: LogFormat) -> SaltFormatter {
-        SaltFormatter {
+    pub fn new(format: LogFormat) -> Self {
+        Self {
             format,
             pid: std::process::id(),
         }

@@ -59,20 +59,15 @@ pub enum KeyState {
 
 impl KeyState {
     /// Every state, in the order of salt-key's listing.
-    pub const ALL: [KeyState; 4] = [
-        KeyState::Accepted,
-        KeyState::Denied,
-        KeyState::Pending,
-        KeyState::Rejected,
-    ];
+    pub const ALL: [Self; 4] = [Self::Accepted, Self::Denied, Self::Pending, Self::Rejected];
 
     /// The directory under `pki_dir`.
     pub fn dir_name(self) -> &'static str {
         match self {
-            KeyState::Pending => "minions_pre",
-            KeyState::Accepted => "minions",
-            KeyState::Rejected => "minions_rejected",
-            KeyState::Denied => "minions_denied",
+            Self::Pending => "minions_pre",
+            Self::Accepted => "minions",
+            Self::Rejected => "minions_rejected",
+            Self::Denied => "minions_denied",
         }
     }
 }
@@ -80,10 +75,10 @@ impl KeyState {
 impl fmt::Display for KeyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            KeyState::Pending => "pending",
-            KeyState::Accepted => "accepted",
-            KeyState::Rejected => "rejected",
-            KeyState::Denied => "denied",
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Denied => "denied",
         })
     }
 }
@@ -295,8 +290,8 @@ pub struct Pki {
 
 impl Pki {
     /// Opens `pki_dir`, creating it and the four key directories (mode 0700) when missing.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Pki, PkiError> {
-        let pki = Pki {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, PkiError> {
+        let pki = Self {
             dir: dir.into(),
             owner: None,
         };
@@ -312,8 +307,8 @@ impl Pki {
     }
 
     /// The `pki_dir` as it is, creating nothing (for read-only use such as `--finger-minion`).
-    pub fn existing(dir: impl Into<PathBuf>) -> Pki {
-        Pki {
+    pub fn existing(dir: impl Into<PathBuf>) -> Self {
+        Self {
             dir: dir.into(),
             owner: None,
         }
@@ -322,7 +317,7 @@ impl Pki {
     /// Key files written from now on are chowned to user id `owner` (Salt's `user`; group
     /// unchanged), as `localfs_key` does. As there, a failed chown (not running as root) is
     /// ignored: the file is still written, owned by us.
-    pub fn with_owner(mut self, owner: Option<u32>) -> Pki {
+    pub fn with_owner(mut self, owner: Option<u32>) -> Self {
         self.owner = owner;
         self
     }
@@ -535,7 +530,7 @@ impl PkiWatcher {
         pki: Pki,
         initial: Scan,
         rescan: Duration,
-    ) -> Result<(PkiWatcher, tokio::sync::mpsc::Receiver<KeyChange>), PkiError> {
+    ) -> Result<(Self, tokio::sync::mpsc::Receiver<KeyChange>), PkiError> {
         use notify::Watcher as _;
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
         // Ids whose files the events named since the last scan: reported with their state
@@ -604,7 +599,7 @@ impl PkiWatcher {
             }
         });
         Ok((
-            PkiWatcher {
+            Self {
                 task,
                 _watcher: watcher,
             },

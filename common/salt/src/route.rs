@@ -22,7 +22,7 @@ pub struct Registration {
 
 impl Registration {
     /// Parses a registration load `{"shares": [...], "accept": {"share": ["estate"|"*"]}}`.
-    pub fn parse(load: &Map<String, Value>) -> Result<Registration, String> {
+    pub fn parse(load: &Map<String, Value>) -> Result<Self, String> {
         let names = |v: &Value, what: &str| -> Result<Vec<String>, String> {
             v.as_array()
                 .and_then(|a| {
@@ -46,7 +46,7 @@ impl Registration {
             }
             Some(_) => return Err("accept must be an object".into()),
         }
-        Ok(Registration { shares, accept })
+        Ok(Self { shares, accept })
     }
 
     /// Whether it accepts share `share` from estate `src`.
@@ -91,17 +91,17 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// An empty table.
-    pub fn new() -> RouteTable {
-        RouteTable::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// An empty table that sends local messages for shares no local yard serves upstream, to
     /// the first joined peer in order of preference ([`RouteTable::set_upstreams`]): the
     /// minion daemon's table (its peers are its masters).
-    pub fn with_upstream() -> RouteTable {
-        RouteTable {
+    pub fn with_upstream() -> Self {
+        Self {
             upstream: true,
-            ..RouteTable::default()
+            ..Self::default()
         }
     }
 

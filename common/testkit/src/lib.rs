@@ -56,8 +56,10 @@ impl Daemon {
         self.child.as_mut().expect("the daemon was started")
     }
 
-    pub fn start(bin: &Path, etc: &Path, sock: &Path, pki: &Path) -> Daemon {
-        let mut daemon = Daemon {
+    /// Starts `bin` with configuration directory `etc` (its `sock_dir` and `pki_dir` given
+    /// for the tests' use); its standard error goes to `daemon.log` beside `etc`.
+    pub fn start(bin: &Path, etc: &Path, sock: &Path, pki: &Path) -> Self {
+        let mut daemon = Self {
             child: None,
             etc: etc.to_owned(),
             sock: sock.to_owned(),
@@ -68,6 +70,7 @@ impl Daemon {
         daemon
     }
 
+    /// Kills the daemon if it runs, and starts it again.
     pub fn restart(&mut self) {
         self.kill();
         let log = fs::OpenOptions::new()
@@ -87,6 +90,7 @@ impl Daemon {
         );
     }
 
+    /// Sends signal `sig` (`-TERM`, `-HUP`, ...) with `kill`.
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .args([sig, &self.child().id().to_string()])
@@ -111,6 +115,7 @@ impl Daemon {
         }
     }
 
+    /// Kills the daemon (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
@@ -184,6 +189,7 @@ impl Daemon {
             .cloned()
     }
 
+    /// Its lane directory, `<sock_dir>/raet`.
     pub fn lane_dir(&self) -> PathBuf {
         self.sock.join("raet")
     }
@@ -204,9 +210,12 @@ pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// How long any wait of a test lasts at most.
 pub const LIMIT: Duration = Duration::from_secs(20);
+/// The daemons' `raet_alive_period` (seconds): a lost peer shows within about a second.
 pub const PERIOD: f64 = 0.5;
 
+/// A temporary directory holding the daemons of one test.
 pub struct Site {
     _dir: tempfile::TempDir,
     /// The site's directory: one subdirectory per daemon.
@@ -214,13 +223,14 @@ pub struct Site {
 }
 
 impl Default for Site {
-    fn default() -> Site {
-        Site::new()
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Site {
-    pub fn new() -> Site {
+    /// A new site in a temporary directory (kept with `SALT_RAET_KEEP_TEST_DIRS`).
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         eprintln!("site {}", dir.path().display());
         let root = dir.path().to_owned();
@@ -228,9 +238,9 @@ impl Site {
         if std::env::var_os("SALT_RAET_KEEP_TEST_DIRS").is_some() {
             let root = dir.keep();
             let dir = tempfile::tempdir().unwrap();
-            return Site { _dir: dir, root };
+            return Self { _dir: dir, root };
         }
-        Site { _dir: dir, root }
+        Self { _dir: dir, root }
     }
 
     /// Writes the `autoreject_file` of the master in `<root>/<dir>` (mode 0600: a pattern
@@ -304,10 +314,12 @@ impl Site {
     }
 }
 
+/// Whether `master`'s status shows minion `id` allowed.
 pub fn allowed(master: &Daemon, id: &str) -> bool {
     master.row(id).is_some_and(|r| r["allowed"] == true)
 }
 
+/// The JSON object `v`.
 pub fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
@@ -320,11 +332,12 @@ pub struct Yard {
 }
 
 impl Yard {
-    pub async fn attach(daemon: &Daemon, name: &str, load: Value) -> Yard {
+    /// Attaches yard `name` to `daemon`'s lane and registers it with `load` (its shares).
+    pub async fn attach(daemon: &Daemon, name: &str, load: Value) -> Self {
         let lane = LaneStack::bind(daemon.lane_dir(), "salt", name)
             .await
             .unwrap();
-        let yard = Yard {
+        let yard = Self {
             lane,
             name: name.to_owned(),
         };
@@ -334,6 +347,7 @@ impl Yard {
         yard
     }
 
+    /// Sends `load` to `[estate, yard, share]` (an empty `yard`: none) through the daemon.
     pub async fn send(&self, estate: Value, yard: &str, share: &str, load: Value) {
         let yard = if yard.is_empty() {
             json!(null)
@@ -344,6 +358,7 @@ impl Yard {
         self.lane.send("manor", &obj(msg)).await.unwrap();
     }
 
+    /// The next message to this yard (all come from the daemon's `manor`).
     pub async fn recv(&self) -> Value {
         let (from, body) = tokio::time::timeout(LIMIT, self.lane.recv())
             .await
@@ -354,14 +369,17 @@ impl Yard {
     }
 }
 
+/// A tokio runtime for a test's async parts.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
 
+/// Where `master` keeps minion `id`'s key while it is pending.
 pub fn pending(master: &Daemon, id: &str) -> PathBuf {
     master.pki.join("minions_pre").join(id)
 }
 
+/// Where `master` keeps minion `id`'s accepted key.
 pub fn accepted(master: &Daemon, id: &str) -> PathBuf {
     master.pki.join("minions").join(id)
 }
@@ -377,21 +395,23 @@ pub struct SaltBus {
 
 impl SaltBus {
     /// A site whose master's `sock_dir` has the bus sockets, and a runtime for them.
-    pub fn site() -> (Site, tokio::runtime::Runtime, SaltBus) {
+    pub fn site() -> (Site, tokio::runtime::Runtime, Self) {
         let site = Site::new();
         let rt = runtime();
-        let bus = rt.block_on(async { SaltBus::bind(&site.root.join("master/sock")) });
+        let bus = rt.block_on(async { Self::bind(&site.root.join("master/sock")) });
         (site, rt, bus)
     }
 
-    pub fn bind(sock: &Path) -> SaltBus {
+    /// Binds the bus's two sockets in `sock`.
+    pub fn bind(sock: &Path) -> Self {
         fs::create_dir_all(sock).unwrap();
-        SaltBus {
+        Self {
             pull: tokio::net::UnixListener::bind(sock.join(evbus::PULL_SOCKET)).unwrap(),
             publish: tokio::net::UnixListener::bind(sock.join(evbus::PUB_SOCKET)).unwrap(),
         }
     }
 
+    /// The next connection the master makes to `listener`.
     pub async fn accept(listener: &tokio::net::UnixListener) -> tokio::net::UnixStream {
         tokio::time::timeout(LIMIT, listener.accept())
             .await

@@ -446,7 +446,7 @@ impl NssOnlyUser {
 
     /// The record, or `None` (after saying why) when it cannot be written (not root) or
     /// `getent` does not see it (no nss-systemd in `/etc/nsswitch.conf`).
-    fn create() -> Option<NssOnlyUser> {
+    fn create() -> Option<Self> {
         let name = format!("srt-nss-{}", std::process::id());
         let dir = Path::new("/run/userdb");
         let record = dir.join(format!("{name}.user"));
@@ -458,7 +458,7 @@ impl NssOnlyUser {
             );
             return None;
         }
-        let user = NssOnlyUser { name, record };
+        let user = Self { name, record };
         let seen = std::process::Command::new("getent")
             .args(["passwd", &user.name])
             .output()

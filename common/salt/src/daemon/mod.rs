@@ -73,7 +73,7 @@ impl DaemonError {
     /// the operator must fix first (an unsafe directory), else [`crate::EXIT_FAILURE`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::UnsafeDir { .. } => crate::EXIT_BAD_CONFIG,
+            Self::UnsafeDir { .. } => crate::EXIT_BAD_CONFIG,
             _ => crate::EXIT_FAILURE,
         }
     }

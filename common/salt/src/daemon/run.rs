@@ -26,7 +26,7 @@ use crate::evbus::EventBus;
 use crate::route::{Action, RouteTable};
 
 /// The tag of a presence change (`new`, `lost` lists).
-pub const PRESENCE_CHANGE_TAG: &str = "salt/presence/change";
+pub(super) const PRESENCE_CHANGE_TAG: &str = "salt/presence/change";
 
 /// What the daemon knows about a peer estate.
 #[derive(Debug, Clone)]
@@ -232,7 +232,7 @@ impl<S: Side> Daemon<S> {
         common: &CommonConfig,
         bus: Option<(EventBus, bool)>,
         side: S,
-    ) -> Result<Daemon<S>, DaemonError> {
+    ) -> Result<Self, DaemonError> {
         let dir = lane_dir(&common.sock_dir);
         let uid = nix::unistd::geteuid().as_raw();
         let checked =
@@ -266,7 +266,7 @@ impl<S: Side> Daemon<S> {
             status_requests: Vec::new(),
             salt_crypto: common.raet_salt_crypto,
         };
-        Ok(Daemon {
+        Ok(Self {
             shared,
             side,
             failures: failures_rx,

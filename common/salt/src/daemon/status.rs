@@ -76,8 +76,8 @@ pub struct RemoteRow {
 
 impl RemoteRow {
     /// A row for `id` with nothing known yet.
-    pub fn new(id: &str) -> RemoteRow {
-        RemoteRow {
+    pub fn new(id: &str) -> Self {
+        Self {
             id: id.to_owned(),
             acceptance: None,
             joined: false,

@@ -85,7 +85,7 @@ fn load_or_create_persists_and_checks_the_keep() {
     ));
     // A keep whose private key is not derived (e.g. written by plain raet) is refused.
     let mut record = record;
-    record.private_key = raet::crypto::PrivateKey::generate(&mut rng(7)).to_bytes();
+    record.private_key = PrivateKey::generate(&mut rng(7)).to_bytes();
     keep.save_local(&record).unwrap();
     assert!(matches!(
         Identity::load_or_create(&mut keep, params("web1"), &mut rng(6)),
@@ -116,7 +116,7 @@ fn derivation_equals_libsodiums_ed25519_to_curve25519() {
             .try_into()
             .unwrap();
     assert_eq!(
-        raet::crypto::PrivateKey::from_bytes(&libsodium_secret).public_key(),
+        PrivateKey::from_bytes(&libsodium_secret).public_key(),
         id.public_key()
     );
     let mut ours = *id.private_key().to_bytes();
