@@ -1,3 +1,5 @@
+//! Tests of Salt's acceptance rules for a joining minion (the decision table, pattern files, open mode).
+
 use super::*;
 use salt_raet::config::auto_mode;
 use std::path::Path;

@@ -1,3 +1,5 @@
+//! Tests of Salt's configuration files as the daemons read them: defaults, `.d` overrides, root_dir, bad values, the shipped samples and units.
+
 use super::*;
 
 use std::fs;

@@ -1,3 +1,5 @@
+//! Tests of Salt's event bus framing and connection, against frames as Salt 3008 writes them.
+
 use super::*;
 
 use std::time::UNIX_EPOCH;

@@ -1,3 +1,5 @@
+//! Tests of a daemon's identity: creation, reload, the derived Curve25519 key and its binding check.
+
 use super::*;
 
 use rand_chacha::rand_core::SeedableRng;

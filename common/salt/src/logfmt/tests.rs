@@ -1,3 +1,5 @@
+//! Tests of Salt's log formats rendered for `tracing` records.
+
 use super::*;
 
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! Tests of the pki directories as salt-key manages them: key files, fingerprints, scans, changes, the watcher.
+
 use super::*;
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,3 +1,5 @@
+//! Tests of the routing table's decisions between lanes and roads.
+
 use serde_json::json;
 
 use super::*;
