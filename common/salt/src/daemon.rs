@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -93,20 +93,14 @@ pub fn presence_timers(period: Duration) -> Timers {
 }
 
 /// The master's keep: identity and remotes in a [`DirKeep`]; role (key) records only in
-/// memory, fed by the daemon's decisions, so that the pki directories stay the only place
-/// keys are decided (every join after a start is decided again from them).
+/// memory (a mirror of the road's, applied on the stack's keep thread), so that the pki
+/// directories stay the only place keys are decided (every join after a start is decided
+/// again from them). The daemon changes the road's records through the road only
+/// (`accept`/`reject`/`forget_role`).
 struct DecisionKeep {
     inner: DirKeep,
-    roles: Roles,
+    roles: BTreeMap<String, RoleRecord>,
     pki: pki::Pki,
-}
-
-type Roles = Arc<Mutex<BTreeMap<String, RoleRecord>>>;
-
-fn roles_lock(roles: &Roles) -> std::sync::MutexGuard<'_, BTreeMap<String, RoleRecord>> {
-    roles
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Keep for DecisionKeep {
@@ -125,30 +119,27 @@ impl Keep for DecisionKeep {
     fn remove_remote(&mut self, name: &str) -> Result<(), KeepError> {
         self.inner.remove_remote(name)
     }
+    /// The road's role reads: it confirms a record before the record rejects a join request.
     /// A remembered rejection holds only while the key is still in `minions_rejected` (the
-    /// operator may have accepted it, and the watcher not told us yet): the road then rejects
-    /// the join itself, which the joining minion is told.
+    /// operator may have accepted it, and the watcher not told us yet); else there is no
+    /// record and the join is decided again (pending, then the daemon's decision).
     fn load_role(&self, role: &str) -> Result<Option<RoleRecord>, KeepError> {
-        let mut roles = roles_lock(&self.roles);
-        let stale = roles.get(role).is_some_and(|r| {
+        let stale = |r: &RoleRecord| {
             r.acceptance == Acceptance::Rejected
                 && !matches!(self.pki.lookup(role), Ok(Some(key)) if key.state == KeyState::Rejected)
-        });
-        if stale {
-            roles.remove(role);
-        }
-        Ok(roles.get(role).cloned())
+        };
+        Ok(self.roles.get(role).filter(|r| !stale(r)).cloned())
     }
     fn save_role(&mut self, role: &RoleRecord) -> Result<(), KeepError> {
-        roles_lock(&self.roles).insert(role.role.clone(), role.clone());
+        self.roles.insert(role.role.clone(), role.clone());
         Ok(())
     }
     fn remove_role(&mut self, role: &str) -> Result<(), KeepError> {
-        roles_lock(&self.roles).remove(role);
+        self.roles.remove(role);
         Ok(())
     }
     fn load_roles(&self) -> Result<Vec<RoleRecord>, KeepError> {
-        Ok(roles_lock(&self.roles).values().cloned().collect())
+        Ok(self.roles.values().cloned().collect())
     }
 }
 
@@ -165,7 +156,6 @@ struct Peer {
 /// The master's key decisions from Salt's pki directories (native mode).
 struct SaltKeys {
     acceptor: Acceptor,
-    roles: Roles,
     changes: mpsc::Receiver<KeyChange>,
     _watcher: PkiWatcher,
     /// The key state of each id as last applied to the road (the pki watcher and
@@ -339,10 +329,9 @@ fn salt_keys(
     config: &MasterConfig,
     dir_keep: DirKeep,
 ) -> Result<(DecisionKeep, SaltKeys), DaemonError> {
-    let roles = Roles::default();
     let keep = DecisionKeep {
         inner: dir_keep,
-        roles: Arc::clone(&roles),
+        roles: BTreeMap::new(),
         pki: pki::Pki::existing(&config.common.pki_dir),
     };
     let acceptor = Acceptor::new(config)?;
@@ -358,7 +347,6 @@ fn salt_keys(
     let (watcher, changes) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
     let keys = SaltKeys {
         acceptor,
-        roles,
         changes,
         _watcher: watcher,
         applied,
@@ -433,15 +421,6 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .or_else(|| addrs.first())
         .copied()
         .ok_or_else(|| format!("master {host:?} has no address"))
-}
-
-/// The role (key record name) of remote `uid`; its name when the road no longer has it.
-async fn role_of(road: &RoadStack, uid: Uid, name: &str) -> String {
-    road.remotes()
-        .await
-        .into_iter()
-        .find(|r| r.uid == uid)
-        .map_or_else(|| name.to_owned(), |r| r.role)
 }
 
 /// A delay in `[d/2, d]` (spreads the rejoins of many minions).
@@ -796,7 +775,12 @@ impl Daemon {
 
     async fn on_event(&mut self, event: Event) {
         match event {
-            Event::Pending { uid, name } => self.on_pending(uid, &name).await,
+            Event::Pending {
+                name,
+                verhex,
+                pubhex,
+                ..
+            } => self.on_pending(&name, &verhex, &pubhex).await,
             Event::Joined { uid, name } => self.on_joined(uid, &name).await,
             Event::Allowed { uid, name } => {
                 info!(remote = %name, "joined and allowed");
@@ -910,8 +894,8 @@ impl Daemon {
             Side::Master { keys, .. } => {
                 // Native mode: decided again at its next join. Salt-crypto mode: the keep's
                 // pinned keys stay.
-                if let Some(keys) = keys {
-                    roles_lock(&keys.roles).remove(name);
+                if keys.is_some() {
+                    let _ = self.road.forget_role(name).await;
                 }
                 if let Some(uid) = uid {
                     let _ = self.road.remove(uid).await;
@@ -926,8 +910,9 @@ impl Daemon {
         }
     }
 
-    /// A minion's keys await a decision: Salt's rules decide, from the pki directories.
-    async fn on_pending(&mut self, uid: Uid, name: &str) {
+    /// A minion's keys (as offered in its join) await a decision: Salt's rules decide, from
+    /// the pki directories.
+    async fn on_pending(&mut self, name: &str, verhex: &str, pubhex: &str) {
         let Side::Master {
             keys: Some(keys), ..
         } = &mut self.side
@@ -936,17 +921,11 @@ impl Daemon {
         };
         let SaltKeys {
             acceptor,
-            roles,
             applied,
             accept_fired,
             ..
         } = keys.as_mut();
-        let role = role_of(&self.road, uid, name).await;
-        let Some(offered) = roles_lock(roles).get(&role).cloned() else {
-            warn!(remote = %name, "pending join without keys");
-            return;
-        };
-        let (answer, auth) = match check_binding(&offered.verhex, &offered.pubhex) {
+        let (answer, auth) = match check_binding(verhex, pubhex) {
             Err(e) => {
                 warn!(remote = %name, error = %e, "join refused: keys not bound");
                 (Answer::Reject, None)
@@ -1033,9 +1012,14 @@ impl Daemon {
         if keys.accept_fired.remove(name) {
             return;
         }
-        let role = role_of(&self.road, uid, name).await;
-        let offered = roles_lock(&keys.roles).get(&role).cloned();
-        match offered.map(|o| VerifyKey::from_hex(&o.verhex)) {
+        let offered = self
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .find(|r| r.uid == uid)
+            .map(|r| r.verhex);
+        match offered.map(|verhex| VerifyKey::from_hex(&verhex)) {
             Some(Ok(key)) => self.fire_auth(AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
             _ => warn!(remote = %name, "joined without keys on record"),
         }
@@ -1171,17 +1155,16 @@ impl Daemon {
         else {
             return;
         };
-        let SaltKeys { roles, applied, .. } = keys.as_mut();
+        let applied = &mut keys.applied;
         if !change.key_changed && applied.get(&change.id) == Some(&change.new) {
             debug!(id = %change.id, new = ?change.new, "key change already applied");
             return;
         }
         applied.insert(change.id.clone(), change.new);
-        let roles = Arc::clone(roles);
         info!(id = %change.id, old = ?change.old, new = ?change.new, "key change");
         let keep_decision = matches!(change.new, Some(KeyState::Rejected));
         if !keep_decision {
-            roles_lock(&roles).remove(&change.id);
+            let _ = self.road.forget_role(&change.id).await;
         }
         let known = self
             .road
@@ -1203,7 +1186,7 @@ impl Daemon {
                 }
                 let result = self.road.reject(&change.id).await;
                 if !keep_decision {
-                    roles_lock(&roles).remove(&change.id);
+                    let _ = self.road.forget_role(&change.id).await;
                 }
                 self.drop_session(&change.id).await;
                 self.forget_if_deleted(&change.id);

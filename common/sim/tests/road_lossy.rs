@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use raet_proto::keep::{AutoMode, MemKeep};
+use raet_proto::keep::{AutoMode, Snapshot};
 use raet_proto::road::{Event, Road, RoadConfig};
 use raet_sim::{Link, SimNet};
 use serde_json::{json, Map, Value};
@@ -20,7 +20,7 @@ fn road(name: &str, port: u16, main: bool, now: Instant) -> Road {
     config.auto = AutoMode::Always;
     let mut seed = [0u8; 32];
     seed[..name.len().min(32)].copy_from_slice(&name.as_bytes()[..name.len().min(32)]);
-    Road::new(config, None, Box::new(MemKeep::new()), seed, now).expect("road")
+    Road::new(config, None, Snapshot::default(), seed, now).expect("road")
 }
 
 fn body(v: Value) -> Map<String, Value> {

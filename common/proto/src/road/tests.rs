@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::keep::{Keep, MemKeep, RoleRecord};
+use crate::keep::{apply_now, Keep, MemKeep, RoleRecord, Snapshot};
 
 /// Decides whether a datagram (from, to, payload) is lost.
 type Filter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
@@ -16,6 +16,8 @@ type Filter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool>;
 struct Net {
     now: Instant,
     nodes: Vec<(SocketAddr, Road)>,
+    /// The keeps the nodes' persist ops are applied to (a fresh one for a node without one).
+    keeps: Vec<(SocketAddr, MemKeep)>,
     events: Vec<(SocketAddr, Event)>,
     /// Drop datagrams for which this returns true (from, to, payload).
     filter: Filter,
@@ -37,7 +39,8 @@ fn road_of(config: RoadConfig, keep: MemKeep, now: Instant) -> Road {
     let name = config.name.as_bytes();
     let mut seed = [0u8; 32];
     seed[..name.len().min(32)].copy_from_slice(&name[..name.len().min(32)]);
-    Road::new(config, None, Box::new(keep), seed, now).expect("road")
+    let snapshot = Snapshot::load(&keep).expect("keep");
+    Road::new(config, None, snapshot, seed, now).expect("road")
 }
 
 impl Net {
@@ -45,6 +48,7 @@ impl Net {
         Net {
             now,
             nodes: Vec::new(),
+            keeps: Vec::new(),
             events: Vec::new(),
             filter: Box::new(|_, _, _| false),
         }
@@ -59,12 +63,25 @@ impl Net {
             .1
     }
 
+    /// Persists the node at `at`'s changes into `keep` from now on.
+    fn keep(&mut self, at: SocketAddr, keep: &MemKeep) {
+        self.keeps.push((at, keep.clone()));
+    }
+
     /// Delivers everything pending; returns whether anything moved.
     fn flush(&mut self) -> bool {
         let mut moved = false;
         loop {
             let mut batch = Vec::new();
             for (a, r) in &mut self.nodes {
+                let keep = match self.keeps.iter().position(|(k, _)| k == a) {
+                    Some(i) => &mut self.keeps[i].1,
+                    None => {
+                        self.keeps.push((*a, MemKeep::new()));
+                        &mut self.keeps.last_mut().expect("pushed").1
+                    }
+                };
+                assert_eq!(apply_now(r, keep, self.now), 0, "keep");
                 while let Some(t) = r.poll_transmit() {
                     batch.push((*a, t));
                 }
@@ -269,6 +286,8 @@ fn restart_from_keep_reallows_and_delivers() {
     let (m, o) = (addr(7570), addr(7571));
     let (main_keep, other_keep) = (MemKeep::new(), MemKeep::new());
     let mut net = Net::new(t0);
+    net.keep(m, &main_keep);
+    net.keep(o, &other_keep);
     net.nodes
         .push((m, road("main", 7570, true, main_keep.clone(), t0)));
     net.nodes
@@ -330,7 +349,7 @@ fn auto_never_pends_until_accepted() {
     let mut config = RoadConfig::new("main", m);
     config.main = true;
     config.auto = AutoMode::Never;
-    let main = Road::new(config, None, Box::new(MemKeep::new()), [3; 32], t0).unwrap();
+    let main = Road::new(config, None, Snapshot::default(), [3; 32], t0).unwrap();
     net.nodes.push((m, main));
     net.nodes
         .push((o, road("other", 7581, false, MemKeep::new(), t0)));
@@ -387,7 +406,7 @@ mod robustness {
             Signer::from_seed(&OTHER_SEED),
             PrivateKey::from_bytes(&[8; 32]),
         );
-        let other = Road::new(config, Some(keys), Box::new(MemKeep::new()), [5; 32], t0).unwrap();
+        let other = Road::new(config, Some(keys), Snapshot::default(), [5; 32], t0).unwrap();
         net.nodes.push((o, other));
         let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let tap = seen.clone();
@@ -533,6 +552,7 @@ fn role_claim(role_is_name: bool, keep: &MemKeep) -> (Net, Option<RoleRecord>, b
     let mut evil = RoadConfig::new("evil", e);
     evil.auto = AutoMode::Always;
     evil.role = Some("victim".into());
+    net.keep(m, keep);
     net.nodes.push((m, road_of(main, keep.clone(), t0)));
     net.nodes.push((e, road_of(evil, MemKeep::new(), t0)));
     net.nodes
@@ -620,7 +640,7 @@ fn forged_join(auto: AutoMode, port: u16) -> (Net, RemoteStatus, Uid) {
         .push((v, road("victim", port + 1, false, MemKeep::new(), t0)));
     let mut impostor = RoadConfig::new("victim", x);
     impostor.auto = AutoMode::Always;
-    let impostor = Road::new(impostor, None, Box::new(MemKeep::new()), [9; 32], t0).unwrap();
+    let impostor = Road::new(impostor, None, Snapshot::default(), [9; 32], t0).unwrap();
     net.nodes.push((x, impostor));
     net.node(v).join(t0, m).expect("join");
     let accepted = |n: &mut Net| n.has(v, |e| matches!(e, Event::Allowed { .. }));
@@ -711,7 +731,7 @@ fn a_forged_non_vacuous_join_cannot_take_over_a_joined_remote() {
         let mut config = RoadConfig::new("evil", x);
         config.auto = AutoMode::Always;
         let t0 = net.now;
-        let mut evil = Road::new(config, None, Box::new(MemKeep::new()), [11; 32], t0).unwrap();
+        let mut evil = Road::new(config, None, Snapshot::default(), [11; 32], t0).unwrap();
         let (presence_due, reap_due) = evil.first_presence(t0);
         let mine = 5;
         let forged = Remote::new(mine, uid, "main".into(), m, presence_due, reap_due);
