@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use raet_proto::crypto::Signer;
-use raet_proto::keep::{AutoMode, MemKeep};
+use raet_proto::keep::{apply_now, AutoMode, MemKeep, Snapshot};
 use raet_proto::packet::body::BodyMap;
 use raet_proto::packet::{self, FootKind};
 use raet_proto::road::{Event, MessageId, Road, RoadConfig};
@@ -55,6 +55,8 @@ impl<'a> Input<'a> {
 struct Estate {
     addr: SocketAddr,
     road: Road,
+    /// Where its persist ops go (and its role reads are answered from).
+    keep: MemKeep,
     signer: Signer,
     /// Messages it was asked to send.
     sent: BTreeSet<MessageId>,
@@ -72,7 +74,7 @@ impl Estate {
         let road = Road::new(
             config,
             Some(world::keys(seed)),
-            Box::new(MemKeep::new()),
+            Snapshot::default(),
             [seed; 32],
             now,
         )
@@ -80,14 +82,17 @@ impl Estate {
         Estate {
             addr,
             road,
+            keep: MemKeep::new(),
             signer: world::keys(seed).0,
             sent: BTreeSet::new(),
             ended: BTreeSet::new(),
         }
     }
 
-    /// Moves its datagrams onto the wire (checking each) and checks its events.
-    fn drain(&mut self, wire: &mut VecDeque<(SocketAddr, Transmit)>) {
+    /// Applies its persist ops, moves its datagrams onto the wire (checking each) and checks
+    /// its events.
+    fn drain(&mut self, now: Instant, wire: &mut VecDeque<(SocketAddr, Transmit)>) {
+        apply_now(&mut self.road, &mut self.keep, now);
         while let Some(t) = self.road.poll_transmit() {
             if let Err(e) = packet::parse(&t.payload) {
                 panic!(
@@ -121,7 +126,7 @@ impl Estate {
                 Some(due) if due <= now => self.road.handle_timeout(now),
                 _ => return,
             }
-            self.drain(wire);
+            self.drain(now, wire);
         }
         panic!("timers still due after {MAX_IMMEDIATE_TIMERS} calls at the same time");
     }
@@ -155,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
     let mut other = Estate::new("other", 7531, false, 2, now);
     let mut wire: VecDeque<(SocketAddr, Transmit)> = VecDeque::new();
     let _ = other.road.join(now, main.addr);
-    other.drain(&mut wire);
+    other.drain(now, &mut wire);
     while !input.0.is_empty() {
         let op = input.byte();
         // (from, destination, payload) to deliver now, if any.
@@ -246,7 +251,7 @@ fuzz_target!(|data: &[u8]| {
                 other.road.handle_datagram(now, from, &payload);
             }
         }
-        main.drain(&mut wire);
-        other.drain(&mut wire);
+        main.drain(now, &mut wire);
+        other.drain(now, &mut wire);
     }
 });

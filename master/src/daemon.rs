@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use raet::crypto::VerifyKey;
@@ -35,18 +34,14 @@ pub(crate) const AUTH_TAG: &str = "salt/auth";
 pub(crate) const PRESENCE_PRESENT_TAG: &str = "salt/presence/present";
 
 /// The master's keep: identity and remotes in a [`DirKeep`]; role (key) records only in
-/// memory, fed by the daemon's decisions, so that the pki directories stay the only place
-/// keys are decided (every join after a start is decided again from them).
+/// memory (a mirror of the road's, applied on the stack's keep thread), so that the pki
+/// directories stay the only place keys are decided (every join after a start is decided
+/// again from them). The daemon changes the road's records through the road only
+/// (`accept`/`reject`/`forget_role`).
 struct DecisionKeep {
     inner: DirKeep,
-    roles: Roles,
+    roles: BTreeMap<String, RoleRecord>,
     pki: pki::Pki,
-}
-
-type Roles = Arc<Mutex<BTreeMap<String, RoleRecord>>>;
-
-fn roles_lock(roles: &Roles) -> MutexGuard<'_, BTreeMap<String, RoleRecord>> {
-    roles.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Keep for DecisionKeep {
@@ -65,37 +60,33 @@ impl Keep for DecisionKeep {
     fn remove_remote(&mut self, name: &str) -> Result<(), KeepError> {
         self.inner.remove_remote(name)
     }
+    /// The road's role reads: it confirms a record before the record rejects a join request.
     /// A remembered rejection holds only while the key is still in `minions_rejected` (the
-    /// operator may have accepted it, and the watcher not told us yet): the road then rejects
-    /// the join itself, which the joining minion is told.
+    /// operator may have accepted it, and the watcher not told us yet); else there is no
+    /// record and the join is decided again (pending, then the daemon's decision).
     fn load_role(&self, role: &str) -> Result<Option<RoleRecord>, KeepError> {
-        let mut roles = roles_lock(&self.roles);
-        let stale = roles.get(role).is_some_and(|r| {
+        let stale = |r: &RoleRecord| {
             r.acceptance == Acceptance::Rejected
                 && !matches!(self.pki.lookup(role), Ok(Some(key)) if key.state == KeyState::Rejected)
-        });
-        if stale {
-            roles.remove(role);
-        }
-        Ok(roles.get(role).cloned())
+        };
+        Ok(self.roles.get(role).filter(|r| !stale(r)).cloned())
     }
     fn save_role(&mut self, role: &RoleRecord) -> Result<(), KeepError> {
-        roles_lock(&self.roles).insert(role.role.clone(), role.clone());
+        self.roles.insert(role.role.clone(), role.clone());
         Ok(())
     }
     fn remove_role(&mut self, role: &str) -> Result<(), KeepError> {
-        roles_lock(&self.roles).remove(role);
+        self.roles.remove(role);
         Ok(())
     }
     fn load_roles(&self) -> Result<Vec<RoleRecord>, KeepError> {
-        Ok(roles_lock(&self.roles).values().cloned().collect())
+        Ok(self.roles.values().cloned().collect())
     }
 }
 
 /// The master's key decisions from Salt's pki directories (native mode).
 struct SaltKeys {
     acceptor: Acceptor,
-    roles: Roles,
     changes: mpsc::Receiver<KeyChange>,
     _watcher: PkiWatcher,
     /// The key state of each id as last applied to the road (the pki watcher and
@@ -195,10 +186,9 @@ fn salt_keys(
     config: &MasterConfig,
     dir_keep: DirKeep,
 ) -> Result<(DecisionKeep, SaltKeys), DaemonError> {
-    let roles = Roles::default();
     let keep = DecisionKeep {
         inner: dir_keep,
-        roles: Arc::clone(&roles),
+        roles: BTreeMap::new(),
         pki: pki::Pki::existing(&config.common.pki_dir),
     };
     let acceptor = Acceptor::new(config)?;
@@ -214,7 +204,6 @@ fn salt_keys(
     let (watcher, changes) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
     let keys = SaltKeys {
         acceptor,
-        roles,
         changes,
         _watcher: watcher,
         applied,
@@ -228,15 +217,6 @@ fn key_state(pki: &pki::Pki, id: &str) -> Result<Option<KeyState>, pki::PkiError
     let key = pki.lookup(id)?;
     let denied = pki.denied(id)?;
     Ok(key.map(|k| k.state).or(denied.map(|_| KeyState::Denied)))
-}
-
-/// The role (key record name) of remote `uid`; its name when the road no longer has it.
-async fn role_of(road: &RoadStack, uid: Uid, name: &str) -> String {
-    road.remotes()
-        .await
-        .into_iter()
-        .find(|r| r.uid == uid)
-        .map_or_else(|| name.to_owned(), |r| r.role)
 }
 
 /// Fires Salt's `salt/auth` event.
@@ -284,7 +264,12 @@ impl Side for MasterSide {
 
     async fn on_event(&mut self, d: &mut Shared, event: &Event) {
         match event {
-            Event::Pending { uid, name } => self.on_pending(d, *uid, name).await,
+            Event::Pending {
+                name,
+                verhex,
+                pubhex,
+                ..
+            } => self.on_pending(d, name, verhex, pubhex).await,
             Event::Joined { uid, name } => self.on_joined(d, *uid, name).await,
             Event::Rejected { name, .. } | Event::Removed { name, .. } => {
                 self.forget_if_deleted(d, name);
@@ -308,8 +293,8 @@ impl Side for MasterSide {
     /// A lost or dropped minion is forgotten: it rejoins and is decided again (native mode;
     /// in Salt-crypto mode the keep's pinned keys stay).
     async fn on_session_dropped(&mut self, d: &mut Shared, name: &str, uid: Option<Uid>) {
-        if let Some(keys) = &self.keys {
-            roles_lock(&keys.roles).remove(name);
+        if self.keys.is_some() {
+            let _ = d.road.forget_role(name).await;
         }
         if let Some(uid) = uid {
             let _ = d.road.remove(uid).await;
@@ -344,24 +329,19 @@ impl Side for MasterSide {
 }
 
 impl MasterSide {
-    /// A minion's keys await a decision: Salt's rules decide, from the pki directories.
-    async fn on_pending(&mut self, d: &mut Shared, uid: Uid, name: &str) {
+    /// A minion's keys (as offered in its join) await a decision: Salt's rules decide, from
+    /// the pki directories.
+    async fn on_pending(&mut self, d: &mut Shared, name: &str, verhex: &str, pubhex: &str) {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
         let SaltKeys {
             acceptor,
-            roles,
             applied,
             accept_fired,
             ..
         } = keys.as_mut();
-        let role = role_of(&d.road, uid, name).await;
-        let Some(offered) = roles_lock(roles).get(&role).cloned() else {
-            warn!(remote = %name, "pending join without keys");
-            return;
-        };
-        let (answer, auth) = match check_binding(&offered.verhex, &offered.pubhex) {
+        let (answer, auth) = match check_binding(verhex, pubhex) {
             Err(e) => {
                 warn!(remote = %name, error = %e, "join refused: keys not bound");
                 (Answer::Reject, None)
@@ -442,9 +422,14 @@ impl MasterSide {
         if keys.accept_fired.remove(name) {
             return;
         }
-        let role = role_of(&d.road, uid, name).await;
-        let offered = roles_lock(&keys.roles).get(&role).cloned();
-        match offered.map(|o| VerifyKey::from_hex(&o.verhex)) {
+        let offered = d
+            .road
+            .remotes()
+            .await
+            .into_iter()
+            .find(|r| r.uid == uid)
+            .map(|r| r.verhex);
+        match offered.map(|verhex| VerifyKey::from_hex(&verhex)) {
             Some(Ok(key)) => fire_auth(d, AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
             _ => warn!(remote = %name, "joined without keys on record"),
         }
@@ -505,11 +490,10 @@ impl MasterSide {
             return;
         }
         keys.applied.insert(change.id.clone(), change.new);
-        let roles = Arc::clone(&keys.roles);
         info!(id = %change.id, old = ?change.old, new = ?change.new, "key change");
         let keep_decision = matches!(change.new, Some(KeyState::Rejected));
         if !keep_decision {
-            roles_lock(&roles).remove(&change.id);
+            let _ = d.road.forget_role(&change.id).await;
         }
         let known = d
             .road
@@ -531,7 +515,7 @@ impl MasterSide {
                 }
                 let result = d.road.reject(&change.id).await;
                 if !keep_decision {
-                    roles_lock(&roles).remove(&change.id);
+                    let _ = d.road.forget_role(&change.id).await;
                 }
                 let uid = d.end_session(&change.id);
                 self.on_session_dropped(d, &change.id, uid).await;

@@ -165,7 +165,7 @@ impl EventLog {
     fn road_event(self, event: &Event) {
         let (kind, fields) = match event {
             Event::Joined { uid, name } => ("joined", json!({"name": name, "uid": uid})),
-            Event::Pending { uid, name } => {
+            Event::Pending { uid, name, .. } => {
                 ("pending", json!({"name": name, "uid": uid, "by": "us"}))
             }
             Event::Rejected { uid, name, by } => {

@@ -13,7 +13,8 @@
 //!
 //! * [`packet`]: the road's wire (heads, bodies, coats, feet, segmentation);
 //! * [`crypto`]: Ed25519 signing and curve25519 `crypto_box` (libraries, nothing hand-rolled);
-//! * [`keep`]: the records a road persists and the reference's key acceptance table;
+//! * [`keep`]: the records a road persists, the snapshot it is built from and the persist ops
+//!   it hands out, and the reference's key acceptance table;
 //! * [`road`]: the road state machine (join, allow, alive, messages);
 //! * [`lane`]: the lane's pages and books, and the sans-IO state of one yard.
 #![forbid(unsafe_code)]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use raet_proto::crypto::{PrivateKey, Signer};
-use raet_proto::keep::{AutoMode, MemKeep};
+use raet_proto::keep::{AutoMode, Snapshot};
 use raet_proto::packet::Head;
 use raet_proto::road::{Event, Road, RoadConfig};
 use serde_json::{json, Value};
@@ -53,14 +53,7 @@ fn road(name: &str, ha: SocketAddr, main: bool, now: Instant) -> Road {
     let mut config = RoadConfig::new(name, ha);
     config.main = main;
     config.auto = AutoMode::Once;
-    Road::new(
-        config,
-        Some(keys(name)),
-        Box::new(MemKeep::new()),
-        [7; 32],
-        now,
-    )
-    .expect("road")
+    Road::new(config, Some(keys(name)), Snapshot::default(), [7; 32], now).expect("road")
 }
 
 /// The head bytes of a datagram.

@@ -9,6 +9,12 @@
 //! `Delivered`/`SendFailed` complete the [`RoadStack::transmit`] futures,
 //! `Allowed`/`JoinFailed`/`AllowFailed`/`Rejected` complete [`RoadStack::join`], and every
 //! event but messages is broadcast to [`RoadStack::events`] subscribers.
+//!
+//! The keep is read once, at [`RoadStack::bind`] (the road's [`Snapshot`]); afterwards the
+//! road's persist ops go to a writer thread ([`KeepWriter`]) that applies them in order, so
+//! the task never waits for a disk. Its role reads come back to the task, which hands them to
+//! the road; its failures are counted as `keep_error` in [`RoadStack::stats`]. Shutdown waits
+//! for the writes queued so far.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -26,7 +32,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, warn};
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
-use crate::keep::Keep;
+use crate::keep::{Keep, KeepError, KeepWriter, RoleAnswer, Snapshot};
 use crate::road::{
     AllowFailure, Event, JoinFailure, MessageId, RejectedBy, RemoteStatus, Road, RoadConfig,
     RoadError, SendFailure, Uid,
@@ -73,6 +79,9 @@ pub enum StackError {
     /// The road core refused the request.
     #[error(transparent)]
     Road(#[from] RoadError),
+    /// The keep could not be loaded.
+    #[error("keep: {0}")]
+    Keep(#[from] KeepError),
     /// The join (or the allow that follows it) did not complete.
     #[error("join of remote {uid} failed: {reason}")]
     JoinFailed {
@@ -141,6 +150,7 @@ enum Command {
     Transmit(Uid, Map<String, Value>, Reply<()>),
     Accept(String, Reply<()>),
     Reject(String, Reply<()>),
+    ForgetRole(String, Reply<()>),
     Remove(Uid, Reply<()>),
     Remotes(oneshot::Sender<Vec<RemoteStatus>>),
     Stats(oneshot::Sender<BTreeMap<String, u64>>),
@@ -177,7 +187,8 @@ impl std::fmt::Debug for RoadStack {
 impl RoadStack {
     /// Binds a UDP socket at `config.ha` (port 0 picks a free port; the
     /// address actually bound is what the road records), restores or creates
-    /// the road's identity from `keep`, and starts the driver task.
+    /// the road's identity from `keep` (read here, once), and starts the driver
+    /// task and the thread that writes the road's changes to `keep`.
     ///
     /// Must be called inside a tokio runtime.
     pub async fn bind(
@@ -195,8 +206,11 @@ impl RoadStack {
             });
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
-        let road = Road::new(config, keys, keep, seed, Instant::now())?;
+        let snapshot = Snapshot::load(keep.as_ref())?;
+        let road = Road::new(config, keys, snapshot, seed, Instant::now())?;
         let name: Arc<str> = Arc::from(road.name());
+        let (answers, role_answers) = mpsc::unbounded_channel();
+        let writer = KeepWriter::spawn(&name, keep, answers)?;
         let (verify_key, public_key) = (road.verify_key(), road.public_key());
         info!(name = %name, addr = %local_addr, "road stack bound");
 
@@ -212,6 +226,8 @@ impl RoadStack {
             joins: HashMap::new(),
             transmits: HashMap::new(),
             counters: BTreeMap::new(),
+            writer,
+            role_answers,
             buf: vec![0u8; RECV_BUFFER_SIZE],
         };
         let task = tokio::spawn(driver.run());
@@ -307,6 +323,13 @@ impl RoadStack {
         self.request(|reply| Command::Reject(name, reply)).await
     }
 
+    /// Forgets the decision on `role`'s keys: the next join offering it is decided again
+    /// ([`Road::forget_role`]).
+    pub async fn forget_role(&self, role: &str) -> Result<(), StackError> {
+        let role = role.to_owned();
+        self.request(|reply| Command::ForgetRole(role, reply)).await
+    }
+
     /// Removes a remote; its pending messages fail.
     pub async fn remove(&self, uid: Uid) -> Result<(), StackError> {
         self.request(|reply| Command::Remove(uid, reply)).await
@@ -321,8 +344,8 @@ impl RoadStack {
         rx.await.unwrap_or_default()
     }
 
-    /// The road's counters plus the driver's own (`udp_*`); empty once the
-    /// stack is shut down.
+    /// The road's counters plus the driver's own (`udp_*`, and `keep_error`: persist ops
+    /// the keep failed to apply); empty once the stack is shut down.
     pub async fn stats(&self) -> BTreeMap<String, u64> {
         let (reply, rx) = oneshot::channel();
         if self.commands.send(Command::Stats(reply)).is_err() {
@@ -434,6 +457,10 @@ struct Driver {
     transmits: HashMap<MessageId, Reply<()>>,
     /// The driver's own counters (socket errors).
     counters: BTreeMap<&'static str, u64>,
+    /// Applies the road's persist ops to the keep.
+    writer: KeepWriter,
+    /// The keep's answers to the road's role reads.
+    role_answers: mpsc::UnboundedReceiver<RoleAnswer>,
     buf: Vec<u8>,
 }
 
@@ -473,6 +500,9 @@ impl Driver {
                     }
                     Err(e) => self.socket_error("udp_recv_error", &e),
                 },
+                Some((role, record)) = self.role_answers.recv() => {
+                    self.road.role_loaded(Instant::now(), &role, record);
+                }
                 () = timer => {}
             }
             if backlog.is_some_and(|since| since.elapsed() < MAX_TIMER_HOLD) {
@@ -486,6 +516,7 @@ impl Driver {
         // Give whatever the road still has queued (e.g. the done of a message
         // just completed) a chance to leave before the socket closes.
         self.flush().await;
+        self.writer.finish().await;
         info!(name = self.road.name(), "road stack stopped");
         // Dropping `joins`/`transmits` fails their futures with `Closed`.
     }
@@ -511,8 +542,12 @@ impl Driver {
         Drained::More
     }
 
-    /// Sends everything the road has queued, then dispatches its events.
+    /// Hands the road's persist ops to the writer, sends everything the road has queued, then
+    /// dispatches its events.
     async fn flush(&mut self) {
+        while let Some(op) = self.road.poll_persist() {
+            self.writer.push(op);
+        }
         while let Some(transmit) = self.road.poll_transmit() {
             trace!(dest = %transmit.dest, len = transmit.payload.len(), "datagram out");
             // `send_to` waits for writability on WouldBlock: nothing is dropped.
@@ -550,6 +585,10 @@ impl Driver {
             Command::Reject(name, reply) => {
                 answer(reply, self.road.reject(now, &name).map_err(Into::into));
             }
+            Command::ForgetRole(role, reply) => {
+                self.road.forget_role(&role);
+                answer(reply, Ok(()));
+            }
             Command::Remove(uid, reply) => {
                 answer(reply, self.road.remove(now, uid).map_err(Into::into));
             }
@@ -565,6 +604,10 @@ impl Driver {
                     .map(|(k, v)| ((*k).to_owned(), *v))
                     .collect();
                 stats.extend(self.counters.iter().map(|(k, v)| ((*k).to_owned(), *v)));
+                let keep_errors = self.writer.errors();
+                if keep_errors > 0 {
+                    stats.insert("keep_error".to_owned(), keep_errors);
+                }
                 let _ = reply.send(stats);
             }
             Command::Shutdown => {}

@@ -1,13 +1,13 @@
 //! `RoadStack` over real loopback UDP: two stacks join, exchange messages,
 //! survive garbage, and fail in bounded time when the peer disappears.
 //! No sleeps: every wait is on a future, with `tokio::time::timeout` only as
-//! a guard against hanging.
+//! a guard against hanging. A keep that fails does not stop the stack.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use raet::keep::{AutoMode, MemKeep};
+use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
 use raet::road::{Event, Presence, RoadConfig};
 use raet::stack::{RoadStack, StackError};
 use serde_json::{json, Map, Value};
@@ -221,4 +221,44 @@ async fn shutdown_fails_pending_requests_and_later_calls() {
     assert!(matches!(later.accept("x").await, Err(StackError::Closed)));
     assert!(later.recv().await.is_none());
     assert!(later.remotes().await.is_empty());
+}
+
+/// A keep that cannot be written any more (its `remote/` directory replaced by a file after
+/// the bind, which stops root too): the stack's writes fail on its keep thread, are counted
+/// as `keep_error`, and the road goes on (joins, messages); what can be written still is (the
+/// local estate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_keep_is_counted_and_the_road_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep = DirKeep::open(dir.path()).expect("open");
+    let main = stack("main", true).await;
+    let minion = RoadStack::bind(config("minion", false), None, Box::new(keep.clone()))
+        .await
+        .expect("bind");
+    // Broken after the snapshot was read at bind.
+    let remote = dir.path().join("remote");
+    std::fs::remove_dir(&remote).expect("rmdir");
+    std::fs::write(&remote, b"not a directory").expect("write");
+    let uid = guard("join", minion.join(main.local_addr()))
+        .await
+        .expect("join despite the keep");
+    let (sent, got) = guard("message", async {
+        tokio::join!(minion.transmit(uid, blob(10)), main.recv())
+    })
+    .await;
+    sent.expect("delivered");
+    assert!(got.is_some());
+    // The writes fail on the keep thread, a moment after the road emitted them.
+    guard("keep_error counted", async {
+        while !minion.stats().await.contains_key("keep_error") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    minion.shutdown().await;
+    assert_eq!(
+        keep.load_local().expect("local").map(|l| l.name),
+        Some("minion".to_owned()),
+        "the local estate was written before the shutdown returned"
+    );
 }

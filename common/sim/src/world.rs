@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::{Endpoint, Link, SimNet, SimTimeout};
 use raet_proto::crypto::{PrivateKey, Signer};
-use raet_proto::keep::{Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord};
+use raet_proto::keep::{
+    apply_now, Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord, Snapshot,
+};
 use raet_proto::road::{
     Event, MessageId, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
 };
@@ -146,16 +148,21 @@ pub struct Peer {
     pub spec: Spec,
     /// The road core.
     pub road: Road,
-    /// Its keep (clones share storage: it survives a restart).
+    /// Its keep (clones share storage: it survives a restart); the road's persist ops are
+    /// applied to it at once, after every input.
     pub keep: MemKeep,
+    /// Persist ops the keep failed to apply.
+    pub keep_errors: u64,
     /// Every event polled from the road, in order.
     pub events: Vec<Event>,
 }
 
 impl Peer {
-    /// Moves the events the road produced into [`Peer::events`] (done after every datagram,
-    /// timer and [`World`] call; needed after calling the road's API directly).
-    pub fn collect(&mut self) {
+    /// Applies the road's persist ops (answering its role reads at `now`) and moves the events
+    /// the road produced into [`Peer::events`] (done after every datagram, timer and [`World`]
+    /// call; needed after calling the road's API directly).
+    pub fn collect(&mut self, now: Instant) {
+        self.keep_errors += apply_now(&mut self.road, &mut self.keep, now);
         while let Some(event) = self.road.poll_event() {
             self.events.push(event);
         }
@@ -214,12 +221,12 @@ impl Peer {
 impl Endpoint for Peer {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         Endpoint::handle_datagram(&mut self.road, now, from, data);
-        self.collect();
+        self.collect(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         Endpoint::handle_timeout(&mut self.road, now);
-        self.collect();
+        self.collect(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -267,7 +274,7 @@ impl World {
         let road = Road::new(
             spec.config(),
             Some(keys(spec.keys)),
-            Box::new(keep.clone()),
+            Snapshot::load(&keep).unwrap_or_else(|e| panic!("loading {}'s keep: {e}", spec.name)),
             rng_seed,
             self.net.now(),
         )
@@ -276,15 +283,21 @@ impl World {
             spec,
             road,
             keep,
+            keep_errors: 0,
             events: Vec::new(),
         }
     }
 
-    /// A crash: the estate disappears (its keep survives in the returned peer).
+    /// A crash: the estate disappears (its keep, with everything the road decided so far,
+    /// survives in the returned peer).
     pub fn crash(&mut self, at: SocketAddr) -> Peer {
-        self.net
+        let now = self.net.now();
+        let mut peer = self
+            .net
             .remove(at)
-            .unwrap_or_else(|| panic!("no estate at {at}"))
+            .unwrap_or_else(|| panic!("no estate at {at}"));
+        peer.collect(now);
+        peer
     }
 
     /// Crash the estate and start a new road on the same keep and spec.
@@ -312,7 +325,7 @@ impl World {
             .road
             .join(now, to)
             .unwrap_or_else(|e| panic!("join {from} -> {to}: {e}"));
-        peer.collect();
+        peer.collect(now);
         uid
     }
 
@@ -324,7 +337,7 @@ impl World {
             .road
             .send(now, to, body)
             .unwrap_or_else(|e| panic!("send {from} -> uid {to}: {e}"));
-        peer.collect();
+        peer.collect(now);
         id
     }
 

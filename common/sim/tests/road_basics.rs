@@ -207,7 +207,7 @@ fn auto_never_pends_until_accepted() {
     let now = world.net.now();
     let main = world.peer(m);
     main.road.reject(now, "other").expect("reject");
-    main.collect();
+    main.collect(now);
     assert!(main.road.remotes().is_empty());
     assert!(main.has(|e| matches!(e, Event::Removed { name, .. } if name == "other")));
 }
@@ -248,7 +248,7 @@ fn a_large_burst_leaves_in_chunks_due_at_once() {
         Some(segments as u64),
     );
     // Lost on the wire here: the receiver's asks for them and the redo deliver it anyway.
-    world.peer(o).collect();
+    world.peer(o).collect(now);
     world
         .wait_for(o, Duration::from_secs(30), is_delivered)
         .expect("delivered");

@@ -10,11 +10,14 @@
 //!
 //! Two storage backends implement [`Keep`]: `raet::keep::DirKeep` (the reference directory layout,
 //! atomic writes, mode 0600 files) and [`MemKeep`] (in memory, for tests; clones share
-//! storage so a test can restart a stack on it).
+//! storage so a test can restart a stack on it). The road itself never calls a keep: it is
+//! built from a [`Snapshot`] and hands out [`PersistOp`]s for its driver to apply.
 
 mod mem;
+mod persist;
 
 pub use mem::MemKeep;
+pub use persist::{apply_now, PersistOp, Snapshot};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -275,7 +278,8 @@ pub struct RoleRecord {
     pub pubhex: String,
 }
 
-/// Storage backend used by the road core (synchronous, small files).
+/// Storage backend of a road's driver (synchronous, small files): loads the [`Snapshot`] a
+/// road is built from and applies the road's [`PersistOp`]s.
 pub trait Keep: Send {
     /// Our estate and keys, `None` in a fresh keep.
     fn load_local(&self) -> Result<Option<LocalRecord>, KeepError>;

@@ -1,12 +1,13 @@
-//! Road-wide state shared by every transaction: identity, keep, rng, output queues, counters.
+//! Road-wide state shared by every transaction: identity, role records, rng, output queues
+//! (datagrams, events, persist ops), counters.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use rand_chacha::ChaCha20Rng;
 
 use crate::crypto::{PrivateKey, Signer};
-use crate::keep::{Keep, LocalRecord, RoleRecord, RoleStatus};
+use crate::keep::{LocalRecord, PersistOp, RoleRecord, RoleStatus};
 use crate::packet::{
     self, AllowError, BodyKind, CoatKind, FootKind, Head, PacketKind, TransactionKind,
 };
@@ -15,7 +16,7 @@ use crate::Transmit;
 use super::remote::Remote;
 use super::{Event, RoadConfig};
 
-/// Identity, keep, randomness, output queues and counters of a road.
+/// Identity, role records, randomness, output queues and counters of a road.
 pub(crate) struct Core {
     /// The configuration.
     pub config: RoadConfig,
@@ -35,8 +36,16 @@ pub(crate) struct Core {
     pub puid: u32,
     /// Our own session id (persisted, as the reference).
     pub sid: u32,
-    /// Persistence.
-    pub keep: Box<dyn Keep>,
+    /// The record of every remote role (restored from the snapshot, kept by the road).
+    pub roles: BTreeMap<String, RoleRecord>,
+    /// Roles whose keep record was asked for ([`PersistOp::LoadRole`]) and not changed by
+    /// the road since: an answer for any other role is stale.
+    pub role_loads: BTreeSet<String>,
+    /// Roles whose record the keep confirmed since a join request last relied on it (see
+    /// `Road::role_loaded`).
+    pub confirmed_roles: BTreeSet<String>,
+    /// Persist ops for the driver, in order.
+    pub persist: VecDeque<PersistOp>,
     /// The only randomness source (seeded by the driver).
     pub rng: ChaCha20Rng,
     /// Datagrams to send.
@@ -160,64 +169,79 @@ impl Core {
         }
     }
 
-    /// Persists our local record (a failure is logged and counted).
+    /// Queues our local record for the keep.
     pub(crate) fn save_local(&mut self) {
         let record = self.local_record();
-        if let Err(e) = self.keep.save_local(&record) {
-            tracing::warn!(road = %self.config.name, error = %e, "cannot save local estate");
-            self.stat("keep_error");
-        }
+        self.persist.push_back(PersistOp::SaveLocal(record));
     }
 
-    /// Persists a remote (a failure is logged and counted).
+    /// Queues a remote for the keep (an ephemeral one is not persisted).
     pub(crate) fn save_remote(&mut self, remote: &Remote) {
-        if remote.ephemeral {
-            return;
-        }
-        if let Err(e) = self.keep.save_remote(&remote.record()) {
-            tracing::warn!(road = %self.config.name, remote = %remote.name, error = %e,
-                "cannot save remote estate");
-            self.stat("keep_error");
+        if !remote.ephemeral {
+            self.persist
+                .push_back(PersistOp::SaveRemote(remote.record()));
         }
     }
 
-    /// Forgets a remote in the keep (a failure is logged and counted).
+    /// Queues the removal of a remote from the keep.
     pub(crate) fn forget_remote(&mut self, name: &str) {
-        if let Err(e) = self.keep.remove_remote(name) {
-            tracing::warn!(road = %self.config.name, remote = %name, error = %e,
-                "cannot remove remote estate from the keep");
-            self.stat("keep_error");
-        }
+        self.persist.push_back(PersistOp::RemoveRemote {
+            name: name.to_owned(),
+        });
     }
 
-    /// The stored record of `role` (a keep failure counts and reads as "no record").
-    pub(crate) fn load_role(&mut self, role: &str) -> Option<RoleRecord> {
-        match self.keep.load_role(role) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(road = %self.config.name, %role, error = %e, "cannot load role");
-                self.stat("keep_error");
-                None
-            }
-        }
+    /// Records a role (in memory, and queued for the keep).
+    pub(crate) fn save_role(&mut self, record: RoleRecord) {
+        self.role_loads.remove(&record.role);
+        self.confirmed_roles.remove(&record.role);
+        self.roles.insert(record.role.clone(), record.clone());
+        self.persist.push_back(PersistOp::SaveRole(record));
     }
 
-    /// Persists a role record (a failure is logged and counted).
-    pub(crate) fn save_role(&mut self, record: &RoleRecord) {
-        if let Err(e) = self.keep.save_role(record) {
-            tracing::warn!(road = %self.config.name, role = %record.role, error = %e,
-                "cannot save role");
-            self.stat("keep_error");
+    /// Forgets a role (in memory, and queued for the keep).
+    pub(crate) fn forget_role(&mut self, role: &str) {
+        self.role_loads.remove(role);
+        self.confirmed_roles.remove(role);
+        self.roles.remove(role);
+        self.persist.push_back(PersistOp::RemoveRole {
+            role: role.to_owned(),
+        });
+    }
+
+    /// Asks the driver for the keep's record of `role` (answered by `Road::role_loaded`).
+    pub(crate) fn load_role(&mut self, role: &str) {
+        self.role_loads.insert(role.to_owned());
+        self.persist.push_back(PersistOp::LoadRole {
+            role: role.to_owned(),
+        });
+    }
+
+    /// Whether a join request offering `role` with these keys must wait for the keep: the
+    /// road's record of `role` would reject it (a remembered rejection, or other keys than
+    /// the recorded ones) and the keep has not confirmed that record since a join last relied
+    /// on it (an operator may have changed or deleted it there). If so the record is asked
+    /// for and `true` returned (the request is to be held); else a confirmation, if any, is
+    /// used up.
+    pub(crate) fn record_unconfirmed(&mut self, role: &str, verhex: &str, pubhex: &str) -> bool {
+        let rejects = self.roles.get(role).is_some_and(|record| {
+            let status = crate::keep::status_role(self.config.auto, Some(record), verhex, pubhex);
+            status.acceptance == crate::keep::Acceptance::Rejected
+        });
+        if !rejects || self.confirmed_roles.remove(role) {
+            return false;
         }
+        // Asked for every request held: the answers after the first are stale and ignored.
+        self.load_role(role);
+        true
     }
 
     /// The reference's `statusRole`: acceptance of `role` offering these keys under our auto
     /// mode, saving the role record when the table says so.
     pub(crate) fn status_role(&mut self, role: &str, verhex: &str, pubhex: &str) -> RoleStatus {
-        let record = self.load_role(role);
-        let status = crate::keep::status_role(self.config.auto, record.as_ref(), verhex, pubhex);
+        let record = self.roles.get(role);
+        let status = crate::keep::status_role(self.config.auto, record, verhex, pubhex);
         if let Some(record) = status.record_to_save(role, verhex, pubhex) {
-            self.save_role(&record);
+            self.save_role(record);
         }
         status
     }

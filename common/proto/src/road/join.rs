@@ -48,6 +48,11 @@ impl Joiner {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         earliest(self.deadline, self.redo.due())
     }
+
+    /// Whether it waits for our decision on the joinent's keys (its request was answered).
+    pub(crate) fn awaits_decision(&self) -> bool {
+        !matches!(self.last, Some((PacketKind::Request, _)))
+    }
 }
 
 /// Our side of a join the remote initiated.
@@ -70,6 +75,11 @@ impl Joinent {
     /// Next timer.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         earliest(self.deadline, self.redo.due())
+    }
+
+    /// Whether it waits for our decision on the joiner's keys (no response sent yet).
+    pub(crate) fn awaits_decision(&self) -> bool {
+        !matches!(self.last, Some((PacketKind::Response, _)))
     }
 }
 
@@ -484,8 +494,7 @@ impl Road {
         if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Pend, &[]) {
             j.last = Some((PacketKind::Pend, d));
         }
-        let name = self.remote_name(uid);
-        self.core.event(Event::Pending { uid, name });
+        self.announce_pending(uid);
         self.insert_txn(uid, index, Transaction::Joiner(j));
     }
 
@@ -520,6 +529,21 @@ impl Road {
         self.core.save_local();
     }
 
+    /// The Pending event: the remote's keys as offered await a decision.
+    fn announce_pending(&mut self, uid: Uid) {
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let event = Event::Pending {
+            uid,
+            name: remote.name.clone(),
+            role: remote.role.clone(),
+            verhex: remote.verhex.clone(),
+            pubhex: remote.pubhex.clone(),
+        };
+        self.core.event(event);
+    }
+
     /// Joined events.
     fn announce_joined(&mut self, uid: Uid) {
         let name = self.remote_name(uid);
@@ -534,8 +558,8 @@ impl Road {
         });
     }
 
-    /// A joiner's timers: timeout (gives up), redo (resend the request, or poll the keep
-    /// while our own acceptance is pending).
+    /// A joiner's timers: timeout (gives up), redo (resend the request, or ask the keep for
+    /// the role's record while our own acceptance is pending).
     pub(super) fn joiner_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joiner) {
         if j.deadline.is_some_and(|d| now >= d) {
             self.core.stat("joiner_timeout");
@@ -558,23 +582,39 @@ impl Road {
                 self.core.stat("joiner_tx_join_redo");
                 self.core.resend(j.dest, datagram);
             }
-            _ => match self.status_remote(uid) {
-                Some(Acceptance::Accepted) => {
-                    self.joiner_complete(now, uid, j);
-                    return;
-                }
-                Some(Acceptance::Rejected) => {
-                    self.joiner_nack(uid, &j, PacketKind::Nack);
-                    self.remove_remote(now, uid);
-                    return;
-                }
-                _ => {}
-            },
+            _ => self.load_role_of(uid),
         }
         self.insert_txn(uid, index, Transaction::Joiner(j));
     }
 
-    /// The keep's current verdict on a remote's role and keys (reference `statusRemote`).
+    /// Asks the driver for the keep's record of a remote's role (a pending join's redo: the
+    /// answer, [`Road::role_loaded`], may carry an operator's decision).
+    fn load_role_of(&mut self, uid: Uid) {
+        if let Some(remote) = self.remotes.get(&uid) {
+            let role = remote.role.clone();
+            self.core.load_role(&role);
+        }
+    }
+
+    /// A join with `uid` pending on a decision is decided again from the role records
+    /// (reference `statusRemote` on a pended join's redo): accepted completes it, rejected
+    /// removes the remote (its join nacked).
+    pub(super) fn recheck_pending(&mut self, now: Instant, uid: Uid) {
+        let pending = self
+            .remotes
+            .get(&uid)
+            .is_some_and(|r| r.transactions.values().any(Transaction::awaits_decision));
+        if !pending {
+            return;
+        }
+        match self.status_remote(uid) {
+            Some(Acceptance::Accepted) => self.resolve_pending(now, uid),
+            Some(Acceptance::Rejected) => self.remove_remote(now, uid),
+            _ => {}
+        }
+    }
+
+    /// The role records' verdict on a remote's role and keys (reference `statusRemote`).
     fn status_remote(&mut self, uid: Uid) -> Option<Acceptance> {
         let remote = self.remotes.get(&uid)?;
         let (role, verhex, pubhex) = (
@@ -594,14 +634,10 @@ impl Road {
         let pending = self.txn_indexes(uid, Transaction::is_join);
         for index in pending {
             match self.take_txn(uid, &index) {
-                Some(Transaction::Joiner(j))
-                    if !matches!(j.last, Some((PacketKind::Request, _))) =>
-                {
+                Some(Transaction::Joiner(j)) if j.awaits_decision() => {
                     self.joiner_complete(now, uid, j);
                 }
-                Some(Transaction::Joinent(mut j))
-                    if !matches!(j.last, Some((PacketKind::Response, _))) =>
-                {
+                Some(Transaction::Joinent(mut j)) if j.awaits_decision() => {
                     self.joinent_respond(now, uid, &mut j);
                     self.insert_txn(uid, index, Transaction::Joinent(j));
                 }
@@ -717,6 +753,13 @@ impl Road {
             self.joinent_nack(uid, &j, PacketKind::Reject);
             return;
         }
+        if self
+            .core
+            .record_unconfirmed(&jb.role, &jb.verhex, &jb.pubhex)
+        {
+            self.hold_join(&jb.role, rx);
+            return;
+        }
         if !self.joinent_race(uid, &j, &jb) {
             return;
         }
@@ -822,8 +865,7 @@ impl Road {
             if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Pend, &[]) {
                 j.last = Some((PacketKind::Pend, d));
             }
-            let name = self.remote_name(uid);
-            self.core.event(Event::Pending { uid, name });
+            self.announce_pending(uid);
         }
         self.insert_txn(uid, index, Transaction::Joinent(j));
     }
@@ -920,8 +962,8 @@ impl Road {
         }
     }
 
-    /// A joinent's timers: timeout (nack), redo (resend the response, or poll the keep while
-    /// pending).
+    /// A joinent's timers: timeout (nack), redo (resend the response, or ask the keep for the
+    /// role's record while pending).
     pub(super) fn joinent_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joinent) {
         if j.deadline.is_some_and(|d| now >= d) {
             self.core.stat("joinent_timeout");
@@ -939,15 +981,7 @@ impl Road {
                 self.core.stat("joinent_tx_accept_redo");
                 self.core.resend(j.dest, datagram);
             }
-            _ => match self.status_remote(uid) {
-                Some(Acceptance::Accepted) => self.joinent_respond(now, uid, &mut j),
-                Some(Acceptance::Rejected) => {
-                    self.joinent_nack(uid, &j, PacketKind::Nack);
-                    self.remove_remote(now, uid);
-                    return;
-                }
-                _ => {}
-            },
+            _ => self.load_role_of(uid),
         }
         self.insert_txn(uid, index, Transaction::Joinent(j));
     }

@@ -1,10 +1,33 @@
 //! The sans-IO road core: remotes, transactions (join, allow, alive, message), timers.
 //!
-//! A [`Road`] is one RAET estate on a UDP "road". It owns no socket and no
-//! clock: the driver feeds it received datagrams ([`Road::handle_datagram`])
-//! and the current time ([`Road::handle_timeout`]), then drains the datagrams
-//! to send ([`Road::poll_transmit`]), the application events
-//! ([`Road::poll_event`]) and the next deadline ([`Road::poll_timeout`]).
+//! A [`Road`] is one RAET estate on a UDP "road". It owns no socket, no
+//! clock and no storage: the driver builds it from a [`Snapshot`] of its keep,
+//! feeds it received datagrams ([`Road::handle_datagram`]) and the current time
+//! ([`Road::handle_timeout`]), then drains the datagrams to send
+//! ([`Road::poll_transmit`]), the application events ([`Road::poll_event`]),
+//! the keep writes ([`Road::poll_persist`]) and the next deadline
+//! ([`Road::poll_timeout`]).
+//!
+//! Persistence: the road keeps its role records (keys and acceptance) in memory and
+//! decides every join from them (the reference's `statusRole`), handing each change out as a
+//! [`PersistOp`], in order, for the driver to apply where blocking is harmless. Reads of the
+//! keep stay where the reference re-reads its role file to notice a decision written there by
+//! another program (an operator's tool), as explicit requests: the road emits
+//! [`PersistOp::LoadRole`] and the driver answers with [`Road::role_loaded`], never a
+//! callback.
+//! * While a join waits for an operator (auto `never`, pended), each of its redos asks; an
+//!   accepted record completes the join, a rejected one ends it.
+//! * A join request that the road's record of its role would reject (a remembered
+//!   rejection, or keys other than the recorded ones) is decided only once the keep
+//!   confirmed that record (an operator may have changed or deleted it there): the road
+//!   asks, holds the request (`join_held`) and processes it again when the answer comes.
+//!   Each confirmation serves one request.
+//!
+//! An answer overtaken by the road's own change of that role (e.g. [`Road::accept`] while
+//! the read was queued) is stale and ignored. Decisions of the application go through
+//! [`Event::Pending`] (which carries the offered keys) and [`Road::accept`] /
+//! [`Road::reject`]; [`Road::forget_role`] drops a decision so that the next join is
+//! decided again.
 //!
 //! Everything on the wire is what raet 0.6.8 emits (see `tests/road_capture.rs`: the join,
 //! allow acks, alive and done datagrams of the reference capture are reproduced byte for
@@ -48,7 +71,7 @@ pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
 pub use message::CHUNK;
 pub use timers::Timers;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -57,7 +80,7 @@ use rand_chacha::ChaCha20Rng;
 use serde_json::{Map, Value};
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
-use crate::keep::{Acceptance, AutoMode, Keep, KeepError, RoleRecord};
+use crate::keep::{Acceptance, AutoMode, PersistOp, RemoteRecord, RoleRecord, Snapshot};
 use crate::packet::{
     BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketKind, TransactionKind,
     MAX_MESSAGE_SIZE,
@@ -169,9 +192,6 @@ impl RoadConfig {
 /// Errors of the road API.
 #[derive(Debug, thiserror::Error)]
 pub enum RoadError {
-    /// The keep failed to load or save.
-    #[error("keep: {0}")]
-    Keep(#[from] KeepError),
     /// No remote with that uid or name.
     #[error("unknown remote")]
     UnknownRemote,
@@ -229,6 +249,12 @@ pub enum Event {
         uid: Uid,
         /// Its name.
         name: String,
+        /// Its role (the keys are decided per role).
+        role: String,
+        /// The verify key it offers (hex).
+        verhex: String,
+        /// The public key it offers (hex).
+        pubhex: String,
     },
     /// The join was rejected (by us or by them).
     Rejected {
@@ -339,6 +365,10 @@ pub struct RemoteStatus {
     pub role: String,
     /// Acceptance of its role's keys, if known.
     pub acceptance: Option<Acceptance>,
+    /// Its verify key (hex; empty until a join told it).
+    pub verhex: String,
+    /// Its public key (hex; empty until a join told it).
+    pub pubhex: String,
     /// Join state (`None` = in progress or never tried).
     pub joined: Option<bool>,
     /// Allow state (`None` = in progress or never tried).
@@ -363,12 +393,27 @@ pub(crate) struct Rx<'a> {
     pub from: SocketAddr,
 }
 
+/// A join request held until the keep confirms the rejection of its role.
+struct HeldJoin {
+    /// The role it offers.
+    role: String,
+    /// Its head.
+    head: Head,
+    /// Its coat.
+    coat: Vec<u8>,
+    /// Where it came from.
+    from: SocketAddr,
+}
+
 /// One RAET road estate: a sans-IO state machine (see the module documentation).
 pub struct Road {
     core: Core,
     remotes: BTreeMap<Uid, Remote>,
     /// Remotes of vacuous joins in progress, by address (the reference's `joinees`).
     joinees: HashMap<SocketAddr, Uid>,
+    /// Join requests waiting for the keep's answer about their role (at most
+    /// [`Limits::max_joinees`]).
+    held_joins: Vec<HeldJoin>,
 }
 
 impl std::fmt::Debug for Road {
@@ -382,15 +427,17 @@ impl std::fmt::Debug for Road {
 }
 
 impl Road {
-    /// Restores identity (keys, uid counter, remotes) from the keep when present, else creates it
-    /// (keys: from `keys` if given, else random from the seeded rng) and saves it.
+    /// Restores identity (keys, uid counter, remotes, role records) from `snapshot` when it
+    /// has a local record, else creates it (keys: from `keys` if given, else random from the
+    /// seeded rng); either way the local record and every restored remote are queued for the
+    /// keep ([`Road::poll_persist`]).
     ///
     /// As the reference, every restored remote starts a new session (its `sid` + 1); `joined`
     /// is restored, `allowed`/`alive` are not (the remotes must be allowed again).
     pub fn new(
         config: RoadConfig,
         keys: Option<(Signer, PrivateKey)>,
-        keep: Box<dyn Keep>,
+        snapshot: Snapshot,
         rng_seed: [u8; 32],
         now: Instant,
     ) -> Result<Road, RoadError> {
@@ -400,7 +447,11 @@ impl Road {
         crate::keep::check_name("role", &role)
             .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
         let mut rng = ChaCha20Rng::from_seed(rng_seed);
-        let restored = keep.load_local()?;
+        let Snapshot {
+            local: restored,
+            remotes,
+            roles,
+        } = snapshot;
         let (signer, private, uid, puid, sid) = match &restored {
             Some(local) => {
                 if local.name != config.name {
@@ -437,7 +488,10 @@ impl Road {
             uid,
             puid,
             sid,
-            keep,
+            roles: roles.into_iter().map(|r| (r.role.clone(), r)).collect(),
+            role_loads: BTreeSet::new(),
+            confirmed_roles: BTreeSet::new(),
+            persist: VecDeque::new(),
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -449,8 +503,9 @@ impl Road {
             core,
             remotes: BTreeMap::new(),
             joinees: HashMap::new(),
+            held_joins: Vec::new(),
         };
-        road.restore_remotes(now)?;
+        road.restore_remotes(now, remotes);
         road.core.save_local();
         let uids: Vec<Uid> = road.remotes.keys().copied().collect();
         for uid in uids {
@@ -463,9 +518,8 @@ impl Road {
         Ok(road)
     }
 
-    /// Loads the remotes of the keep (each with its role's keys and acceptance).
-    fn restore_remotes(&mut self, now: Instant) -> Result<(), RoadError> {
-        let records = self.core.keep.load_remotes()?;
+    /// Restores the remotes of the snapshot (each with its role's keys and acceptance).
+    fn restore_remotes(&mut self, now: Instant, records: Vec<RemoteRecord>) {
         for record in records {
             if record.uid == 0
                 || record.uid == self.core.uid
@@ -476,7 +530,7 @@ impl Road {
                 self.core.stat("restore_skipped");
                 continue;
             }
-            let Some(role) = self.core.keep.load_role(&record.role)? else {
+            let Some(role) = self.core.roles.get(&record.role).cloned() else {
                 tracing::warn!(road = %self.core.config.name, remote = %record.name,
                     role = %record.role, "skipping remote without role keys");
                 self.core.stat("restore_skipped");
@@ -507,7 +561,6 @@ impl Road {
             self.core.puid = self.core.puid.max(record.uid);
             self.remotes.insert(record.uid, remote);
         }
-        Ok(())
     }
 
     /// The first presence and reap deadlines of a new remote (period + offset on a non-main).
@@ -650,7 +703,7 @@ impl Road {
             pubhex: remote.pubhex.clone(),
         };
         remote.acceptance = Some(acceptance);
-        self.core.keep.save_role(&record)?;
+        self.core.save_role(record);
         match acceptance {
             Acceptance::Rejected => {
                 self.core.event(Event::Rejected {
@@ -675,6 +728,79 @@ impl Road {
         Ok(())
     }
 
+    /// Forgets the decision on `role`'s keys (in memory and in the keep): the next join
+    /// offering it is decided again by the auto mode. Known remotes of that role keep their
+    /// sessions.
+    pub fn forget_role(&mut self, role: &str) {
+        self.core.forget_role(role);
+    }
+
+    /// The keep's answer to [`PersistOp::LoadRole`]: its record of `role` now (`None`: it has
+    /// none). Unless the road changed that role since it asked (then the answer is stale and
+    /// ignored, counted as `stale_role_load`), the record replaces the road's (confirmed for
+    /// the next join request of that role that it would reject), and joins pending on that role
+    /// are decided again: an accepted record completes them, a rejected one removes their
+    /// remotes. Either way the join requests held for that role are processed again.
+    pub fn role_loaded(&mut self, now: Instant, role: &str, record: Option<RoleRecord>) {
+        if !self.core.role_loads.remove(role) {
+            self.core.stat("stale_role_load");
+            self.release_held_joins(now, role);
+            return;
+        }
+        match record {
+            Some(record) => {
+                self.core.confirmed_roles.insert(role.to_owned());
+                self.core.roles.insert(role.to_owned(), record);
+            }
+            None => {
+                self.core.roles.remove(role);
+            }
+        }
+        let pending: Vec<Uid> = self
+            .remotes
+            .values()
+            .filter(|r| !r.ephemeral && r.role == role)
+            .map(|r| r.uid)
+            .collect();
+        for uid in pending {
+            self.recheck_pending(now, uid);
+        }
+        self.release_held_joins(now, role);
+    }
+
+    /// Holds a join request offering `role` until the keep answers about it (dropped, and
+    /// counted as `held_join_limit`, beyond [`Limits::max_joinees`]: the joiner's redo comes
+    /// again).
+    pub(crate) fn hold_join(&mut self, role: &str, rx: &Rx<'_>) {
+        if self.held_joins.len() >= self.core.config.limits.max_joinees {
+            self.core.drop_packet("held_join_limit", rx.from);
+            return;
+        }
+        self.core.stat("join_held");
+        self.held_joins.push(HeldJoin {
+            role: role.to_owned(),
+            head: rx.head.clone(),
+            coat: rx.coat.to_vec(),
+            from: rx.from,
+        });
+    }
+
+    /// Processes again the join requests held for `role` (now decided from the keep's answer).
+    fn release_held_joins(&mut self, now: Instant, role: &str) {
+        let (released, held) = std::mem::take(&mut self.held_joins)
+            .into_iter()
+            .partition(|h| h.role == role);
+        self.held_joins = held;
+        for join in released {
+            let rx = Rx {
+                head: join.head,
+                coat: &join.coat,
+                from: join.from,
+            };
+            self.process_rx(now, &rx);
+        }
+    }
+
     /// Our uid for the remote called `name`.
     pub fn uid_by_name(&self, name: &str) -> Option<Uid> {
         self.remotes
@@ -695,6 +821,8 @@ impl Road {
                 ha: r.ha,
                 role: r.role.clone(),
                 acceptance: r.acceptance,
+                verhex: r.verhex.clone(),
+                pubhex: r.pubhex.clone(),
                 joined: r.joined,
                 allowed: r.allowed,
                 alive: r.alived,
@@ -1005,6 +1133,15 @@ impl Road {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.core.events.pop_front()
+    }
+
+    /// The next thing to do to the keep, in the order the road decided them: apply every op
+    /// in this order ([`PersistOp::apply`]) and answer [`PersistOp::LoadRole`] with
+    /// [`Road::role_loaded`]. The queue is unbounded: a driver drains it after every input,
+    /// as it drains the datagrams to send.
+    #[must_use]
+    pub fn poll_persist(&mut self) -> Option<PersistOp> {
+        self.core.persist.pop_front()
     }
 
     /// When [`Road::handle_timeout`] must be called next.

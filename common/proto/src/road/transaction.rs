@@ -108,6 +108,15 @@ impl Transaction {
         self.kind() == TransactionKind::Join
     }
 
+    /// Whether this is a join waiting for our decision on the remote's keys.
+    pub(crate) fn awaits_decision(&self) -> bool {
+        match self {
+            Transaction::Joiner(j) => j.awaits_decision(),
+            Transaction::Joinent(j) => j.awaits_decision(),
+            _ => false,
+        }
+    }
+
     /// Whether this is an allow (either side).
     pub(crate) fn is_allow(&self) -> bool {
         self.kind() == TransactionKind::Allow

@@ -1,0 +1,110 @@
+//! What a road is built from and what it asks its driver to persist: the [`Snapshot`] (the
+//! keep's content, loaded once by the driver before it builds the road) and the
+//! [`PersistOp`]s the road hands out through `Road::poll_persist`, in order.
+//!
+//! The road never calls a [`Keep`]: the driver loads the snapshot, applies every op in the
+//! order the road emitted it ([`PersistOp::apply`]) wherever it likes (the simulator at once
+//! with [`apply_now`], `RoadStack` on a writer thread) and answers [`PersistOp::LoadRole`]
+//! with `Road::role_loaded`.
+
+use std::time::Instant;
+
+use super::{Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord};
+use crate::road::Road;
+
+/// The content of a keep a road is restored from (empty: a fresh estate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Our estate and keys, `None` in a fresh keep.
+    pub local: Option<LocalRecord>,
+    /// Every remote estate (ordered by uid then name, as [`Keep::load_remotes`]).
+    pub remotes: Vec<RemoteRecord>,
+    /// Every remote role record (ordered by role).
+    pub roles: Vec<RoleRecord>,
+}
+
+impl Snapshot {
+    /// Reads everything `keep` holds.
+    pub fn load(keep: &dyn Keep) -> Result<Snapshot, KeepError> {
+        Ok(Snapshot {
+            local: keep.load_local()?,
+            remotes: keep.load_remotes()?,
+            roles: keep.load_roles()?,
+        })
+    }
+}
+
+/// One thing the road wants done to its keep, in the order emitted (a later op may depend on
+/// an earlier one: a [`PersistOp::LoadRole`] must see every write emitted before it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersistOp {
+    /// Persist our estate and keys.
+    SaveLocal(LocalRecord),
+    /// Persist one remote estate (keyed by its name).
+    SaveRemote(RemoteRecord),
+    /// Forget the remote estate called `name`.
+    RemoveRemote {
+        /// Its name.
+        name: String,
+    },
+    /// Persist one remote role record (keyed by its role).
+    SaveRole(RoleRecord),
+    /// Forget the record of `role`.
+    RemoveRole {
+        /// The role.
+        role: String,
+    },
+    /// Not a write: read the keep's record of `role` (which an operator may have edited: the
+    /// reference re-reads its keep for key decisions) and hand it to `Road::role_loaded`. A
+    /// failed read is counted and answered as no record, as the reference reads it.
+    LoadRole {
+        /// The role.
+        role: String,
+    },
+}
+
+impl PersistOp {
+    /// Applies the op to `keep`; [`PersistOp::LoadRole`] returns the record read (the
+    /// writes return `None`).
+    pub fn apply(&self, keep: &mut dyn Keep) -> Result<Option<RoleRecord>, KeepError> {
+        match self {
+            PersistOp::SaveLocal(local) => keep.save_local(local),
+            PersistOp::SaveRemote(remote) => keep.save_remote(remote),
+            PersistOp::RemoveRemote { name } => keep.remove_remote(name),
+            PersistOp::SaveRole(role) => keep.save_role(role),
+            PersistOp::RemoveRole { role } => keep.remove_role(role),
+            PersistOp::LoadRole { role } => return keep.load_role(role),
+        }
+        .map(|()| None)
+    }
+
+    /// A short name of the op for logs (`save_local`, `load_role`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PersistOp::SaveLocal(_) => "save_local",
+            PersistOp::SaveRemote(_) => "save_remote",
+            PersistOp::RemoveRemote { .. } => "remove_remote",
+            PersistOp::SaveRole(_) => "save_role",
+            PersistOp::RemoveRole { .. } => "remove_role",
+            PersistOp::LoadRole { .. } => "load_role",
+        }
+    }
+}
+
+/// The synchronous persistence driver (the simulator, tests): applies every op `road` has
+/// queued to `keep` at once, in order, and answers its role reads at `now`. A failure is
+/// logged and counted; the count is returned.
+pub fn apply_now(road: &mut Road, keep: &mut dyn Keep, now: Instant) -> u64 {
+    let mut failures = 0;
+    while let Some(op) = road.poll_persist() {
+        let read = op.apply(keep).unwrap_or_else(|e| {
+            tracing::warn!(road = %road.name(), op = op.kind(), error = %e, "keep failed");
+            failures += 1;
+            None
+        });
+        if let PersistOp::LoadRole { role } = &op {
+            road.role_loaded(now, role, read);
+        }
+    }
+    failures
+}
