@@ -597,11 +597,13 @@ impl Driver {
                 let _ = reply.send(self.road.remotes());
             }
             Command::Stats(reply) => {
+                // Counters that counted something (as the reference's stats).
                 let mut stats: BTreeMap<String, u64> = self
                     .road
                     .stats()
                     .iter()
-                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .filter(|(_, v)| *v > 0)
+                    .map(|(k, v)| (k.to_owned(), v))
                     .collect();
                 stats.extend(self.counters.iter().map(|(k, v)| ((*k).to_owned(), *v)));
                 let keep_errors = self.writer.errors();

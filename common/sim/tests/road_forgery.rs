@@ -75,7 +75,7 @@ fn a_role_that_is_not_the_name_cannot_claim_another_estates_keys() {
     let (world, claimed, joined) = role_claim(true, &keep);
     let main = world.peer_ref(m);
     assert_eq!(claimed, None, "nothing recorded for the attacker");
-    assert_eq!(main.road.stats().get("join_role_not_name"), Some(&1));
+    assert_eq!(main.road.stats().join_role_not_name, 1);
     assert!(world
         .peer_ref(e)
         .has(|ev| matches!(ev, Event::Rejected { .. })));
@@ -201,11 +201,7 @@ fn a_forged_join_with_other_keys_leaves_the_real_session_alone() {
             "{auto:?}: {:?}",
             main.events
         );
-        assert_eq!(
-            main.road.stats().get("join_rejected_keys_changed"),
-            Some(&1),
-            "{auto:?}"
-        );
+        assert_eq!(main.road.stats().join_rejected_keys_changed, 1, "{auto:?}");
         assert_victim_intact(&mut world, port, &keep, &before, auto);
         assert!(!world
             .peer_ref(x)
@@ -306,7 +302,7 @@ fn a_malformed_join_body_is_dropped() {
     }
     world.settle(Duration::from_secs(1));
     let main = world.peer_ref(m);
-    assert_eq!(main.road.stats().get("invalid_join"), Some(&2));
+    assert_eq!(main.road.stats().invalid_join, 2);
     assert_eq!(*answers.borrow(), 0, "{:?}", main.events);
     assert!(main.road.remotes().iter().all(|r| r.name != "evil"));
 }
@@ -367,7 +363,7 @@ fn a_truncated_hello_is_rejected() {
     world.net.inject(o, m, truncated);
     world.settle(Duration::from_millis(100));
     let stats = world.peer_ref(m).road.stats();
-    assert_eq!(stats.get("invalid_hello"), Some(&1), "{stats:?}");
+    assert_eq!(stats.invalid_hello, 1, "{stats:?}");
     assert_eq!(
         answers.borrow().first(),
         Some(&(TransactionKind::Allow, PacketKind::Reject))

@@ -245,14 +245,14 @@ fn a_pended_join_asks_the_keep_and_an_accept_written_there_completes_it() {
     let main = net.node(addr(MAIN));
     let accepted = role_record("beta", Acceptance::Accepted, OTHER_KEYS);
     main.role_loaded(now, "beta", Some(accepted));
-    assert_eq!(main.stats().get("stale_role_load"), None);
+    assert_eq!(main.stats().stale_role_load, 0);
     assert!(
         main.poll_transmit().is_some(),
         "the join is answered at once"
     );
     // A second answer, unasked for, is stale and changes nothing.
     main.role_loaded(now, "beta", None);
-    assert_eq!(main.stats().get("stale_role_load"), Some(&1));
+    assert_eq!(main.stats().stale_role_load, 1);
     assert_eq!(main.remotes()[0].acceptance, Some(Acceptance::Accepted));
     allowed(&mut net);
 }
@@ -272,10 +272,8 @@ fn a_remembered_rejection_is_confirmed_by_the_keep_before_a_join_uses_it() {
     );
     drain(net.node(addr(MAIN)));
     net.node(addr(OTHER)).join(now, addr(MAIN)).expect("join");
-    net.run_until(LIMIT, |n| {
-        n.node_ref(addr(MAIN)).stats().contains_key("join_held")
-    })
-    .expect("held");
+    net.run_until(LIMIT, |n| n.node_ref(addr(MAIN)).stats().join_held > 0)
+        .expect("held");
     let now = net.now();
     let main = net.node(addr(MAIN));
     assert_eq!(summary(&drain(main)), [op("load_role", "beta", None)]);

@@ -76,13 +76,8 @@ fn an_unsigned_alive_with_a_new_session_changes_nothing() {
         world.net.inject(from, alpha, datagram.clone());
         world.settle(Duration::from_millis(200));
     }
-    let dropped = world
-        .peer_ref(alpha)
-        .road
-        .stats()
-        .get("unsigned_packet")
-        .copied();
-    assert_eq!(dropped, Some(2), "both forged alives counted");
+    let dropped = world.peer_ref(alpha).road.stats().unsigned_packet;
+    assert_eq!(dropped, 2, "both forged alives counted");
     for n in 1..=5 {
         assert!(deliver(&mut world, beta, n), "message {n} confirmed");
         assert_eq!(received(&world, alpha, n), 1, "message {n} received once");

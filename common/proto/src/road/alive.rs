@@ -54,12 +54,12 @@ impl Road {
             return;
         };
         if remote.joined != Some(true) {
-            self.core.stat("unjoined_remote");
+            self.core.stats.unjoined_remote += 1;
             self.start_join(now, uid, cascade, false, Some(pace.timeout));
             return;
         }
         if remote.allowed != Some(true) {
-            self.core.stat("unallowed_remote");
+            self.core.stats.unallowed_remote += 1;
             self.start_allow(now, uid, cascade, Some(pace.timeout));
             return;
         }
@@ -106,19 +106,19 @@ impl Road {
         }
         match pk {
             PacketKind::Ack => {
-                self.core.stat("alive_complete");
+                self.core.stats.alive_complete += 1;
                 self.refresh(now, uid, Some(true));
                 self.settle_probes(now, uid, Some(true));
             }
             PacketKind::Unjoined => {
-                self.core.stat("aliver_rx_unjoined");
+                self.core.stats.aliver_rx_unjoined += 1;
                 self.settle_probes(now, uid, Some(false));
                 self.refresh(now, uid, None);
                 self.lose_join(uid);
                 self.start_join(now, uid, a.cascade, false, Some(a.timeout));
             }
             PacketKind::Unallowed => {
-                self.core.stat("aliver_rx_unallowed");
+                self.core.stats.aliver_rx_unallowed += 1;
                 self.settle_probes(now, uid, Some(false));
                 self.refresh(now, uid, None);
                 if let Some(remote) = self.remotes.get_mut(&uid) {
@@ -127,12 +127,12 @@ impl Road {
                 self.start_allow(now, uid, a.cascade, Some(a.timeout));
             }
             PacketKind::Reject => {
-                self.core.stat("aliver_rx_reject");
+                self.core.stats.aliver_rx_reject += 1;
                 self.refresh(now, uid, Some(false));
                 self.settle_probes(now, uid, Some(false));
             }
             _ => {
-                self.core.stat("aliver_rx_refuse");
+                self.core.stats.aliver_rx_refuse += 1;
                 self.refresh(now, uid, None);
             }
         }
@@ -141,7 +141,7 @@ impl Road {
     /// An aliver's timers: timeout (the remote is not alive), redo (resend the request).
     pub(super) fn aliver_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Aliver) {
         if a.clock.timed_out(now) {
-            self.core.stat("aliver_timeout");
+            self.core.stats.aliver_timeout += 1;
             self.refresh(now, uid, Some(false));
             self.settle_probes(now, uid, None);
             return;
@@ -149,7 +149,7 @@ impl Road {
         if a.clock.redo.expired(now) {
             a.clock.redo.backoff(now);
             if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
-                self.core.stat("redo_alive");
+                self.core.stats.redo_alive += 1;
                 self.core.resend(dest, &a.last);
             }
         }
@@ -170,17 +170,17 @@ impl Road {
             return;
         };
         let kind = if joined != Some(true) {
-            self.core.stat("unjoined_alive_attempt");
+            self.core.stats.unjoined_alive_attempt += 1;
             PacketKind::Unjoined
         } else if allowed != Some(true) {
-            self.core.stat("unallowed_alive_attempt");
+            self.core.stats.unallowed_alive_attempt += 1;
             PacketKind::Unallowed
         } else {
             PacketKind::Ack
         };
         let _ = self.core.emit(dest, &head, kind, &[]);
         if kind == PacketKind::Ack {
-            self.core.stat("alive_complete");
+            self.core.stats.alive_complete += 1;
             self.refresh(now, uid, Some(true));
         } else {
             self.refresh(now, uid, None);

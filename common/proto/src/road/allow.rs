@@ -157,21 +157,21 @@ impl Road {
             return;
         };
         if remote.join_in_process() {
-            self.core.stat("invalid_allow_attempt");
+            self.core.stats.invalid_allow_attempt += 1;
             return;
         }
         if remote.allow_in_process() {
-            self.core.stat("allow_in_process");
+            self.core.stats.allow_in_process += 1;
             return;
         }
         remote.allowed = None;
         if remote.joined != Some(true) {
-            self.core.stat("unjoined_remote");
+            self.core.stats.unjoined_remote += 1;
             self.start_join(now, uid, cascade, false, Some(pace.timeout));
             return;
         }
         let Some(pubber) = remote.pubber.clone() else {
-            self.core.stat("missing_remote_keys");
+            self.core.stats.missing_remote_keys += 1;
             return;
         };
         let privee = PrivateKey::generate(&mut self.core.rng);
@@ -226,7 +226,7 @@ impl Road {
         let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
             return;
         };
-        self.core.stat("allow_transaction_failure");
+        self.core.stats.allow_transaction_failure += 1;
         let _ = self.core.emit(dest, head, kind, &[]);
     }
 
@@ -243,15 +243,15 @@ impl Road {
             PacketKind::Cookie => self.allower_cookie(now, uid, index, a, rx),
             PacketKind::Ack => self.allower_done(now, uid, a),
             PacketKind::Nack | PacketKind::Refuse => {
-                self.core.stat("allower_rx_refuse");
+                self.core.stats.allower_rx_refuse += 1;
                 self.allow_failed(uid, AllowFailure::Refused);
             }
             PacketKind::Reject => {
-                self.core.stat("allower_rx_reject");
+                self.core.stats.allower_rx_reject += 1;
                 self.allow_rejected(uid);
             }
             PacketKind::Unjoined => {
-                self.core.stat("allower_rx_unjoined");
+                self.core.stats.allower_rx_unjoined += 1;
                 self.lose_join(uid);
                 self.start_join(now, uid, a.cascade, false, Some(a.timeout));
             }
@@ -278,7 +278,7 @@ impl Road {
         if remote.allowed == Some(true) || remote.allow_in_process() || remote.join_in_process() {
             return;
         }
-        self.core.stat("allow_failed");
+        self.core.stats.allow_failed += 1;
         tracing::debug!(road = %self.core.config.name, uid, %reason, "allow failed");
         self.core.event(Event::AllowFailed { uid, reason });
     }
@@ -326,7 +326,7 @@ impl Road {
             Ok(checked) => checked,
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid cookie");
-                self.core.stat("invalid_cookie");
+                self.core.stats.invalid_cookie += 1;
                 self.allow_nack(uid, &a.head, PacketKind::Reject);
                 self.allow_failed(uid, AllowFailure::InvalidCookie);
                 return;
@@ -377,7 +377,7 @@ impl Road {
             return;
         };
         let _ = self.core.emit(dest, &a.head, PacketKind::Ack, &[]);
-        self.core.stat("allow_initiate_complete");
+        self.core.stats.allow_initiate_complete += 1;
         self.complete_allow(now, uid);
         self.pump(now, uid);
         if a.cascade {
@@ -412,7 +412,7 @@ impl Road {
         if clock.redo.expired(now) {
             clock.redo.backoff(now);
             if let (Some(d), Some(dest)) = (last, self.remotes.get(&uid).map(|r| r.ha)) {
-                self.core.stat("redo_allow");
+                self.core.stats.redo_allow += 1;
                 self.core.resend(dest, d);
             }
         }
@@ -421,7 +421,7 @@ impl Road {
     /// An allower's timers: timeout (gives up), redo (resend hello or initiate).
     pub(super) fn allower_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut a: Allower) {
         if a.clock.timed_out(now) {
-            self.core.stat("allower_timeout");
+            self.core.stats.allower_timeout += 1;
             self.allow_failed(uid, AllowFailure::TimedOut);
             return;
         }
@@ -450,12 +450,12 @@ impl Road {
         };
         head.fg.set(Flags::CF, true);
         if remote.join_in_process() {
-            self.core.stat("invalid_allow_attempt");
+            self.core.stats.invalid_allow_attempt += 1;
             self.allow_nack(uid, &head, PacketKind::Refuse);
             return;
         }
         if remote::Remote::is_copy(remote.last_hello, (h.si, h.ti), now) {
-            self.core.drop_packet("duplicate_allow_attempt", rx.from);
+            drop_packet!(self.core, duplicate_allow_attempt, rx.from);
             return;
         }
         let window = now.checked_add(pace.timeout).unwrap_or(now);
@@ -470,7 +470,7 @@ impl Road {
         };
         remote.allowed = None;
         if remote.joined != Some(true) {
-            self.core.stat("unjoined_allow_attempt");
+            self.core.stats.unjoined_allow_attempt += 1;
             self.allow_nack(uid, &head, PacketKind::Unjoined);
             return;
         }
@@ -489,7 +489,7 @@ impl Road {
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid hello");
                 remote.privee = Some(privee);
-                self.core.stat("invalid_hello");
+                self.core.stats.invalid_hello += 1;
                 self.allow_nack(uid, &head, PacketKind::Reject);
                 return;
             }
@@ -537,7 +537,7 @@ impl Road {
                 }
                 other => {
                     self.insert_txn(uid, index, other);
-                    self.core.stat("redundant_allow_attempt");
+                    self.core.stats.redundant_allow_attempt += 1;
                     self.allow_nack(uid, head, PacketKind::Refuse);
                     return false;
                 }
@@ -558,20 +558,20 @@ impl Road {
         match rx.head.pk {
             PacketKind::Initiate => self.allowent_initiate(now, uid, index, a, rx),
             PacketKind::Ack => {
-                self.core.stat("allow_correspond_complete");
+                self.core.stats.allow_correspond_complete += 1;
                 self.pump(now, uid);
             }
             PacketKind::Nack | PacketKind::Refuse => {
-                self.core.stat("allowent_rx_refuse");
+                self.core.stats.allowent_rx_refuse += 1;
                 self.pump(now, uid);
                 self.allow_failed(uid, AllowFailure::Refused);
             }
             PacketKind::Reject => {
-                self.core.stat("allowent_rx_reject");
+                self.core.stats.allowent_rx_reject += 1;
                 self.allow_rejected(uid);
             }
             PacketKind::Hello => {
-                self.core.stat("duplicate_allow_attempt");
+                self.core.stats.duplicate_allow_attempt += 1;
                 self.insert_txn(uid, index, Transaction::Allowent(a));
             }
             _ => self.insert_txn(uid, index, Transaction::Allowent(a)),
@@ -602,7 +602,7 @@ impl Road {
             }
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid initiate");
-                self.core.stat("invalid_initiate");
+                self.core.stats.invalid_initiate += 1;
                 self.allow_nack(uid, &a.head, PacketKind::Reject);
                 self.allow_failed(uid, AllowFailure::InvalidInitiate);
                 return;
@@ -626,7 +626,7 @@ impl Road {
         mut a: Allowent,
     ) {
         if a.clock.timed_out(now) {
-            self.core.stat("allowent_timeout");
+            self.core.stats.allowent_timeout += 1;
             self.allow_nack(uid, &a.head, PacketKind::Refuse);
             self.pump(now, uid);
             self.allow_failed(uid, AllowFailure::TimedOut);

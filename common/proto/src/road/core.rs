@@ -14,7 +14,7 @@ use crate::packet::{
 use crate::Transmit;
 
 use super::remote::Remote;
-use super::{Event, RoadConfig};
+use super::{Event, RoadConfig, RoadStats};
 
 /// Identity, role records, randomness, output queues and counters of a road.
 pub(crate) struct Core {
@@ -53,7 +53,7 @@ pub(crate) struct Core {
     /// Events for the application.
     pub events: VecDeque<Event>,
     /// Counters.
-    pub stats: BTreeMap<&'static str, u64>,
+    pub stats: RoadStats,
     /// Last message id handed out.
     pub last_message_id: u64,
     /// Bytes reserved by open reassemblies (road-wide bound).
@@ -61,15 +61,9 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Counts one occurrence of `key`.
-    pub(crate) fn stat(&mut self, key: &'static str) {
-        *self.stats.entry(key).or_insert(0) += 1;
-    }
-
-    /// Counts a dropped packet and logs why.
-    pub(crate) fn drop_packet(&mut self, key: &'static str, from: SocketAddr) {
-        tracing::debug!(road = %self.config.name, %from, reason = key, "dropped packet");
-        self.stat(key);
+    /// Logs a dropped packet (counted by the `drop_packet!` macro).
+    pub(crate) fn log_drop(&self, reason: &'static str, from: SocketAddr) {
+        tracing::debug!(road = %self.config.name, %from, reason, "dropped packet");
     }
 
     /// Queues an event for the application.
@@ -115,7 +109,7 @@ impl Core {
             }
             Err(e) => {
                 tracing::warn!(road = %self.config.name, error = %e, "cannot pack packet");
-                self.stat("packing_error");
+                self.stats.packing_error += 1;
                 None
             }
         }
@@ -126,7 +120,7 @@ impl Core {
     pub(crate) fn allow_body(&mut self, body: Result<Vec<u8>, AllowError>) -> Option<Vec<u8>> {
         body.map_err(|e| {
             tracing::warn!(road = %self.config.name, error = %e, "cannot build allow body");
-            self.stat("packing_error");
+            self.stats.packing_error += 1;
         })
         .ok()
     }
@@ -138,7 +132,7 @@ impl Core {
 
     /// Queues a packed datagram.
     pub(crate) fn push(&mut self, dest: SocketAddr, payload: Vec<u8>) {
-        self.stat("tx_packets");
+        self.stats.tx_packets += 1;
         trace_packet(&self.config.name, "tx", dest, &payload);
         self.transmits.push_back(Transmit { dest, payload });
     }

@@ -127,18 +127,18 @@ impl Road {
     pub(super) fn join_remote(&mut self, now: Instant, rx: &Rx<'_>) -> Result<Option<Uid>, ()> {
         let h = &rx.head;
         if h.si != 0 {
-            self.core.drop_packet("join_invalid_sid", rx.from);
+            drop_packet!(self.core, join_invalid_sid, rx.from);
             return Err(());
         }
         if h.fg.has(Flags::CF) {
             if h.de == 0 {
-                self.core.drop_packet("join_invalid_nuid", rx.from);
+                drop_packet!(self.core, join_invalid_nuid, rx.from);
                 return Err(());
             }
             if h.se == 0 {
                 return match self.joinees.get(&rx.from) {
                     Some(&uid) if uid != h.de => {
-                        self.core.drop_packet("join_mismatch_nuid", rx.from);
+                        drop_packet!(self.core, join_mismatch_nuid, rx.from);
                         Err(())
                     }
                     found => Ok(found.copied()),
@@ -151,14 +151,14 @@ impl Road {
                 .map(|r| r.uid));
         }
         if h.se == 0 {
-            self.core.drop_packet("join_invalid_fuid", rx.from);
+            drop_packet!(self.core, join_invalid_fuid, rx.from);
             return Err(());
         }
         if h.de != 0 {
             if self.remotes.get(&h.de).is_some_and(|r| !r.ephemeral) {
                 return Ok(Some(h.de));
             }
-            self.core.stat("stale_nuid");
+            self.core.stats.stale_nuid += 1;
             self.reply_stale(rx, PacketKind::Renew);
             return Err(());
         }
@@ -175,12 +175,12 @@ impl Road {
             return Ok(found);
         }
         if h.pk != PacketKind::Request {
-            self.core.drop_packet("join_stale", rx.from);
+            drop_packet!(self.core, join_stale, rx.from);
             return Err(());
         }
         let ephemerals = self.remotes.values().filter(|r| r.ephemeral).count();
         if ephemerals >= self.core.config.limits.max_joinees {
-            self.core.drop_packet("joinee_limit", rx.from);
+            drop_packet!(self.core, joinee_limit, rx.from);
             return Err(());
         }
         let remotes = &self.remotes;
@@ -215,7 +215,7 @@ impl Road {
             return;
         };
         if remote.join_in_process() {
-            self.core.stat("join_in_process");
+            self.core.stats.join_in_process += 1;
             return;
         }
         remote.joined = None;
@@ -237,7 +237,7 @@ impl Road {
         let Some(datagram) = self.core.emit(dest, &head, PacketKind::Request, &coat) else {
             return;
         };
-        self.core.stat("join_initiate");
+        self.core.stats.join_initiate += 1;
         let index = TxIndex::of_tx(&head, dest);
         let joiner = Joiner {
             head,
@@ -273,13 +273,13 @@ impl Road {
 
     /// Sends `kind` on a joiner's addressing (its transaction ends with the caller).
     pub(super) fn joiner_nack(&mut self, _uid: Uid, j: &Joiner, kind: PacketKind) {
-        self.core.stat("joiner_transaction_failure");
+        self.core.stats.joiner_transaction_failure += 1;
         let _ = self.core.emit(j.dest, &j.head, kind, &[]);
     }
 
     /// Sends `kind` on a joinent's addressing, to the joiner's address.
     pub(super) fn joinent_nack(&mut self, _uid: Uid, j: &Joinent, kind: PacketKind) {
-        self.core.stat("joinent_transaction_failure");
+        self.core.stats.joinent_transaction_failure += 1;
         let _ = self.core.emit(j.dest, &j.head, kind, &[]);
     }
 
@@ -309,7 +309,7 @@ impl Road {
             return;
         }
         self.joinent_nack(uid, j, PacketKind::Reject);
-        self.core.stat("join_rejected_keys_changed");
+        self.core.stats.join_rejected_keys_changed += 1;
         tracing::warn!(road = %self.core.config.name, uid, name = %jb.name, %from,
             "join rejected: its keys are not the known remote's (remote left unchanged)");
         self.core.event(Event::KeysRejected {
@@ -348,22 +348,22 @@ impl Road {
         };
         match pk {
             PacketKind::Pend => {
-                self.core.stat("joiner_rx_pend");
+                self.core.stats.joiner_rx_pend += 1;
                 j.pended = true;
                 self.insert_txn(uid, index, Transaction::Joiner(j));
             }
             PacketKind::Response => {
-                self.core.stat("joiner_rx_response");
+                self.core.stats.joiner_rx_response += 1;
                 self.joiner_accept(now, uid, index, j, rx, &body);
             }
             PacketKind::Renew => {
-                self.core.stat("joiner_rx_renew");
+                self.core.stats.joiner_rx_renew += 1;
                 if !self.core.config.mutable {
-                    self.core.stat("join_renew_unallowed");
+                    self.core.stats.join_renew_unallowed += 1;
                     self.join_failed(uid, JoinFailure::RenewRefused);
                     return;
                 }
-                self.core.stat("join_renew_attempt");
+                self.core.stats.join_renew_attempt += 1;
                 if let Some(remote) = self.remotes.get_mut(&uid) {
                     remote.fuid = 0;
                 }
@@ -372,14 +372,14 @@ impl Road {
                 self.start_join(now, uid, j.cascade, true, Some(j.timeout));
             }
             PacketKind::Reject => {
-                self.core.stat("joiner_rx_reject");
+                self.core.stats.joiner_rx_reject += 1;
                 let name = self.remote_name(uid);
                 let by = RejectedBy::Them;
                 self.core.event(Event::Rejected { uid, name, by });
                 self.remove_remote(now, uid);
             }
             _ => {
-                self.core.stat("joiner_rx_refuse");
+                self.core.stats.joiner_rx_refuse += 1;
                 self.join_failed(uid, JoinFailure::Refused);
             }
         }
@@ -408,7 +408,7 @@ impl Road {
             Ok(accept) => accept,
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid accept");
-                self.core.stat("invalid_accept");
+                self.core.stats.invalid_accept += 1;
                 self.join_failed(uid, JoinFailure::InvalidAccept);
                 return;
             }
@@ -423,7 +423,7 @@ impl Road {
             if !j.renewal {
                 if jb.name != remote.name {
                     if taken {
-                        self.core.stat("join_name_conflict");
+                        self.core.stats.join_name_conflict += 1;
                         self.joiner_nack(uid, &j, PacketKind::Reject);
                         self.join_failed(uid, JoinFailure::NameTaken);
                         return;
@@ -437,7 +437,7 @@ impl Road {
                 remote.kind = jb.kind;
                 remote.role.clone_from(&jb.role);
                 if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
-                    self.core.stat("invalid_accept");
+                    self.core.stats.invalid_accept += 1;
                     self.join_failed(uid, JoinFailure::InvalidAccept);
                     return;
                 }
@@ -448,7 +448,7 @@ impl Road {
         };
         let same = compare(remote, &jb, rha, fuid);
         if !same.all && !self.core.config.mutable {
-            self.core.stat("join_immutable_reject");
+            self.core.stats.join_immutable_reject += 1;
             self.joiner_nack(uid, &j, PacketKind::Reject);
             let by = RejectedBy::Us;
             self.core.event(Event::Rejected {
@@ -501,7 +501,7 @@ impl Road {
     /// The join is accepted on our side too (reference `Joiner.completify`).
     fn joiner_complete(&mut self, now: Instant, uid: Uid, j: Joiner) {
         self.complete_join(now, uid, j.vacuous);
-        self.core.stat("join_initiate_complete");
+        self.core.stats.join_initiate_complete += 1;
         let _ = self.core.emit(j.dest, &j.head, PacketKind::Ack, &[]);
         self.announce_joined(uid);
         if j.cascade {
@@ -562,7 +562,7 @@ impl Road {
     /// the role's record while our own acceptance is pending).
     pub(super) fn joiner_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joiner) {
         if j.deadline.is_some_and(|d| now >= d) {
-            self.core.stat("joiner_timeout");
+            self.core.stats.joiner_timeout += 1;
             tracing::debug!(road = %self.core.config.name, uid, "joiner timed out");
             let reason = match j.pended {
                 true => JoinFailure::Pended,
@@ -579,7 +579,7 @@ impl Road {
         j.redo.fire(now, j.pended.then_some(pend));
         match &j.last {
             Some((PacketKind::Request, datagram)) => {
-                self.core.stat("joiner_tx_join_redo");
+                self.core.stats.joiner_tx_join_redo += 1;
                 self.core.resend(j.dest, datagram);
             }
             _ => self.load_role_of(uid),
@@ -669,7 +669,7 @@ impl Road {
     /// Applies a mutable road's changes from a join body. `false`: the new name is taken.
     fn update_remote(&mut self, uid: Uid, jb: &JoinRepr, rha: SocketAddr, fuid: u32) -> bool {
         if self.name_taken(&jb.name, uid) {
-            self.core.stat("join_name_conflict");
+            self.core.stats.join_name_conflict += 1;
             return false;
         }
         if self.remotes.get(&uid).is_some_and(|r| r.name != jb.name) {
@@ -690,7 +690,7 @@ impl Road {
         remote.role.clone_from(&jb.role);
         if jb.verhex != remote.verhex || jb.pubhex != remote.pubhex {
             if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
-                self.core.stat("invalid_keys");
+                self.core.stats.invalid_keys += 1;
                 return false;
             }
             remote.clear_session();
@@ -716,7 +716,7 @@ impl Road {
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, from = %rx.from, error = %e,
                     "invalid join body");
-                self.core.drop_packet("invalid_join", rx.from);
+                drop_packet!(self.core, invalid_join, rx.from);
                 return;
             }
         };
@@ -746,7 +746,7 @@ impl Road {
         let index = TxIndex::of_rx(h, rx.from);
         let (rha, reid) = (rx.from, h.se);
         if self.core.config.role_is_name && jb.role != jb.name {
-            self.core.stat("join_role_not_name");
+            self.core.stats.join_role_not_name += 1;
             tracing::warn!(road = %self.core.config.name, name = %jb.name, role = %jb.role,
                 from = %rx.from, "join rejected: its role is not its name");
             // No `Rejected` event: it would name an estate that did not send this join.
@@ -766,7 +766,7 @@ impl Road {
         let mut uid = uid;
         if j.vacuous {
             if !self.core.config.main {
-                self.core.stat("join_vacuous_not_main");
+                self.core.stats.join_vacuous_not_main += 1;
                 self.joinent_reject(uid, &j, &jb.name);
                 return;
             }
@@ -781,12 +781,12 @@ impl Road {
                 remote.kind = jb.kind;
                 remote.role.clone_from(&jb.role);
                 if remote.set_keys(&jb.verhex, &jb.pubhex).is_err() {
-                    self.core.drop_packet("invalid_join", rx.from);
+                    drop_packet!(self.core, invalid_join, rx.from);
                     return;
                 }
                 if remote.fuid != reid {
                     if remote.fuid != 0 {
-                        self.core.stat("join_mismatch_fuid");
+                        self.core.stats.join_mismatch_fuid += 1;
                         self.joinent_reject(uid, &j, &jb.name);
                         return;
                     }
@@ -798,7 +798,7 @@ impl Road {
             return;
         };
         if Remote::is_copy(remote.last_join, (reid, h.ti), now) {
-            self.core.drop_packet("duplicate_join_attempt", rx.from);
+            drop_packet!(self.core, duplicate_join_attempt, rx.from);
             return;
         }
         let same = compare(remote, &jb, rha, reid);
@@ -818,7 +818,7 @@ impl Road {
         let live = remote.allowed == Some(true) && self.core.config.auto != AutoMode::Always;
         if (other_keys && live) || (!same.all && !self.core.config.mutable) {
             if !self.core.config.mutable {
-                self.core.stat("join_immutable_reject");
+                self.core.stats.join_immutable_reject += 1;
             }
             self.joinent_reject_join(uid, &j, jb, rx.from, other_keys);
             return;
@@ -842,7 +842,7 @@ impl Road {
             if let Some(remote) = self.remotes.get_mut(&uid) {
                 if remote.ephemeral {
                     remote.ephemeral = false;
-                    self.core.stat("remote_added");
+                    self.core.stats.remote_added += 1;
                 }
             }
         } else if !self.update_remote(uid, &jb, rha, reid) {
@@ -880,7 +880,7 @@ impl Road {
             };
             let Transaction::Joiner(mine) = txn else {
                 self.insert_txn(uid, index, txn);
-                self.core.stat("redundant_join_attempt");
+                self.core.stats.redundant_join_attempt += 1;
                 self.joinent_nack(uid, j, PacketKind::Refuse);
                 return false;
             };
@@ -893,7 +893,7 @@ impl Road {
                 self.joiner_nack(uid, &mine, PacketKind::Refuse);
             } else {
                 self.insert_txn(uid, index, Transaction::Joiner(mine));
-                self.core.stat("redundant_join_attempt");
+                self.core.stats.redundant_join_attempt += 1;
                 self.joinent_nack(uid, j, PacketKind::Refuse);
                 return false;
             }
@@ -922,7 +922,7 @@ impl Road {
     ) {
         let pk = rx.head.pk;
         if pk == PacketKind::Request {
-            self.core.stat("duplicate_join_attempt");
+            self.core.stats.duplicate_join_attempt += 1;
             self.insert_txn(uid, index, Transaction::Joinent(j));
             return;
         }
@@ -941,24 +941,24 @@ impl Road {
         }
         match pk {
             PacketKind::Pend => {
-                self.core.stat("joinent_rx_pend");
+                self.core.stats.joinent_rx_pend += 1;
                 j.pended = true;
                 self.insert_txn(uid, index, Transaction::Joinent(j));
             }
             PacketKind::Ack => {
-                self.core.stat("join_correspond_complete");
+                self.core.stats.join_correspond_complete += 1;
                 self.complete_join(now, uid, j.vacuous);
                 self.announce_joined(uid);
                 self.pump(now, uid);
             }
             PacketKind::Reject => {
-                self.core.stat("joinent_rx_reject");
+                self.core.stats.joinent_rx_reject += 1;
                 let name = self.remote_name(uid);
                 let by = RejectedBy::Them;
                 self.core.event(Event::Rejected { uid, name, by });
                 self.remove_remote(now, uid);
             }
-            _ => self.core.stat("joinent_rx_refuse"),
+            _ => self.core.stats.joinent_rx_refuse += 1,
         }
     }
 
@@ -966,7 +966,7 @@ impl Road {
     /// role's record while pending).
     pub(super) fn joinent_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joinent) {
         if j.deadline.is_some_and(|d| now >= d) {
-            self.core.stat("joinent_timeout");
+            self.core.stats.joinent_timeout += 1;
             self.joinent_nack(uid, &j, PacketKind::Nack);
             return;
         }
@@ -978,7 +978,7 @@ impl Road {
         j.redo.fire(now, j.pended.then_some(pend));
         match &j.last {
             Some((PacketKind::Response, datagram)) => {
-                self.core.stat("joinent_tx_accept_redo");
+                self.core.stats.joinent_tx_accept_redo += 1;
                 self.core.resend(j.dest, datagram);
             }
             _ => self.load_role_of(uid),

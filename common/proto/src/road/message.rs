@@ -185,14 +185,14 @@ impl Road {
             nacked: None,
             limit,
         });
-        self.core.stat("message_initiate");
+        self.core.stats.message_initiate += 1;
         self.messenger_burst(now, uid, &mut m);
         self.insert_txn(uid, index, Transaction::Messenger(m));
     }
 
     /// Announces a failed message.
     fn fail_message(&mut self, uid: Uid, id: MessageId, reason: SendFailure) {
-        self.core.stat("message_failed");
+        self.core.stats.message_failed += 1;
         self.core.event(Event::SendFailed { id, uid, reason });
     }
 
@@ -207,14 +207,14 @@ impl Road {
             .pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer)
         {
             Ok(datagram) => {
-                self.core.stat("message_segment_tx");
+                self.core.stats.message_segment_tx += 1;
                 self.core.push(dest, datagram);
                 m.last = Some(sn);
                 m.redo.restart(now);
             }
             Err(e) => {
                 tracing::warn!(road = %self.core.config.name, error = %e, "cannot pack segment");
-                self.core.stat("packing_error");
+                self.core.stats.packing_error += 1;
             }
         }
     }
@@ -295,7 +295,7 @@ impl Road {
         }
         match pk {
             PacketKind::Ack => {
-                self.core.stat("message_ack_rx");
+                self.core.stats.message_ack_rx += 1;
                 m.acked = true;
                 if m.misseds.is_empty() {
                     let next = rx.head.sn.saturating_add(1);
@@ -308,12 +308,12 @@ impl Road {
                 }
             }
             PacketKind::Resend => {
-                self.core.stat("message_resend_rx");
+                self.core.stats.message_resend_rx += 1;
                 m.acked = true;
                 let numbers = body.get("misseds").and_then(Value::as_array);
                 for n in numbers.into_iter().flatten() {
                     let Some(sn) = n.as_u64().and_then(|v| u32::try_from(v).ok()) else {
-                        self.core.stat("invalid_misseds");
+                        self.core.stats.invalid_misseds += 1;
                         break;
                     };
                     match m.missed.get_mut(sn as usize) {
@@ -323,7 +323,7 @@ impl Road {
                         }
                         Some(_) => {}
                         None => {
-                            self.core.stat("invalid_misseds");
+                            self.core.stats.invalid_misseds += 1;
                             break;
                         }
                     }
@@ -331,13 +331,13 @@ impl Road {
                 self.send_misseds(now, uid, &mut m);
             }
             PacketKind::Done => {
-                self.core.stat("message_initiate_complete");
+                self.core.stats.message_initiate_complete += 1;
                 self.core.event(Event::Delivered { id: m.out.id, uid });
                 self.pump(now, uid);
                 return;
             }
             _ => {
-                self.core.stat("message_reject_rx");
+                self.core.stats.message_reject_rx += 1;
                 if m.nacked.is_none() {
                     self.messenger_nacked(now, uid, index, m, rx.head.fg.has(Flags::WF));
                     return;
@@ -374,13 +374,13 @@ impl Road {
             }
             self.requeue(now, uid, m.out);
         } else if m.count == 1 {
-            self.core.stat("message_done_inferred");
+            self.core.stats.message_done_inferred += 1;
             self.core.event(Event::Delivered { id: m.out.id, uid });
             self.pump(now, uid);
         } else if reallowing {
             self.requeue(now, uid, m.out);
         } else {
-            self.core.stat("message_nack_probe");
+            self.core.stats.message_nack_probe += 1;
             m.nacked = Some(now);
             self.insert_txn(uid, index, Transaction::Messenger(m));
             self.start_alive(now, uid, false, None);
@@ -393,7 +393,7 @@ impl Road {
         if out.attempts >= MAX_ATTEMPTS {
             self.fail_message(uid, out.id, SendFailure::Refused);
         } else if let Some(remote) = self.remotes.get_mut(&uid) {
-            self.core.stat("message_requeued");
+            self.core.stats.message_requeued += 1;
             out.queued = now;
             remote.outbox_bytes += out.body.len();
             remote.outbox.push_front(out);
@@ -418,7 +418,7 @@ impl Road {
         for index in probed {
             if let Some(Transaction::Messenger(m)) = self.take_txn(uid, &index) {
                 if delivered {
-                    self.core.stat("message_done_inferred");
+                    self.core.stats.message_done_inferred += 1;
                     self.core.event(Event::Delivered { id: m.out.id, uid });
                 } else {
                     self.requeue(now, uid, m.out);
@@ -439,7 +439,7 @@ impl Road {
     ) {
         if let Some(nacked) = m.nacked {
             if nacked.checked_add(m.limit).is_some_and(|d| now >= d) {
-                self.core.stat("message_timeout");
+                self.core.stats.message_timeout += 1;
                 self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
                 self.pump(now, uid);
             } else {
@@ -448,7 +448,7 @@ impl Road {
             return;
         }
         if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
-            self.core.stat("message_timeout");
+            self.core.stats.message_timeout += 1;
             self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
             self.pump(now, uid);
             return;
@@ -463,7 +463,7 @@ impl Road {
                         fg.set(Flags::AF, true);
                     }
                 }
-                self.core.stat("redo_segment");
+                self.core.stats.redo_segment += 1;
                 self.send_segment(now, uid, &mut m, sn);
             }
         }
@@ -550,7 +550,7 @@ impl Road {
             .get(&uid)
             .is_some_and(|r| r.allowed == Some(true));
         if !allowed {
-            self.core.stat("unallowed_message_attempt");
+            self.core.stats.unallowed_message_attempt += 1;
             return self.messengent_refuse(now, uid, &head);
         }
         if h.sc <= 1 {
@@ -568,13 +568,13 @@ impl Road {
         let (redo_min, redo_max) = (t.timers.message_redo_min, t.timers.message_redo_max);
         let reserved = h.ml as usize;
         if self.core.reassembly_bytes.saturating_add(reserved) > max_bytes {
-            self.core.stat("reassembly_limit");
+            self.core.stats.reassembly_limit += 1;
             return self.messengent_refuse(now, uid, &head);
         }
         let tray = match Reassembler::new(h.sc, h.ml) {
             Ok(tray) => tray,
             Err(_) => {
-                self.core.stat("bad_segment");
+                self.core.stats.bad_segment += 1;
                 return self.messengent_refuse(now, uid, &head);
             }
         };
@@ -598,7 +598,7 @@ impl Road {
         match crate::packet::body::decode_json(plain) {
             Ok(body) => Some(body),
             Err(_) => {
-                self.core.stat("parsing_message_error");
+                self.core.stats.parsing_message_error += 1;
                 None
             }
         }
@@ -615,7 +615,7 @@ impl Road {
         self.refresh(now, uid, Some(true));
         self.messengent_send(uid, head, PacketKind::Done);
         self.finish_incoming(now, uid, head.ti);
-        self.core.stat("messengent_correspond_complete");
+        self.core.stats.messengent_correspond_complete += 1;
         let name = self.remote_name(uid);
         self.core.event(Event::Message { uid, name, body });
     }
@@ -640,7 +640,7 @@ impl Road {
             PacketKind::Message => {}
             PacketKind::Nack => {
                 if self.json_body(uid, rx).is_some() {
-                    self.core.stat("message_reject_nack");
+                    self.core.stats.message_reject_nack += 1;
                     self.release(now, uid, &m);
                 } else {
                     self.insert_txn(uid, index, Transaction::Messengent(m));
@@ -657,18 +657,18 @@ impl Road {
             .get(&uid)
             .is_some_and(|r| r.allowed != Some(true))
         {
-            self.core.stat("unallowed_message_attempt");
+            self.core.stats.unallowed_message_attempt += 1;
             self.messengent_nack(now, uid, *m);
             return;
         }
         if h.sc != m.sc || h.ml != m.ml || m.tray.insert(h.sn, rx.coat).is_err() {
-            self.core.stat("bad_segment");
+            self.core.stats.bad_segment += 1;
             self.messengent_nack(now, uid, *m);
             return;
         }
         self.refresh(now, uid, Some(true));
         m.progress = now;
-        self.core.stat("message_segment_rx");
+        self.core.stats.message_segment_rx += 1;
         if m.tray.is_complete() {
             self.messengent_complete(now, uid, *m);
             return;
@@ -685,7 +685,7 @@ impl Road {
         let coat = match m.tray.assemble() {
             Ok(coat) => coat,
             Err(_) => {
-                self.core.stat("bad_segment");
+                self.core.stats.bad_segment += 1;
                 return self.messengent_refuse(now, uid, &m.head);
             }
         };
@@ -700,7 +700,7 @@ impl Road {
             match opened {
                 Some(Ok(plain)) => Some(plain),
                 _ => {
-                    self.core.stat("decrypt_error");
+                    self.core.stats.decrypt_error += 1;
                     None
                 }
             }
@@ -734,13 +734,13 @@ impl Road {
                 return;
             };
             for coat in coats.into_iter().flatten() {
-                self.core.stat("message_resend_tx");
+                self.core.stats.message_resend_tx += 1;
                 let _ = self.core.emit(dest, &m.head, PacketKind::Resend, &coat);
             }
         } else {
             let mut head = m.head.clone();
             head.sn = m.tray.highest().unwrap_or(0);
-            self.core.stat("message_more_ack");
+            self.core.stats.message_more_ack += 1;
             self.messengent_send(uid, &head, PacketKind::Ack);
         }
     }
@@ -755,7 +755,7 @@ impl Road {
         mut m: Box<Messengent>,
     ) {
         if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
-            self.core.stat("messengent_timeout");
+            self.core.stats.messengent_timeout += 1;
             self.release(now, uid, &m);
             return;
         }

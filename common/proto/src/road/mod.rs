@@ -57,6 +57,15 @@
 //!   `invalid_accept`);
 //! * memory is bounded ([`Limits`]).
 
+/// Counts a dropped packet in the road's stats field `$counter` and logs why.
+macro_rules! drop_packet {
+    ($core:expr, $counter:ident, $from:expr) => {{
+        let core = &mut $core;
+        core.stats.$counter += 1;
+        core.log_drop(stringify!($counter), $from);
+    }};
+}
+
 mod alive;
 mod allow;
 mod core;
@@ -64,11 +73,13 @@ mod failure;
 mod join;
 mod message;
 mod remote;
+mod stats;
 mod timers;
 mod transaction;
 
 pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
 pub use message::CHUNK;
+pub use stats::RoadStats;
 pub use timers::Timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -495,7 +506,7 @@ impl Road {
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            stats: BTreeMap::new(),
+            stats: RoadStats::default(),
             last_message_id: 0,
             reassembly_bytes: 0,
         };
@@ -527,13 +538,13 @@ impl Road {
             {
                 tracing::warn!(road = %self.core.config.name, remote = %record.name,
                     uid = record.uid, "skipping remote with an unusable uid");
-                self.core.stat("restore_skipped");
+                self.core.stats.restore_skipped += 1;
                 continue;
             }
             let Some(role) = self.core.roles.get(&record.role).cloned() else {
                 tracing::warn!(road = %self.core.config.name, remote = %record.name,
                     role = %record.role, "skipping remote without role keys");
-                self.core.stat("restore_skipped");
+                self.core.stats.restore_skipped += 1;
                 continue;
             };
             let (presence_due, reap_due) = self.first_presence(now);
@@ -554,7 +565,7 @@ impl Road {
             if let Err(reason) = remote.set_keys(&role.verhex, &role.pubhex) {
                 tracing::warn!(road = %self.core.config.name, remote = %record.name, %reason,
                     "skipping remote with bad keys");
-                self.core.stat("restore_skipped");
+                self.core.stats.restore_skipped += 1;
                 continue;
             }
             remote.next_sid();
@@ -652,7 +663,7 @@ impl Road {
         if remote.outbox.len() >= limits.max_queued_messages
             || remote.outbox_bytes.saturating_add(plain.len()) > limits.max_queued_bytes
         {
-            self.core.stat("queue_full");
+            self.core.stats.queue_full += 1;
             return Err(RoadError::QueueFull(to));
         }
         self.core.last_message_id += 1;
@@ -743,7 +754,7 @@ impl Road {
     /// remotes. Either way the join requests held for that role are processed again.
     pub fn role_loaded(&mut self, now: Instant, role: &str, record: Option<RoleRecord>) {
         if !self.core.role_loads.remove(role) {
-            self.core.stat("stale_role_load");
+            self.core.stats.stale_role_load += 1;
             self.release_held_joins(now, role);
             return;
         }
@@ -773,10 +784,10 @@ impl Road {
     /// again).
     pub(crate) fn hold_join(&mut self, role: &str, rx: &Rx<'_>) {
         if self.held_joins.len() >= self.core.config.limits.max_joinees {
-            self.core.drop_packet("held_join_limit", rx.from);
+            drop_packet!(self.core, held_join_limit, rx.from);
             return;
         }
-        self.core.stat("join_held");
+        self.core.stats.join_held += 1;
         self.held_joins.push(HeldJoin {
             role: role.to_owned(),
             head: rx.head.clone(),
@@ -836,19 +847,19 @@ impl Road {
     /// Counters: `rx_packets`, `tx_packets`, and one per drop reason or protocol event
     /// (names follow the reference's stats where one exists, e.g. `parse_error`,
     /// `bad_signature`, `decrypt_error`, `stale_session`, `unknown_remote`, `redo_segment`).
-    pub fn stats(&self) -> &BTreeMap<&'static str, u64> {
+    pub fn stats(&self) -> &RoadStats {
         &self.core.stats
     }
 
     /// Process one received datagram. Never panics; bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.core.stat("rx_packets");
+        self.core.stats.rx_packets += 1;
         self::core::trace_packet(&self.core.config.name, "rx", from, data);
         let packet = match crate::packet::parse(data) {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, %from, error = %e, "unparsable datagram");
-                self.core.stat("parse_error");
+                self.core.stats.parse_error += 1;
                 return;
             }
         };
@@ -860,26 +871,26 @@ impl Road {
                 .filter(|r| !r.ephemeral)
                 .and_then(|r| r.verifier.as_ref());
             let Some(verifier) = verifier else {
-                self.core.drop_packet("unknown_remote", from);
+                drop_packet!(self.core, unknown_remote, from);
                 return;
             };
             if let Err(e) = packet.verify(verifier) {
                 tracing::debug!(road = %self.core.config.name, %from, error = %e, "bad signature");
-                self.core.stat("bad_signature");
+                self.core.stats.bad_signature += 1;
                 return;
             }
         } else if head.fk != FootKind::Nada {
-            self.core.drop_packet("unsupported_foot", from);
+            drop_packet!(self.core, unsupported_foot, from);
             return;
         } else if head.tk != TransactionKind::Join {
             // The reference signs every allow, alive and message packet (and the nacks it
             // answers them with); only joins travel unsigned. An unsigned packet of another
             // kind would otherwise move sessions and presence unauthenticated.
-            self.core.drop_packet("unsigned_packet", from);
+            drop_packet!(self.core, unsigned_packet, from);
             return;
         }
         if head.fg.has(Flags::BF) {
-            self.core.drop_packet("broadcast", from);
+            drop_packet!(self.core, broadcast, from);
             return;
         }
         let rx = Rx {
@@ -901,20 +912,20 @@ impl Road {
             }
         } else {
             if h.si == 0 {
-                self.core.drop_packet("invalid_sid", rx.from);
+                drop_packet!(self.core, invalid_sid, rx.from);
                 return;
             }
             if h.de == 0 || h.se == 0 {
-                self.core.drop_packet("invalid_uid", rx.from);
+                drop_packet!(self.core, invalid_uid, rx.from);
                 return;
             }
             let Some(remote) = self.remotes.get_mut(&h.de).filter(|r| !r.ephemeral) else {
-                self.core.drop_packet("unknown_remote", rx.from);
+                drop_packet!(self.core, unknown_remote, rx.from);
                 return;
             };
             if !cf {
                 if !remote.valid_rsid(h.si) {
-                    self.core.drop_packet("stale_session", rx.from);
+                    drop_packet!(self.core, stale_session, rx.from);
                     self.reply_stale(rx, PacketKind::Nack);
                     return;
                 }
@@ -929,7 +940,7 @@ impl Road {
             remote.last_heard = Some(now);
             if remote.reaped {
                 remote.reaped = false;
-                self.core.stat("remote_unreap");
+                self.core.stats.remote_unreap += 1;
             }
             let index = TxIndex::of_rx(h, rx.from);
             let uid = remote.uid;
@@ -944,7 +955,7 @@ impl Road {
             return;
         }
         let Some(uid) = uid else {
-            self.core.drop_packet("unknown_remote", rx.from);
+            drop_packet!(self.core, unknown_remote, rx.from);
             return;
         };
         self.correspond(now, uid, rx);
@@ -979,7 +990,7 @@ impl Road {
         if opens {
             let open = remote.transactions.keys().filter(|i| i.rf).count();
             if open >= self.core.config.limits.max_correspondents {
-                self.core.drop_packet("transaction_limit", rx.from);
+                drop_packet!(self.core, transaction_limit, rx.from);
                 return;
             }
         }
@@ -989,13 +1000,13 @@ impl Road {
             (TransactionKind::Alive, PacketKind::Request) => self.alivent(now, uid, rx),
             (TransactionKind::Message, PacketKind::Message) => {
                 if h.fg.has(Flags::AF) || remote.is_done(h.ti) {
-                    self.core.stat("stale_message");
+                    self.core.stats.stale_message += 1;
                     self.reply_stale(rx, PacketKind::Nack);
                 } else {
                     self.messengent_start(now, uid, rx);
                 }
             }
-            _ => self.core.drop_packet("stale_packet", rx.from),
+            _ => drop_packet!(self.core, stale_packet, rx.from),
         }
     }
 
@@ -1004,15 +1015,15 @@ impl Road {
     fn stale(&mut self, rx: &Rx<'_>) {
         let h = &rx.head;
         if is_nack_kind(h.pk) || h.pk == PacketKind::Renew {
-            self.core.drop_packet("stale_nack", rx.from);
+            drop_packet!(self.core, stale_nack, rx.from);
             return;
         }
         let Some(remote) = self.remotes.get(&h.de).filter(|r| !r.ephemeral) else {
-            self.core.drop_packet("unknown_remote", rx.from);
+            drop_packet!(self.core, unknown_remote, rx.from);
             return;
         };
         let head = self.stale_head(h, remote.uid, false);
-        self.core.stat("stale_correspondent_nack");
+        self.core.stats.stale_correspondent_nack += 1;
         let _ = self.core.emit(rx.from, &head, PacketKind::Nack, &[]);
     }
 
@@ -1024,7 +1035,7 @@ impl Road {
             return;
         }
         let head = self.stale_head(h, h.de, true);
-        self.core.stat("stale_initiator_nack");
+        self.core.stats.stale_initiator_nack += 1;
         let _ = self.core.emit(rx.from, &head, kind, &[]);
     }
 
@@ -1056,13 +1067,13 @@ impl Road {
                 Err(e) => {
                     tracing::debug!(road = %self.core.config.name, from = %rx.from, error = %e,
                         "bad json body");
-                    self.core.stat("body_error");
+                    self.core.stats.body_error += 1;
                     None
                 }
             },
             BodyKind::Nada | BodyKind::Raw if plain.is_empty() => Some(Map::new()),
             _ => {
-                self.core.drop_packet("body_error", rx.from);
+                drop_packet!(self.core, body_error, rx.from);
                 None
             }
         }
@@ -1081,7 +1092,7 @@ impl Road {
         match opened {
             Some(Ok(plain)) => Some(plain),
             Some(Err(_)) | None => {
-                self.core.drop_packet("decrypt_error", rx.from);
+                drop_packet!(self.core, decrypt_error, rx.from);
                 None
             }
         }
@@ -1236,7 +1247,7 @@ impl Road {
         }
         if !remote.ephemeral {
             self.core.forget_remote(&remote.name);
-            self.core.stat("remote_removed");
+            self.core.stats.remote_removed += 1;
             self.core.event(Event::Removed {
                 uid,
                 name: remote.name,
@@ -1270,7 +1281,7 @@ impl Road {
         };
         for index in stale {
             if let Some(txn) = self.take_txn(uid, &index) {
-                self.core.stat("stale_correspondent");
+                self.core.stats.stale_correspondent += 1;
                 self.nack_transaction(now, uid, txn, SendFailure::StaleSession);
             }
         }
@@ -1295,7 +1306,7 @@ impl Road {
             let Some(txn) = self.take_txn(uid, &index) else {
                 continue;
             };
-            self.core.stat("stale_initiator");
+            self.core.stats.stale_initiator += 1;
             match txn {
                 Transaction::Messenger(t) => self.requeue_messenger(now, uid, *t),
                 other => self.nack_transaction(now, uid, other, SendFailure::StaleSession),
@@ -1380,7 +1391,7 @@ impl Road {
             }
         }
         for id in failed {
-            self.core.stat("message_timeout");
+            self.core.stats.message_timeout += 1;
             self.core.event(Event::SendFailed {
                 id,
                 uid,
@@ -1402,7 +1413,7 @@ impl Road {
         }
         if main && !remote.reaped && now >= remote.reap_due {
             remote.reaped = true;
-            self.core.stat("remote_reap");
+            self.core.stats.remote_reap += 1;
         }
         if remote.reaped || now < remote.presence_due {
             return;
@@ -1420,7 +1431,7 @@ impl Road {
     /// The remote a transaction we initiate is for (counted `invalid_remote_eid` if none).
     pub(crate) fn initiator_remote(&mut self, uid: Uid) -> Option<&mut Remote> {
         if !self.remotes.contains_key(&uid) {
-            self.core.stat("invalid_remote_eid");
+            self.core.stats.invalid_remote_eid += 1;
         }
         self.remotes.get_mut(&uid)
     }
