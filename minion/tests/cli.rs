@@ -83,6 +83,54 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// The name the minion's keep at `keep_dir` was created for.
+fn keep_name(keep_dir: &Path) -> String {
+    let role = fs::read_to_string(keep_dir.join("role/local/role.json")).unwrap();
+    let role: serde_json::Value = serde_json::from_str(&role).unwrap();
+    role["role"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn without_id_salts_cached_id_is_used_else_the_generated_one_is_cached() {
+    let root = tempfile::tempdir().unwrap();
+    let conf = root.path().join("conf");
+    fs::create_dir(&conf).unwrap();
+    let configure = |pki: &str| {
+        let text = format!("root_dir: {0}\npki_dir: {0}/{pki}\n", root.path().display());
+        fs::write(conf.join("minion"), text).unwrap();
+    };
+    // Nothing cached: Salt's generated id, cached where salt-minion caches it.
+    configure("pki1");
+    let out = minion(&conf, &["--finger"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cache = root.path().join("etc/salt/minion_id");
+    let generated = salt_raet::minion_id::generate();
+    assert_eq!(fs::read_to_string(&cache).unwrap(), generated);
+    assert_eq!(keep_name(&root.path().join("pki1/raet")), generated);
+    // An id salt-minion cached is the one used, and the cache is left as it is.
+    fs::write(&cache, "from-salt-minion\n").unwrap();
+    configure("pki2");
+    assert!(minion(&conf, &["--finger"]).status.success());
+    assert_eq!(
+        keep_name(&root.path().join("pki2/raet")),
+        "from-salt-minion"
+    );
+    assert_eq!(fs::read_to_string(&cache).unwrap(), "from-salt-minion\n");
+    // A cache that cannot be written: logged (as Salt), the id is still the generated one.
+    fs::remove_file(&cache).unwrap();
+    fs::create_dir(&cache).unwrap();
+    configure("pki3");
+    let out = minion(&conf, &["--finger"]);
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot cache the minion id"), "{err}");
+    assert_eq!(keep_name(&root.path().join("pki3/raet")), generated);
+}
+
 #[test]
 fn a_bad_value_exits_2_naming_file_and_key() {
     let dir = setup("");
