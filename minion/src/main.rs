@@ -63,16 +63,7 @@ fn main() -> ExitCode {
             None => run_daemon(PROGRAM, daemon::run(config)),
         };
     }
-    match identity(&config) {
-        Ok(identity) => {
-            println!("{}", identity.fingerprint());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}");
-            ExitCode::from(salt_raet::EXIT_FAILURE)
-        }
-    }
+    salt_raet::print_finger(PROGRAM, identity(&config))
 }
 
 /// The minion's identity from its keep, created as the daemon would on first start.
