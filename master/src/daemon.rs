@@ -16,7 +16,7 @@ use raet::stack::RoadStack;
 use salt_raet::config::{MasterConfig, Role};
 use salt_raet::daemon::{presence_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status};
 use salt_raet::evbus::{BusEvent, EventBus};
-use salt_raet::identity::{check_binding, Identity, LocalParams};
+use salt_raet::identity::{check_binding, Identity, IdentityError, LocalParams};
 use salt_raet::pki::{self, KeyChange, KeyState, PkiWatcher};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -120,21 +120,32 @@ pub(crate) enum Input {
     Present,
 }
 
+/// The address the master's road binds: `interface`, `raet_port`.
+fn road_address(config: &MasterConfig) -> SocketAddr {
+    SocketAddr::new(config.interface, config.common.raet_port)
+}
+
+/// The master's identity from its keep, created as on the daemon's first start when the keep
+/// is empty (the daemon's and `--finger`'s).
+pub(crate) fn identity(
+    config: &MasterConfig,
+    keep: &mut DirKeep,
+) -> Result<Identity, IdentityError> {
+    let local = LocalParams {
+        name: &config.id,
+        ha: road_address(config),
+        main: true,
+        kind: 0,
+    };
+    Identity::load_or_create(keep, local, &mut rand_core::OsRng)
+}
+
 /// Runs the master daemon until SIGTERM or SIGINT.
 pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     let own = config.id.clone();
-    let ha = SocketAddr::new(config.interface, config.common.raet_port);
+    let ha = road_address(&config);
     let mut dir_keep = DirKeep::open(config.common.keep_dir())?;
-    let identity = Identity::load_or_create(
-        &mut dir_keep,
-        LocalParams {
-            name: &own,
-            ha,
-            main: true,
-            kind: 0,
-        },
-        &mut rand_core::OsRng,
-    )?;
+    let identity = identity(&config, &mut dir_keep)?;
     let mut road_config = RoadConfig::new(own.clone(), ha);
     road_config.main = true;
     // A minion that rejoins after losing its session (or after our restart) comes with a

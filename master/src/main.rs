@@ -2,7 +2,9 @@
 //!
 //! Reads Salt's master configuration (`-c/--config-dir`, `master` + `master.d/*.conf`).
 //! Without a subcommand it runs the daemon (see `docs/operations.md`); `status` asks the
-//! running daemon for its minions; `--finger-minion ID` prints a stored key's fingerprint.
+//! running daemon for its minions; `--finger` prints the fingerprint of the master's own
+//! identity (created in its RAET keep `<pki_dir>/raet` on first use); `--finger-minion ID`
+//! prints a stored key's fingerprint.
 
 use std::process::ExitCode;
 
@@ -10,8 +12,10 @@ mod acceptance;
 mod daemon;
 
 use clap::Parser;
+use raet::keep::DirKeep;
 use salt_raet::config::{MasterConfig, Role};
 use salt_raet::daemon::{print_status, run_daemon, Command};
+use salt_raet::identity::IdentityError;
 use salt_raet::pki::{KeyState, Pki};
 
 const PROGRAM: &str = "salt-raet-master";
@@ -22,6 +26,10 @@ const PROGRAM: &str = "salt-raet-master";
 struct Args {
     #[command(flatten)]
     common: salt_raet::CommonArgs,
+    /// Print the fingerprint of the master's own key (creating the master's identity if it
+    /// has none yet), in `salt-key -f`'s form, then exit.
+    #[arg(long, conflicts_with = "finger_minion")]
+    finger: bool,
     /// Print the fingerprint `salt-key -f ID` shows for this minion's stored key, then exit.
     #[arg(long = "finger-minion", value_name = "ID")]
     finger_minion: Option<String>,
@@ -35,7 +43,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return salt_raet::bad_config(PROGRAM, &e),
     };
-    let daemon_mode = args.command.is_none() && args.finger_minion.is_none();
+    let daemon_mode = args.command.is_none() && args.finger_minion.is_none() && !args.finger;
     if let Err(code) = salt_raet::prepare(
         PROGRAM,
         &config.common,
@@ -44,6 +52,12 @@ fn main() -> ExitCode {
         daemon_mode,
     ) {
         return code;
+    }
+    if args.finger {
+        let identity = DirKeep::open(config.common.keep_dir())
+            .map_err(IdentityError::from)
+            .and_then(|mut keep| daemon::identity(&config, &mut keep));
+        return salt_raet::print_finger(PROGRAM, identity);
     }
     match (args.finger_minion, args.command) {
         (Some(id), _) => finger_minion(&config, &id),

@@ -1,8 +1,10 @@
-//! Runs the built `salt-raet-master`: config errors, `--finger-minion`, the daemon mode.
+//! Runs the built `salt-raet-master`: config errors, `--finger`, `--finger-minion`, the daemon mode.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
+
+use salt_raet_testkit::openssl_public_pem;
 
 fn master(config_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_salt-raet-master"))
@@ -102,6 +104,37 @@ fn finger_minion_prints_salt_key_style_for_any_state() {
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("no key for minion \"nobody\""));
+}
+
+#[test]
+fn finger_prints_the_masters_own_key_as_finger_minion_would() {
+    let dir = setup();
+    let etc = dir.path().join("etc");
+    let out = master(&etc, &["--finger"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let finger = String::from_utf8(out.stdout).unwrap();
+    // Stable: the identity is created once, then reused.
+    let again = master(&etc, &["--finger"]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), finger);
+    // The master's public key, derived independently by openssl and stored as the master
+    // stores a minion's key (no final newline): `--finger-minion` and sha256sum agree.
+    let pem = openssl_public_pem(&dir.path().join("pki/raet"));
+    let minions = dir.path().join("pki/minions");
+    fs::create_dir_all(&minions).unwrap();
+    fs::write(minions.join("own"), pem.trim()).unwrap();
+    let out = master(&etc, &["--finger-minion", "own"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("Accepted Keys:\nown:  {finger}")
+    );
+    assert_eq!(finger, format!("{}\n", sha256_pairs(&minions.join("own"))));
+    // One question at a time.
+    let out = master(&etc, &["--finger", "--finger-minion", "own"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Without a subcommand it runs the daemon (see `docs/operations.md`; its own logic is in
 //! [`daemon`]); `status` asks the running daemon for its masters; `--finger` prints the
 //! fingerprint of the minion's identity (created in its RAET keep `<pki_dir>/raet` on first
-//! use).
+//! use). Without `id` in the configuration, the id is Salt's ([`salt_raet::minion_id`]); a
+//! generated one is cached in Salt's `minion_id` file, as salt-minion does.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
         Err(e) => return salt_raet::bad_config(PROGRAM, &e),
     };
     let daemon_mode = args.command.is_none() && !args.finger;
+    // As salt-minion, which caches a generated id whenever it reads its configuration
+    // (before dropping to `user`); a failure is logged once logging is up, as Salt's.
+    let cached = config.cache_id();
     if let Err(code) = salt_raet::prepare(
         PROGRAM,
         &config.common,
@@ -50,22 +54,16 @@ fn main() -> ExitCode {
     ) {
         return code;
     }
+    if let Err(e) = cached {
+        tracing::error!("{e}");
+    }
     if !args.finger {
         return match args.command {
             Some(Command::Status { json }) => print_status(PROGRAM, &config.common.sock_dir, json),
             None => run_daemon(PROGRAM, daemon::run(config)),
         };
     }
-    match identity(&config) {
-        Ok(identity) => {
-            println!("{}", identity.fingerprint());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}");
-            ExitCode::from(salt_raet::EXIT_FAILURE)
-        }
-    }
+    salt_raet::print_finger(PROGRAM, identity(&config))
 }
 
 /// The minion's identity from its keep, created as the daemon would on first start.

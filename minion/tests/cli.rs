@@ -1,9 +1,10 @@
 //! Runs the built `salt-raet-minion`: config errors, `--finger`, the not-yet-built daemon mode.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use salt_raet_testkit::{openssl_public_pem, pipe};
 
 fn minion(config_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_salt-raet-minion"))
@@ -25,19 +26,6 @@ fn setup(extra: &str) -> tempfile::TempDir {
     dir
 }
 
-/// Runs `cmd` with `input` on its standard input; its standard output.
-fn pipe(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    out.stdout
-}
-
 #[test]
 fn finger_is_the_sha256_of_the_pem_the_master_stores() {
     let dir = setup("");
@@ -52,24 +40,10 @@ fn finger_is_the_sha256_of_the_pem_the_master_stores() {
     let again = minion(&dir.path().join("etc"), &["--finger"]);
     assert_eq!(String::from_utf8(again.stdout).unwrap(), finger);
 
-    // Independently: openssl derives the public key PEM from the keep's Ed25519 seed
-    // (PKCS#8 DER = fixed Ed25519 prefix + seed); the master stores it without the final
-    // newline; salt-key's fingerprint is sha256sum of that text in colon-separated pairs.
-    let role = fs::read_to_string(dir.path().join("pki/raet/role/local/role.json")).unwrap();
-    let sighex = role
-        .split("\"sighex\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let der = hex_decode(&format!("302e020100300506032b657004220420{sighex}"));
-    let pem = pipe(
-        Command::new("openssl").args(["pkey", "-inform", "DER", "-pubout"]),
-        &der,
-    );
-    let pem = String::from_utf8(pem).unwrap();
-    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    // Independently: openssl derives the public key PEM from the keep's Ed25519 seed; the
+    // master stores it without the final newline; salt-key's fingerprint is sha256sum of
+    // that text in colon-separated pairs.
+    let pem = openssl_public_pem(&dir.path().join("pki/raet"));
     let sum = pipe(&mut Command::new("sha256sum"), pem.trim().as_bytes());
     let sum = String::from_utf8(sum).unwrap();
     let hexsum = sum.split_whitespace().next().unwrap();
@@ -77,10 +51,52 @@ fn finger_is_the_sha256_of_the_pem_the_master_stores() {
     assert_eq!(finger, format!("{}\n", pairs.join(":")));
 }
 
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
+/// The name the minion's keep at `keep_dir` was created for.
+fn keep_name(keep_dir: &Path) -> String {
+    let role = fs::read_to_string(keep_dir.join("role/local/role.json")).unwrap();
+    let role: serde_json::Value = serde_json::from_str(&role).unwrap();
+    role["role"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn without_id_salts_cached_id_is_used_else_the_generated_one_is_cached() {
+    let root = tempfile::tempdir().unwrap();
+    let conf = root.path().join("conf");
+    fs::create_dir(&conf).unwrap();
+    let configure = |pki: &str| {
+        let text = format!("root_dir: {0}\npki_dir: {0}/{pki}\n", root.path().display());
+        fs::write(conf.join("minion"), text).unwrap();
+    };
+    // Nothing cached: Salt's generated id, cached where salt-minion caches it.
+    configure("pki1");
+    let out = minion(&conf, &["--finger"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cache = root.path().join("etc/salt/minion_id");
+    let generated = salt_raet::minion_id::generate();
+    assert_eq!(fs::read_to_string(&cache).unwrap(), generated);
+    assert_eq!(keep_name(&root.path().join("pki1/raet")), generated);
+    // An id salt-minion cached is the one used, and the cache is left as it is.
+    fs::write(&cache, "from-salt-minion\n").unwrap();
+    configure("pki2");
+    assert!(minion(&conf, &["--finger"]).status.success());
+    assert_eq!(
+        keep_name(&root.path().join("pki2/raet")),
+        "from-salt-minion"
+    );
+    assert_eq!(fs::read_to_string(&cache).unwrap(), "from-salt-minion\n");
+    // A cache that cannot be written: logged (as Salt), the id is still the generated one.
+    fs::remove_file(&cache).unwrap();
+    fs::create_dir(&cache).unwrap();
+    configure("pki3");
+    let out = minion(&conf, &["--finger"]);
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cannot cache the minion id"), "{err}");
+    assert_eq!(keep_name(&root.path().join("pki3/raet")), generated);
 }
 
 #[test]

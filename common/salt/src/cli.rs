@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use crate::config::{self, ConfigError, LogLevel};
+use crate::identity::Identity;
 use crate::{account, envelope, logfile, logfmt, pki};
 
 /// Exit code of a daemon whose configuration cannot be used (after a one-line message).
@@ -83,6 +84,21 @@ pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_f
         .try_init();
     for problem in problems {
         tracing::warn!("{problem}");
+    }
+}
+
+/// `--finger`: prints the fingerprint of the daemon's own identity as `salt-key -f` shows
+/// it ([`Identity::fingerprint`]); or `<program>: <error>` and [`EXIT_FAILURE`].
+pub fn print_finger(program: &str, identity: Result<Identity, impl std::fmt::Display>) -> ExitCode {
+    match identity {
+        Ok(identity) => {
+            println!("{}", identity.fingerprint());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

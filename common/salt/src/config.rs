@@ -23,6 +23,7 @@ use std::time::Duration;
 use config::{FileFormat, Source, Value, ValueKind};
 
 use crate::logfmt;
+use crate::minion_id::{self, IdOrigin, IdRules, RemoveDomain};
 use raet::keep::AutoMode;
 
 /// Salt's default configuration directory (`-c/--config-dir`).
@@ -215,8 +216,9 @@ impl CommonConfig {
 pub struct MasterConfig {
     /// Keys shared with the minion.
     pub common: CommonConfig,
-    /// `id` (default `<hostname>_master`, Salt's): the master's road estate name (masters of
-    /// one minion must have distinct ids).
+    /// `id` (default Salt's: the minion id the host would get, see [`crate::minion_id`],
+    /// then `_master`): the master's road estate name (masters of one minion must have
+    /// distinct ids).
     pub id: String,
     /// `interface` (default `0.0.0.0`): the address the road binds.
     pub interface: IpAddr,
@@ -243,8 +245,13 @@ pub struct MasterConfig {
 pub struct MinionConfig {
     /// Keys shared with the master.
     pub common: CommonConfig,
-    /// `id` (default: `<config_dir>/minion_id` if present, else the host name).
+    /// `id` (default: Salt's, see [`crate::minion_id`]: the cached id, else one generated
+    /// from the FQDN, host name or addresses).
     pub id: String,
+    /// Where [`MinionConfig::id`] comes from.
+    pub id_origin: IdOrigin,
+    /// `minion_id_caching`, `minion_id_lowercase`, `minion_id_remove_domain`.
+    pub id_rules: IdRules,
     /// `master` (default `salt`): one or several master names or addresses, each possibly
     /// with its road port (`host:port`, `[v6]:port`); see [`MinionConfig::masters`].
     pub master: Vec<String>,
@@ -610,10 +617,14 @@ impl MasterConfig {
             })
             .transpose()?;
         let expected_id = "a master id (no '/', '\\', whitespace or control characters)";
-        let default_id = format!("{}_master", host_name().as_deref().unwrap_or("salt"));
-        let id = raw.typed("id", expected_id, default_id, |k| {
-            scalar_string(k).filter(|s| usable_id(s))
-        })?;
+        let id = match configured_id(&raw, expected_id)? {
+            Some(id) => id,
+            // Salt: `get_id(opts)` (the cache read, never written) + "_master".
+            None => {
+                let (id, _) = default_id(dir, Role::Master, &common.root_dir, &id_rules(&raw)?)?;
+                format!("{id}_master")
+            }
+        };
         Ok(Self {
             id,
             interface: raw.parsed("interface", "an IP address", IpAddr::from([0, 0, 0, 0]))?,
@@ -658,26 +669,67 @@ fn usable_id(id: &str) -> bool {
     crate::pki::valid_id_name(id) && raet::keep::check_name("name", id).is_ok()
 }
 
-/// The host name (`/proc/sys/kernel/hostname`), Salt's fallback minion id (Salt prefers the
-/// FQDN; we keep it simple).
-fn host_name() -> Option<String> {
-    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_owned())
+/// `id` when it is set ([`usable_id`]); `None`: Salt's default applies.
+fn configured_id(raw: &Raw, expected: &str) -> Result<Option<String>, ConfigError> {
+    raw.get("id")
+        .map(|_| {
+            raw.typed("id", expected, String::new(), |k| {
+                scalar_string(k).filter(|s| usable_id(s))
+            })
+        })
+        .transpose()
+}
+
+/// `minion_id_caching`, `minion_id_lowercase` and `minion_id_remove_domain` (Salt's keys).
+fn id_rules(raw: &Raw) -> Result<IdRules, ConfigError> {
+    let remove_domain = raw.typed(
+        "minion_id_remove_domain",
+        "True, False or a domain",
+        RemoveDomain::Keep,
+        |k| {
+            let flag = match k {
+                ValueKind::Boolean(b) => *b,
+                ValueKind::String(s) => match yaml11_bool(s) {
+                    Some(b) => b,
+                    None if s.is_empty() => false,
+                    None => return Some(RemoveDomain::Domain(s.clone())),
+                },
+                _ => return None,
+            };
+            Some(if flag {
+                RemoveDomain::Any
+            } else {
+                RemoveDomain::Keep
+            })
+        },
+    )?;
+    Ok(IdRules {
+        caching: raw.bool("minion_id_caching", true)?,
+        lowercase: raw.bool("minion_id_lowercase", false)?,
+        remove_domain,
+    })
 }
 
 impl MinionConfig {
+    /// Writes a generated id to Salt's cache file, as salt-minion does when it reads its
+    /// configuration (with `minion_id_caching`); nothing for a configured or cached id.
+    pub fn cache_id(&self) -> Result<(), minion_id::CacheError> {
+        if self.id_origin != IdOrigin::Generated || !self.id_rules.caching {
+            return Ok(());
+        }
+        minion_id::write_cache(&minion_id::cache_file(&self.common.root_dir), &self.id)
+    }
+
     /// Reads `<dir>/minion` and `<dir>/minion.d/*.conf`.
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
         let raw = read_all(dir, Role::Minion)?;
         let common = read_common(dir, Role::Minion, &raw)?;
         let expected_id =
             "a minion id (no '/', '\\', whitespace or control characters, not '.' or '..')";
-        let id = match raw.get("id") {
-            Some(_) => raw.typed("id", expected_id, String::new(), |k| {
-                scalar_string(k).filter(|s| usable_id(s))
-            })?,
-            None => default_id(dir, &common.root_dir)?,
+        let id_rules = id_rules(&raw)?;
+        let (id, id_origin) = match configured_id(&raw, expected_id)? {
+            Some(id) => (id, IdOrigin::Configured),
+            None => default_id(dir, Role::Minion, &common.root_dir, &id_rules)?,
         };
         let master = raw.typed(
             "master",
@@ -695,6 +747,8 @@ impl MinionConfig {
         )?;
         Ok(Self {
             id,
+            id_origin,
+            id_rules,
             master,
             raet_master_port: raw.port("raet_master_port", 4505)?,
             rejected_retry: raw.bool("rejected_retry", false)?,
@@ -738,31 +792,37 @@ pub fn master_entry(entry: &str, default_port: u16) -> Option<(String, u16)> {
     (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_owned(), port))
 }
 
-/// The minion id when the config has none: `<config_dir>/minion_id` (under `root_dir`, as Salt
-/// caches it), else the host name.
-fn default_id(dir: &Path, root_dir: &Path) -> Result<String, ConfigError> {
-    let cached = prepend_root_dir(root_dir, &dir.join("minion_id").to_string_lossy());
-    if let Ok(text) = fs::read_to_string(&cached) {
-        let id = text.trim();
-        if !usable_id(id) {
-            return Err(ConfigError::BadValue {
-                path: cached,
-                key: "id".to_owned(),
-                expected: "a minion id".to_owned(),
-                found: format!("{id:?}"),
-            });
-        }
-        return Ok(id.to_owned());
-    }
-    match host_name() {
-        Some(name) if usable_id(&name) => Ok(name),
-        _ => Err(ConfigError::BadValue {
-            path: dir.join("minion"),
+/// The id when the config has none, as Salt's `get_id`: the cached id
+/// ([`minion_id::cache_file`] under `root_dir`, with `minion_id_caching`), else
+/// [`minion_id::generate`] shaped by the rules.
+fn default_id(
+    dir: &Path,
+    role: Role,
+    root_dir: &Path,
+    rules: &IdRules,
+) -> Result<(String, IdOrigin), ConfigError> {
+    let cache = minion_id::cache_file(root_dir);
+    let cached = rules
+        .caching
+        .then(|| minion_id::read_cache(&cache))
+        .flatten();
+    let (id, origin, path) = match cached {
+        Some(id) => (id, IdOrigin::Cached, cache),
+        None => (
+            rules.apply(&minion_id::generate()),
+            IdOrigin::Generated,
+            dir.join(role.name()),
+        ),
+    };
+    if !usable_id(&id) {
+        return Err(ConfigError::BadValue {
+            path,
             key: "id".to_owned(),
-            expected: "an id (the host name cannot be used)".to_owned(),
-            found: "nothing".to_owned(),
-        }),
+            expected: "an id (set `id`: the cached or generated one cannot be used)".to_owned(),
+            found: format!("{id:?}"),
+        });
     }
+    Ok((id, origin))
 }
 
 #[cfg(test)]

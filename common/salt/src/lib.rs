@@ -7,6 +7,7 @@
 //! With feature `daemon` (on by default; the daemons' plumbing):
 //! * [`account`]: the `user` key resolved to an account, and dropping privileges to it;
 //! * [`config`]: Salt's own config files (`master`/`minion` + `*.d/*.conf`), typed;
+//! * [`minion_id`]: the minion id when the configuration has none, chosen as Salt's;
 //! * [`pki`]: minion keys in Salt's pki directories as `salt-key` manages them, fingerprints,
 //!   scans, change detection and a watcher;
 //! * [`logfmt`]: Salt's log formats (`log_fmt_console`, `log_fmt_logfile`) for `tracing`;
@@ -40,6 +41,8 @@ pub mod identity;
 pub mod logfile;
 #[cfg(feature = "daemon")]
 pub mod logfmt;
+#[cfg(feature = "daemon")]
+pub mod minion_id;
 #[cfg(feature = "daemon")]
 pub mod pki;
 #[cfg(feature = "daemon")]

@@ -479,3 +479,42 @@ pub fn log_lines(daemon: &Daemon, needle: &str) -> usize {
     let log = fs::read_to_string(daemon.etc.with_file_name("daemon.log")).unwrap_or_default();
     log.lines().filter(|l| l.contains(needle)).count()
 }
+
+/// The public key PEM of the identity in the RAET keep at `keep_dir`, derived by openssl
+/// from the keep's Ed25519 seed (`sighex` of `role/local/role.json`; the PKCS#8 DER is a
+/// fixed Ed25519 prefix + the seed, `openssl pkey -pubout` prints the PEM): an independent
+/// check of the key the daemons compute, with its final newline.
+pub fn openssl_public_pem(keep_dir: &Path) -> String {
+    let role = fs::read_to_string(keep_dir.join("role/local/role.json")).unwrap();
+    let role: Value = serde_json::from_str(&role).unwrap();
+    let sighex = role["sighex"].as_str().expect("a sighex in the keep");
+    let der = hex_decode(&format!("302e020100300506032b657004220420{sighex}"));
+    let pem = pipe(
+        Command::new("openssl").args(["pkey", "-inform", "DER", "-pubout"]),
+        &der,
+    );
+    let pem = String::from_utf8(pem).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+    pem
+}
+
+/// The bytes of the hex string `s`.
+pub fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Runs `cmd` with `input` on its standard input; its standard output (it must succeed).
+pub fn pipe(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}

@@ -325,20 +325,107 @@ fn master_id_and_any_port() {
     let c = MasterConfig::load(dir.path()).unwrap();
     assert_eq!(c.id, "m2_master");
     assert_eq!(c.common.raet_port, 0);
-    let c = MasterConfig::load(dir_with(&[]).path()).unwrap();
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert_eq!(c.id, format!("{}_master", host.trim()));
+    // Salt: the id the minion would get (the cache read, not written), then `_master`.
+    let root = tempfile::tempdir().unwrap();
+    let dir = dir_with(&[("master", &format!("root_dir: {}\n", root.path().display()))]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.id, format!("{}_master", minion_id::generate()));
+    assert!(!minion_id::cache_file(root.path()).exists());
+    minion_id::write_cache(&minion_id::cache_file(root.path()), "cached").unwrap();
+    assert_eq!(MasterConfig::load(dir.path()).unwrap().id, "cached_master");
+}
+
+/// A minion config dir whose `root_dir` is a new temporary directory, with `extra` keys.
+fn minion_under_root(extra: &str) -> (TempDir, TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = dir_with(&[(
+        "minion",
+        &format!("root_dir: {}\n{extra}", root.path().display()),
+    )]);
+    (root, dir)
 }
 
 #[test]
-fn minion_id_defaults_to_the_cached_minion_id_then_the_host_name() {
-    let dir = dir_with(&[("minion", "master: m\n"), ("minion_id", "cached-id\n")]);
-    // The cached id sits under root_dir (`/`): point root_dir at `/` explicitly.
-    assert_eq!(MinionConfig::load(dir.path()).unwrap().id, "cached-id");
-    let dir = dir_with(&[("minion", "master: m\n")]);
-    let id = MinionConfig::load(dir.path()).unwrap().id;
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    assert_eq!(id, host.trim());
+fn minion_id_is_the_cached_one_under_root_dir_else_generated_and_cached() {
+    let (root, dir) = minion_under_root("");
+    let cache = minion_id::cache_file(root.path());
+    // Nothing cached: Salt's generated id, written to the cache by `cache_id`.
+    let c = MinionConfig::load(dir.path()).unwrap();
+    assert_eq!(c.id, minion_id::generate());
+    assert_eq!(c.id_origin, IdOrigin::Generated);
+    assert_eq!(c.id_rules, IdRules::default());
+    c.cache_id().unwrap();
+    assert_eq!(fs::read_to_string(&cache).unwrap(), c.id);
+    // Cached: read back, and not written again.
+    fs::write(&cache, "cached-id\n").unwrap();
+    let c = MinionConfig::load(dir.path()).unwrap();
+    assert_eq!(
+        (c.id.as_str(), c.id_origin),
+        ("cached-id", IdOrigin::Cached)
+    );
+    c.cache_id().unwrap();
+    assert_eq!(fs::read_to_string(&cache).unwrap(), "cached-id\n");
+    // A configured id wins and is never cached.
+    fs::remove_file(&cache).unwrap();
+    let configured = format!("root_dir: {}\nid: web9\n", root.path().display());
+    let configured = dir_with(&[("minion", &configured)]);
+    let c = MinionConfig::load(configured.path()).unwrap();
+    assert_eq!((c.id.as_str(), c.id_origin), ("web9", IdOrigin::Configured));
+    c.cache_id().unwrap();
+    assert!(!cache.exists());
+    // An unusable cached id names the cache file.
+    minion_id::write_cache(&cache, "has space").unwrap();
+    let err = MinionConfig::load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{}: bad value for id:", cache.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn minion_id_rules_as_salt() {
+    let (root, dir) = minion_under_root(
+        "minion_id_caching: False\nminion_id_lowercase: yes\nminion_id_remove_domain: True\n",
+    );
+    let cache = minion_id::cache_file(root.path());
+    minion_id::write_cache(&cache, "cached-id").unwrap();
+    let c = MinionConfig::load(dir.path()).unwrap();
+    let rules = IdRules {
+        caching: false,
+        lowercase: true,
+        remove_domain: RemoveDomain::Any,
+    };
+    assert_eq!(c.id_rules, rules);
+    // Without caching the cache file is neither read nor written.
+    assert_eq!(c.id, rules.apply(&minion_id::generate()));
+    assert_eq!(c.id_origin, IdOrigin::Generated);
+    fs::remove_file(&cache).unwrap();
+    c.cache_id().unwrap();
+    assert!(!cache.exists());
+    for (value, expected) in [
+        ("example.com", RemoveDomain::Domain("example.com".into())),
+        ("False", RemoveDomain::Keep),
+        ("''", RemoveDomain::Keep),
+        ("on", RemoveDomain::Any),
+    ] {
+        let (_root, dir) = minion_under_root(&format!("minion_id_remove_domain: {value}\n"));
+        let c = MinionConfig::load(dir.path()).unwrap();
+        assert_eq!(c.id_rules.remove_domain, expected, "{value}");
+    }
+    for bad in [
+        "minion_id_remove_domain: 5",
+        "minion_id_remove_domain: [a]",
+        "minion_id_caching: maybe",
+        "minion_id_lowercase: 2",
+    ] {
+        let (_root, dir) = minion_under_root(&format!("{bad}\n"));
+        let err = MinionConfig::load(dir.path()).unwrap_err().to_string();
+        let key = bad.split(':').next().unwrap();
+        assert!(
+            err.contains(&format!("bad value for {key}:")),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]
