@@ -24,7 +24,7 @@ use crate::{blob, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
 /// Options of `raet bench`.
 #[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Number of small messages in the throughput run (Rust sender).
     #[arg(long, value_name = "N", default_value_t = 5000)]
     pub count: usize,
@@ -102,10 +102,10 @@ impl Took {
     /// Runs `work`, measuring it.
     async fn measure<T, E>(
         work: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<(T, Took), E> {
+    ) -> Result<(T, Self), E> {
         let (wall, cpu) = (Instant::now(), cpu_time());
         let value = work.await?;
-        let took = Took {
+        let took = Self {
             wall: wall.elapsed(),
             cpu: cpu
                 .zip(cpu_time())
@@ -146,7 +146,7 @@ struct Row {
 }
 
 /// Runs `raet bench`; returns the exit status.
-pub async fn run(args: BenchArgs) -> ExitCode {
+pub(crate) async fn run(args: BenchArgs) -> ExitCode {
     println!(
         "raet bench: {} messages of {} characters ({} in flight), one message of {} characters x{}; loopback UDP, every packet signed",
         args.count, args.size, args.window, args.big, args.repeat

@@ -14,7 +14,7 @@ use crate::{blob, Body, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
 /// Options of `raet demo`.
 #[derive(Args, Debug, Clone)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Size of the large message's blob, in characters.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub big: usize,
@@ -24,7 +24,7 @@ pub struct DemoArgs {
 }
 
 /// Starts a stack named `name` on an ephemeral loopback port, in memory.
-pub async fn start(name: &str, main: bool) -> Result<RoadStack, StackError> {
+pub(crate) async fn start(name: &str, main: bool) -> Result<RoadStack, StackError> {
     let mut config = RoadConfig::new(name, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     config.main = main;
     config.auto = AutoMode::Always;
@@ -33,7 +33,7 @@ pub async fn start(name: &str, main: bool) -> Result<RoadStack, StackError> {
 
 /// Sends `body` from `from` to its remote `to`; returns the time until the
 /// receiver confirmed it complete (done) and the receiver got it.
-pub async fn deliver(
+pub(crate) async fn deliver(
     from: &RoadStack,
     to: Uid,
     receiver: &RoadStack,
@@ -55,7 +55,7 @@ fn rate(bytes: usize, d: Duration) -> String {
 }
 
 /// Runs `raet demo`; returns the exit status.
-pub async fn run(args: DemoArgs) -> ExitCode {
+pub(crate) async fn run(args: DemoArgs) -> ExitCode {
     match tokio::time::timeout(Duration::from_secs(args.timeout), demo(&args)).await {
         Ok(Ok(())) => ExitCode::from(EXIT_OK),
         Ok(Err(e)) => {

@@ -24,7 +24,7 @@ Messages are sent once the socket DIR/LANE.YARD.uxd of --to accepts them (a lane
 Event lines go to stderr (RUST_LOG=debug for logs).
 Exit status: 0 once --expect messages are received and every own message is sent; 1 on a
 failure (socket error); 2 when --timeout elapses first; 3 on bad arguments.")]
-pub struct LaneArgs {
+pub(crate) struct LaneArgs {
     /// Name of the local yard.
     #[arg(long)]
     pub name: String,
@@ -42,7 +42,7 @@ pub struct LaneArgs {
 }
 
 /// Runs `raet lane`.
-pub async fn run(args: LaneArgs) -> ExitCode {
+pub(crate) async fn run(args: LaneArgs) -> ExitCode {
     let outgoing = args.traffic.messages();
     let checked = check_yard_name(&args.name)
         .and_then(|()| check_lane_name(&args.lane))

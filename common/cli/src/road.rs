@@ -30,7 +30,7 @@ Logs go to stderr (RUST_LOG=debug for more).
 Exit status: 0 once --expect messages are received, every own message is acknowledged and
 (with --join) the remote is allowed; 1 on a failure (join rejected, message failed, socket or
 keep error); 2 when --timeout elapses first; 3 on bad arguments.")]
-pub struct RoadArgs {
+pub(crate) struct RoadArgs {
     /// Name of the local estate.
     #[arg(long)]
     pub name: String,
@@ -93,11 +93,11 @@ pub enum Auto {
 }
 
 impl From<Auto> for AutoMode {
-    fn from(auto: Auto) -> AutoMode {
+    fn from(auto: Auto) -> Self {
         match auto {
-            Auto::Never => AutoMode::Never,
-            Auto::Once => AutoMode::Once,
-            Auto::Always => AutoMode::Always,
+            Auto::Never => Self::Never,
+            Auto::Once => Self::Once,
+            Auto::Always => Self::Always,
         }
     }
 }
@@ -112,10 +112,10 @@ pub enum Hk {
 }
 
 impl From<Hk> for HeadKind {
-    fn from(hk: Hk) -> HeadKind {
+    fn from(hk: Hk) -> Self {
         match hk {
-            Hk::Raet => HeadKind::Raet,
-            Hk::Json => HeadKind::Json,
+            Hk::Raet => Self::Raet,
+            Hk::Json => Self::Json,
         }
     }
 }
@@ -249,7 +249,7 @@ fn keys(args: &RoadArgs) -> Option<(Signer, PrivateKey)> {
 }
 
 /// Runs `raet road`; returns the exit status.
-pub async fn run(args: RoadArgs) -> ExitCode {
+pub(crate) async fn run(args: RoadArgs) -> ExitCode {
     let deadline = tokio::time::Instant::now() + args.traffic.timeout;
     let log = EventLog {
         enabled: args.events,
@@ -379,7 +379,7 @@ async fn session(
 
 /// Joins `ha`, retrying after failed attempts (the remote may not be up
 /// yet); the caller's timeout bounds it. A rejection is final.
-pub async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
+pub(crate) async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, StackError> {
     loop {
         match stack.join(ha).await {
             Err(StackError::JoinFailed { uid, reason }) => {

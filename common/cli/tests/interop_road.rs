@@ -37,8 +37,8 @@ struct Road {
 }
 
 impl Road {
-    fn new(name: &'static str) -> Road {
-        Road {
+    fn new(name: &'static str) -> Self {
+        Self {
             name,
             port: port(),
             auto: "always",
@@ -49,44 +49,44 @@ impl Road {
         }
     }
 
-    fn main(mut self) -> Road {
+    fn main(mut self) -> Self {
         self.extra.push("--main".into());
         self
     }
 
-    fn join(mut self, main: &Road) -> Road {
+    fn join(mut self, main: &Self) -> Self {
         self.extra
             .extend(args(["--join", &format!("127.0.0.1:{}", main.port)]));
         self
     }
 
-    fn auto(mut self, auto: &'static str) -> Road {
+    fn auto(mut self, auto: &'static str) -> Self {
         self.auto = auto;
         self
     }
 
-    fn hk(mut self, hk: &'static str) -> Road {
+    fn hk(mut self, hk: &'static str) -> Self {
         self.hk = hk;
         self
     }
 
-    fn expect(mut self, n: usize) -> Road {
+    fn expect(mut self, n: usize) -> Self {
         self.expect = n;
         self
     }
 
-    fn sends(mut self, out: Outgoing) -> Road {
+    fn sends(mut self, out: Outgoing) -> Self {
         self.out = out;
         self
     }
 
-    fn with(mut self, extra: &[&str]) -> Road {
+    fn with(mut self, extra: &[&str]) -> Self {
         self.extra.extend(args(extra));
         self
     }
 
     /// `--role minion` with fixed keys.
-    fn minion(self, key: (&str, &str)) -> Road {
+    fn minion(self, key: (&str, &str)) -> Self {
         self.with(&["--role", "minion", "--sighex", key.0, "--prihex", key.1])
     }
 

@@ -62,15 +62,15 @@ pub struct Signer {
 
 impl Signer {
     /// The signing key for a 32-byte seed.
-    pub fn from_seed(seed: &[u8; 32]) -> Signer {
-        Signer {
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self {
             key: SigningKey::from_bytes(seed),
         }
     }
 
     /// A fresh random signing key.
-    pub fn generate<R: CryptoRngCore>(rng: &mut R) -> Signer {
-        Signer {
+    pub fn generate<R: CryptoRngCore>(rng: &mut R) -> Self {
+        Self {
             key: SigningKey::generate(rng),
         }
     }
@@ -110,17 +110,17 @@ pub struct VerifyKey {
 impl VerifyKey {
     /// From 32 bytes; fails if the length is wrong, the point is invalid or
     /// of small order (a weak key, which libsodium refuses as well).
-    pub fn from_bytes(b: &[u8]) -> Result<VerifyKey, CryptoError> {
+    pub fn from_bytes(b: &[u8]) -> Result<Self, CryptoError> {
         let bytes = key_from_slice(b)?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| CryptoError::BadKey)?;
         if key.is_weak() {
             return Err(CryptoError::BadKey);
         }
-        Ok(VerifyKey { key })
+        Ok(Self { key })
     }
 
     /// From 64 hex characters (`verhex`).
-    pub fn from_hex(h: &str) -> Result<VerifyKey, CryptoError> {
+    pub fn from_hex(h: &str) -> Result<Self, CryptoError> {
         Self::from_bytes(&key_from_hex(h)?)
     }
 
@@ -164,16 +164,16 @@ pub struct PrivateKey {
 
 impl PrivateKey {
     /// From the 32 secret bytes.
-    pub fn from_bytes(b: &[u8; 32]) -> PrivateKey {
+    pub fn from_bytes(b: &[u8; 32]) -> Self {
         let bytes = Zeroizing::new(*b);
         let public = PublicKey {
             key: with_library_key(&bytes, |secret| secret.public_key()),
         };
-        PrivateKey { bytes, public }
+        Self { bytes, public }
     }
 
     /// A fresh random secret key.
-    pub fn generate<R: CryptoRngCore>(rng: &mut R) -> PrivateKey {
+    pub fn generate<R: CryptoRngCore>(rng: &mut R) -> Self {
         let mut bytes = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut bytes[..]);
         Self::from_bytes(&bytes)
@@ -217,14 +217,14 @@ pub struct PublicKey {
 
 impl PublicKey {
     /// From 32 bytes.
-    pub fn from_bytes(b: &[u8]) -> Result<PublicKey, CryptoError> {
-        Ok(PublicKey {
+    pub fn from_bytes(b: &[u8]) -> Result<Self, CryptoError> {
+        Ok(Self {
             key: crypto_box::PublicKey::from_bytes(key_from_slice(b)?),
         })
     }
 
     /// From 64 hex characters (`pubhex`).
-    pub fn from_hex(h: &str) -> Result<PublicKey, CryptoError> {
+    pub fn from_hex(h: &str) -> Result<Self, CryptoError> {
         Self::from_bytes(&key_from_hex(h)?)
     }
 
@@ -256,8 +256,8 @@ pub struct SharedBox {
 
 impl SharedBox {
     /// Precomputes the shared key of `their_public` and `my_secret`.
-    pub fn new(their_public: &PublicKey, my_secret: &PrivateKey) -> SharedBox {
-        SharedBox {
+    pub fn new(their_public: &PublicKey, my_secret: &PrivateKey) -> Self {
+        Self {
             inner: with_library_key(&my_secret.bytes, |secret| {
                 SalsaBox::new(&their_public.key, secret)
             }),

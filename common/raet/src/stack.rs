@@ -106,7 +106,7 @@ pub enum StackError {
         /// The address joined.
         ha: SocketAddr,
         /// The bound that elapsed.
-        after: std::time::Duration,
+        after: Duration,
     },
     /// The join was rejected (by the remote, or by our own key decision).
     #[error("join of remote {uid} ({name}) was rejected ({})", match by {
@@ -172,7 +172,7 @@ pub struct RoadStack {
     messages: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// How long [`RoadStack::join`] waits at most (`None`: a road timer is "never").
-    join_bound: Option<std::time::Duration>,
+    join_bound: Option<Duration>,
 }
 
 impl std::fmt::Debug for RoadStack {
@@ -195,15 +195,13 @@ impl RoadStack {
         mut config: RoadConfig,
         keys: Option<(Signer, PrivateKey)>,
         keep: Box<dyn Keep>,
-    ) -> Result<RoadStack, StackError> {
+    ) -> Result<Self, StackError> {
         let socket = UdpSocket::from_std(bind_socket(config.ha)?)?;
         let local_addr = socket.local_addr()?;
         config.ha = local_addr;
         let timers = &config.timers;
         let join_bound = (!timers.joiner_timeout.is_zero() && !timers.allow_timeout.is_zero())
-            .then(|| {
-                timers.joiner_timeout + timers.allow_timeout + std::time::Duration::from_secs(1)
-            });
+            .then(|| timers.joiner_timeout + timers.allow_timeout + Duration::from_secs(1));
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
         let snapshot = Snapshot::load(keep.as_ref())?;
@@ -231,7 +229,7 @@ impl RoadStack {
             buf: vec![0u8; RECV_BUFFER_SIZE],
         };
         let task = tokio::spawn(driver.run());
-        Ok(RoadStack {
+        Ok(Self {
             commands,
             local_addr,
             name,

@@ -91,8 +91,8 @@ impl Link {
     pub const REORDER_SPREAD: u32 = 8;
 
     /// A perfect link: 1 ms delay, no loss, no duplication, no reordering, no jitter.
-    pub fn perfect() -> Link {
-        Link {
+    pub fn perfect() -> Self {
+        Self {
             loss: 0.0,
             duplicate: 0.0,
             reorder: 0.0,
@@ -104,8 +104,8 @@ impl Link {
 
     /// A bad link: `loss` probability of loss, 5 % duplication, 10 % reordering,
     /// 1 ms delay with 2 ms jitter (so datagrams also overtake each other).
-    pub fn impaired(loss: f64) -> Link {
-        Link {
+    pub fn impaired(loss: f64) -> Self {
+        Self {
             loss,
             duplicate: 0.05,
             reorder: 0.1,
@@ -118,7 +118,7 @@ impl Link {
 
 impl Default for Link {
     fn default() -> Self {
-        Link::perfect()
+        Self::perfect()
     }
 }
 
@@ -243,7 +243,7 @@ impl<E: Endpoint> SimNet<E> {
     /// clock starts at an arbitrary instant (read once from the real clock; only
     /// durations since it matter).
     pub fn new(seed: u64, link: Link) -> Self {
-        let mut net = SimNet {
+        let mut net = Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             link: Link::perfect(),
             base: Instant::now(),
@@ -577,19 +577,19 @@ impl<E: Endpoint> SimNet<E> {
 
 impl Endpoint for Road {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        Road::handle_datagram(self, now, from, data);
+        Self::handle_datagram(self, now, from, data);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        Road::handle_timeout(self, now);
+        Self::handle_timeout(self, now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        Road::poll_transmit(self)
+        Self::poll_transmit(self)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        Road::poll_timeout(self)
+        Self::poll_timeout(self)
     }
 }
 
@@ -625,8 +625,8 @@ mod tests {
     const PONG: u8 = b'o';
 
     impl Echo {
-        fn responder() -> Echo {
-            Echo {
+        fn responder() -> Self {
+            Self {
                 peer: None,
                 count: 0,
                 interval: Duration::ZERO,
@@ -637,13 +637,13 @@ mod tests {
             }
         }
 
-        fn pinger(peer: SocketAddr, count: u32, interval: Duration, start: Instant) -> Echo {
-            Echo {
+        fn pinger(peer: SocketAddr, count: u32, interval: Duration, start: Instant) -> Self {
+            Self {
                 peer: Some(peer),
                 count,
                 interval,
                 next_at: Some(start),
-                ..Echo::responder()
+                ..Self::responder()
             }
         }
 

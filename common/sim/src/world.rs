@@ -44,8 +44,8 @@ pub struct Spec {
 
 impl Spec {
     /// A non-main estate, auto `always`, immutable, keys derived from the port.
-    pub fn new(name: &str, port: u16) -> Spec {
-        Spec {
+    pub fn new(name: &str, port: u16) -> Self {
+        Self {
             name: name.to_owned(),
             port,
             main: false,
@@ -61,13 +61,13 @@ impl Spec {
     }
 
     /// The same estate as a main.
-    pub fn main(mut self) -> Spec {
+    pub fn main(mut self) -> Self {
         self.main = true;
         self
     }
 
     /// With this acceptance mode.
-    pub fn auto(mut self, auto: AutoMode) -> Spec {
+    pub fn auto(mut self, auto: AutoMode) -> Self {
         self.auto = auto;
         self
     }
@@ -247,8 +247,8 @@ pub struct World {
 
 impl World {
     /// An empty world with this seed and link.
-    pub fn new(seed: u64, link: Link) -> World {
-        World {
+    pub fn new(seed: u64, link: Link) -> Self {
+        Self {
             net: SimNet::new(seed, link),
             boots: 0,
         }

@@ -217,7 +217,7 @@ fn actual(row: &Row) -> (Spec, Spec) {
     };
     decider.auto = row.auto;
     decider.mutable = row.mutable;
-    other.auto = AutoMode::Always;
+    other.auto = Always;
     other.mutable = true;
     (alpha, beta)
 }
@@ -254,7 +254,7 @@ fn records(row: &Row, other: &Spec, uid: u32, fuid: u32) -> (Vec<RemoteRecord>, 
 }
 
 /// Both keeps preset for the row; the estates built; the join started.
-fn setup(row: &Row) -> (World, std::net::SocketAddr, std::net::SocketAddr) {
+fn setup(row: &Row) -> (World, SocketAddr, SocketAddr) {
     let (alpha, beta) = actual(row);
     let accepted = |spec: &Spec| vec![role_record(&spec.role(), Accepted, spec.keys)];
     let (alpha_keep, beta_keep) = match (row.side, row.join) {

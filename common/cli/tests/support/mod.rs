@@ -24,17 +24,17 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// Upper bound for any single wait on a peer; a healthy scenario needs seconds.
-pub const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 /// `--timeout` given to every peer (seconds): below [`WAIT`], so a stuck peer exits 2
 /// and shows its own timeout report before the test gives up on it.
-pub const PEER_TIMEOUT: &str = "90";
+pub(crate) const PEER_TIMEOUT: &str = "90";
 
 /// A loopback UDP port free right now, picked by the kernel (a socket bound to port 0,
 /// then released), never one this test binary handed out before. The reference peer
 /// needs a fixed port (it refuses 0), but a fixed range inside Linux's ephemeral range
 /// (32768-60999) can be held by any socket of the machine, and both implementations
 /// bind fixed ports with SO_REUSEADDR: a peer would then silently share its port.
-pub fn port() -> u16 {
+pub(crate) fn port() -> u16 {
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut given = GIVEN
         .lock()
@@ -52,7 +52,7 @@ pub fn port() -> u16 {
 
 /// Interop scenarios run one at a time: each one loads the 2-core machine with a Python
 /// peer, and their timing must not depend on how many others run beside them.
-pub fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL
         .lock()
@@ -61,7 +61,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// Which implementation runs a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(crate) enum Side {
     /// Our `raet` command.
     Rust,
     /// `tests/interop/refpeer.py` on the Python reference.
@@ -70,14 +70,14 @@ pub enum Side {
 
 /// How to start the reference peer.
 #[derive(Debug, Clone)]
-pub struct Reference {
+pub(crate) struct Reference {
     python: PathBuf,
     script: PathBuf,
 }
 
 /// The reference peer, or `None` (the caller returns: test skipped) when it is not
 /// installed. Panics instead when `RAET_REQUIRE_INTEROP=1`.
-pub fn reference() -> Option<Reference> {
+pub(crate) fn reference() -> Option<Reference> {
     let required = std::env::var("RAET_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
     let script = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -112,7 +112,7 @@ enum Line {
 
 /// A running peer. Its received messages (stdout) and JSON events (stderr) are
 /// collected as they arrive; dropping it kills the process.
-pub struct Peer {
+pub(crate) struct Peer {
     label: String,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -126,7 +126,7 @@ pub struct Peer {
 }
 
 /// What a peer left when it exited.
-pub struct Exited {
+pub(crate) struct Exited {
     /// Exit status (`None`: killed by a signal).
     pub code: Option<i32>,
     /// All messages it printed.
@@ -155,7 +155,7 @@ fn forward<R: std::io::Read + Send + 'static>(
 
 impl Exited {
     /// Whether it printed an event `kind` whose fields include `fields` (a JSON object).
-    pub fn has_event(&self, kind: &str, fields: Value) -> bool {
+    pub(crate) fn has_event(&self, kind: &str, fields: Value) -> bool {
         self.events.iter().any(|e| event_matches(e, kind, &fields))
     }
 }
@@ -164,7 +164,7 @@ impl Peer {
     /// Starts `raet ARGS` or `refpeer.py ARGS` (same command line). With
     /// `RAET_INTEROP_REFERENCE_ONLY=1` the reference plays both sides: a check of the
     /// scenarios themselves, independent of the Rust implementation.
-    pub fn spawn(side: Side, reference: &Reference, args: &[String]) -> Peer {
+    pub(crate) fn spawn(side: Side, reference: &Reference, args: &[String]) -> Self {
         let reference_only = std::env::var("RAET_INTEROP_REFERENCE_ONLY").is_ok_and(|v| v == "1");
         let side = if reference_only {
             Side::Reference
@@ -193,7 +193,7 @@ impl Peer {
         let stderr = child.stderr.take().expect("stderr is piped");
         forward(stdout, tx.clone(), Line::Out);
         forward(stderr, tx, Line::Err);
-        Peer {
+        Self {
             label,
             stdin: child.stdin.take(),
             child,
@@ -247,7 +247,7 @@ impl Peer {
 
     /// Waits until the peer printed an event `kind` whose fields include `fields`
     /// (a JSON object); returns it. Panics with the peer's stderr after [`WAIT`].
-    pub fn wait_event(&mut self, kind: &str, fields: Value) -> Value {
+    pub(crate) fn wait_event(&mut self, kind: &str, fields: Value) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(i) = self.position(kind, &fields) {
@@ -265,7 +265,7 @@ impl Peer {
     }
 
     /// Whether an event `kind` with `fields` was printed so far (no waiting).
-    pub fn saw_event(&mut self, kind: &str, fields: Value) -> bool {
+    pub(crate) fn saw_event(&mut self, kind: &str, fields: Value) -> bool {
         while let Ok(line) = self.lines.try_recv() {
             self.take(line);
         }
@@ -274,7 +274,7 @@ impl Peer {
 
     /// Writes an operator command (`accept NAME` / `reject NAME`) to the peer's stdin
     /// (the peer runs with `--control`).
-    pub fn control(&mut self, command: &str) {
+    pub(crate) fn control(&mut self, command: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is piped");
         writeln!(stdin, "{command}")
             .and_then(|()| stdin.flush())
@@ -283,7 +283,7 @@ impl Peer {
 
     /// Waits (at most [`WAIT`]) for the peer to exit; panics if it does not. Closes its
     /// stdin first: no operator command follows (a `--control` reader may wait for EOF).
-    pub fn finish(mut self) -> Exited {
+    pub(crate) fn finish(mut self) -> Exited {
         drop(self.stdin.take());
         let deadline = Instant::now() + WAIT;
         while self.pump(deadline) {}
@@ -309,7 +309,7 @@ impl Peer {
     }
 
     /// Waits for the exit and checks its status.
-    pub fn expect_exit(self, code: i32) -> Exited {
+    pub(crate) fn expect_exit(self, code: i32) -> Exited {
         let label = self.label.clone();
         let exited = self.finish();
         assert_eq!(
@@ -341,7 +341,7 @@ fn event_matches(event: &Value, kind: &str, fields: &Value) -> bool {
 /// The messages a peer sends: its `--send` objects, then its `--size` blobs (the order in
 /// which the command sends them).
 #[derive(Debug, Clone, Default)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     /// `--send` objects.
     pub send: Vec<Value>,
     /// `--size` blob lengths.
@@ -350,15 +350,15 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// Messages `send` followed by blobs of `sizes`.
-    pub fn new(send: &[Value], sizes: &[usize]) -> Outgoing {
-        Outgoing {
+    pub(crate) fn new(send: &[Value], sizes: &[usize]) -> Self {
+        Self {
             send: send.to_vec(),
             sizes: sizes.to_vec(),
         }
     }
 
     /// `--send JSON`... `--size N`...
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         let send = self
             .send
             .iter()
@@ -371,7 +371,7 @@ impl Outgoing {
     }
 
     /// The message lines the receiving peer must print, from sender `from`, in order.
-    pub fn received_from(&self, from: &str) -> Vec<Value> {
+    pub(crate) fn received_from(&self, from: &str) -> Vec<Value> {
         let blobs = self.sizes.iter().map(|&n| blob(n));
         self.send
             .iter()
@@ -382,24 +382,24 @@ impl Outgoing {
     }
 
     /// How many messages.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.send.len() + self.sizes.len()
     }
 }
 
 /// `{"blob": "xxx…"}` with `n` characters: what `--size n` sends.
-pub fn blob(n: usize) -> Value {
+pub(crate) fn blob(n: usize) -> Value {
     json!({ "blob": "x".repeat(n) })
 }
 
 /// The stdout line a peer prints for a message `msg` from `from`.
-pub fn received(from: &str, msg: &Value) -> Value {
+pub(crate) fn received(from: &str, msg: &Value) -> Value {
     json!({"from": from, "msg": msg})
 }
 
 /// Checks that `exited` printed exactly these messages, in this order (big blobs are
 /// reported by length only).
-pub fn assert_messages(who: &str, exited: &Exited, expected: &[Value]) {
+pub(crate) fn assert_messages(who: &str, exited: &Exited, expected: &[Value]) {
     let short = |v: &[Value]| -> Vec<String> {
         v.iter()
             .map(|m| {
@@ -423,7 +423,7 @@ pub fn assert_messages(who: &str, exited: &Exited, expected: &[Value]) {
 }
 
 /// Command-line arguments from string-like pieces.
-pub fn args<I, S>(pieces: I) -> Vec<String>
+pub(crate) fn args<I, S>(pieces: I) -> Vec<String>
 where
     I: IntoIterator<Item = S>,
     S: ToString,

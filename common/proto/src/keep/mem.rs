@@ -22,8 +22,8 @@ pub struct MemKeep {
 
 impl MemKeep {
     /// An empty keep.
-    pub fn new() -> MemKeep {
-        MemKeep::default()
+    pub fn new() -> Self {
+        Self::default()
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {

@@ -85,9 +85,9 @@ impl TryFrom<u64> for Acceptance {
     /// The reference's integer value; anything but 0, 1, 2 is returned as the error.
     fn try_from(value: u64) -> Result<Self, u64> {
         match value {
-            0 => Ok(Acceptance::Pending),
-            1 => Ok(Acceptance::Accepted),
-            2 => Ok(Acceptance::Rejected),
+            0 => Ok(Self::Pending),
+            1 => Ok(Self::Accepted),
+            2 => Ok(Self::Rejected),
             other => Err(other),
         }
     }
@@ -96,9 +96,9 @@ impl TryFrom<u64> for Acceptance {
 impl fmt::Display for Acceptance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Acceptance::Pending => "pending",
-            Acceptance::Accepted => "accepted",
-            Acceptance::Rejected => "rejected",
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
         })
     }
 }
@@ -126,9 +126,9 @@ impl FromStr for AutoMode {
     /// `never`/`once`/`always` (any case) or the reference's numeric values `0`/`1`/`2`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
-            "never" | "0" => Ok(AutoMode::Never),
-            "once" | "1" => Ok(AutoMode::Once),
-            "always" | "2" => Ok(AutoMode::Always),
+            "never" | "0" => Ok(Self::Never),
+            "once" | "1" => Ok(Self::Once),
+            "always" | "2" => Ok(Self::Always),
             _ => Err(ParseAutoModeError(s.to_owned())),
         }
     }
@@ -137,9 +137,9 @@ impl FromStr for AutoMode {
 impl fmt::Display for AutoMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            AutoMode::Never => "never",
-            AutoMode::Once => "once",
-            AutoMode::Always => "always",
+            Self::Never => "never",
+            Self::Once => "once",
+            Self::Always => "always",
         })
     }
 }

@@ -25,8 +25,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads everything `keep` holds.
-    pub fn load(keep: &dyn Keep) -> Result<Snapshot, KeepError> {
-        Ok(Snapshot {
+    pub fn load(keep: &dyn Keep) -> Result<Self, KeepError> {
+        Ok(Self {
             local: keep.load_local()?,
             remotes: keep.load_remotes()?,
             roles: keep.load_roles()?,
@@ -68,12 +68,12 @@ impl PersistOp {
     /// writes return `None`).
     pub fn apply(&self, keep: &mut dyn Keep) -> Result<Option<RoleRecord>, KeepError> {
         match self {
-            PersistOp::SaveLocal(local) => keep.save_local(local),
-            PersistOp::SaveRemote(remote) => keep.save_remote(remote),
-            PersistOp::RemoveRemote { name } => keep.remove_remote(name),
-            PersistOp::SaveRole(role) => keep.save_role(role),
-            PersistOp::RemoveRole { role } => keep.remove_role(role),
-            PersistOp::LoadRole { role } => return keep.load_role(role),
+            Self::SaveLocal(local) => keep.save_local(local),
+            Self::SaveRemote(remote) => keep.save_remote(remote),
+            Self::RemoveRemote { name } => keep.remove_remote(name),
+            Self::SaveRole(role) => keep.save_role(role),
+            Self::RemoveRole { role } => keep.remove_role(role),
+            Self::LoadRole { role } => return keep.load_role(role),
         }
         .map(|()| None)
     }
@@ -81,12 +81,12 @@ impl PersistOp {
     /// A short name of the op for logs (`save_local`, `load_role`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            PersistOp::SaveLocal(_) => "save_local",
-            PersistOp::SaveRemote(_) => "save_remote",
-            PersistOp::RemoveRemote { .. } => "remove_remote",
-            PersistOp::SaveRole(_) => "save_role",
-            PersistOp::RemoveRole { .. } => "remove_role",
-            PersistOp::LoadRole { .. } => "load_role",
+            Self::SaveLocal(_) => "save_local",
+            Self::SaveRemote(_) => "save_remote",
+            Self::RemoveRemote { .. } => "remove_remote",
+            Self::SaveRole(_) => "save_role",
+            Self::RemoveRole { .. } => "remove_role",
+            Self::LoadRole { .. } => "load_role",
         }
     }
 }

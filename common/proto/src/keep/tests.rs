@@ -62,9 +62,9 @@ fn status_role_table() {
         let stored = stored.map(|a| testutil::role("minion", a, 0x10));
         let base = testutil::role("minion", Acceptance::Pending, 0x10);
         let (verhex, pubhex) = match offer {
-            Offer::Same => (base.verhex.clone(), base.pubhex.clone()),
-            Offer::NewVerhex => (key_hex(0x99), base.pubhex.clone()),
-            Offer::NewPubhex => (base.verhex.clone(), key_hex(0x99)),
+            Same => (base.verhex.clone(), base.pubhex.clone()),
+            NewVerhex => (key_hex(0x99), base.pubhex.clone()),
+            NewPubhex => (base.verhex.clone(), key_hex(0x99)),
         };
         let got = status_role(auto, stored.as_ref(), &verhex, &pubhex);
         let cell = format!(

@@ -38,8 +38,8 @@ struct RemoteYard {
 }
 
 impl RemoteYard {
-    fn new(path: PathBuf, used: u64) -> RemoteYard {
-        RemoteYard {
+    fn new(path: PathBuf, used: u64) -> Self {
+        Self {
             path,
             sid: None,
             bid: 0,
@@ -101,10 +101,10 @@ impl YardCore {
         lane: &str,
         name: &str,
         limits: BookLimits,
-    ) -> Result<YardCore, LaneError> {
+    ) -> Result<Self, LaneError> {
         check_lane_name(lane)?;
         check_yard_name(name)?;
-        Ok(YardCore {
+        Ok(Self {
             name: name.to_owned(),
             lane: lane.to_owned(),
             dir: dir.into(),

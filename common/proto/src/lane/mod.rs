@@ -131,25 +131,25 @@ impl LaneError {
     /// Name of the stack counter this error increments when it drops a page.
     pub fn counter(&self) -> &'static str {
         match self {
-            LaneError::Empty
-            | LaneError::NotRaet
-            | LaneError::BadLine
-            | LaneError::UnknownField(_)
-            | LaneError::DuplicateField(_)
-            | LaneError::BadField(_)
-            | LaneError::UnknownPackKind(_)
-            | LaneError::BadPageNumber { .. }
-            | LaneError::PageTooLarge(_)
-            | LaneError::HeadTooLong(_) => "invalid_page_header",
-            LaneError::UnsupportedPackKind(_) | LaneError::BadBody(_) => "invalid_page_body",
-            LaneError::MissedFirstPage { .. } => "missed_page",
-            LaneError::PageCountMismatch { .. } => "page_count_mismatch",
-            LaneError::BookTooLarge(_) => "oversize_book",
-            LaneError::WrongDestination(_) => "invalid_destination",
-            LaneError::InvalidName(_) | LaneError::BadSource(_) => "invalid_source_yard",
-            LaneError::Unreachable { .. } => "stale_transmit_yard",
-            LaneError::QueueFull { .. } => "full_transmit_yard",
-            LaneError::InUse(_) | LaneError::Io { .. } | LaneError::Closed => "error_transmit_yard",
+            Self::Empty
+            | Self::NotRaet
+            | Self::BadLine
+            | Self::UnknownField(_)
+            | Self::DuplicateField(_)
+            | Self::BadField(_)
+            | Self::UnknownPackKind(_)
+            | Self::BadPageNumber { .. }
+            | Self::PageTooLarge(_)
+            | Self::HeadTooLong(_) => "invalid_page_header",
+            Self::UnsupportedPackKind(_) | Self::BadBody(_) => "invalid_page_body",
+            Self::MissedFirstPage { .. } => "missed_page",
+            Self::PageCountMismatch { .. } => "page_count_mismatch",
+            Self::BookTooLarge(_) => "oversize_book",
+            Self::WrongDestination(_) => "invalid_destination",
+            Self::InvalidName(_) | Self::BadSource(_) => "invalid_source_yard",
+            Self::Unreachable { .. } => "stale_transmit_yard",
+            Self::QueueFull { .. } => "full_transmit_yard",
+            Self::InUse(_) | Self::Io { .. } | Self::Closed => "error_transmit_yard",
         }
     }
 }

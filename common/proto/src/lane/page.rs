@@ -55,16 +55,16 @@ impl PackKind {
     /// The wire code.
     pub fn code(self) -> u32 {
         match self {
-            PackKind::Json => 0,
-            PackKind::Msgpack => 1,
+            Self::Json => 0,
+            Self::Msgpack => 1,
         }
     }
 
     /// The kind for a wire code.
-    pub fn from_code(code: u32) -> Result<PackKind, LaneError> {
+    pub fn from_code(code: u32) -> Result<Self, LaneError> {
         match code {
-            0 => Ok(PackKind::Json),
-            1 => Ok(PackKind::Msgpack),
+            0 => Ok(Self::Json),
+            1 => Ok(Self::Msgpack),
             other => Err(LaneError::UnknownPackKind(other)),
         }
     }
@@ -95,7 +95,7 @@ impl Default for PageHead {
     /// The reference's `PAGE_DEFAULTS`: what a parsed head holds for a field
     /// it does not carry.
     fn default() -> Self {
-        PageHead {
+        Self {
             vn: 0,
             pk: PackKind::Json,
             sn: String::new(),
@@ -178,7 +178,7 @@ impl<'a> Page<'a> {
     /// defaults. Stricter than the reference where it would crash or guess:
     /// duplicate fields, non-hex numbers, an unknown pack kind and a page
     /// number outside the page count are errors.
-    pub fn parse(datagram: &'a [u8]) -> Result<Page<'a>, LaneError> {
+    pub fn parse(datagram: &'a [u8]) -> Result<Self, LaneError> {
         if datagram.is_empty() {
             return Err(LaneError::Empty);
         }
@@ -356,7 +356,7 @@ pub struct BookLimits {
 
 impl Default for BookLimits {
     fn default() -> Self {
-        BookLimits {
+        Self {
             max_open_books: 64,
             max_open_bytes: 2 * MAX_BOOK_SIZE,
         }
@@ -419,10 +419,10 @@ pub struct Books {
 
 impl Books {
     /// An empty assembler with the given bounds.
-    pub fn new(limits: BookLimits) -> Books {
-        Books {
+    pub fn new(limits: BookLimits) -> Self {
+        Self {
             limits,
-            ..Books::default()
+            ..Self::default()
         }
     }
 

@@ -113,7 +113,7 @@ pub mod hello {
 
 impl<'a> Hello<'a> {
     /// A view of a hello body; exactly [`hello::SIZE`] bytes.
-    pub fn new_checked(bytes: &'a [u8]) -> Result<Hello<'a>, AllowError> {
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, AllowError> {
         check_len("hello", bytes, hello::SIZE)?;
         Ok(Hello {
             plain: take("hello plain", bytes, hello::PLAIN)?,
@@ -183,7 +183,7 @@ pub mod cookie {
 
 impl<'a> Cookie<'a> {
     /// A view of a cookie body; exactly [`cookie::SIZE`] bytes.
-    pub fn new_checked(bytes: &'a [u8]) -> Result<Cookie<'a>, AllowError> {
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, AllowError> {
         check_len("cookie", bytes, cookie::SIZE)?;
         Ok(Cookie {
             sealed: take("cookie box", bytes, cookie::SEALED)?,
@@ -241,7 +241,7 @@ pub mod cookie_stuff {
 
 impl<'a> CookieStuff<'a> {
     /// A view of an opened cookie box; exactly [`cookie_stuff::SIZE`] bytes.
-    pub fn new_checked(bytes: &'a [u8]) -> Result<CookieStuff<'a>, AllowError> {
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, AllowError> {
         check_len("cookie stuff", bytes, cookie_stuff::SIZE)?;
         Ok(CookieStuff {
             short_public: take("cookie short public", bytes, cookie_stuff::SHORT_PUBLIC)?,
@@ -315,7 +315,7 @@ pub mod initiate {
 
 impl<'a> Initiate<'a> {
     /// A view of an initiate body; exactly [`initiate::SIZE`] bytes.
-    pub fn new_checked(bytes: &'a [u8]) -> Result<Initiate<'a>, AllowError> {
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, AllowError> {
         check_len("initiate", bytes, initiate::SIZE)?;
         Ok(Initiate {
             short_public: take("initiate short public", bytes, initiate::SHORT_PUBLIC)?,
@@ -398,7 +398,7 @@ pub mod initiate_stuff {
 
 impl<'a> InitiateStuff<'a> {
     /// A view of an opened initiate box; exactly [`initiate_stuff::SIZE`] bytes.
-    pub fn new_checked(bytes: &'a [u8]) -> Result<InitiateStuff<'a>, AllowError> {
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, AllowError> {
         check_len("initiate stuff", bytes, initiate_stuff::SIZE)?;
         Ok(InitiateStuff {
             long_public: take("initiate long public", bytes, initiate_stuff::LONG_PUBLIC)?,

@@ -181,11 +181,11 @@ fn parse_json(front: &[u8], head: &mut Head) -> Result<(), PacketError> {
 impl Head {
     /// Auto-detects raet/json head; checks vn, hl, pl against the datagram.
     /// Sets hk, hl, pl. Never panics.
-    pub fn parse(datagram: &[u8]) -> Result<Head, PacketError> {
+    pub fn parse(datagram: &[u8]) -> Result<Self, PacketError> {
         if datagram.is_empty() {
             return Err(PacketError::TooShort);
         }
-        let mut head = Head::default();
+        let mut head = Self::default();
         let (kind, hl) = if datagram.starts_with(RAET_PREFIX) {
             let end = find_end(datagram, RAET_END)?;
             parse_raet(datagram.get(..end).unwrap_or_default(), &mut head)?;

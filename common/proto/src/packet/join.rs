@@ -57,21 +57,21 @@ impl JoinRepr {
     }
 
     /// A join request body (every field but `uid` required; a `uid` is ignored).
-    pub fn parse_request(body: &BodyMap) -> Result<JoinRepr, JoinError> {
-        JoinRepr::parse(body, None)
+    pub fn parse_request(body: &BodyMap) -> Result<Self, JoinError> {
+        Self::parse(body, None)
     }
 
     /// A join response body (every field required, `uid` not 0).
-    pub fn parse_response(body: &BodyMap) -> Result<JoinRepr, JoinError> {
+    pub fn parse_response(body: &BodyMap) -> Result<Self, JoinError> {
         let uid = number::<u32>(body, "uid")
             .ok()
             .filter(|&uid| uid != 0)
             .ok_or(JoinError::Field("uid"))?;
-        JoinRepr::parse(body, Some(uid))
+        Self::parse(body, Some(uid))
     }
 
-    fn parse(body: &BodyMap, uid: Option<u32>) -> Result<JoinRepr, JoinError> {
-        Ok(JoinRepr {
+    fn parse(body: &BodyMap, uid: Option<u32>) -> Result<Self, JoinError> {
+        Ok(Self {
             name: text(body, "name")?,
             mode: number(body, "mode")?,
             kind: number(body, "kind")?,

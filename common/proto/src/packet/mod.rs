@@ -119,7 +119,7 @@ pub struct Head {
 
 impl Default for Head {
     fn default() -> Self {
-        Head {
+        Self {
             hk: HeadKind::Raet,
             vn: 0,
             pk: PacketKind::Message,

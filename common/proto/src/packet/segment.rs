@@ -16,7 +16,7 @@ use crate::crypto::Signer;
 
 /// Smallest slice the reference formula can produce (255-byte head, json
 /// allowance, signature): bounds the segment count a receiver accepts.
-pub const MIN_SEGMENT_SIZE: usize = MAX_PACKET_SIZE - MAX_HEAD_SIZE - 36 - SIGNATURE_SIZE;
+pub(super) const MIN_SEGMENT_SIZE: usize = MAX_PACKET_SIZE - MAX_HEAD_SIZE - 36 - SIGNATURE_SIZE;
 
 /// Cuts one message's coat into datagrams (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,14 +30,14 @@ impl Segmenter {
     /// Plans the segmentation of a coat of `coat_all_len` bytes sent with the
     /// head `template` (hk, se, de, si, ti, tk, bk, ck and flags are used;
     /// sn, sc, ml, pl, hl, fk, fl are ignored: segments are always signed).
-    pub fn new(template: &Head, coat_all_len: usize) -> Result<Segmenter, PacketError> {
+    pub fn new(template: &Head, coat_all_len: usize) -> Result<Self, PacketError> {
         if coat_all_len > MAX_MESSAGE_SIZE {
             return Err(PacketError::MessageTooLarge { len: coat_all_len });
         }
         let headsize = unsegmented(template, Flags(0)).encoded_len()?;
         // headsize <= MAX_HEAD_SIZE, so none of these sums can overflow.
         if headsize + coat_all_len + SIGNATURE_SIZE <= MAX_PACKET_SIZE {
-            return Ok(Segmenter {
+            return Ok(Self {
                 ml: coat_all_len,
                 count: 1,
                 segsize: coat_all_len,
@@ -47,7 +47,7 @@ impl Segmenter {
         let segsize = MAX_PACKET_SIZE - hotel;
         let count = u32::try_from(coat_all_len.div_ceil(segsize))
             .map_err(|_| PacketError::MessageTooLarge { len: coat_all_len })?;
-        Ok(Segmenter {
+        Ok(Self {
             ml: coat_all_len,
             count,
             segsize,
@@ -136,7 +136,7 @@ impl Reassembler {
     /// [`MIN_SEGMENT_SIZE`] bytes per segment but the last). Note: the
     /// reference itself exceeds `MAX_SEGMENT_COUNT` for messages above ~56 MB,
     /// so that constant is not the bound here.
-    pub fn new(sc: u32, ml: u32) -> Result<Reassembler, PacketError> {
+    pub fn new(sc: u32, ml: u32) -> Result<Self, PacketError> {
         let bad = PacketError::BadSegmentation { sc, ml };
         let ml_len = ml as usize;
         if sc == 0 || ml_len > MAX_MESSAGE_SIZE {
@@ -145,7 +145,7 @@ impl Reassembler {
         if sc as usize > ml_len.div_ceil(MIN_SEGMENT_SIZE).max(1) {
             return Err(bad);
         }
-        Ok(Reassembler {
+        Ok(Self {
             sc,
             ml,
             segments: vec![None; sc as usize],

@@ -14,7 +14,7 @@ use crate::packet::{
     AllowError, BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind,
 };
 
-use super::remote::{self, Remote};
+use super::remote::Remote;
 use super::timers::Clock;
 use super::transaction::{Transaction, TxIndex};
 use super::AllowFailure;
@@ -454,7 +454,7 @@ impl Road {
             self.allow_nack(uid, &head, PacketKind::Refuse);
             return;
         }
-        if remote::Remote::is_copy(remote.last_hello, (h.si, h.ti), now) {
+        if Remote::is_copy(remote.last_hello, (h.si, h.ti), now) {
             drop_packet!(self.core, duplicate_allow_attempt, rx.from);
             return;
         }

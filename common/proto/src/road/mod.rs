@@ -168,12 +168,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
+        Self {
             max_queued_messages: 100_000,
             max_queued_bytes: 512 * 1024 * 1024,
             max_messengers: 64,
             max_correspondents: 1024,
-            max_reassembly_bytes: 4 * crate::packet::MAX_MESSAGE_SIZE,
+            max_reassembly_bytes: 4 * MAX_MESSAGE_SIZE,
             max_joinees: 1024,
             max_done_ids: 65_536,
         }
@@ -182,8 +182,8 @@ impl Default for Limits {
 
 impl RoadConfig {
     /// Defaults: non-main, auto `never`, immutable, kind 0, raet heads, burst 0, reference timers.
-    pub fn new(name: impl Into<String>, ha: SocketAddr) -> RoadConfig {
-        RoadConfig {
+    pub fn new(name: impl Into<String>, ha: SocketAddr) -> Self {
+        Self {
             name: name.into(),
             role: None,
             main: false,
@@ -451,7 +451,7 @@ impl Road {
         snapshot: Snapshot,
         rng_seed: [u8; 32],
         now: Instant,
-    ) -> Result<Road, RoadError> {
+    ) -> Result<Self, RoadError> {
         crate::keep::check_name("name", &config.name)
             .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
         let role = config.role.clone().unwrap_or_else(|| config.name.clone());
@@ -510,7 +510,7 @@ impl Road {
             last_message_id: 0,
             reassembly_bytes: 0,
         };
-        let mut road = Road {
+        let mut road = Self {
             core,
             remotes: BTreeMap::new(),
             joinees: HashMap::new(),
@@ -854,7 +854,7 @@ impl Road {
     /// Process one received datagram. Never panics; bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.core.stats.rx_packets += 1;
-        self::core::trace_packet(&self.core.config.name, "rx", from, data);
+        core::trace_packet(&self.core.config.name, "rx", from, data);
         let packet = match crate::packet::parse(data) {
             Ok(p) => p,
             Err(e) => {

@@ -121,8 +121,8 @@ impl Remote {
         ha: SocketAddr,
         presence_due: Instant,
         reap_due: Instant,
-    ) -> Remote {
-        Remote {
+    ) -> Self {
+        Self {
             uid,
             fuid,
             role: name.clone(),

@@ -65,7 +65,7 @@ pub struct Timers {
 impl Default for Timers {
     fn default() -> Self {
         let s = Duration::from_secs_f64;
-        Timers {
+        Self {
             joiner_timeout: s(5.0),
             joiner_redo_min: s(1.0),
             joiner_redo_max: s(4.0),
@@ -183,8 +183,8 @@ pub(crate) struct Redo {
 
 impl Redo {
     /// A redo timer started at `now`.
-    pub(crate) fn new(now: Instant, min: Duration, max: Duration) -> Redo {
-        Redo {
+    pub(crate) fn new(now: Instant, min: Duration, max: Duration) -> Self {
+        Self {
             min,
             max,
             current: min,

@@ -38,7 +38,7 @@ pub(crate) struct TxIndex {
 
 impl TxIndex {
     /// Index of a received packet (reference `RxPacket.index`).
-    pub(crate) fn of_rx(head: &Head, from: SocketAddr) -> TxIndex {
+    pub(crate) fn of_rx(head: &Head, from: SocketAddr) -> Self {
         let cf = head.fg.has(Flags::CF);
         let (le, re) = (head.de, head.se);
         let re = if (re == 0 && cf) || (le == 0 && !cf) {
@@ -46,7 +46,7 @@ impl TxIndex {
         } else {
             Far::Uid(re)
         };
-        TxIndex {
+        Self {
             rf: !cf,
             le,
             re,
@@ -56,7 +56,7 @@ impl TxIndex {
     }
 
     /// Index of a packet we send with head `head` to `dest` (reference `TxPacket.index`).
-    pub(crate) fn of_tx(head: &Head, dest: SocketAddr) -> TxIndex {
+    pub(crate) fn of_tx(head: &Head, dest: SocketAddr) -> Self {
         let cf = head.fg.has(Flags::CF);
         let (le, re) = (head.se, head.de);
         let re = if (re == 0 && !cf) || (le == 0 && cf) {
@@ -64,7 +64,7 @@ impl TxIndex {
         } else {
             Far::Uid(re)
         };
-        TxIndex {
+        Self {
             rf: cf,
             le,
             re,
@@ -96,10 +96,10 @@ impl Transaction {
     /// Transaction kind.
     pub(crate) fn kind(&self) -> TransactionKind {
         match self {
-            Transaction::Joiner(_) | Transaction::Joinent(_) => TransactionKind::Join,
-            Transaction::Allower(_) | Transaction::Allowent(_) => TransactionKind::Allow,
-            Transaction::Aliver(_) => TransactionKind::Alive,
-            Transaction::Messenger(_) | Transaction::Messengent(_) => TransactionKind::Message,
+            Self::Joiner(_) | Self::Joinent(_) => TransactionKind::Join,
+            Self::Allower(_) | Self::Allowent(_) => TransactionKind::Allow,
+            Self::Aliver(_) => TransactionKind::Alive,
+            Self::Messenger(_) | Self::Messengent(_) => TransactionKind::Message,
         }
     }
 
@@ -111,8 +111,8 @@ impl Transaction {
     /// Whether this is a join waiting for our decision on the remote's keys.
     pub(crate) fn awaits_decision(&self) -> bool {
         match self {
-            Transaction::Joiner(j) => j.awaits_decision(),
-            Transaction::Joinent(j) => j.awaits_decision(),
+            Self::Joiner(j) => j.awaits_decision(),
+            Self::Joinent(j) => j.awaits_decision(),
             _ => false,
         }
     }
@@ -125,13 +125,13 @@ impl Transaction {
     /// The earliest instant at which this transaction has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self {
-            Transaction::Joiner(t) => t.next_deadline(),
-            Transaction::Joinent(t) => t.next_deadline(),
-            Transaction::Allower(t) => t.clock.next_deadline(),
-            Transaction::Allowent(t) => t.clock.next_deadline(),
-            Transaction::Aliver(t) => t.clock.next_deadline(),
-            Transaction::Messenger(t) => t.next_deadline(),
-            Transaction::Messengent(t) => t.next_deadline(),
+            Self::Joiner(t) => t.next_deadline(),
+            Self::Joinent(t) => t.next_deadline(),
+            Self::Allower(t) => t.clock.next_deadline(),
+            Self::Allowent(t) => t.clock.next_deadline(),
+            Self::Aliver(t) => t.clock.next_deadline(),
+            Self::Messenger(t) => t.next_deadline(),
+            Self::Messengent(t) => t.next_deadline(),
         }
     }
 }

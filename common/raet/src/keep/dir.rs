@@ -58,8 +58,8 @@ pub struct DirKeep {
 impl DirKeep {
     /// Opens (creating it and its subdirectories, mode 0700, when missing) the keep in `dir`.
     /// Nothing is read here: a corrupt file is reported by the load that reads it.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<DirKeep, KeepError> {
-        let keep = DirKeep { dir: dir.into() };
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, KeepError> {
+        let keep = Self { dir: dir.into() };
         for sub in [
             keep.local_dir(),
             keep.remote_dir(),
@@ -133,8 +133,8 @@ impl DirKeep {
 struct HostPort(String, u16);
 
 impl From<SocketAddr> for HostPort {
-    fn from(ha: SocketAddr) -> HostPort {
-        HostPort(ha.ip().to_string(), ha.port())
+    fn from(ha: SocketAddr) -> Self {
+        Self(ha.ip().to_string(), ha.port())
     }
 }
 
@@ -372,8 +372,8 @@ fn check_secret_mode(path: &Path) {
 }
 
 impl LocalEstateFile {
-    fn new(local: &LocalRecord) -> LocalEstateFile {
-        LocalEstateFile {
+    fn new(local: &LocalRecord) -> Self {
+        Self {
             name: local.name.clone(),
             uid: local.uid,
             ha: local.ha.into(),
@@ -387,8 +387,8 @@ impl LocalEstateFile {
 }
 
 impl RemoteEstateFile {
-    fn new(remote: &RemoteRecord) -> RemoteEstateFile {
-        RemoteEstateFile {
+    fn new(remote: &RemoteRecord) -> Self {
+        Self {
             name: remote.name.clone(),
             uid: remote.uid,
             fuid: remote.fuid,

@@ -18,11 +18,11 @@ use tracing::{debug, warn};
 use super::{Keep, PersistOp, RoleRecord};
 
 /// The keep's answer to a role read: the role and its record (`None`: no record).
-pub type RoleAnswer = (String, Option<RoleRecord>);
+pub(crate) type RoleAnswer = (String, Option<RoleRecord>);
 
 /// The writer thread and the channel to it.
 #[derive(Debug)]
-pub struct KeepWriter {
+pub(crate) struct KeepWriter {
     ops: Option<std_mpsc::Sender<PersistOp>>,
     thread: Option<JoinHandle<()>>,
     errors: Arc<AtomicU64>,
@@ -31,11 +31,11 @@ pub struct KeepWriter {
 impl KeepWriter {
     /// Starts the thread (named after the road) applying ops to `keep`; role answers go to
     /// `answers`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         road: &str,
         mut keep: Box<dyn Keep>,
         answers: mpsc::UnboundedSender<RoleAnswer>,
-    ) -> std::io::Result<KeepWriter> {
+    ) -> std::io::Result<Self> {
         let (ops, rx) = std_mpsc::channel::<PersistOp>();
         let errors = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&errors);
@@ -56,7 +56,7 @@ impl KeepWriter {
                 }
                 debug!(road = %name, "keep writer done");
             })?;
-        Ok(KeepWriter {
+        Ok(Self {
             ops: Some(ops),
             thread: Some(thread),
             errors,
@@ -64,7 +64,7 @@ impl KeepWriter {
     }
 
     /// Queues one op (never blocks). After [`KeepWriter::finish`] started, ops are dropped.
-    pub fn push(&self, op: PersistOp) {
+    pub(crate) fn push(&self, op: PersistOp) {
         if let Some(ops) = &self.ops {
             if ops.send(op).is_err() {
                 // Only when the thread panicked: counted as a failed write.
@@ -74,13 +74,13 @@ impl KeepWriter {
     }
 
     /// How many ops failed so far.
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
 
     /// Lets the thread apply every op queued so far and waits for it (off the async
     /// runtime's worker threads).
-    pub async fn finish(&mut self) {
+    pub(crate) async fn finish(&mut self) {
         self.ops = None;
         let Some(thread) = self.thread.take() else {
             return;

@@ -86,15 +86,15 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// A fresh backoff pausing `limit` in total at most.
-    pub fn new(limit: Duration) -> Backoff {
-        Backoff {
+    pub(super) fn new(limit: Duration) -> Self {
+        Self {
             next: FIRST_SEND_BACKOFF,
             left: limit,
         }
     }
 
     /// The next pause, or None once the total would exceed the limit.
-    pub fn next_pause(&mut self) -> Option<Duration> {
+    pub(super) fn next_pause(&mut self) -> Option<Duration> {
         let pause = self.next.min(self.left);
         if pause.is_zero() {
             return None;

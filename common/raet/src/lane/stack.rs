@@ -42,12 +42,8 @@ impl LaneStack {
     /// Binds yard `yard` of lane `lane` in `dir` (created if missing) with
     /// the default book limits. A stale socket file (nobody listening) is
     /// replaced; a live one is [`LaneError::InUse`].
-    pub async fn bind(
-        dir: impl AsRef<Path>,
-        lane: &str,
-        yard: &str,
-    ) -> Result<LaneStack, LaneError> {
-        LaneStack::bind_with(dir, lane, yard, BookLimits::default()).await
+    pub async fn bind(dir: impl AsRef<Path>, lane: &str, yard: &str) -> Result<Self, LaneError> {
+        Self::bind_with(dir, lane, yard, BookLimits::default()).await
     }
 
     /// As [`LaneStack::bind`], with explicit bounds for book reassembly.
@@ -56,7 +52,7 @@ impl LaneStack {
         lane: &str,
         yard: &str,
         limits: BookLimits,
-    ) -> Result<LaneStack, LaneError> {
+    ) -> Result<Self, LaneError> {
         let bound = socket::bind(dir.as_ref(), lane, yard)?;
         let path = bound.path;
         let core = Arc::new(Mutex::new(YardCore::new(bound.dir, lane, yard, limits)?));
@@ -68,7 +64,7 @@ impl LaneStack {
             UnixDatagram::from_std(bound.socket).map_err(io_error("register socket", &path))?;
         let (tx, rx) = mpsc::channel(RX_QUEUE);
         let task = tokio::spawn(receive_loop(socket, Arc::clone(&core), tx));
-        Ok(LaneStack {
+        Ok(Self {
             core,
             sender,
             rx: tokio::sync::Mutex::new(rx),

@@ -40,8 +40,8 @@ impl LaneYard {
     /// Binds yard `yard` of lane `lane` in `dir` (created with mode 0700 if
     /// missing) with the default book limits. A stale socket file (nobody
     /// listening) is replaced; a live one is [`LaneError::InUse`].
-    pub fn bind(dir: impl AsRef<Path>, lane: &str, yard: &str) -> Result<LaneYard, LaneError> {
-        LaneYard::bind_with(dir, lane, yard, BookLimits::default())
+    pub fn bind(dir: impl AsRef<Path>, lane: &str, yard: &str) -> Result<Self, LaneError> {
+        Self::bind_with(dir, lane, yard, BookLimits::default())
     }
 
     /// As [`LaneYard::bind`], with explicit bounds for book reassembly.
@@ -50,10 +50,10 @@ impl LaneYard {
         lane: &str,
         yard: &str,
         limits: BookLimits,
-    ) -> Result<LaneYard, LaneError> {
+    ) -> Result<Self, LaneError> {
         let bound = socket::bind(dir.as_ref(), lane, yard)?;
         let core = YardCore::new(bound.dir, lane, yard, limits);
-        let yard = LaneYard {
+        let yard = Self {
             core: Mutex::new(core?),
             socket: bound.socket,
             buf: Mutex::new(vec![0; MAX_PAGE_SIZE + 1]),

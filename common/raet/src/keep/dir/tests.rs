@@ -415,7 +415,7 @@ impl Drop for Unlock<'_> {
         if self.immutable {
             let _ = Command::new("chattr").arg("-i").arg(self.dir).status();
         }
-        let _ = fs::set_permissions(self.dir, fs::Permissions::from_mode(0o700));
+        let _ = fs::set_permissions(self.dir, Permissions::from_mode(0o700));
     }
 }
 
@@ -428,7 +428,7 @@ fn unwritable_directory_keeps_the_old_file() {
     let role_dir = keep.path().join("role/remote");
     let path = role_dir.join("role.beta.json");
     let old = fs::read(&path).unwrap_or_default();
-    let _ = fs::set_permissions(&role_dir, fs::Permissions::from_mode(0o500));
+    let _ = fs::set_permissions(&role_dir, Permissions::from_mode(0o500));
     let mut unlock = Unlock {
         dir: &role_dir,
         immutable: false,
@@ -596,8 +596,7 @@ fn group_readable_secrets_still_load() -> Result<(), KeepError> {
     // Another tool may have written the keys with a lax mode: we warn but do not refuse.
     let dir = temp();
     let keep = filled(dir.path());
-    fs::set_permissions(keep.local_role_path(), fs::Permissions::from_mode(0o644))
-        .unwrap_or_default();
+    fs::set_permissions(keep.local_role_path(), Permissions::from_mode(0o644)).unwrap_or_default();
     assert!(keep.load_local()?.is_some());
     Ok(())
 }
