@@ -192,6 +192,13 @@ impl Peer {
         })
     }
 
+    /// How many times message `n` (a [`message`] body) arrived here.
+    pub fn copies(&self, n: u32) -> usize {
+        self.messages()
+            .filter(|(_, body)| body.get("n") == Some(&n.into()))
+            .count()
+    }
+
     /// Whether a `Delivered` event arrived for `id`.
     pub fn delivered(&self, id: MessageId) -> bool {
         self.events

@@ -62,14 +62,6 @@ fn deliver(world: &mut World, beta: SocketAddr, n: u32) {
     }
 }
 
-fn copies(world: &World, at: SocketAddr, n: u32) -> usize {
-    world
-        .peer_ref(at)
-        .messages()
-        .filter(|(_, body)| body.get("n") == Some(&n.into()))
-        .count()
-}
-
 /// The (only) single-packet message datagram beta sent, and its session id.
 fn captured_message(log: &Log) -> Seen {
     let seen = log.borrow();
@@ -108,7 +100,7 @@ fn a_duplicate_of_a_completed_message_is_nacked_not_delivered_again() {
     let mark = log.borrow().len();
     world.net.inject(beta, alpha, old.data.clone());
     world.settle(Duration::from_secs(1));
-    assert_eq!(copies(&world, alpha, 1), 1, "delivered again");
+    assert_eq!(world.peer_ref(alpha).copies(1), 1, "delivered again");
     assert!(
         nacked(&log, mark, old.si, old.ti),
         "no stale nack for the duplicate"
@@ -140,7 +132,7 @@ fn a_message_from_an_older_session_is_nacked_not_delivered() {
     world.net.inject(beta, alpha, old.data.clone());
     world.settle(Duration::from_secs(1));
     assert_eq!(
-        copies(&world, alpha, 1),
+        world.peer_ref(alpha).copies(1),
         1,
         "an old session's message was delivered again"
     );
@@ -150,7 +142,7 @@ fn a_message_from_an_older_session_is_nacked_not_delivered() {
     );
     // The current session is unharmed.
     deliver(&mut world, beta, 3);
-    assert_eq!(copies(&world, alpha, 3), 1);
+    assert_eq!(world.peer_ref(alpha).copies(3), 1);
 }
 
 /// Records of two estates that joined before, with session ids at `sid`.
@@ -185,7 +177,7 @@ fn session_ids_roll_over_to_one() {
     world.connect(b, a, LIMIT);
     for n in 1..4 {
         deliver(&mut world, b, n);
-        assert_eq!(copies(&world, a, n), 1);
+        assert_eq!(world.peer_ref(a).copies(n), 1);
     }
     let sids: Vec<u32> = log
         .borrow()
