@@ -415,9 +415,9 @@ impl<S: Side> Daemon<S> {
             }
             row.acceptance = remote.acceptance.map(|a| a.to_string());
         }
-        let counters = |map: BTreeMap<&'static str, u64>| {
-            map.into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
+        let counters = |map: &BTreeMap<&'static str, u64>| {
+            map.iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect::<BTreeMap<String, u64>>()
         };
         let mut status = Status {
@@ -427,9 +427,9 @@ impl<S: Side> Daemon<S> {
             road: d.road.local_addr().to_string(),
             salt_crypto: d.salt_crypto,
             remotes: Vec::new(),
-            routing: counters(d.table.counters().clone()),
+            routing: counters(d.table.counters()),
             road_counters: d.road.stats().await,
-            lane_counters: counters(d.lane.stats()),
+            lane_counters: counters(&d.lane.stats()),
             event_bus: d
                 .bus
                 .as_ref()
