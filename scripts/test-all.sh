@@ -4,6 +4,7 @@
 #   3. reference raet venv (tests/interop/setup-ref.sh) + its pytest self-test
 #   4. cargo test --workspace (debug), with the Rust<->reference interop tests required,
 #      then the 5 MB simulation scenarios in release (too slow in debug)
+#      and the delivery contract property over many seeds (release)
 #   5. Salt's venv (scripts/setup-salt-venv.sh: Salt 3008.5, the extension built by maturin),
 #      the extension's pytest (salt-ext/tests), stock Salt end to end on transport raet
 #      (tests/salt, salt-api included), on Salt 3007.17 (its own venv, target/salt3007-venv)
@@ -111,6 +112,10 @@ counted_step cargo_counts "cargo test" "$logdir/cargo-test.log" cargo test --wor
 # The 5 MB simulation scenarios are skipped by debug builds (~16 s of CPU each there).
 counted_step cargo_counts "simulation 5 MB (release)" "$logdir/sim-release.log" \
     cargo test --release -p raet-sim --test sim_messaging -- 5mb
+
+# The delivery contract over 200 seeds at 60 % loss and 40 at 90 % (ignored in debug).
+counted_step cargo_counts "delivery contract (release)" "$logdir/delivery-contract.log" \
+    cargo test --release -p raet-sim --test delivery_contract -- --include-ignored --nocapture
 
 # Salt's venv: Salt 3008.5 from PyPI, pytest and saltext_raet built by maturin (pip install
 # ./salt-ext); fast when nothing changed (stamps in the venv).

@@ -1,5 +1,5 @@
 //! Session ids (spec §2.5, §6): a packet from an older session is answered with a nack and
-//! never delivered; a duplicate of a completed message is not delivered again; session
+//! never delivered; a copy of a completed message is answered done again, never delivered twice;
 //! ids roll over 0xffffffff -> 1 without breaking the road.
 
 use std::cell::RefCell;
@@ -79,19 +79,22 @@ fn captured_message(log: &Log) -> Seen {
     first
 }
 
-/// A nack from alpha answering (si, ti) after position `after` in the log.
-fn nacked(log: &Log, after: usize, si: u32, ti: u32) -> bool {
+/// Whether alpha answered (si, ti) with `pk` after position `after` in the log.
+fn answered(log: &Log, after: usize, pk: PacketKind, si: u32, ti: u32) -> bool {
     log.borrow()[after..].iter().any(|s| {
-        s.from == 7530
-            && s.tk == TransactionKind::Message
-            && s.pk == PacketKind::Nack
-            && s.si == si
-            && s.ti == ti
+        s.from == 7530 && s.tk == TransactionKind::Message && s.pk == pk && s.si == si && s.ti == ti
     })
 }
 
+/// A nack from alpha answering (si, ti) after position `after` in the log.
+fn nacked(log: &Log, after: usize, si: u32, ti: u32) -> bool {
+    answered(log, after, PacketKind::Nack, si, ti)
+}
+
+/// A copy of a message alpha delivered (its done lost, say) is answered with done again, the
+/// sender's proof of receipt, and not delivered twice.
 #[test]
-fn a_duplicate_of_a_completed_message_is_nacked_not_delivered_again() {
+fn a_duplicate_of_a_completed_message_is_answered_done_not_delivered_again() {
     let mut world = World::new(31, Link::perfect());
     let (alpha, beta) = pair(&mut world);
     let log = record(&mut world);
@@ -102,8 +105,12 @@ fn a_duplicate_of_a_completed_message_is_nacked_not_delivered_again() {
     world.settle(Duration::from_secs(1));
     assert_eq!(world.peer_ref(alpha).copies(1), 1, "delivered again");
     assert!(
-        nacked(&log, mark, old.si, old.ti),
-        "no stale nack for the duplicate"
+        answered(&log, mark, PacketKind::Done, old.si, old.ti),
+        "no done for the duplicate"
+    );
+    assert!(
+        !nacked(&log, mark, old.si, old.ti),
+        "a delivered message was nacked"
     );
 }
 
@@ -205,8 +212,11 @@ fn a_stale_nack_is_not_answered() {
     let log = record(&mut world);
     deliver(&mut world, beta, 1);
     world.settle(Duration::from_secs(1));
-    // Replay the old message, collect alpha's stale nack, and send that nack to alpha again.
+    // A new session of beta, then a replay of the old session's message: collect alpha's
+    // stale nack, and send that nack to alpha again.
     let old = captured_message(&log);
+    world.restart(beta);
+    world.connect(beta, alpha, LIMIT);
     let mark = log.borrow().len();
     world.net.inject(beta, alpha, old.data.clone());
     world.settle(Duration::from_millis(100));
@@ -225,4 +235,73 @@ fn a_stale_nack_is_not_answered() {
         .count();
     // The two injected nacks themselves, and nothing in reply.
     assert_eq!(answers, 2, "a nack was answered");
+}
+
+/// Issue 10, findings 3 and 5: beta forgets alpha and joins again (as the minion's join loop
+/// does after a failure), so its session ids start over; a replayed datagram of its older,
+/// higher session moves alpha onto that session, and alpha nacks beta's current messages as
+/// stale. Beta must never report such a message delivered (it was nacked, not done), and
+/// its session ids must not start over below the ones it used before.
+#[test]
+fn a_replayed_older_session_cannot_make_a_message_look_delivered() {
+    let mut world = World::new(35, Link::perfect());
+    let mut main = Spec::new("alpha", 7530).main();
+    main.mutable = true;
+    let alpha = world.add(main);
+    let beta = world.add(Spec::new("beta", 7531));
+    world.connect(beta, alpha, LIMIT);
+    let log = record(&mut world);
+    // A later session of beta: restart (sid + 1) and a new allow (sid + 1).
+    world.restart(beta);
+    world.connect(beta, alpha, LIMIT);
+    deliver(&mut world, beta, 1);
+    let old = captured_message(&log);
+
+    // Beta forgets alpha and joins again from scratch.
+    let now = world.net.now();
+    let uid = world.uid(beta, "alpha");
+    world
+        .peer(beta)
+        .road
+        .remove(now, uid)
+        .expect("beta forgets alpha");
+    world.connect(beta, alpha, LIMIT);
+    world.settle(Duration::from_secs(1));
+
+    world.net.inject(beta, alpha, old.data.clone());
+    world.settle(Duration::from_millis(100));
+    let uid = world.uid(beta, "alpha");
+    let id = world.send(beta, uid, message("beta", 2, 200));
+    world
+        .run_until(Duration::from_secs(120), |net| {
+            let b = net.node_ref(beta);
+            b.delivered(id) || b.send_failed(id).is_some()
+        })
+        .expect("message 2 has an outcome");
+    let arrived = world.peer_ref(alpha).copies(2);
+    assert!(
+        !world.peer_ref(beta).delivered(id) || arrived == 1,
+        "message 2 reported delivered but alpha never got it"
+    );
+    assert_eq!(
+        arrived, 1,
+        "a replay of an older session blocked beta's messages"
+    );
+    let current = log
+        .borrow()
+        .iter()
+        .rev()
+        .find(|s| s.from == 7531 && s.tk == TransactionKind::Message)
+        .map(|s| s.si)
+        .expect("message 2 seen");
+    assert!(
+        current > old.si,
+        "beta's session ids started over: {current} after {}",
+        old.si
+    );
+    assert_eq!(
+        world.peer_ref(beta).road.stats().message_requeued,
+        0,
+        "message 2 was refused as stale"
+    );
 }

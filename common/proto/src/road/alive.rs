@@ -108,18 +108,15 @@ impl Road {
             PacketKind::Ack => {
                 self.core.stats.alive_complete += 1;
                 self.refresh(now, uid, Some(true));
-                self.settle_probes(now, uid, Some(true));
             }
             PacketKind::Unjoined => {
                 self.core.stats.aliver_rx_unjoined += 1;
-                self.settle_probes(now, uid, Some(false));
                 self.refresh(now, uid, None);
                 self.lose_join(uid);
                 self.start_join(now, uid, a.cascade, false, Some(a.timeout));
             }
             PacketKind::Unallowed => {
                 self.core.stats.aliver_rx_unallowed += 1;
-                self.settle_probes(now, uid, Some(false));
                 self.refresh(now, uid, None);
                 if let Some(remote) = self.remotes.get_mut(&uid) {
                     remote.allowed = Some(false);
@@ -129,7 +126,6 @@ impl Road {
             PacketKind::Reject => {
                 self.core.stats.aliver_rx_reject += 1;
                 self.refresh(now, uid, Some(false));
-                self.settle_probes(now, uid, Some(false));
             }
             _ => {
                 self.core.stats.aliver_rx_refuse += 1;
@@ -143,7 +139,6 @@ impl Road {
         if a.clock.timed_out(now) {
             self.core.stats.aliver_timeout += 1;
             self.refresh(now, uid, Some(false));
-            self.settle_probes(now, uid, None);
             return;
         }
         if a.clock.redo.expired(now) {

@@ -391,7 +391,7 @@ impl Road {
             return;
         };
         remote.allowed = Some(true);
-        remote.next_sid();
+        self.core.new_session(remote);
         let name = remote.name.clone();
         self.set_alived(uid, Some(true));
         self.replace_stale_initiators(now, uid);

@@ -13,7 +13,10 @@ use crate::packet::{
 };
 use crate::Transmit;
 
-use super::remote::Remote;
+use super::remote::{sid, Remote};
+
+/// Session ids reserved in the keep at a time (one local record write per block).
+pub(crate) const SID_BLOCK: u32 = 1024;
 use super::{Event, RoadConfig, RoadStats};
 
 /// Identity, role records, randomness, output queues and counters of a road.
@@ -34,8 +37,13 @@ pub(crate) struct Core {
     pub uid: u32,
     /// Last uid given to a remote.
     pub puid: u32,
-    /// Our own session id (persisted, as the reference).
+    /// The last session id we started with any remote: one road-wide counter, so session
+    /// ids never repeat (after a restart, or for a remote forgotten and joined again) one a
+    /// peer may still hold, and a replayed datagram of an older session stays stale.
     pub sid: u32,
+    /// The persisted ceiling of `sid` (our local record's `sid`): every id up to it may have
+    /// been used; a restart continues above it.
+    pub sid_reserved: u32,
     /// The record of every remote role (restored from the snapshot, kept by the road).
     pub roles: BTreeMap<String, RoleRecord>,
     /// Roles whose keep record was asked for ([`PersistOp::LoadRole`]) and not changed by
@@ -137,10 +145,30 @@ impl Core {
         self.transmits.push_back(Transmit { dest, payload });
     }
 
+    /// Starts a new session with `remote`: the next id of the road-wide counter, past both
+    /// the counter and the remote's own last id. A new block of [`SID_BLOCK`] ids is
+    /// reserved in the keep (our local record) before one of them is used.
+    pub(crate) fn new_session(&mut self, remote: &mut Remote) {
+        let base = if remote.sid != 0 && sid::valid(remote.sid, self.sid) {
+            remote.sid
+        } else {
+            self.sid
+        };
+        self.sid = sid::next(base);
+        remote.sid = self.sid;
+        if self.sid_reserved == 0
+            || !sid::valid(self.sid_reserved, self.sid)
+            || self.sid == self.sid_reserved
+        {
+            self.sid_reserved = sid::ahead(self.sid, SID_BLOCK);
+            self.save_local();
+        }
+    }
+
     /// The next free uid for a remote (`taken` says which are used).
     pub(crate) fn next_uid(&mut self, taken: impl Fn(u32) -> bool) -> u32 {
         loop {
-            self.puid = super::remote::sid::next(self.puid);
+            self.puid = sid::next(self.puid);
             if self.puid != self.uid && !taken(self.puid) {
                 return self.puid;
             }
@@ -153,7 +181,7 @@ impl Core {
             name: self.config.name.clone(),
             uid: self.uid,
             ha: self.config.ha,
-            sid: self.sid,
+            sid: self.sid_reserved,
             puid: self.puid,
             role: self.role.clone(),
             main: self.config.main,

@@ -516,7 +516,7 @@ impl Road {
             return;
         };
         if remote.sid == 0 {
-            remote.next_sid();
+            self.core.new_session(remote);
             self.replace_stale_initiators(now, uid);
         }
         if let Some(remote) = self.remotes.get_mut(&uid) {

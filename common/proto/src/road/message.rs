@@ -94,8 +94,6 @@ pub(crate) struct Messenger {
     redo: Redo,
     /// Last answer from the receiver (our bounded timeout runs from here).
     progress: Instant,
-    /// When an ambiguous nack arrived (an alive probe settles it).
-    nacked: Option<Instant>,
     /// The message timeout.
     limit: std::time::Duration,
 }
@@ -103,13 +101,10 @@ pub(crate) struct Messenger {
 impl Messenger {
     /// Next timer.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match self.nacked {
-            Some(nacked) => nacked.checked_add(self.limit),
-            None => earliest(
-                self.resume,
-                earliest(self.redo.due(), self.progress.checked_add(self.limit)),
-            ),
-        }
+        earliest(
+            self.resume,
+            earliest(self.redo.due(), self.progress.checked_add(self.limit)),
+        )
     }
 
     /// Flags of segment `sn`.
@@ -182,7 +177,6 @@ impl Road {
             last: None,
             redo: Redo::new(now, redo_min, redo_max),
             progress: now,
-            nacked: None,
             limit,
         });
         self.core.stats.message_initiate += 1;
@@ -290,9 +284,6 @@ impl Road {
         };
         self.refresh(now, uid, Some(true));
         m.progress = now;
-        if pk != PacketKind::Nack {
-            m.nacked = None;
-        }
         match pk {
             PacketKind::Ack => {
                 self.core.stats.message_ack_rx += 1;
@@ -338,53 +329,25 @@ impl Road {
             }
             _ => {
                 self.core.stats.message_reject_rx += 1;
-                if m.nacked.is_none() {
-                    self.messenger_nacked(now, uid, index, m, rx.head.fg.has(Flags::WF));
-                    return;
-                }
+                self.messenger_nacked(now, uid, m);
+                return;
             }
         }
         self.insert_txn(uid, index, Transaction::Messenger(m));
     }
 
-    /// The receiver nacked. A nack before every segment was sent once (the receiver cannot
-    /// have completed the message; an ack moving the regular sequence back does not count),
-    /// or with wf (only a Messengent's nack echoes wf), is a refusal: the message was not delivered and goes
-    /// back to the queue (a fresh allow first). A nack without wf to a single-packet message
-    /// can only be a stale nack answering a copy of a message the receiver completed (its
-    /// done lost or overtaken): delivered. For a segmented message it is ambiguous (the
-    /// Messengent echoes the wf of the first segment it got): refused if the allow is being
-    /// redone, else an alive probe settles it (ack: delivered; unjoined or unallowed:
-    /// requeued; silence: probe again until the message timeout).
-    fn messenger_nacked(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        index: TxIndex,
-        mut m: Box<Messenger>,
-        wf: bool,
-    ) {
+    /// The receiver nacked: the message was not delivered (a receiver of this implementation
+    /// answers a copy of a message it delivered with done, never with a nack). It goes back
+    /// to the queue, a fresh allow first unless one is under way; after [`MAX_ATTEMPTS`]
+    /// refusals it fails. A nack is never taken as a proof of receipt.
+    fn messenger_nacked(&mut self, now: Instant, uid: Uid, m: Box<Messenger>) {
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
-        let reallowing = remote.allowed != Some(true) || remote.allow_in_process();
-        if wf || m.sent < m.count {
-            if !reallowing {
-                remote.allowed = None;
-            }
-            self.requeue(now, uid, m.out);
-        } else if m.count == 1 {
-            self.core.stats.message_done_inferred += 1;
-            self.core.event(Event::Delivered { id: m.out.id, uid });
-            self.pump(now, uid);
-        } else if reallowing {
-            self.requeue(now, uid, m.out);
-        } else {
-            self.core.stats.message_nack_probe += 1;
-            m.nacked = Some(now);
-            self.insert_txn(uid, index, Transaction::Messenger(m));
-            self.start_alive(now, uid, false, None);
+        if remote.allowed == Some(true) && !remote.allow_in_process() {
+            remote.allowed = None;
         }
+        self.requeue(now, uid, m.out);
     }
 
     /// Puts a refused message back at the front of the queue (bounded attempts).
@@ -401,33 +364,6 @@ impl Road {
         self.pump(now, uid);
     }
 
-    /// An alive probe ended: `Some(true)` the receiver is allowed (the nack was a stale
-    /// copy: delivered), `Some(false)` it is not (requeue), `None` no answer (probe again).
-    pub(super) fn settle_probes(&mut self, now: Instant, uid: Uid, delivered: Option<bool>) {
-        let probed = self.txn_indexes(
-            uid,
-            |t| matches!(t, Transaction::Messenger(m) if m.nacked.is_some()),
-        );
-        if probed.is_empty() {
-            return;
-        }
-        let Some(delivered) = delivered else {
-            self.start_alive(now, uid, false, None);
-            return;
-        };
-        for index in probed {
-            if let Some(Transaction::Messenger(m)) = self.take_txn(uid, &index) {
-                if delivered {
-                    self.core.stats.message_done_inferred += 1;
-                    self.core.event(Event::Delivered { id: m.out.id, uid });
-                } else {
-                    self.requeue(now, uid, m.out);
-                }
-            }
-        }
-        self.pump(now, uid);
-    }
-
     /// A messenger's timers: our bounded timeout, redo (resend the last segment, with af
     /// once the receiver answered).
     pub(super) fn messenger_timer(
@@ -437,16 +373,6 @@ impl Road {
         index: TxIndex,
         mut m: Box<Messenger>,
     ) {
-        if let Some(nacked) = m.nacked {
-            if nacked.checked_add(m.limit).is_some_and(|d| now >= d) {
-                self.core.stats.message_timeout += 1;
-                self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
-                self.pump(now, uid);
-            } else {
-                self.insert_txn(uid, index, Transaction::Messenger(m));
-            }
-            return;
-        }
         if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
             self.core.stats.message_timeout += 1;
             self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
@@ -530,12 +456,33 @@ impl Road {
         }
     }
 
-    /// Remembers a finished incoming message transaction (duplicate suppression).
-    fn finish_incoming(&mut self, now: Instant, uid: Uid, ti: u32) {
+    /// Remembers how an incoming message transaction ended (`delivered` or refused), so a
+    /// copy of it is answered (done or nack) and never delivered again.
+    fn finish_incoming(&mut self, now: Instant, uid: Uid, ti: u32, delivered: bool) {
         let t = &self.core.config;
         let (keep_for, cap) = (t.timers.done_stale, t.limits.max_done_ids);
         if let Some(remote) = self.remotes.get_mut(&uid) {
-            remote.add_done(ti, now.checked_add(keep_for).unwrap_or(now), cap);
+            remote.add_done(ti, delivered, now.checked_add(keep_for).unwrap_or(now), cap);
+        }
+    }
+
+    /// A copy of a message transaction that already ended (or one flagged as a resend, af,
+    /// that we have no trace of): a copy of a delivered message is answered with done
+    /// again (the sender's proof of receipt, its first done having been lost), anything
+    /// else with a stale nack. Never delivered twice.
+    pub(super) fn messengent_copy(&mut self, uid: Uid, rx: &Rx<'_>) {
+        let delivered = self
+            .remotes
+            .get(&uid)
+            .and_then(|r| r.done_outcome(rx.head.ti))
+            .unwrap_or(false);
+        if !delivered {
+            self.core.stats.stale_message += 1;
+            return self.reply_stale(rx, PacketKind::Nack);
+        }
+        if let Some(head) = self.messengent_head(uid, rx) {
+            self.core.stats.message_done_again += 1;
+            self.messengent_send(uid, &head, PacketKind::Done);
         }
     }
 
@@ -614,7 +561,7 @@ impl Road {
     ) {
         self.refresh(now, uid, Some(true));
         self.messengent_send(uid, head, PacketKind::Done);
-        self.finish_incoming(now, uid, head.ti);
+        self.finish_incoming(now, uid, head.ti, true);
         self.core.stats.messengent_correspond_complete += 1;
         let name = self.remote_name(uid);
         self.core.event(Event::Message { uid, name, body });
@@ -623,7 +570,7 @@ impl Road {
     /// Nacks an incoming message and forgets it.
     fn messengent_refuse(&mut self, now: Instant, uid: Uid, head: &Head) {
         self.messengent_send(uid, head, PacketKind::Nack);
-        self.finish_incoming(now, uid, head.ti);
+        self.finish_incoming(now, uid, head.ti, false);
     }
 
     /// A segment (or nack) for one of our messengents.
@@ -775,6 +722,6 @@ impl Road {
     /// Frees a messengent's reassembly budget and remembers its id.
     fn release(&mut self, now: Instant, uid: Uid, m: &Messengent) {
         self.core.reassembly_bytes = self.core.reassembly_bytes.saturating_sub(m.ml as usize);
-        self.finish_incoming(now, uid, m.head.ti);
+        self.finish_incoming(now, uid, m.head.ti, false);
     }
 }

@@ -42,10 +42,11 @@
 //! Deliberate differences from the reference (none changes a datagram's format):
 //! * a message always ends: [`Event::Delivered`] on done, [`Event::SendFailed`] after
 //!   [`Timers::message_timeout`] (30 s) without progress (the reference retries forever);
-//! * a message nacked by its receiver's Messengent (not allowed any more, e.g. restarted) is
-//!   queued again and sent after a new allow (up to 4 attempts), where the reference drops
-//!   it; a nack that only answers a late copy of a completed message counts as delivered
-//!   (single-packet messages: always recognisable; segmented ones: settled by an alive);
+//! * a message is delivered only on its receiver's done; a nack (not allowed any more, e.g.
+//!   restarted; a stale session) means not delivered: the message is queued again and sent
+//!   after a new allow (up to 4 attempts), where the reference drops it. A copy of a message
+//!   we delivered is answered with done again (the reference nacks it), so a lost done
+//!   never turns into a nack;
 //! * messages queue while the remote is not allowed (join/allow are started for them) and
 //!   are held until the allowent side has the final ack;
 //! * a copy of an already answered join request (within 0.5 s) or hello (within the allow
@@ -499,6 +500,7 @@ impl Road {
             uid,
             puid,
             sid,
+            sid_reserved: sid,
             roles: roles.into_iter().map(|r| (r.role.clone(), r)).collect(),
             role_loads: BTreeSet::new(),
             confirmed_roles: BTreeSet::new(),
@@ -517,7 +519,16 @@ impl Road {
             held_joins: Vec::new(),
         };
         road.restore_remotes(now, remotes);
-        road.core.save_local();
+        // A restored remote's new session already queued the local record (its session id
+        // reservation); else queue it now.
+        if !road
+            .core
+            .persist
+            .iter()
+            .any(|op| matches!(op, PersistOp::SaveLocal(_)))
+        {
+            road.core.save_local();
+        }
         let uids: Vec<Uid> = road.remotes.keys().copied().collect();
         for uid in uids {
             if let Some(remote) = road.remotes.get(&uid) {
@@ -568,7 +579,7 @@ impl Road {
                 self.core.stats.restore_skipped += 1;
                 continue;
             }
-            remote.next_sid();
+            self.core.new_session(&mut remote);
             self.core.puid = self.core.puid.max(record.uid);
             self.remotes.insert(record.uid, remote);
         }
@@ -999,9 +1010,8 @@ impl Road {
             (TransactionKind::Allow, PacketKind::Hello) => self.allowent_start(now, uid, rx),
             (TransactionKind::Alive, PacketKind::Request) => self.alivent(now, uid, rx),
             (TransactionKind::Message, PacketKind::Message) => {
-                if h.fg.has(Flags::AF) || remote.is_done(h.ti) {
-                    self.core.stats.stale_message += 1;
-                    self.reply_stale(rx, PacketKind::Nack);
+                if h.fg.has(Flags::AF) || remote.done_outcome(h.ti).is_some() {
+                    self.messengent_copy(uid, rx);
                 } else {
                     self.messengent_start(now, uid, rx);
                 }

@@ -1,7 +1,7 @@
 //! State of one remote estate: identity, keys, session ids, presence, its open transactions,
 //! completed message ids and the messages waiting to be sent to it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -25,6 +25,18 @@ pub(crate) mod sid {
     /// The next session (or transaction, or uid) id: +1, rolling over 0xffffffff -> 1.
     pub(crate) fn next(id: u32) -> u32 {
         id.checked_add(1).unwrap_or(1)
+    }
+
+    /// The id `n` steps after `id` ([`next`] `n` times; 0 is never an id).
+    pub(crate) fn ahead(id: u32, n: u32) -> u32 {
+        match (id, n) {
+            (0, 0) => 0,
+            (0, n) => ahead(1, n - 1),
+            (id, n) => {
+                let zero_based = u64::from(id) - 1 + u64::from(n);
+                (zero_based % u64::from(u32::MAX)) as u32 + 1
+            }
+        }
     }
 }
 
@@ -92,7 +104,8 @@ pub(crate) struct Remote {
     /// Open transactions.
     pub transactions: HashMap<TxIndex, Transaction>,
     /// Completed message transaction ids and when they expire (duplicate suppression).
-    done: HashSet<u32>,
+    /// Completed message transactions of the current session: delivered (true) or refused.
+    done: HashMap<u32, bool>,
     done_order: VecDeque<(u32, Instant)>,
     /// Messages waiting to be sent.
     pub outbox: VecDeque<Outgoing>,
@@ -147,7 +160,7 @@ impl Remote {
             publee: None,
             session: None,
             transactions: HashMap::new(),
-            done: HashSet::new(),
+            done: HashMap::new(),
             done_order: VecDeque::new(),
             outbox: VecDeque::new(),
             outbox_bytes: 0,
@@ -163,11 +176,6 @@ impl Remote {
     pub(crate) fn next_tid(&mut self) -> u32 {
         self.tid = sid::next(self.tid);
         self.tid
-    }
-
-    /// Starts a new session (sid + 1, rolling over to 1).
-    pub(crate) fn next_sid(&mut self) {
-        self.sid = sid::next(self.sid);
     }
 
     /// Whether a session id received in a transaction it initiated is not stale.
@@ -198,9 +206,10 @@ impl Remote {
         self.session = None;
     }
 
-    /// Remembers a completed message transaction id until `expiry`, keeping at most `cap`.
-    pub(crate) fn add_done(&mut self, tid: u32, expiry: Instant, cap: usize) {
-        if self.done.insert(tid) {
+    /// Remembers how message transaction `tid` ended (`delivered` or refused) until
+    /// `expiry`, keeping at most `cap`.
+    pub(crate) fn add_done(&mut self, tid: u32, delivered: bool, expiry: Instant, cap: usize) {
+        if self.done.insert(tid, delivered).is_none() {
             self.done_order.push_back((tid, expiry));
         }
         while self.done_order.len() > cap {
@@ -210,9 +219,10 @@ impl Remote {
         }
     }
 
-    /// Whether message transaction `tid` was completed recently.
-    pub(crate) fn is_done(&self, tid: u32) -> bool {
-        self.done.contains(&tid)
+    /// How message transaction `tid` ended, if it did recently: `Some(true)` delivered to
+    /// the application, `Some(false)` refused or abandoned.
+    pub(crate) fn done_outcome(&self, tid: u32) -> Option<bool> {
+        self.done.get(&tid).copied()
     }
 
     /// Forgets completed ids whose time is over.
@@ -274,7 +284,7 @@ impl Remote {
 
 #[cfg(test)]
 mod tests {
-    use super::sid::{next, valid};
+    use super::sid::{ahead, next, valid};
 
     #[test]
     fn zero_is_always_valid() {
@@ -301,5 +311,19 @@ mod tests {
         assert_eq!(next(0xffff_fffe), 0xffff_ffff);
         assert_eq!(next(0xffff_ffff), 1);
         assert_eq!(next(0), 1);
+    }
+
+    #[test]
+    fn ahead_is_next_n_times() {
+        for (id, n) in [
+            (0, 3),
+            (1, 1024),
+            (0xffff_fc00, 1024),
+            (0xffff_ffff, 1),
+            (7, 0),
+        ] {
+            let stepped = (0..n).fold(id, |id, _| next(id));
+            assert_eq!(ahead(id, n), stepped, "ahead({id:#x}, {n})");
+        }
     }
 }

@@ -230,12 +230,10 @@ road_stats! {
     messengent_correspond_complete,
     /// Messages that could not be delivered.
     message_failed,
-    /// Messages taken as delivered without a done (a stale nack, or an alive probe).
-    message_done_inferred,
+    /// Copies of messages we delivered, answered with done again (the first was lost).
+    message_done_again,
     /// Messages queued again after a refusal.
     message_requeued,
-    /// Nacks of segmented messages settled by an alive probe.
-    message_nack_probe,
     /// Nacks of messages we receive, from their sender.
     message_reject_nack,
     /// Answers to our messages other than acks and dones.
@@ -268,7 +266,7 @@ road_stats! {
     reassembly_limit,
     /// Messages refused: the outbox is full.
     queue_full,
-    /// Copies of completed messages (nacked, not delivered again).
+    /// Copies of refused or unknown message transactions (nacked, never delivered).
     stale_message,
     /// Messages from a remote that is not allowed (answered unallowed).
     unallowed_message_attempt,
