@@ -234,3 +234,38 @@ fn all_alive_requests_lost_mark_the_remote_lost() {
         panic!("beta never marked lost: {e}");
     }
 }
+
+#[test]
+fn a_peer_that_dies_between_its_rejoin_and_its_allow_is_lost() {
+    // A restarted peer joins again; the main learns the join and waits for the allow (its own
+    // heartbeat now starts an allow, not an alive). The peer dies before the allow: that
+    // silence is a loss too, or the application sees it present for ever.
+    let (mut world, alpha, beta) = pair(Link::perfect());
+    assert_eq!(
+        world.peer_ref(alpha).remote("beta").unwrap().alive,
+        Some(true)
+    );
+    world.restart(beta);
+    // Beta's allows never reach alpha: it dies after joining, before allowing.
+    world.net.set_filter(Some(Box::new(move |_, from, _, data| {
+        from == beta
+            && raet_proto::packet::parse(data).is_ok_and(|p| p.head.tk == TransactionKind::Allow)
+    })));
+    if let Err(e) = world.run_until(LIMIT, |net| {
+        net.node_ref(alpha)
+            .remote("beta")
+            .is_some_and(|r| r.joined == Some(true) && r.allowed != Some(true))
+    }) {
+        panic!("alpha never saw beta's rejoin: {e}");
+    }
+    world.crash(beta);
+    let bound = lost_bound() + Timers::default().allow_timeout;
+    if let Err(e) = world.run_until(bound, |net| {
+        net.node_ref(alpha)
+            .remote("beta")
+            .is_some_and(|r| r.alive == Some(false))
+    }) {
+        panic!("beta not marked lost within {bound:?}: {e}");
+    }
+    assert_eq!(presence(&world, alpha, "beta", Presence::Lost), 1);
+}

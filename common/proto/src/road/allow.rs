@@ -269,8 +269,11 @@ impl Road {
 
     /// An allow with the remote ended without success. Unless it is allowed anyway or
     /// another allow or a join with it is under way (that one decides), the application
-    /// learns it: [`Event::AllowFailed`]. Presence retries: the next alive to a joined
-    /// remote that is not allowed starts a new allow.
+    /// learns it: [`Event::AllowFailed`]; an allow that timed out also means the remote is
+    /// not alive (the heartbeat of a joined remote that is not allowed is this allow, so
+    /// without that a peer dying between its join and its allow would never be lost).
+    /// Presence retries: the next alive to a joined remote that is not allowed starts a new
+    /// allow.
     fn allow_failed(&mut self, uid: Uid, reason: AllowFailure) {
         let Some(remote) = self.remotes.get(&uid) else {
             return;
@@ -280,6 +283,9 @@ impl Road {
         }
         self.core.stats.allow_failed += 1;
         tracing::debug!(road = %self.core.config.name, uid, %reason, "allow failed");
+        if reason == AllowFailure::TimedOut {
+            self.set_alived(uid, Some(false));
+        }
         self.core.event(Event::AllowFailed { uid, reason });
     }
 
