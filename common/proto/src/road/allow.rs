@@ -1,6 +1,7 @@
 //! Allow transaction (tk 3): the CurveCP-like handshake establishing per-peer short-term
 //! keys (spec §8). All packets: raw bodies, no coat, signed with the long-term key.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
@@ -134,7 +135,13 @@ pub(crate) struct Allowent {
     pub clock: Clock,
     /// Last packet sent (cookie or ack).
     last: Option<Vec<u8>>,
+    /// Where the hello came from: every answer goes there, and the remote moves there once
+    /// the initiate proves its long-term keys (not before).
+    pub dest: SocketAddr,
 }
+
+/// How often a remote's identity clash is logged at warning (it is counted every time).
+const CLASH_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Road {
     /// 24 random bytes from the road's rng.
@@ -223,9 +230,13 @@ impl Road {
     /// Sends `kind` with an allow transaction's head to the remote (its transaction ends
     /// with the caller).
     pub(super) fn allow_nack(&mut self, uid: Uid, head: &Head, kind: PacketKind) {
-        let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
-            return;
-        };
+        if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
+            self.allow_nack_to(dest, head, kind);
+        }
+    }
+
+    /// Sends `kind` with an allow transaction's head to `dest`.
+    pub(super) fn allow_nack_to(&mut self, dest: SocketAddr, head: &Head, kind: PacketKind) {
         self.core.stats.allow_transaction_failure += 1;
         let _ = self.core.emit(dest, head, kind, &[]);
     }
@@ -391,6 +402,48 @@ impl Road {
         }
     }
 
+    /// The remote proved its long-term keys from `dest` (an allow's initiate): if that is a
+    /// new address, the remote moves there (with what its join from there proposed). No
+    /// other packet moves a remote.
+    fn settle_address(&mut self, now: Instant, uid: Uid, dest: SocketAddr, rsid: u32) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        let proposal = remote.proposal.take().filter(|p| p.ha == dest);
+        if remote.ha == dest {
+            return;
+        }
+        tracing::info!(road = %self.core.config.name, remote = %remote.name, from = %remote.ha,
+            to = %dest, "remote moved: its allow from the new address proved its keys");
+        if self.joinees.get(&remote.ha) == Some(&uid) {
+            self.joinees.remove(&remote.ha);
+        }
+        remote.ha = dest;
+        remote.heard_at_ha = Some(now);
+        let session = remote.rsid != rsid;
+        remote.rsid = rsid;
+        let joined = proposal.is_some_and(|p| p.joined);
+        if let Some(p) = proposal {
+            remote.fuid = p.fuid;
+            remote.main = p.main;
+            remote.kind = p.kind;
+        }
+        self.core.stats.address_moved += 1;
+        if session {
+            self.remove_stale_correspondents(now, uid);
+        }
+        // Alives to the old address would time out and call a live remote lost.
+        for index in self.txn_indexes(uid, |t| matches!(t, Transaction::Aliver(_))) {
+            self.take_txn(uid, &index);
+        }
+        if joined {
+            self.complete_join(now, uid, false);
+            self.announce_joined(uid);
+        } else {
+            self.save(uid);
+        }
+    }
+
     /// Both sides of a successful allow: allowed, alive, new session.
     fn complete_allow(&mut self, now: Instant, uid: Uid) {
         let Some(remote) = self.remotes.get_mut(&uid) else {
@@ -414,10 +467,16 @@ impl Road {
     }
 
     /// Resends the last packet of an allow transaction when its resend timer expired.
-    fn redo_allow(&mut self, now: Instant, uid: Uid, clock: &mut Clock, last: Option<&[u8]>) {
+    fn redo_allow(
+        &mut self,
+        now: Instant,
+        dest: SocketAddr,
+        clock: &mut Clock,
+        last: Option<&[u8]>,
+    ) {
         if clock.redo.expired(now) {
             clock.redo.backoff(now);
-            if let (Some(d), Some(dest)) = (last, self.remotes.get(&uid).map(|r| r.ha)) {
+            if let Some(d) = last {
                 self.core.stats.redo_allow += 1;
                 self.core.resend(dest, d);
             }
@@ -431,20 +490,33 @@ impl Road {
             self.allow_failed(uid, AllowFailure::TimedOut);
             return;
         }
-        self.redo_allow(now, uid, &mut a.clock, a.last.as_deref());
+        let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
+            return;
+        };
+        self.redo_allow(now, dest, &mut a.clock, a.last.as_deref());
         self.insert_txn(uid, index, Transaction::Allower(a));
     }
 
-    /// A hello opens an Allowent (reference `Allowent.hello`).
+    /// A hello opens an Allowent (reference `Allowent.hello`). Its answers go to the hello's
+    /// source. A hello from another address than the remote's, while the remote is heard
+    /// at its own (within 1.5 presence periods), is dropped and counted:
+    /// one identity at two addresses, a clone or a restart racing its own last packets,
+    /// and the established session is kept. A restarted estate's allower sends its hello
+    /// again, and once its old address fell silent that one moves it.
     pub(super) fn allowent_start(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
         let h = &rx.head;
-        let pace = self.core.config.timers.allow_pace(None);
+        let t = &self.core.config.timers;
+        let pace = t.allow_pace(None);
+        let window = t.presence_period + t.presence_period / 2;
+        if self.identity_clash(now, uid, rx.from, window) {
+            return;
+        }
         let Some(remote) = self.remotes.get(&uid) else {
             return;
         };
         let mut head = Head {
             se: remote.uid,
-            de: remote.fuid,
+            de: remote.fuid_at(rx.from),
             si: h.si,
             ti: h.ti,
             ..self.core.template(
@@ -457,7 +529,7 @@ impl Road {
         head.fg.set(Flags::CF, true);
         if remote.join_in_process() {
             self.core.stats.invalid_allow_attempt += 1;
-            self.allow_nack(uid, &head, PacketKind::Refuse);
+            self.allow_nack_to(rx.from, &head, PacketKind::Refuse);
             return;
         }
         if Remote::is_copy(remote.last_hello, (h.si, h.ti), now) {
@@ -468,16 +540,16 @@ impl Road {
         if let Some(remote) = self.remotes.get_mut(&uid) {
             remote.last_hello = Some(((h.si, h.ti), window));
         }
-        if !self.allowent_race(uid, &head) {
+        if !self.allowent_race(uid, &head, rx.from) {
             return;
         }
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
         remote.allowed = None;
-        if remote.joined != Some(true) {
+        if remote.joined != Some(true) && !remote.joined_at(rx.from) {
             self.core.stats.unjoined_allow_attempt += 1;
-            self.allow_nack(uid, &head, PacketKind::Unjoined);
+            self.allow_nack_to(rx.from, &head, PacketKind::Unjoined);
             return;
         }
         let Some(body) = self.open_coat(uid, rx) else {
@@ -496,16 +568,11 @@ impl Road {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid hello");
                 remote.privee = Some(privee);
                 self.core.stats.invalid_hello += 1;
-                self.allow_nack(uid, &head, PacketKind::Reject);
+                self.allow_nack_to(rx.from, &head, PacketKind::Reject);
                 return;
             }
         };
-        let stuff = CookieStuff::emit(
-            privee.public_key().as_bytes(),
-            remote.uid,
-            remote.fuid,
-            &oreo,
-        );
+        let stuff = CookieStuff::emit(privee.public_key().as_bytes(), remote.uid, head.de, &oreo);
         let cookie = Cookie::emit(&hello_box.seal_with_nonce(&n2, &stuff), &n2);
         let Some(cookie) = self.core.allow_body(cookie) else {
             return;
@@ -516,7 +583,7 @@ impl Road {
         remote.session = Some(SharedBox::new(&publee, &privee));
         remote.publee = Some(publee);
         remote.privee = Some(privee);
-        let dest = remote.ha;
+        let dest = rx.from;
         let index = TxIndex::of_rx(h, rx.from);
         let last = self.core.emit(dest, &head, PacketKind::Cookie, &cookie);
         let allowent = Allowent {
@@ -524,13 +591,43 @@ impl Road {
             oreo,
             clock: pace.start(now),
             last,
+            dest,
         };
         self.insert_txn(uid, index, Transaction::Allowent(allowent));
     }
 
-    /// Simultaneous allows: the smaller local name yields. `false`: the incoming hello was
-    /// refused.
-    fn allowent_race(&mut self, uid: Uid, head: &Head) -> bool {
+    /// Whether a hello of `uid` from `from` clashes with the remote heard at its own address
+    /// within `window` (counted; logged at warning once a minute per remote).
+    fn identity_clash(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        from: SocketAddr,
+        window: Duration,
+    ) -> bool {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return false;
+        };
+        if !remote.heard_elsewhere(from, now, window) {
+            return false;
+        }
+        self.core.stats.identity_clash += 1;
+        let quiet = remote
+            .clash_warned
+            .and_then(|t| t.checked_add(CLASH_WARNING_INTERVAL))
+            .is_some_and(|until| now < until);
+        if !quiet {
+            remote.clash_warned = Some(now);
+            tracing::warn!(road = %self.core.config.name, remote = %remote.name,
+                established = %remote.ha, other = %from,
+                "one identity seen at two addresses: keeping the established session");
+        }
+        true
+    }
+
+    /// Simultaneous allows: the smaller local name yields. `false`: the incoming hello (from
+    /// `from`) was refused.
+    fn allowent_race(&mut self, uid: Uid, head: &Head, from: SocketAddr) -> bool {
         let allows = self.txn_indexes(uid, Transaction::is_allow);
         let remote_name = self.remote_name(uid);
         for index in allows {
@@ -544,7 +641,7 @@ impl Road {
                 other => {
                     self.insert_txn(uid, index, other);
                     self.core.stats.redundant_allow_attempt += 1;
-                    self.allow_nack(uid, head, PacketKind::Refuse);
+                    self.allow_nack_to(from, head, PacketKind::Refuse);
                     return false;
                 }
             }
@@ -609,16 +706,16 @@ impl Road {
             Err(e) => {
                 tracing::debug!(road = %self.core.config.name, uid, error = %e, "invalid initiate");
                 self.core.stats.invalid_initiate += 1;
-                self.allow_nack(uid, &a.head, PacketKind::Reject);
+                self.allow_nack_to(a.dest, &a.head, PacketKind::Reject);
                 self.allow_failed(uid, AllowFailure::InvalidInitiate);
                 return;
             }
         }
-        let dest = remote.ha;
-        if let Some(d) = self.core.emit(dest, &a.head, PacketKind::Ack, &[]) {
+        if let Some(d) = self.core.emit(a.dest, &a.head, PacketKind::Ack, &[]) {
             a.last = Some(d);
             a.clock.redo.restart(now);
         }
+        self.settle_address(now, uid, a.dest, a.head.si);
         self.complete_allow(now, uid);
         self.insert_txn(uid, index, Transaction::Allowent(a));
     }
@@ -633,12 +730,12 @@ impl Road {
     ) {
         if a.clock.timed_out(now) {
             self.core.stats.allowent_timeout += 1;
-            self.allow_nack(uid, &a.head, PacketKind::Refuse);
+            self.allow_nack_to(a.dest, &a.head, PacketKind::Refuse);
             self.pump(now, uid);
             self.allow_failed(uid, AllowFailure::TimedOut);
             return;
         }
-        self.redo_allow(now, uid, &mut a.clock, a.last.as_deref());
+        self.redo_allow(now, a.dest, &mut a.clock, a.last.as_deref());
         self.insert_txn(uid, index, Transaction::Allowent(a));
     }
 }

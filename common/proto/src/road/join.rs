@@ -10,7 +10,7 @@ use crate::packet::{
     BodyKind, CoatKind, Flags, FootKind, Head, JoinError, JoinRepr, PacketKind, TransactionKind,
 };
 
-use super::remote::Remote;
+use super::remote::{Proposal, Remote};
 use super::timers::{deadline, Redo};
 use super::transaction::{earliest, Transaction, TxIndex};
 use super::{Event, Presence, Road, Rx, Uid};
@@ -65,10 +65,14 @@ pub(crate) struct Joinent {
     vacuous: bool,
     /// The joiner said pend.
     pended: bool,
+    /// A known remote joining from a new address: completing it records the move as
+    /// proposed, the allow from there makes it ([`Proposal`]).
+    moving: bool,
     deadline: Option<Instant>,
     redo: Redo,
-    /// Last packet sent (kind, datagram).
+    /// Last packet sent (kind, datagram) and when.
     last: Option<(PacketKind, Vec<u8>)>,
+    answered: Option<Instant>,
 }
 
 impl Joinent {
@@ -164,7 +168,7 @@ impl Road {
         }
         let mut found = self.joinees.get(&rx.from).copied();
         if let Some(uid) = found {
-            let fuid = self.remotes.get(&uid).map_or(0, |r| r.fuid);
+            let fuid = self.remotes.get(&uid).map_or(0, |r| r.fuid_at(rx.from));
             if fuid != h.se && fuid != 0 {
                 self.joinees.remove(&rx.from);
                 self.collect(uid);
@@ -511,7 +515,7 @@ impl Road {
     }
 
     /// Session bookkeeping of a completed join (both sides).
-    fn complete_join(&mut self, now: Instant, uid: Uid, vacuous: bool) {
+    pub(super) fn complete_join(&mut self, now: Instant, uid: Uid, vacuous: bool) {
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
@@ -545,7 +549,7 @@ impl Road {
     }
 
     /// Joined events.
-    fn announce_joined(&mut self, uid: Uid) {
+    pub(super) fn announce_joined(&mut self, uid: Uid) {
         let name = self.remote_name(uid);
         self.core.event(Event::Joined {
             uid,
@@ -734,14 +738,16 @@ impl Road {
             )
         };
         head.fg.set(Flags::CF, true);
-        let mut j = Joinent {
+        let j = Joinent {
             head,
             dest: rx.from,
             vacuous: h.de == 0,
             pended: false,
+            moving: false,
             deadline: deadline(now, t.joinent_timeout),
             redo: Redo::new(now, t.joinent_redo_min, t.joinent_redo_max),
             last: None,
+            answered: None,
         };
         let index = TxIndex::of_rx(h, rx.from);
         let (rha, reid) = (rx.from, h.se);
@@ -803,6 +809,7 @@ impl Road {
         }
         let same = compare(remote, &jb, rha, reid);
         let ephemeral = remote.ephemeral;
+        let moving = !ephemeral && same.role_keys && rha != remote.ha;
         // A join offering other keys than a known remote's must not be able to touch that
         // remote when it is rejected (it may come from anyone): not even its duplicate window.
         let other_keys = !ephemeral && !same.role_keys;
@@ -816,6 +823,7 @@ impl Road {
         // (a non-vacuous join names it by its uid alone, which is easily guessed); only an
         // `always` road accepts any keys, as it would for a new estate.
         let live = remote.allowed == Some(true) && self.core.config.auto != AutoMode::Always;
+        // An immutable road refuses any change, a new address too (as the reference).
         if (other_keys && live) || (!same.all && !self.core.config.mutable) {
             if !self.core.config.mutable {
                 self.core.stats.join_immutable_reject += 1;
@@ -824,6 +832,10 @@ impl Road {
             return;
         }
         let status = self.core.status_role(&jb.role, &jb.verhex, &jb.pubhex);
+        if moving {
+            self.joinent_move(now, uid, index, j, &jb, status.acceptance);
+            return;
+        }
         if status.acceptance == Acceptance::Rejected {
             if same.role_keys && !ephemeral {
                 let by = RejectedBy::Us;
@@ -858,16 +870,74 @@ impl Road {
         if j.vacuous {
             self.joinees.insert(ha, uid);
         }
-        if status.acceptance == Acceptance::Accepted {
+        if status.acceptance != Acceptance::Accepted {
+            self.save(uid);
+        }
+        self.joinent_answer(now, uid, index, j, status.acceptance);
+    }
+
+    /// Accepts or pends a join as `acceptance` says, and keeps its joinent.
+    fn joinent_answer(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut j: Joinent,
+        acceptance: Acceptance,
+    ) {
+        if acceptance == Acceptance::Accepted {
             self.joinent_respond(now, uid, &mut j);
         } else {
-            self.save(uid);
             if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Pend, &[]) {
                 j.last = Some((PacketKind::Pend, d));
+                j.answered = Some(now);
             }
             self.announce_pending(uid);
         }
         self.insert_txn(uid, index, Transaction::Joinent(j));
+    }
+
+    /// A join for a known remote, with its role and keys, from another address (a moved or
+    /// restarted estate, or anyone replaying its join: the join is public). It is answered
+    /// there, but the remote keeps its address, session and join: completing this join only
+    /// records the move as proposed, and an allow from the new address, which proves the
+    /// long-term keys, makes it ([`Road::settle_address`]).
+    fn joinent_move(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        index: TxIndex,
+        mut j: Joinent,
+        jb: &JoinRepr,
+        acceptance: Acceptance,
+    ) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        // Nothing but the address, the joiner's uid for us, main and kind changes this way:
+        // a rename comes from the remote's own address, and a rejection from here does not
+        // remove the remote.
+        if jb.name != remote.name || acceptance == Acceptance::Rejected {
+            drop_packet!(self.core, join_new_address_refused, j.dest);
+            self.joinent_nack(uid, &j, PacketKind::Reject);
+            return;
+        }
+        remote.proposal = Some(Proposal {
+            ha: j.dest,
+            fuid: j.head.de,
+            main: jb.main(),
+            kind: jb.kind,
+            joined: false,
+        });
+        self.core.stats.join_new_address += 1;
+        tracing::info!(road = %self.core.config.name, remote = %remote.name, at = %remote.ha,
+            from = %j.dest, "join from a new address: answered there; the remote moves when \
+            an allow from there proves its keys");
+        if j.vacuous {
+            self.joinees.insert(j.dest, uid);
+        }
+        j.moving = true;
+        self.joinent_answer(now, uid, index, j, acceptance);
     }
 
     /// Simultaneous joins (reference `Joinent.join`, "joins in process"). `false`: the
@@ -907,8 +977,18 @@ impl Road {
         let coat = crate::packet::body::encode_json(&body);
         if let Some(d) = self.core.emit(j.dest, &j.head, PacketKind::Response, &coat) {
             j.last = Some((PacketKind::Response, d));
+            j.answered = Some(now);
         }
         j.redo.restart(now);
+    }
+
+    /// Whether the joiner's address is one the remote proved (an authenticated packet from
+    /// there): only there may an answer be sent again unasked. Anywhere else one request
+    /// gets at most one answer, so a join with a forged source is no amplifier.
+    fn proven_address(&self, uid: Uid, at: SocketAddr) -> bool {
+        self.remotes
+            .get(&uid)
+            .is_some_and(|r| r.ha == at && r.heard_at_ha.is_some())
     }
 
     /// A packet for one of our joinents.
@@ -922,7 +1002,18 @@ impl Road {
     ) {
         let pk = rx.head.pk;
         if pk == PacketKind::Request {
+            // The joiner did not hear our answer: one copy per request, at most one per
+            // `joinent_redo_min`.
             self.core.stats.duplicate_join_attempt += 1;
+            let min = self.core.config.timers.joinent_redo_min;
+            let due = j.answered.and_then(|t| t.checked_add(min));
+            if let (Some((_, d)), Some(due)) = (&j.last, due) {
+                if now >= due {
+                    self.core.stats.joinent_tx_answer_again += 1;
+                    self.core.resend(j.dest, d);
+                    j.answered = Some(now);
+                }
+            }
             self.insert_txn(uid, index, Transaction::Joinent(j));
             return;
         }
@@ -944,6 +1035,12 @@ impl Road {
                 self.core.stats.joinent_rx_pend += 1;
                 j.pended = true;
                 self.insert_txn(uid, index, Transaction::Joinent(j));
+            }
+            PacketKind::Ack if j.moving => {
+                self.core.stats.join_correspond_complete += 1;
+                if let Some(p) = self.remotes.get_mut(&uid).and_then(|r| r.proposal.as_mut()) {
+                    p.joined |= p.ha == j.dest;
+                }
             }
             PacketKind::Ack => {
                 self.core.stats.join_correspond_complete += 1;
@@ -967,7 +1064,10 @@ impl Road {
     pub(super) fn joinent_timer(&mut self, now: Instant, uid: Uid, index: TxIndex, mut j: Joinent) {
         if j.deadline.is_some_and(|d| now >= d) {
             self.core.stats.joinent_timeout += 1;
-            self.joinent_nack(uid, &j, PacketKind::Nack);
+            // Unasked, and only where the remote proved itself (the joiner times out too).
+            if self.proven_address(uid, j.dest) {
+                self.joinent_nack(uid, &j, PacketKind::Nack);
+            }
             return;
         }
         if !j.redo.expired(now) {
@@ -978,8 +1078,11 @@ impl Road {
         j.redo.fire(now, j.pended.then_some(pend));
         match &j.last {
             Some((PacketKind::Response, datagram)) => {
-                self.core.stats.joinent_tx_accept_redo += 1;
-                self.core.resend(j.dest, datagram);
+                if self.proven_address(uid, j.dest) {
+                    self.core.stats.joinent_tx_accept_redo += 1;
+                    self.core.resend(j.dest, datagram);
+                    j.answered = Some(now);
+                }
             }
             _ => self.load_role_of(uid),
         }

@@ -940,11 +940,14 @@ impl Road {
                     self.reply_stale(rx, PacketKind::Nack);
                     return;
                 }
-                if h.si != remote.rsid {
+                // Only the remote's own address moves its session on; elsewhere (a move
+                // under way, a clone) the allow that proves the keys does.
+                if h.si != remote.rsid && rx.from == remote.ha {
                     remote.rsid = h.si;
                     self.remove_stale_correspondents(now, h.de);
                 }
             }
+            self.heard_from(now, h.de, rx.from);
             Some(h.de)
         };
         if let Some(remote) = uid.and_then(|u| self.remotes.get_mut(&u)) {
@@ -971,6 +974,20 @@ impl Road {
         };
         self.correspond(now, uid, rx);
         self.collect(uid);
+    }
+
+    /// A signed packet of the remote `uid` arrived from `from`: at its address, it is heard
+    /// there ([`Remote::heard_at_ha`]); elsewhere it is counted (a move under way, a clone
+    /// or a replay: the remote stays where it is).
+    fn heard_from(&mut self, now: Instant, uid: Uid, from: SocketAddr) {
+        let Some(remote) = self.remotes.get_mut(&uid) else {
+            return;
+        };
+        if remote.ha == from {
+            remote.heard_at_ha = Some(now);
+        } else {
+            self.core.stats.address_mismatch += 1;
+        }
     }
 
     /// Hands a packet to the open transaction it belongs to.
@@ -1271,7 +1288,7 @@ impl Road {
             Transaction::Joiner(t) => self.joiner_nack(uid, &t, PacketKind::Nack),
             Transaction::Joinent(t) => self.joinent_nack(uid, &t, PacketKind::Nack),
             Transaction::Allower(t) => self.allow_nack(uid, &t.head, PacketKind::Nack),
-            Transaction::Allowent(t) => self.allow_nack(uid, &t.head, PacketKind::Nack),
+            Transaction::Allowent(t) => self.allow_nack_to(t.dest, &t.head, PacketKind::Nack),
             Transaction::Aliver(_) => {}
             Transaction::Messenger(t) => self.messenger_nack(now, uid, *t, reason),
             Transaction::Messengent(t) => self.messengent_nack(now, uid, *t),

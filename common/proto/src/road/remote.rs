@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::crypto::{PrivateKey, PublicKey, SharedBox, VerifyKey};
 use crate::keep::{Acceptance, RemoteRecord};
@@ -51,6 +51,22 @@ pub(crate) struct Outgoing {
     pub queued: Instant,
     /// Sends refused by the receiver so far.
     pub attempts: u8,
+}
+
+/// What a join from a new address proposed for a known remote: applied only when an allow
+/// from that address proves the remote's long-term keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Proposal {
+    /// The new address.
+    pub ha: SocketAddr,
+    /// Its uid for us, as the join said.
+    pub fuid: u32,
+    /// Main estate, as the join said.
+    pub main: bool,
+    /// Application kind, as the join said.
+    pub kind: u8,
+    /// The join from there completed (the joiner acked our accept).
+    pub joined: bool,
 }
 
 /// One remote estate.
@@ -117,6 +133,12 @@ pub(crate) struct Remote {
     pub reap_due: Instant,
     /// When we last received a valid packet from it.
     pub last_heard: Option<Instant>,
+    /// When we last received an authenticated (signed) packet from it at its address `ha`.
+    pub heard_at_ha: Option<Instant>,
+    /// What a join from another address proposed (see [`Proposal`]).
+    pub proposal: Option<Proposal>,
+    /// When an identity clash with it was last logged.
+    pub clash_warned: Option<Instant>,
     /// The last join request and hello we answered (`se`/`si`, `ti`) and until when a copy
     /// of them is a late duplicate to drop (not a new handshake that would undo the
     /// completed one).
@@ -167,6 +189,9 @@ impl Remote {
             presence_due,
             reap_due,
             last_heard: None,
+            heard_at_ha: None,
+            proposal: None,
+            clash_warned: None,
             last_join: None,
             last_hello: None,
         }
@@ -176,6 +201,31 @@ impl Remote {
     pub(crate) fn next_tid(&mut self) -> u32 {
         self.tid = sid::next(self.tid);
         self.tid
+    }
+
+    /// Its uid for us as seen from `from`: what its join from there proposed, else the
+    /// known one.
+    pub(crate) fn fuid_at(&self, from: SocketAddr) -> u32 {
+        match self.proposal {
+            Some(p) if p.ha == from => p.fuid,
+            _ => self.fuid,
+        }
+    }
+
+    /// Whether a join from `from` (not its address) completed: an allow from there may
+    /// prove the keys and move the remote.
+    pub(crate) fn joined_at(&self, from: SocketAddr) -> bool {
+        self.proposal.is_some_and(|p| p.joined && p.ha == from)
+    }
+
+    /// Whether `from` is not its address while it was heard (authenticated) at its address
+    /// within `window` before `now`.
+    pub(crate) fn heard_elsewhere(&self, from: SocketAddr, now: Instant, window: Duration) -> bool {
+        from != self.ha
+            && self
+                .heard_at_ha
+                .and_then(|t| t.checked_add(window))
+                .is_some_and(|until| now < until)
     }
 
     /// Whether a session id received in a transaction it initiated is not stale.

@@ -268,6 +268,19 @@ road_stats! {
     queue_full,
     /// Copies of refused or unknown message transactions (nacked, never delivered).
     stale_message,
+    /// Remotes moved to a new address by an allow from there (the proof of their keys).
+    address_moved,
+    /// Joins for a known remote from another address, answered without moving it.
+    join_new_address,
+    /// Joins for a known remote from another address refused (a rename or a rejected role:
+    /// only from its own address).
+    join_new_address_refused,
+    /// Hellos from another address while the remote is heard at its own (dropped).
+    identity_clash,
+    /// Join answers sent again because the joiner asked again (one per request).
+    joinent_tx_answer_again,
+    /// Signed packets from a known remote at another address than its own.
+    address_mismatch,
     /// Messages from a remote that is not allowed (answered unallowed).
     unallowed_message_attempt,
     /// Remote-started transactions of an older session dropped.
