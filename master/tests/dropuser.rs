@@ -7,7 +7,8 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use salt_raet::account::{effective_uid, lookup_account, Account};
@@ -15,6 +16,23 @@ use salt_raet::account::{effective_uid, lookup_account, Account};
 const MASTER: &str = env!("CARGO_BIN_EXE_salt-raet-master");
 const LIMIT: Duration = Duration::from_secs(20);
 const USER: &str = "nobody";
+
+/// Held while a test copies the binary and while one forks: a child forked while another
+/// thread's copy is open for writing would hold that file open, and executing the copy then
+/// fails with ETXTBSY ("text file busy").
+static FORK: Mutex<()> = Mutex::new(());
+
+/// `command` started under [`FORK`].
+fn spawn(command: &mut Command) -> Child {
+    let _forking = FORK.lock().unwrap_or_else(|e| e.into_inner());
+    command.spawn().unwrap()
+}
+
+/// `command` run to its end (started under [`FORK`]), its output captured.
+fn output(command: &mut Command) -> Output {
+    let child = spawn(command.stdout(Stdio::piped()).stderr(Stdio::piped()));
+    child.wait_with_output().unwrap()
+}
 
 /// `nobody`'s account when we run as root; `None` (after saying why) otherwise.
 fn as_root() -> Option<Account> {
@@ -48,7 +66,10 @@ impl Site {
         }
         // A copy of the binary the other user can reach (the build tree may be under a
         // directory only root can enter, as in a CI clone in a mktemp directory).
-        fs::copy(MASTER, site.bin()).unwrap();
+        {
+            let _copying = FORK.lock().unwrap_or_else(|e| e.into_inner());
+            fs::copy(MASTER, site.bin()).unwrap();
+        }
         let var = site.var();
         fs::write(
             etc.join("master"),
@@ -98,7 +119,7 @@ impl Drop for Daemon {
 fn wait_for_status(site: &Site, daemon: &mut Daemon) -> serde_json::Value {
     let started = Instant::now();
     loop {
-        let out = site.master().args(["status", "--json"]).output().unwrap();
+        let out = output(site.master().args(["status", "--json"]));
         if out.status.success() {
             return serde_json::from_slice(&out.stdout).unwrap();
         }
@@ -139,14 +160,12 @@ fn a_master_started_as_root_runs_as_user_and_owns_its_files() {
     let old = site.var().join("pki/minions");
     fs::create_dir_all(&old).unwrap();
     fs::write(old.join("old-minion"), "not a key").unwrap();
-    let mut daemon = Daemon(
+    let mut daemon = Daemon(spawn(
         site.master()
             .args(["-l", "debug"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+            .stderr(Stdio::null()),
+    ));
     let status = wait_for_status(&site, &mut daemon);
     assert!(status["road"].as_str().is_some(), "{status}");
 
@@ -184,12 +203,7 @@ fn a_master_started_as_root_runs_as_user_and_owns_its_files() {
 fn a_master_started_as_another_user_refuses_naming_user() {
     let Some(account) = as_root() else { return };
     let site = Site::new("root");
-    let out = site
-        .master()
-        .uid(account.uid)
-        .gid(account.gid)
-        .output()
-        .unwrap();
+    let out = output(site.master().uid(account.uid).gid(account.gid));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
