@@ -109,7 +109,7 @@ pub(crate) struct Decision {
 }
 
 /// Whether two key texts are the same key: equal once trimmed, or both parse to the same key.
-fn same_key(a: &str, b: &str) -> bool {
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
     a.trim() == b.trim()
         || matches!((pki::verify_key_from_pem(a), pki::verify_key_from_pem(b)), (Ok(x), Ok(y)) if x == y)
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::acceptance::{Acceptor, Answer, AuthAct};
+use crate::acceptance::{same_key, Acceptor, Answer, AuthAct};
 
 /// Period of the master's full rescan of the pki directories (besides inotify).
 pub(crate) const PKI_RESCAN: Duration = Duration::from_secs(5);
@@ -96,6 +96,11 @@ struct SaltKeys {
     /// join's completion fires it for all others (joins the road accepts from memory, and
     /// pending joins an operator accepted), as Salt fires one per successful `_auth`.
     accept_fired: BTreeSet<String>,
+    /// Pending keys the decisions on first contacts wrote (id -> the key), until their join
+    /// completes: a first contact the road drops (it stopped asking, or made room under a
+    /// join flood) takes its pending key with it, so junk does not pile up in
+    /// `minions_pre`.
+    first_contacts: BTreeMap<String, String>,
 }
 
 /// The master's side of the daemon.
@@ -155,6 +160,8 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     // role would have its keys recorded for that minion, which would then be rejected.
     road_config.role_is_name = true;
     road_config.timers = presence_timers(config.common.raet_alive_period);
+    road_config.limits.max_first_contacts = config.raet_first_contacts;
+    road_config.limits.first_contact_interval = config.raet_first_contact_interval;
     let mode = config.auto_mode();
     let salt_crypto = config.common.raet_salt_crypto;
     let (keep, keys): (Box<dyn Keep>, _) = if salt_crypto {
@@ -219,6 +226,7 @@ fn salt_keys(
         _watcher: watcher,
         applied,
         accept_fired: BTreeSet::new(),
+        first_contacts: BTreeMap::new(),
     };
     Ok((keep, keys))
 }
@@ -281,7 +289,13 @@ impl Side for MasterSide {
                 pubhex,
                 ..
             } => self.on_pending(d, name, verhex, pubhex).await,
-            Event::Joined { uid, name } => self.on_joined(d, *uid, name).await,
+            Event::Joined { uid, name } => {
+                if let Some(keys) = self.keys.as_mut() {
+                    keys.first_contacts.remove(name);
+                }
+                self.on_joined(d, *uid, name).await;
+            }
+            Event::FirstContactDropped { name, .. } => self.on_first_contact_dropped(d, name),
             Event::Rejected { name, .. } | Event::Removed { name, .. } => {
                 self.forget_if_deleted(d, name);
             }
@@ -350,6 +364,7 @@ impl MasterSide {
             acceptor,
             applied,
             accept_fired,
+            first_contacts,
             ..
         } = keys.as_mut();
         let (answer, auth) = match check_binding(verhex, pubhex) {
@@ -371,6 +386,9 @@ impl MasterSide {
                         }
                         if decision.act == AuthAct::Accept {
                             accept_fired.insert(name.to_owned());
+                        }
+                        if let Some((KeyState::Pending, text)) = &decision.write {
+                            first_contacts.insert(name.to_owned(), text.clone());
                         }
                         (decision.answer, Some((decision.act, pem)))
                     }
@@ -448,6 +466,32 @@ impl MasterSide {
 
     /// Forgets the peer row of `name` once the pki directories have no key for it (native
     /// master): a deleted minion vanishes from `status`.
+    /// The road dropped the first contact `name` before its join completed: the pending key
+    /// its decision wrote goes too, if `minions_pre` still holds that key (an operator's
+    /// decision or a newer key stays).
+    fn on_first_contact_dropped(&mut self, d: &mut Shared, name: &str) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let Some(written) = keys.first_contacts.remove(name) else {
+            return;
+        };
+        let pki = keys.acceptor.pki();
+        let ours = matches!(pki.lookup(name), Ok(Some(key))
+            if key.state == KeyState::Pending && same_key(&key.text, &written));
+        if !ours {
+            return;
+        }
+        match pki.remove(name) {
+            Ok(_) => {
+                info!(remote = %name, "pending key of a first contact that stopped asking removed");
+                keys.applied.remove(name);
+                d.peers.remove(name);
+            }
+            Err(e) => warn!(remote = %name, error = %e, "cannot remove the pending key"),
+        }
+    }
+
     fn forget_if_deleted(&self, d: &mut Shared, name: &str) {
         let Some(keys) = &self.keys else {
             return;

@@ -204,6 +204,9 @@ impl EventLog {
                 json!({"id": id.0, "uid": uid, "reason": reason.to_string()}),
             ),
             Event::Removed { uid, name } => ("removed", json!({"name": name, "uid": uid})),
+            Event::FirstContactDropped { uid, name, .. } => {
+                ("first_contact_dropped", json!({"name": name, "uid": uid}))
+            }
             Event::KeysRejected {
                 uid, name, from, ..
             } => (

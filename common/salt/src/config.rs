@@ -238,6 +238,13 @@ pub struct MasterConfig {
     pub presence_events: bool,
     /// `loop_interval` (default 60 s, as Salt): period of `salt/presence/present`.
     pub loop_interval: Duration,
+    /// `raet_first_contacts` (ours, default 512): minions joining for the first time (not
+    /// yet accepted and joined) the road keeps at once; beyond it the one that asked least
+    /// recently is dropped with its pending key.
+    pub raet_first_contacts: usize,
+    /// `raet_first_contact_interval` (ours, default 10 s): one new first contact per source
+    /// address per interval.
+    pub raet_first_contact_interval: Duration,
 }
 
 /// `salt-raet-minion`'s configuration.
@@ -412,6 +419,20 @@ impl Raw {
                 _ => None,
             };
             n.filter(|&n| n != 0)
+        })
+    }
+
+    /// A whole number from 1 to `max`.
+    fn count(&self, key: &str, default: usize, max: usize) -> Result<usize, ConfigError> {
+        let expected = format!("a whole number from 1 to {max}");
+        self.typed(key, &expected, default, |k| {
+            let n = match k {
+                ValueKind::I64(n) => usize::try_from(*n).ok(),
+                ValueKind::U64(n) => usize::try_from(*n).ok(),
+                ValueKind::String(s) => s.trim().parse::<usize>().ok(),
+                _ => None,
+            };
+            n.filter(|n| (1..=max).contains(n))
         })
     }
 
@@ -635,6 +656,8 @@ impl MasterConfig {
             raet_auto_accept,
             presence_events: raw.bool("presence_events", false)?,
             loop_interval: raw.seconds("loop_interval", DEFAULT_LOOP_INTERVAL_SECS)?,
+            raet_first_contacts: raw.count("raet_first_contacts", 512, 1_000_000)?,
+            raet_first_contact_interval: raw.seconds("raet_first_contact_interval", 10)?,
             common,
         })
     }

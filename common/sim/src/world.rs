@@ -9,8 +9,12 @@ use raet_proto::crypto::{PrivateKey, Signer};
 use raet_proto::keep::{
     apply_now, Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord, Snapshot,
 };
+use raet_proto::packet::body::BodyMap;
+use raet_proto::packet::{
+    self, BodyKind, CoatKind, FootKind, Head, HeadKind, JoinRepr, PacketKind, TransactionKind,
+};
 use raet_proto::road::{
-    Event, MessageId, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
+    Event, Limits, MessageId, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
 };
 use raet_proto::Transmit;
 use serde_json::{Map, Value};
@@ -38,6 +42,8 @@ pub struct Spec {
     pub keys: u8,
     /// Burst size.
     pub burst: u32,
+    /// Memory bounds.
+    pub limits: Limits,
     /// Timers.
     pub timers: Timers,
 }
@@ -56,6 +62,7 @@ impl Spec {
             kind: 0,
             keys: (port % 251) as u8,
             burst: 0,
+            limits: Limits::default(),
             timers: Timers::default(),
         }
     }
@@ -92,6 +99,7 @@ impl Spec {
         config.kind = self.kind;
         config.burst = self.burst;
         config.timers = self.timers.clone();
+        config.limits = self.limits.clone();
         config
     }
 }
@@ -457,6 +465,40 @@ pub fn body(value: Value) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => Map::new(),
     }
+}
+
+/// The join body of the estate `spec` (a request: no uid).
+pub fn join_body(spec: &Spec) -> BodyMap {
+    let (verhex, pubhex) = key_hexes(spec.keys);
+    JoinRepr {
+        name: spec.name.clone(),
+        mode: 0,
+        kind: 0,
+        uid: None,
+        verhex,
+        pubhex,
+        role: spec.role(),
+    }
+    .emit()
+}
+
+/// A join request (pk request, tk join, json `body`) from an estate that says its uid for us
+/// is `se` and names our uid `de` for it (`de` 0: vacuous; otherwise what a road sends when
+/// it has a remote with that fuid), built with the packet codec alone.
+pub fn join_request(se: u32, de: u32, body: &BodyMap) -> Vec<u8> {
+    let head = Head {
+        hk: HeadKind::Raet,
+        pk: PacketKind::Request,
+        tk: TransactionKind::Join,
+        se,
+        de,
+        ti: 1,
+        bk: BodyKind::Json,
+        ck: CoatKind::Nada,
+        fk: FootKind::Nada,
+        ..Head::default()
+    };
+    packet::pack(&head, &packet::body::encode_json(body), None).expect("pack")
 }
 
 /// A link with `loss`, 5 % duplication, 10 % reordering and jitter ([`Link::impaired`]).

@@ -9,11 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use raet_proto::keep::{Acceptance, AutoMode, Keep, MemKeep, RoleRecord};
-use raet_proto::packet::body::BodyMap;
-use raet_proto::packet::{self, BodyKind, CoatKind, FootKind, Head, JoinRepr, PacketKind};
-use raet_proto::packet::{Flags, HeadKind, TransactionKind};
-use raet_proto::road::{Event, RemoteStatus, Uid};
-use raet_sim::world::{addr, body, key_hexes, Spec, World};
+use raet_proto::packet::{self, Flags, PacketKind, TransactionKind};
+use raet_proto::road::{Event, Limits, RemoteStatus, Uid};
+use raet_sim::world::{addr, body, join_body, join_request, key_hexes, Spec, World};
 use raet_sim::Link;
 use serde_json::json;
 
@@ -41,8 +39,9 @@ fn role_claim(role_is_name: bool, keep: &MemKeep) -> (World, Option<RoleRecord>,
                     .has(|ev| matches!(ev, Event::Pending { .. }))
         })
         .expect("the attacker's join ends or pends");
-    // Let the attacker's join time out on both sides before the victim comes.
-    world.settle(Duration::from_secs(30));
+    // Let the attacker's join time out on both sides before the victim comes (but not its
+    // first contact: that lasts `Limits::first_contact_ttl` after its last request).
+    world.settle(Duration::from_secs(10));
     let claimed = keep.load_role("victim").expect("keep");
     world.join(v, m);
     let pending = |ev: &Event| matches!(ev, Event::Pending { name, .. } if name == "victim");
@@ -65,11 +64,19 @@ fn role_claim(role_is_name: bool, keep: &MemKeep) -> (World, Option<RoleRecord>,
 #[test]
 fn a_role_that_is_not_the_name_cannot_claim_another_estates_keys() {
     let (m, e, v) = (addr(7620), addr(7621), addr(7622));
-    let (world, claimed, joined) = role_claim(false, &MemKeep::new());
+    let keep = MemKeep::new();
+    let (mut world, claimed, joined) = role_claim(false, &keep);
     let attacker = world.peer_ref(e).road.verify_key().to_hex();
     let events = &world.peer_ref(m).events;
     assert_eq!(claimed.map(|r| r.verhex), Some(attacker), "{events:?}");
     assert!(!joined, "the real victim is locked out: {events:?}");
+    // ... while the attacker keeps asking: a first contact that stopped is dropped, and the
+    // pending record its join made with it.
+    world.settle(Limits::default().first_contact_ttl);
+    assert_eq!(keep.load_role("victim").expect("keep"), None);
+    assert!(world
+        .peer_ref(m)
+        .has(|ev| matches!(ev, Event::FirstContactDropped { name, .. } if name == "evil")));
 
     let keep = MemKeep::new();
     let (world, claimed, joined) = role_claim(true, &keep);
@@ -207,40 +214,6 @@ fn a_forged_join_with_other_keys_leaves_the_real_session_alone() {
             .peer_ref(x)
             .has(|e| matches!(e, Event::Message { .. })));
     }
-}
-
-/// The join body of the estate `spec` (a request: no uid).
-fn join_body(spec: &Spec) -> BodyMap {
-    let (verhex, pubhex) = key_hexes(spec.keys);
-    JoinRepr {
-        name: spec.name.clone(),
-        mode: 0,
-        kind: 0,
-        uid: None,
-        verhex,
-        pubhex,
-        role: spec.role(),
-    }
-    .emit()
-}
-
-/// A join request (pk request, tk join, json `body`) from an estate that says its uid for us
-/// is `se` and names our uid `de` for it (`de` 0: vacuous; otherwise what a road sends when
-/// it has a remote with that fuid), built with the packet codec alone.
-fn join_request(se: u32, de: u32, body: &BodyMap) -> Vec<u8> {
-    let head = Head {
-        hk: HeadKind::Raet,
-        pk: PacketKind::Request,
-        tk: TransactionKind::Join,
-        se,
-        de,
-        ti: 1,
-        bk: BodyKind::Json,
-        ck: CoatKind::Nada,
-        fk: FootKind::Nada,
-        ..Head::default()
-    };
-    packet::pack(&head, &packet::body::encode_json(body), None).expect("pack")
 }
 
 /// A non-vacuous join addressed to a joined remote's uid (uids are small and guessable) by an

@@ -180,9 +180,11 @@ fn main_that_lost_its_keep_is_renewed_by_a_mutable_joiner_only() {
 }
 
 /// testPendingSavedKeep: a join pending on the main's operator (auto never) survives a
-/// restart of both estates; accepting afterwards lets the join complete.
+/// restart of both estates as the pending role record; the joiner, a first contact, lives
+/// in memory only (nothing of it is written before its join completes), so after the
+/// restart it asks again, and accepting then lets the join complete.
 #[test]
-fn a_pending_join_survives_restarts_and_completes_when_accepted() {
+fn a_pending_role_survives_restarts_and_the_join_completes_when_accepted() {
     let mut world = World::new(12, Link::perfect());
     let alpha = world.add(Spec::new("alpha", 7530).main().auto(AutoMode::Never));
     let beta = world.add(Spec::new("beta", 7531));
@@ -196,14 +198,30 @@ fn a_pending_join_survives_restarts_and_completes_when_accepted() {
     };
     assert_eq!(pending(&world), Some(Acceptance::Pending));
     assert!(!world.peer_ref(beta).joined("alpha"));
+    let keep = world.peer_ref(alpha).keep.clone();
+    assert_eq!(
+        keep.load_remotes().expect("keep").len(),
+        0,
+        "a first contact was written"
+    );
 
     world.restart(alpha);
     world.restart(beta);
     assert_eq!(
         pending(&world),
-        Some(Acceptance::Pending),
-        "pending is persisted"
+        None,
+        "a first contact came back from the keep"
     );
+    let role = keep
+        .load_role("beta")
+        .expect("keep")
+        .expect("pending role kept");
+    assert_eq!(role.acceptance, Acceptance::Pending);
+    world.join(beta, alpha);
+    let asked = |ev: &Event| matches!(ev, Event::Pending { name, .. } if name == "beta");
+    world
+        .wait_for(alpha, LIMIT, asked)
+        .expect("beta pending again");
     let now = world.net.now();
     world
         .peer(alpha)
@@ -212,6 +230,11 @@ fn a_pending_join_survives_restarts_and_completes_when_accepted() {
         .expect("operator accepts");
     world.connect(beta, alpha, LIMIT);
     assert_eq!(pending(&world), Some(Acceptance::Accepted));
+    assert_eq!(
+        keep.load_remotes().expect("keep").len(),
+        1,
+        "beta written once joined"
+    );
     exchange(&mut world, alpha, beta, 1);
 }
 

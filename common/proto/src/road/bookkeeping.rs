@@ -245,10 +245,15 @@ impl Road {
             remote.reaped = true;
             self.core.stats.remote_reap += 1;
         }
-        if remote.reaped || now < remote.presence_due {
+        let first_contact = remote.first_contact.is_some();
+        if (remote.reaped && !first_contact) || now < remote.presence_due {
             return;
         }
         remote.presence_due = now.checked_add(period).unwrap_or(now);
+        if first_contact {
+            self.expire_first_contact(now, uid);
+            return;
+        }
         let (joined, queued) = (remote.joined == Some(true), !remote.outbox.is_empty());
         if joined {
             self.start_alive(now, uid, true, None);

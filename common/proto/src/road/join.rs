@@ -528,6 +528,7 @@ impl Road {
                 remote.rsid = 0;
             }
             remote.joined = Some(true);
+            remote.first_contact = None;
         }
         self.save(uid);
         self.core.save_local();
@@ -779,6 +780,9 @@ impl Road {
             if let Some(known) = self.uid_by_name(&jb.name) {
                 uid = known;
             } else {
+                if !self.admit_first_contact(now, rx.from) {
+                    return;
+                }
                 let Some(remote) = self.remotes.get_mut(&uid) else {
                     return;
                 };
@@ -809,6 +813,9 @@ impl Road {
         }
         let same = compare(remote, &jb, rha, reid);
         let ephemeral = remote.ephemeral;
+        if same.role_keys && remote.first_contact.is_some() {
+            remote.first_contact = Some(now);
+        }
         let moving = !ephemeral && same.role_keys && rha != remote.ha;
         // A join offering other keys than a known remote's must not be able to touch that
         // remote when it is rejected (it may come from anyone): not even its duplicate window.
@@ -854,6 +861,7 @@ impl Road {
             if let Some(remote) = self.remotes.get_mut(&uid) {
                 if remote.ephemeral {
                     remote.ephemeral = false;
+                    remote.first_contact = Some(now);
                     self.core.stats.remote_added += 1;
                 }
             }
@@ -870,7 +878,12 @@ impl Road {
         if j.vacuous {
             self.joinees.insert(ha, uid);
         }
-        if status.acceptance != Acceptance::Accepted {
+        // A first contact is written once its join completes.
+        let first_contact = self
+            .remotes
+            .get(&uid)
+            .is_some_and(|r| r.first_contact.is_some());
+        if status.acceptance != Acceptance::Accepted && !first_contact {
             self.save(uid);
         }
         self.joinent_answer(now, uid, index, j, status.acceptance);

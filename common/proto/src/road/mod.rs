@@ -80,6 +80,7 @@ mod allow;
 mod bookkeeping;
 mod core;
 mod failure;
+mod first_contact;
 mod join;
 mod message;
 mod remote;
@@ -95,7 +96,7 @@ pub use timers::Timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -172,6 +173,17 @@ pub struct Limits {
     pub max_joinees: usize,
     /// Completed message ids remembered per remote for duplicate suppression.
     pub max_done_ids: usize,
+    /// First contacts (estates that joined vacuously and never completed a join here, e.g.
+    /// pending an operator's decision) kept at once; a new one beyond this drops the one
+    /// that asked least recently ([`Event::FirstContactDropped`], `first_contact_evicted`).
+    /// They live in memory only: nothing of them is written until their join completes.
+    pub max_first_contacts: usize,
+    /// One new first contact per source address per this interval; more are dropped
+    /// (`first_contact_rate_limited`). A first contact asking again is not new.
+    pub first_contact_interval: Duration,
+    /// A first contact that has not asked again (joined again) for this long is dropped
+    /// ([`Event::FirstContactDropped`], `first_contact_expired`).
+    pub first_contact_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -184,6 +196,9 @@ impl Default for Limits {
             max_reassembly_bytes: 4 * MAX_MESSAGE_SIZE,
             max_joinees: 1024,
             max_done_ids: 65_536,
+            max_first_contacts: 512,
+            first_contact_interval: Duration::from_secs(10),
+            first_contact_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -349,6 +364,17 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// A first contact was dropped (too many, or it stopped asking) before its join
+    /// completed: the application may forget what it recorded for it (the master removes
+    /// the pending key it wrote for that join).
+    FirstContactDropped {
+        /// Our uid for it (no longer valid).
+        uid: Uid,
+        /// The name it claimed.
+        name: String,
+        /// The verify key it offered (hex).
+        verhex: String,
+    },
     /// A join request naming a remote we know (ours `uid`, `name`) offered a role or keys
     /// other than its recorded ones and was rejected: the sender may be an impostor, or the
     /// estate itself with new keys. The known remote (its keys, address and session) is left
@@ -433,6 +459,9 @@ pub struct Road {
     /// Join requests waiting for the keep's answer about their role (at most
     /// [`Limits::max_joinees`]).
     held_joins: Vec<HeldJoin>,
+    /// When each source address last made a new first contact (bounded, see
+    /// [`Limits::first_contact_interval`]).
+    first_contact_sources: HashMap<SocketAddr, Instant>,
 }
 
 impl std::fmt::Debug for Road {
@@ -524,6 +553,7 @@ impl Road {
             remotes: BTreeMap::new(),
             joinees: HashMap::new(),
             held_joins: Vec::new(),
+            first_contact_sources: HashMap::new(),
         };
         road.restore_remotes(now, remotes);
         // A restored remote's new session already queued the local record (its session id

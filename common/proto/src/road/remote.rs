@@ -139,6 +139,9 @@ pub(crate) struct Remote {
     pub proposal: Option<Proposal>,
     /// When an identity clash with it was last logged.
     pub clash_warned: Option<Instant>,
+    /// While it is a first contact (joined vacuously, never completed a join here, not
+    /// restored from the keep): when it last asked (sent a join request). Not persisted.
+    pub first_contact: Option<Instant>,
     /// The last join request and hello we answered (`se`/`si`, `ti`) and until when a copy
     /// of them is a late duplicate to drop (not a new handshake that would undo the
     /// completed one).
@@ -192,6 +195,7 @@ impl Remote {
             heard_at_ha: None,
             proposal: None,
             clash_warned: None,
+            first_contact: None,
             last_join: None,
             last_hello: None,
         }

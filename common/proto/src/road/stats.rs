@@ -277,6 +277,13 @@ road_stats! {
     join_new_address_refused,
     /// Hellos from another address while the remote is heard at its own (dropped).
     identity_clash,
+    /// New first contacts dropped: their source made one within the interval, or too many
+    /// sources are remembered.
+    first_contact_rate_limited,
+    /// First contacts dropped to make room for a newer one.
+    first_contact_evicted,
+    /// First contacts dropped because they stopped asking.
+    first_contact_expired,
     /// Join answers sent again because the joiner asked again (one per request).
     joinent_tx_answer_again,
     /// Signed packets from a known remote at another address than its own.

@@ -457,6 +457,28 @@ fn event_bus_and_rejection_keys_as_salt() {
 }
 
 #[test]
+fn first_contact_bounds_have_defaults_and_are_checked() {
+    let dir = dir_with(&[]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.raet_first_contacts, 512);
+    assert_eq!(c.raet_first_contact_interval, Duration::from_secs(10));
+    let dir = dir_with(&[(
+        "master",
+        "raet_first_contacts: 64\nraet_first_contact_interval: 0.5\n",
+    )]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.raet_first_contacts, 64);
+    assert_eq!(c.raet_first_contact_interval, Duration::from_millis(500));
+    for bad in ["0", "-3", "many", "1000001"] {
+        let (_dir, err) = master_err(&[("master", &format!("raet_first_contacts: {bad}\n"))]);
+        assert!(
+            err.contains("raet_first_contacts") && err.contains("whole number"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn salt_crypto_mode_is_read_by_both_and_trusts_on_first_use() {
     let dir = dir_with(&[("minion", "id: m1\n")]);
     let c = MasterConfig::load(dir.path()).unwrap();
