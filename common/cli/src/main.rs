@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod flood;
 mod lane;
 mod road;
 
@@ -48,6 +49,8 @@ enum Commands {
     Demo(demo::DemoArgs),
     /// Messages per second and large-message time, Rust and (optionally) the reference.
     Bench(bench::BenchArgs),
+    /// Forged first contacts (fresh names and keys) at a main: tests its flood bounds.
+    Flood(flood::FloodArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             Commands::Road(args) => road::run(*args).await,
             Commands::Demo(args) => demo::run(args).await,
             Commands::Bench(args) => bench::run(args).await,
+            Commands::Flood(args) => flood::run(args).await,
         }
     })
 }

@@ -119,6 +119,14 @@ impl VerifyKey {
         Ok(Self { key })
     }
 
+    /// The Curve25519 public key of the same point (the Edwards-to-Montgomery map): the
+    /// `pubhex` of an estate whose encryption key is derived from its signing key.
+    pub fn to_public_key(&self) -> PublicKey {
+        PublicKey {
+            key: crypto_box::PublicKey::from_bytes(self.key.to_montgomery().to_bytes()),
+        }
+    }
+
     /// From 64 hex characters (`verhex`).
     pub fn from_hex(h: &str) -> Result<Self, CryptoError> {
         Self::from_bytes(&key_from_hex(h)?)

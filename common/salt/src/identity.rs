@@ -51,11 +51,8 @@ pub enum IdentityError {
 }
 
 /// The Curve25519 public key derived from an Ed25519 verify key.
-pub fn derive_public(verify: &VerifyKey) -> Result<PublicKey, IdentityError> {
-    let point = ed25519_dalek::VerifyingKey::from_bytes(verify.as_bytes())
-        .map_err(|_| raet::crypto::CryptoError::BadKey)?
-        .to_montgomery();
-    Ok(PublicKey::from_bytes(point.as_bytes())?)
+pub fn derive_public(verify: &VerifyKey) -> PublicKey {
+    verify.to_public_key()
 }
 
 /// Checks a joining peer's keys: `pubhex` must be [`derive_public`] of `verhex`. Returns the
@@ -63,7 +60,7 @@ pub fn derive_public(verify: &VerifyKey) -> Result<PublicKey, IdentityError> {
 pub fn check_binding(verhex: &str, pubhex: &str) -> Result<VerifyKey, IdentityError> {
     let verify = VerifyKey::from_hex(verhex)?;
     let offered = PublicKey::from_hex(pubhex)?;
-    if derive_public(&verify)? == offered {
+    if derive_public(&verify) == offered {
         Ok(verify)
     } else {
         Err(IdentityError::Unbound)

@@ -10,9 +10,7 @@ use raet_proto::keep::{
     apply_now, Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord, Snapshot,
 };
 use raet_proto::packet::body::BodyMap;
-use raet_proto::packet::{
-    self, BodyKind, CoatKind, FootKind, Head, HeadKind, JoinRepr, PacketKind, TransactionKind,
-};
+use raet_proto::packet::{self, JoinRepr};
 use raet_proto::road::{
     Event, Limits, MessageId, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
 };
@@ -482,23 +480,10 @@ pub fn join_body(spec: &Spec) -> BodyMap {
     .emit()
 }
 
-/// A join request (pk request, tk join, json `body`) from an estate that says its uid for us
-/// is `se` and names our uid `de` for it (`de` 0: vacuous; otherwise what a road sends when
-/// it has a remote with that fuid), built with the packet codec alone.
+/// A join request with `body` from an estate that says its uid for us is `se` and names
+/// our uid `de` for it ([`raet_proto::packet::join::request`], transaction id 1).
 pub fn join_request(se: u32, de: u32, body: &BodyMap) -> Vec<u8> {
-    let head = Head {
-        hk: HeadKind::Raet,
-        pk: PacketKind::Request,
-        tk: TransactionKind::Join,
-        se,
-        de,
-        ti: 1,
-        bk: BodyKind::Json,
-        ck: CoatKind::Nada,
-        fk: FootKind::Nada,
-        ..Head::default()
-    };
-    packet::pack(&head, &packet::body::encode_json(body), None).expect("pack")
+    packet::join::request(se, de, 1, body).expect("pack")
 }
 
 /// A link with `loss`, 5 % duplication, 10 % reordering and jitter ([`Link::impaired`]).

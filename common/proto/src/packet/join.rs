@@ -5,6 +5,9 @@
 use serde_json::Value;
 
 use super::body::BodyMap;
+use super::{
+    BodyKind, CoatKind, FootKind, Head, HeadKind, PacketError, PacketKind, TransactionKind,
+};
 
 /// Why a join body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +99,25 @@ impl JoinRepr {
         body.insert("role".into(), self.role.clone().into());
         body
     }
+}
+
+/// A join request datagram with `body`, unsigned as joins travel: from an estate whose uid
+/// for us is `se`, naming our uid `de` for it (0: a vacuous join, a first contact),
+/// transaction id `ti`.
+pub fn request(se: u32, de: u32, ti: u32, body: &BodyMap) -> Result<Vec<u8>, PacketError> {
+    let head = Head {
+        hk: HeadKind::Raet,
+        pk: PacketKind::Request,
+        tk: TransactionKind::Join,
+        se,
+        de,
+        ti,
+        bk: BodyKind::Json,
+        ck: CoatKind::Nada,
+        fk: FootKind::Nada,
+        ..Head::default()
+    };
+    super::pack(&head, &super::body::encode_json(body), None)
 }
 
 #[cfg(test)]

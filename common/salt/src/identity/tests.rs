@@ -25,7 +25,7 @@ fn params(name: &str) -> LocalParams<'_> {
 fn derived_public_is_the_public_of_the_derived_secret() {
     for n in 0..16 {
         let id = Identity::generate(&mut rng(n));
-        let derived = derive_public(&id.verify_key()).unwrap();
+        let derived = derive_public(&id.verify_key());
         assert_eq!(derived, id.public_key());
         assert_eq!(
             check_binding(&id.verify_key().to_hex(), &id.public_key().to_hex()).unwrap(),
