@@ -16,7 +16,7 @@ use raet::stack::RoadStack;
 use salt_raet::config::{MasterConfig, Role};
 use salt_raet::daemon::{presence_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status};
 use salt_raet::evbus::{BusEvent, EventBus};
-use salt_raet::identity::{check_binding, Identity, IdentityError, LocalParams};
+use salt_raet::identity::{check_binding, derive_public, Identity, IdentityError, LocalParams};
 use salt_raet::pki::{self, KeyChange, KeyState, PkiWatcher};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -204,13 +204,13 @@ fn salt_keys(
     config: &MasterConfig,
     dir_keep: DirKeep,
 ) -> Result<(DecisionKeep, SaltKeys), DaemonError> {
-    let keep = DecisionKeep {
-        inner: dir_keep,
-        roles: BTreeMap::new(),
-        pki: pki::Pki::existing(&config.common.pki_dir),
-    };
     let acceptor = Acceptor::new(config)?;
     let initial = acceptor.pki().scan()?;
+    let keep = DecisionKeep {
+        inner: dir_keep,
+        roles: accepted_roles(acceptor.pki(), &initial.ids()),
+        pki: pki::Pki::existing(&config.common.pki_dir),
+    };
     let applied = initial
         .ids()
         .into_iter()
@@ -229,6 +229,34 @@ fn salt_keys(
         first_contacts: BTreeMap::new(),
     };
     Ok((keep, keys))
+}
+
+/// The role records of the accepted keys among `ids` (a minion's curve key is derived from
+/// its Ed25519 key), so that a restarted master restores the remotes its keep holds and
+/// answers their packets at once: a minion that outlived the master is told to allow again
+/// instead of going unanswered until its heartbeat gives up.
+fn accepted_roles(pki: &pki::Pki, ids: &[String]) -> BTreeMap<String, RoleRecord> {
+    let mut roles = BTreeMap::new();
+    for id in ids {
+        let Ok(Some(key)) = pki.lookup(id) else {
+            continue;
+        };
+        if key.state != KeyState::Accepted {
+            continue;
+        }
+        let Ok(verify) = key.verify_key() else {
+            continue;
+        };
+        let public = derive_public(&verify);
+        let record = RoleRecord {
+            role: id.clone(),
+            acceptance: Acceptance::Accepted,
+            verhex: verify.to_hex(),
+            pubhex: public.to_hex(),
+        };
+        roles.insert(id.clone(), record);
+    }
+    roles
 }
 
 /// The state of `id`'s key in the pki directories (`None`: no key).

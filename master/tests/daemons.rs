@@ -284,6 +284,36 @@ fn event_bus_carries_auth_key_and_presence_events() {
     });
 }
 
+#[test]
+fn a_killed_master_is_back_for_its_idle_minion_long_before_a_heartbeat() {
+    // Heartbeats every 10 s: the minion alone would notice the restart only at its next
+    // one. The restarted master restores the minion from its keep and Salt's accepted key,
+    // and allows it again within a second.
+    let site = Site::new().with_period(10.0);
+    let mut master = site.master("");
+    master.pin_port();
+    let _minion = site.minion("r1", master.port());
+    wait_for(LIMIT, "r1 pending", || pending(&master, "r1").exists());
+    fs::rename(pending(&master, "r1"), accepted(&master, "r1")).unwrap();
+    wait_for(LIMIT, "r1 allowed", || allowed(&master, "r1"));
+    // The keep's writer has the minion's record on disk.
+    wait_for(LIMIT, "r1 in the keep", || {
+        fs::read_dir(master.pki.join("raet").join("remote")).is_ok_and(|mut d| {
+            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains("r1")))
+        })
+    });
+    master.kill();
+    master.restart();
+    let restarted = Instant::now();
+    wait_for(Duration::from_secs(3), "r1 back after the restart", || {
+        allowed(&master, "r1")
+    });
+    eprintln!(
+        "r1 back {:.2} s after the restart (heartbeat period 10 s)",
+        restarted.elapsed().as_secs_f64()
+    );
+}
+
 /// A road of this process (auto always, keys in memory) joins the master on `port`
 /// and is shut down again: what the join came to.
 fn forged_join(

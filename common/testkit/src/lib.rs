@@ -56,6 +56,21 @@ impl Daemon {
         self.child.as_mut().expect("the daemon was started")
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child().id()
+    }
+
+    /// Its resident memory (`VmRSS` of `/proc/<pid>/status`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
     /// Starts `bin` with configuration directory `etc` (its `sock_dir` and `pki_dir` given
     /// for the tests' use); its standard error goes to `daemon.log` beside `etc`.
     pub fn start(bin: &Path, etc: &Path, sock: &Path, pki: &Path) -> Self {
@@ -220,6 +235,8 @@ pub struct Site {
     _dir: tempfile::TempDir,
     /// The site's directory: one subdirectory per daemon.
     pub root: PathBuf,
+    /// The daemons' `raet_alive_period` (seconds; [`PERIOD`] unless set).
+    period: f64,
 }
 
 impl Default for Site {
@@ -238,9 +255,24 @@ impl Site {
         if std::env::var_os("SALT_RAET_KEEP_TEST_DIRS").is_some() {
             let root = dir.keep();
             let dir = tempfile::tempdir().unwrap();
-            return Self { _dir: dir, root };
+            return Self {
+                _dir: dir,
+                root,
+                period: PERIOD,
+            };
         }
-        Self { _dir: dir, root }
+        Self {
+            _dir: dir,
+            root,
+            period: PERIOD,
+        }
+    }
+
+    /// The same site whose daemons' `raet_alive_period` is `seconds` (a test that must not
+    /// be helped by heartbeats).
+    pub fn with_period(mut self, seconds: f64) -> Self {
+        self.period = seconds;
+        self
     }
 
     /// Writes the `autoreject_file` of the master in `<root>/<dir>` (mode 0600: a pattern
@@ -268,10 +300,11 @@ impl Site {
             etc.join("master"),
             format!(
                 "interface: 127.0.0.1\nraet_port: 0\npki_dir: {}\nsock_dir: {}\n\
-                 raet_alive_period: {PERIOD}\nlog_file: {}/log\nautosign_file: {}/as\n\
+                 raet_alive_period: {}\nlog_file: {}/log\nautosign_file: {}/as\n\
                  autoreject_file: {}/ar\n{extra}",
                 pki.display(),
                 sock.display(),
+                self.period,
                 base.display(),
                 base.display(),
                 base.display()
@@ -302,10 +335,11 @@ impl Site {
             etc.join("minion"),
             format!(
                 "id: {id}\n{masters}raet_port: 0\npki_dir: {}\nsock_dir: {}\n\
-                 raet_alive_period: {PERIOD}\n\
+                 raet_alive_period: {}\n\
                  log_file: {}/log\n{extra}",
                 pki.display(),
                 sock.display(),
+                self.period,
                 base.display()
             ),
         )

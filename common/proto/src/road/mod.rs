@@ -66,6 +66,9 @@
 //! and the transaction table, `bookkeeping` presence, removal, queues and the transaction
 //! table of each remote; this file the public API.
 
+/// Over how long a restarted main spreads the first heartbeats to the remotes it restored.
+const RESTART_SPREAD: Duration = Duration::from_secs(1);
+
 /// Counts a dropped packet in the road's stats field `$counter` and logs why.
 macro_rules! drop_packet {
     ($core:expr, $counter:ident, $from:expr) => {{
@@ -100,6 +103,7 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use rand_core::RngCore;
 use serde_json::{Map, Value};
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
@@ -617,9 +621,23 @@ impl Road {
                 continue;
             }
             self.core.new_session(&mut remote);
+            if self.core.config.main && remote.joined == Some(true) {
+                remote.presence_due = self.restart_presence(now);
+            }
             self.core.puid = self.core.puid.max(record.uid);
             self.remotes.insert(record.uid, remote);
         }
+    }
+
+    /// A restarted main's first heartbeat to a remote it restored joined: within
+    /// [`RESTART_SPREAD`] (or the presence period if shorter), spread at random. The session
+    /// keys did not survive the restart, so that heartbeat allows again; without it an idle
+    /// remote would learn of the restart only at its own next heartbeat.
+    fn restart_presence(&mut self, now: Instant) -> Instant {
+        let spread = self.core.config.timers.presence_period.min(RESTART_SPREAD);
+        let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let delay = Duration::from_nanos(self.core.rng.next_u64() % nanos);
+        now.checked_add(delay).unwrap_or(now)
     }
 
     /// The first presence and reap deadlines of a new remote (period + offset on a non-main).
