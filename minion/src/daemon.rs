@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 
 use raet::keep::{AutoMode, DirKeep};
 use raet::road::{Event, RejectedBy, RemoteStatus, RoadConfig, Uid};
-use raet::stack::RoadStack;
 use salt_raet::config::{MinionConfig, Role};
 use salt_raet::daemon::{
-    presence_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared, Side, Status,
+    bind_road, presence_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared,
+    Side, Status,
 };
 use salt_raet::identity::{Identity, LocalParams};
 use tokio::sync::mpsc;
@@ -85,7 +85,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
     let mut road_config = RoadConfig::new(own.clone(), ha);
     road_config.auto = AutoMode::Once;
     road_config.timers = presence_timers(config.common.raet_alive_period);
-    let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
+    let road = bind_road(road_config, identity.into_keys(), Box::new(keep)).await?;
     let masters = config.masters();
     info!(id = %own, addr = %road.local_addr(), masters = ?masters, salt_crypto = config.common.raet_salt_crypto, "minion road up");
     let (joins_tx, joins) = mpsc::unbounded_channel();
