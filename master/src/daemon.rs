@@ -12,9 +12,10 @@ use raet::keep::{
     Acceptance, AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord,
 };
 use raet::road::{Event, Presence, RemoteStatus, RoadConfig, Uid};
-use raet::stack::RoadStack;
 use salt_raet::config::{MasterConfig, Role};
-use salt_raet::daemon::{presence_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status};
+use salt_raet::daemon::{
+    bind_road, presence_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status,
+};
 use salt_raet::evbus::{BusEvent, EventBus};
 use salt_raet::identity::{check_binding, derive_public, Identity, IdentityError, LocalParams};
 use salt_raet::pki::{self, KeyChange, KeyState, PkiWatcher};
@@ -184,7 +185,7 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker
     });
-    let road = RoadStack::bind(road_config, Some(identity.into_keys()), keep).await?;
+    let road = bind_road(road_config, identity.into_keys(), keep).await?;
     info!(id = %own, addr = %road.local_addr(), %mode, salt_crypto, "master road up");
     let side = MasterSide {
         keys,

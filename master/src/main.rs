@@ -19,6 +19,9 @@ use salt_raet::identity::IdentityError;
 use salt_raet::pki::{KeyState, Pki};
 
 const PROGRAM: &str = "salt-raet-master";
+/// The name `--finger` gives the master's road key in salt-key's `Local Keys:` form: where it
+/// lives under `pki_dir` (its RAET keep `<pki_dir>/raet`), as salt-key names `master.pub`.
+const FINGER_KEY_NAME: &str = "raet";
 
 /// Carries Salt's traffic over RAET (master side).
 #[derive(Debug, Parser)]
@@ -26,8 +29,9 @@ const PROGRAM: &str = "salt-raet-master";
 struct Args {
     #[command(flatten)]
     common: salt_raet::CommonArgs,
-    /// Print the fingerprint of the master's own key (creating the master's identity if it
-    /// has none yet), in `salt-key -f`'s form, then exit.
+    /// Print the fingerprint of the master's own road key (creating the master's identity if
+    /// it has none yet) as `salt-key -F master` lists local keys (`Local Keys:`, then
+    /// `raet:  <fingerprint>`), then exit: the value of a minion's `master_finger`.
     #[arg(long, conflicts_with = "finger_minion")]
     finger: bool,
     /// Print the fingerprint `salt-key -f ID` shows for this minion's stored key, then exit.
@@ -57,7 +61,7 @@ fn main() -> ExitCode {
         let identity = DirKeep::open(config.common.keep_dir())
             .map_err(IdentityError::from)
             .and_then(|mut keep| daemon::identity(&config, &mut keep));
-        return salt_raet::print_finger(PROGRAM, identity);
+        return salt_raet::print_finger(PROGRAM, identity, Some(FINGER_KEY_NAME));
     }
     match (args.finger_minion, args.command) {
         (Some(id), _) => finger_minion(&config, &id),

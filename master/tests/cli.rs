@@ -116,10 +116,14 @@ fn finger_prints_the_masters_own_key_as_finger_minion_would() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let finger = String::from_utf8(out.stdout).unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    // salt-key's listing of the master's own keys, the road key named after <pki_dir>/raet.
+    let finger = printed
+        .strip_prefix("Local Keys:\nraet:  ")
+        .unwrap_or_else(|| panic!("{printed}"));
     // Stable: the identity is created once, then reused.
     let again = master(&etc, &["--finger"]);
-    assert_eq!(String::from_utf8(again.stdout).unwrap(), finger);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), printed);
     // The master's public key, derived independently by openssl and stored as the master
     // stores a minion's key (no final newline): `--finger-minion` and sha256sum agree.
     let pem = openssl_public_pem(&dir.path().join("pki/raet"));
@@ -188,7 +192,14 @@ fn status_without_a_running_daemon_is_one_line_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("salt-raet-master: lane"), "{err}");
+    let manor = sock.join("raet/salt.manor.uxd");
+    assert!(
+        err.starts_with(&format!(
+            "salt-raet-master: no daemon answers on lane {}: ",
+            manor.display()
+        )),
+        "{err}"
+    );
     // The temporary yard was removed on the way out.
     let left: Vec<_> = fs::read_dir(sock.join("raet")).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -307,6 +318,34 @@ fn a_lane_directory_others_can_write_to_is_refused() {
         );
         assert!(!sock.join("raet/salt.manor.uxd").exists());
     }
+}
+
+/// A road port another socket holds: the daemon exits 1 with one line naming the address.
+#[test]
+fn a_road_port_in_use_is_one_line_naming_the_address() {
+    let dir = setup();
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap();
+    fs::write(
+        dir.path().join("etc/master"),
+        format!(
+            "pki_dir: {0}/pki\nsock_dir: {0}/sock\nraet_port: {1}\ninterface: 127.0.0.1\n\
+             log_file: {0}/log\n",
+            dir.path().display(),
+            addr.port()
+        ),
+    )
+    .unwrap();
+    let out = exited_within(&dir.path().join("etc"), std::time::Duration::from_secs(10));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "salt-raet-master: road: cannot listen on UDP {addr}: "
+        )) && err.contains("in use"),
+        "{err}"
+    );
 }
 
 /// A daemon killed when the test fails before it stopped it.

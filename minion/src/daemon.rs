@@ -1,21 +1,23 @@
 //! The minion's side of the shared daemon loop: its masters (Salt's `master` list), each with
 //! its join loop ([`crate::join`]), their states for `status`, the failover order of
-//! upstream messages, and SIGHUP (a rejected minion asks again).
+//! upstream messages, SIGHUP (a rejected minion asks again), and `master_finger`
+//! ([`crate::pin`]).
 
 use std::net::SocketAddr;
 
 use raet::keep::{AutoMode, DirKeep};
 use raet::road::{Event, RejectedBy, RemoteStatus, RoadConfig, Uid};
-use raet::stack::RoadStack;
 use salt_raet::config::{MinionConfig, Role};
 use salt_raet::daemon::{
-    presence_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared, Side, Status,
+    bind_road, presence_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared,
+    Side, Status,
 };
 use salt_raet::identity::{Identity, LocalParams};
 use tokio::sync::mpsc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::join::{JoinLoop, JoinOutcome};
+use crate::pin::MasterPin;
 
 /// One of the minion's masters and its join loop.
 struct Upstream {
@@ -32,6 +34,8 @@ struct Upstream {
     join: JoinState,
     /// Join attempts so far.
     attempts: u64,
+    /// Its key was refused in the current attempt: not `master_finger`'s.
+    refused_by_pin: bool,
 }
 
 /// Where one of the minion's join loops is (declared from the most to the least connected:
@@ -65,6 +69,8 @@ pub(crate) struct MinionSide {
     masters: Vec<Upstream>,
     /// The steps of the join loops, with the index of their master.
     joins: mpsc::UnboundedReceiver<(usize, JoinOutcome)>,
+    /// `master_finger` (RAET-native mode): the road pends unknown master keys for it.
+    pin: Option<MasterPin>,
 }
 
 /// Runs the minion daemon until SIGTERM or SIGINT.
@@ -72,6 +78,12 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
     let own = config.id.clone();
     let ha = SocketAddr::from(([0, 0, 0, 0], config.common.raet_port));
     let mut keep = DirKeep::open(config.common.keep_dir())?;
+    let pin = config.road_master_finger().map(MasterPin::new);
+    if let Some(pin) = &pin {
+        for role in pin.forget_others(&mut keep)? {
+            warn!(%role, "forgetting a master key accepted before: not master_finger's");
+        }
+    }
     let identity = Identity::load_or_create(
         &mut keep,
         LocalParams {
@@ -83,9 +95,12 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
         &mut rand_core::OsRng,
     )?;
     let mut road_config = RoadConfig::new(own.clone(), ha);
-    road_config.auto = AutoMode::Once;
+    road_config.auto = match pin {
+        Some(_) => AutoMode::Never,
+        None => AutoMode::Once,
+    };
     road_config.timers = presence_timers(config.common.raet_alive_period);
-    let road = RoadStack::bind(road_config, Some(identity.into_keys()), Box::new(keep)).await?;
+    let road = bind_road(road_config, identity.into_keys(), Box::new(keep)).await?;
     let masters = config.masters();
     info!(id = %own, addr = %road.local_addr(), masters = ?masters, salt_crypto = config.common.raet_salt_crypto, "minion road up");
     let (joins_tx, joins) = mpsc::unbounded_channel();
@@ -111,10 +126,15 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
                 rejoin,
                 join: JoinState::Joining,
                 attempts: 0,
+                refused_by_pin: false,
             }
         })
         .collect();
-    let side = MinionSide { masters, joins };
+    let side = MinionSide {
+        masters,
+        joins,
+        pin,
+    };
     Daemon::start(own, road, &config.common, None, side)
         .await?
         .run()
@@ -155,6 +175,7 @@ impl Side for MinionSide {
             }
             JoinOutcome::Attempt => {
                 master.attempts += 1;
+                master.refused_by_pin = false;
                 if master.join != JoinState::RejectedRetrying {
                     master.join = JoinState::Joining;
                 }
@@ -163,6 +184,7 @@ impl Side for MinionSide {
                 let address = master.address;
                 let what = match by {
                     RejectedBy::Them => "the master rejected this minion's key",
+                    RejectedBy::Us if master.refused_by_pin => "this minion refused the master's key: not master_finger's",
                     RejectedBy::Us => "this minion refused the master's key: not the one it accepted first (remove the master's remote from the minion's keep to trust a new key)",
                 };
                 if retrying {
@@ -188,7 +210,47 @@ impl Side for MinionSide {
         }
     }
 
-    async fn on_event(&mut self, _d: &mut Shared, _event: &Event) {}
+    /// With `master_finger`: a master's keys the keep has not accepted, accepted when they are
+    /// the pinned ones, else refused (the refusal is not kept: each join is checked again).
+    async fn on_event(&mut self, d: &mut Shared, event: &Event) {
+        let (
+            Some(pin),
+            Event::Pending {
+                uid,
+                name,
+                role,
+                verhex,
+                pubhex,
+            },
+        ) = (&self.pin, event)
+        else {
+            return;
+        };
+        let remotes = d.road.remotes().await;
+        let address = remotes.iter().find(|r| r.uid == *uid).map(|r| r.ha);
+        match pin.check(verhex, pubhex) {
+            Ok(()) => {
+                info!(master = %name, ?address, "the master's key is master_finger's: accepted");
+                if let Err(e) = d.road.accept(name).await {
+                    warn!(master = %name, error = %e, "accepting the master's key failed");
+                }
+            }
+            Err(why) => {
+                error!(master = %name, ?address, "refusing the master's key: {why}; check master_finger against `salt-raet-master --finger` on the master, and that this minion is not subject to a man-in-the-middle attack");
+                for master in &mut self.masters {
+                    if address.is_some() && master.address == address {
+                        master.refused_by_pin = true;
+                    }
+                }
+                if let Err(e) = d.road.reject(name).await {
+                    warn!(master = %name, error = %e, "refusing the master's key failed");
+                }
+                if let Err(e) = d.road.forget_role(role).await {
+                    warn!(master = %name, error = %e, "forgetting the refused key failed");
+                }
+            }
+        }
+    }
 
     /// A lost master: its join loop joins it again.
     async fn on_session_dropped(&mut self, _d: &mut Shared, name: &str, _uid: Option<Uid>) {

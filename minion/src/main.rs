@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod daemon;
 mod join;
+mod pin;
 
 use clap::Parser;
 use raet::keep::DirKeep;
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
             None => run_daemon(PROGRAM, daemon::run(config)),
         };
     }
-    salt_raet::print_finger(PROGRAM, identity(&config))
+    salt_raet::print_finger(PROGRAM, identity(&config), None)
 }
 
 /// The minion's identity from its keep, created as the daemon would on first start.

@@ -454,3 +454,71 @@ fn two_masters_with_one_id_are_reported() {
         .count();
     assert_eq!(joined, 1, "{:?}", masters_of(&minion));
 }
+
+/// Salt's `master_finger` with real daemons: the minion takes the master's key only when its
+/// fingerprint is the one `salt-raet-master --finger` prints. A key trusted on first use
+/// before the pin was set is checked again at start-up and forgotten; a refused key is not
+/// kept (the right pin joins after a restart, the keep's pending decision answered by the
+/// minion itself).
+#[test]
+fn master_finger_pins_the_masters_key() {
+    let site = Site::new();
+    let master = site.master("auto_accept: True\n");
+    let out = std::process::Command::new(bin("salt-raet-master"))
+        .arg("-c")
+        .arg(&master.etc)
+        .arg("--finger")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let finger = printed
+        .strip_prefix("Local Keys:\nraet:  ")
+        .unwrap_or_else(|| panic!("{printed}"))
+        .trim_end()
+        .to_owned();
+    // Another fingerprint: the first pair changed.
+    let first = if finger.starts_with("00") { "01" } else { "00" };
+    let wrong = format!("{first}{}", &finger[2..]);
+    // No pin: the master's key is trusted on first use.
+    let mut minion = site.minion("p1", master.port());
+    wait_for(LIMIT, "p1 allowed", || allowed(&master, "p1"));
+    let conf = minion.etc.join("minion");
+    let base = fs::read_to_string(&conf).unwrap();
+
+    // The wrong pin: the trusted key is forgotten, the master's key refused.
+    fs::write(&conf, format!("{base}master_finger: '{wrong}'\n")).unwrap();
+    minion.restart();
+    wait_for(LIMIT, "p1 refusing its master", || {
+        join_state(&minion).is_some_and(|(state, _)| state == "rejected")
+    });
+    assert_eq!(
+        log_lines(&minion, "forgetting a master key accepted before"),
+        1
+    );
+    let refusal = format!("its key's fingerprint {finger} is not master_finger {wrong}");
+    assert_eq!(log_lines(&minion, &refusal), 1);
+    assert_eq!(
+        log_lines(
+            &minion,
+            "this minion refused the master's key: not master_finger's"
+        ),
+        1
+    );
+    assert!(!master_allowed(&minion, 0));
+    let roles = minion.pki.join("raet/role/remote");
+    let kept: Vec<_> = fs::read_dir(&roles).map_or(vec![], |d| d.collect());
+    assert!(kept.is_empty(), "the refusal is not kept: {kept:?}");
+
+    // The right pin (as printed, in capitals too): the minion accepts the master's key.
+    let pinned = finger.to_ascii_uppercase();
+    fs::write(&conf, format!("{base}master_finger: '{pinned}'\n")).unwrap();
+    minion.restart();
+    wait_for(LIMIT, "p1 allowed with the pinned key", || {
+        master_allowed(&minion, 0)
+    });
+    assert_eq!(
+        log_lines(&minion, "the master's key is master_finger's: accepted"),
+        1
+    );
+    assert_eq!(log_lines(&minion, &refusal), 1, "no other refusal");
+}

@@ -87,12 +87,21 @@ pub fn init_logging(common: &config::CommonConfig, console_level: LogLevel, to_f
     }
 }
 
-/// `--finger`: prints the fingerprint of the daemon's own identity as `salt-key -f` shows
-/// it ([`Identity::fingerprint`]); or `<program>: <error>` and [`EXIT_FAILURE`].
-pub fn print_finger(program: &str, identity: Result<Identity, impl std::fmt::Display>) -> ExitCode {
+/// `--finger`: prints the fingerprint of the daemon's own identity as `salt-key -f` computes
+/// it ([`Identity::fingerprint`]): alone, or with `local_key` as salt-key lists the master's
+/// own keys (`Local Keys:`, then `<local_key>:  <fingerprint>`); or `<program>: <error>` and
+/// [`EXIT_FAILURE`].
+pub fn print_finger(
+    program: &str,
+    identity: Result<Identity, impl std::fmt::Display>,
+    local_key: Option<&str>,
+) -> ExitCode {
     match identity {
         Ok(identity) => {
-            println!("{}", identity.fingerprint());
+            match local_key {
+                Some(name) => println!("Local Keys:\n{name}:  {}", identity.fingerprint()),
+                None => println!("{}", identity.fingerprint()),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -267,6 +267,10 @@ pub struct MinionConfig {
     /// `rejected_retry` (default false, as Salt): a rejected minion asks again periodically
     /// instead of waiting for SIGHUP or a restart.
     pub rejected_retry: bool,
+    /// `master_finger` (Salt's; default empty: none): the sha256 fingerprint (32 hex pairs
+    /// joined by `:`, stored in lowercase) the master's key must have; see
+    /// [`MinionConfig::road_master_finger`].
+    pub master_finger: Option<String>,
 }
 
 /// The merged top-level keys of the files read, each with the file it comes from.
@@ -506,6 +510,16 @@ fn scalar_string(kind: &ValueKind) -> Option<String> {
         ValueKind::U64(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Whether `s` has the form of a sha256 fingerprint as Salt prints them: 32 hex pairs
+/// joined by `:`.
+fn is_sha256_finger(s: &str) -> bool {
+    let pairs: Vec<&str> = s.split(':').collect();
+    pairs.len() == 32
+        && pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The value as shown in an error: at most 60 characters, on one line.
@@ -775,8 +789,27 @@ impl MinionConfig {
             master,
             raet_master_port: raw.port("raet_master_port", 4505)?,
             rejected_retry: raw.bool("rejected_retry", false)?,
+            master_finger: raw.typed(
+                "master_finger",
+                "a sha256 fingerprint (32 hex pairs joined by ':', as salt-raet-master --finger prints)",
+                None,
+                |k| match scalar_string(k)? {
+                    s if s.is_empty() => Some(None),
+                    s => is_sha256_finger(&s).then(|| Some(s.to_ascii_lowercase())),
+                },
+            )?,
             common,
         })
+    }
+
+    /// The fingerprint the master's road key must have: `master_finger` in the RAET-native
+    /// mode; `None` with `raet_salt_crypto`, where salt-minion itself checks it against
+    /// Salt's RSA `master.pub`, as over ZeroMQ.
+    pub fn road_master_finger(&self) -> Option<&str> {
+        match self.common.raet_salt_crypto {
+            true => None,
+            false => self.master_finger.as_deref(),
+        }
     }
 
     /// The masters to join, in configuration order, each as (host, road port): an entry's

@@ -67,6 +67,13 @@ pub fn check_binding(verhex: &str, pubhex: &str) -> Result<VerifyKey, IdentityEr
     }
 }
 
+/// The fingerprint of a peer's offered keys, as its own `--finger` prints it (the
+/// `salt-key -f` fingerprint of its verify key's PEM), once [`check_binding`] took them.
+pub fn offered_fingerprint(verhex: &str, pubhex: &str) -> Result<String, IdentityError> {
+    let key = check_binding(verhex, pubhex)?;
+    Ok(pki::fingerprint(&pki::pem_from_verify_key(&key)))
+}
+
 /// A daemon's keys: an Ed25519 signer and the Curve25519 key derived from it.
 #[derive(Debug)]
 pub struct Identity {

@@ -429,6 +429,50 @@ fn minion_id_rules_as_salt() {
 }
 
 #[test]
+fn master_finger_is_a_sha256_fingerprint_pinning_the_road_key_in_native_mode_only() {
+    let finger = (0..32)
+        .map(|i| format!("{i:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let load = |extra: &str| MinionConfig::load(dir_with(&[("minion", extra)]).path());
+    let unset = load("id: m1\n").unwrap();
+    assert_eq!(
+        (unset.master_finger.as_deref(), unset.road_master_finger()),
+        (None, None)
+    );
+    // Salt's default, the empty string: none either.
+    assert_eq!(
+        load("id: m1\nmaster_finger: ''\n").unwrap().master_finger,
+        None
+    );
+    let pinned = load(&format!("id: m1\nmaster_finger: '{finger}'\n")).unwrap();
+    let lower = finger.to_ascii_lowercase();
+    assert_eq!(pinned.road_master_finger(), Some(lower.as_str()));
+    // With Salt's crypto salt-minion checks it against Salt's RSA master.pub.
+    let salt_crypto = load(&format!(
+        "id: m1\nraet_salt_crypto: True\nmaster_finger: '{finger}'\n"
+    ))
+    .unwrap();
+    assert_eq!(salt_crypto.master_finger.as_deref(), Some(lower.as_str()));
+    assert_eq!(salt_crypto.road_master_finger(), None);
+    let md5 = &finger[..47];
+    for bad in [
+        md5,
+        &finger.replace("1F", "1G"),
+        &finger.replace(':', ""),
+        "yes",
+    ] {
+        let err = load(&format!("id: m1\nmaster_finger: '{bad}'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad value for master_finger") && err.contains("32 hex pairs"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn event_bus_and_rejection_keys_as_salt() {
     let dir = dir_with(&[]);
     let c = MasterConfig::load(dir.path()).unwrap();

@@ -11,12 +11,15 @@ mod run;
 mod safety;
 pub mod status;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raet::keep::KeepError;
+use raet::crypto::{PrivateKey, Signer};
+use raet::keep::{Keep, KeepError};
 use raet::lane::LaneError;
-use raet::road::{Event, Presence, RemoteStatus, Timers, Uid};
-use raet::stack::StackError;
+use raet::road::{Event, Presence, RemoteStatus, RoadConfig, Timers, Uid};
+use raet::stack::{RoadStack, StackError};
 use rand::Rng;
 
 use crate::config::Role;
@@ -39,6 +42,14 @@ pub enum DaemonError {
     /// The road stack failed to start.
     #[error("road: {0}")]
     Stack(#[from] StackError),
+    /// The road's UDP socket could not be bound (the port in use, an address not ours).
+    #[error("road: cannot listen on UDP {addr}: {source}")]
+    Bind {
+        /// The address of `interface` (master) and `raet_port`.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The lane failed.
     #[error("lane: {0}")]
     Lane(#[from] LaneError),
@@ -51,9 +62,20 @@ pub enum DaemonError {
     /// The tokio runtime could not be started.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
-    /// No daemon answered the status request in time.
-    #[error("no status answer from the daemon")]
-    NoStatus,
+    /// Nothing listens on the daemon's lane socket: no daemon runs with this `sock_dir`.
+    #[error("no daemon answers on lane {}: {source}", path.display())]
+    NoDaemon {
+        /// The daemon's lane socket.
+        path: PathBuf,
+        /// What sending to it said (no such file, connection refused).
+        source: std::io::Error,
+    },
+    /// The daemon's lane socket took the request but no answer came in time.
+    #[error("no status answer within {:?} from the daemon on the lane in {}", status::STATUS_TIMEOUT, dir.display())]
+    NoStatus {
+        /// The lane directory.
+        dir: PathBuf,
+    },
     /// The daemon's status answer could not be read.
     #[error("malformed status answer: {0}")]
     BadStatus(String),
@@ -62,7 +84,7 @@ pub enum DaemonError {
     #[error("{path}: {reason}; refusing to start")]
     UnsafeDir {
         /// The directory.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// What is wrong with it.
         reason: String,
     },
@@ -122,6 +144,22 @@ pub fn presence_timers(period: Duration) -> Timers {
         alive_redo_max: period / 2,
         ..Timers::default()
     }
+}
+
+/// Binds a daemon's road stack ([`RoadStack::bind`]); a socket that cannot be bound is a
+/// [`DaemonError::Bind`] naming the address.
+pub async fn bind_road(
+    config: RoadConfig,
+    keys: (Signer, PrivateKey),
+    keep: Box<dyn Keep>,
+) -> Result<RoadStack, DaemonError> {
+    let addr = config.ha;
+    RoadStack::bind(config, Some(keys), keep)
+        .await
+        .map_err(|e| match e {
+            StackError::Io(source) => DaemonError::Bind { addr, source },
+            e => DaemonError::Stack(e),
+        })
 }
 
 /// A delay in `[d/2, d]` (spreads the retries of many daemons).

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::{epoch_secs, run_daemon, DaemonError};
 use crate::envelope::{lane_dir, LANE, MANOR, SHARE_STATUS};
-use raet::lane::LaneStack;
+use raet::lane::{LaneError, LaneStack};
 
 /// The version of the [`Status`] JSON.
 pub const STATUS_VERSION: u32 = 1;
@@ -140,10 +140,15 @@ pub async fn query_status(sock_dir: &Path) -> Result<Status, DaemonError> {
     }
     let request = json!({"route": {"src": [null, yard, null], "dst": [null, MANOR, SHARE_STATUS]}, "load": {}});
     let request = request.as_object().cloned().unwrap_or_default();
-    lane.send(MANOR, &request).await?;
+    lane.send(MANOR, &request).await.map_err(|e| match e {
+        LaneError::Unreachable { path, source, .. } => DaemonError::NoDaemon { path, source },
+        e => DaemonError::Lane(e),
+    })?;
     let (_, body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv())
         .await
-        .map_err(|_| DaemonError::NoStatus)??;
+        .map_err(|_| DaemonError::NoStatus {
+            dir: lane_dir(sock_dir),
+        })??;
     let load = body.get("load").cloned().unwrap_or(Value::Null);
     serde_json::from_value(load).map_err(|e| DaemonError::BadStatus(e.to_string()))
 }

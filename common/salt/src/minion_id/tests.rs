@@ -206,3 +206,137 @@ fn the_system_gives_a_usable_answer() {
     assert!(!id.is_empty());
     assert!(id == "localhost" || !is_localhost_like(&id), "{id}");
 }
+
+/// Salt's `generate_minion_id()` fed `host` at its system boundary (`socket.gethostname`,
+/// `platform.node`, `socket.getfqdn`, `socket.getaddrinfo`, `salt.utils.files.fopen`,
+/// `salt.utils.network.interfaces`), run by the Python of Salt's venv.
+const SALTS_GENERATE: &str = r#"
+import io, json, socket, sys
+from unittest import mock
+import salt.utils.files, salt.utils.network as network
+
+host = json.loads(sys.argv[1])
+
+def getfqdn(name=""):
+    name = name.decode() if isinstance(name, bytes) else name
+    return host["fqdn"].get(name, name)
+
+def getaddrinfo(name, *args):
+    return [(socket.AF_INET, socket.SOCK_RAW, 0, c, ("0.0.0.0", 0)) for c in host["canonical"]]
+
+def fopen(path, *args, **kwargs):
+    if path in host["files"]:
+        return io.StringIO(host["files"][path], newline=None)
+    raise OSError(2, "No such file or directory", path)
+
+interfaces = {"if0": {"up": True, "inet": [{"address": a} for a in host["addrs"]]}}
+with mock.patch("socket.gethostname", return_value=host["hostname"]), \
+        mock.patch("platform.node", return_value=host["hostname"]), \
+        mock.patch("socket.getfqdn", getfqdn), mock.patch("socket.getaddrinfo", getaddrinfo), \
+        mock.patch.object(salt.utils.files, "fopen", fopen), \
+        mock.patch.object(network, "interfaces", return_value=interfaces):
+    print(network.generate_minion_id())
+"#;
+
+/// The Python of Salt's venv (`SALT_RAET_VENV`, default `target/salt-venv` of the workspace,
+/// as `scripts/`), `None` (after saying why) when it has no Salt, unless
+/// `SALT_RAET_REQUIRE_SALT` is set: then that fails the test.
+fn salts_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("SALT_RAET_VENV").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/salt-venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    let has_salt = std::process::Command::new(&python)
+        .args(["-c", "import salt.utils.network"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if has_salt {
+        return Some(python);
+    }
+    let why = format!("no Salt in {} (SALT_RAET_VENV)", venv.display());
+    assert!(
+        std::env::var_os("SALT_RAET_REQUIRE_SALT").is_none(),
+        "{why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// What Salt's `generate_minion_id()` answers for `fake`.
+fn salts_id(python: &Path, fake: &Fake) -> String {
+    let host = serde_json::json!({
+        "hostname": fake.hostname,
+        "fqdn": fake.fqdn,
+        "canonical": fake.canonical,
+        "files": fake.files,
+        "addrs": fake.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    let out = std::process::Command::new(python)
+        .args(["-c", SALTS_GENERATE, &host.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+}
+
+/// Our choice and Salt's own `generate_minion_id()` for the same hosts, fed to Salt at its
+/// system boundary: the decision (candidates, their order, the filters, the files' parsing,
+/// the address fallback) is compared, without root. What the system answers (the resolver's
+/// FQDN, the interfaces) is not: `tests/salt/test_minion_id.py` compares that on real
+/// namespaced hosts (root only).
+#[test]
+fn the_choice_is_salts_own_for_the_same_host() {
+    let Some(python) = salts_python() else {
+        return;
+    };
+    let with = |hostname: &str, edit: &dyn Fn(&mut Fake)| {
+        let mut fake = host(hostname);
+        edit(&mut fake);
+        fake
+    };
+    let hosts_file = "127.0.0.1\tlocalhost\n::1 localhost ip6-localhost\n\
+                      10.0.0.5 other.example other\n# 127.0.1.1 commented.example\n\
+                      127.0.1.1   Box.Example.org box # Debian's line\r\n";
+    let cases = [
+        with("web1", &|f| {
+            f.fqdn.insert("web1".into(), "web1.example.com".into());
+            f.files.insert("/etc/hostname", "other\n");
+        }),
+        with("web1", &|_| {}),
+        with("box", &|f| {
+            f.fqdn.insert("box".into(), "localhost.localdomain".into());
+        }),
+        with("localhost", &|f| {
+            f.canonical = vec!["gateway.example.net".into()];
+        }),
+        with("localhost", &|f| {
+            f.canonical = vec!["localhost".into()];
+            f.files.insert("/etc/hostname", "\n  # comment only\n");
+            f.files.insert("/etc/hosts", hosts_file);
+        }),
+        with("ip6-localhost", &|f| {
+            f.files
+                .insert("/etc/hosts", "::1 ip6-box six.example\nfe00::0 ip6-net\n");
+        }),
+        with("localhost", &|f| {
+            f.files.insert("/etc/nodename", "node-a\r");
+            f.files.insert("/etc/hosts", "hosts-word\n");
+        }),
+        with("127.0.0.1", &|f| {
+            f.addrs = ["192.168.1.2", "127.0.0.1", "10.0.0.10", "10.0.0.9"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        }),
+        with("localhost", &|_| {}),
+    ];
+    for fake in &cases {
+        let ours = generate_on(fake);
+        assert_eq!(ours, salts_id(&python, fake), "host {}", fake.hostname);
+    }
+}
