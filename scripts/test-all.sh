@@ -123,6 +123,12 @@ salt_venv="${SALT_RAET_VENV:-$root/target/salt-venv}"
 step "salt venv" "$logdir/setup-salt.log" scripts/setup-salt-venv.sh "$salt_venv" \
     || fail "scripts/setup-salt-venv.sh $salt_venv" 1 "$logdir/setup-salt.log"
 
+# The minion id against Salt's own generate_minion_id (it needs Salt: skipped by the cargo
+# test above on a machine without the venv, required here).
+counted_step cargo_counts "minion id as Salt's" "$logdir/minion-id.log" \
+    env SALT_RAET_VENV="$salt_venv" SALT_RAET_REQUIRE_SALT=1 \
+    cargo test -p salt-raet --lib minion_id::tests::the_choice_is_salts_own_for_the_same_host
+
 # salt_ext_tests NAME LOG VENV: the extension's own tests (salt-ext/tests), counted: the
 # native module (yards, the real salt-raet-master built by cargo test above) and the Python
 # side against the Salt of VENV.
