@@ -296,12 +296,13 @@ fn a_killed_master_is_back_for_its_idle_minion_long_before_a_heartbeat() {
     wait_for(LIMIT, "r1 pending", || pending(&master, "r1").exists());
     fs::rename(pending(&master, "r1"), accepted(&master, "r1")).unwrap();
     wait_for(LIMIT, "r1 allowed", || allowed(&master, "r1"));
-    // The keep's writer has the minion's record on disk.
-    wait_for(LIMIT, "r1 in the keep", || {
-        fs::read_dir(master.pki.join("raet").join("remote")).is_ok_and(|mut d| {
-            d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains("r1")))
-        })
-    });
+    // The keep's writer has the minion's record on disk (renamed into place).
+    let record = master
+        .pki
+        .join("raet")
+        .join("remote")
+        .join("estate.r1.json");
+    wait_for(LIMIT, "r1 in the keep", || record.exists());
     master.kill();
     master.restart();
     let restarted = Instant::now();

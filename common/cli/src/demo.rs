@@ -111,8 +111,9 @@ async fn demo(args: &DemoArgs) -> Result<(), StackError> {
     let start = Instant::now();
     let (sent, echoed) = tokio::join!(minion.transmit(main_uid, Body::new()), async {
         let got = main.recv().await.ok_or(StackError::Closed)?;
-        main.transmit(minion_uid, got.2).await?;
-        minion.recv().await.ok_or(StackError::Closed)
+        let (sent, echoed) = tokio::join!(main.transmit(minion_uid, got.2), minion.recv());
+        sent?;
+        echoed.ok_or(StackError::Closed)
     });
     sent?;
     echoed?;

@@ -174,16 +174,22 @@ pub fn print_message(from: &str, msg: Body) {
     write_message(&mut std::io::stdout().lock(), from, msg);
 }
 
-/// Writes a received message as [`print_message`] does, on `out`.
-fn write_message(out: &mut impl Write, from: &str, msg: Body) {
+/// Writes a received message as [`print_message`] does, on `out`; whether it was written.
+fn write_message(out: &mut impl Write, from: &str, msg: Body) -> bool {
     let line = json!({"from": from, "msg": msg});
-    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+    let written = writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
+    if !written {
         tracing::warn!("stdout closed; message not printed");
     }
+    written
 }
 
+/// What the printer does once a message is written (`true`) or could not be.
+pub type AfterPrint = Box<dyn FnOnce(bool) + Send>;
+
 /// Starts a thread that writes each message sent to the returned channel as
-/// [`print_message`] does, on `out`, and counts it in `printed` once written.
+/// [`print_message`] does, on `out`, tells its [`AfterPrint`] whether it was written,
+/// and counts it in `printed`.
 /// The thread ends when the channel's last sender is dropped.
 ///
 /// A write blocks while the reader of a pipe does not drain it (a 200 KB
@@ -194,11 +200,14 @@ fn write_message(out: &mut impl Write, from: &str, msg: Body) {
 pub fn spawn_printer(
     mut out: impl Write + Send + 'static,
     printed: watch::Sender<usize>,
-) -> std::sync::mpsc::Sender<(String, Body)> {
-    let (tx, rx) = std::sync::mpsc::channel::<(String, Body)>();
+) -> std::sync::mpsc::Sender<(String, Body, Option<AfterPrint>)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Body, Option<AfterPrint>)>();
     std::thread::spawn(move || {
-        for (from, msg) in rx {
-            write_message(&mut out, &from, msg);
+        for (from, msg, after) in rx {
+            let written = write_message(&mut out, &from, msg);
+            if let Some(after) = after {
+                after(written);
+            }
             printed.send_modify(|n| *n += 1);
         }
     });

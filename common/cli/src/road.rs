@@ -19,7 +19,8 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    parse_seconds, print_event, spawn_printer, Body, Traffic, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT,
+    parse_seconds, print_event, spawn_printer, AfterPrint, Body, Traffic, EXIT_FAILED, EXIT_OK,
+    EXIT_TIMEOUT,
 };
 
 /// Options of `raet road`.
@@ -425,10 +426,22 @@ async fn first_allowed(
 }
 
 /// Hands every received message to the printer thread (which prints it as a
-/// JSON line on stdout and counts it): never a blocking write on the runtime.
-async fn print_messages(stack: RoadStack, printer: std::sync::mpsc::Sender<(String, Body)>) {
-    while let Some((name, _uid, body)) = stack.recv().await {
-        if printer.send((name, body)).is_err() {
+/// JSON line on stdout and counts it): never a blocking write on the runtime. The sender
+/// is told the message was delivered once it is written on stdout (not if stdout is
+/// closed).
+async fn print_messages(
+    stack: RoadStack,
+    printer: std::sync::mpsc::Sender<(String, Body, Option<AfterPrint>)>,
+) {
+    while let Some(((name, _uid, body), receipt)) = stack.recv_receipted().await {
+        let after = receipt.map(|receipt| {
+            let stack = stack.clone();
+            Box::new(move |written: bool| match written {
+                true => stack.taken(receipt),
+                false => stack.refused(receipt),
+            }) as AfterPrint
+        });
+        if printer.send((name, body, after)).is_err() {
             return;
         }
     }

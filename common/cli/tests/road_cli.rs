@@ -35,8 +35,12 @@ fn finish(child: Child) -> Output {
 
 /// The `{"from": .., "msg": ..}` lines a process printed.
 fn messages(output: &Output) -> Vec<(String, Value)> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
+    messages_in(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The `{"from": .., "msg": ..}` lines of `text`.
+fn messages_in(text: &str) -> Vec<(String, Value)> {
+    text.lines()
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
             let from = v["from"].as_str().expect("from is a string").to_owned();
@@ -490,34 +494,74 @@ fn spawn_listening(
 }
 
 /// A process whose stdout is not read keeps serving its road. The main's
-/// stdout (a pipe holding 64 KB) is read only at the end: printing the first
-/// joiner's 200 KB message blocks until then, and the second joiner still
-/// joins, is allowed and gets its message acknowledged meanwhile. With one
-/// runtime worker (`TOKIO_WORKER_THREADS=1`) a print on the runtime held the
-/// road's driver every time: the second joiner timed out (the intermittent
-/// json-head exchange failure, where the test read beta's output only after
-/// alpha's end and beta stopped answering alpha halfway through its burst).
+/// stdout (a pipe holding 64 KB) is not read at first: printing the first
+/// joiner's 200 KB message blocks, and the second joiner still joins and is
+/// allowed meanwhile. With one runtime worker (`TOKIO_WORKER_THREADS=1`) a print
+/// on the runtime held the road's driver every time (the second joiner timed
+/// out). Neither message is acknowledged before it is written on stdout (the
+/// delivery contract): both senders wait until the main's stdout is read.
 #[test]
 fn a_stdout_nobody_reads_does_not_stop_the_road() {
-    let (main, port, main_stderr) = spawn_listening(
+    use std::io::{BufRead, BufReader, Read};
+    let (mut main, port, main_stderr) = spawn_listening(
         &words("road --name main --port 0 --main --expect 2 --timeout 30 --events"),
         &[("TOKIO_WORKER_THREADS", "1")],
     );
     let join = format!("127.0.0.1:{port}");
-    let joiner = |name: &str, extra: &[&str], timeout: &str| {
+    let joiner = |name: &str, extra: &[&str]| {
         let mut args = vec!["road", "--name", name, "--port", "0", "--join", &join];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&["--timeout", timeout]);
-        finish(spawn(&args))
+        args.extend_from_slice(&["--timeout", "25", "--events"]);
+        spawn(&args)
     };
-    let big = joiner("big", &["--size", "200000"], "20");
+    // Each joiner's stderr is read to the end (or it would die writing to a closed
+    // pipe); `allowed` is signalled.
+    let allowed = |child: &mut Child| {
+        let events = BufReader::new(child.stderr.take().expect("stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in events.lines().map_while(Result::ok) {
+                if serde_json::from_str::<Value>(&line).is_ok_and(|e| e["event"] == "allowed") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx
+    };
+    let limit = std::time::Duration::from_secs(20);
+    let mut big = joiner("big", &["--size", "200000"]);
+    allowed(&mut big).recv_timeout(limit).expect("big allowed");
+    // Its 200 KB arrive and fill main's stdout pipe; then small joins and is allowed.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut small = joiner("small", &["--send", r#"{"after":"big"}"#]);
+    allowed(&mut small)
+        .recv_timeout(limit)
+        .expect("small allowed while main's stdout is stuck");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        big.try_wait().unwrap().is_none(),
+        "big acknowledged before printed"
+    );
+    assert!(
+        small.try_wait().unwrap().is_none(),
+        "small acknowledged before printed"
+    );
+
+    // Reading main's stdout prints both: then both are acknowledged.
+    let mut stdout = main.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let big = finish(big);
     assert_eq!(big.status.code(), Some(0), "big: {}", describe(&big));
-    let small = joiner("small", &["--send", r#"{"after":"big"}"#], "10");
-    assert_eq!(small.status.code(), Some(0), "small: {}", describe(&small));
-    let main = finish(main);
+    let small = finish(small);
+    assert_eq!(small.status.code(), Some(0), "small: {:?}", small.status);
+    let status = main.wait().expect("main exits");
     let stderr = main_stderr.join().expect("main's stderr");
-    assert_eq!(main.status.code(), Some(0), "main: {stderr}");
-    let got = messages(&main);
+    assert_eq!(status.code(), Some(0), "main: {stderr}");
+    let text = reader.join().expect("reader").expect("main's stdout");
+    let got = messages_in(&text);
     assert_eq!(
         got,
         vec![

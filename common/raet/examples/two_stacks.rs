@@ -36,25 +36,31 @@ async fn tutorial() -> Result<(Map<String, Value>, Map<String, Value>), Box<dyn 
     // Join and allow; resolves with alpha's uid for beta once beta is allowed.
     let beta_uid = alpha.join(beta.local_addr()).await?;
 
-    // transmit() resolves when beta has the whole message.
-    alpha
-        .transmit(
+    // transmit() resolves when beta's application has the whole message: when its recv()
+    // hands it over. So the two run side by side.
+    let (sent, received) = tokio::join!(
+        alpha.transmit(
             beta_uid,
             body(json!({"subject": "Hello beta", "content": "from alpha"})),
-        )
-        .await?;
-    let (from, alpha_uid, to_beta) = beta.recv().await.ok_or("beta stopped")?;
+        ),
+        beta.recv()
+    );
+    sent?;
+    let (from, alpha_uid, to_beta) = received.ok_or("beta stopped")?;
     println!(
         "beta received from {from}: {}",
         Value::Object(to_beta.clone())
     );
 
-    beta.transmit(
-        alpha_uid,
-        body(json!({"subject": "Hello alpha", "content": "from beta"})),
-    )
-    .await?;
-    let (from, _, to_alpha) = alpha.recv().await.ok_or("alpha stopped")?;
+    let (sent, received) = tokio::join!(
+        beta.transmit(
+            alpha_uid,
+            body(json!({"subject": "Hello alpha", "content": "from beta"})),
+        ),
+        alpha.recv()
+    );
+    sent?;
+    let (from, _, to_alpha) = received.ok_or("alpha stopped")?;
     println!(
         "alpha received from {from}: {}",
         Value::Object(to_alpha.clone())

@@ -34,8 +34,8 @@ use tracing::{debug, info, trace, warn};
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
 use crate::keep::{Keep, KeepError, KeepWriter, RoleAnswer, Snapshot};
 use crate::road::{
-    AllowFailure, Event, JoinFailure, MessageId, RejectedBy, RemoteStatus, Road, RoadConfig,
-    RoadError, SendFailure, Uid,
+    AllowFailure, Event, JoinFailure, MessageId, Receipt, RejectedBy, RemoteStatus, Road,
+    RoadConfig, RoadError, SendFailure, Uid,
 };
 
 /// Socket buffer size (both directions) the stack asks the kernel for. A 1 MB
@@ -154,8 +154,13 @@ enum Command {
     Remove(Uid, Reply<()>),
     Remotes(oneshot::Sender<Vec<RemoteStatus>>),
     Stats(oneshot::Sender<BTreeMap<String, u64>>),
+    /// The application took (true) or refused a received message.
+    Answer(Receipt, bool),
     Shutdown,
 }
+
+/// A received message and the receipt its done waits for.
+type Incoming = (Received, Option<Receipt>);
 
 /// A road stack: a [`Road`] driven by a tokio task over a real UDP socket.
 ///
@@ -169,7 +174,7 @@ pub struct RoadStack {
     verify_key: VerifyKey,
     public_key: PublicKey,
     events: broadcast::Sender<Event>,
-    messages: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>>,
+    messages: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Incoming>>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// How long [`RoadStack::join`] waits at most (`None`: a road timer is "never").
     join_bound: Option<Duration>,
@@ -190,6 +195,11 @@ impl RoadStack {
     /// the road's identity from `keep` (read here, once), and starts the driver
     /// task and the thread that writes the road's changes to `keep`.
     ///
+    /// A received message is acknowledged to its sender when the application has it: when
+    /// [`RoadStack::recv`] hands it over, or when the application says so
+    /// ([`RoadStack::recv_receipted`], [`RoadStack::taken`]); `config.confirm_messages` is
+    /// set for that.
+    ///
     /// Must be called inside a tokio runtime.
     pub async fn bind(
         mut config: RoadConfig,
@@ -199,6 +209,7 @@ impl RoadStack {
         let socket = UdpSocket::from_std(bind_socket(config.ha)?)?;
         let local_addr = socket.local_addr()?;
         config.ha = local_addr;
+        config.confirm_messages = true;
         let timers = &config.timers;
         let join_bound = (!timers.joiner_timeout.is_zero() && !timers.allow_timeout.is_zero())
             .then(|| timers.joiner_timeout + timers.allow_timeout + Duration::from_secs(1));
@@ -277,9 +288,10 @@ impl RoadStack {
         }
     }
 
-    /// Sends a message; resolves when the remote acknowledged it as complete
-    /// (done), or fails (bounded time elapsed, refused, remote removed). If
-    /// the remote is not allowed yet, the message waits for it.
+    /// Sends a message; resolves when the remote acknowledged it (done: with a salt-raet
+    /// peer, once the peer's application has it, e.g. its [`RoadStack::recv`] handed it
+    /// over), or fails (bounded time elapsed, refused, remote removed). If the remote is not
+    /// allowed yet, the message waits for it.
     ///
     /// The message is queued when this is called, not when the future is
     /// first polled, so messages leave in call order and many can be in
@@ -297,9 +309,38 @@ impl RoadStack {
         }
     }
 
-    /// The next received message; `None` once the stack is shut down.
+    /// The next received message, acknowledged to its sender as it is handed over; `None`
+    /// once the stack is shut down.
     pub async fn recv(&self) -> Option<Received> {
+        let (received, receipt) = self.messages.lock().await.recv().await?;
+        if let Some(receipt) = receipt {
+            self.answer(receipt, true);
+        }
+        Some(received)
+    }
+
+    /// The next received message and its receipt: its sender is told it was delivered only
+    /// once the application calls [`RoadStack::taken`] with the receipt (or that it was not,
+    /// [`RoadStack::refused`]); copies of it are dropped meanwhile. Every receipt must be
+    /// answered.
+    pub async fn recv_receipted(&self) -> Option<(Received, Option<Receipt>)> {
         self.messages.lock().await.recv().await
+    }
+
+    /// The application has the message of `receipt` (see [`RoadStack::recv_receipted`]).
+    pub fn taken(&self, receipt: Receipt) {
+        self.answer(receipt, true);
+    }
+
+    /// The application could not take the message of `receipt`: its sender is nacked and
+    /// may send it again.
+    pub fn refused(&self, receipt: Receipt) {
+        self.answer(receipt, false);
+    }
+
+    fn answer(&self, receipt: Receipt, taken: bool) {
+        // A stack shut down answers nothing: the sender's message then fails in time.
+        let _ = self.commands.send(Command::Answer(receipt, taken));
     }
 
     /// Subscribes to the road's events (all but messages, which go to
@@ -447,7 +488,7 @@ struct Driver {
     road: Road,
     socket: UdpSocket,
     commands: mpsc::UnboundedReceiver<Command>,
-    messages: mpsc::UnboundedSender<Received>,
+    messages: mpsc::UnboundedSender<Incoming>,
     events: broadcast::Sender<Event>,
     /// Pending `join` futures by the remote's uid.
     joins: HashMap<Uid, Vec<Reply<Uid>>>,
@@ -610,15 +651,28 @@ impl Driver {
                 }
                 let _ = reply.send(stats);
             }
+            Command::Answer(receipt, taken) => {
+                if taken {
+                    self.road.taken(now, receipt);
+                } else {
+                    self.road.refused(now, receipt);
+                }
+            }
             Command::Shutdown => {}
         }
     }
 
     fn dispatch(&mut self, event: Event) {
         match event {
-            Event::Message { uid, name, body } => {
-                // Fails only when every handle is gone; then nobody wants it.
-                let _ = self.messages.send((name, uid, body));
+            Event::Message {
+                uid,
+                name,
+                body,
+                receipt,
+            } => {
+                // Fails only when every handle is gone; then nobody wants it (unanswered,
+                // the sender's message fails in time).
+                let _ = self.messages.send(((name, uid, body), receipt));
                 return;
             }
             Event::Allowed { uid, .. } => self.finish_joins(uid, || Ok(uid)),

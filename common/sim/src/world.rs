@@ -42,6 +42,9 @@ pub struct Spec {
     pub burst: u32,
     /// Memory bounds.
     pub limits: Limits,
+    /// Messages acknowledged only when the test says the application took them
+    /// ([`RoadConfig::confirm_messages`]).
+    pub confirm_messages: bool,
     /// Timers.
     pub timers: Timers,
 }
@@ -61,6 +64,7 @@ impl Spec {
             keys: (port % 251) as u8,
             burst: 0,
             limits: Limits::default(),
+            confirm_messages: false,
             timers: Timers::default(),
         }
     }
@@ -98,6 +102,7 @@ impl Spec {
         config.burst = self.burst;
         config.timers = self.timers.clone();
         config.limits = self.limits.clone();
+        config.confirm_messages = self.confirm_messages;
         config
     }
 }

@@ -68,6 +68,7 @@ impl Road {
             return;
         };
         self.joinees.retain(|_, u| *u != uid);
+        self.awaiting.retain(|r, _| r.uid != uid);
         for out in remote.outbox.drain(..) {
             self.core.event(Event::SendFailed {
                 id: out.id,

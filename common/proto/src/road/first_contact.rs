@@ -1,7 +1,8 @@
 //! First contacts: estates that joined vacuously and have not completed a join here (a new
 //! minion pending an operator's decision, or anyone with fresh keys and a name). A join
 //! request is unauthenticated, so they cost only bounded memory and nothing on disk: one
-//! new first contact per source address per [`Limits::first_contact_interval`], at most
+//! new first contact (keys no role record holds: an estate already decided or pending joins
+//! again unrationed) per source address per [`Limits::first_contact_interval`], at most
 //! [`Limits::max_first_contacts`] at once (the one that asked least recently makes room),
 //! dropped when they stop asking ([`Limits::first_contact_ttl`]). Their remote record is
 //! written when their join completes.

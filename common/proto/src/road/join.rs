@@ -780,7 +780,14 @@ impl Road {
             if let Some(known) = self.uid_by_name(&jb.name) {
                 uid = known;
             } else {
-                if !self.admit_first_contact(now, rx.from) {
+                // Keys a role record already holds (a decided or pending estate joining
+                // again) are no first contact to ration.
+                let known = self
+                    .core
+                    .roles
+                    .get(&jb.role)
+                    .is_some_and(|r| r.verhex == jb.verhex && r.pubhex == jb.pubhex);
+                if !known && !self.admit_first_contact(now, rx.from) {
                     return;
                 }
                 let Some(remote) = self.remotes.get_mut(&uid) else {

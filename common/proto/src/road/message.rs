@@ -16,7 +16,7 @@ use super::remote::{sid, Outgoing, Remote};
 use super::timers::Redo;
 use super::transaction::{earliest, Transaction, TxIndex};
 use super::SendFailure;
-use super::{Event, MessageId, Road, RoadError, Rx, Uid};
+use super::{Event, MessageId, Receipt, Road, RoadError, Rx, Uid};
 
 /// Bytes a crypto_box coat adds to a body: 16-byte tag and the 24-byte nonce.
 pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
@@ -560,11 +560,64 @@ impl Road {
         body: serde_json::Map<String, Value>,
     ) {
         self.refresh(now, uid, Some(true));
-        self.messengent_send(uid, head, PacketKind::Done);
-        self.finish_incoming(now, uid, head.ti, true);
         self.core.stats.messengent_correspond_complete += 1;
+        let receipt = self.core.config.confirm_messages.then_some(Receipt {
+            uid,
+            si: head.si,
+            ti: head.ti,
+        });
+        match receipt {
+            Some(receipt) => {
+                self.awaiting.insert(receipt, head.clone());
+            }
+            None => {
+                self.messengent_send(uid, head, PacketKind::Done);
+                self.finish_incoming(now, uid, head.ti, true);
+            }
+        }
         let name = self.remote_name(uid);
-        self.core.event(Event::Message { uid, name, body });
+        self.core.event(Event::Message {
+            uid,
+            name,
+            body,
+            receipt,
+        });
+    }
+
+    /// Whether a message transaction of `uid` is complete and awaits the application's word
+    /// (a copy of it is dropped: the done follows [`Road::taken`]).
+    pub(super) fn awaits_taking(&self, uid: Uid, si: u32, ti: u32) -> bool {
+        self.awaiting.contains_key(&Receipt { uid, si, ti })
+    }
+
+    /// The application took the message of `receipt`: the sender gets its done (and a copy
+    /// of the message is answered done again, never delivered twice). `false`: the receipt
+    /// was answered already or its remote is gone.
+    pub fn taken(&mut self, now: Instant, receipt: Receipt) -> bool {
+        self.answer_receipt(now, receipt, true)
+    }
+
+    /// The application could not take the message of `receipt`: the sender gets a nack (it
+    /// was not delivered; the sender may send it again).
+    pub fn refused(&mut self, now: Instant, receipt: Receipt) -> bool {
+        self.answer_receipt(now, receipt, false)
+    }
+
+    fn answer_receipt(&mut self, now: Instant, receipt: Receipt, taken: bool) -> bool {
+        let Some(head) = self.awaiting.remove(&receipt) else {
+            return false;
+        };
+        if !self.remotes.contains_key(&receipt.uid) {
+            return false;
+        }
+        let kind = if taken {
+            PacketKind::Done
+        } else {
+            PacketKind::Nack
+        };
+        self.messengent_send(receipt.uid, &head, kind);
+        self.finish_incoming(now, receipt.uid, receipt.ti, taken);
+        true
     }
 
     /// Nacks an incoming message and forgets it.

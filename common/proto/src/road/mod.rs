@@ -143,6 +143,12 @@ pub struct RoadConfig {
     /// Not in the reference (whose roles may be shared); for a road whose keys are decided
     /// per estate name (Salt's minion ids).
     pub role_is_name: bool,
+    /// Whether a received message is acknowledged (done) only when the application says it
+    /// took it ([`Road::taken`], with the [`Receipt`] of its [`Event::Message`]) instead of
+    /// as soon as it is complete: "delivered" then means the receiving application has it.
+    /// Copies of a message awaiting that are dropped. The application must answer every
+    /// receipt ([`Road::taken`] or [`Road::refused`]).
+    pub confirm_messages: bool,
     /// Head kind of the packets we send (receiving auto-detects).
     pub hk: HeadKind,
     /// Segments sent before waiting for an ack (0 = the whole message at once).
@@ -183,7 +189,8 @@ pub struct Limits {
     /// They live in memory only: nothing of them is written until their join completes.
     pub max_first_contacts: usize,
     /// One new first contact per source address per this interval; more are dropped
-    /// (`first_contact_rate_limited`). A first contact asking again is not new.
+    /// (`first_contact_rate_limited`). A first contact asking again is not new, nor are keys
+    /// a role record holds (an estate decided before, joining again).
     pub first_contact_interval: Duration,
     /// A first contact that has not asked again (joined again) for this long is dropped
     /// ([`Event::FirstContactDropped`], `first_contact_expired`).
@@ -218,6 +225,7 @@ impl RoadConfig {
             auto: AutoMode::Never,
             mutable: false,
             role_is_name: false,
+            confirm_messages: false,
             hk: HeadKind::Raet,
             burst: 0,
             ha,
@@ -344,6 +352,9 @@ pub enum Event {
         name: String,
         /// The JSON object.
         body: Map<String, Value>,
+        /// With [`RoadConfig::confirm_messages`]: what to hand to [`Road::taken`] once the
+        /// application has the message (the sender is told only then).
+        receipt: Option<Receipt>,
     },
     /// The peer confirmed the whole message (done).
     Delivered {
@@ -397,6 +408,14 @@ pub enum Event {
         /// The public key the join offered (hex).
         pubhex: String,
     },
+}
+
+/// A received message awaiting the application's word ([`RoadConfig::confirm_messages`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    uid: Uid,
+    si: u32,
+    ti: u32,
 }
 
 /// A snapshot of one remote estate.
@@ -466,6 +485,9 @@ pub struct Road {
     /// When each source address last made a new first contact (bounded, see
     /// [`Limits::first_contact_interval`]).
     first_contact_sources: HashMap<SocketAddr, Instant>,
+    /// Received messages the application has not yet said it took, with the head of their
+    /// answer ([`RoadConfig::confirm_messages`]).
+    awaiting: HashMap<Receipt, Head>,
 }
 
 impl std::fmt::Debug for Road {
@@ -558,6 +580,7 @@ impl Road {
             joinees: HashMap::new(),
             held_joins: Vec::new(),
             first_contact_sources: HashMap::new(),
+            awaiting: HashMap::new(),
         };
         road.restore_remotes(now, remotes);
         // A restored remote's new session already queued the local record (its session id

@@ -180,7 +180,9 @@ impl Road {
             (TransactionKind::Allow, PacketKind::Hello) => self.allowent_start(now, uid, rx),
             (TransactionKind::Alive, PacketKind::Request) => self.alivent(now, uid, rx),
             (TransactionKind::Message, PacketKind::Message) => {
-                if h.fg.has(Flags::AF) || remote.done_outcome(h.ti).is_some() {
+                if self.awaits_taking(uid, h.si, h.ti) {
+                    drop_packet!(self.core, message_awaiting_take, rx.from);
+                } else if h.fg.has(Flags::AF) || remote.done_outcome(h.ti).is_some() {
                     self.messengent_copy(uid, rx);
                 } else {
                     self.messengent_start(now, uid, rx);

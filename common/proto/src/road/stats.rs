@@ -284,6 +284,8 @@ road_stats! {
     first_contact_evicted,
     /// First contacts dropped because they stopped asking.
     first_contact_expired,
+    /// Copies of a message that awaits the application's word (dropped; its done follows).
+    message_awaiting_take,
     /// Join answers sent again because the joiner asked again (one per request).
     joinent_tx_answer_again,
     /// Signed packets from a known remote at another address than its own.

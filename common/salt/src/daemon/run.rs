@@ -286,11 +286,16 @@ impl<S: Side> Daemon<S> {
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = hup.recv() => self.side.on_hangup(),
-                received = road.recv() => match received {
-                    Some((from, _uid, body)) => {
+                received = road.recv_receipted() => match received {
+                    Some(((from, _uid, body), receipt)) => {
                         self.shared.seen(&from);
                         let action = self.shared.table.from_road(&self.shared.own, &from, &body);
                         self.shared.execute(action).await;
+                        // Handled (handed to the lane, or answered with an error): only
+                        // now is the sender told it was delivered.
+                        if let Some(receipt) = receipt {
+                            road.taken(receipt);
+                        }
                     }
                     None => break,
                 },
