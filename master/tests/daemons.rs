@@ -35,10 +35,7 @@ fn never_mode_pends_and_only_accepted_minions_exchange_messages() {
     // salt-key -a m1
     fs::rename(pending(&master, "m1"), accepted(&master, "m1")).unwrap();
     wait_for(LIMIT, "m1 allowed", || allowed(&master, "m1"));
-    let master_id = master.status().unwrap()["estate"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let master_id = master.estate();
 
     runtime().block_on(async {
         let tester = Yard::attach(&master, "tester", json!({"shares": ["ret"]})).await;
@@ -293,9 +290,7 @@ fn a_killed_master_is_back_for_its_idle_minion_long_before_a_heartbeat() {
     let mut master = site.master("");
     master.pin_port();
     let _minion = site.minion("r1", master.port());
-    wait_for(LIMIT, "r1 pending", || pending(&master, "r1").exists());
-    fs::rename(pending(&master, "r1"), accepted(&master, "r1")).unwrap();
-    wait_for(LIMIT, "r1 allowed", || allowed(&master, "r1"));
+    accept_pending(&master, "r1");
     // The keep's writer has the minion's record on disk (renamed into place).
     let record = master
         .pki
@@ -435,11 +430,7 @@ fn a_join_claiming_another_minions_role_is_refused() {
     master.pin_port();
     let port = master.port();
     let mut victim = site.minion("victim", port);
-    wait_for(LIMIT, "victim pending", || {
-        pending(&master, "victim").exists()
-    });
-    fs::rename(pending(&master, "victim"), accepted(&master, "victim")).unwrap();
-    wait_for(LIMIT, "victim allowed", || allowed(&master, "victim"));
+    accept_pending(&master, "victim");
     victim.kill();
     master.restart();
     assert_eq!(master.port(), port);

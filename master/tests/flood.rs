@@ -30,13 +30,8 @@ fn a_join_flood_is_bounded_and_the_master_keeps_serving() {
     let master = site.master(&format!("raet_first_contacts: {CAP}\n"));
     let port = master.port();
     let m1 = site.minion("m1", port);
-    wait_for(LIMIT, "m1 pending", || pending(&master, "m1").exists());
-    fs::rename(pending(&master, "m1"), accepted(&master, "m1")).unwrap();
-    wait_for(LIMIT, "m1 allowed", || allowed(&master, "m1"));
-    let master_id = master.status().unwrap()["estate"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    accept_pending(&master, "m1");
+    let master_id = master.estate();
     let rss_before = master.rss_kib();
 
     let flood = Command::new(bin("raet"))

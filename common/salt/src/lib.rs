@@ -45,6 +45,8 @@ pub mod logfmt;
 pub mod minion_id;
 #[cfg(feature = "daemon")]
 pub mod pki;
+#[cfg(all(test, feature = "daemon"))]
+mod python;
 #[cfg(feature = "daemon")]
 pub mod route;
 

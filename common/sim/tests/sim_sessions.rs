@@ -27,6 +27,16 @@ struct Seen {
 
 type Log = Rc<RefCell<Vec<Seen>>>;
 
+/// The session id of the last message packet beta (port 7531) sent.
+fn last_message_sid(log: &Log) -> u32 {
+    log.borrow()
+        .iter()
+        .rev()
+        .find(|s| s.from == 7531 && s.tk == TransactionKind::Message)
+        .map(|s| s.si)
+        .expect("a message of beta seen")
+}
+
 /// Record every parsable datagram delivered on the network.
 fn record(world: &mut World) -> Log {
     let log: Log = Rc::default();
@@ -126,13 +136,7 @@ fn a_message_from_an_older_session_is_nacked_not_delivered() {
     world.restart(beta);
     world.connect(beta, alpha, LIMIT);
     deliver(&mut world, beta, 2);
-    let newer = log
-        .borrow()
-        .iter()
-        .rev()
-        .find(|s| s.from == 7531 && s.tk == TransactionKind::Message)
-        .map(|s| s.si)
-        .expect("message 2 seen");
+    let newer = last_message_sid(&log);
     assert_ne!(newer, old.si, "the session changed");
 
     let mark = log.borrow().len();
@@ -287,13 +291,7 @@ fn a_replayed_older_session_cannot_make_a_message_look_delivered() {
         arrived, 1,
         "a replay of an older session blocked beta's messages"
     );
-    let current = log
-        .borrow()
-        .iter()
-        .rev()
-        .find(|s| s.from == 7531 && s.tk == TransactionKind::Message)
-        .map(|s| s.si)
-        .expect("message 2 seen");
+    let current = last_message_sid(&log);
     assert!(
         current > old.si,
         "beta's session ids started over: {current} after {}",

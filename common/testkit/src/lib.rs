@@ -56,6 +56,12 @@ impl Daemon {
         self.child.as_mut().expect("the daemon was started")
     }
 
+    /// Its estate name (`estate` of its status).
+    pub fn estate(&self) -> String {
+        let status = self.status().expect("a status");
+        status["estate"].as_str().expect("estate").to_owned()
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child().id()
@@ -416,6 +422,16 @@ pub fn pending(master: &Daemon, id: &str) -> PathBuf {
 /// Where `master` keeps minion `id`'s accepted key.
 pub fn accepted(master: &Daemon, id: &str) -> PathBuf {
     master.pki.join("minions").join(id)
+}
+
+/// Waits for minion `id`'s pending key, accepts it as `salt-key -a` does (moves it to
+/// `minions/`) and waits for the minion to be allowed.
+pub fn accept_pending(master: &Daemon, id: &str) {
+    wait_for(LIMIT, &format!("{id} pending"), || {
+        pending(master, id).exists()
+    });
+    fs::rename(pending(master, id), accepted(master, id)).unwrap();
+    wait_for(LIMIT, &format!("{id} allowed"), || allowed(master, id));
 }
 
 /// Salt's master event bus played by the test: the two Unix sockets in the master's

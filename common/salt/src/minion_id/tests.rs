@@ -272,16 +272,8 @@ fn salts_id(python: &Path, fake: &Fake) -> String {
         "files": fake.files,
         "addrs": fake.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
     });
-    let out = std::process::Command::new(python)
-        .args(["-c", SALTS_GENERATE, &host.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    let host = host.to_string();
+    crate::python::output(python, SALTS_GENERATE, &[host.as_ref()])
 }
 
 /// Our choice and Salt's own `generate_minion_id()` for the same hosts, fed to Salt at its

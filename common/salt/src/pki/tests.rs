@@ -179,20 +179,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey\n
 k = serialization.load_pem_public_key(open(sys.argv[1], 'rb').read())\n\
 assert isinstance(k, Ed25519PublicKey)\n\
 print(k.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex())\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        verify_key_from_pem(&key).unwrap().to_hex()
-    );
+    let printed = crate::python::output(Path::new("python3"), script, &[path.as_ref()]);
+    assert_eq!(printed, verify_key_from_pem(&key).unwrap().to_hex());
 }
 
 #[test]
