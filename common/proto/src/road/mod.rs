@@ -86,6 +86,7 @@ mod failure;
 mod first_contact;
 mod join;
 mod message;
+mod registry;
 mod remote;
 mod rx;
 mod stats;
@@ -97,7 +98,7 @@ pub use message::CHUNK;
 pub use stats::RoadStats;
 pub use timers::Timers;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,7 @@ use crate::packet::{Head, HeadKind, PacketKind, MAX_MESSAGE_SIZE};
 use crate::Transmit;
 
 use self::core::Core;
+use self::registry::Registry;
 use self::remote::{Outgoing, Remote};
 use self::transaction::{earliest, Transaction, TxIndex};
 
@@ -476,7 +478,7 @@ struct HeldJoin {
 /// One RAET road estate: a sans-IO state machine (see the module documentation).
 pub struct Road {
     core: Core,
-    remotes: BTreeMap<Uid, Remote>,
+    remotes: Registry,
     /// Remotes of vacuous joins in progress, by address (the reference's `joinees`).
     joinees: HashMap<SocketAddr, Uid>,
     /// Join requests waiting for the keep's answer about their role (at most
@@ -576,7 +578,7 @@ impl Road {
         };
         let mut road = Self {
             core,
-            remotes: BTreeMap::new(),
+            remotes: Registry::default(),
             joinees: HashMap::new(),
             held_joins: Vec::new(),
             first_contact_sources: HashMap::new(),
@@ -940,10 +942,15 @@ impl Road {
         &self.core.stats
     }
 
-    /// Fire every timer due at `now`.
+    /// Fire every timer due at `now`: only the remotes whose next deadline has come are
+    /// visited.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let uids: Vec<Uid> = self.remotes.keys().copied().collect();
-        for uid in uids {
+        let config = &self.core.config;
+        let due = self
+            .remotes
+            .take_due(now, |remote| remote_deadline(config, remote));
+        for uid in due {
+            self.core.stats.timer_remotes += 1;
             let due: Vec<TxIndex> = match self.remotes.get_mut(&uid) {
                 Some(remote) => {
                     remote.expire_done(now);
@@ -974,6 +981,14 @@ impl Road {
             self.presence_timer(now, uid);
             self.collect(uid);
         }
+        self.settle();
+    }
+
+    /// Brings the timer schedule up to date with the remotes changed since the last look.
+    fn settle(&mut self) {
+        let config = &self.core.config;
+        self.remotes
+            .settle(|remote| remote_deadline(config, remote));
     }
 
     /// The next datagram to send.
@@ -997,28 +1012,35 @@ impl Road {
         self.core.persist.pop_front()
     }
 
-    /// When [`Road::handle_timeout`] must be called next.
+    /// When [`Road::handle_timeout`] must be called next (possibly a little early, never
+    /// late). Costs O(1) plus the remotes changed since the last datagram or timeout.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let limit = self.core.config.timers.message_limit();
-        let mut next = None;
-        for remote in self.remotes.values() {
-            for txn in remote.transactions.values() {
-                next = earliest(next, txn.next_deadline());
-            }
-            next = earliest(next, remote.next_done_expiry());
-            if let Some(first) = remote.outbox.front() {
-                next = earliest(next, first.queued.checked_add(limit));
-            }
-            if !remote.ephemeral {
-                next = earliest(next, Some(remote.presence_due));
-                if self.core.config.main {
-                    next = earliest(next, Some(remote.reap_due));
-                }
-            }
-        }
-        next
+        let config = &self.core.config;
+        self.remotes.next(|remote| remote_deadline(config, remote))
     }
+}
+
+/// The next deadline of one remote: its transactions' timers, the expiry of its oldest
+/// completed message id and of its oldest queued message, its presence and reap timers.
+fn remote_deadline(config: &RoadConfig, remote: &Remote) -> Option<Instant> {
+    let mut next = remote.next_done_expiry();
+    for txn in remote.transactions.values() {
+        next = earliest(next, txn.next_deadline());
+    }
+    if let Some(first) = remote.outbox.front() {
+        next = earliest(
+            next,
+            first.queued.checked_add(config.timers.message_limit()),
+        );
+    }
+    if !remote.ephemeral {
+        next = earliest(next, Some(remote.presence_due));
+        if config.main {
+            next = earliest(next, Some(remote.reap_due));
+        }
+    }
+    next
 }
 
 /// Nack-like packet kinds, never answered with a stale nack.

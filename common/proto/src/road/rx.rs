@@ -17,6 +17,7 @@ use super::{is_nack_kind, Road, Rx, Uid};
 impl Road {
     /// Process one received datagram. Never panics; bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.settle();
         self.core.stats.rx_packets += 1;
         trace_packet(&self.core.config.name, "rx", from, data);
         let packet = match crate::packet::parse(data) {

@@ -300,4 +300,8 @@ road_stats! {
     stale_initiator,
     /// Nacks sent for them.
     stale_initiator_nack,
+    // Work.
+    /// Remotes whose timers `Road::handle_timeout` looked at (only those with a deadline
+    /// due: the cost of a wakeup does not grow with the number of remotes).
+    timer_remotes,
 }
