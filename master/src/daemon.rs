@@ -480,13 +480,7 @@ impl MasterSide {
         if keys.accept_fired.remove(name) {
             return;
         }
-        let offered = d
-            .road
-            .remotes()
-            .await
-            .into_iter()
-            .find(|r| r.uid == uid)
-            .map(|r| r.verhex);
+        let offered = d.road.remote(uid).await.map(|r| r.verhex);
         match offered.map(|verhex| VerifyKey::from_hex(&verhex)) {
             Some(Ok(key)) => fire_auth(d, AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
             _ => warn!(remote = %name, "joined without keys on record"),

@@ -156,13 +156,7 @@ impl Side for MinionSide {
     /// A step of the join loop of master `index`.
     async fn on_input(&mut self, d: &mut Shared, (index, outcome): Self::Input) {
         let joined = match outcome {
-            JoinOutcome::Joined(uid) => d
-                .road
-                .remotes()
-                .await
-                .into_iter()
-                .find(|r| r.uid == uid)
-                .map(|r| (uid, r.name, r.ha)),
+            JoinOutcome::Joined(uid) => d.road.remote(uid).await.map(|r| (uid, r.name, r.ha)),
             _ => None,
         };
         let Some(master) = self.masters.get_mut(index) else {
@@ -226,8 +220,7 @@ impl Side for MinionSide {
         else {
             return;
         };
-        let remotes = d.road.remotes().await;
-        let address = remotes.iter().find(|r| r.uid == *uid).map(|r| r.ha);
+        let address = d.road.remote(*uid).await.map(|r| r.ha);
         match pin.check(verhex, pubhex) {
             Ok(()) => {
                 info!(master = %name, ?address, "the master's key is master_finger's: accepted");

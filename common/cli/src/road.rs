@@ -14,7 +14,7 @@ use raet::road::{Event, Presence, RejectedBy, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
@@ -295,7 +295,7 @@ pub(crate) async fn run(args: RoadArgs) -> ExitCode {
         helpers.spawn(accept_pending(stack.clone(), stack.events(), delay, log));
     }
     if args.control {
-        helpers.spawn(control(stack.clone(), stack.events(), log));
+        helpers.spawn(control(stack.clone(), log));
     }
     let (received_tx, received_rx) = watch::channel(0usize);
     let printer = spawn_printer(std::io::stdout(), received_tx);
@@ -339,7 +339,7 @@ pub(crate) async fn run(args: RoadArgs) -> ExitCode {
 async fn session(
     stack: &RoadStack,
     args: &RoadArgs,
-    events: broadcast::Receiver<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
     mut received: watch::Receiver<usize>,
     progress: &Progress,
     log: EventLog,
@@ -400,27 +400,18 @@ pub(crate) async fn join(stack: &RoadStack, ha: SocketAddr) -> Result<Uid, Stack
 /// Waits until some remote is allowed (a responder sends to the first one).
 async fn first_allowed(
     stack: &RoadStack,
-    mut events: broadcast::Receiver<Event>,
+    mut events: mpsc::UnboundedReceiver<Event>,
 ) -> Result<Uid, StackError> {
-    let mut check = true;
+    // The subscription predates any allow: a remote allowed since is in the events.
+    let remotes = stack.remotes().await;
+    if let Some(remote) = remotes.iter().find(|r| r.allowed == Some(true)) {
+        return Ok(remote.uid);
+    }
     loop {
-        // The subscription predates any allow, but after a lag the event
-        // may be lost: then look at the remotes themselves.
-        if check {
-            let remotes = stack.remotes().await;
-            if let Some(remote) = remotes.iter().find(|r| r.allowed == Some(true)) {
-                return Ok(remote.uid);
-            }
-            check = false;
-        }
         match events.recv().await {
-            Ok(Event::Allowed { uid, .. }) => return Ok(uid),
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(missed, "event subscriber lagged; rechecking remotes");
-                check = true;
-            }
-            Err(broadcast::error::RecvError::Closed) => return Err(StackError::Closed),
+            Some(Event::Allowed { uid, .. }) => return Ok(uid),
+            Some(_) => {}
+            None => return Err(StackError::Closed),
         }
     }
 }
@@ -449,15 +440,9 @@ async fn print_messages(
 
 /// `--events`: prints the road's events on stderr (a rejection says who rejected, `"by":
 /// "us"` or `"them"`, as the reference peer does).
-async fn print_events(mut events: broadcast::Receiver<Event>, log: EventLog) {
-    loop {
-        match events.recv().await {
-            Ok(event) => log.road_event(&event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                log.emit("lagged", json!({"missed": missed}));
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
+async fn print_events(mut events: mpsc::UnboundedReceiver<Event>, log: EventLog) {
+    while let Some(event) = events.recv().await {
+        log.road_event(&event);
     }
 }
 
@@ -472,7 +457,7 @@ enum Verdict {
 /// yet, tries again after each road event until it does.
 async fn decide(
     stack: &RoadStack,
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut mpsc::UnboundedReceiver<Event>,
     verdict: Verdict,
     name: &str,
     log: EventLog,
@@ -496,7 +481,7 @@ async fn decide(
             Err(StackError::Closed) => return,
             Err(e) => debug!(name, error = %e, "decision not applicable yet"),
         }
-        if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+        if events.recv().await.is_none() {
             return;
         }
     }
@@ -505,37 +490,27 @@ async fn decide(
 /// `--accept-after`: accepts each pending remote `delay` after it pends.
 async fn accept_pending(
     stack: RoadStack,
-    mut events: broadcast::Receiver<Event>,
+    mut events: mpsc::UnboundedReceiver<Event>,
     delay: Duration,
     log: EventLog,
 ) {
-    loop {
-        match events.recv().await {
-            Ok(Event::Pending { name, .. }) => {
-                let stack = stack.clone();
-                let mut events = events.resubscribe();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    decide(&stack, &mut events, Verdict::Accept, &name, log).await;
-                });
-            }
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(
-                    missed,
-                    "event subscriber lagged; pending remotes may be missed"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+    while let Some(event) = events.recv().await {
+        if let Event::Pending { name, .. } = event {
+            let stack = stack.clone();
+            let mut events = stack.events();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                decide(&stack, &mut events, Verdict::Accept, &name, log).await;
+            });
         }
     }
 }
 
 /// `--control`: operator commands from stdin, "accept NAME" / "reject NAME".
-async fn control(stack: RoadStack, mut events: broadcast::Receiver<Event>, log: EventLog) {
+async fn control(stack: RoadStack, log: EventLog) {
     // A plain thread, not tokio's stdin: a blocking read there would keep the
     // runtime (and the process) from shutting down while stdin stays open.
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (tx, mut lines) = mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { return };
@@ -547,8 +522,12 @@ async fn control(stack: RoadStack, mut events: broadcast::Receiver<Event>, log: 
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["accept", name] => decide(&stack, &mut events, Verdict::Accept, name, log).await,
-            ["reject", name] => decide(&stack, &mut events, Verdict::Reject, name, log).await,
+            ["accept", name] => {
+                decide(&stack, &mut stack.events(), Verdict::Accept, name, log).await
+            }
+            ["reject", name] => {
+                decide(&stack, &mut stack.events(), Verdict::Reject, name, log).await
+            }
             [] => {}
             _ => log.always(
                 "exception",

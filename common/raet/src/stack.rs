@@ -8,7 +8,9 @@
 //! dispatches the road's events: messages go to [`RoadStack::recv`],
 //! `Delivered`/`SendFailed` complete the [`RoadStack::transmit`] futures,
 //! `Allowed`/`JoinFailed`/`AllowFailed`/`Rejected` complete [`RoadStack::join`], and every
-//! event but messages is broadcast to [`RoadStack::events`] subscribers.
+//! event but messages goes to every [`RoadStack::events`] subscriber. No subscriber ever
+//! loses an event (the daemons keep their view of the remotes from them); a subscriber that
+//! stops reading holds the events sent since, until it is dropped.
 //!
 //! The keep is read once, at [`RoadStack::bind`] (the road's [`Snapshot`]); afterwards the
 //! road's persist ops go to a writer thread ([`KeepWriter`]) that applies them in order, so
@@ -27,7 +29,7 @@ use rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, warn};
 
@@ -63,9 +65,8 @@ enum Drained {
 /// whole (and rejected by the codec) instead of being silently truncated.
 const RECV_BUFFER_SIZE: usize = 65_536;
 
-/// Capacity of the broadcast channel of [`RoadStack::events`]; a subscriber
-/// that lags further behind loses the oldest events (`RecvError::Lagged`).
-const EVENT_CAPACITY: usize = 1024;
+/// The subscribers of [`RoadStack::events`], shared by the handles and the driver.
+type Subscribers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>>;
 
 /// A received message: sender's name, our uid for the sender, the body.
 pub type Received = (String, Uid, Map<String, Value>);
@@ -153,6 +154,7 @@ enum Command {
     ForgetRole(String, Reply<()>),
     Remove(Uid, Reply<()>),
     Remotes(oneshot::Sender<Vec<RemoteStatus>>),
+    Remote(Uid, oneshot::Sender<Option<RemoteStatus>>),
     Stats(oneshot::Sender<BTreeMap<String, u64>>),
     /// The application took (true) or refused a received message.
     Answer(Receipt, bool),
@@ -173,7 +175,7 @@ pub struct RoadStack {
     name: Arc<str>,
     verify_key: VerifyKey,
     public_key: PublicKey,
-    events: broadcast::Sender<Event>,
+    events: Subscribers,
     messages: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Incoming>>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// How long [`RoadStack::join`] waits at most (`None`: a road timer is "never").
@@ -225,13 +227,13 @@ impl RoadStack {
 
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (message_tx, message_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let events = Subscribers::default();
         let driver = Driver {
             road,
             socket,
             commands: command_rx,
             messages: message_tx,
-            events: events.clone(),
+            events: Arc::clone(&events),
             joins: HashMap::new(),
             transmits: HashMap::new(),
             counters: BTreeMap::new(),
@@ -345,9 +347,12 @@ impl RoadStack {
 
     /// Subscribes to the road's events (all but messages, which go to
     /// [`RoadStack::recv`]): joins, pendings, allows, presence, deliveries...
-    /// Only events produced after subscribing are seen.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// Only events produced after subscribing are seen; none of them is lost. The stream
+    /// ends when the stack stops.
+    pub fn events(&self) -> mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.events).push(tx);
+        rx
     }
 
     /// Accepts the keys of the remote named `name` (auto mode `never`).
@@ -372,6 +377,13 @@ impl RoadStack {
     /// Removes a remote; its pending messages fail.
     pub async fn remove(&self, uid: Uid) -> Result<(), StackError> {
         self.request(|reply| Command::Remove(uid, reply)).await
+    }
+
+    /// The status of the remote `uid` (`None` if unknown, or once the stack is shut down).
+    pub async fn remote(&self, uid: Uid) -> Option<RemoteStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Remote(uid, reply)).ok()?;
+        rx.await.ok().flatten()
     }
 
     /// The status of every remote (empty once the stack is shut down).
@@ -489,7 +501,7 @@ struct Driver {
     socket: UdpSocket,
     commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Incoming>,
-    events: broadcast::Sender<Event>,
+    events: Subscribers,
     /// Pending `join` futures by the remote's uid.
     joins: HashMap<Uid, Vec<Reply<Uid>>>,
     /// Pending `transmit` futures by message id.
@@ -635,6 +647,9 @@ impl Driver {
                 // The handle may have given up waiting; nothing to do then.
                 let _ = reply.send(self.road.remotes());
             }
+            Command::Remote(uid, reply) => {
+                let _ = reply.send(self.road.remote(uid));
+            }
             Command::Stats(reply) => {
                 // Counters that counted something (as the reference's stats).
                 let mut stats: BTreeMap<String, u64> = self
@@ -707,8 +722,8 @@ impl Driver {
             }
             _ => {}
         }
-        // No subscribers is fine: events are informational.
-        let _ = self.events.send(event);
+        // Subscribers that are gone are forgotten.
+        lock(&self.events).retain(|subscriber| subscriber.send(event.clone()).is_ok());
     }
 
     fn finish_joins(&mut self, uid: Uid, result: impl Fn() -> Result<Uid, StackError>) {
@@ -719,6 +734,13 @@ impl Driver {
 }
 
 /// Completes a request; the requester may have stopped waiting, which is fine.
+/// The subscriber list (a panic while holding it cannot leave it half-changed).
+fn lock(subscribers: &Subscribers) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
+    subscribers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn answer<T>(reply: Reply<T>, result: Result<T, StackError>) {
     let _ = reply.send(result);
 }

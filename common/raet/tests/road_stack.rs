@@ -11,7 +11,7 @@ use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
 use raet::road::{Event, Presence, RoadConfig};
 use raet::stack::{RoadStack, StackError};
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 /// Guard for any single wait: generous, so only a real hang trips it.
 const GUARD: Duration = Duration::from_secs(20);
@@ -53,16 +53,16 @@ fn blob(size: usize) -> Map<String, Value> {
 
 /// Waits for the first event matching `wanted`.
 async fn wait_event(
-    events: &mut broadcast::Receiver<Event>,
+    events: &mut mpsc::UnboundedReceiver<Event>,
     what: &str,
     wanted: impl Fn(&Event) -> bool,
 ) -> Event {
     guard(what, async {
         loop {
             match events.recv().await {
-                Ok(event) if wanted(&event) => return event,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("events closed before {what}"),
+                Some(event) if wanted(&event) => return event,
+                Some(_) => {}
+                None => panic!("events closed before {what}"),
             }
         }
     })

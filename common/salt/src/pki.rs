@@ -128,6 +128,13 @@ pub fn valid_id(pki_dir: &Path, id: &str) -> bool {
         return false;
     }
     let candidate = pki_dir.join(id);
+    // Only a symlink can resolve elsewhere: a missing or plain entry resolves to
+    // `realpath(pki_dir)/id`, directly in the pki_dir. One lstat per check in the common case
+    // (no entry of that name), not two path resolutions (issue 11: joins at scale).
+    match fs::symlink_metadata(&candidate) {
+        Ok(meta) if meta.file_type().is_symlink() => {}
+        _ => return true,
+    }
     match (fs::canonicalize(&candidate), fs::canonicalize(pki_dir)) {
         (Ok(real), Ok(root)) => real.parent() == Some(root.as_path()),
         // Nothing there to resolve: the lexical checks decide, as realpath would.

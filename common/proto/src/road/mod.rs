@@ -453,6 +453,28 @@ pub struct RemoteStatus {
     pub last_heard: Option<Instant>,
 }
 
+impl RemoteStatus {
+    /// The snapshot of `r`.
+    fn of(r: &Remote) -> Self {
+        Self {
+            uid: r.uid,
+            fuid: r.fuid,
+            name: r.name.clone(),
+            ha: r.ha,
+            role: r.role.clone(),
+            acceptance: r.acceptance,
+            verhex: r.verhex.clone(),
+            pubhex: r.pubhex.clone(),
+            joined: r.joined,
+            allowed: r.allowed,
+            alive: r.alived,
+            main: r.main,
+            kind: r.kind,
+            last_heard: r.last_heard,
+        }
+    }
+}
+
 /// A received packet, its head decoded (the coat still sealed).
 pub(crate) struct Rx<'a> {
     /// The decoded head.
@@ -916,23 +938,16 @@ impl Road {
         self.remotes
             .values()
             .filter(|r| !r.ephemeral)
-            .map(|r| RemoteStatus {
-                uid: r.uid,
-                fuid: r.fuid,
-                name: r.name.clone(),
-                ha: r.ha,
-                role: r.role.clone(),
-                acceptance: r.acceptance,
-                verhex: r.verhex.clone(),
-                pubhex: r.pubhex.clone(),
-                joined: r.joined,
-                allowed: r.allowed,
-                alive: r.alived,
-                main: r.main,
-                kind: r.kind,
-                last_heard: r.last_heard,
-            })
+            .map(RemoteStatus::of)
             .collect()
+    }
+
+    /// A snapshot of the remote `uid` (not of a first contact still joining).
+    pub fn remote(&self, uid: Uid) -> Option<RemoteStatus> {
+        self.remotes
+            .get(&uid)
+            .filter(|r| !r.ephemeral)
+            .map(RemoteStatus::of)
     }
 
     /// Counters: `rx_packets`, `tx_packets`, and one per drop reason or protocol event

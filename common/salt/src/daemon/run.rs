@@ -12,7 +12,7 @@ use raet::road::{Event, Presence, Uid};
 use raet::stack::RoadStack;
 use serde_json::{json, Map, Value};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::safety::check_private_dir;
@@ -300,9 +300,8 @@ impl<S: Side> Daemon<S> {
                     None => break,
                 },
                 event = events.recv() => match event {
-                    Ok(event) => self.on_event(event).await,
-                    Err(broadcast::error::RecvError::Lagged(n)) => warn!(n, "road events lost"),
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Some(event) => self.on_event(event).await,
+                    None => break,
                 },
                 message = lane.recv() => match message {
                     Ok((yard, body)) => {
@@ -346,13 +345,7 @@ impl<S: Side> Daemon<S> {
         match &event {
             Event::Allowed { uid, name } => {
                 info!(remote = %name, "joined and allowed");
-                let address = d
-                    .road
-                    .remotes()
-                    .await
-                    .into_iter()
-                    .find(|r| r.uid == *uid)
-                    .map(|r| r.ha);
+                let address = d.road.remote(*uid).await.map(|r| r.ha);
                 d.open_session(name, *uid, address);
                 d.seen(name);
                 d.presence(name, Presence::Allowed).await;

@@ -40,6 +40,14 @@ fn valid_id_as_salt() {
     // An id whose path resolves outside pki_dir through a symlink is refused (realpath).
     std::os::unix::fs::symlink("/tmp", pki.dir().join("escape")).unwrap();
     assert!(!valid_id(pki.dir(), "escape"));
+    // A symlink that stays in pki_dir, and a plain entry of a pki_dir reached through a
+    // symlink, resolve directly in it.
+    std::os::unix::fs::symlink(pki.dir().join("minions"), pki.dir().join("inside")).unwrap();
+    assert!(valid_id(pki.dir(), "inside"));
+    let alias = pki.dir().with_extension("alias");
+    std::os::unix::fs::symlink(pki.dir(), &alias).unwrap();
+    assert!(valid_id(&alias, "minions"));
+    assert!(!valid_id(&alias, "escape"));
     assert!(matches!(
         pki.store("a/b", KeyState::Pending, &pem(1)),
         Err(PkiError::InvalidId(_))
