@@ -3,7 +3,10 @@
 use super::*;
 
 use std::fs;
+use std::net::IpAddr;
 
+use crate::minion_id::{self, IdOrigin, IdRules, RemoveDomain};
+use raet::keep::AutoMode;
 use tempfile::TempDir;
 
 /// A config dir with the given files (relative path, text).
