@@ -143,7 +143,7 @@ pub(crate) fn identity(
         main: true,
         kind: 0,
     };
-    Identity::load_or_create(keep, local, &mut rand_core::OsRng)
+    Identity::load_or_create_locked(keep, local, &mut rand_core::OsRng)
 }
 
 /// Runs the master daemon until SIGTERM or SIGINT.

@@ -3,6 +3,7 @@
 //! upstream messages, SIGHUP (a rejected minion asks again), and `master_finger`
 //! ([`crate::pin`]).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use raet::keep::{AutoMode, DirKeep};
@@ -34,8 +35,6 @@ struct Upstream {
     join: JoinState,
     /// Join attempts so far.
     attempts: u64,
-    /// Its key was refused in the current attempt: not `master_finger`'s.
-    refused_by_pin: bool,
 }
 
 /// Where one of the minion's join loops is (declared from the most to the least connected:
@@ -71,6 +70,10 @@ pub(crate) struct MinionSide {
     joins: mpsc::UnboundedReceiver<(usize, JoinOutcome)>,
     /// `master_finger` (RAET-native mode): the road pends unknown master keys for it.
     pin: Option<MasterPin>,
+    /// Addresses whose key was refused as not `master_finger`'s and whose rejection the
+    /// join loop has not reported yet (the road's events and the join loops' reports arrive
+    /// on separate channels, so the refusal may come before the address is resolved).
+    pin_refusals: BTreeSet<SocketAddr>,
 }
 
 /// Runs the minion daemon until SIGTERM or SIGINT.
@@ -84,7 +87,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
             warn!(%role, "forgetting a master key accepted before: not master_finger's");
         }
     }
-    let identity = Identity::load_or_create(
+    let identity = Identity::load_or_create_locked(
         &mut keep,
         LocalParams {
             name: &own,
@@ -126,7 +129,6 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
                 rejoin,
                 join: JoinState::Joining,
                 attempts: 0,
-                refused_by_pin: false,
             }
         })
         .collect();
@@ -134,6 +136,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
         masters,
         joins,
         pin,
+        pin_refusals: BTreeSet::new(),
     };
     Daemon::start(own, road, &config.common, None, side)
         .await?
@@ -169,16 +172,16 @@ impl Side for MinionSide {
             }
             JoinOutcome::Attempt => {
                 master.attempts += 1;
-                master.refused_by_pin = false;
                 if master.join != JoinState::RejectedRetrying {
                     master.join = JoinState::Joining;
                 }
             }
             JoinOutcome::Rejected { retrying, by } => {
                 let address = master.address;
+                let by_pin = address.is_some_and(|a| self.pin_refusals.remove(&a));
                 let what = match by {
                     RejectedBy::Them => "the master rejected this minion's key",
-                    RejectedBy::Us if master.refused_by_pin => "this minion refused the master's key: not master_finger's",
+                    RejectedBy::Us if by_pin => "this minion refused the master's key: not master_finger's",
                     RejectedBy::Us => "this minion refused the master's key: not the one it accepted first (remove the master's remote from the minion's keep to trust a new key)",
                 };
                 if retrying {
@@ -230,10 +233,8 @@ impl Side for MinionSide {
             }
             Err(why) => {
                 error!(master = %name, ?address, "refusing the master's key: {why}; check master_finger against `salt-raet-master --finger` on the master, and that this minion is not subject to a man-in-the-middle attack");
-                for master in &mut self.masters {
-                    if address.is_some() && master.address == address {
-                        master.refused_by_pin = true;
-                    }
+                if let Some(address) = address {
+                    self.pin_refusals.insert(address);
                 }
                 if let Err(e) = d.road.reject(name).await {
                     warn!(master = %name, error = %e, "refusing the master's key failed");

@@ -76,7 +76,7 @@ fn identity(config: &MinionConfig) -> Result<Identity, Box<dyn std::error::Error
         main: false,
         kind: 0,
     };
-    Ok(Identity::load_or_create(
+    Ok(Identity::load_or_create_locked(
         &mut keep,
         params,
         &mut rand_core::OsRng,

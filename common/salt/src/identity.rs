@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::pki;
 use raet::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
-use raet::keep::{Keep, KeepError, LocalRecord};
+use raet::keep::{DirKeep, Keep, KeepError, LocalRecord};
 
 /// Why an identity cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +170,19 @@ impl Identity {
             private_key: identity.private.to_bytes(),
         })?;
         Ok(identity)
+    }
+}
+
+impl Identity {
+    /// [`Identity::load_or_create`] on an on-disk keep, holding the keep's lock
+    /// ([`DirKeep::lock`]): two processes starting on one keep end with the same identity.
+    pub fn load_or_create_locked<R: CryptoRngCore>(
+        keep: &mut DirKeep,
+        local: LocalParams<'_>,
+        rng: &mut R,
+    ) -> Result<Self, IdentityError> {
+        let _lock = keep.lock()?;
+        Self::load_or_create(keep, local, rng)
     }
 }
 

@@ -526,8 +526,15 @@ pub fn join_state(minion: &Daemon) -> Option<(String, u64)> {
 
 /// How many lines of `daemon`'s (debug) log contain `needle`.
 pub fn log_lines(daemon: &Daemon, needle: &str) -> usize {
-    let log = fs::read_to_string(daemon.etc.with_file_name("daemon.log")).unwrap_or_default();
-    log.lines().filter(|l| l.contains(needle)).count()
+    log_text(daemon)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// The daemon's log so far (empty if it has none), to show when an assertion fails.
+pub fn log_text(daemon: &Daemon) -> String {
+    fs::read_to_string(daemon.etc.with_file_name("daemon.log")).unwrap_or_default()
 }
 
 /// The public key PEM of the identity in the RAET keep at `keep_dir`, derived by openssl

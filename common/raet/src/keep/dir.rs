@@ -80,6 +80,27 @@ impl DirKeep {
         &self.dir
     }
 
+    /// Waits for, then holds until dropped, the keep's exclusive lock (an advisory `flock`
+    /// on `<keep>/.lock`): processes that may create the local identity at the same time (a
+    /// daemon starting and its `--finger`) take it so that only one of them creates it and
+    /// the other loads that one.
+    pub fn lock(&self) -> Result<File, KeepError> {
+        let path = self.dir.join(".lock");
+        let io_error = |source| KeepError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(io_error)?;
+        file.lock().map_err(io_error)?;
+        Ok(file)
+    }
+
     fn local_dir(&self) -> PathBuf {
         self.dir.join("local")
     }

@@ -127,3 +127,44 @@ fn derivation_equals_libsodiums_ed25519_to_curve25519() {
     ours[31] |= 64;
     assert_eq!(ours, libsodium_secret);
 }
+
+/// A daemon starting while its `--finger` runs (two processes, one fresh keep) must not end
+/// with two identities: the one printed must be the one used. Threads with their own
+/// `DirKeep` (their own lock file descriptions) race on fresh keeps.
+#[test]
+fn concurrent_creations_on_one_keep_agree() {
+    for round in 0..20u8 {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::sync::Barrier::new(4);
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..4u8)
+                .map(|n| {
+                    let (dir, start) = (dir.path(), &start);
+                    scope.spawn(move || {
+                        let mut keep = DirKeep::open(dir).unwrap();
+                        start.wait();
+                        let id = Identity::load_or_create_locked(
+                            &mut keep,
+                            params("m1"),
+                            &mut rng(round.wrapping_mul(4).wrapping_add(n)),
+                        )
+                        .unwrap();
+                        id.verify_key().to_hex()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(
+            keys.iter().all(|k| *k == keys[0]),
+            "round {round}: {keys:?}"
+        );
+        let stored = Identity::load_or_create(
+            &mut DirKeep::open(dir.path()).unwrap(),
+            params("m1"),
+            &mut rng(99),
+        )
+        .unwrap();
+        assert_eq!(stored.verify_key().to_hex(), keys[0]);
+    }
+}
