@@ -64,10 +64,8 @@
 //! and `message` hold one transaction kind each, `remote` the per-remote state, `core` what
 //! every transaction shares (ids, emit, persist ops), `timers` and `transaction` the clocks
 //! and the transaction table, `bookkeeping` presence, removal, queues and the transaction
-//! table of each remote; this file the public API.
-
-/// Over how long a restarted main spreads the first heartbeats to the remotes it restored.
-const RESTART_SPREAD: Duration = Duration::from_secs(1);
+//! table of each remote, `config` and `event` the public configuration and event types,
+//! `restore` building a road from its keep's snapshot; this file the public API.
 
 /// Counts a dropped packet in the road's stats field `$counter` and logs why.
 macro_rules! drop_packet {
@@ -81,35 +79,39 @@ macro_rules! drop_packet {
 mod alive;
 mod allow;
 mod bookkeeping;
+mod config;
 mod core;
+mod event;
 mod failure;
 mod first_contact;
 mod join;
 mod message;
 mod registry;
 mod remote;
+mod restore;
 mod rx;
 mod stats;
 mod timers;
 mod transaction;
 
+pub use config::{Limits, RoadConfig};
+pub use event::{Event, Presence, Receipt, RemoteStatus};
 pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
 pub use message::CHUNK;
 pub use stats::RoadStats;
 pub use timers::Timers;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
-use rand_core::RngCore;
 use serde_json::{Map, Value};
 
-use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
-use crate::keep::{Acceptance, AutoMode, PersistOp, RemoteRecord, RoleRecord, Snapshot};
-use crate::packet::{Head, HeadKind, PacketKind, MAX_MESSAGE_SIZE};
+use crate::crypto::{PublicKey, VerifyKey};
+#[cfg(doc)]
+use crate::keep::Snapshot;
+use crate::keep::{Acceptance, PersistOp, RoleRecord};
+use crate::packet::{Head, PacketKind, MAX_MESSAGE_SIZE};
 use crate::Transmit;
 
 use self::core::Core;
@@ -123,119 +125,6 @@ pub type Uid = u32;
 /// Identifies one message queued with [`Road::send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub u64);
-
-/// Configuration of a road estate.
-#[derive(Debug, Clone)]
-pub struct RoadConfig {
-    /// Our estate name (unique on the road).
-    pub name: String,
-    /// Our role (keys are accepted per role); `None` = our name.
-    pub role: Option<String>,
-    /// Whether we are a main estate (only a main accepts vacuous joins).
-    pub main: bool,
-    /// Application kind sent in joins (0..=255).
-    pub kind: u8,
-    /// Key acceptance mode for remotes joining us or joined by us.
-    pub auto: AutoMode,
-    /// Whether a remote's name, address, uid, main, kind, role or keys may change on rejoin.
-    pub mutable: bool,
-    /// Whether a join whose role differs from its name is rejected before the keep is
-    /// consulted (`join_role_not_name`). Keys are decided per role: without this, a joiner
-    /// can offer another estate's name as its role and have its own keys recorded for it.
-    /// Not in the reference (whose roles may be shared); for a road whose keys are decided
-    /// per estate name (Salt's minion ids).
-    pub role_is_name: bool,
-    /// Whether a received message is acknowledged (done) only when the application says it
-    /// took it ([`Road::taken`], with the [`Receipt`] of its [`Event::Message`]) instead of
-    /// as soon as it is complete: "delivered" then means the receiving application has it.
-    /// Copies of a message awaiting that are dropped. The application must answer every
-    /// receipt ([`Road::taken`] or [`Road::refused`]).
-    pub confirm_messages: bool,
-    /// Head kind of the packets we send (receiving auto-detects).
-    pub hk: HeadKind,
-    /// Segments sent before waiting for an ack (0 = the whole message at once).
-    pub burst: u32,
-    /// Our own address (recorded in the keep).
-    pub ha: SocketAddr,
-    /// Protocol timers.
-    pub timers: Timers,
-    /// Memory bounds.
-    pub limits: Limits,
-}
-
-/// Memory bounds of a road (not in the reference, which has none).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Messages queued for one remote (waiting for it to be allowed or for a free slot);
-    /// beyond this [`Road::send`] fails with [`RoadError::QueueFull`].
-    pub max_queued_messages: usize,
-    /// Body bytes queued for one remote; beyond this [`Road::send`] fails with
-    /// [`RoadError::QueueFull`].
-    pub max_queued_bytes: usize,
-    /// Messages in flight (open Messengers) to one remote; the rest wait in the queue.
-    pub max_messengers: usize,
-    /// Open transactions started by one remote (segmented messages being received, joins,
-    /// allows); packets that would open more are dropped (`transaction_limit`).
-    pub max_correspondents: usize,
-    /// Bytes reserved by all messages being reassembled (road-wide); a segmented message
-    /// that does not fit is nacked (`reassembly_limit`).
-    pub max_reassembly_bytes: usize,
-    /// Remotes being joined vacuously by unknown estates at once (each one created from a
-    /// single unauthenticated request); more requests are dropped (`joinee_limit`).
-    pub max_joinees: usize,
-    /// Completed message ids remembered per remote for duplicate suppression.
-    pub max_done_ids: usize,
-    /// First contacts (estates that joined vacuously and never completed a join here, e.g.
-    /// pending an operator's decision) kept at once; a new one beyond this drops the one
-    /// that asked least recently ([`Event::FirstContactDropped`], `first_contact_evicted`).
-    /// They live in memory only: nothing of them is written until their join completes.
-    pub max_first_contacts: usize,
-    /// One new first contact per source address per this interval; more are dropped
-    /// (`first_contact_rate_limited`). A first contact asking again is not new, nor are keys
-    /// a role record holds (an estate decided before, joining again).
-    pub first_contact_interval: Duration,
-    /// A first contact that has not asked again (joined again) for this long is dropped
-    /// ([`Event::FirstContactDropped`], `first_contact_expired`).
-    pub first_contact_ttl: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_queued_messages: 100_000,
-            max_queued_bytes: 512 * 1024 * 1024,
-            max_messengers: 64,
-            max_correspondents: 1024,
-            max_reassembly_bytes: 4 * MAX_MESSAGE_SIZE,
-            max_joinees: 1024,
-            max_done_ids: 65_536,
-            max_first_contacts: 512,
-            first_contact_interval: Duration::from_secs(10),
-            first_contact_ttl: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RoadConfig {
-    /// Defaults: non-main, auto `never`, immutable, kind 0, raet heads, burst 0, reference timers.
-    pub fn new(name: impl Into<String>, ha: SocketAddr) -> Self {
-        Self {
-            name: name.into(),
-            role: None,
-            main: false,
-            kind: 0,
-            auto: AutoMode::Never,
-            mutable: false,
-            role_is_name: false,
-            confirm_messages: false,
-            hk: HeadKind::Raet,
-            burst: 0,
-            ha,
-            timers: Timers::default(),
-            limits: Limits::default(),
-        }
-    }
-}
 
 /// Errors of the road API.
 #[derive(Debug, thiserror::Error)]
@@ -266,213 +155,6 @@ pub enum RoadError {
     /// The configuration is unusable (e.g. a name that cannot be sent).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
-}
-
-/// Presence of a remote as seen by us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Presence {
-    /// The join completed.
-    Joined,
-    /// The allow handshake completed (messages can flow).
-    Allowed,
-    /// The remote answered (alive ack or any valid traffic) after being lost or unknown.
-    Alive,
-    /// The alive timed out or the join was lost.
-    Lost,
-}
-
-/// Something the application should know.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// The join with this remote completed.
-    Joined {
-        /// Our uid for it.
-        uid: Uid,
-        /// Its name.
-        name: String,
-    },
-    /// The remote's keys await our operator's decision (auto `never`): see [`Road::accept`].
-    Pending {
-        /// Our uid for it.
-        uid: Uid,
-        /// Its name.
-        name: String,
-        /// Its role (the keys are decided per role).
-        role: String,
-        /// The verify key it offers (hex).
-        verhex: String,
-        /// The public key it offers (hex).
-        pubhex: String,
-    },
-    /// The join was rejected (by us or by them).
-    Rejected {
-        /// Our uid for it.
-        uid: Uid,
-        /// Its name.
-        name: String,
-        /// Who rejected it.
-        by: RejectedBy,
-    },
-    /// The join timed out or was refused.
-    JoinFailed {
-        /// Our uid for it.
-        uid: Uid,
-        /// Why.
-        reason: JoinFailure,
-    },
-    /// The allow handshake completed.
-    Allowed {
-        /// Our uid for it.
-        uid: Uid,
-        /// Its name.
-        name: String,
-    },
-    /// An allow handshake with this remote ended without success (timed out, refused,
-    /// rejected, invalid cookie or initiate) while no other allow or join with it was under
-    /// way: it is not allowed. Presence retries (the next alive to a joined remote that is
-    /// not allowed starts a new allow); `RoadStack::join` fails with it.
-    AllowFailed {
-        /// Our uid for it.
-        uid: Uid,
-        /// Why.
-        reason: AllowFailure,
-    },
-    /// A presence change.
-    Presence {
-        /// Our uid for it.
-        uid: Uid,
-        /// Its name.
-        name: String,
-        /// The new presence.
-        presence: Presence,
-    },
-    /// A message arrived.
-    Message {
-        /// Our uid for the sender.
-        uid: Uid,
-        /// The sender's name.
-        name: String,
-        /// The JSON object.
-        body: Map<String, Value>,
-        /// With [`RoadConfig::confirm_messages`]: what to hand to [`Road::taken`] once the
-        /// application has the message (the sender is told only then).
-        receipt: Option<Receipt>,
-    },
-    /// The peer confirmed the whole message (done).
-    Delivered {
-        /// What [`Road::send`] returned.
-        id: MessageId,
-        /// The destination.
-        uid: Uid,
-    },
-    /// The message could not be delivered.
-    SendFailed {
-        /// What [`Road::send`] returned.
-        id: MessageId,
-        /// The destination.
-        uid: Uid,
-        /// Why (timeout, nack, remote removed...).
-        reason: SendFailure,
-    },
-    /// The remote was removed from our road.
-    Removed {
-        /// Our former uid for it.
-        uid: Uid,
-        /// Its name.
-        name: String,
-    },
-    /// A first contact was dropped (too many, or it stopped asking) before its join
-    /// completed: the application may forget what it recorded for it (the master removes
-    /// the pending key it wrote for that join).
-    FirstContactDropped {
-        /// Our uid for it (no longer valid).
-        uid: Uid,
-        /// The name it claimed.
-        name: String,
-        /// The verify key it offered (hex).
-        verhex: String,
-    },
-    /// A join request naming a remote we know (ours `uid`, `name`) offered a role or keys
-    /// other than its recorded ones and was rejected: the sender may be an impostor, or the
-    /// estate itself with new keys. The known remote (its keys, address and session) is left
-    /// as it was; it is not a [`Event::Rejected`] of that remote.
-    KeysRejected {
-        /// Our uid for the known remote the join named.
-        uid: Uid,
-        /// The name the join claimed.
-        name: String,
-        /// Where the join came from.
-        from: SocketAddr,
-        /// The role the join offered.
-        role: String,
-        /// The verify key the join offered (hex).
-        verhex: String,
-        /// The public key the join offered (hex).
-        pubhex: String,
-    },
-}
-
-/// A received message awaiting the application's word ([`RoadConfig::confirm_messages`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Receipt {
-    uid: Uid,
-    si: u32,
-    ti: u32,
-}
-
-/// A snapshot of one remote estate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RemoteStatus {
-    /// Our uid for it (nuid).
-    pub uid: Uid,
-    /// Its uid for us (fuid; 0 = unknown).
-    pub fuid: u32,
-    /// Its name.
-    pub name: String,
-    /// Its address.
-    pub ha: SocketAddr,
-    /// Its role.
-    pub role: String,
-    /// Acceptance of its role's keys, if known.
-    pub acceptance: Option<Acceptance>,
-    /// Its verify key (hex; empty until a join told it).
-    pub verhex: String,
-    /// Its public key (hex; empty until a join told it).
-    pub pubhex: String,
-    /// Join state (`None` = in progress or never tried).
-    pub joined: Option<bool>,
-    /// Allow state (`None` = in progress or never tried).
-    pub allowed: Option<bool>,
-    /// Alive state (`None` = never checked).
-    pub alive: Option<bool>,
-    /// Whether it is a main estate.
-    pub main: bool,
-    /// Its application kind.
-    pub kind: u8,
-    /// When we last received a valid packet from it.
-    pub last_heard: Option<Instant>,
-}
-
-impl RemoteStatus {
-    /// The snapshot of `r`.
-    fn of(r: &Remote) -> Self {
-        Self {
-            uid: r.uid,
-            fuid: r.fuid,
-            name: r.name.clone(),
-            ha: r.ha,
-            role: r.role.clone(),
-            acceptance: r.acceptance,
-            verhex: r.verhex.clone(),
-            pubhex: r.pubhex.clone(),
-            joined: r.joined,
-            allowed: r.allowed,
-            alive: r.alived,
-            main: r.main,
-            kind: r.kind,
-            last_heard: r.last_heard,
-        }
-    }
 }
 
 /// A received packet, its head decoded (the coat still sealed).
@@ -525,168 +207,6 @@ impl std::fmt::Debug for Road {
 }
 
 impl Road {
-    /// Restores identity (keys, uid counter, remotes, role records) from `snapshot` when it
-    /// has a local record, else creates it (keys: from `keys` if given, else random from the
-    /// seeded rng); either way the local record and every restored remote are queued for the
-    /// keep ([`Road::poll_persist`]).
-    ///
-    /// As the reference, every restored remote starts a new session (its `sid` + 1); `joined`
-    /// is restored, `allowed`/`alive` are not (the remotes must be allowed again).
-    pub fn new(
-        config: RoadConfig,
-        keys: Option<(Signer, PrivateKey)>,
-        snapshot: Snapshot,
-        rng_seed: [u8; 32],
-        now: Instant,
-    ) -> Result<Self, RoadError> {
-        crate::keep::check_name("name", &config.name)
-            .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
-        let role = config.role.clone().unwrap_or_else(|| config.name.clone());
-        crate::keep::check_name("role", &role)
-            .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
-        let mut rng = ChaCha20Rng::from_seed(rng_seed);
-        let Snapshot {
-            local: restored,
-            remotes,
-            roles,
-        } = snapshot;
-        let (signer, private, uid, puid, sid) = match &restored {
-            Some(local) => {
-                if local.name != config.name {
-                    return Err(RoadError::InvalidIdentity(format!(
-                        "the keep belongs to estate {:?}, not {:?}",
-                        local.name, config.name
-                    )));
-                }
-                (
-                    Signer::from_seed(&local.sign_seed),
-                    PrivateKey::from_bytes(&local.private_key),
-                    local.uid,
-                    local.puid,
-                    local.sid,
-                )
-            }
-            None => {
-                let (signer, private) = match keys {
-                    Some(k) => k,
-                    None => (Signer::generate(&mut rng), PrivateKey::generate(&mut rng)),
-                };
-                (signer, private, 1, 1, 0)
-            }
-        };
-        let verhex = signer.verify_key().to_hex();
-        let pubhex = private.public_key().to_hex();
-        let core = Core {
-            config,
-            role,
-            signer,
-            private,
-            verhex,
-            pubhex,
-            uid,
-            puid,
-            sid,
-            sid_reserved: sid,
-            roles: roles.into_iter().map(|r| (r.role.clone(), r)).collect(),
-            role_loads: BTreeSet::new(),
-            confirmed_roles: BTreeSet::new(),
-            persist: VecDeque::new(),
-            rng,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            stats: RoadStats::default(),
-            last_message_id: 0,
-            reassembly_bytes: 0,
-        };
-        let mut road = Self {
-            core,
-            remotes: Registry::default(),
-            joinees: HashMap::new(),
-            held_joins: Vec::new(),
-            first_contact_sources: HashMap::new(),
-            awaiting: HashMap::new(),
-        };
-        road.restore_remotes(now, remotes);
-        // A restored remote's new session already queued the local record (its session id
-        // reservation); else queue it now.
-        if !road
-            .core
-            .persist
-            .iter()
-            .any(|op| matches!(op, PersistOp::SaveLocal(_)))
-        {
-            road.core.save_local();
-        }
-        let uids: Vec<Uid> = road.remotes.keys().copied().collect();
-        for uid in uids {
-            if let Some(remote) = road.remotes.get(&uid) {
-                road.core.save_remote(remote);
-            }
-        }
-        tracing::debug!(road = %road.core.config.name, restored = restored.is_some(),
-            remotes = road.remotes.len(), "road ready");
-        Ok(road)
-    }
-
-    /// Restores the remotes of the snapshot (each with its role's keys and acceptance).
-    fn restore_remotes(&mut self, now: Instant, records: Vec<RemoteRecord>) {
-        for record in records {
-            if record.uid == 0
-                || record.uid == self.core.uid
-                || self.remotes.contains_key(&record.uid)
-            {
-                tracing::warn!(road = %self.core.config.name, remote = %record.name,
-                    uid = record.uid, "skipping remote with an unusable uid");
-                self.core.stats.restore_skipped += 1;
-                continue;
-            }
-            let Some(role) = self.core.roles.get(&record.role).cloned() else {
-                tracing::warn!(road = %self.core.config.name, remote = %record.name,
-                    role = %record.role, "skipping remote without role keys");
-                self.core.stats.restore_skipped += 1;
-                continue;
-            };
-            let (presence_due, reap_due) = self.first_presence(now);
-            let mut remote = Remote::new(
-                record.uid,
-                record.fuid,
-                record.name.clone(),
-                record.ha,
-                presence_due,
-                reap_due,
-            );
-            remote.role = record.role.clone();
-            remote.main = record.main;
-            remote.kind = record.kind;
-            remote.joined = record.joined;
-            remote.sid = record.sid;
-            remote.acceptance = Some(role.acceptance);
-            if let Err(reason) = remote.set_keys(&role.verhex, &role.pubhex) {
-                tracing::warn!(road = %self.core.config.name, remote = %record.name, %reason,
-                    "skipping remote with bad keys");
-                self.core.stats.restore_skipped += 1;
-                continue;
-            }
-            self.core.new_session(&mut remote);
-            if self.core.config.main && remote.joined == Some(true) {
-                remote.presence_due = self.restart_presence(now);
-            }
-            self.core.puid = self.core.puid.max(record.uid);
-            self.remotes.insert(record.uid, remote);
-        }
-    }
-
-    /// A restarted main's first heartbeat to a remote it restored joined: within
-    /// [`RESTART_SPREAD`] (or the presence period if shorter), spread at random. The session
-    /// keys did not survive the restart, so that heartbeat allows again; without it an idle
-    /// remote would learn of the restart only at its own next heartbeat.
-    fn restart_presence(&mut self, now: Instant) -> Instant {
-        let spread = self.core.config.timers.presence_period.min(RESTART_SPREAD);
-        let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let delay = Duration::from_nanos(self.core.rng.next_u64() % nanos);
-        now.checked_add(delay).unwrap_or(now)
-    }
-
     /// The first presence and reap deadlines of a new remote (period + offset on a non-main).
     fn first_presence(&self, now: Instant) -> (Instant, Instant) {
         let t = &self.core.config.timers;
