@@ -286,17 +286,17 @@ fn pad(out: &mut String, spec: &Spec, value: Field) {
     let fill = spec.width.saturating_sub(len);
     if spec.left {
         out.push_str(&text);
-        out.extend(std::iter::repeat(' ').take(fill));
+        out.extend(std::iter::repeat_n(' ', fill));
     } else if spec.zero && spec.numeric {
         let (sign, digits) = match text.strip_prefix('-') {
             Some(d) => ("-", d),
             None => ("", text.as_str()),
         };
         out.push_str(sign);
-        out.extend(std::iter::repeat('0').take(fill));
+        out.extend(std::iter::repeat_n('0', fill));
         out.push_str(digits);
     } else {
-        out.extend(std::iter::repeat(' ').take(fill));
+        out.extend(std::iter::repeat_n(' ', fill));
         out.push_str(&text);
     }
 }

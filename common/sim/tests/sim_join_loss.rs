@@ -21,7 +21,7 @@ fn drop_join(port: u16, pk: PacketKind, first: Option<u32>) -> Filter {
         let selected = from.port() == port
             && raet_proto::packet::parse(data)
                 .is_ok_and(|p| p.head.tk == TransactionKind::Join && p.head.pk == pk);
-        let drop = selected && first.map_or(true, |n| dropped < n);
+        let drop = selected && first.is_none_or(|n| dropped < n);
         dropped += u32::from(drop);
         drop
     })

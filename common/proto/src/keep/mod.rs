@@ -196,7 +196,7 @@ pub fn status_role(
         (AutoMode::Never, Some(stored)) => stored,
     };
     let save = acceptance != Acceptance::Rejected
-        && record.map_or(true, |r| !same_keys || r.acceptance != acceptance);
+        && record.is_none_or(|r| !same_keys || r.acceptance != acceptance);
     RoleStatus { acceptance, save }
 }
 

@@ -180,7 +180,7 @@ pub(crate) fn push_py_float(out: &mut Vec<u8>, value: f64) {
     }
     let decpt = int_part.len() as i32 - lead as i32 + exp;
     let zeros =
-        |out: &mut Vec<u8>, n: i32| out.extend(std::iter::repeat(b'0').take(n.max(0) as usize));
+        |out: &mut Vec<u8>, n: i32| out.extend(std::iter::repeat_n(b'0', n.max(0) as usize));
     if decpt <= -4 || decpt > 16 {
         let (first, rest) = digits.split_at(1);
         out.extend_from_slice(first);

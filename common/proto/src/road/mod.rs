@@ -365,7 +365,7 @@ impl Road {
     /// Forget a remote (and its keep record); its open transactions are nacked and its
     /// queued messages fail.
     pub fn remove(&mut self, now: Instant, uid: Uid) -> Result<(), RoadError> {
-        if !self.remotes.get(&uid).is_some_and(|r| !r.ephemeral) {
+        if self.remotes.get(&uid).is_none_or(|r| r.ephemeral) {
             return Err(RoadError::UnknownRemote);
         }
         self.remove_remote(now, uid);
