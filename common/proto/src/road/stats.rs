@@ -282,6 +282,9 @@ road_stats! {
     first_contact_rate_limited,
     /// First contacts dropped to make room for a newer one.
     first_contact_evicted,
+    /// New first contacts dropped because every admitted one was completing an accepted
+    /// join (a join storm; the joiner asks again).
+    first_contact_busy,
     /// First contacts dropped because they stopped asking.
     first_contact_expired,
     /// Copies of a message that awaits the application's word (dropped; its done follows).
