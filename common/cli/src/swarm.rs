@@ -26,6 +26,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::{EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
+/// How often the storm and the recovery ask the master's `status` (the resolution of its times).
+const QUERY_EVERY: Duration = Duration::from_millis(200);
+
 /// Options of `raet swarm`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct SwarmArgs {
@@ -145,6 +148,12 @@ impl Master {
     /// Its process id while it runs.
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// The `road events lost` warnings in its log so far (its peer table missed road events).
+    fn events_lost(&self) -> usize {
+        let log = self.etc.with_file_name("master.log");
+        fs::read_to_string(log).map_or(0, |l| l.matches("road events lost").count())
     }
 
     /// The minions its `status` shows allowed (`None`: no answer).
@@ -330,11 +339,38 @@ async fn wait_allowed(
             if shown == n && master_at.is_none() {
                 master_at = Some(since.elapsed());
             }
-            next_query = Instant::now() + Duration::from_millis(500);
+            next_query = Instant::now() + QUERY_EVERY;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (minions_at, master_at, minions, shown)
+}
+
+/// The minions the master's `status` does not show allowed, up to 5 (id, acceptance, joined,
+/// presence; `absent`: no row), after `: `; empty when it shows all `n`.
+async fn not_allowed(master: &Master, n: usize) -> String {
+    let Ok(status) = query_status(&master.sock).await else {
+        return ": no status".into();
+    };
+    let rows: BTreeMap<&str, _> = status.remotes.iter().map(|r| (r.id.as_str(), r)).collect();
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("swarm-{i:05}"))
+        .filter_map(|id| match rows.get(id.as_str()) {
+            Some(r) if r.allowed => None,
+            Some(r) => Some(format!(
+                "{id} ({:?}, joined {}, {})",
+                r.acceptance, r.joined, r.presence
+            )),
+            None => Some(format!("{id} (absent)")),
+        })
+        .collect();
+    match missing.len() {
+        0 => String::new(),
+        count => format!(
+            " (not allowed there: {count}, e.g. {})",
+            missing[..count.min(5)].join(", ")
+        ),
+    }
 }
 
 /// `12.3 s`, or `not within 120 s`.
@@ -404,9 +440,11 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
         wait_allowed(&master, &tally, n, start, limit).await;
     let (attempts, failures) = with(&tally, |t| (t.attempts, t.failures.clone()));
     println!(
-        "storm: {joined}/{n} joined+allowed (minions) in {}, {shown}/{n} allowed in the master's status in {}; {attempts} join attempts, failures {failures:?}; {}",
+        "storm: {joined}/{n} joined+allowed (minions) in {}, {shown}/{n} allowed in the master's status in {}{}; {attempts} join attempts, failures {failures:?}; master's 'road events lost' warnings: {}; {}",
         took(minions_at, limit),
         took(master_at, limit),
+        not_allowed(&master, n).await,
+        master.events_lost(),
         load()
     );
     let mut complete = minions_at.is_some() && master_at.is_some();
@@ -426,11 +464,12 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
     };
     let rss = rss_kib(pid).map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0));
     println!(
-        "steady {} s: master CPU {} s/s, harness CPU {} s/s ({n} roads), master RSS {rss} MiB, master lost {} times; {}",
+        "steady {} s: master CPU {} s/s, harness CPU {} s/s ({n} roads), master RSS {rss} MiB, master lost {} times, {}/{n} allowed in the master's status at the end; {}",
         args.window,
         rate(master0, master1),
         rate(self0, self1),
         with(&tally, |t| t.lost) - lost_before,
+        master.allowed().await.unwrap_or(0),
         load()
     );
 
@@ -463,9 +502,10 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
     let (minions_at, master_at, allowed, shown) =
         wait_allowed(&master, &tally, n, restarted, limit).await;
     println!(
-        "restart (kill -9): {allowed}/{n} minions allowed again in {}, {shown}/{n} allowed in the master's status in {}; master lost {} times; {}",
+        "restart (kill -9): {allowed}/{n} minions allowed again in {}, {shown}/{n} allowed in the master's status in {}{}; master lost {} times; {}",
         took(minions_at, limit),
         took(master_at, limit),
+        not_allowed(&master, n).await,
         with(&tally, |t| t.lost) - lost_before,
         load()
     );
