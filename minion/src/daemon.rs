@@ -1,24 +1,23 @@
 //! The minion's side of the shared daemon loop: its masters (Salt's `master` list), each with
-//! its join loop ([`crate::join`]), their states for `status`, the failover order of
+//! its join loop ([`salt_raet_minion::join`]), their states for `status`, the failover order of
 //! upstream messages, SIGHUP (a rejected minion asks again), and `master_finger`
 //! ([`crate::pin`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use raet::keep::{AutoMode, DirKeep};
-use raet::road::{Event, RejectedBy, RemoteStatus, RoadConfig, Uid};
+use raet::keep::DirKeep;
+use raet::road::{Event, RejectedBy, RemoteStatus, Uid};
 use salt_raet::config::{MinionConfig, Role};
 use salt_raet::daemon::{
-    bind_road, presence_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared,
-    Side, Status,
+    Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared, Side, Status,
 };
-use salt_raet::identity::{Identity, LocalParams};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::join::{JoinLoop, JoinOutcome};
 use crate::pin::MasterPin;
+use salt_raet_minion::bind_minion_road;
+use salt_raet_minion::join::{JoinLoop, JoinOutcome};
 
 /// One of the minion's masters and its join loop.
 struct Upstream {
@@ -45,7 +44,7 @@ enum JoinState {
     Joined,
     /// Joining (or waiting to retry a failed join).
     Joining,
-    /// Rejected; asks again every [`crate::join::REJECTED_RETRY`] (`rejected_retry: True`).
+    /// Rejected; asks again every [`salt_raet_minion::join::REJECTED_RETRY`] (`rejected_retry: True`).
     RejectedRetrying,
     /// Rejected; waits for SIGHUP or a restart.
     Rejected,
@@ -87,23 +86,17 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
             warn!(%role, "forgetting a master key accepted before: not master_finger's");
         }
     }
-    let identity = Identity::load_or_create_locked(
-        &mut keep,
-        LocalParams {
-            name: &own,
-            ha,
-            main: false,
-            kind: 0,
-        },
-        &mut rand_core::OsRng,
-    )?;
-    let mut road_config = RoadConfig::new(own.clone(), ha);
-    road_config.auto = match pin {
-        Some(_) => AutoMode::Never,
-        None => AutoMode::Once,
-    };
-    road_config.timers = presence_timers(config.common.raet_alive_period);
-    let road = bind_road(road_config, identity.into_keys(), Box::new(keep)).await?;
+    // Held while the identity is loaded or created: a `--finger` may be creating it now.
+    let lock = keep.lock()?;
+    let road = bind_minion_road(
+        &own,
+        ha,
+        Box::new(keep),
+        config.common.raet_alive_period,
+        pin.is_some(),
+    )
+    .await?;
+    drop(lock);
     let masters = config.masters();
     info!(id = %own, addr = %road.local_addr(), masters = ?masters, salt_crypto = config.common.raet_salt_crypto, "minion road up");
     let (joins_tx, joins) = mpsc::unbounded_channel();

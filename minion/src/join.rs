@@ -13,21 +13,21 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 /// First delay before a minion retries a failed join.
-pub(crate) const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Cap of the doubling join retry delay (each delay is jittered down to half of it).
-pub(crate) const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Delay before a minion whose join the master pended asks again (jittered down to half of
 /// it). The master is up and only waiting for its operator: asking again at once keeps a
 /// join open there nearly all the time, so that an accept completes it within a round trip
 /// (a pended join ends after the joiner timeout, 5 s, on both sides). Not zero: the
 /// master's side of the last join must have timed out first, or it refuses the new one.
-pub(crate) const PENDED_RETRY: Duration = Duration::from_millis(250);
+pub const PENDED_RETRY: Duration = Duration::from_millis(250);
 /// Delay before a rejected minion asks again (its key may have been accepted meanwhile).
-pub(crate) const REJECTED_RETRY: Duration = Duration::from_secs(30);
+pub const REJECTED_RETRY: Duration = Duration::from_secs(30);
 
 /// A step of one of the minion's join loops.
 #[derive(Debug)]
-pub(crate) enum JoinOutcome {
+pub enum JoinOutcome {
     /// The master's name resolved to this address.
     Resolved(SocketAddr),
     /// A join is being tried.
@@ -60,14 +60,19 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 /// The join loop of one of the minion's masters (each master has its own: one down or
 /// rejecting does not hold up the others).
-pub(crate) struct JoinLoop {
-    pub(crate) road: RoadStack,
+pub struct JoinLoop {
+    /// The minion's road.
+    pub road: RoadStack,
     /// The master's index in the configuration (tagged on every outcome).
-    pub(crate) index: usize,
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) rejected_retry: bool,
-    pub(crate) outcomes: mpsc::UnboundedSender<(usize, JoinOutcome)>,
+    pub index: usize,
+    /// The master's host (a name or an address).
+    pub host: String,
+    /// The master's road port.
+    pub port: u16,
+    /// Salt's `rejected_retry`: a rejected minion asks again every [`REJECTED_RETRY`].
+    pub rejected_retry: bool,
+    /// Where each step is told.
+    pub outcomes: mpsc::UnboundedSender<(usize, JoinOutcome)>,
 }
 
 impl JoinLoop {
@@ -105,7 +110,7 @@ impl JoinLoop {
     /// operator has not accepted our key yet); after a success waits for a rejoin request.
     /// A rejected minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry`
     /// (Salt's key) makes it ask again every [`REJECTED_RETRY`].
-    pub(crate) async fn run(self, mut rejoin: mpsc::UnboundedReceiver<()>) {
+    pub async fn run(self, mut rejoin: mpsc::UnboundedReceiver<()>) {
         let Some(master) = self.resolve().await else {
             return;
         };

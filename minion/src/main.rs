@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 mod daemon;
-mod join;
 mod pin;
 
 use clap::Parser;

@@ -9,6 +9,7 @@ mod demo;
 mod flood;
 mod lane;
 mod road;
+mod swarm;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ enum Commands {
     Bench(bench::BenchArgs),
     /// Forged first contacts (fresh names and keys) at a main: tests its flood bounds.
     Flood(flood::FloodArgs),
+    /// N minion roads against the real salt-raet-master: join storm, steady CPU, status, restart.
+    Swarm(swarm::SwarmArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
             Commands::Demo(args) => demo::run(args).await,
             Commands::Bench(args) => bench::run(args).await,
             Commands::Flood(args) => flood::run(args).await,
+            Commands::Swarm(args) => swarm::run(args).await,
         }
     })
 }
