@@ -12,7 +12,15 @@ use salt_raet_testkit::bin;
 #[test]
 fn three_hundred_minions_join_at_once_and_come_back_after_a_master_crash() {
     let out = Command::new(bin("raet"))
-        .args(["swarm", "--minions", "300", "--window", "5", "--queries", "5"])
+        .args([
+            "swarm",
+            "--minions",
+            "300",
+            "--window",
+            "5",
+            "--queries",
+            "5",
+        ])
         .args(["--limit", "90", "--master"])
         .arg(bin("salt-raet-master"))
         .output()

@@ -335,6 +335,32 @@ impl World {
         self.net.node_ref(at)
     }
 
+    /// A join storm: a main `master` on `main_port` and `n` estates `minion0..` on the
+    /// ports from `first_port`, all with `timers`, every join started at the same instant.
+    /// Returns the main's address and the joiners'.
+    pub fn storm(
+        &mut self,
+        timers: &Timers,
+        main_port: u16,
+        first_port: u16,
+        n: u16,
+    ) -> (SocketAddr, Vec<SocketAddr>) {
+        let mut spec = Spec::new("master", main_port).main();
+        spec.timers = timers.clone();
+        let main = self.add(spec);
+        let joiners: Vec<SocketAddr> = (0..n)
+            .map(|i| {
+                let mut spec = Spec::new(&format!("minion{i}"), first_port + i);
+                spec.timers = timers.clone();
+                self.add(spec)
+            })
+            .collect();
+        for &joiner in &joiners {
+            self.join(joiner, main);
+        }
+        (main, joiners)
+    }
+
     /// Start a join from `from` to the estate at `to`.
     pub fn join(&mut self, from: SocketAddr, to: SocketAddr) -> Uid {
         let now = self.net.now();

@@ -50,19 +50,7 @@ fn ended(peer: &Peer) -> bool {
 /// A main `master` and `n` joiners `minionN`, every join started at the same instant.
 fn joining(seed: u64, link: Link, n: u16) -> (World, SocketAddr, Vec<SocketAddr>) {
     let mut world = World::new(seed, link);
-    let mut spec = Spec::new("master", MAIN).main();
-    spec.timers = timers();
-    let main = world.add(spec);
-    let joiners: Vec<SocketAddr> = (0..n)
-        .map(|i| {
-            let mut spec = Spec::new(&format!("minion{i}"), FIRST_JOINER + i);
-            spec.timers = timers();
-            world.add(spec)
-        })
-        .collect();
-    for &joiner in &joiners {
-        world.join(joiner, main);
-    }
+    let (main, joiners) = world.storm(&timers(), MAIN, FIRST_JOINER, n);
     (world, main, joiners)
 }
 

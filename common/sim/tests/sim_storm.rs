@@ -4,11 +4,10 @@
 //! this takes is bounded by the road's per-event cost: a scan of every remote per timer or
 //! per join would make it quadratic.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use raet_proto::road::{Event, Timers};
-use raet_sim::world::{Peer, Spec, World};
+use raet_sim::world::{Peer, World};
 use raet_sim::Link;
 
 const MAIN: u16 = 7530;
@@ -34,19 +33,7 @@ fn failures(peer: &Peer) -> usize {
 #[test]
 fn ten_thousand_estates_joining_at_once_are_all_allowed_within_a_minute() {
     let mut world = World::new(11, Link::perfect());
-    let mut spec = Spec::new("master", MAIN).main();
-    spec.timers = timers();
-    let main = world.add(spec);
-    let joiners: Vec<SocketAddr> = (0..ESTATES)
-        .map(|i| {
-            let mut spec = Spec::new(&format!("minion{i}"), FIRST_JOINER + i);
-            spec.timers = timers();
-            world.add(spec)
-        })
-        .collect();
-    for &joiner in &joiners {
-        world.join(joiner, main);
-    }
+    let (main, joiners) = world.storm(&timers(), MAIN, FIRST_JOINER, ESTATES);
     let mut seen = vec![0; joiners.len()];
     let mut rejoins = 0;
     let mut waiting: Vec<usize> = (0..joiners.len()).collect();
