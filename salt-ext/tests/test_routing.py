@@ -87,14 +87,18 @@ def test_the_publisher_publishes_only_what_a_local_yard_hands_it_directly(tmp_pa
 def wait_allowed(yard):
     """Waits until the minion daemon of ``yard`` (registered for presence) has an allowed master."""
     yard.send((None, _native.MANOR, "status"))
-    (status,) = recv_until(yard)
-    if any(r.get("allowed") for r in json.loads(status.load).get("remotes", [])):
-        return
-    # not yet: the daemon tells its presence yards when the master allows it
-    while True:
+    # Both the status answer (taken off the yard) and an allowed master: in the answer, or
+    # in the presence change the daemon sends when the master allows it, which may come
+    # before the answer (the allow handled between the request and its answer) or after.
+    answered = allowed = False
+    while not (answered and allowed):
         for msg in recv_until(yard):
-            if msg.src[2] == "presence" and json.loads(msg.load).get("change") in ("new", "present"):
-                return
+            load = json.loads(msg.load)
+            if msg.src[2] == "presence":
+                allowed = allowed or load.get("change") in ("new", "present")
+            else:
+                answered = True
+                allowed = allowed or any(r.get("allowed") for r in load.get("remotes", []))
 
 
 def next_answer(yard):
