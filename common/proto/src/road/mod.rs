@@ -274,6 +274,9 @@ impl Road {
         to: Uid,
         body: Map<String, Value>,
     ) -> Result<MessageId, RoadError> {
+        // A fan-out sends to many remotes between two datagrams: settle the ones changed so
+        // far so that `poll_timeout` stays O(1) (it reads the unsettled ones).
+        self.settle();
         let limits = self.core.config.limits.clone();
         let remote = self
             .remotes
