@@ -10,7 +10,7 @@ use raet::keep::DirKeep;
 use raet::road::{Event, RejectedBy, RemoteStatus, Uid};
 use salt_raet::config::{MinionConfig, Role};
 use salt_raet::daemon::{
-    Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared, Side, Status,
+    daemon_timers, Daemon, DaemonError, JoinSummary, MasterRow, RemoteRow, Shared, Side, Status,
 };
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -92,7 +92,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
         &own,
         ha,
         Box::new(keep),
-        config.common.raet_alive_period,
+        daemon_timers(&config.common),
         pin.is_some(),
     )
     .await?;

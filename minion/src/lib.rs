@@ -2,24 +2,23 @@
 //! and by harnesses that play many minions in one process (`raet swarm`).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use raet::keep::{AutoMode, Keep};
-use raet::road::RoadConfig;
+use raet::road::{RoadConfig, Timers};
 use raet::stack::RoadStack;
-use salt_raet::daemon::{bind_road, presence_timers, DaemonError};
+use salt_raet::daemon::{bind_road, DaemonError};
 use salt_raet::identity::{Identity, LocalParams};
 
 pub mod join;
 
 /// Binds minion `own`'s road on `ha` as the daemon does: its identity from `keep` (created
-/// there on first use), presence timers of `alive_period`, and the master's key accepted the
+/// there on first use), road timers `timers` ([`salt_raet::daemon::daemon_timers`]), and the master's key accepted the
 /// first time (`pinned`, `master_finger`: never, the daemon decides each key).
 pub async fn bind_minion_road(
     own: &str,
     ha: SocketAddr,
     mut keep: Box<dyn Keep>,
-    alive_period: Duration,
+    timers: Timers,
     pinned: bool,
 ) -> Result<RoadStack, DaemonError> {
     let identity = Identity::load_or_create(
@@ -37,6 +36,6 @@ pub async fn bind_minion_road(
         true => AutoMode::Never,
         false => AutoMode::Once,
     };
-    road_config.timers = presence_timers(alive_period);
+    road_config.timers = timers;
     bind_road(road_config, identity.into_keys(), keep).await
 }

@@ -527,3 +527,96 @@ fn master_finger_pins_the_masters_key() {
     );
     assert_eq!(log_lines(&minion, &refusal), 1, "no other refusal");
 }
+
+/// The master restarted while the minion is stopped (so that no return reaches it before a
+/// yard serves their share), with yard `name` of share `ret` attached.
+fn restart_with_collector(
+    master: &mut Daemon,
+    minion: &Daemon,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+) -> Yard {
+    minion.signal("-STOP");
+    master.restart();
+    wait_for(LIMIT, "the master's status", || master.status().is_some());
+    let collector = rt.block_on(Yard::attach(master, name, json!({"shares": ["ret"]})));
+    minion.signal("-CONT");
+    collector
+}
+
+/// The numbers of the next `count` returns to `collector` (presence changes skipped), sorted;
+/// no other return may follow within half a second.
+async fn collect(collector: &Yard, count: u64) -> Vec<u64> {
+    let mut got = Vec::new();
+    let returns = |msg: &Value| msg["route"]["src"][2] != "presence";
+    while got.len() < count as usize {
+        let msg = collector.recv().await;
+        if returns(&msg) {
+            got.push(msg["load"]["n"].as_u64().unwrap());
+        }
+    }
+    while let Some(extra) = collector.recv_within(Duration::from_millis(500)).await {
+        assert!(!returns(&extra), "each return once: {extra}");
+    }
+    got.sort_unstable();
+    got
+}
+
+/// A master crash loses none of the minion's returns: those in flight when it died are sent
+/// again in the session after its restart, those sent while it was down and already lost
+/// wait for its return (bounded by `raet_message_timeout`); each arrives once. With the
+/// master gone for longer than the timeout, a return fails loudly back to its sender.
+#[test]
+fn returns_survive_a_master_crash_and_fail_loudly_when_it_stays_down() {
+    let site = Site::new();
+    let mut master = site.master("auto_accept: True\n");
+    master.pin_port();
+    let minion = site.minion_with("r1", master.port(), "raet_message_timeout: 6\n");
+    wait_for(LIMIT, "minion allowed", || master_allowed(&minion, 0));
+    let rt = runtime();
+    let worker = rt.block_on(Yard::attach(&minion, "worker", json!({"shares": ["job"]})));
+    let send = |range: std::ops::Range<u64>| {
+        rt.block_on(async {
+            for n in range {
+                worker.send(json!(null), "", "ret", json!({"n": n})).await;
+            }
+        });
+    };
+
+    // In flight: sent just after the crash, while the minion still has its session.
+    master.kill();
+    send(0..10);
+    let collector = restart_with_collector(&mut master, &minion, &rt, "collector1");
+    assert_eq!(
+        rt.block_on(collect(&collector, 10)),
+        (0..10).collect::<Vec<_>>()
+    );
+
+    // Held: sent once the minion knows the master is lost.
+    master.kill();
+    wait_for(LIMIT, "the master lost", || !master_allowed(&minion, 0));
+    send(10..30);
+    let collector = restart_with_collector(&mut master, &minion, &rt, "collector2");
+    rt.block_on(async {
+        assert_eq!(collect(&collector, 20).await, (10..30).collect::<Vec<_>>());
+        let quiet = worker.recv_within(Duration::from_secs(1)).await;
+        assert!(quiet.is_none(), "no error came back: {quiet:?}");
+    });
+
+    master.kill();
+    wait_for(LIMIT, "the master lost again", || {
+        !master_allowed(&minion, 0)
+    });
+    let sent = Instant::now();
+    rt.block_on(async {
+        worker.send(json!(null), "", "ret", json!({"n": 99})).await;
+        let failed = worker.recv().await;
+        assert_eq!(failed["load"]["kind"], "send_failed", "{failed}");
+    });
+    let waited = sent.elapsed();
+    eprintln!("the held return failed after {:.1} s", waited.as_secs_f64());
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+}

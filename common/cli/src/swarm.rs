@@ -18,7 +18,7 @@ use clap::Args;
 use raet::keep::DirKeep;
 use raet::road::{Event, Presence};
 use raet::stack::RoadStack;
-use salt_raet::daemon::query_status;
+use salt_raet::daemon::{presence_timers, query_status};
 use salt_raet_minion::bind_minion_road;
 use salt_raet_minion::join::{JoinLoop, JoinOutcome};
 use tokio::process::{Child, Command};
@@ -231,7 +231,7 @@ async fn bind_minions(site: &Path, n: usize, alive_period: u64) -> Result<Vec<Ro
             &id,
             minion_address(i),
             Box::new(keep),
-            Duration::from_secs(alive_period),
+            presence_timers(Duration::from_secs(alive_period)),
             false,
         )
         .await

@@ -145,6 +145,10 @@ pub struct CommonConfig {
     pub raet_port: u16,
     /// `raet_alive_period` (ours; seconds, default 10): the presence heartbeat period.
     pub raet_alive_period: Duration,
+    /// `raet_message_timeout` (ours; seconds, default 30): how long a message waits for its
+    /// peer (queued while the peer is not allowed, or sent without an answer) before it fails
+    /// back to its sender with `send_failed`.
+    pub raet_message_timeout: Duration,
     /// `raet_salt_crypto` (ours; default false): Salt's own RSA/AES channels run on top of
     /// RAET. Salt's `_auth` then owns the pki directories and salt-key decides on Salt's RSA
     /// keys; the master daemon accepts RAET keys from its keep alone (`raet_auto_accept`).
@@ -162,6 +166,8 @@ impl CommonConfig {
 pub const MIN_PERIOD: Duration = Duration::from_millis(1);
 /// Default presence period (`raet_alive_period`), seconds.
 pub const DEFAULT_ALIVE_PERIOD_SECS: u64 = 10;
+/// Default `raet_message_timeout`, seconds (the road's own default).
+pub const DEFAULT_MESSAGE_TIMEOUT_SECS: u64 = 30;
 /// Salt's default `loop_interval` (the master's maintenance period), seconds.
 pub const DEFAULT_LOOP_INTERVAL_SECS: u64 = 60;
 
@@ -213,6 +219,7 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
             },
         )?,
         raet_alive_period: alive,
+        raet_message_timeout: raw.seconds("raet_message_timeout", DEFAULT_MESSAGE_TIMEOUT_SECS)?,
         raet_salt_crypto: raw.bool("raet_salt_crypto", false)?,
     })
 }

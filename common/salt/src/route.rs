@@ -71,6 +71,9 @@ pub enum Action {
     Local(String, Envelope),
     /// Drop it (counted): an undeliverable error envelope.
     Drop(ErrorKind),
+    /// Keep it for the upstream until an upstream peer is allowed (none is now): a minion's
+    /// message for its master while no master has a session (counted `held`).
+    Hold(Envelope),
 }
 
 /// The routing table of one daemon: registered yards and counters. The set of joined peers is
@@ -138,7 +141,8 @@ impl RouteTable {
 
     /// A message the road could not deliver to `failed`: a message this table sent upstream
     /// (not to a named estate) goes to the next joined upstream peer after `failed` in order
-    /// of preference; otherwise (or when there is none) the sender is answered with
+    /// of preference, or is held when no upstream peer is joined any more (its session ended:
+    /// it comes back with the next one); otherwise the sender is answered with
     /// [`ErrorKind::SendFailed`].
     pub fn failover(
         &mut self,
@@ -148,26 +152,41 @@ impl RouteTable {
         reason: &str,
         peers: &BTreeSet<String>,
     ) -> Action {
-        let upstream = self.upstream
-            && match &env.dst_estate {
-                DstEstate::Local => true,
-                DstEstate::One(e) => e == own,
-                DstEstate::Many(_) | DstEstate::All => false,
-            };
-        match self.next_upstream(peers, Some(failed)).filter(|_| upstream) {
+        if !self.goes_upstream(own, &env) {
+            return self.error(own, &env, ErrorKind::SendFailed, reason);
+        }
+        match self.next_upstream(peers, Some(failed)) {
             Some(next) => {
                 tracing::debug!(failed, next, reason, "upstream failover");
                 self.count("failover");
                 Action::Road(vec![next], env)
             }
+            None if self.next_upstream(peers, None).is_none() => self.hold(env),
             None => self.error(own, &env, ErrorKind::SendFailed, reason),
         }
     }
 
     /// Counters: one per [`ErrorKind::code`], plus `routed_local`, `routed_road`,
-    /// `routed_upstream`, `failover`, `registered`.
+    /// `routed_upstream`, `failover`, `held`, `registered`.
     pub fn counters(&self) -> &BTreeMap<&'static str, u64> {
         &self.counters
+    }
+
+    /// Whether `env`, sent over the road by daemon `own`, went upstream (not to a named
+    /// estate).
+    pub fn goes_upstream(&self, own: &str, env: &Envelope) -> bool {
+        self.upstream
+            && match &env.dst_estate {
+                DstEstate::Local => true,
+                DstEstate::One(e) => e == own,
+                DstEstate::Many(_) | DstEstate::All => false,
+            }
+    }
+
+    /// An upstream message kept for the next upstream session.
+    fn hold(&mut self, env: Envelope) -> Action {
+        self.count("held");
+        Action::Hold(env)
     }
 
     fn count(&mut self, what: &'static str) {
@@ -233,10 +252,7 @@ impl RouteTable {
                         self.count("routed_upstream");
                         Action::Road(vec![master], env)
                     }
-                    None => {
-                        let reason = "no master is joined";
-                        self.error(own, &env, ErrorKind::UnknownEstate, reason)
-                    }
+                    None => self.hold(env),
                 };
             }
             return self.daemon_or_local(own, from_yard, env);

@@ -7,6 +7,7 @@
 //! the minion's upstream masters and join loops in the `minion` crate. The status a daemon
 //! answers is typed ([`status`]).
 
+mod hold;
 mod run;
 mod safety;
 pub mod status;
@@ -22,7 +23,7 @@ use raet::road::{Event, Presence, RemoteStatus, RoadConfig, Timers, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand::Rng;
 
-use crate::config::Role;
+use crate::config::{CommonConfig, Role};
 use crate::pki;
 
 pub use run::{Daemon, Peer, Shared};
@@ -143,6 +144,16 @@ pub fn presence_timers(period: Duration) -> Timers {
         alive_redo_min: period / 4,
         alive_redo_max: period / 2,
         ..Timers::default()
+    }
+}
+
+/// A daemon's road timers: [`presence_timers`] of `raet_alive_period`, and messages that
+/// wait (queued for a peer that is not allowed, or without an answer) at most
+/// `raet_message_timeout`.
+pub fn daemon_timers(common: &CommonConfig) -> Timers {
+    Timers {
+        message_timeout: common.raet_message_timeout,
+        ..presence_timers(common.raet_alive_period)
     }
 }
 

@@ -15,12 +15,14 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::hold::Hold;
 use super::safety::check_private_dir;
 use super::status::{to_load, RemoteRow, Status, STATUS_VERSION};
 use super::{epoch_secs, presence_word, DaemonError, Side};
 use crate::config::{CommonConfig, Role};
 use crate::envelope::{
-    lane_dir, DstEstate, Envelope, LANE, MANOR, SHARE_PRESENCE, SHARE_REGISTER, SHARE_STATUS,
+    lane_dir, DstEstate, Envelope, ErrorKind, LANE, MANOR, SHARE_PRESENCE, SHARE_REGISTER,
+    SHARE_STATUS,
 };
 use crate::evbus::EventBus;
 use crate::route::{Action, RouteTable};
@@ -43,8 +45,17 @@ pub struct Peer {
     pub address: Option<SocketAddr>,
 }
 
-/// A message the road could not deliver: the message, its estate, why.
-type Failure = (Envelope, String, String);
+/// A message the road could not deliver.
+struct Failure {
+    env: Envelope,
+    /// The estate it was for.
+    estate: String,
+    /// The road uid it was sent to (none: the estate had no session).
+    uid: Option<Uid>,
+    reason: String,
+    /// The deadline of its hold when it was sent from the [`Hold`].
+    held_until: Option<Instant>,
+}
 
 /// The state both sides act on.
 pub struct Shared {
@@ -65,6 +76,8 @@ pub struct Shared {
     status_requests: Vec<String>,
     /// `raet_salt_crypto`: Salt's own channels run on top (shown by `status`).
     salt_crypto: bool,
+    /// Upstream messages waiting for an upstream session (a minion's).
+    hold: Hold,
 }
 
 /// A running daemon: the shared state and its side.
@@ -139,6 +152,12 @@ impl Shared {
     /// Carries out routing actions (an undeliverable local message turns into an error);
     /// status requests are queued for the loop, which knows the side.
     pub async fn execute(&mut self, action: Action) {
+        self.execute_held(action, None).await;
+    }
+
+    /// [`Shared::execute`], where a message to hold again keeps the deadline of its first
+    /// hold (`held_until`); one that cannot be held is answered with `send_failed`.
+    async fn execute_held(&mut self, action: Action, held_until: Option<Instant>) {
         let mut work = vec![action];
         while let Some(action) = work.pop() {
             match action {
@@ -154,9 +173,28 @@ impl Shared {
                 Action::Road(estates, env) => {
                     debug!(?estates, src = ?env.src, "to the road");
                     for estate in estates {
-                        self.transmit(&estate, &env);
+                        self.transmit(&estate, &env, None);
                     }
                 }
+                Action::Hold(env) => match self.hold.admit(held_until, Instant::now()) {
+                    Ok(deadline) => {
+                        self.hold.keep(env, deadline);
+                        debug!(
+                            held = self.hold.len(),
+                            "message held for the next master session"
+                        );
+                    }
+                    Err(why) => {
+                        warn!(src = ?env.src, error = %why, "message for the master failed");
+                        let reason = why.to_string();
+                        work.push(self.table.error(
+                            &self.own,
+                            &env,
+                            ErrorKind::SendFailed,
+                            &reason,
+                        ));
+                    }
+                },
                 Action::Local(yard, env) => {
                     debug!(%yard, src = ?env.src, "to local yard");
                     if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
@@ -176,11 +214,17 @@ impl Shared {
         }
     }
 
-    /// Sends `env` to `estate` in the background; a failure comes back as an error envelope.
-    fn transmit(&mut self, estate: &str, env: &Envelope) {
+    /// Sends `env` to `estate` in the background (`held_until`: the deadline of its hold when
+    /// it comes from the [`Hold`]); a failure comes back to the loop.
+    fn transmit(&mut self, estate: &str, env: &Envelope, held_until: Option<Instant>) {
         let Some(uid) = self.peers.get(estate).and_then(|p| p.uid) else {
-            let reason = format!("estate {estate:?} is not joined");
-            let _ = self.failures.send((env.clone(), estate.to_owned(), reason));
+            let _ = self.failures.send(Failure {
+                env: env.clone(),
+                estate: estate.to_owned(),
+                uid: None,
+                reason: format!("estate {estate:?} is not joined"),
+                held_until,
+            });
             return;
         };
         let sending = self.road.transmit(uid, env.to_body());
@@ -190,9 +234,73 @@ impl Shared {
         tokio::spawn(async move {
             if let Err(e) = sending.await {
                 let reason = format!("to {estate:?}: {e}");
-                let _ = failures.send((env, estate, reason));
+                let _ = failures.send(Failure {
+                    env,
+                    estate,
+                    uid: Some(uid),
+                    reason,
+                    held_until,
+                });
             }
         });
+    }
+
+    /// A message the road could not deliver. An upstream message whose session ended while a
+    /// new one with the same peer opened is sent again in the new one (within the hold
+    /// limit from its first failure); others fail over, are held, or fail back to their
+    /// sender ([`RouteTable::failover`]).
+    async fn on_failure(&mut self, failure: Failure) {
+        let Failure {
+            env,
+            estate,
+            uid,
+            reason,
+            held_until,
+        } = failure;
+        let now = Instant::now();
+        let current = self
+            .peers
+            .get(&estate)
+            .filter(|p| p.allowed)
+            .and_then(|p| p.uid);
+        let renewed = uid.is_some() && current.is_some() && current != uid;
+        if renewed && self.table.goes_upstream(&self.own, &env) {
+            let deadline = held_until.unwrap_or_else(|| self.hold.deadline(now));
+            if deadline > now {
+                debug!(remote = %estate, reason, "sent again in the new session");
+                self.transmit(&estate, &env, Some(deadline));
+                return;
+            }
+        }
+        let peers = self.allowed_peers();
+        let action = self
+            .table
+            .failover(&self.own, env, &estate, &reason, &peers);
+        self.execute_held(action, held_until).await;
+    }
+
+    /// Sends every held message to `estate`, which was just allowed (the upstream).
+    fn release_held(&mut self, estate: &str) {
+        if self.hold.is_empty() {
+            return;
+        }
+        let held = self.hold.release();
+        info!(remote = %estate, messages = held.len(), "sending the messages held for the master");
+        for (env, deadline) in held {
+            self.transmit(estate, &env, Some(deadline));
+        }
+    }
+
+    /// Answers the held messages whose deadline passed with `send_failed`.
+    async fn expire_held(&mut self) {
+        for env in self.hold.expire(Instant::now()) {
+            warn!(src = ?env.src, "no master session within raet_message_timeout: message failed");
+            let reason = "no master was allowed within raet_message_timeout";
+            let action = self
+                .table
+                .error(&self.own, &env, ErrorKind::SendFailed, reason);
+            self.execute(action).await;
+        }
     }
 
     /// Tells the yards registered for share `presence` (and Salt's event bus, with
@@ -265,6 +373,7 @@ impl<S: Side> Daemon<S> {
             failures,
             status_requests: Vec::new(),
             salt_crypto: common.raet_salt_crypto,
+            hold: Hold::new(common.raet_message_timeout),
         };
         Ok(Self {
             shared,
@@ -282,6 +391,7 @@ impl<S: Side> Daemon<S> {
         let road = self.shared.road.clone();
         let lane = Arc::clone(&self.shared.lane);
         loop {
+            let held_until = self.shared.hold.next_deadline();
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
@@ -311,11 +421,8 @@ impl<S: Side> Daemon<S> {
                     }
                     Err(e) => { error!(error = %e, "lane stopped"); break; }
                 },
-                Some((env, estate, reason)) = self.failures.recv() => {
-                    let peers = self.shared.allowed_peers();
-                    let action = self.shared.table.failover(&self.shared.own, env, &estate, &reason, &peers);
-                    self.shared.execute(action).await;
-                }
+                Some(failure) = self.failures.recv() => self.shared.on_failure(failure).await,
+                () = sleep_until_some(held_until), if held_until.is_some() => self.shared.expire_held().await,
                 input = self.side.next_input() => self.side.on_input(&mut self.shared, input).await,
             }
             self.answer_status_requests().await;
@@ -347,6 +454,7 @@ impl<S: Side> Daemon<S> {
                 info!(remote = %name, "joined and allowed");
                 let address = d.road.remote(*uid).await.map(|r| r.ha);
                 d.open_session(name, *uid, address);
+                d.release_held(name);
                 d.seen(name);
                 d.presence(name, Presence::Allowed).await;
             }
@@ -438,5 +546,13 @@ impl<S: Side> Daemon<S> {
         self.side.status(d, &remotes, &mut rows, &mut status);
         status.remotes = rows.into_values().collect();
         status
+    }
+}
+
+/// Sleeps until `deadline` (for ever without one).
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }

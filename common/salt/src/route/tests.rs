@@ -273,9 +273,13 @@ fn a_minion_table_sends_unserved_shares_to_its_master() {
         t.from_lane("m1", "c", &publ, &peers(&["master_a"])),
         Action::Local(y, _) if y == "pubyard"
     ));
-    // no master joined: an error carrying the request id comes back at once
+    // no master joined: held for the next master session
     let action = t.from_lane("m1", "c", &req, &peers(&[]));
-    assert_error_to_yard(action, "unknown_estate", "c", "r1");
+    assert!(
+        matches!(&action, Action::Hold(env) if env.load["rid"] == "r1"),
+        "{action:?}"
+    );
+    assert_eq!(t.counters().get("held"), Some(&1));
 }
 
 #[test]
@@ -348,9 +352,9 @@ fn upstream_goes_to_the_first_joined_master_in_configuration_order() {
     assert_eq!(to(&mut t, &["beta", "alpha"]), Some(vec!["alpha".into()]));
     assert_eq!(to(&mut t, &["beta"]), Some(vec!["beta".into()]));
     assert_eq!(t.counters().get("routed_upstream"), Some(&4));
-    // none joined: an error to the sender, not silence
+    // none joined: held for the next master session (the daemon bounds the wait)
     let action = t.from_lane("m1", "c", &req, &peers(&[]));
-    assert_eq!(error_kind(&action).as_deref(), Some("unknown_estate"));
+    assert!(matches!(action, Action::Hold(_)), "{action:?}");
 }
 
 #[test]
@@ -402,9 +406,12 @@ fn an_upstream_send_failure_fails_over_to_the_next_master_then_answers() {
     }
     assert_eq!(t.counters().get("failover"), Some(&3));
     // the last one failed: the sender gets the error with its request id
-    let action = t.failover("m1", env, "m_c", "to m_c: gone", &joined);
+    let action = t.failover("m1", env.clone(), "m_c", "to m_c: gone", &joined);
     assert_error_to_yard(action, "send_failed", "c", "r9");
     assert_eq!(t.counters().get("send_failed"), Some(&1));
+    // no master joined any more (their sessions ended): held for the next one
+    let action = t.failover("m1", env, "m_c", "to m_c: removed", &peers(&[]));
+    assert!(matches!(action, Action::Hold(_)), "{action:?}");
 }
 
 #[test]
