@@ -304,7 +304,7 @@ impl Side for MasterSide {
             Input::Key(change) => self.on_key_change(d, change).await,
             Input::Bus(event) => self.on_key_event(d, event).await,
             Input::Present => {
-                let present: Vec<String> = d.allowed_peers().into_iter().collect();
+                let present: Vec<String> = d.core.allowed_peers().into_iter().collect();
                 d.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
             }
         }
@@ -509,7 +509,7 @@ impl MasterSide {
             Ok(_) => {
                 info!(remote = %name, "pending key of a first contact that stopped asking removed");
                 keys.applied.remove(name);
-                d.peers.remove(name);
+                d.core.peers.remove(name);
             }
             Err(e) => warn!(remote = %name, error = %e, "cannot remove the pending key"),
         }
@@ -520,7 +520,7 @@ impl MasterSide {
             return;
         };
         if matches!(key_state(keys.acceptor.pki(), name), Ok(None))
-            && d.peers.remove(name).is_some()
+            && d.core.peers.remove(name).is_some()
         {
             debug!(remote = %name, "no key left: forgotten");
         }
@@ -588,14 +588,14 @@ impl MasterSide {
             Some(KeyState::Accepted) => d.road.accept(&change.id).await,
             Some(KeyState::Pending) => Ok(()),
             Some(KeyState::Rejected) | Some(KeyState::Denied) | None => {
-                if d.peers.get(&change.id).is_some_and(|p| p.allowed) {
-                    d.presence(&change.id, Presence::Lost).await;
+                if d.core.peers.get(&change.id).is_some_and(|p| p.allowed) {
+                    d.core.tell_presence(&change.id, Presence::Lost);
                 }
                 let result = d.road.reject(&change.id).await;
                 if !keep_decision {
                     let _ = d.road.forget_role(&change.id).await;
                 }
-                let uid = d.end_session(&change.id);
+                let uid = d.core.end_session(&change.id);
                 self.on_session_dropped(d, &change.id, uid).await;
                 self.forget_if_deleted(d, &change.id);
                 result

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use raet::keep::DirKeep;
 use raet::road::{Event, RejectedBy, RemoteStatus, Uid};
@@ -195,8 +196,8 @@ impl Side for MinionSide {
                 .iter()
                 .filter_map(|m| m.estate.clone())
                 .collect();
-            d.table.set_upstreams(order);
-            d.open_session(&name, uid, Some(ha));
+            d.core.table.set_upstreams(order);
+            d.core.open_session(&name, uid, Some(ha), Instant::now());
         }
     }
 
@@ -289,7 +290,7 @@ impl Side for MinionSide {
 
 /// The `status` entry of one of the minion's masters.
 fn master_row(d: &Shared, master: &Upstream, remotes: &[RemoteStatus]) -> MasterRow {
-    let peer = master.estate.as_ref().and_then(|e| d.peers.get(e));
+    let peer = master.estate.as_ref().and_then(|e| d.core.peers.get(e));
     let joined = remotes
         .iter()
         .any(|r| Some(r.ha) == master.address && r.joined == Some(true));

@@ -7,6 +7,7 @@
 //! the minion's upstream masters and join loops in the `minion` crate. The status a daemon
 //! answers is typed ([`status`]).
 
+mod core;
 mod hold;
 mod run;
 mod safety;
@@ -26,7 +27,8 @@ use rand::Rng;
 use crate::config::{CommonConfig, Role};
 use crate::pki;
 
-pub use run::{Daemon, Peer, Shared};
+pub use self::core::{DaemonCore, Effect, Failure, Peer, PRESENCE_CHANGE_TAG};
+pub use run::{Daemon, Shared};
 pub use status::{
     print_status, query_status, status_table, JoinSummary, MasterRow, RemoteRow, Status,
 };

@@ -1,0 +1,447 @@
+//! The daemons' decisions, sans-IO: what the daemon knows of its peers (sessions, presence),
+//! where each message goes ([`RouteTable`]), which messages wait for a master ([`Hold`]),
+//! and what a failed delivery becomes. [`DaemonCore`] takes the road's events, the messages
+//! of the road and the lane, failed deliveries and the time, and hands out [`Effect`]s; the
+//! tokio loop ([`super::Daemon`]) carries them out, and the simulation tests
+//! (`common/salt/tests/daemon_sim.rs`) drive it on simulated roads in virtual time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use raet::road::{Presence, Uid};
+use serde_json::{json, Map, Value};
+use tracing::{debug, info, warn};
+
+use super::hold::Hold;
+use super::presence_word;
+use crate::envelope::{
+    DstEstate, Envelope, ErrorKind, MANOR, SHARE_PRESENCE, SHARE_REGISTER, SHARE_STATUS,
+};
+use crate::route::{Action, RouteTable};
+
+/// The tag of a presence change (`new`, `lost` lists).
+pub const PRESENCE_CHANGE_TAG: &str = "salt/presence/change";
+
+/// What the daemon knows about a peer estate.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its road uid while it has a session.
+    pub uid: Option<Uid>,
+    /// A session is open.
+    pub allowed: bool,
+    /// The presence word last told (`new`, `present`, `lost`, `unknown`).
+    pub presence: &'static str,
+    /// When it was last heard from.
+    pub last_seen: Option<SystemTime>,
+    /// Its road address.
+    pub address: Option<SocketAddr>,
+}
+
+/// A message the road could not deliver.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The message.
+    pub env: Envelope,
+    /// The estate it was for.
+    pub estate: String,
+    /// The road uid it was sent to (none: the estate had no session).
+    pub uid: Option<Uid>,
+    /// Why (for the sender's error).
+    pub reason: String,
+    /// The deadline of its hold when it was sent from the hold ([`Effect::Transmit`]).
+    pub held_until: Option<Instant>,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Send `env` over the road to `estate` (road uid `uid`); when the road fails it, hand
+    /// a [`Failure`] with these fields back to [`DaemonCore::failed`].
+    Transmit {
+        /// The peer's name.
+        estate: String,
+        /// Its road uid.
+        uid: Uid,
+        /// The message.
+        env: Envelope,
+        /// The deadline of its hold, if it was held.
+        held_until: Option<Instant>,
+    },
+    /// Deliver `env` to local yard `yard`; when that fails, [`DaemonCore::undelivered`].
+    Local {
+        /// The yard.
+        yard: String,
+        /// The message.
+        env: Envelope,
+    },
+    /// Fire an event on Salt's master event bus.
+    Fire {
+        /// The tag.
+        tag: &'static str,
+        /// The data (a map).
+        data: Map<String, Value>,
+    },
+    /// Answer the daemon's status to `yard` (the driver knows the road's side of it).
+    Status {
+        /// The yard that asked.
+        yard: String,
+    },
+    /// `name`'s session ended (lost): the side acts on it (the master forgets the minion,
+    /// the minion joins its master again).
+    SessionDropped {
+        /// The peer.
+        name: String,
+        /// The road uid its session had.
+        uid: Option<Uid>,
+    },
+}
+
+/// The daemon's decisions (see the module comment).
+#[derive(Debug)]
+pub struct DaemonCore {
+    own: String,
+    /// Where messages go.
+    pub table: RouteTable,
+    /// The peers we know, by name.
+    pub peers: BTreeMap<String, Peer>,
+    hold: Hold,
+    /// Presence changes are fired on Salt's master event bus (`presence_events`).
+    presence_events: bool,
+    effects: Vec<Effect>,
+}
+
+impl DaemonCore {
+    /// The decisions of daemon `own`: a minion's (`upstream`: messages for a share no local
+    /// yard serves go to its masters, and wait at most `hold_limit` for one) or a master's;
+    /// `presence_events`: presence changes are fired on the event bus.
+    pub fn new(own: String, upstream: bool, hold_limit: Duration, presence_events: bool) -> Self {
+        Self {
+            own,
+            table: if upstream {
+                RouteTable::with_upstream()
+            } else {
+                RouteTable::new()
+            },
+            peers: BTreeMap::new(),
+            hold: Hold::new(hold_limit),
+            presence_events,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Our estate name.
+    pub fn own(&self) -> &str {
+        &self.own
+    }
+
+    /// The effects decided so far, in order (the core keeps none).
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// The next time [`DaemonCore::handle_timeout`] has work (a held message's deadline).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.hold.next_deadline()
+    }
+
+    /// Held messages whose deadline passed are answered with `send_failed`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for env in self.hold.expire(now) {
+            warn!(src = ?env.src, "no master session within raet_message_timeout: message failed");
+            let reason = "no master was allowed within raet_message_timeout";
+            let action = self
+                .table
+                .error(&self.own, &env, ErrorKind::SendFailed, reason);
+            self.execute(action, None, now);
+        }
+    }
+
+    /// How many messages wait for a master.
+    pub fn held(&self) -> usize {
+        self.hold.len()
+    }
+
+    /// The peers with an open session.
+    pub fn allowed_peers(&self) -> BTreeSet<String> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.allowed && p.uid.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The row of `name`, created when missing.
+    pub fn peer(&mut self, name: &str) -> &mut Peer {
+        self.peers.entry(name.to_owned()).or_insert(Peer {
+            uid: None,
+            allowed: false,
+            presence: "unknown",
+            last_seen: None,
+            address: None,
+        })
+    }
+
+    /// Records a session with `name` (uid `uid` at `address`); the messages held for a
+    /// master go to it.
+    pub fn open_session(
+        &mut self,
+        name: &str,
+        uid: Uid,
+        address: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        let peer = self.peer(name);
+        peer.uid = Some(uid);
+        peer.allowed = true;
+        peer.address = address;
+        if !self.hold.is_empty() {
+            let held = self.hold.release();
+            info!(remote = %name, messages = held.len(), "sending the messages held for the master");
+            for (env, deadline) in held {
+                self.transmit(name, env, Some(deadline), now);
+            }
+        }
+    }
+
+    /// Ends the session of `name` in its row; returns the uid it had.
+    pub fn end_session(&mut self, name: &str) -> Option<Uid> {
+        let peer = self.peers.get_mut(name)?;
+        peer.allowed = false;
+        peer.uid.take()
+    }
+
+    fn seen(&mut self, name: &str, wall: SystemTime) {
+        self.peer(name).last_seen = Some(wall);
+    }
+
+    /// A message from local yard `yard`.
+    pub fn from_lane(&mut self, yard: &str, body: &Map<String, Value>, now: Instant) {
+        let peers = self.allowed_peers();
+        let action = self.table.from_lane(&self.own, yard, body, &peers);
+        self.execute(action, None, now);
+    }
+
+    /// A message from peer `from` over the road (the driver confirms its receipt once the
+    /// effects are carried out).
+    pub fn from_road(
+        &mut self,
+        from: &str,
+        body: &Map<String, Value>,
+        (now, wall): (Instant, SystemTime),
+    ) {
+        self.seen(from, wall);
+        let action = self.table.from_road(&self.own, from, body);
+        self.execute(action, None, now);
+    }
+
+    /// Delivering `env` to local yard `yard` failed (gone, or its queue stayed full): the
+    /// yard is forgotten and the message goes to another yard of its share or back to its
+    /// sender as an error.
+    pub fn undelivered(&mut self, yard: &str, env: Envelope, now: Instant) {
+        self.table.forget(yard);
+        let action = self.table.undelivered(&self.own, yard, env);
+        self.execute(action, None, now);
+    }
+
+    /// The road allowed `name` (uid `uid`, at `address`).
+    pub fn allowed(
+        &mut self,
+        name: &str,
+        uid: Uid,
+        address: Option<SocketAddr>,
+        (now, wall): (Instant, SystemTime),
+    ) {
+        info!(remote = %name, "joined and allowed");
+        self.open_session(name, uid, address, now);
+        self.seen(name, wall);
+        self.tell_presence(name, Presence::Allowed);
+    }
+
+    /// The road's presence change of `name`. Joined and allowed are told once, by
+    /// [`DaemonCore::allowed`] ("new"); a lost peer's session ends
+    /// ([`Effect::SessionDropped`]).
+    pub fn presence(&mut self, name: &str, presence: Presence, wall: SystemTime) {
+        if presence != Presence::Lost {
+            self.seen(name, wall);
+        }
+        let allowed = self.peers.get(name).is_some_and(|p| p.allowed);
+        if matches!(presence, Presence::Joined | Presence::Allowed)
+            || (presence == Presence::Alive && !allowed)
+        {
+            return;
+        }
+        self.tell_presence(name, presence);
+        if presence == Presence::Lost {
+            let uid = self.end_session(name);
+            self.effects.push(Effect::SessionDropped {
+                name: name.to_owned(),
+                uid,
+            });
+        }
+    }
+
+    /// The road rejected or removed `name`'s session `uid`: only a rejection of the peer's
+    /// own session ends it (a rejected join naming another uid, or a join with other keys
+    /// claiming its name, leaves it alone).
+    pub fn session_refused(&mut self, name: &str, uid: Uid) {
+        if let Some(peer) = self.peers.get_mut(name) {
+            if peer.uid.is_none() || peer.uid == Some(uid) {
+                peer.allowed = false;
+                peer.uid = None;
+            }
+        }
+    }
+
+    /// Tells the yards registered for share `presence` (and Salt's event bus, with
+    /// `presence_events`) that `name`'s presence changed; nothing when it did not.
+    pub fn tell_presence(&mut self, name: &str, presence: Presence) {
+        let word = presence_word(presence);
+        if let Some(peer) = self.peers.get_mut(name) {
+            if peer.presence == word {
+                return;
+            }
+            peer.presence = word;
+        }
+        info!(remote = %name, presence = word, "presence");
+        if self.presence_events {
+            let (new, lost): (Vec<&str>, Vec<&str>) = match presence {
+                Presence::Lost => (vec![], vec![name]),
+                _ => (vec![name], vec![]),
+            };
+            let data = json!({"new": new, "lost": lost});
+            self.effects.push(Effect::Fire {
+                tag: PRESENCE_CHANGE_TAG,
+                data: data.as_object().cloned().unwrap_or_default(),
+            });
+        }
+        for yard in self.table.yards_for(SHARE_PRESENCE) {
+            let load = json!({"change": word, "id": name});
+            let load = load.as_object().cloned().unwrap_or_default();
+            let env = self.manor_envelope(&yard, SHARE_PRESENCE, load);
+            self.effects.push(Effect::Local { yard, env });
+        }
+    }
+
+    /// A message the road could not deliver. An upstream message whose session ended while a
+    /// new one with the same peer opened is sent again in the new one (within the hold
+    /// limit from its first failure); others fail over, are held, or fail back to their
+    /// sender ([`RouteTable::failover`]).
+    pub fn failed(&mut self, failure: Failure, now: Instant) {
+        let Failure {
+            env,
+            estate,
+            uid,
+            reason,
+            held_until,
+        } = failure;
+        let current = self
+            .peers
+            .get(&estate)
+            .filter(|p| p.allowed)
+            .and_then(|p| p.uid);
+        let renewed = uid.is_some() && current.is_some() && current != uid;
+        if renewed && self.table.goes_upstream(&self.own, &env) {
+            let deadline = held_until.unwrap_or_else(|| self.hold.deadline(now));
+            if deadline > now {
+                debug!(remote = %estate, reason, "sent again in the new session");
+                self.transmit(&estate, env, Some(deadline), now);
+                return;
+            }
+        }
+        let peers = self.allowed_peers();
+        let action = self
+            .table
+            .failover(&self.own, env, &estate, &reason, &peers);
+        self.execute(action, held_until, now);
+    }
+
+    /// A message from our [`MANOR`] share `share` to local yard `yard`.
+    pub fn manor_envelope(&self, yard: &str, share: &str, load: Map<String, Value>) -> Envelope {
+        Envelope {
+            src: [
+                Some(self.own.clone()),
+                Some(MANOR.into()),
+                Some(share.into()),
+            ],
+            dst_estate: DstEstate::Local,
+            dst_yard: Some(yard.to_owned()),
+            dst_share: Some(share.to_owned()),
+            load,
+        }
+    }
+
+    /// The status answer to `yard`, with `status` the daemon's status load.
+    pub fn status_envelope(&self, yard: &str, status: Map<String, Value>) -> Envelope {
+        self.manor_envelope(yard, SHARE_STATUS, status)
+    }
+
+    /// Turns a routing action into effects; a message to hold again keeps the deadline of
+    /// its first hold (`held_until`); one that cannot be held is answered with
+    /// `send_failed`.
+    fn execute(&mut self, action: Action, held_until: Option<Instant>, now: Instant) {
+        match action {
+            Action::Registered(yard) => {
+                debug!(%yard, "yard registered");
+                let mut load = Map::new();
+                load.insert("registered".into(), Value::Bool(true));
+                load.insert("estate".into(), Value::String(self.own.clone()));
+                let env = self.manor_envelope(&yard, SHARE_REGISTER, load);
+                self.effects.push(Effect::Local { yard, env });
+            }
+            Action::Status(yard) => self.effects.push(Effect::Status { yard }),
+            Action::Road(estates, env) => {
+                debug!(?estates, src = ?env.src, "to the road");
+                for estate in estates {
+                    self.transmit(&estate, env.clone(), None, now);
+                }
+            }
+            Action::Hold(env) => match self.hold.admit(held_until, now) {
+                Ok(deadline) => {
+                    self.hold.keep(env, deadline);
+                    debug!(
+                        held = self.hold.len(),
+                        "message held for the next master session"
+                    );
+                }
+                Err(why) => {
+                    warn!(src = ?env.src, error = %why, "message for the master failed");
+                    let reason = why.to_string();
+                    let action = self
+                        .table
+                        .error(&self.own, &env, ErrorKind::SendFailed, &reason);
+                    self.execute(action, None, now);
+                }
+            },
+            Action::Local(yard, env) => {
+                debug!(%yard, src = ?env.src, "to local yard");
+                self.effects.push(Effect::Local { yard, env });
+            }
+            Action::Drop(kind) => debug!(kind = kind.code(), "message dropped"),
+        }
+    }
+
+    /// Sends `env` to `estate` (`held_until`: the deadline of its hold when it comes from the
+    /// hold); without a session with it, the message fails at once (its failover ends: it
+    /// only goes to peers with a session, and an error about an error is dropped).
+    fn transmit(&mut self, estate: &str, env: Envelope, held_until: Option<Instant>, now: Instant) {
+        match self.peers.get(estate).and_then(|p| p.uid) {
+            Some(uid) => self.effects.push(Effect::Transmit {
+                estate: estate.to_owned(),
+                uid,
+                env,
+                held_until,
+            }),
+            None => {
+                let failure = Failure {
+                    env,
+                    estate: estate.to_owned(),
+                    uid: None,
+                    reason: format!("estate {estate:?} is not joined"),
+                    held_until,
+                };
+                self.failed(failure, now);
+            }
+        }
+    }
+}
