@@ -15,7 +15,9 @@
 //!   `WatchedFileHandler`), mode 0640;
 //! * [`identity`]: one Ed25519 identity per daemon, the RAET Curve25519 key derived from it;
 //! * [`route`]: the routing table between local yards and remote estates (pure decisions);
-//! * [`daemon`]: the loop both daemons run (road, lane, routing, presence, typed status) and
+//! * [`daemon`]: the daemons' decisions as a sans-IO core ([`daemon::DaemonCore`]: peers,
+//!   presence, routing, messages held for a master), the loop both daemons run (road, lane,
+//!   typed status) and
 //!   the [`daemon::Side`] each plugs into it (the master's and the minion's own logic live
 //!   in their crates);
 //! * [`evbus`]: Salt's master event bus over its Unix sockets (`salt/auth`, `salt/key`, presence);
@@ -51,4 +53,7 @@ mod python;
 pub mod route;
 
 #[cfg(feature = "daemon")]
-pub use cli::*;
+pub use cli::{
+    bad_config, init_logging, prepare, print_finger, run_as_user, CommonArgs, EXIT_BAD_CONFIG,
+    EXIT_FAILURE,
+};
