@@ -1,7 +1,8 @@
 //! A small real-socket swarm (issue 11): `raet swarm` with 300 minion roads, each on its own
 //! loopback address and bound and joined by salt-raet-minion's own code, against this
-//! build's `salt-raet-master`: the join storm, a short steady window, `status` queries and a
-//! `kill -9` and restart of the master all complete (every minion allowed in its own view
+//! build's `salt-raet-master`: the join storm, a short steady window, `status` queries, the
+//! fan-out of a 1 KB and a 100 KB message to every minion, and a `kill -9` and restart of
+//! the master all complete (every minion allowed in its own view
 //! and in the master's status, before and after the restart). The figures at scale come
 //! from `scripts/swarm-bench.sh N`.
 
@@ -41,4 +42,11 @@ fn three_hundred_minions_join_at_once_and_come_back_after_a_master_crash() {
             && storm.contains("300/300 allowed in the master's status"),
         "{storm}"
     );
+    for size in [1024, 102_400] {
+        let head = format!("fan-out {size} B: 300/300 minions");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&head)),
+            "no {head:?}:\n{stdout}"
+        );
+    }
 }

@@ -3,8 +3,11 @@
 //! `--minions` minion roads in this process, each one UDP socket on its own loopback address
 //! (127.1.x.y), bound and joined as `salt-raet-minion` does ([`bind_minion_road`],
 //! [`JoinLoop`]: the same backoff, a lost master joined again). Prints one line per phase:
-//! the join storm, a steady window (CPU, RSS, load), `status --json` latency, and the
-//! recovery after `kill -9` and a restart of the master. A benchmark, not a test.
+//! the join storm, a steady window (CPU, RSS, load), `status --json` latency, the fan-out
+//! of a message to every minion ([`fanout`]), and the recovery after `kill -9` and a restart
+//! of the master. A benchmark, not a test.
+
+mod fanout;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -50,6 +53,9 @@ pub(crate) struct SwarmArgs {
     /// Number of `status --json` queries timed.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub queries: usize,
+    /// Sizes of the messages published to every minion in the fan-out phase, in bytes.
+    #[arg(long, value_name = "BYTES", value_delimiter = ',', default_values_t = [1024, 102_400])]
+    pub fanout: Vec<usize>,
 }
 
 /// What the minions have seen, for all of them.
@@ -382,7 +388,7 @@ pub(crate) async fn run(args: SwarmArgs) -> ExitCode {
     }
 }
 
-/// The four phases; whether all completed.
+/// The five phases; whether all completed.
 async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
     let n = args.minions;
     let limit = Duration::from_secs(args.limit);
@@ -413,6 +419,7 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
         std::thread::available_parallelism().map_or(0, |c| c.get()),
         load()
     );
+    let mut published = fanout::listen(&roads);
 
     // (1) The storm: all join at once.
     let tally: Shared = Arc::new(Mutex::new(Tally {
@@ -483,7 +490,10 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
         load()
     );
 
-    // (4) kill -9 and restart.
+    // (4) Fan-out: one message of each size to every minion.
+    complete &= fanout::fan_out(&master.sock, pid, n, &args.fanout, &mut published, limit).await?;
+
+    // (5) kill -9 and restart.
     master.kill().await;
     master.start().map_err(|e| e.to_string())?;
     let restarted = Instant::now();
