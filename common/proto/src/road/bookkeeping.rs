@@ -201,12 +201,18 @@ impl Road {
                 return;
             };
             remote.outbox_bytes = remote.outbox_bytes.saturating_sub(out.body.len());
-            self.start_messenger(now, uid, out);
+            if !self.start_messenger(now, uid, out) {
+                return;
+            }
         }
     }
 
-    /// Fails queued messages that waited longer than the message timeout.
+    /// Fails queued messages that waited longer than the message timeout (not while they
+    /// wait for room in the road-wide sealed budget: that wait is ours, not the remote's).
     pub(super) fn expire_outbox(&mut self, now: Instant, uid: Uid) {
+        if self.core.budget.is_waiting(uid) {
+            return;
+        }
         let limit = self.core.config.timers.message_limit();
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;

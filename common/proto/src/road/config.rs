@@ -61,6 +61,12 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Messages in flight (open Messengers) to one remote; the rest wait in the queue.
     pub max_messengers: usize,
+    /// Sealed bytes of the messages in flight, road-wide (each open Messenger holds its
+    /// message sealed for its remote); a message that does not fit waits in its queue until
+    /// others are done (one message always may, whatever its size), without counting against
+    /// its message timeout (`sealed_budget_wait`). It bounds the memory of a fan-out: 100 KB
+    /// to 10,000 remotes holds at most this much sealed at once.
+    pub max_sealed_bytes: usize,
     /// Open transactions started by one remote (segmented messages being received, joins,
     /// allows); packets that would open more are dropped (`transaction_limit`).
     pub max_correspondents: usize,
@@ -92,6 +98,7 @@ impl Default for Limits {
             max_queued_messages: 100_000,
             max_queued_bytes: 512 * 1024 * 1024,
             max_messengers: 64,
+            max_sealed_bytes: 64 * 1024 * 1024,
             max_correspondents: 1024,
             max_reassembly_bytes: 4 * MAX_MESSAGE_SIZE,
             max_joinees: 1024,

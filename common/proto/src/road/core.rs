@@ -1,6 +1,7 @@
 //! Road-wide state shared by every transaction: identity, role records, rng, output queues
 //! (datagrams, events, persist ops), counters.
 
+use super::budget::SealedBudget;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
@@ -66,6 +67,8 @@ pub(crate) struct Core {
     pub last_message_id: u64,
     /// Bytes reserved by open reassemblies (road-wide bound).
     pub reassembly_bytes: usize,
+    /// Sealed bytes of the messages being sent (road-wide bound) and who waits for room.
+    pub budget: SealedBudget,
 }
 
 impl Core {

@@ -11,6 +11,7 @@ use crate::packet::{
     MAX_MESSAGE_SIZE,
 };
 
+use super::budget::Reservation;
 use super::core::Core;
 use super::remote::{sid, Outgoing, Remote};
 use super::timers::Redo;
@@ -96,6 +97,8 @@ pub(crate) struct Messenger {
     progress: Instant,
     /// The message timeout.
     limit: std::time::Duration,
+    /// Its sealed bytes in the road-wide budget (given back when the Messenger is dropped).
+    _reserved: Reservation,
 }
 
 impl Messenger {
@@ -136,13 +139,30 @@ impl Messengent {
 }
 
 impl Road {
-    /// Starts sending a queued message to an allowed remote.
-    pub(crate) fn start_messenger(&mut self, now: Instant, uid: Uid, out: Outgoing) {
+    /// Starts sending a queued message to an allowed remote; false (the message back at the
+    /// front of its queue, the remote in the budget's line) when its sealed size does not
+    /// fit in the road-wide budget now.
+    pub(crate) fn start_messenger(&mut self, now: Instant, uid: Uid, out: Outgoing) -> bool {
         let t = &self.core.config.timers;
         let (redo_min, redo_max, limit) =
             (t.message_redo_min, t.message_redo_max, t.message_limit());
+        let sealed = if out.body.is_empty() {
+            0
+        } else {
+            out.body.len() + SEAL_OVERHEAD
+        };
+        let budget = self.core.config.limits.max_sealed_bytes;
+        let Some(reserved) = self.core.budget.reserve(sealed, budget) else {
+            self.core.stats.sealed_budget_wait += 1;
+            self.core.budget.wait(uid);
+            if let Some(remote) = self.remotes.get_mut(&uid) {
+                remote.outbox_bytes += out.body.len();
+                remote.outbox.push_front(out);
+            }
+            return false;
+        };
         let Some(remote) = self.remotes.get_mut(&uid) else {
-            return;
+            return false;
         };
         let ti = remote.next_tid();
         let head = message_head(&self.core, remote, ti);
@@ -151,12 +171,18 @@ impl Road {
         } else {
             match remote.session.as_ref() {
                 Some(session) => session.seal(&mut self.core.rng, &out.body),
-                None => return self.fail_message(uid, out.id, SendFailure::NoSessionKey),
+                None => {
+                    self.fail_message(uid, out.id, SendFailure::NoSessionKey);
+                    return true;
+                }
             }
         };
         let seg = match Segmenter::new(&head, coat.len()) {
             Ok(seg) => seg,
-            Err(_) => return self.fail_message(uid, out.id, SendFailure::TooLarge),
+            Err(_) => {
+                self.fail_message(uid, out.id, SendFailure::TooLarge);
+                return true;
+            }
         };
         let count = seg.count();
         let index = TxIndex::of_tx(&head, remote.ha);
@@ -178,10 +204,12 @@ impl Road {
             redo: Redo::new(now, redo_min, redo_max),
             progress: now,
             limit,
+            _reserved: reserved,
         });
         self.core.stats.message_initiate += 1;
         self.messenger_burst(now, uid, &mut m);
         self.insert_txn(uid, index, Transaction::Messenger(m));
+        true
     }
 
     /// Announces a failed message.
@@ -450,7 +478,7 @@ impl Road {
     }
 
     /// Sends `pk` with an empty body on a messengent's head.
-    fn messengent_send(&mut self, uid: Uid, head: &Head, pk: PacketKind) {
+    pub(super) fn messengent_send(&mut self, uid: Uid, head: &Head, pk: PacketKind) {
         if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
             let _ = self.core.emit(dest, head, pk, &[]);
         }
@@ -458,7 +486,7 @@ impl Road {
 
     /// Remembers how an incoming message transaction ended (`delivered` or refused), so a
     /// copy of it is answered (done or nack) and never delivered again.
-    fn finish_incoming(&mut self, now: Instant, uid: Uid, ti: u32, delivered: bool) {
+    pub(super) fn finish_incoming(&mut self, now: Instant, uid: Uid, ti: u32, delivered: bool) {
         let t = &self.core.config;
         let (keep_for, cap) = (t.timers.done_stale, t.limits.max_done_ids);
         if let Some(remote) = self.remotes.get_mut(&uid) {
@@ -582,42 +610,6 @@ impl Road {
             body,
             receipt,
         });
-    }
-
-    /// Whether a message transaction of `uid` is complete and awaits the application's word
-    /// (a copy of it is dropped: the done follows [`Road::taken`]).
-    pub(super) fn awaits_taking(&self, uid: Uid, si: u32, ti: u32) -> bool {
-        self.awaiting.contains_key(&Receipt { uid, si, ti })
-    }
-
-    /// The application took the message of `receipt`: the sender gets its done (and a copy
-    /// of the message is answered done again, never delivered twice). `false`: the receipt
-    /// was answered already or its remote is gone.
-    pub fn taken(&mut self, now: Instant, receipt: Receipt) -> bool {
-        self.answer_receipt(now, receipt, true)
-    }
-
-    /// The application could not take the message of `receipt`: the sender gets a nack (it
-    /// was not delivered; the sender may send it again).
-    pub fn refused(&mut self, now: Instant, receipt: Receipt) -> bool {
-        self.answer_receipt(now, receipt, false)
-    }
-
-    fn answer_receipt(&mut self, now: Instant, receipt: Receipt, taken: bool) -> bool {
-        let Some(head) = self.awaiting.remove(&receipt) else {
-            return false;
-        };
-        if !self.remotes.contains_key(&receipt.uid) {
-            return false;
-        }
-        let kind = if taken {
-            PacketKind::Done
-        } else {
-            PacketKind::Nack
-        };
-        self.messengent_send(receipt.uid, &head, kind);
-        self.finish_incoming(now, receipt.uid, receipt.ti, taken);
-        true
     }
 
     /// Nacks an incoming message and forgets it.

@@ -79,6 +79,7 @@ macro_rules! drop_packet {
 mod alive;
 mod allow;
 mod bookkeeping;
+mod budget;
 mod config;
 mod core;
 mod event;
@@ -86,6 +87,7 @@ mod failure;
 mod first_contact;
 mod join;
 mod message;
+mod receipt;
 mod registry;
 mod remote;
 mod restore;
@@ -103,6 +105,7 @@ pub use timers::Timers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
@@ -274,16 +277,28 @@ impl Road {
         to: Uid,
         body: Map<String, Value>,
     ) -> Result<MessageId, RoadError> {
+        let plain = crate::packet::body::encode_json(&body);
+        self.send_encoded(now, to, plain.into())
+    }
+
+    /// [`Road::send`] of a body already encoded ([`crate::packet::body::encode_json`]): a
+    /// message to many remotes is encoded once and its copies share it.
+    pub fn send_encoded(
+        &mut self,
+        now: Instant,
+        to: Uid,
+        plain: Arc<[u8]>,
+    ) -> Result<MessageId, RoadError> {
         // A fan-out sends to many remotes between two datagrams: settle the ones changed so
         // far so that `poll_timeout` stays O(1) (it reads the unsettled ones).
         self.settle();
+        self.release_budget(now);
         let limits = self.core.config.limits.clone();
         let remote = self
             .remotes
             .get(&to)
             .filter(|r| !r.ephemeral)
             .ok_or(RoadError::UnknownRemote)?;
-        let plain = crate::packet::body::encode_json(&body);
         let sealed = if plain.is_empty() {
             0
         } else {
@@ -372,6 +387,7 @@ impl Road {
             return Err(RoadError::UnknownRemote);
         }
         self.remove_remote(now, uid);
+        self.release_budget(now);
         Ok(())
     }
 
@@ -473,6 +489,13 @@ impl Road {
             .map(RemoteStatus::of)
     }
 
+    /// Sealed bytes of the messages being sent now (bounded by [`Limits::max_sealed_bytes`],
+    /// but for one message larger than it).
+    #[must_use]
+    pub fn sealed_bytes(&self) -> usize {
+        self.core.budget.used()
+    }
+
     /// Counters: `rx_packets`, `tx_packets`, and one per drop reason or protocol event
     /// (names follow the reference's stats where one exists, e.g. `parse_error`,
     /// `bad_signature`, `decrypt_error`, `stale_session`, `unknown_remote`, `redo_segment`).
@@ -519,6 +542,7 @@ impl Road {
             self.presence_timer(now, uid);
             self.collect(uid);
         }
+        self.release_budget(now);
         self.settle();
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{PrivateKey, PublicKey, SharedBox, VerifyKey};
@@ -45,8 +46,8 @@ pub(crate) mod sid {
 pub(crate) struct Outgoing {
     /// What `send` returned.
     pub id: MessageId,
-    /// The JSON body, encoded.
-    pub body: Vec<u8>,
+    /// The JSON body, encoded (shared by the copies of one message sent to many remotes).
+    pub body: Arc<[u8]>,
     /// When it was queued (the bounded message timeout starts here).
     pub queued: Instant,
     /// Sends refused by the receiver so far.

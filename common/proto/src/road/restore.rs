@@ -2,6 +2,7 @@
 //! keep's [`Snapshot`] (or creates the identity), and a restarted main spreads its first
 //! heartbeats to the remotes it restored.
 
+use super::budget::SealedBudget;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -93,6 +94,7 @@ impl Road {
             stats: RoadStats::default(),
             last_message_id: 0,
             reassembly_bytes: 0,
+            budget: SealedBudget::default(),
         };
         let mut road = Self {
             core,

@@ -64,6 +64,8 @@ impl Road {
             from,
         };
         self.process_rx(now, &rx);
+        // A message done or failed gave its sealed bytes back.
+        self.release_budget(now);
     }
 
     /// The reference's `processRx`: find the remote and the transaction of a verified packet.

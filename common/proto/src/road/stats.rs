@@ -234,6 +234,9 @@ road_stats! {
     message_done_again,
     /// Messages queued again after a refusal.
     message_requeued,
+    /// Times a message waited for room in the road-wide budget of sealed bytes in flight
+    /// (`Limits::max_sealed_bytes`).
+    sealed_budget_wait,
     /// Nacks of messages we receive, from their sender.
     message_reject_nack,
     /// Answers to our messages other than acks and dones.
