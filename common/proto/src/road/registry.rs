@@ -4,14 +4,23 @@
 //!
 //! Every mutable access ([`Registry::get_mut`], [`Registry::insert`]) marks the remote
 //! pending; [`Registry::settle`] recomputes the deadlines of the pending remotes only.
+//!
+//! The remotes are also indexed by name, ephemerality and first contact ([`index`]). A remote
+//! lent out by [`Registry::get_mut`] may be changed in any field, so it is refiled at the
+//! next call that takes the registry mutably (the borrow checker guarantees the loan has
+//! ended by then); until then the lookups correct for that one remote. No field can change
+//! behind the index's back, however a remote is changed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use self::index::{Index, Keys};
 use super::remote::Remote;
 use super::transaction::earliest;
 use super::Uid;
 use crate::schedule::Schedule;
+
+mod index;
 
 /// The remotes, by uid, with their timer schedule.
 #[derive(Default)]
@@ -19,6 +28,10 @@ pub(crate) struct Registry {
     map: BTreeMap<Uid, Remote>,
     /// Each remote's next deadline; pending: the remotes changed since the last settle.
     schedule: Schedule<Uid>,
+    /// The lookups other than by uid, exact for every remote but `lent`.
+    index: Index,
+    /// The remote last lent out by [`Registry::get_mut`], not yet refiled in `index`.
+    lent: Option<Uid>,
 }
 
 impl Registry {
@@ -29,8 +42,10 @@ impl Registry {
 
     /// The remote `uid`, to change (its deadlines are looked at again).
     pub(crate) fn get_mut(&mut self, uid: &Uid) -> Option<&mut Remote> {
+        self.refile();
         let remote = self.map.get_mut(uid)?;
         self.schedule.touch(*uid);
+        self.lent = Some(*uid);
         Some(remote)
     }
 
@@ -41,13 +56,17 @@ impl Registry {
 
     /// Adds (or replaces) a remote.
     pub(crate) fn insert(&mut self, uid: Uid, remote: Remote) {
+        self.refile();
         self.schedule.touch(uid);
+        self.index.update(uid, &remote);
         self.map.insert(uid, remote);
     }
 
     /// Removes a remote and its schedule.
     pub(crate) fn remove(&mut self, uid: &Uid) -> Option<Remote> {
+        self.refile();
         self.schedule.remove(uid);
+        self.index.remove(*uid);
         self.map.remove(uid)
     }
 
@@ -68,6 +87,7 @@ impl Registry {
 
     /// Recomputes the deadline (`deadline_of`) of every remote changed since the last call.
     pub(crate) fn settle(&mut self, deadline_of: impl Fn(&Remote) -> Option<Instant>) {
+        self.refile();
         let map = &self.map;
         self.schedule
             .settle(|uid| map.get(&uid).and_then(&deadline_of));
@@ -95,4 +115,91 @@ impl Registry {
         self.settle(deadline_of);
         self.schedule.due(now)
     }
+
+    /// Refiles the remote lent out by [`Registry::get_mut`], if any, in the index.
+    fn refile(&mut self) {
+        if let Some(uid) = self.lent.take() {
+            if let Some(remote) = self.map.get(&uid) {
+                self.index.update(uid, remote);
+            }
+        }
+    }
+
+    /// The lent remote: its uid, what the index has filed it under, and the remote as it
+    /// is now.
+    fn lent(&self) -> Option<(Uid, &Keys, &Remote)> {
+        let uid = self.lent?;
+        Some((uid, self.index.keys(uid)?, self.map.get(&uid)?))
+    }
+
+    /// The non-ephemeral remotes called `name` (in no particular order).
+    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Uid> + 'a {
+        let lent = self
+            .lent()
+            .filter(|(_, _, remote)| Keys::name_of(remote) == Some(name))
+            .map(|(uid, _, _)| uid);
+        self.index
+            .named(name)
+            .filter(move |uid| Some(*uid) != self.lent)
+            .chain(lent)
+    }
+
+    /// The non-ephemeral remote called `name` (the lowest uid if several are).
+    pub(crate) fn uid_by_name(&self, name: &str) -> Option<Uid> {
+        self.named(name).min()
+    }
+
+    /// Whether a non-ephemeral remote other than `uid` is called `name`.
+    pub(crate) fn name_taken(&self, name: &str, uid: Uid) -> bool {
+        self.named(name).any(|other| other != uid)
+    }
+
+    /// Number of ephemeral remotes.
+    pub(crate) fn ephemerals(&self) -> usize {
+        let mut count = self.index.ephemerals();
+        if let Some((_, filed, remote)) = self.lent() {
+            count = count + usize::from(remote.ephemeral) - usize::from(filed.ephemeral);
+        }
+        count
+    }
+
+    /// Number of first contacts.
+    pub(crate) fn first_contacts(&self) -> usize {
+        let mut count = self.index.contacts();
+        if let Some((_, filed, remote)) = self.lent() {
+            count = count + usize::from(Keys::contact_of(remote).is_some())
+                - usize::from(filed.contact.is_some());
+        }
+        count
+    }
+
+    /// The evictable first contact that asked least recently (the lowest uid of equals).
+    pub(crate) fn oldest_evictable(&self) -> Option<Uid> {
+        let filed = self
+            .index
+            .evictable()
+            .find(|(_, uid)| Some(*uid) != self.lent);
+        let lent = self
+            .lent()
+            .and_then(|(uid, _, remote)| match Keys::contact_of(remote) {
+                Some((asked, true)) => Some((asked, uid)),
+                _ => None,
+            });
+        filed.into_iter().chain(lent).min().map(|(_, uid)| uid)
+    }
+
+    /// Panics unless the index holds every remote as it is now (for tests: a lookup that
+    /// went stale would show here).
+    #[cfg(any(test, feature = "testutil"))]
+    pub(crate) fn check_index(&mut self) {
+        self.refile();
+        assert_eq!(
+            self.index,
+            Index::of(self.map.values()),
+            "the registry's index is stale"
+        );
+    }
 }
+
+#[cfg(test)]
+mod tests;
