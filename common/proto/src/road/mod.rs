@@ -403,13 +403,7 @@ impl Road {
                 self.core.roles.remove(role);
             }
         }
-        let pending: Vec<Uid> = self
-            .remotes
-            .values()
-            .filter(|r| !r.ephemeral && r.role == role)
-            .map(|r| r.uid)
-            .collect();
-        for uid in pending {
+        for uid in self.remotes.with_role(role) {
             self.recheck_pending(now, uid);
         }
         self.release_held_joins(now, role);

@@ -5,7 +5,7 @@
 //! Every mutable access ([`Registry::get_mut`], [`Registry::insert`]) marks the remote
 //! pending; [`Registry::settle`] recomputes the deadlines of the pending remotes only.
 //!
-//! The remotes are also indexed by name, ephemerality and first contact ([`index`]). A remote
+//! The remotes are also indexed by name, role, ephemerality and first contact ([`index`]). A remote
 //! lent out by [`Registry::get_mut`] may be changed in any field, so it is refiled at the
 //! next call that takes the registry mutably (the borrow checker guarantees the loan has
 //! ended by then); until then the lookups correct for that one remote. No field can change
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use self::index::{Index, Keys};
+use self::index::{Field, Index, Keys};
 use super::remote::Remote;
 use super::transaction::earliest;
 use super::Uid;
@@ -132,26 +132,33 @@ impl Registry {
         Some((uid, self.index.keys(uid)?, self.map.get(&uid)?))
     }
 
-    /// The non-ephemeral remotes called `name` (in no particular order).
-    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Uid> + 'a {
+    /// The non-ephemeral remotes whose `field` is `text` (in no particular order).
+    fn filed<'a>(&'a self, field: Field, text: &'a str) -> impl Iterator<Item = Uid> + 'a {
         let lent = self
             .lent()
-            .filter(|(_, _, remote)| Keys::name_of(remote) == Some(name))
+            .filter(|(_, _, remote)| Keys::text_of(field, remote) == Some(text))
             .map(|(uid, _, _)| uid);
         self.index
-            .named(name)
+            .filed(field, text)
             .filter(move |uid| Some(*uid) != self.lent)
             .chain(lent)
     }
 
     /// The non-ephemeral remote called `name` (the lowest uid if several are).
     pub(crate) fn uid_by_name(&self, name: &str) -> Option<Uid> {
-        self.named(name).min()
+        self.filed(Field::Name, name).min()
     }
 
     /// Whether a non-ephemeral remote other than `uid` is called `name`.
     pub(crate) fn name_taken(&self, name: &str, uid: Uid) -> bool {
-        self.named(name).any(|other| other != uid)
+        self.filed(Field::Name, name).any(|other| other != uid)
+    }
+
+    /// The non-ephemeral remotes of `role`, in uid order.
+    pub(crate) fn with_role(&self, role: &str) -> Vec<Uid> {
+        let mut uids: Vec<Uid> = self.filed(Field::Role, role).collect();
+        uids.sort_unstable();
+        uids
     }
 
     /// Number of ephemeral remotes.

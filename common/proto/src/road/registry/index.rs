@@ -1,6 +1,6 @@
 //! The registry's lookups by something other than the uid, so that a join never scans every
-//! remote: non-ephemeral remotes by name, the number of ephemeral remotes, the first contacts
-//! and, among them, the evictable ones by age.
+//! remote: non-ephemeral remotes by name and by role, the number of ephemeral remotes, the
+//! first contacts and, among them, the evictable ones by age.
 //!
 //! The index keeps, per remote, the [`Keys`] it filed it under; [`Index::update`] compares
 //! them with the remote as it is now and refiles it only when they differ.
@@ -13,11 +13,20 @@ use crate::keep::Acceptance;
 use super::super::remote::Remote;
 use super::super::Uid;
 
+/// A text field non-ephemeral remotes are found by.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Field {
+    /// [`Remote::name`].
+    Name,
+    /// [`Remote::role`].
+    Role,
+}
+
 /// What the index files one remote under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Keys {
-    /// Its name, unless it is ephemeral (a vacuous join's provisional remote).
-    pub(super) name: Option<String>,
+    /// Its name and role, unless it is ephemeral (a vacuous join's provisional remote).
+    pub(super) text: Option<(String, String)>,
     /// Whether it is ephemeral.
     pub(super) ephemeral: bool,
     /// See [`Keys::contact_of`].
@@ -32,7 +41,7 @@ impl Keys {
     /// The keys of `remote` as it is now.
     fn of(remote: &Remote) -> Self {
         Self {
-            name: Self::name_of(remote).map(str::to_owned),
+            text: (!remote.ephemeral).then(|| (remote.name.clone(), remote.role.clone())),
             ephemeral: remote.ephemeral,
             contact: Self::contact_of(remote),
         }
@@ -40,14 +49,28 @@ impl Keys {
 
     /// Whether `remote` is still filed right under these keys.
     fn matches(&self, remote: &Remote) -> bool {
-        self.name.as_deref() == Self::name_of(remote)
+        Self::text_of(Field::Name, remote) == self.text(Field::Name)
+            && Self::text_of(Field::Role, remote) == self.text(Field::Role)
             && self.ephemeral == remote.ephemeral
             && self.contact == Self::contact_of(remote)
     }
 
-    /// The name `remote` is found by, if any.
-    pub(super) fn name_of(remote: &Remote) -> Option<&str> {
-        (!remote.ephemeral).then_some(remote.name.as_str())
+    /// The `field` `remote` is found by, if any.
+    pub(super) fn text_of(field: Field, remote: &Remote) -> Option<&str> {
+        let text = match field {
+            Field::Name => &remote.name,
+            Field::Role => &remote.role,
+        };
+        (!remote.ephemeral).then_some(text.as_str())
+    }
+
+    /// The `field` this remote is filed under, if any.
+    fn text(&self, field: Field) -> Option<&str> {
+        let (name, role) = self.text.as_ref()?;
+        Some(match field {
+            Field::Name => name,
+            Field::Role => role,
+        })
     }
 
     /// Whether `remote` is a first contact, since when, and whether it is evictable.
@@ -64,6 +87,8 @@ pub(super) struct Index {
     keys: HashMap<Uid, Keys>,
     /// Non-ephemeral remotes by name.
     names: BTreeMap<String, BTreeSet<Uid>>,
+    /// Non-ephemeral remotes by role.
+    roles: BTreeMap<String, BTreeSet<Uid>>,
     /// Number of ephemeral remotes.
     ephemerals: usize,
     /// Number of first contacts.
@@ -90,8 +115,9 @@ impl Index {
         }
         self.remove(uid);
         let keys = Keys::of(remote);
-        if let Some(name) = &keys.name {
+        if let Some((name, role)) = &keys.text {
             self.names.entry(name.clone()).or_default().insert(uid);
+            self.roles.entry(role.clone()).or_default().insert(uid);
         }
         self.ephemerals += usize::from(keys.ephemeral);
         if let Some((asked, evictable)) = keys.contact {
@@ -108,13 +134,9 @@ impl Index {
         let Some(keys) = self.keys.remove(&uid) else {
             return;
         };
-        if let Some(name) = keys.name {
-            if let Some(uids) = self.names.get_mut(&name) {
-                uids.remove(&uid);
-                if uids.is_empty() {
-                    self.names.remove(&name);
-                }
-            }
+        if let Some((name, role)) = keys.text {
+            unfile(&mut self.names, name, uid);
+            unfile(&mut self.roles, role, uid);
         }
         self.ephemerals -= usize::from(keys.ephemeral);
         if let Some((asked, evictable)) = keys.contact {
@@ -130,9 +152,13 @@ impl Index {
         self.keys.get(&uid)
     }
 
-    /// The non-ephemeral remotes called `name`, in uid order.
-    pub(super) fn named<'a>(&'a self, name: &str) -> impl Iterator<Item = Uid> + 'a {
-        self.names.get(name).into_iter().flatten().copied()
+    /// The non-ephemeral remotes whose `field` is `text`, in uid order.
+    pub(super) fn filed<'a>(&'a self, field: Field, text: &str) -> impl Iterator<Item = Uid> + 'a {
+        let by = match field {
+            Field::Name => &self.names,
+            Field::Role => &self.roles,
+        };
+        by.get(text).into_iter().flatten().copied()
     }
 
     /// Number of ephemeral remotes.
@@ -148,5 +174,15 @@ impl Index {
     /// The evictable first contacts, least recently asked first (equal times in uid order).
     pub(super) fn evictable(&self) -> impl Iterator<Item = (Instant, Uid)> + '_ {
         self.evictable.iter().copied()
+    }
+}
+
+/// Takes `uid` out of `by`'s set for `text` (and the set out when it empties).
+fn unfile(by: &mut BTreeMap<String, BTreeSet<Uid>>, text: String, uid: Uid) {
+    if let Some(uids) = by.get_mut(&text) {
+        uids.remove(&uid);
+        if uids.is_empty() {
+            by.remove(&text);
+        }
     }
 }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::keep::Acceptance;
 
-/// Names the remotes take (few, so that they collide).
+/// Names and roles the remotes take (few, so that they collide).
 const NAMES: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
 /// Uids the remotes take.
 const UIDS: u32 = 12;
@@ -18,6 +18,7 @@ const UIDS: u32 = 12;
 #[derive(Debug, Clone)]
 enum Change {
     Rename(usize),
+    Role(usize),
     Ephemeral(bool),
     FirstContact(Option<u8>),
     Acceptance(Option<bool>),
@@ -39,6 +40,7 @@ enum Op {
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
         (0..NAMES.len()).prop_map(Change::Rename),
+        (0..NAMES.len()).prop_map(Change::Role),
         any::<bool>().prop_map(Change::Ephemeral),
         proptest::option::of(0u8..8).prop_map(Change::FirstContact),
         proptest::option::of(any::<bool>()).prop_map(Change::Acceptance),
@@ -66,6 +68,7 @@ fn apply(remote: &mut Remote, change: Change, base: Instant) {
     let at = |secs: u8| base + Duration::from_secs(u64::from(secs));
     match change {
         Change::Rename(name) => NAMES[name].clone_into(&mut remote.name),
+        Change::Role(role) => NAMES[role].clone_into(&mut remote.role),
         Change::Ephemeral(ephemeral) => remote.ephemeral = ephemeral,
         Change::FirstContact(asked) => remote.first_contact = asked.map(at),
         Change::Acceptance(accepted) => {
@@ -94,6 +97,12 @@ fn agrees_with_a_scan(registry: &Registry) -> Result<(), TestCaseError> {
                 .any(|r| !r.ephemeral && r.uid != uid && r.name == name);
             prop_assert_eq!(registry.name_taken(name, uid), scan);
         }
+        let scan: Vec<Uid> = registry
+            .values()
+            .filter(|r| !r.ephemeral && r.role == name)
+            .map(|r| r.uid)
+            .collect();
+        prop_assert_eq!(registry.with_role(name), scan);
     }
     let ephemerals = registry.values().filter(|r| r.ephemeral).count();
     prop_assert_eq!(registry.ephemerals(), ephemerals);
