@@ -5,11 +5,11 @@
 //! Every mutable access ([`Registry::get_mut`], [`Registry::insert`]) marks the remote
 //! pending; [`Registry::settle`] recomputes the deadlines of the pending remotes only.
 //!
-//! The remotes are also indexed by name, role, ephemerality and first contact ([`index`]). A remote
-//! lent out by [`Registry::get_mut`] may be changed in any field, so it is refiled at the
-//! next call that takes the registry mutably (the borrow checker guarantees the loan has
-//! ended by then); until then the lookups correct for that one remote. No field can change
-//! behind the index's back, however a remote is changed.
+//! The remotes are also indexed by name, role, ephemerality and first contact ([`index`]).
+//! A remote lent out by [`Registry::get_mut`] may be changed in any field, so it is refiled
+//! at the next call that takes the registry mutably (the borrow checker guarantees the loan
+//! has ended by then); until then the lookups correct for that one remote. No field can
+//! change behind the index's back, however a remote is changed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
