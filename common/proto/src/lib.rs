@@ -16,7 +16,9 @@
 //! * [`keep`]: the records a road persists, the snapshot it is built from and the persist ops
 //!   it hands out, and the reference's key acceptance table;
 //! * [`road`]: the road state machine (join, allow, alive, messages);
-//! * [`lane`]: the lane's pages and books, and the sans-IO state of one yard.
+//! * [`lane`]: the lane's pages and books, and the sans-IO state of one yard;
+//! * [`schedule`]: the deadline schedule the road keeps over its remotes (and the simulator
+//!   over its endpoints).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -25,6 +27,7 @@ pub mod keep;
 pub mod lane;
 pub mod packet;
 pub mod road;
+pub mod schedule;
 
 /// A datagram the caller must send: produced by the sans-IO cores, sent by
 /// the drivers (or by the simulated network in tests).

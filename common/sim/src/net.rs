@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use raet_proto::schedule::Schedule;
 use raet_proto::Transmit;
 
 use crate::{Endpoint, Link};
@@ -92,13 +93,9 @@ pub struct SimNet<E: Endpoint> {
     base: Instant,
     elapsed: Duration,
     nodes: BTreeMap<SocketAddr, E>,
-    /// Endpoints touched since their deadline was last read (their transmits not yet taken).
-    dirty: BTreeSet<SocketAddr>,
-    /// Each endpoint's deadline as last read.
-    scheduled: BTreeMap<SocketAddr, Instant>,
-    /// Those deadlines, earliest first; an entry counts only while it is the endpoint's
-    /// scheduled one (so a step never asks every endpoint for its deadline).
-    timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
+    /// Each endpoint's deadline as last read (so a step never asks every endpoint for its
+    /// deadline); pending: the endpoints touched since (their transmits not yet taken).
+    timers: Schedule<SocketAddr>,
     in_flight: BinaryHeap<Reverse<InFlight>>,
     queued: BTreeMap<SocketAddr, usize>,
     partitions: BTreeSet<(SocketAddr, SocketAddr)>,
@@ -136,9 +133,7 @@ impl<E: Endpoint> SimNet<E> {
             base: Instant::now(),
             elapsed: Duration::ZERO,
             nodes: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            scheduled: BTreeMap::new(),
-            timers: BinaryHeap::new(),
+            timers: Schedule::new(),
             in_flight: BinaryHeap::new(),
             queued: BTreeMap::new(),
             partitions: BTreeSet::new(),
@@ -179,14 +174,13 @@ impl<E: Endpoint> SimNet<E> {
     /// e.g. a restarted stack). Datagrams still in flight to `addr` reach the new one.
     pub fn add(&mut self, addr: SocketAddr, endpoint: E) {
         self.nodes.insert(addr, endpoint);
-        self.dirty.insert(addr);
+        self.timers.touch(addr);
     }
 
     /// Take the endpoint at `addr` off the network (a crash): datagrams to it are lost
     /// until an endpoint is added there again.
     pub fn remove(&mut self, addr: SocketAddr) -> Option<E> {
-        self.scheduled.remove(&addr);
-        self.dirty.remove(&addr);
+        self.timers.remove(&addr);
         self.nodes.remove(&addr)
     }
 
@@ -205,7 +199,7 @@ impl<E: Endpoint> SimNet<E> {
     /// # Panics
     /// If no endpoint is at `addr` (a bug in the test).
     pub fn node(&mut self, addr: SocketAddr) -> &mut E {
-        self.dirty.insert(addr);
+        self.timers.touch(addr);
         match self.nodes.get_mut(&addr) {
             Some(node) => node,
             None => panic!("no simulated endpoint at {addr}"),
@@ -225,7 +219,7 @@ impl<E: Endpoint> SimNet<E> {
 
     /// The endpoint at `addr`, if any.
     pub fn get_mut(&mut self, addr: SocketAddr) -> Option<&mut E> {
-        self.dirty.insert(addr);
+        self.timers.touch(addr);
         self.nodes.get_mut(&addr)
     }
 
@@ -335,7 +329,7 @@ impl<E: Endpoint> SimNet<E> {
     fn step_bounded(&mut self, deadline: Option<Instant>) -> bool {
         self.settle();
         let next_arrival = self.in_flight.peek().map(|Reverse(d)| d.at);
-        let next_timer = self.next_timer();
+        let next_timer = self.timers.peek();
         let next = match (next_arrival, next_timer) {
             (Some(a), Some(t)) => a.min(t),
             (Some(a), None) => a,
@@ -356,21 +350,10 @@ impl<E: Endpoint> SimNet<E> {
             }
         }
         self.settle();
-        let mut due = Vec::new();
-        while let Some(&Reverse((at, addr))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            if self.scheduled.get(&addr) == Some(&at) {
-                self.scheduled.remove(&addr);
-                due.push(addr);
-            }
-        }
+        let mut due = self.timers.due(now);
         // In address order, as a scan of every endpoint would fire them.
         due.sort_unstable();
         for addr in due {
-            self.dirty.insert(addr);
             if let Some(node) = self.nodes.get_mut(&addr) {
                 node.handle_timeout(now);
             }
@@ -400,7 +383,7 @@ impl<E: Endpoint> SimNet<E> {
             tap(self.elapsed, datagram.from, datagram.to, &datagram.payload);
         }
         node.handle_datagram(now, datagram.from, &datagram.payload);
-        self.dirty.insert(datagram.to);
+        self.timers.touch(datagram.to);
         self.stats.delivered += 1;
         self.stats.delivered_bytes += datagram.payload.len() as u64;
         let mut trace = fnv1a(self.trace, &self.elapsed.as_nanos().to_le_bytes());
@@ -413,35 +396,11 @@ impl<E: Endpoint> SimNet<E> {
     /// Takes the transmits of every endpoint touched since the last look and reads its
     /// deadline again.
     fn settle(&mut self) {
-        for addr in std::mem::take(&mut self.dirty) {
+        for addr in self.timers.take_pending() {
             self.flush(addr);
-            let Some(at) = self.nodes.get(&addr).and_then(Endpoint::poll_timeout) else {
-                self.scheduled.remove(&addr);
-                continue;
-            };
-            if self.scheduled.insert(addr, at) != Some(at) {
-                self.timers.push(Reverse((at, addr)));
-            }
+            let at = self.nodes.get(&addr).and_then(Endpoint::poll_timeout);
+            self.timers.set(addr, at);
         }
-        if self.timers.len() > 4 * self.scheduled.len() + 1024 {
-            self.timers = self
-                .scheduled
-                .iter()
-                .map(|(&addr, &at)| Reverse((at, addr)))
-                .collect();
-        }
-    }
-
-    /// The earliest deadline of any endpoint (after [`SimNet::settle`]), dropping stale
-    /// heap entries on the way.
-    fn next_timer(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, addr))) = self.timers.peek() {
-            if self.scheduled.get(&addr) == Some(&at) {
-                return Some(at);
-            }
-            self.timers.pop();
-        }
-        None
     }
 
     /// Take every datagram the endpoint at `from` wants to send and put it on the link.

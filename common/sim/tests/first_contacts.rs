@@ -48,6 +48,8 @@ fn a_join_flood_costs_bounded_memory_and_nothing_on_disk() {
             world.net.inject(from, main, join);
         }
         world.settle(TICK);
+        // Evictions, expiries and first contacts completing keep the lookups in step.
+        world.peer(main).road.check_index();
         most = most.max(world.peer_ref(main).road.remotes().len());
         // The legitimate joiner asks again whenever its pended join ends (as the daemon).
         let failures = world

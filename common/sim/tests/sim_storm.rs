@@ -63,6 +63,7 @@ fn ten_thousand_estates_joining_at_once_are_all_allowed_within_a_minute() {
             }
         }
     }
+    world.peer(main).road.check_index();
     let allowed = world
         .peer_ref(main)
         .road

@@ -53,20 +53,9 @@ impl Road {
         // is completing its join and soon is no first contact. In a storm of legitimate
         // joins that keeps the admitted ones going (evicting them would start all and finish
         // none); the new one is dropped and asks again (its source's rate slot unspent).
-        let contacts = self.remotes.values().filter(|r| r.first_contact.is_some());
-        let (count, oldest) =
-            contacts.fold((0, None), |(n, old): (usize, Option<(Instant, Uid)>), r| {
-                let evictable = (r.acceptance != Some(Acceptance::Accepted))
-                    .then(|| (r.first_contact.unwrap_or(now), r.uid));
-                let old = match (old, evictable) {
-                    (Some(o), Some(e)) => Some(o.min(e)),
-                    (o, e) => o.or(e),
-                };
-                (n + 1, old)
-            });
-        if count >= max {
-            match oldest {
-                Some((_, uid)) => self.drop_first_contact(uid, Dropped::Evicted),
+        if self.remotes.first_contacts() >= max {
+            match self.remotes.oldest_evictable() {
+                Some(uid) => self.drop_first_contact(uid, Dropped::Evicted),
                 None => {
                     drop_packet!(self.core, first_contact_busy, from);
                     return false;

@@ -185,8 +185,7 @@ impl Road {
             drop_packet!(self.core, join_stale, rx.from);
             return Err(());
         }
-        let ephemerals = self.remotes.values().filter(|r| r.ephemeral).count();
-        if ephemerals >= self.core.config.limits.max_joinees {
+        if self.remotes.ephemerals() >= self.core.config.limits.max_joinees {
             drop_packet!(self.core, joinee_limit, rx.from);
             return Err(());
         }
@@ -343,9 +342,7 @@ impl Road {
 
     /// Whether `name` is used by a remote other than `uid`.
     fn name_taken(&self, name: &str, uid: Uid) -> bool {
-        self.remotes
-            .values()
-            .any(|r| !r.ephemeral && r.uid != uid && r.name == name)
+        self.remotes.name_taken(name, uid)
     }
 
     /// Renames a remote, moving its keep record.

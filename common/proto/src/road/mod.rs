@@ -419,13 +419,7 @@ impl Road {
                 self.core.roles.remove(role);
             }
         }
-        let pending: Vec<Uid> = self
-            .remotes
-            .values()
-            .filter(|r| !r.ephemeral && r.role == role)
-            .map(|r| r.uid)
-            .collect();
-        for uid in pending {
+        for uid in self.remotes.with_role(role) {
             self.recheck_pending(now, uid);
         }
         self.release_held_joins(now, role);
@@ -466,10 +460,14 @@ impl Road {
 
     /// Our uid for the remote called `name`.
     pub fn uid_by_name(&self, name: &str) -> Option<Uid> {
-        self.remotes
-            .values()
-            .find(|r| !r.ephemeral && r.name == name)
-            .map(|r| r.uid)
+        self.remotes.uid_by_name(name)
+    }
+
+    /// Panics unless the road's lookups of remotes by name, ephemerality and first contact
+    /// agree with the remotes (for tests: after a storm of joins, renames and removals).
+    #[cfg(feature = "testutil")]
+    pub fn check_index(&mut self) {
+        self.remotes.check_index();
     }
 
     /// Snapshots of every remote.
