@@ -1,6 +1,7 @@
-//! Helpers shared by the interop tests (`interop_road.rs`, `interop_lane.rs`): spawning
-//! the `raet` command and the reference peer (`tests/interop/refpeer.py`, Python raet
-//! 0.6.8, same command line), kernel-picked ports, and waiting on their output with a timeout.
+//! Helpers shared by the interop tests (`interop_road.rs`, `interop_lane.rs`) and the lossy
+//! road test (`road_lossy.rs`): spawning the `raet` command and the reference peer
+//! (`tests/interop/refpeer.py`, Python raet 0.6.8, same command line), kernel-picked ports,
+//! waiting on their output with a timeout, and a seeded lossy UDP relay ([`relay`]).
 //!
 //! The reference is found through `RAET_REF_PYTHON` (the python of the venv made by
 //! `tests/interop/setup-ref.sh`). Without it a test is skipped, unless
@@ -22,6 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+pub(crate) mod relay;
 
 /// Upper bound for any single wait on a peer; a healthy scenario needs seconds.
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
@@ -171,7 +174,7 @@ impl Peer {
         } else {
             side
         };
-        let mut command = match side {
+        let command = match side {
             Side::Rust => Command::new(env!("CARGO_BIN_EXE_raet")),
             Side::Reference => {
                 let mut c = Command::new(&reference.python);
@@ -179,6 +182,15 @@ impl Peer {
                 c
             }
         };
+        Self::start(side, command, args)
+    }
+
+    /// Starts `raet ARGS` (no reference peer needed).
+    pub(crate) fn raet(args: &[String]) -> Self {
+        Self::start(Side::Rust, Command::new(env!("CARGO_BIN_EXE_raet")), args)
+    }
+
+    fn start(side: Side, mut command: Command, args: &[String]) -> Self {
         let label = format!("{side:?} {}", args.join(" "));
         let label: String = label.chars().take(160).collect();
         let mut child = command
