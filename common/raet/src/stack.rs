@@ -37,6 +37,7 @@ use socket::bind_socket;
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
 use crate::keep::{Keep, KeepError, KeepWriter, RoleAnswer, Snapshot};
+use crate::packet::body::encode_json;
 use crate::road::{
     AllowFailure, Event, JoinFailure, MessageId, Receipt, RejectedBy, RemoteStatus, Road,
     RoadConfig, RoadError, SendFailure, Uid,
@@ -150,7 +151,7 @@ type Reply<T> = oneshot::Sender<Result<T, StackError>>;
 /// Requests from the handles to the driver task.
 enum Command {
     Join(SocketAddr, Reply<Uid>),
-    Transmit(Uid, Map<String, Value>, Reply<()>),
+    Transmit(Uid, Arc<[u8]>, Reply<()>),
     Accept(String, Reply<()>),
     Reject(String, Reply<()>),
     ForgetRole(String, Reply<()>),
@@ -304,6 +305,17 @@ impl RoadStack {
         &self,
         to: Uid,
         body: Map<String, Value>,
+    ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
+        self.transmit_encoded(to, encode_json(&body).into())
+    }
+
+    /// [`RoadStack::transmit`] of a body already encoded (`raet::packet::body::encode_json`):
+    /// a message to many remotes is encoded once, on the caller's thread, and its queued
+    /// copies share it.
+    pub fn transmit_encoded(
+        &self,
+        to: Uid,
+        body: Arc<[u8]>,
     ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
         let queued = self.commands.send(Command::Transmit(to, body, reply));
@@ -561,7 +573,7 @@ impl Driver {
                 Ok(uid) => self.joins.entry(uid).or_default().push(reply),
                 Err(e) => answer(reply, Err(e.into())),
             },
-            Command::Transmit(to, body, reply) => match self.road.send(now, to, body) {
+            Command::Transmit(to, body, reply) => match self.road.send_encoded(now, to, body) {
                 Ok(id) => {
                     self.transmits.insert(id, reply);
                 }

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use raet_proto::packet::body::encode_json;
 use raet_proto::road::{Event, MessageId, Uid};
 use raet_sim::world::{link, Spec, World};
 use salt_raet::daemon::{presence_timers, DaemonCore, Effect, Failure, PRESENCE_CHANGE_TAG};
@@ -28,7 +30,7 @@ struct Node {
     /// Events of the road already handed to the core.
     seen: usize,
     /// Messages on the road: what a failure hands back to the core.
-    sending: BTreeMap<MessageId, (String, Uid, Envelope, Option<Instant>)>,
+    sending: BTreeMap<MessageId, (String, Uid, Arc<Envelope>, Option<Instant>)>,
     /// The local yards (registered or not) and what reached each.
     yards: BTreeMap<String, Vec<Envelope>>,
     /// Events fired on Salt's bus.
@@ -204,28 +206,31 @@ impl Node {
             for effect in effects {
                 match effect {
                     Effect::Transmit {
-                        estate,
-                        uid,
+                        targets,
                         env,
                         held_until,
                     } => {
-                        let peer = world.peer(self.at);
-                        match peer.road.send(now, uid, env.to_body()) {
-                            Ok(id) => {
-                                self.sending.insert(id, (estate, uid, env, held_until));
+                        let body: Arc<[u8]> = encode_json(&env.to_body()).into();
+                        for (estate, uid) in targets {
+                            let peer = world.peer(self.at);
+                            let env = Arc::clone(&env);
+                            match peer.road.send_encoded(now, uid, Arc::clone(&body)) {
+                                Ok(id) => {
+                                    self.sending.insert(id, (estate, uid, env, held_until));
+                                }
+                                Err(e) => {
+                                    let failure = Failure {
+                                        env,
+                                        estate,
+                                        uid: Some(uid),
+                                        reason: e.to_string(),
+                                        held_until,
+                                    };
+                                    self.core.failed(failure, now);
+                                }
                             }
-                            Err(e) => {
-                                let failure = Failure {
-                                    env,
-                                    estate,
-                                    uid: Some(uid),
-                                    reason: e.to_string(),
-                                    held_until,
-                                };
-                                self.core.failed(failure, now);
-                            }
+                            peer.collect(now);
                         }
-                        peer.collect(now);
                     }
                     Effect::Local { yard, env } => match self.yards.get_mut(&yard) {
                         Some(inbox) => inbox.push(env),

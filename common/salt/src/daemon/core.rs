@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use raet::road::{Presence, Uid};
@@ -41,8 +42,8 @@ pub struct Peer {
 /// A message the road could not deliver.
 #[derive(Debug, Clone)]
 pub struct Failure {
-    /// The message.
-    pub env: Envelope,
+    /// The message (shared by its copies to several estates).
+    pub env: Arc<Envelope>,
     /// The estate it was for.
     pub estate: String,
     /// The road uid it was sent to (none: the estate had no session).
@@ -56,15 +57,14 @@ pub struct Failure {
 /// What the driver must do.
 #[derive(Debug, Clone)]
 pub enum Effect {
-    /// Send `env` over the road to `estate` (road uid `uid`); when the road fails it, hand
-    /// a [`Failure`] with these fields back to [`DaemonCore::failed`].
+    /// Send `env` over the road to each of `targets` (a peer's name and road uid; a message
+    /// to many is encoded once); when the road fails it for one, hand a [`Failure`] back to
+    /// [`DaemonCore::failed`].
     Transmit {
-        /// The peer's name.
-        estate: String,
-        /// Its road uid.
-        uid: Uid,
+        /// The peers: name and road uid.
+        targets: Vec<(String, Uid)>,
         /// The message.
-        env: Envelope,
+        env: Arc<Envelope>,
         /// The deadline of its hold, if it was held.
         held_until: Option<Instant>,
     },
@@ -199,7 +199,7 @@ impl DaemonCore {
             let held = self.hold.release();
             info!(remote = %name, messages = held.len(), "sending the messages held for the master");
             for (env, deadline) in held {
-                self.transmit(name, env, Some(deadline), now);
+                self.transmit(vec![name.to_owned()], Arc::new(env), Some(deadline), now);
             }
         }
     }
@@ -345,11 +345,12 @@ impl DaemonCore {
             let deadline = held_until.unwrap_or_else(|| self.hold.deadline(now));
             if deadline > now {
                 debug!(remote = %estate, reason, "sent again in the new session");
-                self.transmit(&estate, env, Some(deadline), now);
+                self.transmit(vec![estate], env, Some(deadline), now);
                 return;
             }
         }
         let peers = self.allowed_peers();
+        let env = Arc::unwrap_or_clone(env);
         let action = self
             .table
             .failover(&self.own, env, &estate, &reason, &peers);
@@ -392,9 +393,7 @@ impl DaemonCore {
             Action::Status(yard) => self.effects.push(Effect::Status { yard }),
             Action::Road(estates, env) => {
                 debug!(?estates, src = ?env.src, "to the road");
-                for estate in estates {
-                    self.transmit(&estate, env.clone(), None, now);
-                }
+                self.transmit(estates, Arc::new(env), None, now);
             }
             Action::Hold(env) => match self.hold.admit(held_until, now) {
                 Ok(deadline) => {
@@ -421,27 +420,40 @@ impl DaemonCore {
         }
     }
 
-    /// Sends `env` to `estate` (`held_until`: the deadline of its hold when it comes from the
-    /// hold); without a session with it, the message fails at once (its failover ends: it
-    /// only goes to peers with a session, and an error about an error is dropped).
-    fn transmit(&mut self, estate: &str, env: Envelope, held_until: Option<Instant>, now: Instant) {
-        match self.peers.get(estate).and_then(|p| p.uid) {
-            Some(uid) => self.effects.push(Effect::Transmit {
-                estate: estate.to_owned(),
-                uid,
-                env,
-                held_until,
-            }),
-            None => {
-                let failure = Failure {
-                    env,
-                    estate: estate.to_owned(),
-                    uid: None,
-                    reason: format!("estate {estate:?} is not joined"),
-                    held_until,
-                };
-                self.failed(failure, now);
+    /// Sends `env` to `estates` (`held_until`: the deadline of its hold when it comes from
+    /// the hold); to an estate without a session the message fails at once (its failover
+    /// ends: it only goes to peers with a session, and an error about an error is dropped).
+    fn transmit(
+        &mut self,
+        estates: Vec<String>,
+        env: Arc<Envelope>,
+        held_until: Option<Instant>,
+        now: Instant,
+    ) {
+        let mut targets = Vec::with_capacity(estates.len());
+        let mut absent = Vec::new();
+        for estate in estates {
+            match self.peers.get(&estate).and_then(|p| p.uid) {
+                Some(uid) => targets.push((estate, uid)),
+                None => absent.push(estate),
             }
+        }
+        if !targets.is_empty() {
+            self.effects.push(Effect::Transmit {
+                targets,
+                env: Arc::clone(&env),
+                held_until,
+            });
+        }
+        for estate in absent {
+            let failure = Failure {
+                env: Arc::clone(&env),
+                reason: format!("estate {estate:?} is not joined"),
+                estate,
+                uid: None,
+                held_until,
+            };
+            self.failed(failure, now);
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use raet::lane::{LaneError, LaneStack};
+use raet::packet::body::encode_json;
 use raet::road::{Event, Uid};
 use raet::stack::RoadStack;
 use serde_json::Value;
@@ -67,11 +68,10 @@ impl Shared {
             for effect in effects {
                 match effect {
                     Effect::Transmit {
-                        estate,
-                        uid,
+                        targets,
                         env,
                         held_until,
-                    } => self.transmit(estate, uid, env, held_until),
+                    } => self.transmit(targets, env, held_until),
                     Effect::Local { yard, env } => {
                         if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
                             // A full queue (the yard stopped reading) costs one bounded wait,
@@ -92,22 +92,31 @@ impl Shared {
         }
     }
 
-    /// Sends `env` to `estate` (`uid`) in the background; a failure comes back to the loop.
-    fn transmit(&self, estate: String, uid: Uid, env: Envelope, held_until: Option<Instant>) {
-        let sending = self.road.transmit(uid, env.to_body());
-        let failures = self.failures.clone();
-        tokio::spawn(async move {
-            if let Err(e) = sending.await {
-                let reason = format!("to {estate:?}: {e}");
-                let _ = failures.send(Failure {
-                    env,
-                    estate,
-                    uid: Some(uid),
-                    reason,
-                    held_until,
-                });
-            }
-        });
+    /// Sends `env` to each of `targets` in the background, encoded once; a failure comes
+    /// back to the loop.
+    fn transmit(
+        &self,
+        targets: Vec<(String, Uid)>,
+        env: Arc<Envelope>,
+        held_until: Option<Instant>,
+    ) {
+        let body: Arc<[u8]> = encode_json(&env.to_body()).into();
+        for (estate, uid) in targets {
+            let sending = self.road.transmit_encoded(uid, Arc::clone(&body));
+            let (failures, env) = (self.failures.clone(), Arc::clone(&env));
+            tokio::spawn(async move {
+                if let Err(e) = sending.await {
+                    let reason = format!("to {estate:?}: {e}");
+                    let _ = failures.send(Failure {
+                        env,
+                        estate,
+                        uid: Some(uid),
+                        reason,
+                        held_until,
+                    });
+                }
+            });
+        }
     }
 }
 
