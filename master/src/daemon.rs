@@ -14,7 +14,7 @@ use raet::keep::{
 use raet::road::{Event, Presence, RemoteStatus, RoadConfig, Uid};
 use salt_raet::config::{MasterConfig, Role};
 use salt_raet::daemon::{
-    bind_road, daemon_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status,
+    answering, bind_road, daemon_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status,
 };
 use salt_raet::evbus::{BusEvent, EventBus};
 use salt_raet::identity::{check_binding, derive_public, Identity, IdentityError, LocalParams};
@@ -160,7 +160,8 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     // Keys are decided per role, minions judged by id: a joiner naming another minion as its
     // role would have its keys recorded for that minion, which would then be rejected.
     road_config.role_is_name = true;
-    road_config.timers = daemon_timers(&config.common);
+    // The minions' alives keep the presence: the master only answers them.
+    road_config.timers = answering(daemon_timers(&config.common));
     road_config.limits.max_first_contacts = config.raet_first_contacts;
     road_config.limits.first_contact_interval = config.raet_first_contact_interval;
     let mode = config.auto_mode();

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use raet_proto::packet::body::encode_json;
 use raet_proto::road::{Event, MessageId, Uid};
 use raet_sim::world::{link, Spec, World};
-use salt_raet::daemon::{presence_timers, DaemonCore, Effect, Failure, PRESENCE_CHANGE_TAG};
+use salt_raet::daemon::{
+    answering, presence_timers, DaemonCore, Effect, Failure, PRESENCE_CHANGE_TAG,
+};
 use salt_raet::envelope::Envelope;
 use serde_json::{json, Map, Value};
 
@@ -45,7 +47,7 @@ impl Node {
         spec.mutable = true;
         spec.role_is_name = true;
         spec.confirm_messages = true;
-        spec.timers = presence_timers(PERIOD);
+        spec.timers = answering(presence_timers(PERIOD));
         let at = world.add(spec);
         Self::new(at, name, false, presence_events, Vec::new())
     }
@@ -284,6 +286,10 @@ impl Node {
     fn allowed(&self, name: &str) -> bool {
         self.core.allowed_peers().contains(name)
     }
+
+    fn allowed_peers(&self) -> usize {
+        self.core.allowed_peers().len()
+    }
 }
 
 /// Runs `nodes` for `duration` of virtual time, their drivers looking every [`STEP`].
@@ -475,4 +481,31 @@ fn upstream_messages_fail_over_to_the_next_master_when_the_first_is_lost() {
     assert_eq!(b.numbers("collector"), [1, 2]);
     assert_eq!(minion.errors("worker"), Vec::<String>::new());
     assert_eq!(minion.core.table.counters().get("failover"), Some(&1));
+}
+
+#[test]
+fn the_master_answers_its_minions_alives_and_initiates_none() {
+    let mut world = World::new(11, link(0.0));
+    let mut master = Node::master(&mut world, "master", 4505, false);
+    let mut minions: Vec<Node> = (0..5)
+        .map(|i| Node::minion(&mut world, &format!("m{i}"), 4510 + i, vec![master.at]))
+        .collect();
+    let mut nodes: Vec<&mut Node> = std::iter::once(&mut master).chain(&mut minions).collect();
+    run_until(&mut world, &mut nodes, PERIOD * 10, |n| {
+        n[0].allowed_peers() == 5
+    });
+    let initiated = |world: &World, at| world.peer_ref(at).road.stats().alive_initiate;
+    let before: Vec<u64> = nodes.iter().map(|n| initiated(&world, n.at)).collect();
+    run(&mut world, &mut nodes, PERIOD * 20);
+    let sent: Vec<u64> = nodes
+        .iter()
+        .zip(&before)
+        .map(|(n, b)| initiated(&world, n.at) - b)
+        .collect();
+    assert_eq!(sent[0], 0, "the master initiated alives: {sent:?}");
+    assert!(
+        sent[1..].iter().all(|&s| s >= 18),
+        "each minion about one a period: {sent:?}"
+    );
+    assert_eq!(master.core.allowed_peers().len(), 5);
 }

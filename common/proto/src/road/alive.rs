@@ -71,6 +71,7 @@ impl Road {
         let Some(datagram) = self.core.emit(dest, &head, PacketKind::Request, &[]) else {
             return;
         };
+        self.core.stats.alive_initiate += 1;
         let index = TxIndex::of_tx(&head, dest);
         let aliver = Aliver {
             cascade,

@@ -203,6 +203,8 @@ road_stats! {
     /// Allow packets sent again.
     redo_allow,
     // Alives.
+    /// Alives we sent (a presence check we started).
+    alive_initiate,
     /// Alives answered.
     alive_complete,
     /// Refusals of our alives.

@@ -159,6 +159,17 @@ pub fn daemon_timers(common: &CommonConfig) -> Timers {
     }
 }
 
+/// `timers` for a road that answers its peers' alives rather than sending its own: a presence
+/// period half again as long as theirs, so that a peer's alive (every period) always comes
+/// first. The master's: it initiates no alive to a minion that talks to it, and still loses
+/// a silent one within about 2.5 periods.
+pub fn answering(timers: Timers) -> Timers {
+    Timers {
+        presence_period: timers.presence_period * 3 / 2,
+        ..timers
+    }
+}
+
 /// Binds a daemon's road stack ([`RoadStack::bind`]); a socket that cannot be bound is a
 /// [`DaemonError::Bind`] naming the address.
 pub async fn bind_road(
