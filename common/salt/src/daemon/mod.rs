@@ -8,6 +8,7 @@
 //! answers is typed ([`status`]).
 
 mod hold;
+mod notify;
 mod run;
 mod safety;
 pub mod status;

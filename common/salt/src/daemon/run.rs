@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::hold::Hold;
+use super::notify;
 use super::safety::check_private_dir;
 use super::status::{to_load, RemoteRow, Status, STATUS_VERSION};
 use super::{epoch_secs, presence_word, DaemonError, Side};
@@ -390,6 +391,7 @@ impl<S: Side> Daemon<S> {
         let mut events = self.shared.road.events();
         let road = self.shared.road.clone();
         let lane = Arc::clone(&self.shared.lane);
+        notify::ready();
         loop {
             let held_until = self.shared.hold.next_deadline();
             tokio::select! {
@@ -427,6 +429,7 @@ impl<S: Side> Daemon<S> {
             }
             self.answer_status_requests().await;
         }
+        notify::stopping();
         self.shared.road.clone().shutdown().await;
         info!("stopped");
         Ok(())
