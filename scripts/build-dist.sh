@@ -8,10 +8,10 @@
 # Both are built by maturin with the cargo profile `dist` (release without debug info,
 # stripped) and linked by zig against glibc 2.17 symbols (`--zig --compatibility
 # manylinux2014`: maturin refuses a symbol newer than the policy allows), so they install on
-# any x86_64 Linux with glibc >= 2.17 whatever glibc built them. The checks printed at the
-# end check it again: auditwheel show must find each wheel consistent with
-# manylinux_2_17_x86_64, and each ELF file must need no GLIBC_ symbol version newer than 2.17
-# and carry no debug or symbol table sections (stripped); the script fails otherwise.
+# any x86_64 Linux with glibc >= 2.17 whatever glibc built them. At the end the script
+# checks that again, printing what it finds, and fails otherwise: auditwheel show must find
+# each wheel consistent with manylinux_2_17_x86_64, and each ELF file in them must need no
+# GLIBC_ symbol version newer than 2.17 and carry no debug or symbol table sections.
 #
 # usage: scripts/build-dist.sh [OUT_DIR]      (default: dist/ in the repository)
 # Environment: SALT_RAET_DIST_VENV, the build tools' venv (default target/dist-venv:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the wheels of dist/ (scripts/build-dist.sh) the way an operator does, with pip and
 # no Rust toolchain, and runs them:
-#   1. a fresh venv; `pip install --no-index --find-links DIST salt-raet saltext-raet`;
+#   1. a fresh venv; `pip install --no-index --only-binary :all: --find-links DIST salt-raet
+#      saltext-raet` (wheels only: pip cannot fall back to building anything);
 #   2. with PATH=<venv>/bin:/usr/bin:/bin (cargo and rustc must not be found there):
 #      salt-raet-master/salt-raet-minion/raet --version resolve to the venv's bin/ (the
 #      wheel's scripts), `raet demo` (two road stacks over loopback UDP, joined, a small
@@ -34,7 +35,8 @@ clean=(env -i "HOME=$HOME" "PATH=$venv/bin:/usr/bin:/bin" LANG=C.UTF-8)
 say "fresh venv $venv, the wheels of $dist"
 rm -rf "$venv"
 "$salt_venv/bin/python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --no-index --find-links "$dist" salt-raet saltext-raet
+"$venv/bin/python" -m pip install -q --no-index --only-binary :all: --find-links "$dist" \
+    salt-raet saltext-raet
 "$venv/bin/python" -m pip list --format=freeze | grep -E '^(salt-raet|saltext-raet|saltext_raet)=='
 
 if "${clean[@]}" sh -c 'command -v cargo || command -v rustc'; then
@@ -66,8 +68,8 @@ env SALT_RAET_VENV="$salt_venv" "$salt_venv/bin/python" "$root/tests/salt/saltla
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 say "pip install --target (salt-pip's way)"
-"$venv/bin/python" -m pip install -q --no-index --find-links "$dist" --target "$tmp/extras" \
-    salt-raet
+"$venv/bin/python" -m pip install -q --no-index --only-binary :all: --find-links "$dist" \
+    --target "$tmp/extras" salt-raet
 for program in salt-raet-master salt-raet-minion raet; do
     [ -x "$tmp/extras/bin/$program" ] || die "no $program in --target's bin/"
     "${clean[@]}" "$tmp/extras/bin/$program" --version >/dev/null
