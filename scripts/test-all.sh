@@ -11,9 +11,11 @@
 #      the extension's pytest and the end-to-end tests marked `core`, Salt's own transport
 #      and channel tests run for raet
 #      (tests/salt-transport)
-#   6. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
+#   6. the wheels (scripts/build-dist.sh into target/wheels), installed by pip into a fresh venv
+#      and run without a Rust toolchain on PATH (scripts/check-dist.sh)
+#   7. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
 # The last line is "N passed, N failed": N counts test cases of cargo test and pytest,
-# plus one per check (fmt, clippy, fuzz).  Exit status 0 only if everything passed.
+# plus one per check (fmt, clippy, wheels built, wheels installed, fuzz).  Exit status 0 only if everything passed.
 #
 # Environment: RAET_REF_VENV (default target/ref-venv) is where the reference venv lives;
 # SALT_RAET_VENV (default target/salt-venv) is Salt's venv with saltext_raet;
@@ -168,6 +170,18 @@ salt_e2e "salt 3007 end-to-end" "$logdir/salt3007-e2e.log" "$salt3007_venv" -m c
 counted_step pytest_counts "salt's transport tests" "$logdir/salt-transport.log" \
     env SALT_RAET_VENV="$salt_venv" SALT_RAET_BIN_DIR="$root/target/debug" \
     tests/salt-transport/run.sh
+
+# The wheels an operator installs with pip and no compiler (scripts/build-dist.sh: the
+# extension and the daemons, manylinux2014, profile dist), installed into a fresh venv and run
+# with no cargo or rustc on PATH, stock Salt with the wheel's daemons included
+# (scripts/check-dist.sh).
+step "wheels" "$logdir/build-dist.log" scripts/build-dist.sh "$root/target/wheels" \
+    || fail "scripts/build-dist.sh target/wheels" 1 "$logdir/build-dist.log"
+passed=$((passed + 1))
+step "wheels installed" "$logdir/check-dist.log" \
+    scripts/check-dist.sh "$root/target/wheels" "$salt_venv" \
+    || fail "scripts/check-dist.sh target/wheels $salt_venv" 1 "$logdir/check-dist.log"
+passed=$((passed + 1))
 
 if [ -x fuzz/run.sh ]; then
     step "fuzz" "$logdir/fuzz.log" fuzz/run.sh 30 || fail "fuzz/run.sh 30" 1 "$logdir/fuzz.log"

@@ -25,7 +25,7 @@ const FINGER_KEY_NAME: &str = "raet";
 
 /// Carries Salt's traffic over RAET (master side).
 #[derive(Debug, Parser)]
-#[command(name = PROGRAM, version, about)]
+#[command(name = PROGRAM, version)]
 struct Args {
     #[command(flatten)]
     common: salt_raet::CommonArgs,

@@ -23,7 +23,7 @@ const PROGRAM: &str = "salt-raet-minion";
 
 /// Carries Salt's traffic over RAET (minion side).
 #[derive(Debug, Parser)]
-#[command(name = PROGRAM, version, about)]
+#[command(name = PROGRAM, version)]
 struct Args {
     #[command(flatten)]
     common: salt_raet::CommonArgs,

@@ -34,7 +34,7 @@ pub type Body = Map<String, Value>;
 
 /// RAET (Reliable Asynchronous Event Transport) command-line peer.
 #[derive(Parser, Debug)]
-#[command(name = "raet", version, about)]
+#[command(name = "raet", version)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,

@@ -777,8 +777,13 @@ fn systemd_units_start_the_daemons_and_can_write_their_default_paths() {
         };
         assert_eq!(
             value("ExecStart"),
-            [format!("/usr/bin/salt-raet-{role} -c {DEFAULT_CONFIG_DIR}")]
+            [format!(
+                "/usr/local/bin/salt-raet-{role} -c {DEFAULT_CONFIG_DIR}"
+            )]
         );
+        // Ready (sd_notify READY=1) once the lane is bound, before Salt's daemon starts.
+        assert_eq!(value("Type"), ["notify"]);
+        assert_eq!(value("Before"), [format!("salt-{role}.service")]);
         assert_eq!(value("Restart"), ["on-failure"]);
         assert_eq!(value("RestartPreventExitStatus"), ["2"], "bad config");
         let writable: Vec<String> = value("ReadWritePaths")

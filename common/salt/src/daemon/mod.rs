@@ -9,6 +9,7 @@
 
 mod core;
 mod hold;
+mod notify;
 mod run;
 mod safety;
 pub mod status;

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::core::{DaemonCore, Effect, Failure};
+use super::notify;
 use super::safety::check_private_dir;
 use super::status::{to_load, RemoteRow, Status, STATUS_VERSION};
 use super::{epoch_secs, DaemonError, Side};
@@ -176,6 +177,7 @@ impl<S: Side> Daemon<S> {
         let mut events = self.shared.road.events();
         let road = self.shared.road.clone();
         let lane = Arc::clone(&self.shared.lane);
+        notify::ready();
         loop {
             let deadline = self.shared.core.poll_timeout();
             tokio::select! {
@@ -209,6 +211,7 @@ impl<S: Side> Daemon<S> {
             self.apply().await;
             self.answer_status_requests().await;
         }
+        notify::stopping();
         self.shared.road.clone().shutdown().await;
         info!("stopped");
         Ok(())
