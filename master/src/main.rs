@@ -65,8 +65,8 @@ fn main() -> ExitCode {
     }
     match (args.finger_minion, args.command) {
         (Some(id), _) => finger_minion(&config, &id),
-        (None, Some(Command::Status { json })) => {
-            print_status(PROGRAM, &config.common.sock_dir, json)
+        (None, Some(Command::Status(args))) => {
+            print_status(PROGRAM, &config.common.sock_dir, args.format())
         }
         (None, None) => run_daemon(PROGRAM, daemon::run(config)),
     }

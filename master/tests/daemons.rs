@@ -544,3 +544,47 @@ fn a_forged_join_with_a_live_minions_name_leaves_it_routed() {
         assert!(allowed(&master, "victim"), "{mode:?}");
     }
 }
+
+/// `status --format openmetrics` of a master with a joined minion, and of that minion:
+/// the daemon's info with its version, the per-remote gauges, the counters, `# EOF`.
+#[test]
+fn status_as_openmetrics_of_a_master_and_its_joined_minion() {
+    let site = Site::new();
+    let master = site.master("auto_accept: True\n");
+    let minion = site.minion("om1", master.port());
+    wait_for(LIMIT, "om1 allowed", || allowed(&master, "om1"));
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(master.status().unwrap()["daemon_version"], version);
+
+    let text = master.status_output(&["--format", "openmetrics"]).unwrap();
+    eprintln!("{text}");
+    let estate = master.estate();
+    for line in [
+        format!(
+            "salt_raet_daemon_info{{role=\"master\",estate=\"{estate}\",version=\"{version}\"}} 1"
+        ),
+        "# TYPE salt_raet_remote_joined gauge".to_owned(),
+        "salt_raet_remote_joined{role=\"master\",id=\"om1\"} 1".to_owned(),
+        "salt_raet_remote_allowed{role=\"master\",id=\"om1\"} 1".to_owned(),
+        "# TYPE salt_raet_lane_received counter".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    let joins = text.lines().find_map(|l| {
+        l.strip_prefix("salt_raet_road_join_correspond_complete_total{role=\"master\"} ")
+    });
+    assert!(
+        joins.is_some_and(|n| n.parse::<u64>().unwrap() >= 1),
+        "{text}"
+    );
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+
+    let text = minion.status_output(&["--format", "openmetrics"]).unwrap();
+    let line = "salt_raet_remote_allowed{role=\"minion\",id=\"".to_owned() + &estate + "\"} 1";
+    assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    assert_eq!(
+        master.status_output(&["--json", "--format", "text"]),
+        None,
+        "--json is --format json: not both"
+    );
+}

@@ -59,7 +59,9 @@ fn main() -> ExitCode {
     }
     if !args.finger {
         return match args.command {
-            Some(Command::Status { json }) => print_status(PROGRAM, &config.common.sock_dir, json),
+            Some(Command::Status(args)) => {
+                print_status(PROGRAM, &config.common.sock_dir, args.format())
+            }
             None => run_daemon(PROGRAM, daemon::run(config)),
         };
     }

@@ -144,18 +144,24 @@ impl Daemon {
         }
     }
 
-    /// `status --json` of this daemon (None while it does not answer).
-    pub fn status(&self) -> Option<Value> {
+    /// What `status ARGS` of this daemon prints (None while it does not answer).
+    pub fn status_output(&self, args: &[&str]) -> Option<String> {
         let out = Command::new(&self.bin)
             .arg("-c")
             .arg(&self.etc)
-            .args(["status", "--json"])
+            .arg("status")
+            .args(args)
             .output()
             .unwrap();
         if !out.status.success() {
             return None;
         }
-        serde_json::from_slice(&out.stdout).ok()
+        String::from_utf8(out.stdout).ok()
+    }
+
+    /// `status --json` of this daemon (None while it does not answer).
+    pub fn status(&self) -> Option<Value> {
+        serde_json::from_str(&self.status_output(&["--json"])?).ok()
     }
 
     /// The UDP port of this daemon's road (the kernel's pick), from its status.
@@ -191,13 +197,7 @@ impl Daemon {
 
     /// `status` of this daemon: the human table.
     pub fn table(&self) -> String {
-        let out = Command::new(&self.bin)
-            .arg("-c")
-            .arg(&self.etc)
-            .arg("status")
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
+        self.status_output(&[]).unwrap_or_default()
     }
 
     /// The status row of remote `id`.

@@ -5,10 +5,11 @@
 //! [`RouteTable`](crate::route::RouteTable) between them, presence and status ([`run`]). What
 //! differs is a [`Side`]: the master's key decisions and event bus live in the `master` crate,
 //! the minion's upstream masters and join loops in the `minion` crate. The status a daemon
-//! answers is typed ([`status`]).
+//! answers is typed ([`status`]), also as OpenMetrics ([`metrics`]).
 
 mod core;
 mod hold;
+pub mod metrics;
 mod notify;
 mod run;
 mod safety;
@@ -32,6 +33,7 @@ pub use self::core::{DaemonCore, Effect, Failure, Peer, PRESENCE_CHANGE_TAG};
 pub use run::{Daemon, Shared};
 pub use status::{
     print_status, query_status, status_table, JoinSummary, MasterRow, RemoteRow, Status,
+    StatusArgs, StatusFormat,
 };
 
 /// Errors that stop a daemon (or its `status` command).
@@ -230,9 +232,5 @@ pub fn run_daemon(
 pub enum Command {
     /// Print the running daemon's view of its peers (acceptance, joined, allowed, presence,
     /// last seen, address), then exit.
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(StatusArgs),
 }

@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 use super::core::{DaemonCore, Effect, Failure};
 use super::notify;
 use super::safety::check_private_dir;
-use super::status::{to_load, RemoteRow, Status, STATUS_VERSION};
+use super::status::{to_load, RemoteRow, Status, DAEMON_VERSION, STATUS_VERSION};
 use super::{epoch_secs, DaemonError, Side};
 use crate::config::{CommonConfig, Role};
 use crate::envelope::{lane_dir, Envelope, LANE, MANOR};
@@ -295,6 +295,7 @@ impl<S: Side> Daemon<S> {
         };
         let mut status = Status {
             version: STATUS_VERSION,
+            daemon_version: Some(DAEMON_VERSION.to_owned()),
             estate: d.core.own().to_owned(),
             role: S::ROLE.name().to_owned(),
             road: d.road.local_addr().to_string(),

@@ -1,6 +1,6 @@
 //! What a daemon says about itself: the typed [`Status`] answered on share `status` of its
 //! manor yard (and printed by `salt-raet-master status` / `salt-raet-minion status`, as a
-//! table or as JSON), how a command-line client asks for it, and the human table.
+//! table, as JSON or as OpenMetrics), how a command-line client asks for it, and the human table.
 //!
 //! The JSON form is documented in `docs/operations.md` ("status --json") and versioned by
 //! [`STATUS_VERSION`]: a field is only ever added; a removed or retyped one bumps it.
@@ -13,12 +13,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tracing::debug;
 
+use super::metrics::openmetrics;
 use super::{epoch_secs, run_daemon, DaemonError};
 use crate::envelope::{lane_dir, LANE, MANOR, SHARE_STATUS};
 use raet::lane::{LaneError, LaneStack};
 
 /// The version of the [`Status`] JSON.
 pub const STATUS_VERSION: u32 = 1;
+
+/// The version of the daemon (the workspace's), [`Status::daemon_version`].
+pub const DAEMON_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// How long `status` waits for the daemon's answer.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +32,9 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Status {
     /// [`STATUS_VERSION`] of the daemon that answered.
     pub version: u32,
+    /// The daemon's own version ([`DAEMON_VERSION`]; `None`: a daemon older than the field).
+    #[serde(default)]
+    pub daemon_version: Option<String>,
     /// Its estate name (Salt's `id`).
     pub estate: String,
     /// `master` or `minion`.
@@ -232,18 +239,57 @@ fn table_line(widths: &[usize], cells: &[String]) -> String {
     line
 }
 
+/// How `status` prints the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// The human table.
+    Text,
+    /// One JSON object.
+    Json,
+    /// The OpenMetrics text exposition.
+    Openmetrics,
+}
+
+/// The arguments of the `status` subcommand.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// How to print the status.
+    #[arg(long, value_enum)]
+    format: Option<StatusFormat>,
+    /// Print JSON instead of a table (`--format json`).
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+impl StatusArgs {
+    /// The format asked for (`--json` is `--format json`; the table by default).
+    pub fn format(&self) -> StatusFormat {
+        match (self.format, self.json) {
+            (Some(format), _) => format,
+            (None, true) => StatusFormat::Json,
+            (None, false) => StatusFormat::Text,
+        }
+    }
+}
+
 /// The `status` subcommand: asks the daemon whose lane is in `sock_dir` and prints its
-/// status as a table or as JSON.
-pub fn print_status(program: &str, sock_dir: &Path, as_json: bool) -> std::process::ExitCode {
+/// status in `format`.
+pub fn print_status(
+    program: &str,
+    sock_dir: &Path,
+    format: StatusFormat,
+) -> std::process::ExitCode {
     let sock_dir = sock_dir.to_owned();
     run_daemon(program, async move {
         let status = query_status(&sock_dir).await?;
-        if as_json {
-            let json = serde_json::to_string(&status)
-                .map_err(|e| DaemonError::BadStatus(e.to_string()))?;
-            println!("{json}");
-        } else {
-            print!("{}", status_table(&status));
+        match format {
+            StatusFormat::Text => print!("{}", status_table(&status)),
+            StatusFormat::Json => {
+                let json = serde_json::to_string(&status)
+                    .map_err(|e| DaemonError::BadStatus(e.to_string()))?;
+                println!("{json}");
+            }
+            StatusFormat::Openmetrics => print!("{}", openmetrics(&status)),
         }
         Ok(())
     })
@@ -270,6 +316,7 @@ mod tests {
         row.address = Some("127.0.0.1:4510".into());
         Status {
             version: STATUS_VERSION,
+            daemon_version: Some(DAEMON_VERSION.into()),
             estate: "master".into(),
             role: "master".into(),
             road: "127.0.0.1:4505".into(),
@@ -292,8 +339,13 @@ mod tests {
         assert_eq!(load["remotes"][0]["presence"], "present");
         assert_eq!(load["remotes"][1]["acceptance"], Value::Null);
         assert!(!load.contains_key("masters") && !load.contains_key("join"));
-        let back: Status = serde_json::from_value(Value::Object(load)).unwrap();
+        let back: Status = serde_json::from_value(Value::Object(load.clone())).unwrap();
         assert_eq!(back, status);
+        // a daemon older than `daemon_version`
+        let mut old = load;
+        assert_eq!(old.remove("daemon_version"), Some(json!(DAEMON_VERSION)));
+        let back: Status = serde_json::from_value(Value::Object(old)).unwrap();
+        assert_eq!(back.daemon_version, None);
     }
 
     #[test]
