@@ -346,6 +346,7 @@ fn opt_value(s: Option<String>) -> Value {
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LANE", LANE)?;
     m.add("MANOR", MANOR)?;
+    m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     m.add("LaneError", m.py().get_type::<LaneError>())?;
     m.add_function(wrap_pyfunction!(lane_dir, m)?)?;
     m.add_class::<Message>()?;

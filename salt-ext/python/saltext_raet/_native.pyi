@@ -8,6 +8,8 @@ LANE: str
 """The daemons' lane name, ``"salt"``."""
 MANOR: str
 """The daemon's own yard on the lane, ``"manor"``."""
+VERSION: str
+"""The version of saltext-raet (the workspace's, as the daemons'), e.g. ``"0.1.0"``."""
 
 Estate = Union[str, List[str], None]
 """A destination estate: None (this host), a name, a list of names, or ``"*"`` (all)."""

@@ -62,6 +62,46 @@ TRANSIENT_ERRORS = frozenset(
 )
 
 _yard_numbers = itertools.count()
+#: Lane directories whose daemon was found to report no version (logged once each).
+_unversioned = set()
+
+
+class DaemonVersionError(salt.exceptions.SaltClientError):
+    """The local RAET daemon's version does not match saltext-raet's."""
+
+
+def _major_minor(version):
+    return tuple(version.split(".")[:2])
+
+
+def check_daemon_version(status, lane):
+    """
+    Returns the daemon's ``status`` (from its lane directory ``lane``) when
+    its ``daemon_version`` has the major.minor of this extension's (the
+    lane protocol may change between minor versions); raises
+    :class:`DaemonVersionError` naming both versions when it has not. A
+    daemon too old to report its version is logged (once per lane).
+    """
+    ours = _native.VERSION
+    theirs = status.get("daemon_version")
+    if theirs is None:
+        if lane not in _unversioned:
+            _unversioned.add(lane)
+            log.error(
+                "RAET: the salt-raet daemon on lane %s does not report its version: it is "
+                "older than saltext-raet %s; install salt-raet daemons of version %s",
+                lane,
+                ours,
+                ours,
+            )
+    elif _major_minor(theirs) != _major_minor(ours):
+        raise DaemonVersionError(
+            f"RAET: the salt-raet daemon on lane {lane} is version {theirs}, saltext-raet "
+            f"is version {ours}: install the same version of both (salt-raet daemons "
+            f"{'.'.join(_major_minor(ours))}.x, or saltext-raet "
+            f"{'.'.join(_major_minor(theirs))}.x)"
+        )
+    return status
 
 
 def yard_name(prefix):
@@ -86,7 +126,8 @@ class Endpoint:
 
     def __init__(self, opts, loop, prefix, on_message=None, name=None):
         self.loop = loop
-        self.yard = _native.Yard(_native.lane_dir(opts["sock_dir"]), name or yard_name(prefix))
+        self.lane = _native.lane_dir(opts["sock_dir"])
+        self.yard = _native.Yard(self.lane, name or yard_name(prefix))
         self.on_message = on_message
         self.estate = None
         self._waiting = {}
@@ -165,11 +206,15 @@ class Endpoint:
                 waiter.set_result(status)
 
     async def status(self, timeout=5.0):
-        """The daemon's status (its peers, routing counters)."""
+        """
+        The daemon's status (its peers, routing counters); raises
+        :class:`DaemonVersionError` for a daemon of another version.
+        """
         waiter = self.loop.create_future()
         self._status.append(waiter)
         self.send((None, _native.MANOR, STATUS_SHARE))
-        return await asyncio.wait_for(waiter, timeout)
+        status = await asyncio.wait_for(waiter, timeout)
+        return check_daemon_version(status, self.lane)
 
     def send(self, dst, load=None, salt=None, to_yard=_native.MANOR):
         self.yard.send(dst, json.dumps(load or {}), salt, to_yard)
@@ -266,9 +311,11 @@ def daemon_status(opts, timeout=5.0):
     """
     The local RAET daemon's status, asked synchronously (for code outside an
     event loop, such as Salt's runners): its estate and, per remote, the
-    acceptance, joined/allowed state and presence.
+    acceptance, joined/allowed state and presence. Raises
+    :class:`DaemonVersionError` for a daemon of another version.
     """
-    yard = _native.Yard(_native.lane_dir(opts["sock_dir"]), yard_name("status"))
+    lane = _native.lane_dir(opts["sock_dir"])
+    yard = _native.Yard(lane, yard_name("status"))
     try:
         yard.send((None, _native.MANOR, STATUS_SHARE), "{}", None, _native.MANOR)
         deadline = time.monotonic() + timeout
@@ -281,7 +328,7 @@ def daemon_status(opts, timeout=5.0):
                 selector.select(left)
                 for msg in yard.recv():
                     if msg.src[2] == STATUS_SHARE and msg.error is None:
-                        return json.loads(msg.load)
+                        return check_daemon_version(json.loads(msg.load), lane)
     finally:
         yard.close()
 

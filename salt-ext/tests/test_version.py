@@ -1,0 +1,71 @@
+"""
+The extension against its daemon's version: the status of the real ``salt-raet-master``
+reports the daemon's version, which ``transport.check_daemon_version`` compares (major.minor)
+with the extension's own (``_native.VERSION``).
+"""
+
+import asyncio
+import logging
+import re
+
+import pytest
+import salt.exceptions
+from test_native import LIMIT, ROOT, run_master
+
+import saltext_raet  # noqa: F401  (registers the transport)
+from saltext_raet import _native, transport
+
+
+def test_the_native_version_is_the_packages():
+    pyproject = (ROOT / "salt-ext" / "pyproject.toml").read_text()
+    (version,) = re.findall(r'^version = "([^"]+)"$', pyproject, re.MULTILINE)
+    assert _native.VERSION == version
+
+
+def test_a_daemon_of_the_same_major_minor_passes(monkeypatch):
+    monkeypatch.setattr(_native, "VERSION", "1.4.2")
+    status = {"daemon_version": "1.4.9", "estate": "m"}
+    assert transport.check_daemon_version(status, "/run/salt/raet") is status
+
+
+def test_a_daemon_of_another_major_minor_is_an_error_naming_both(monkeypatch):
+    monkeypatch.setattr(_native, "VERSION", "1.4.2")
+    with pytest.raises(transport.DaemonVersionError) as info:
+        transport.check_daemon_version({"daemon_version": "1.5.0"}, "/run/salt/raet")
+    text = str(info.value)
+    assert "1.5.0" in text and "1.4.2" in text and "/run/salt/raet" in text
+    assert "install the same version" in text
+    assert isinstance(info.value, salt.exceptions.SaltClientError)
+
+
+def test_a_daemon_without_a_version_is_logged_once_per_lane(caplog):
+    caplog.set_level(logging.ERROR, logger=transport.__name__)
+    lane = "/run/salt/old-daemon/raet"
+    for _ in range(3):
+        assert transport.check_daemon_version({"estate": "m"}, lane) == {"estate": "m"}
+    (record,) = [r for r in caplog.records if lane in r.getMessage()]
+    assert "does not report its version" in record.getMessage()
+    assert _native.VERSION in record.getMessage()
+
+
+def test_the_real_daemon_reports_its_version_and_a_mismatch_is_refused(tmp_path, monkeypatch):
+    with run_master(tmp_path / "master") as master:
+        opts = {"sock_dir": master["sock_dir"]}
+        status = transport.daemon_status(opts, timeout=LIMIT)
+        assert status["daemon_version"] == _native.VERSION
+
+        async def endpoint_status():
+            endpoint = transport.Endpoint(opts, asyncio.get_running_loop(), "version")
+            try:
+                return await endpoint.status(timeout=LIMIT)
+            finally:
+                endpoint.close()
+
+        assert asyncio.run(endpoint_status())["daemon_version"] == _native.VERSION
+
+        major, minor = map(int, _native.VERSION.split(".")[:2])
+        monkeypatch.setattr(_native, "VERSION", f"{major}.{minor + 1}.0")
+        with pytest.raises(transport.DaemonVersionError, match=status["daemon_version"]):
+            transport.daemon_status(opts, timeout=LIMIT)
+        with pytest.raises(transport.DaemonVersionError):
+            asyncio.run(endpoint_status())
