@@ -67,11 +67,12 @@ impl SealedBudget {
         self.waiting.contains(&uid)
     }
 
-    /// The remotes waiting, in line order; the line is empty after (a remote whose message
-    /// still does not fit waits again, at the back).
-    pub(crate) fn take_line(&mut self) -> VecDeque<Uid> {
-        self.waiting.clear();
-        std::mem::take(&mut self.line)
+    /// The first remote in line (out of it: one whose message still does not fit waits
+    /// again, at the back).
+    pub(crate) fn next_in_line(&mut self) -> Option<Uid> {
+        let uid = self.line.pop_front()?;
+        self.waiting.remove(&uid);
+        Some(uid)
     }
 
     /// Whether a remote waits and some room is free.
@@ -81,18 +82,20 @@ impl SealedBudget {
 }
 
 impl Road {
-    /// Remotes whose messages waited for room in the sealed budget try again while there is
-    /// room (each once per call: one whose message still does not fit waits again).
+    /// Remotes whose messages waited for room in the sealed budget try again, in line order,
+    /// while there is room; the first whose message still does not fit ends the round (it
+    /// waits again at the back), so a freed reservation costs the remotes it starts, not a
+    /// pass over every waiting one.
     pub(crate) fn release_budget(&mut self, now: Instant) {
-        if !self
-            .core
-            .budget
-            .may_release(self.core.config.limits.max_sealed_bytes)
-        {
-            return;
-        }
-        for uid in self.core.budget.take_line() {
+        let limit = self.core.config.limits.max_sealed_bytes;
+        while self.core.budget.may_release(limit) {
+            let Some(uid) = self.core.budget.next_in_line() else {
+                return;
+            };
             self.pump(now, uid);
+            if self.core.budget.is_waiting(uid) {
+                return;
+            }
         }
     }
 }
@@ -129,7 +132,8 @@ mod tests {
         let held = budget.reserve(1, 1).unwrap();
         assert!(!budget.may_release(1), "no room");
         drop(held);
-        assert_eq!(budget.take_line(), [3, 1, 2]);
+        let line: Vec<Uid> = std::iter::from_fn(|| budget.next_in_line()).collect();
+        assert_eq!(line, [3, 1, 2]);
         assert!(!budget.is_waiting(3) && !budget.may_release(1));
     }
 }
