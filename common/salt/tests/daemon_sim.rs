@@ -83,10 +83,9 @@ impl Node {
     }
 
     /// A restarted daemon: a new core, no yards, on the road the world restarted.
-    fn restarted(&self, world: &World, hold_limit: Duration) -> Self {
-        let name = self.core.own().to_owned();
-        let mut node = Self::new(self.at, &name, false, false, self.masters.clone());
-        node.core = DaemonCore::new(name, !self.masters.is_empty(), hold_limit, false);
+    fn restarted(&self, world: &World) -> Self {
+        let (name, upstream) = (self.core.own(), !self.masters.is_empty());
+        let mut node = Self::new(self.at, name, upstream, false, self.masters.clone());
         node.seen = world.peer_ref(self.at).events.len();
         node
     }
@@ -349,7 +348,7 @@ fn returns_wait_through_a_master_crash_and_arrive_once() {
 
     // The master comes back (its keep kept) with a new daemon.
     world.add_on(crashed.spec, crashed.keep);
-    let mut master = master.restarted(&world, Duration::from_secs(30));
+    let mut master = master.restarted(&world);
     master.register(&mut world, "collector", &["ret"]);
     let back = run_until(
         &mut world,
@@ -410,7 +409,7 @@ fn a_lost_minion_is_told_to_presence_yards_and_on_the_bus_and_comes_back_as_new(
     });
     assert!(lost <= PERIOD * 3, "lost after {lost:?}");
     world.add_on(crashed.spec, crashed.keep);
-    let mut minion = minion.restarted(&world, Duration::from_secs(30));
+    let mut minion = minion.restarted(&world);
     minion.rejoin(&mut world);
     run_until(
         &mut world,
