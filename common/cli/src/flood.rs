@@ -78,6 +78,7 @@ fn flood(args: &FloodArgs) -> std::io::Result<u64> {
                 verhex: verify.to_hex(),
                 pubhex: verify.to_public_key().to_hex(),
                 role: name,
+                fast: false,
             }
             .emit();
             let se = u32::try_from(sent % 1_000_000).unwrap_or(0) + 2;

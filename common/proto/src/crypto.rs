@@ -19,6 +19,9 @@ use zeroize::Zeroizing;
 
 use crate::packet::NONCE_SIZE;
 
+mod fast;
+pub use fast::{FastKeys, PacketCipher, FAST_TAG_SIZE};
+
 /// Length of a Poly1305 tag, the per-box overhead of `crypto_box`.
 pub const TAG_SIZE: usize = 16;
 /// Length of a key (any of the four kinds), in bytes.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use raet_proto::crypto::{PrivateKey, Signer};
 use raet_proto::keep::{AutoMode, Snapshot};
 use raet_proto::packet::Head;
-use raet_proto::road::{Event, Road, RoadConfig};
+use raet_proto::road::{Event, Profile, Road, RoadConfig};
 use serde_json::{json, Value};
 
 const DATAGRAMS: &str = include_str!("data/raet-capture/datagrams.jsonl");
@@ -53,6 +53,8 @@ fn road(name: &str, ha: SocketAddr, main: bool, now: Instant) -> Road {
     let mut config = RoadConfig::new(name, ha);
     config.main = main;
     config.auto = AutoMode::Once;
+    // The compatible profile is the reference's, byte for byte (auto adds `fast` to joins).
+    config.profile = Profile::Compat;
     Road::new(config, Some(keys(name)), Snapshot::default(), [7; 32], now).expect("road")
 }
 

@@ -12,7 +12,7 @@ use raet_proto::keep::{
 use raet_proto::packet::body::BodyMap;
 use raet_proto::packet::{self, JoinRepr};
 use raet_proto::road::{
-    Event, Limits, MessageId, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
+    Event, Limits, MessageId, Profile, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
 };
 use raet_proto::Transmit;
 use serde_json::{Map, Value};
@@ -47,6 +47,8 @@ pub struct Spec {
     pub confirm_messages: bool,
     /// Timers.
     pub timers: Timers,
+    /// Protocol profile (auto, as a road's default: two simulated roads use the fast one).
+    pub profile: Profile,
 }
 
 impl Spec {
@@ -66,7 +68,14 @@ impl Spec {
             limits: Limits::default(),
             confirm_messages: false,
             timers: Timers::default(),
+            profile: Profile::Auto,
         }
+    }
+
+    /// With this protocol profile.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// The same estate as a main.
@@ -103,6 +112,7 @@ impl Spec {
         config.timers = self.timers.clone();
         config.limits = self.limits.clone();
         config.confirm_messages = self.confirm_messages;
+        config.profile = self.profile;
         config
     }
 }
@@ -150,6 +160,7 @@ pub fn remote_record(spec: &Spec, uid: u32, fuid: u32) -> RemoteRecord {
         kind: spec.kind,
         joined: None,
         role: spec.role(),
+        fast: false,
     }
 }
 
@@ -507,6 +518,7 @@ pub fn join_body(spec: &Spec) -> BodyMap {
         verhex,
         pubhex,
         role: spec.role(),
+        fast: false,
     }
     .emit()
 }

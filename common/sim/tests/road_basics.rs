@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use raet_proto::keep::{Acceptance, AutoMode};
-use raet_proto::road::{Event, Presence, CHUNK};
+use raet_proto::road::{Event, Presence, Profile, CHUNK};
 use raet_sim::world::{body, Spec, World};
 use raet_sim::Link;
 use serde_json::{json, Value};
@@ -14,19 +14,31 @@ use serde_json::{json, Value};
 const MAIN: u16 = 7530;
 const OTHER: u16 = 7531;
 
-/// A main (auto `auto`) and `other` (auto `always`) on a perfect link, not joined yet.
-fn pair(auto: AutoMode) -> (World, SocketAddr, SocketAddr) {
+/// A main (auto `auto`) and `other` (auto `always`) on a perfect link, not joined yet, in
+/// `profile`.
+fn pair_in(auto: AutoMode, profile: Profile) -> (World, SocketAddr, SocketAddr) {
     let mut world = World::new(1, Link::perfect());
-    let m = world.add(Spec::new("main", MAIN).main().auto(auto));
-    let o = world.add(Spec::new("other", OTHER));
+    let m = world.add(Spec::new("main", MAIN).main().auto(auto).profile(profile));
+    let o = world.add(Spec::new("other", OTHER).profile(profile));
     (world, m, o)
 }
 
-/// `other` joined, allowed and alive with the main both ways; its uid for the main.
-fn connected() -> (World, SocketAddr, SocketAddr, u32) {
-    let (mut world, m, o) = pair(AutoMode::Always);
+/// [`pair_in`] the default profile.
+fn pair(auto: AutoMode) -> (World, SocketAddr, SocketAddr) {
+    pair_in(auto, Profile::Auto)
+}
+
+/// `other` joined, allowed and alive with the main both ways, in `profile`; its uid for the
+/// main.
+fn connected_in(profile: Profile) -> (World, SocketAddr, SocketAddr, u32) {
+    let (mut world, m, o) = pair_in(AutoMode::Always, profile);
     let uid = world.connect(o, m, Duration::from_secs(10));
     (world, m, o, uid)
+}
+
+/// [`connected_in`] the default profile.
+fn connected() -> (World, SocketAddr, SocketAddr, u32) {
+    connected_in(Profile::Auto)
 }
 
 fn is_delivered(e: &Event) -> bool {
@@ -215,9 +227,10 @@ fn auto_never_pends_until_accepted() {
 /// A large message sent at once (burst 0) leaves in chunks: each road call signs and queues
 /// at most `CHUNK` segments, the rest is due at once on the timer (so a driver sends a
 /// chunk before it signs the next); all chunks together are the whole message, delivered.
+/// (The compatible profile's 1 KB segments.)
 #[test]
 fn a_large_burst_leaves_in_chunks_due_at_once() {
-    let (mut world, _, o, uid) = connected();
+    let (mut world, _, o, uid) = connected_in(Profile::Compat);
     let now = world.net.now();
     let sender = &mut world.peer(o).road;
     while sender.poll_transmit().is_some() {}

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use raet_proto::road::{Event, MessageId};
+use raet_proto::road::{Event, MessageId, Profile};
 use raet_sim::world::{link, message, Peer, Spec, World};
 use raet_sim::{Link, SimNet};
 use serde_json::{Map, Value};
@@ -220,13 +220,20 @@ fn duplication_only() -> Link {
     }
 }
 
-/// One test per (estates, link, sizes): `name: seed, others, link, sizes;`.
+/// The two profiles: the reference's (what a reference peer gets) and the fast one (what two
+/// roads of this implementation negotiate).
+const PROFILES: [Profile; 2] = [Profile::Compat, Profile::Auto];
+
+/// One test per (estates, link, sizes): `name: seed, others, link, sizes;`, run in each
+/// profile.
 macro_rules! scenarios {
     ($($(#[$attr:meta])* $name:ident: $seed:expr, $others:expr, $link:expr, $sizes:expr;)*) => {$(
         $(#[$attr])*
         #[test]
         fn $name() {
-            exchange($seed, $link, $others, &$sizes, LIMIT);
+            for profile in PROFILES {
+                exchange_with($seed, $link, $others, &$sizes, LIMIT, |s| s.profile(profile));
+            }
         }
     )*};
 }
@@ -290,27 +297,42 @@ fn with_burst(burst: u32) -> impl Fn(Spec) -> Spec {
 
 #[test]
 fn burst_one_stop_and_wait_at_10_percent_loss() {
-    exchange_with(31, link(0.1), 1, &SMALL_AND_MEDIUM, LIMIT, with_burst(1));
+    for profile in PROFILES {
+        let spec = |s: Spec| with_burst(1)(s).profile(profile);
+        exchange_with(31, link(0.1), 1, &SMALL_AND_MEDIUM, LIMIT, spec);
+    }
 }
 
 #[test]
 fn burst_eleven_at_10_percent_loss() {
-    exchange_with(32, link(0.1), 1, &SMALL_AND_MEDIUM, LIMIT, with_burst(11));
+    for profile in PROFILES {
+        let spec = |s: Spec| with_burst(11)(s).profile(profile);
+        exchange_with(32, link(0.1), 1, &SMALL_AND_MEDIUM, LIMIT, spec);
+    }
 }
 
-/// A small receive buffer (testMessageWithBufferDrops): at most 32 datagrams in flight
-/// towards an estate, the rest dropped; the resend requests recover the segments.
+/// A small receive buffer (testMessageWithBufferDrops): at most `limit` datagrams in flight
+/// towards an estate, the rest dropped; the resend requests recover the segments. The fast
+/// profile's segments are up to 64 KB: its buffer holds 2, and a 1 MB message is sent too.
 #[test]
 fn small_receive_buffer() {
-    let link = Link {
-        queue_limit: Some(32),
-        ..link(0.0)
-    };
-    let world = exchange(33, link, 2, &SMALL_AND_MEDIUM, LIMIT);
-    assert!(
-        world.net.stats().overflowed > 100,
-        "the buffer never overflowed"
-    );
+    let runs: [(Profile, usize, u64, &[usize]); 2] = [
+        (Profile::Compat, 32, 100, &SMALL_AND_MEDIUM),
+        (Profile::Auto, 2, 5, &[SMALL, MEDIUM, 1_000_000]),
+    ];
+    for (profile, limit, overflows, sizes) in runs {
+        let link = Link {
+            queue_limit: Some(limit),
+            ..link(0.0)
+        };
+        let spec = |s: Spec| s.profile(profile);
+        let world = exchange_with(33, link, 2, sizes, LIMIT, spec);
+        let overflowed = world.net.stats().overflowed;
+        assert!(
+            overflowed > overflows,
+            "{profile:?}: {overflowed} overflowed"
+        );
+    }
 }
 
 /// testMessageDropAllFirst: the first transmission of every message segment is lost
@@ -318,14 +340,35 @@ fn small_receive_buffer() {
 /// resend requests still deliver everything once.
 #[test]
 fn every_first_transmission_lost() {
+    every_first_transmission_lost_in(Profile::Compat);
+}
+
+/// The same in the fast profile, where every transmission has its own packet number: the
+/// first of each (segment, flags) is lost.
+#[test]
+fn every_first_fast_transmission_lost() {
+    every_first_transmission_lost_in(Profile::Auto);
+}
+
+fn every_first_transmission_lost_in(profile: Profile) {
+    use raet_proto::packet::{fast::FastHead, PacketKind, TransactionKind};
     let mut seen = std::collections::HashSet::new();
     let filter: raet_sim::Filter = Box::new(move |_, _, _, data| {
-        raet_proto::packet::parse(data).is_ok_and(|p| {
-            p.head.tk == raet_proto::packet::TransactionKind::Message
-                && p.head.pk == raet_proto::packet::PacketKind::Message
-        }) && seen.insert(data.to_vec())
+        let segment = |tk, pk| tk == TransactionKind::Message && pk == PacketKind::Message;
+        let key = match FastHead::parse(data) {
+            Ok((f, _, _)) => segment(f.tk, f.pk).then(|| {
+                let mut key = f;
+                key.pn = 0;
+                key.encode().to_vec()
+            }),
+            Err(_) => raet_proto::packet::parse(data)
+                .ok()
+                .filter(|p| segment(p.head.tk, p.head.pk))
+                .map(|_| data.to_vec()),
+        };
+        key.is_some_and(|key| seen.insert(key))
     });
-    let (mut world, addrs) = star(35, Link::perfect(), 1, |s| s);
+    let (mut world, addrs) = star(35, Link::perfect(), 1, |s| s.profile(profile));
     world.net.set_filter(Some(filter));
     let mut n = 0;
     let mut expected = send_sizes(&mut world, addrs[0], addrs[1], &SMALL_AND_MEDIUM, &mut n);
@@ -341,5 +384,7 @@ fn every_first_transmission_lost() {
     }
     world.settle(Duration::from_secs(5));
     check_exactly_once(&world, &addrs, &expected);
-    assert!(world.net.stats().blocked > 400);
+    let blocked = world.net.stats().blocked;
+    let least = if profile == Profile::Compat { 400 } else { 4 };
+    assert!(blocked > least, "{blocked} blocked");
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use raet_proto::keep::{Acceptance, AutoMode, RemoteRecord};
 use raet_proto::packet::{PacketKind, TransactionKind};
+use raet_proto::road::Profile;
 use raet_sim::world::{message, preset_keep, remote_record, role_record, Spec, World};
 use raet_sim::Link;
 
@@ -56,9 +57,11 @@ fn record(world: &mut World) -> Log {
     log
 }
 
+/// Alpha and beta joined and allowed, in the compatible profile: these tests replay its
+/// signed datagrams (the fast profile's replay window is tested in sim_fast.rs).
 fn pair(world: &mut World) -> (SocketAddr, SocketAddr) {
-    let alpha = world.add(Spec::new("alpha", 7530).main());
-    let beta = world.add(Spec::new("beta", 7531));
+    let alpha = world.add(Spec::new("alpha", 7530).main().profile(Profile::Compat));
+    let beta = world.add(Spec::new("beta", 7531).profile(Profile::Compat));
     world.connect(beta, alpha, LIMIT);
     (alpha, beta)
 }
@@ -249,10 +252,10 @@ fn a_stale_nack_is_not_answered() {
 #[test]
 fn a_replayed_older_session_cannot_make_a_message_look_delivered() {
     let mut world = World::new(35, Link::perfect());
-    let mut main = Spec::new("alpha", 7530).main();
+    let mut main = Spec::new("alpha", 7530).main().profile(Profile::Compat);
     main.mutable = true;
     let alpha = world.add(main);
-    let beta = world.add(Spec::new("beta", 7531));
+    let beta = world.add(Spec::new("beta", 7531).profile(Profile::Compat));
     world.connect(beta, alpha, LIMIT);
     let log = record(&mut world);
     // A later session of beta: restart (sid + 1) and a new allow (sid + 1).

@@ -263,6 +263,8 @@ pub struct RemoteRecord {
     pub joined: Option<bool>,
     /// Its role (key of its [`RoleRecord`]).
     pub role: String,
+    /// Its last join negotiated the fast profile (not in the reference's records).
+    pub fast: bool,
 }
 
 /// Public keys and acceptance of a remote role (`role/remote/role.<role>.json`).

@@ -10,6 +10,9 @@ pub enum PacketError {
     /// Starts with neither a raet head (`ri RAET\n`) nor a json head (`{"ri":"RAET",`).
     #[error("not a RAET packet (no raet or json head)")]
     NotRaet,
+    /// A binary (fast profile) head given to the text-head codec.
+    #[error("a binary head is sealed by its session, not text-encoded")]
+    BinaryHead,
     /// The head terminator is missing.
     #[error("head terminator missing")]
     NoHeadEnd,

@@ -25,6 +25,7 @@ pub(crate) fn segment_extra(hk: HeadKind) -> usize {
     match hk {
         HeadKind::Raet => 27,
         HeadKind::Json => 36,
+        HeadKind::Binary => 0,
     }
 }
 
@@ -238,6 +239,7 @@ impl Head {
         let (pl_at, pl_digits, hl_at) = match self.hk {
             HeadKind::Raet => self.encode_raet(out),
             HeadKind::Json => self.encode_json(out),
+            HeadKind::Binary => return Err(PacketError::BinaryHead),
         };
         let hl = out.len() - start;
         if hl > MAX_HEAD_SIZE {

@@ -1,6 +1,8 @@
 //! Join (tk 1) bodies on the wire: the mapping a join request and its accept response carry
 //! (spec §7): `name`, `mode`, `kind`, `uid` (response only), `verhex`, `pubhex`, `role`, in
-//! that order, as the reference's `Joiner.join` / `Joinent.ackAccept` build them.
+//! that order, as the reference's `Joiner.join` / `Joinent.ackAccept` build them, then `fast`
+//! (1) when the sender offers the fast profile (not in the reference, which ignores keys it
+//! does not read).
 
 use serde_json::Value;
 
@@ -34,6 +36,8 @@ pub struct JoinRepr {
     pub pubhex: String,
     /// The sender's role.
     pub role: String,
+    /// The sender offers the fast profile (`"fast": 1`; absent: it does not).
+    pub fast: bool,
 }
 
 /// A non-empty string field.
@@ -82,6 +86,7 @@ impl JoinRepr {
             verhex: text(body, "verhex")?,
             pubhex: text(body, "pubhex")?,
             role: text(body, "role")?,
+            fast: body.get("fast").and_then(Value::as_u64) == Some(1),
         })
     }
 
@@ -97,6 +102,9 @@ impl JoinRepr {
         body.insert("verhex".into(), self.verhex.clone().into());
         body.insert("pubhex".into(), self.pubhex.clone().into());
         body.insert("role".into(), self.role.clone().into());
+        if self.fast {
+            body.insert("fast".into(), 1.into());
+        }
         body
     }
 }
@@ -135,6 +143,7 @@ mod tests {
             verhex: "ab".repeat(32),
             pubhex: "cd".repeat(32),
             role: "other".into(),
+            fast: false,
         }
     }
 
@@ -147,6 +156,14 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with(r#","role":"other"}"#), "{text}");
+        let offer = JoinRepr {
+            fast: true,
+            ..sample(None)
+        };
+        let text = String::from_utf8(encode_json(&offer.emit())).expect("utf8");
+        assert!(text.ends_with(r#","role":"other","fast":1}"#), "{text}");
+        let parsed = JoinRepr::parse_request(&decode_json(text.as_bytes()).expect("json"));
+        assert_eq!(parsed, Ok(offer));
         let request = encode_json(&sample(None).emit());
         assert!(!String::from_utf8(request).expect("utf8").contains("uid"));
     }
@@ -194,8 +211,8 @@ mod tests {
     }
 
     /// The keys a join body may hold, and one it does not.
-    const KEYS: [&str; 8] = [
-        "name", "mode", "kind", "uid", "verhex", "pubhex", "role", "x",
+    const KEYS: [&str; 9] = [
+        "name", "mode", "kind", "uid", "verhex", "pubhex", "role", "fast", "x",
     ];
 
     proptest! {
@@ -208,8 +225,9 @@ mod tests {
             verhex in text_field(),
             pubhex in text_field(),
             role in text_field(),
+            fast: bool,
         ) {
-            let repr = JoinRepr { name, mode, kind, uid, verhex, pubhex, role };
+            let repr = JoinRepr { name, mode, kind, uid, verhex, pubhex, role, fast };
             let body = decode_json(&encode_json(&repr.emit())).expect("json");
             let parsed = match uid {
                 Some(_) => JoinRepr::parse_response(&body),

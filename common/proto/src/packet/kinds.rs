@@ -33,6 +33,9 @@ kind_enum!(
         Raet = 0,
         /// A JSON object ended by `\r\n\r\n`.
         Json = 1,
+        /// The fast profile's fixed binary head ([`super::fast`]): never text-encoded; a
+        /// [`super::Head`] of this kind is sent sealed with the session's packet key.
+        Binary = 2,
     }
 );
 

@@ -8,6 +8,7 @@
 pub mod allow;
 pub mod body;
 mod error;
+pub mod fast;
 mod head;
 pub mod join;
 pub mod kinds;

@@ -54,6 +54,39 @@ impl Segmenter {
         })
     }
 
+    /// Plans `len` bytes in slices of `segsize` (the fast profile's datagrams, whose head
+    /// has a fixed size): one segment when they fit in one.
+    pub fn sized(segsize: usize, len: usize) -> Result<Self, PacketError> {
+        let segsize = segsize.max(1);
+        let count = u32::try_from(len.div_ceil(segsize).max(1))
+            .ok()
+            .filter(|_| len <= MAX_MESSAGE_SIZE)
+            .ok_or(PacketError::MessageTooLarge { len })?;
+        Ok(Self {
+            ml: len,
+            count,
+            segsize: if count == 1 { len } else { segsize },
+        })
+    }
+
+    /// The bytes of segment `sn` of `coat_all`.
+    pub fn chunk<'c>(&self, coat_all: &'c [u8], sn: u32) -> Result<&'c [u8], PacketError> {
+        if coat_all.len() != self.ml {
+            return Err(PacketError::CoatLengthMismatch {
+                expected: self.ml,
+                actual: coat_all.len(),
+            });
+        }
+        if sn >= self.count {
+            return Err(PacketError::SegmentOutOfRange { sn, sc: self.count });
+        }
+        let start = (sn as usize).saturating_mul(self.segsize);
+        let end = start.saturating_add(self.segsize).min(self.ml);
+        coat_all
+            .get(start..end)
+            .ok_or(PacketError::SegmentOutOfRange { sn, sc: self.count })
+    }
+
     /// Number of datagrams; 1 = unsegmented.
     pub fn count(&self) -> u32 {
         self.count
@@ -74,33 +107,27 @@ impl Segmenter {
         fg: Flags,
         signer: &Signer,
     ) -> Result<Vec<u8>, PacketError> {
-        if coat_all.len() != self.ml {
-            return Err(PacketError::CoatLengthMismatch {
-                expected: self.ml,
-                actual: coat_all.len(),
-            });
-        }
-        if sn >= self.count {
-            return Err(PacketError::SegmentOutOfRange { sn, sc: self.count });
-        }
+        let chunk = self.chunk(coat_all, sn)?;
         if self.count == 1 {
             let mut fg = fg;
             fg.set(Flags::SF, false);
             return pack(&unsegmented(template, fg), coat_all, Some(signer));
         }
-        let start = (sn as usize).saturating_mul(self.segsize);
-        let end = start.saturating_add(self.segsize).min(self.ml);
-        let chunk = coat_all
-            .get(start..end)
-            .ok_or(PacketError::SegmentOutOfRange { sn, sc: self.count })?;
+        pack(&self.segment_head(template, sn, fg), chunk, Some(signer))
+    }
+
+    /// The head of segment `sn` (`sn`, `sc`, `ml`, flags with `sf` when segmented).
+    pub fn segment_head(&self, template: &Head, sn: u32, fg: Flags) -> Head {
         let mut head = template.clone();
-        head.sn = sn;
-        head.sc = self.count;
-        // ml <= MAX_MESSAGE_SIZE < 2^32, checked in new().
-        head.ml = self.ml as u32;
         head.fg = fg;
-        head.fg.set(Flags::SF, true);
-        pack(&head, chunk, Some(signer))
+        head.fg.set(Flags::SF, self.count > 1);
+        if self.count > 1 {
+            head.sn = sn;
+            head.sc = self.count;
+            // ml <= MAX_MESSAGE_SIZE < 2^32, checked in new() and sized().
+            head.ml = self.ml as u32;
+        }
+        head
     }
 }
 

@@ -15,6 +15,7 @@ use crate::packet::{
     AllowError, BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind,
 };
 
+use super::fast::FastSession;
 use super::remote::Remote;
 use super::timers::Clock;
 use super::transaction::{Transaction, TxIndex};
@@ -350,6 +351,10 @@ impl Road {
             }
         };
         let session = SharedBox::new(&publee, privee);
+        let fast = remote
+            .fast_peer
+            .then(|| FastSession::new(privee, &publee, true))
+            .flatten();
         let short_public = privee.public_key();
         let long_box = SharedBox::new(pubber, &self.core.private);
         let fqdn = fqdn_field(remote.ha);
@@ -380,6 +385,7 @@ impl Road {
             return;
         };
         remote.session = Some(session);
+        remote.fast = fast;
         let dest = remote.ha;
         if let Some(d) = self.core.emit(dest, &a.head, PacketKind::Initiate, &body) {
             a.last = Some(d);
@@ -437,7 +443,7 @@ impl Road {
             self.take_txn(uid, &index);
         }
         if joined {
-            self.complete_join(now, uid, false);
+            self.complete_join(now, uid, false, None);
             self.announce_joined(uid);
         } else {
             self.save(uid);
@@ -581,6 +587,10 @@ impl Road {
             return;
         };
         remote.session = Some(SharedBox::new(&publee, &privee));
+        remote.fast = remote
+            .fast_peer
+            .then(|| FastSession::new(&privee, &publee, false))
+            .flatten();
         remote.publee = Some(publee);
         remote.privee = Some(privee);
         let dest = rx.from;

@@ -44,10 +44,48 @@ pub struct RoadConfig {
     pub burst: u32,
     /// Our own address (recorded in the keep).
     pub ha: SocketAddr,
+    /// Whether the fast profile is offered in our joins and used with peers that offer it
+    /// too ([`Profile`]).
+    pub profile: Profile,
     /// Protocol timers.
     pub timers: Timers,
     /// Memory bounds.
     pub limits: Limits,
+}
+
+/// The protocol profile of a road's message transactions (docs/protocol.md, *The fast
+/// profile*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// The reference's packets only: nothing offered, every peer gets signed packets and
+    /// crypto_box coats.
+    Compat,
+    /// The fast profile offered in every join and used with each peer that offers it too;
+    /// the others (the reference) get the compatible profile.
+    #[default]
+    Auto,
+    /// The fast profile required: a join with a peer that does not offer it is refused.
+    Fast,
+}
+
+impl Profile {
+    /// Whether our joins offer the fast profile.
+    pub fn offers(self) -> bool {
+        self != Profile::Compat
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "compat" => Ok(Self::Compat),
+            "auto" => Ok(Self::Auto),
+            "fast" => Ok(Self::Fast),
+            _ => Err(format!("unknown profile {s:?} (compat, auto or fast)")),
+        }
+    }
 }
 
 /// Memory bounds of a road (not in the reference, which has none).
@@ -87,6 +125,11 @@ pub struct Limits {
     /// (`first_contact_rate_limited`). A first contact asking again is not new, nor are keys
     /// a role record holds (an estate decided before, joining again).
     pub first_contact_interval: Duration,
+    /// Largest fast-profile datagram to a remote off this host (bytes): the 1,400-byte class
+    /// that crosses common paths without IP fragmentation.
+    pub fast_datagram: usize,
+    /// Largest fast-profile datagram to a loopback address (bytes; UDP's limit is 65,507).
+    pub fast_datagram_loopback: usize,
     /// A first contact that has not asked again (joined again) for this long is dropped
     /// ([`Event::FirstContactDropped`], `first_contact_expired`).
     pub first_contact_ttl: Duration,
@@ -106,6 +149,8 @@ impl Default for Limits {
             max_first_contacts: 512,
             first_contact_interval: Duration::from_secs(10),
             first_contact_ttl: Duration::from_secs(30),
+            fast_datagram: 1400,
+            fast_datagram_loopback: 65_000,
         }
     }
 }
@@ -124,6 +169,7 @@ impl RoadConfig {
             confirm_messages: false,
             hk: HeadKind::Raet,
             burst: 0,
+            profile: Profile::Auto,
             ha,
             timers: Timers::default(),
             limits: Limits::default(),

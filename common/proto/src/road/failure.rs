@@ -28,6 +28,9 @@ pub enum JoinFailure {
     /// The remote could not be updated from the accept (its new uid is taken).
     #[error("cannot update remote")]
     UpdateFailed,
+    /// Our profile is `fast` and the remote does not offer the fast profile.
+    #[error("the remote does not offer the fast profile this road requires")]
+    ProfileRefused,
 }
 
 /// Why an allow handshake ended without success.

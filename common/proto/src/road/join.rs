@@ -44,6 +44,8 @@ pub(crate) struct Joiner {
     redo: Redo,
     /// Last packet sent (kind, datagram).
     last: Option<(PacketKind, Vec<u8>)>,
+    /// The joinent's accept offered the fast profile.
+    peer_fast: bool,
 }
 
 impl Joiner {
@@ -71,6 +73,8 @@ pub(crate) struct Joinent {
     /// A known remote joining from a new address: completing it records the move as
     /// proposed, the allow from there makes it ([`Proposal`]).
     moving: bool,
+    /// The joiner's request offered the fast profile.
+    peer_fast: bool,
     deadline: Option<Instant>,
     redo: Redo,
     /// Last packet sent (kind, datagram) and when.
@@ -215,6 +219,7 @@ impl Road {
             verhex: self.core.verhex.clone(),
             pubhex: self.core.pubhex.clone(),
             role: self.core.role.clone(),
+            fast: self.core.config.profile.offers(),
         }
         .emit()
     }
@@ -231,11 +236,22 @@ impl Road {
         let _ = self.core.emit(j.dest, &j.head, kind, &[]);
     }
 
-    /// Session bookkeeping of a completed join (both sides).
-    pub(super) fn complete_join(&mut self, now: Instant, uid: Uid, vacuous: bool) {
+    /// Session bookkeeping of a completed join (both sides); `peer_fast`: whether the join
+    /// (if this is one, not a move) had the remote offer the fast profile.
+    pub(super) fn complete_join(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        vacuous: bool,
+        peer_fast: Option<bool>,
+    ) {
+        let offers = self.core.config.profile.offers();
         let Some(remote) = self.remotes.get_mut(&uid) else {
             return;
         };
+        if let Some(peer_fast) = peer_fast {
+            remote.fast_peer = offers && peer_fast;
+        }
         if remote.sid == 0 {
             self.core.new_session(remote);
             self.replace_stale_initiators(now, uid);

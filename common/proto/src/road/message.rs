@@ -7,12 +7,13 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::packet::{
-    BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, Reassembler, Segmenter, TransactionKind,
-    MAX_MESSAGE_SIZE,
+    BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketError, PacketKind, Reassembler,
+    Segmenter, TransactionKind, MAX_MESSAGE_SIZE,
 };
 
 use super::budget::Reservation;
 use super::core::Core;
+use super::fast;
 use super::remote::{sid, Outgoing, Remote};
 use super::timers::Redo;
 use super::transaction::{earliest, Transaction, TxIndex};
@@ -34,19 +35,31 @@ const MISSEDS_PER_RESEND: usize = 64;
 /// Sends of one message refused by the receiver before it fails.
 const MAX_ATTEMPTS: u8 = 4;
 
-/// The head of our message packets to `remote` in transaction `ti`.
+/// The head of our message packets to `remote` in transaction `ti`: the binary head, body in
+/// the clear for the session key to seal, in a fast session; else signed, coated packets.
 fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
-    Head {
+    let (ck, fk) = match remote.fast {
+        Some(_) => (CoatKind::Nada, FootKind::Nada),
+        None => (CoatKind::Nacl, FootKind::Nacl),
+    };
+    let mut head = Head {
         se: remote.uid,
         de: remote.fuid,
         si: remote.sid,
         ti,
-        ..core.template(
-            TransactionKind::Message,
-            BodyKind::Json,
-            CoatKind::Nacl,
-            FootKind::Nacl,
-        )
+        ..core.template(TransactionKind::Message, BodyKind::Json, ck, fk)
+    };
+    if remote.fast.is_some() {
+        head.hk = HeadKind::Binary;
+    }
+    head
+}
+
+/// The segmentation of a coat of `len` bytes sent with `head` to `remote`.
+fn plan(core: &Core, remote: &Remote, head: &Head, len: usize) -> Result<Segmenter, PacketError> {
+    match head.hk {
+        HeadKind::Binary => Segmenter::sized(fast::payload_to(&core.config.limits, remote.ha), len),
+        _ => Segmenter::new(head, len),
     }
 }
 
@@ -57,7 +70,7 @@ pub(crate) fn check_segmentable(
     sealed: usize,
 ) -> Result<(), RoadError> {
     let head = message_head(core, remote, sid::next(remote.tid));
-    Segmenter::new(&head, sealed)
+    plan(core, remote, &head, sealed)
         .map(|_| ())
         .map_err(|_| RoadError::MessageTooLarge {
             size: sealed,
@@ -168,6 +181,8 @@ impl Road {
         let head = message_head(&self.core, remote, ti);
         let coat = if out.body.is_empty() {
             Vec::new()
+        } else if head.hk == HeadKind::Binary {
+            out.body.to_vec()
         } else {
             match remote.session.as_ref() {
                 Some(session) => session.seal(&mut self.core.rng, &out.body),
@@ -177,7 +192,7 @@ impl Road {
                 }
             }
         };
-        let seg = match Segmenter::new(&head, coat.len()) {
+        let seg = match plan(&self.core, remote, &head, coat.len()) {
             Ok(seg) => seg,
             Err(_) => {
                 self.fail_message(uid, out.id, SendFailure::TooLarge);
@@ -224,16 +239,24 @@ impl Road {
             return;
         };
         let fg = m.flags.get(sn as usize).copied().unwrap_or_default();
-        match m
-            .seg
-            .pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer)
-        {
-            Ok(datagram) => {
+        let sent = if m.head.hk == HeadKind::Binary {
+            m.seg.chunk(&m.coat, sn).map(|chunk| {
+                let head = m.seg.segment_head(&m.head, sn, fg);
+                self.fast_emit(uid, dest, &head, PacketKind::Message, chunk)
+            })
+        } else {
+            m.seg
+                .pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer)
+                .map(|datagram| self.core.push(dest, datagram))
+                .map(|()| true)
+        };
+        match sent {
+            Ok(true) => {
                 self.core.stats.message_segment_tx += 1;
-                self.core.push(dest, datagram);
                 m.last = Some(sn);
                 m.redo.restart(now);
             }
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(road = %self.core.config.name, error = %e, "cannot pack segment");
                 self.core.stats.packing_error += 1;
@@ -357,6 +380,9 @@ impl Road {
             }
             _ => {
                 self.core.stats.message_reject_rx += 1;
+                if m.head.hk == HeadKind::Binary && rx.head.hk != HeadKind::Binary {
+                    self.fast_refused_by(uid);
+                }
                 self.messenger_nacked(now, uid, m);
                 return;
             }
@@ -433,7 +459,7 @@ impl Road {
         reason: SendFailure,
     ) {
         if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
-            let _ = self.core.emit(dest, &m.head, PacketKind::Nack, &[]);
+            self.emit_to(uid, dest, &m.head, PacketKind::Nack, &[]);
         }
         self.fail_message(uid, m.out.id, reason);
     }
@@ -445,7 +471,7 @@ impl Road {
             return;
         };
         let dest = remote.ha;
-        let _ = self.core.emit(dest, &m.head, PacketKind::Nack, &[]);
+        self.emit_to(uid, dest, &m.head, PacketKind::Nack, &[]);
         let mut out = m.out;
         out.queued = now;
         if let Some(remote) = self.remotes.get_mut(&uid) {
@@ -474,13 +500,16 @@ impl Road {
         };
         head.fg.set(Flags::CF, true);
         head.fg.set(Flags::WF, h.fg.has(Flags::WF));
+        if h.hk == HeadKind::Binary {
+            head.hk = HeadKind::Binary;
+        }
         Some(head)
     }
 
     /// Sends `pk` with an empty body on a messengent's head.
     pub(super) fn messengent_send(&mut self, uid: Uid, head: &Head, pk: PacketKind) {
         if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
-            let _ = self.core.emit(dest, head, pk, &[]);
+            self.emit_to(uid, dest, head, pk, &[]);
         }
     }
 
@@ -720,14 +749,18 @@ impl Road {
                 let mut body = serde_json::Map::new();
                 body.insert("misseds".into(), chunk.to_vec().into());
                 let plain = crate::packet::body::encode_json(&body);
-                coats.push(session.map(|s| s.seal(&mut self.core.rng, &plain)));
+                coats.push(if m.head.hk == HeadKind::Binary {
+                    Some(plain)
+                } else {
+                    session.map(|s| s.seal(&mut self.core.rng, &plain))
+                });
             }
             let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
                 return;
             };
             for coat in coats.into_iter().flatten() {
                 self.core.stats.message_resend_tx += 1;
-                let _ = self.core.emit(dest, &m.head, PacketKind::Resend, &coat);
+                self.emit_to(uid, dest, &m.head, PacketKind::Resend, &coat);
             }
         } else {
             let mut head = m.head.clone();

@@ -84,6 +84,7 @@ mod config;
 mod core;
 mod event;
 mod failure;
+mod fast;
 mod first_contact;
 mod join;
 mod message;
@@ -96,7 +97,7 @@ mod stats;
 mod timers;
 mod transaction;
 
-pub use config::{Limits, RoadConfig};
+pub use config::{Limits, Profile, RoadConfig};
 pub use event::{Event, Presence, Receipt, RemoteStatus};
 pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
 pub use message::CHUNK;

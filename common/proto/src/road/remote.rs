@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::crypto::{PrivateKey, PublicKey, SharedBox, VerifyKey};
 use crate::keep::{Acceptance, RemoteRecord};
 
+use super::fast::FastSession;
 use super::transaction::{Transaction, TxIndex};
 use super::{MessageId, Uid};
 
@@ -118,6 +119,12 @@ pub(crate) struct Remote {
     pub publee: Option<PublicKey>,
     /// crypto_box shared key of (publee, privee): computed once per allow, used per packet.
     pub session: Option<SharedBox>,
+    /// Both sides offered the fast profile in their last join (remembered in the keep).
+    pub fast_peer: bool,
+    /// The fast profile's packet keys of the current allow (when `fast_peer`).
+    pub(crate) fast: Option<FastSession>,
+    /// When we last answered one of its fast packets with a compatible nack.
+    pub(crate) fast_refused_at: Option<Instant>,
     /// Open transactions.
     pub transactions: HashMap<TxIndex, Transaction>,
     /// Completed message transaction ids and when they expire (duplicate suppression).
@@ -185,6 +192,9 @@ impl Remote {
             privee: None,
             publee: None,
             session: None,
+            fast_peer: false,
+            fast: None,
+            fast_refused_at: None,
             transactions: HashMap::new(),
             done: HashMap::new(),
             done_order: VecDeque::new(),
@@ -259,6 +269,7 @@ impl Remote {
         self.privee = None;
         self.publee = None;
         self.session = None;
+        self.fast = None;
     }
 
     /// Remembers how message transaction `tid` ended (`delivered` or refused) until
@@ -314,6 +325,7 @@ impl Remote {
             kind: self.kind,
             joined: self.joined,
             role: self.role.clone(),
+            fast: self.fast_peer,
         }
     }
 

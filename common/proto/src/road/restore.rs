@@ -158,6 +158,7 @@ impl Road {
             remote.kind = record.kind;
             remote.joined = record.joined;
             remote.sid = record.sid;
+            remote.fast_peer = record.fast && self.core.config.profile.offers();
             remote.acceptance = Some(role.acceptance);
             if let Err(reason) = remote.set_keys(&role.verhex, &role.pubhex) {
                 tracing::warn!(road = %self.core.config.name, remote = %record.name, %reason,

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
+use crate::packet::{
+    BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketKind, TransactionKind,
+};
 
 use super::core::trace_packet;
 use super::transaction::{Transaction, TxIndex};
@@ -20,6 +22,9 @@ impl Road {
         self.settle();
         self.core.stats.rx_packets += 1;
         trace_packet(&self.core.config.name, "rx", from, data);
+        if crate::packet::fast::is_fast(data) {
+            return self.handle_fast(now, from, data);
+        }
         let packet = match crate::packet::parse(data) {
             Ok(p) => p,
             Err(e) => {
@@ -207,9 +212,10 @@ impl Road {
             drop_packet!(self.core, unknown_remote, rx.from);
             return;
         };
-        let head = self.stale_head(h, remote.uid, false);
+        let uid = remote.uid;
+        let head = self.stale_head(h, uid, false);
         self.core.stats.stale_correspondent_nack += 1;
-        let _ = self.core.emit(rx.from, &head, PacketKind::Nack, &[]);
+        self.emit_to(uid, rx.from, &head, PacketKind::Nack, &[]);
     }
 
     /// The reference's Stalent: answer a packet of a transaction initiated by the peer with
@@ -221,12 +227,12 @@ impl Road {
         }
         let head = self.stale_head(h, h.de, true);
         self.core.stats.stale_initiator_nack += 1;
-        let _ = self.core.emit(rx.from, &head, kind, &[]);
+        self.emit_to(h.de, rx.from, &head, kind, &[]);
     }
 
     /// Head of a stale nack answering `h` (Staler and Stalent): its session and transaction
     /// ids, transaction, coat and foot kinds copied, estate ids swapped (`se` ours), `cf` as
-    /// given; the body is empty.
+    /// given; the body is empty. A binary head is answered with one (in the fast session).
     fn stale_head(&self, h: &Head, se: Uid, correspondent: bool) -> Head {
         let mut head = Head {
             se,
@@ -240,6 +246,9 @@ impl Road {
                 .template(h.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nada)
         };
         head.fg.set(Flags::CF, correspondent);
+        if h.hk == HeadKind::Binary {
+            head.hk = HeadKind::Binary;
+        }
         head
     }
 

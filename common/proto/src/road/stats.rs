@@ -57,6 +57,21 @@ road_stats! {
     packing_error,
     /// Bodies that do not decode.
     body_error,
+    /// Fast-profile packets sealed and queued.
+    fast_tx,
+    /// Fast-profile packets that opened with the session key.
+    fast_rx,
+    /// Fast-profile packets from a remote without a fast session, or of a transaction kind
+    /// the profile does not carry (dropped).
+    fast_refused,
+    /// Fast-profile packets whose packet number was accepted before or fell behind the
+    /// replay window (dropped before decryption).
+    fast_replay,
+    /// Remotes that answered a fast packet with a compatible nack (no fast session there):
+    /// compatible profile with them until the next join.
+    fast_downgrade,
+    /// Joins refused because the peer does not offer the fast profile our road requires.
+    join_profile_refused,
     /// Coats that do not decrypt.
     decrypt_error,
     /// Transactions refused: the remote has too many open.

@@ -234,6 +234,10 @@ struct RemoteEstateFile {
     #[serde(deserialize_with = "present")]
     joined: Option<bool>,
     role: String,
+    /// Ours (the reference ignores it): written only when true, so a compatible remote's
+    /// file is the reference's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    fast: bool,
 }
 
 /// `role/remote/role.<role>.json`.
@@ -420,6 +424,7 @@ impl RemoteEstateFile {
             kind: remote.kind,
             joined: remote.joined,
             role: remote.role.clone(),
+            fast: remote.fast,
         }
     }
 
@@ -441,6 +446,7 @@ impl RemoteEstateFile {
             kind: self.kind,
             joined: self.joined,
             role: self.role,
+            fast: self.fast,
         })
     }
 }

@@ -15,7 +15,7 @@ use crate::road::remote::{Proposal, Remote};
 use crate::road::timers::{deadline, Redo};
 use crate::road::transaction::{Transaction, TxIndex};
 use crate::road::RejectedBy;
-use crate::road::{Event, Road, Rx, Uid};
+use crate::road::{Event, Profile, Road, Rx, Uid};
 
 /// A join request equal to the last one answered within this long is a late duplicate
 /// (shorter than the joiner's first redo, so a restarted joiner reusing the same
@@ -97,6 +97,7 @@ impl Road {
             vacuous: h.de == 0,
             pended: false,
             moving: false,
+            peer_fast: jb.fast,
             deadline: deadline(now, t.joinent_timeout),
             redo: Redo::new(now, t.joinent_redo_min, t.joinent_redo_max),
             last: None,
@@ -109,6 +110,13 @@ impl Road {
             tracing::warn!(road = %self.core.config.name, name = %jb.name, role = %jb.role,
                 from = %rx.from, "join rejected: its role is not its name");
             // No `Rejected` event: it would name an estate that did not send this join.
+            self.joinent_nack(uid, &j, PacketKind::Reject);
+            return;
+        }
+        if self.core.config.profile == Profile::Fast && !jb.fast {
+            self.core.stats.join_profile_refused += 1;
+            tracing::warn!(road = %self.core.config.name, name = %jb.name, from = %rx.from,
+                "join rejected: it does not offer the fast profile this road requires");
             self.joinent_nack(uid, &j, PacketKind::Reject);
             return;
         }
@@ -416,7 +424,7 @@ impl Road {
             }
             PacketKind::Ack => {
                 self.core.stats.join_correspond_complete += 1;
-                self.complete_join(now, uid, j.vacuous);
+                self.complete_join(now, uid, j.vacuous, Some(j.peer_fast));
                 self.announce_joined(uid);
                 self.pump(now, uid);
             }

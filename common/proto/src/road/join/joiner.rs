@@ -12,7 +12,7 @@ use crate::packet::{
 use super::{compare, valid_join, Joiner};
 use crate::road::timers::{deadline, Redo};
 use crate::road::transaction::{Transaction, TxIndex};
-use crate::road::{Event, Road, Rx, Uid};
+use crate::road::{Event, Profile, Road, Rx, Uid};
 use crate::road::{JoinFailure, RejectedBy};
 
 impl Road {
@@ -67,6 +67,7 @@ impl Road {
             deadline: deadline(now, timeout),
             redo: Redo::new(now, redo_min, redo_max),
             last: Some((PacketKind::Request, datagram)),
+            peer_fast: false,
         };
         self.insert_txn(uid, index, Transaction::Joiner(joiner));
         if vacuous {
@@ -165,6 +166,14 @@ impl Road {
                 return;
             }
         };
+        if self.core.config.profile == Profile::Fast && !jb.fast {
+            self.core.stats.join_profile_refused += 1;
+            self.joiner_nack(uid, &j, PacketKind::Reject);
+            self.join_failed(uid, JoinFailure::ProfileRefused);
+            return;
+        }
+        let mut j = j;
+        j.peer_fast = jb.fast;
         let rha = rx.from;
         if j.vacuous {
             let taken = self.name_taken(&jb.name, uid);
@@ -252,7 +261,7 @@ impl Road {
 
     /// The join is accepted on our side too (reference `Joiner.completify`).
     pub(super) fn joiner_complete(&mut self, now: Instant, uid: Uid, j: Joiner) {
-        self.complete_join(now, uid, j.vacuous);
+        self.complete_join(now, uid, j.vacuous, Some(j.peer_fast));
         self.core.stats.join_initiate_complete += 1;
         let _ = self.core.emit(j.dest, &j.head, PacketKind::Ack, &[]);
         self.announce_joined(uid);

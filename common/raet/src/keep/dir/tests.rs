@@ -285,6 +285,7 @@ fn reads_a_reference_keep() -> Result<(), KeepError> {
             kind: 0,
             joined: Some(true),
             role: "beta".into(),
+            fast: false,
         }]
     );
     assert_eq!(
