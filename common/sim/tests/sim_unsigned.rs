@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use raet_proto::packet::{self, BodyKind, CoatKind, FootKind, Head, PacketKind, TransactionKind};
+use raet_proto::road::Profile;
 use raet_sim::world::{addr, message, Spec, World};
 use raet_sim::Link;
 
@@ -48,8 +49,10 @@ fn deliver(world: &mut World, beta: SocketAddr, n: u32) -> bool {
 #[test]
 fn an_unsigned_alive_with_a_new_session_changes_nothing() {
     let mut world = World::new(41, Link::perfect());
-    let alpha = world.add(Spec::new("alpha", 7530).main());
-    let beta = world.add(Spec::new("beta", 7531));
+    // Compatible profile: the tap reads the uids and session from a text head (alives are
+    // the reference's in both profiles).
+    let alpha = world.add(Spec::new("alpha", 7530).main().profile(Profile::Compat));
+    let beta = world.add(Spec::new("beta", 7531).profile(Profile::Compat));
     world.connect(beta, alpha, LIMIT);
     let real = first_message_head(&mut world, alpha, beta);
     let forged = Head {
