@@ -115,6 +115,10 @@ counted_step cargo_counts "cargo test" "$logdir/cargo-test.log" cargo test --wor
 counted_step cargo_counts "simulation 5 MB (release)" "$logdir/sim-release.log" \
     cargo test --release -p raet-sim --test sim_messaging -- 5mb
 
+# The fast profile's bulk transfer: 64 MB at 0, 1, 5 and 20 % loss over 100 MB/s (release).
+counted_step cargo_counts "fast profile goodput (release)" "$logdir/sim-fast.log" \
+    cargo test --release -p raet-sim --test sim_fast -- --include-ignored --nocapture
+
 # The delivery contract over 200 seeds at 60 % loss and 40 at 90 % (ignored in debug).
 counted_step cargo_counts "delivery contract (release)" "$logdir/delivery-contract.log" \
     cargo test --release -p raet-sim --test delivery_contract -- --include-ignored --nocapture

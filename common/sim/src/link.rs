@@ -1,5 +1,5 @@
 //! The impairments of the simulated link ([`Link`]): loss, duplication, reordering,
-//! delay, jitter and the receive queue limit.
+//! delay, jitter, the receive queue limit and the senders' rate.
 
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub struct Link {
     /// At most this many datagrams may be in flight towards one address (a small
     /// receive buffer); further ones are dropped. `None` = unlimited.
     pub queue_limit: Option<usize>,
+    /// Each sender's uplink in bytes per second: a datagram leaves once the ones before it
+    /// were serialised (a queue, never a drop). `None` = infinitely fast.
+    pub rate: Option<u64>,
 }
 
 impl Link {
@@ -39,6 +42,7 @@ impl Link {
             delay: Duration::from_millis(1),
             jitter: Duration::ZERO,
             queue_limit: None,
+            rate: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl Link {
             delay: Duration::from_millis(1),
             jitter: Duration::from_millis(2),
             queue_limit: None,
+            rate: None,
         }
     }
 }

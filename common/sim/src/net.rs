@@ -98,6 +98,8 @@ pub struct SimNet<E: Endpoint> {
     timers: Schedule<SocketAddr>,
     in_flight: BinaryHeap<Reverse<InFlight>>,
     queued: BTreeMap<SocketAddr, usize>,
+    /// When each sender's uplink is free again (with [`Link::rate`]).
+    uplink_free: BTreeMap<SocketAddr, Duration>,
     partitions: BTreeSet<(SocketAddr, SocketAddr)>,
     seq: u64,
     stats: SimStats,
@@ -136,6 +138,7 @@ impl<E: Endpoint> SimNet<E> {
             timers: Schedule::new(),
             in_flight: BinaryHeap::new(),
             queued: BTreeMap::new(),
+            uplink_free: BTreeMap::new(),
             partitions: BTreeSet::new(),
             seq: 0,
             stats: SimStats::default(),

@@ -41,18 +41,35 @@ impl<E: Endpoint> SimNet<E> {
             self.stats.blocked += 1;
             return;
         }
+        let sent = self.serialise(from, transmit.payload.len());
         if self.rng.gen_bool(self.link.loss) {
             self.stats.dropped += 1;
             return;
         }
         if self.rng.gen_bool(self.link.duplicate) {
             self.stats.duplicated += 1;
-            self.enqueue(from, transmit.dest, transmit.payload.clone());
+            self.enqueue(from, transmit.dest, transmit.payload.clone(), sent);
         }
-        self.enqueue(from, transmit.dest, transmit.payload);
+        self.enqueue(from, transmit.dest, transmit.payload, sent);
     }
 
-    fn enqueue(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
+    /// When a datagram of `len` bytes sent now by `from` has left its uplink (now without a
+    /// rate; lost datagrams take their time on the uplink too).
+    fn serialise(&mut self, from: SocketAddr, len: usize) -> Duration {
+        let Some(rate) = self.link.rate.filter(|&r| r > 0) else {
+            return self.elapsed;
+        };
+        let free = self.uplink_free.get(&from).copied().unwrap_or_default();
+        let nanos = u64::try_from(len)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(1_000_000_000)
+            / rate;
+        let done = free.max(self.elapsed) + Duration::from_nanos(nanos);
+        self.uplink_free.insert(from, done);
+        done
+    }
+
+    fn enqueue(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>, sent: Duration) {
         let queued = self.queued.entry(to).or_insert(0);
         if self.link.queue_limit.is_some_and(|limit| *queued >= limit) {
             self.stats.overflowed += 1;
@@ -68,7 +85,7 @@ impl<E: Endpoint> SimNet<E> {
         }
         self.seq += 1;
         self.in_flight.push(Reverse(InFlight {
-            at: self.now() + delay,
+            at: self.base + sent + delay,
             seq: self.seq,
             from,
             to,

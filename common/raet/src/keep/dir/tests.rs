@@ -225,6 +225,23 @@ fn layout_and_fields_are_the_reference_ones() {
     assert!(text.ends_with('}'), "{text}");
 }
 
+/// A remote whose join negotiated the fast profile keeps it in an extra field, `fast`,
+/// written only when true (the reference's layout otherwise).
+#[test]
+fn the_fast_profile_is_remembered_in_one_extra_field() -> Result<(), KeepError> {
+    let dir = temp();
+    let mut keep = open(dir.path());
+    let fast = RemoteRecord {
+        fast: true,
+        ..testutil::remote("beta", 2)
+    };
+    keep.save_remote(&fast)?;
+    let value = read_value(&keep.remote_path("beta")?);
+    assert_eq!(value["fast"], Value::from(true));
+    assert_eq!(open(dir.path()).load_remotes()?, vec![fast]);
+    Ok(())
+}
+
 /// A keep written by the reference (the spec's example, fields as `json.dump(indent=2)`
 /// writes them, no `local/road.json`) is read.
 #[test]
