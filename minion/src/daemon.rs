@@ -94,6 +94,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
         ha,
         Box::new(keep),
         daemon_timers(&config.common),
+        config.common.raet_profile,
         pin.is_some(),
     )
     .await?;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use raet::keep::{AutoMode, Keep};
-use raet::road::{RoadConfig, Timers};
+use raet::road::{Profile, RoadConfig, Timers};
 use raet::stack::RoadStack;
 use salt_raet::daemon::{bind_road, DaemonError};
 use salt_raet::identity::{Identity, LocalParams};
@@ -12,13 +12,15 @@ use salt_raet::identity::{Identity, LocalParams};
 pub mod join;
 
 /// Binds minion `own`'s road on `ha` as the daemon does: its identity from `keep` (created
-/// there on first use), road timers `timers` ([`salt_raet::daemon::daemon_timers`]), and the master's key accepted the
-/// first time (`pinned`, `master_finger`: never, the daemon decides each key).
+/// there on first use), road timers `timers` ([`salt_raet::daemon::daemon_timers`]), protocol
+/// profile `profile` (`raet_profile`), and the master's key accepted the first time
+/// (`pinned`, `master_finger`: never, the daemon decides each key).
 pub async fn bind_minion_road(
     own: &str,
     ha: SocketAddr,
     mut keep: Box<dyn Keep>,
     timers: Timers,
+    profile: Profile,
     pinned: bool,
 ) -> Result<RoadStack, DaemonError> {
     let identity = Identity::load_or_create(
@@ -37,5 +39,6 @@ pub async fn bind_minion_road(
         false => AutoMode::Once,
     };
     road_config.timers = timers;
+    road_config.profile = profile;
     bind_road(road_config, identity.into_keys(), keep).await
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use raet::crypto::Signer;
-use raet::road::Uid;
+use raet::road::{Profile, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::Value;
@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tracing::{debug, warn};
 
-use crate::demo::start;
+use crate::demo::start_in;
 use crate::road::join;
 use crate::{blob, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
 
@@ -148,7 +148,7 @@ struct Row {
 /// Runs `raet bench`; returns the exit status.
 pub(crate) async fn run(args: BenchArgs) -> ExitCode {
     println!(
-        "raet bench: {} messages of {} characters ({} in flight), one message of {} characters x{}; loopback UDP, every packet signed",
+        "raet bench: {} messages of {} characters ({} in flight), one message of {} characters x{}; loopback UDP; fast: the fast profile (session AEAD per packet, 64 KB datagrams), compat: the reference's (every packet signed)",
         args.count, args.size, args.window, args.big, args.repeat
     );
     // Wall times depend on what else runs: say how busy the machine is.
@@ -166,9 +166,10 @@ pub(crate) async fn run(args: BenchArgs) -> ExitCode {
     );
     let mut rows = Vec::new();
     let result = async {
-        rows.push(rust_to(&args, None).await?);
+        rows.push(rust_to(&args, Peer::Rust(Profile::Auto)).await?);
+        rows.push(rust_to(&args, Peer::Rust(Profile::Compat)).await?);
         if let Some(python) = &args.ref_python {
-            rows.push(rust_to(&args, Some(python)).await?);
+            rows.push(rust_to(&args, Peer::Reference(python)).await?);
             rows.push(ref_to_ref(&args, python).await?);
         }
         Ok::<(), BenchError>(())
@@ -193,12 +194,12 @@ fn print_table(args: &BenchArgs, rows: &[Row]) {
         |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.0}", d.as_secs_f64() * 1e3));
     println!();
     println!(
-        "{:<14} {:>8} {:>9} {:>9} {:>12} | {:>10} {:>9} {:>8}",
+        "{:<20} {:>8} {:>9} {:>9} {:>12} | {:>10} {:>9} {:>8}",
         "path", "messages", "msgs/s", "CPU ms", "msgs/CPU-s", "1 msg ms", "CPU ms", "MB/s"
     );
     for row in rows {
         println!(
-            "{:<14} {:>8} {:>9.0} {:>9} {:>12} | {:>10.1} {:>9} {:>8.2}",
+            "{:<20} {:>8} {:>9.0} {:>9} {:>12} | {:>10.1} {:>9} {:>8.2}",
             row.label,
             row.count,
             row.throughput.per_sec(row.count),
@@ -212,15 +213,26 @@ fn print_table(args: &BenchArgs, rows: &[Row]) {
         );
     }
     println!("(CPU: this process's threads, both stacks for rust -> rust, the sender only for rust -> ref)");
-    if let (Some(rust), Some(reference)) =
-        (rows.first(), rows.iter().find(|r| r.label == "ref -> ref"))
-    {
+    let Some(reference) = rows.iter().find(|r| r.label == "ref -> ref") else {
+        return;
+    };
+    for rust in rows.iter().filter(|r| r.label.starts_with("rust -> rust")) {
         println!(
-            "ratio Rust/ref (rust -> rust vs ref -> ref): {:.1}x the messages per second, {:.1}x faster for the large message",
+            "ratio {} / ref -> ref: {:.1}x the messages per second, {:.1}x faster for the large message",
+            rust.label,
             rust.throughput.per_sec(rust.count) / reference.throughput.per_sec(reference.count).max(1e-9),
             reference.big.wall.as_secs_f64() / rust.big.wall.as_secs_f64().max(1e-9)
         );
     }
+}
+
+/// The receiver of a measurement.
+#[derive(Clone, Copy)]
+enum Peer<'a> {
+    /// A Rust stack in this process, both stacks in this profile.
+    Rust(Profile),
+    /// The reference, run by this Python.
+    Reference(&'a PathBuf),
 }
 
 async fn bounded<T>(
@@ -232,20 +244,20 @@ async fn bounded<T>(
         .map_err(|_| BenchError::Timeout)?
 }
 
-/// A Rust sender to a Rust receiver in this process (`python` None) or to a
-/// reference receiver in a subprocess.
-async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, BenchError> {
-    // The reference receiver is slow: it gets the reference's message count.
-    let count = if python.is_some() {
-        args.ref_count
-    } else {
-        args.count
+/// A Rust sender to a Rust receiver in this process or to a reference receiver in a
+/// subprocess.
+async fn rust_to(args: &BenchArgs, peer: Peer<'_>) -> Result<Row, BenchError> {
+    let (count, profile, label) = match peer {
+        Peer::Rust(Profile::Compat) => (args.count, Profile::Compat, "rust -> rust compat"),
+        Peer::Rust(_) => (args.count, Profile::Auto, "rust -> rust fast"),
+        // The reference receiver is slow: it gets the reference's message count.
+        Peer::Reference(_) => (args.ref_count, Profile::Auto, "rust -> ref"),
     };
-    let sender = start("bench-tx", false).await?;
+    let sender = start_in("bench-tx", false, profile).await?;
     let mut local = None;
-    let (receiver, mut child) = match python {
-        None => {
-            let receiver = start("bench-rx", true).await?;
+    let (receiver, mut child) = match peer {
+        Peer::Rust(_) => {
+            let receiver = start_in("bench-rx", true, profile).await?;
             let addr = receiver.local_addr();
             // Drain the receiver so its queue does not grow (ends at its shutdown).
             let drain = receiver.clone();
@@ -253,7 +265,7 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
             local = Some(receiver);
             (addr, None)
         }
-        Some(python) => {
+        Peer::Reference(python) => {
             let [port] = free_ports()?;
             let expect = (args.ref_count + args.repeat).to_string();
             let child = spawn_ref(
@@ -286,11 +298,7 @@ async fn rust_to(args: &BenchArgs, python: Option<&PathBuf>) -> Result<Row, Benc
     }
     let (throughput, big) = result?;
     Ok(Row {
-        label: if python.is_some() {
-            "rust -> ref"
-        } else {
-            "rust -> rust"
-        },
+        label,
         count,
         throughput,
         big,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use raet::keep::{AutoMode, MemKeep};
-use raet::road::{RoadConfig, Uid};
+use raet::road::{Profile, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 
 use crate::{blob, Body, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT};
@@ -25,9 +25,19 @@ pub(crate) struct DemoArgs {
 
 /// Starts a stack named `name` on an ephemeral loopback port, in memory.
 pub(crate) async fn start(name: &str, main: bool) -> Result<RoadStack, StackError> {
+    start_in(name, main, Profile::Auto).await
+}
+
+/// [`start`] in the given protocol profile.
+pub(crate) async fn start_in(
+    name: &str,
+    main: bool,
+    profile: Profile,
+) -> Result<RoadStack, StackError> {
     let mut config = RoadConfig::new(name, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     config.main = main;
     config.auto = AutoMode::Always;
+    config.profile = profile;
     RoadStack::bind(config, None, Box::new(MemKeep::new())).await
 }
 

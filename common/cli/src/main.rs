@@ -153,6 +153,9 @@ pub struct Traffic {
     /// Send {"blob": "<N characters>"} (repeatable; after the --send messages).
     #[arg(long, value_name = "N")]
     pub size: Vec<usize>,
+    /// Send the --send and --size messages this many times (for benchmarks).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub repeat: usize,
     /// Number of messages to receive before exiting.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub expect: usize,
@@ -162,13 +165,19 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// The `--send` messages followed by the `--size` ones.
+    /// The `--send` messages followed by the `--size` ones, `--repeat` times.
     pub fn messages(&self) -> Vec<Body> {
-        self.send
+        let once: Vec<Body> = self
+            .send
             .iter()
             .cloned()
             .chain(self.size.iter().map(|&n| blob(n)))
-            .collect()
+            .collect();
+        let mut all = Vec::with_capacity(once.len().saturating_mul(self.repeat));
+        for _ in 0..self.repeat {
+            all.extend(once.iter().cloned());
+        }
+        all
     }
 }
 

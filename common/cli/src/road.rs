@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
 use raet::packet::HeadKind;
-use raet::road::{Event, Presence, RejectedBy, RoadConfig, Uid};
+use raet::road::{Event, Presence, Profile, RejectedBy, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
@@ -58,6 +58,10 @@ pub(crate) struct RoadArgs {
     /// Head kind of the packets this stack sends (it reads both).
     #[arg(long, value_enum, default_value_t = Hk::Raet)]
     pub hk: Hk,
+    /// Protocol profile: compat (the reference's packets only), auto (the fast profile with
+    /// peers that offer it too) or fast (required: peers without it are refused).
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(Profile))]
+    pub profile: Profile,
     /// Role of the local estate (default: its name).
     #[arg(long)]
     pub role: Option<String>,
@@ -233,6 +237,7 @@ fn config(args: &RoadArgs) -> RoadConfig {
     config.auto = args.auto.into();
     config.hk = args.hk.into();
     config.role = args.role.clone();
+    config.profile = args.profile;
     config
 }
 

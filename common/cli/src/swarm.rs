@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use raet::keep::DirKeep;
-use raet::road::{Event, Presence};
+use raet::road::{Event, Presence, Profile};
 use raet::stack::RoadStack;
 use salt_raet::daemon::{presence_timers, query_status};
 use salt_raet_minion::bind_minion_road;
@@ -238,6 +238,7 @@ async fn bind_minions(site: &Path, n: usize, alive_period: u64) -> Result<Vec<Ro
             minion_address(i),
             Box::new(keep),
             presence_timers(Duration::from_secs(alive_period)),
+            Profile::Auto,
             false,
         )
         .await

@@ -153,6 +153,11 @@ pub struct CommonConfig {
     /// RAET. Salt's `_auth` then owns the pki directories and salt-key decides on Salt's RSA
     /// keys; the master daemon accepts RAET keys from its keep alone (`raet_auto_accept`).
     pub raet_salt_crypto: bool,
+    /// `raet_profile` (ours; `compat`, `auto` or `fast`, default `auto`): the protocol
+    /// profile of the daemon's road (docs/protocol.md, *The fast profile*): `auto` uses the
+    /// fast profile with peers that offer it too, `compat` never, `fast` refuses peers
+    /// without it.
+    pub raet_profile: raet::road::Profile,
 }
 
 impl CommonConfig {
@@ -221,6 +226,12 @@ fn read_common(dir: &Path, role: Role, raw: &Raw) -> Result<CommonConfig, Config
         raet_alive_period: alive,
         raet_message_timeout: raw.seconds("raet_message_timeout", DEFAULT_MESSAGE_TIMEOUT_SECS)?,
         raet_salt_crypto: raw.bool("raet_salt_crypto", false)?,
+        raet_profile: raw.typed(
+            "raet_profile",
+            "compat, auto or fast",
+            raet::road::Profile::Auto,
+            |k| raw::scalar_string(k)?.parse().ok(),
+        )?,
     })
 }
 

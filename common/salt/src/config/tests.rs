@@ -49,6 +49,7 @@ fn master_defaults_are_salts() {
     assert_eq!(c.common.raet_port, 4505);
     assert_eq!(c.common.raet_alive_period, Duration::from_secs(10));
     assert_eq!(c.common.raet_message_timeout, Duration::from_secs(30));
+    assert_eq!(c.common.raet_profile, raet::road::Profile::Auto);
     assert_eq!(c.common.user, None);
     assert_eq!(
         c.common.keep_dir(),
@@ -149,6 +150,11 @@ fn bad_values_name_the_file_the_key_and_the_form() {
             "raet_message_timeout: 0\n",
             "raet_message_timeout",
             "seconds",
+        ),
+        (
+            "raet_profile: quick\n",
+            "raet_profile",
+            "compat, auto or fast",
         ),
         (
             "presence_events: True\nloop_interval: 0.0000000001\n",
@@ -267,7 +273,7 @@ fn prepend_root_dir_table() {
 fn minion_ids_masters_and_ports() {
     let dir = dir_with(&[(
         "minion",
-        "id: 123\nmaster:\n  - m1.example\n  - 10.0.0.2\nraet_master_port: '4600'\nraet_alive_period: 2.5\nraet_message_timeout: 90\nuser: root\n",
+        "id: 123\nmaster:\n  - m1.example\n  - 10.0.0.2\nraet_master_port: '4600'\nraet_alive_period: 2.5\nraet_message_timeout: 90\nraet_profile: compat\nuser: root\n",
     )]);
     let c = MinionConfig::load(dir.path()).unwrap();
     assert_eq!(c.id, "123");
@@ -278,6 +284,7 @@ fn minion_ids_masters_and_ports() {
     assert_eq!(c.raet_master_port, 4600);
     assert_eq!(c.common.raet_alive_period, Duration::from_millis(2500));
     assert_eq!(c.common.raet_message_timeout, Duration::from_secs(90));
+    assert_eq!(c.common.raet_profile, raet::road::Profile::Compat);
     assert_eq!(c.common.user.as_deref(), Some("root"));
     assert_eq!(c.common.owner.map(|a| a.uid), Some(0));
     for bad in [
