@@ -166,6 +166,7 @@ impl Road {
     /// (up to the in-flight limit), else a join or an allow.
     pub(crate) fn pump(&mut self, now: Instant, uid: Uid) {
         let max = self.core.config.limits.max_messengers;
+        let window = self.core.config.limits.max_inflight_bytes;
         loop {
             let Some(remote) = self.remotes.get_mut(&uid) else {
                 return;
@@ -189,12 +190,18 @@ impl Road {
                 // an allowent waits for the final ack: the allower is not allowed yet
                 return;
             }
-            let flying = remote
-                .transactions
-                .values()
-                .filter(|t| matches!(t, Transaction::Messenger(_)))
-                .count();
+            let (mut flying, mut bytes) = (0, 0usize);
+            for t in remote.transactions.values() {
+                if let Transaction::Messenger(m) = t {
+                    flying += 1;
+                    bytes = bytes.saturating_add(m.bytes());
+                }
+            }
             if flying >= max {
+                return;
+            }
+            let next = remote.outbox.front().map_or(0, |out| out.body.len());
+            if flying > 0 && bytes.saturating_add(next) > window {
                 return;
             }
             let Some(out) = remote.outbox.pop_front() else {

@@ -99,6 +99,11 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Messages in flight (open Messengers) to one remote; the rest wait in the queue.
     pub max_messengers: usize,
+    /// Bytes of the messages in flight to one remote: a message that would exceed it waits
+    /// in the queue while another is in flight (one message always may, whatever its size).
+    /// Each message leaves as one burst, so this keeps what a receiver must buffer under its
+    /// socket's receive buffer (`raet` asks for 4 MiB).
+    pub max_inflight_bytes: usize,
     /// Sealed bytes of the messages in flight, road-wide (each open Messenger holds its
     /// message sealed for its remote); a message that does not fit waits in its queue until
     /// others are done (one message always may, whatever its size), without counting against
@@ -141,6 +146,7 @@ impl Default for Limits {
             max_queued_messages: 100_000,
             max_queued_bytes: 512 * 1024 * 1024,
             max_messengers: 64,
+            max_inflight_bytes: 2 * 1024 * 1024,
             max_sealed_bytes: 64 * 1024 * 1024,
             max_correspondents: 1024,
             max_reassembly_bytes: 4 * MAX_MESSAGE_SIZE,

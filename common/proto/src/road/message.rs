@@ -115,6 +115,11 @@ pub(crate) struct Messenger {
 }
 
 impl Messenger {
+    /// Bytes of the message being sent.
+    pub(crate) fn bytes(&self) -> usize {
+        self.coat.len()
+    }
+
     /// Next timer.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         earliest(
