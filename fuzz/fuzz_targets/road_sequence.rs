@@ -1,5 +1,6 @@
 //! The road state machine under a sequence of events: a main road and a joiner road with
-//! fixed keys exchange datagrams over a fuzzer-controlled wire. The input is a list of
+//! fixed keys exchange datagrams over a fuzzer-controlled wire, in the profile the first byte
+//! chooses (the fast one negotiated, or the compatible one). The input is then a list of
 //! operations: advance time (firing due timers), deliver, drop, duplicate or corrupt the
 //! datagram in flight, deliver it mutated and validly re-signed by its sender, inject raw
 //! bytes, or call the application API (join, send, remove). Besides never panicking, the
@@ -15,8 +16,9 @@ use libfuzzer_sys::fuzz_target;
 use raet_proto::crypto::Signer;
 use raet_proto::keep::{apply_now, AutoMode, MemKeep, Snapshot};
 use raet_proto::packet::body::BodyMap;
+use raet_proto::packet::fast::FastHead;
 use raet_proto::packet::{self, FootKind};
-use raet_proto::road::{Event, MessageId, Road, RoadConfig};
+use raet_proto::road::{Event, MessageId, Profile, Road, RoadConfig};
 use raet_proto::Transmit;
 use raet_sim::{mutate, world};
 
@@ -65,10 +67,11 @@ struct Estate {
 }
 
 impl Estate {
-    fn new(name: &str, port: u16, main: bool, seed: u8, now: Instant) -> Estate {
+    fn new(name: &str, port: u16, main: bool, seed: u8, profile: Profile, now: Instant) -> Estate {
         let addr = world::addr(port);
         let mut config = RoadConfig::new(name, addr);
         config.main = main;
+        config.profile = profile;
         config.auto = AutoMode::Always;
         config.mutable = true;
         let road = Road::new(
@@ -94,7 +97,7 @@ impl Estate {
     fn drain(&mut self, now: Instant, wire: &mut VecDeque<(SocketAddr, Transmit)>) {
         apply_now(&mut self.road, &mut self.keep, now);
         while let Some(t) = self.road.poll_transmit() {
-            if let Err(e) = packet::parse(&t.payload) {
+            if let (Err(e), Err(_)) = (packet::parse(&t.payload), FastHead::parse(&t.payload)) {
                 panic!(
                     "the road emitted an unparsable datagram ({e}): {:?}",
                     t.payload
@@ -156,8 +159,12 @@ impl Estate {
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let mut now = Instant::now();
-    let mut main = Estate::new("main", 7530, true, 1, now);
-    let mut other = Estate::new("other", 7531, false, 2, now);
+    let profile = match input.byte() & 1 {
+        0 => Profile::Auto,
+        _ => Profile::Compat,
+    };
+    let mut main = Estate::new("main", 7530, true, 1, profile, now);
+    let mut other = Estate::new("other", 7531, false, 2, profile, now);
     let mut wire: VecDeque<(SocketAddr, Transmit)> = VecDeque::new();
     let _ = other.road.join(now, main.addr);
     other.drain(now, &mut wire);
