@@ -133,6 +133,9 @@ class Endpoint:
         self._waiting = {}
         self._registered = None
         self.shares = []
+        #: The :class:`DaemonVersionError` of the daemon's last registration answer, if any:
+        #: meanwhile this yard serves no share (it registers an empty list).
+        self.version_error = None
         self._status = []
         self._tasks = set()
         self._closed = False
@@ -193,8 +196,35 @@ class Endpoint:
         return False
 
     def _on_registered(self, msg):
+        """
+        The daemon's answer to a registration, with its version: a daemon of
+        another major.minor gets no share served (the yard withdraws them,
+        logs why once, and fails the future :meth:`serve` returned with the
+        :class:`DaemonVersionError`); once a compatible daemon answers a later
+        registration (the daemon was replaced), the shares are served again.
+        """
         load = json.loads(msg.load)
         self.estate = load.get("estate")
+        try:
+            check_daemon_version(load, self.lane)
+        except DaemonVersionError as exc:
+            if self.version_error is None:
+                self.version_error = exc
+                log.critical("%s; yard %s does not serve %s", exc, self.name, self.shares)
+                self._register()
+            if self._registered is not None and not self._registered.done():
+                self._registered.set_exception(exc)
+            return
+        if self.version_error is not None:
+            self.version_error = None
+            log.warning(
+                "RAET: the daemon on lane %s is now version %s: yard %s serves %s",
+                self.lane,
+                load.get("daemon_version"),
+                self.name,
+                self.shares,
+            )
+            self._register()
         if self._registered is not None and not self._registered.done():
             self._registered.set_result(self.estate)
 
@@ -257,8 +287,16 @@ class Endpoint:
             pause = min(pause * 2, 1.0)
 
     def serve(self, shares):
-        """Registers ``shares`` now and every :data:`REGISTER_PERIOD` seconds."""
+        """
+        Registers ``shares`` now and every :data:`REGISTER_PERIOD` seconds;
+        returns a future of the daemon's first answer: this host's estate, or
+        a :class:`DaemonVersionError` (see :meth:`_on_registered`).
+        """
         self._registered = self.loop.create_future()
+        # retrieved here: a caller that does not await it gets no "never retrieved" noise
+        self._registered.add_done_callback(
+            lambda future: future.cancelled() or future.exception()
+        )
         self.shares = list(shares)
         self._spawn(self._register_forever())
         return self._registered
@@ -272,7 +310,8 @@ class Endpoint:
     def _register(self):
         """Sends the registration; False when the daemon's lane is not there."""
         try:
-            self.send((None, _native.MANOR, REGISTER_SHARE), {"shares": self.shares})
+            shares = [] if self.version_error is not None else self.shares
+            self.send((None, _native.MANOR, REGISTER_SHARE), {"shares": shares})
             return True
         except OSError as exc:
             log.debug("RAET daemon not reachable on its lane: %s", exc)
@@ -345,6 +384,7 @@ def present_minions(opts):
         for remote in status.get("remotes", [])
         if remote.get("allowed") and remote.get("presence") in ("present", "new")
     }
+
 
 
 class _EndpointClient:
@@ -587,11 +627,18 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
                     msg.yard,
                 )
                 return
+            refused = getattr(self._endpoint, "version_error", None)
+            if refused is not None:
+                log.error("RAET publisher: publication dropped: %s", refused)
+                return
             await publish_payload(_unpack(msg))
 
         self._endpoint = Endpoint(
             self.opts, loop, PUBLISHER_YARD, on_message=on_message, name=PUBLISHER_YARD
         )
+        # no share: registering checks the daemon's version (and is repeated, as the
+        # daemon may be replaced); publications are refused meanwhile
+        self._endpoint.serve([])
         self.mark_ready()
 
     def _lane(self):
