@@ -13,6 +13,14 @@ from saltext_raet import _native, status, transport
 from test_native import LIMIT, run_master
 
 
+def test_address_host_strips_the_port_and_ipv6_brackets():
+    assert transport.address_host("10.0.0.5:4510") == "10.0.0.5"
+    assert transport.address_host("[::1]:4510") == "::1"
+    assert transport.address_host("[fe80::1%eth0]:4510") == "fe80::1%eth0"
+    assert transport.address_host(None) is None
+    assert transport.address_host("") is None
+
+
 def test_the_modules_load_with_transport_raet_only():
     assert status.virtual({"transport": "raet"}, "raet") == "raet"
     loaded, why = status.virtual({"transport": "zeromq"}, "raet")

@@ -380,11 +380,21 @@ def present_minions(opts):
     """
     status = daemon_status(opts)
     return {
-        remote["id"]: (remote.get("address") or "").rpartition(":")[0] or None
+        remote["id"]: address_host(remote.get("address"))
         for remote in status.get("remotes", [])
         if remote.get("allowed") and remote.get("presence") in ("present", "new")
     }
 
+
+def address_host(address):
+    """
+    The host of a road address as the daemon prints it (``10.0.0.5:4510``,
+    ``[::1]:4510``): ``10.0.0.5``, ``::1``; None for none.
+    """
+    host = (address or "").rpartition(":")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or None
 
 
 class _EndpointClient:
