@@ -401,6 +401,24 @@ class Lab:
             (node.conf_dir / node.role).write_text(
                 "# written by tests/salt/saltlab.py\n" + to_yaml(node.config))
 
+    def switch_transport(self, transport: str, set_config: Optional[dict] = None,
+                         unset: tuple[str, ...] = ()) -> None:
+        """Rewrites every node's config for ``transport`` (the ports and everything else
+        kept; keys of ``set_config`` set, those of ``unset`` removed) and defines the
+        daemons of that transport; the lab must be stopped. What an operator does when
+        moving a deployment between transports."""
+        if any(d.running() for d in self.daemons()):
+            raise LabError("stop the lab before switching its transport")
+        self.transport = transport
+        self.raet = transport == "raet"
+        for node in self.nodes():
+            node.config["transport"] = transport
+            node.config.update(set_config or {})
+            for key in unset:
+                node.config.pop(key, None)
+        self._write_configs()
+        self._define_daemons()
+
     def _write_srv(self) -> None:
         salt_dir = self.srv / "salt"
         pillar_dir = self.srv / "pillar"
