@@ -128,3 +128,30 @@ def test_a_yard_registering_with_a_daemon_of_another_version_serves_nothing(
     refusals = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert len(refusals) == 1, [r.getMessage() for r in refusals]
     assert lane in refusals[0].getMessage() and share in refusals[0].getMessage()
+
+
+def test_a_minion_subscriber_does_not_connect_to_a_daemon_of_another_version(
+    tmp_path, monkeypatch
+):
+    """The minion side: PublishClient.connect registers its yard and fails with the
+    version error, again on a second attempt (no half-connected subscriber is kept)."""
+    with run_master(tmp_path / "master") as master:
+        opts = {"sock_dir": master["sock_dir"], "transport": "raet"}
+        major, minor = map(int, _native.VERSION.split(".")[:2])
+        monkeypatch.setattr(_native, "VERSION", f"{major}.{minor + 1}.0")
+
+        async def connect_twice():
+            client = transport.PublishClient(opts, asyncio.get_running_loop())
+            errors = []
+            try:
+                for _ in range(2):
+                    with pytest.raises(transport.DaemonVersionError) as info:
+                        await client.connect(timeout=LIMIT)
+                    errors.append(str(info.value))
+                    assert client._endpoint is None
+            finally:
+                client.close()
+            return errors
+
+        errors = asyncio.run(connect_twice())
+        assert len(errors) == 2 and all(f"{major}.{minor + 1}.0" in e for e in errors)

@@ -732,6 +732,11 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
                     "RAET: the local salt-raet-minion daemon does not answer on "
                     f"{_native.lane_dir(self.opts['sock_dir'])}"
                 )
+            except DaemonVersionError:
+                # not connected: the next connect registers (and is checked) again
+                self._endpoint.close()
+                self._endpoint = None
+                raise
             await self._await_master()
         if connect_callback is not None:
             await connect_callback(True)
