@@ -17,6 +17,8 @@ def test_address_host_strips_the_port_and_ipv6_brackets():
     assert transport.address_host("10.0.0.5:4510") == "10.0.0.5"
     assert transport.address_host("[::1]:4510") == "::1"
     assert transport.address_host("[fe80::1%eth0]:4510") == "fe80::1%eth0"
+    # a dual-stack road hears IPv4 peers at IPv4-mapped addresses
+    assert transport.address_host("[::ffff:10.0.0.5]:4510") == "10.0.0.5"
     assert transport.address_host(None) is None
     assert transport.address_host("") is None
 

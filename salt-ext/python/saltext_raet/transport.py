@@ -23,6 +23,7 @@ stock channels (``raet_salt_crypto: True``) or the RAET-native channels of
 """
 
 import asyncio
+import ipaddress
 import itertools
 import json
 import logging
@@ -389,11 +390,19 @@ def present_minions(opts):
 def address_host(address):
     """
     The host of a road address as the daemon prints it (``10.0.0.5:4510``,
-    ``[::1]:4510``): ``10.0.0.5``, ``::1``; None for none.
+    ``[::1]:4510``): ``10.0.0.5``, ``::1``; an IPv4-mapped one (a dual-stack
+    road on ``::`` hears IPv4 peers as ``[::ffff:10.0.0.5]:4510``) as its IPv4
+    address; None for none.
     """
     host = (address or "").rpartition(":")[0]
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:  # a scoped address (fe80::1%eth0) on an older Python
+            mapped = None
+        if mapped is not None:
+            host = str(mapped)
     return host or None
 
 
