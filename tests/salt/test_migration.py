@@ -10,7 +10,10 @@ the doc says (``transport``, ``raet_salt_crypto``; ports and keys kept):
 4. ``transport: raet`` in the native mode: the minion joins with its RAET key, the accepted
    RSA key does not match, so the join is refused and its RAET key lands in
    ``minions_denied``; ``salt-key -d`` and a restart of salt-raet-minion make it pend,
-   ``salt-key -a`` accepts the RAET key and jobs run.
+   ``salt-key -a`` accepts the RAET key and jobs run;
+5. rollback to ``zeromq`` from there: Salt denies the minion's RSA key (the accepted key is
+   its RAET key) and salt-minion exits; ``salt-key -d``, a restart of salt-minion and
+   ``salt-key -a`` bring it back.
 """
 
 import os
@@ -100,3 +103,32 @@ def test_native_mode_denies_the_raet_key_until_the_zeromq_key_is_deleted(lab):
     lab.accept(MINION)
     assert lab.wait_ping([MINION], deadline_s=180) == {MINION: True}
     assert accepted_pem(lab) == denied_pem
+
+
+def test_rollback_from_native_mode_to_zeromq(lab):
+    raet_key = accepted_pem(lab)
+    node = lab.minions[MINION]
+    rsa = (node.pki_dir / "minion.pub").read_text()
+    switch(lab, "zeromq")
+
+    def denied():
+        lab.master.daemon("salt-master").check()
+        keys = lab.keys()
+        return keys if MINION in keys.get("minions_denied", []) else None
+
+    # Salt's _auth offers the RSA key, which is not the accepted (RAET) one: denied, as Salt
+    # does for any changed key, and salt-minion gives up (it exits, 77, unless rejected_retry)
+    keys = wait_for("the minion's RSA key denied", denied, deadline_s=180)
+    assert keys["minions"] == [MINION] and accepted_pem(lab) == raet_key, keys
+    assert (lab.master.pki_dir / "minions_denied" / MINION).read_text().strip() == rsa.strip()
+    minion_log = node.root / "log" / "minion"
+    wait_for("salt-minion to log its rejection",
+             lambda: "has rejected this minion's public key" in minion_log.read_text(), 60)
+    assert lab.salt(MINION, "test.ping") == {}
+    # the doc's step: delete the key, restart salt-minion, accept its RSA key again
+    lab.run("salt-key", "-d", MINION, "-y")
+    lab.restart(node, "salt-minion")
+    lab.wait_pending([MINION], deadline_s=180)
+    lab.accept(MINION)
+    assert lab.wait_ping([MINION], deadline_s=180) == {MINION: True}
+    assert accepted_pem(lab).strip() == rsa.strip()
