@@ -155,7 +155,8 @@ salt_e2e() {
         "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 "$@" tests/salt
 }
 
-# Stock Salt on transport raet, end to end (tests/salt): a master and two minions, salt-api.
+# Stock Salt on transport raet, end to end (tests/salt): a master and two minions, salt-api,
+# raet.status, Salt-crypto mode, IPv6 on ::1, the migration from ZeroMQ (docs/migration.md).
 salt_e2e "salt end-to-end" "$logdir/salt-e2e.log" "$salt_venv"
 
 # Salt 3007.x, the other supported series, in a second venv made by the same script (the

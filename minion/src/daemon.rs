@@ -79,7 +79,7 @@ pub(crate) struct MinionSide {
 /// Runs the minion daemon until SIGTERM or SIGINT.
 pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
     let own = config.id.clone();
-    let ha = SocketAddr::from(([0, 0, 0, 0], config.common.raet_port));
+    let ha = config.road_ha();
     let mut keep = DirKeep::open(config.common.keep_dir())?;
     let pin = config.road_master_finger().map(MasterPin::new);
     if let Some(pin) = &pin {
@@ -112,6 +112,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
                 index,
                 host: host.clone(),
                 port,
+                ipv6: ha.is_ipv6(),
                 rejected_retry: config.rejected_retry,
                 outcomes: joins_tx.clone(),
             };

@@ -3,7 +3,7 @@
 //! backoff, ask again soon while the master's operator decides, or wait for a rejoin request
 //! (a lost session, SIGHUP) once joined or rejected. Each step is told to the daemon.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use raet::road::{JoinFailure, RejectedBy, Uid};
@@ -44,18 +44,33 @@ pub enum JoinOutcome {
     },
 }
 
-/// `host` resolved (IPv4 preferred).
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+/// `host` resolved for a road of the family `ipv6`: an IPv4 road takes an IPv4 address;
+/// an IPv6 one an IPv6 address, else an IPv4 one as IPv4-mapped (`::ffff:a.b.c.d`).
+async fn resolve(host: &str, port: u16, ipv6: bool) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve master {host:?}: {e}"))?
         .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("master {host:?} has no address"))
+    pick_address(&addrs, ipv6).ok_or_else(|| match ipv6 {
+        true => format!("master {host:?} has no address"),
+        false => format!("master {host:?} has no IPv4 address (set ipv6: True for an IPv6 master)"),
+    })
+}
+
+/// The address of `addrs` a road of the family `ipv6` sends to (see [`resolve`]).
+fn pick_address(addrs: &[SocketAddr], ipv6: bool) -> Option<SocketAddr> {
+    if !ipv6 {
+        return addrs.iter().find(|a| a.is_ipv4()).copied();
+    }
+    addrs.iter().find(|a| a.is_ipv6()).copied().or_else(|| {
+        addrs.iter().find_map(|a| match a {
+            SocketAddr::V4(v4) => Some(SocketAddr::new(
+                IpAddr::V6(v4.ip().to_ipv6_mapped()),
+                v4.port(),
+            )),
+            SocketAddr::V6(_) => None,
+        })
+    })
 }
 
 /// The join loop of one of the minion's masters (each master has its own: one down or
@@ -69,6 +84,8 @@ pub struct JoinLoop {
     pub host: String,
     /// The master's road port.
     pub port: u16,
+    /// The road is an IPv6 one: the master's host resolves to an IPv6 address.
+    pub ipv6: bool,
     /// Salt's `rejected_retry`: a rejected minion asks again every [`REJECTED_RETRY`].
     pub rejected_retry: bool,
     /// Where each step is told.
@@ -96,7 +113,7 @@ impl JoinLoop {
     async fn resolve(&self) -> Option<SocketAddr> {
         let mut backoff = JOIN_BACKOFF_MIN;
         loop {
-            match resolve(&self.host, self.port).await {
+            match resolve(&self.host, self.port, self.ipv6).await {
                 Ok(address) => return self.tell(JoinOutcome::Resolved(address)).then_some(address),
                 Err(e) => warn!(error = %e, "master not resolved; retrying"),
             }
@@ -237,6 +254,18 @@ impl JoinPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_master_address_is_of_the_roads_family() {
+        let v4: SocketAddr = "127.0.0.1:4505".parse().unwrap();
+        let v6: SocketAddr = "[::1]:4505".parse().unwrap();
+        assert_eq!(pick_address(&[v6, v4], false), Some(v4));
+        assert_eq!(pick_address(&[v6], false), None);
+        assert_eq!(pick_address(&[v4, v6], true), Some(v6));
+        // an IPv4-only master from an IPv6 road: the IPv4-mapped address
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4505".parse().unwrap();
+        assert_eq!(pick_address(&[v4], true), Some(mapped));
+    }
 
     #[test]
     fn failures_double_the_delay_up_to_the_cap_and_a_join_resets_it() {

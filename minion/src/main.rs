@@ -7,7 +7,6 @@
 //! use). Without `id` in the configuration, the id is Salt's ([`salt_raet::minion_id`]); a
 //! generated one is cached in Salt's `minion_id` file, as salt-minion does.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 mod daemon;
@@ -73,7 +72,7 @@ fn identity(config: &MinionConfig) -> Result<Identity, Box<dyn std::error::Error
     let mut keep = DirKeep::open(config.common.keep_dir())?;
     let params = LocalParams {
         name: &config.id,
-        ha: SocketAddr::from(([0, 0, 0, 0], config.common.raet_port)),
+        ha: config.road_ha(),
         main: false,
         kind: 0,
     };

@@ -31,6 +31,7 @@ no root) granting the user ``API_USER`` every function and every runner.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -141,16 +142,26 @@ class PortPool:
 
     @staticmethod
     def _free(port: int) -> bool:
-        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            with socket.socket(socket.AF_INET, kind) as sock:
+        loopbacks = [(socket.AF_INET, "127.0.0.1")]
+        if socket.has_ipv6:
+            loopbacks.append((socket.AF_INET6, "::1"))
+        for family, host in loopbacks:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
                 try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    return False
+                    sock = socket.socket(family, kind)
+                except OSError:  # no IPv6 on this host: the IPv4 check is enough
+                    break
+                with sock:
+                    try:
+                        sock.bind((host, port))
+                    except OSError as exc:
+                        if family == socket.AF_INET6 and exc.errno == errno.EADDRNOTAVAIL:
+                            break
+                        return False
         return True
 
     def take(self) -> int:
-        """A port free on 127.0.0.1 for both TCP and UDP, never handed out twice."""
+        """A port free on 127.0.0.1 (and ::1) for both TCP and UDP, never handed out twice."""
         if self._range is None:
             for _ in range(100):
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -287,7 +298,8 @@ class Lab:
     def __init__(self, root: Path, minion_ids: list[str], bin_dir: Path,
                  venv: Optional[Path] = None, ports: Optional[PortPool] = None,
                  transport: Optional[str] = None, minion_grains: Optional[dict] = None,
-                 extra_config: Optional[dict] = None, salt_api: bool = False):
+                 extra_config: Optional[dict] = None, salt_api: bool = False,
+                 ipv6: bool = False):
         self.root = Path(root).resolve()
         self.venv = Path(venv).resolve() if venv else venv_dir()
         self.bin_dir = Path(bin_dir).resolve()
@@ -303,6 +315,8 @@ class Lab:
         # Keys added to (or replacing those of) every node's config, e.g. raet_salt_crypto.
         self.extra_config = extra_config or {}
         self.salt_api = salt_api
+        # Master (``interface``) and minions (``master``) on ::1, ``ipv6: True`` everywhere.
+        self.ipv6 = ipv6
         self.api_port: Optional[int] = None
         self._salt_version: Optional[tuple[int, ...]] = None
         self.started_at: Optional[float] = None
@@ -335,7 +349,7 @@ class Lab:
                         "ret_port": self.ports.take()}
         self.master.config = {
             **self._common(self.master),
-            "interface": "127.0.0.1",
+            "interface": self.loopback,
             **master_ports,
             "key_logfile": str(self.master.root / "log" / "key"),
             "auto_accept": False,
@@ -357,7 +371,7 @@ class Lab:
         for mid, node in self.minions.items():
             node.config = {
                 **self._common(node),
-                "master": "127.0.0.1",
+                "master": self.loopback,
                 "master_port": master_ports["ret_port"],
                 "publish_port": master_ports["publish_port"],
                 "raet_master_port": master_ports["raet_port"],
@@ -368,12 +382,41 @@ class Lab:
             if mid in self.minion_grains:
                 node.config["grains"] = self.minion_grains[mid]
         for node in self.nodes():
+            if self.ipv6:
+                node.config["ipv6"] = True
             node.config.update(self.extra_config)
             for sub in ("etc/salt", "pki", "cache", "sock", "log", "run"):
                 (node.root / sub).mkdir(parents=True, exist_ok=True)
+        self._write_configs()
+        self._write_srv()
+        self._define_daemons()
+
+    @property
+    def loopback(self) -> str:
+        """The master's address: ``::1`` for an IPv6 lab, else ``127.0.0.1``."""
+        return "::1" if self.ipv6 else "127.0.0.1"
+
+    def _write_configs(self) -> None:
+        for node in self.nodes():
             (node.conf_dir / node.role).write_text(
                 "# written by tests/salt/saltlab.py\n" + to_yaml(node.config))
-        self._write_srv()
+
+    def switch_transport(self, transport: str, set_config: Optional[dict] = None,
+                         unset: tuple[str, ...] = ()) -> None:
+        """Rewrites every node's config for ``transport`` (the ports and everything else
+        kept; keys of ``set_config`` set, those of ``unset`` removed) and defines the
+        daemons of that transport; the lab must be stopped. What an operator does when
+        moving a deployment between transports."""
+        if any(d.running() for d in self.daemons()):
+            raise LabError("stop the lab before switching its transport")
+        self.transport = transport
+        self.raet = transport == "raet"
+        for node in self.nodes():
+            node.config["transport"] = transport
+            node.config.update(set_config or {})
+            for key in unset:
+                node.config.pop(key, None)
+        self._write_configs()
         self._define_daemons()
 
     def _write_srv(self) -> None:

@@ -191,6 +191,42 @@ def test_manage_up_down_present(lab):
     assert sorted(lab.run_json("salt-run", "manage.present", timeout=120)) == sorted(MINIONS)
 
 
+@pytest.mark.core
+def test_runner_raet_status_is_the_master_daemons_view(lab):
+    if not lab.raet:
+        pytest.skip(f"transport {lab.transport} has no RAET daemon")
+    status = lab.run_json("salt-run", "raet.status", timeout=120)
+    assert status["role"] == "master" and status["estate"] == "lab_master", status
+    assert status["daemon_version"] == lab.raet_status()["daemon_version"]
+    rows = {row["id"]: row for row in status["remotes"]}
+    for mid in MINIONS:
+        assert rows[mid]["acceptance"] == "accepted", rows
+        assert rows[mid]["allowed"] is True and rows[mid]["presence"] in ("new", "present"), rows
+    # the counters are the daemon's own: requests from both minions went through it
+    assert status["routing"] and status["road_counters"] and status["lane_counters"], status
+    assert sum(status["routing"].values()) > 0, status["routing"]
+    assert lab.run_json("salt-run", "raet.present", timeout=120) == sorted(MINIONS)
+
+
+@pytest.mark.core
+def test_module_raet_status_is_the_minion_daemons_view(lab):
+    if not lab.raet:
+        pytest.skip(f"transport {lab.transport} has no RAET daemon")
+    returns = lab.salt("*", "raet.status")
+    assert sorted(returns) == sorted(MINIONS), returns
+    for mid in MINIONS:
+        status = returns[mid]
+        assert status["role"] == "minion" and status["estate"] == mid, status
+        # the minion's own daemon: its road address is the one of its config
+        assert status["road"].endswith(f":{lab.minions[mid].config['raet_port']}"), status
+        (master,) = status["remotes"]
+        assert master["id"] == "lab_master" and master["allowed"] is True, status
+        assert status["join"]["state"] == "joined", status
+    # salt-call on the minion asks the same daemon
+    local = lab.run_json("salt-call", "raet.status", node=lab.minions[WEB])["local"]
+    assert local["estate"] == WEB and local["role"] == "minion", local
+
+
 @pytest.mark.parametrize("args, expected", [
     (["web-*"], [WEB]),
     (["-L", f"{WEB},{DB}"], MINIONS),

@@ -264,6 +264,7 @@ fn start_minion(
         index,
         host: Ipv4Addr::LOCALHOST.to_string(),
         port,
+        ipv6: false,
         rejected_retry: false,
         outcomes: outcomes.clone(),
     };

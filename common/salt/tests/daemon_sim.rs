@@ -14,7 +14,7 @@ use raet_proto::packet::body::encode_json;
 use raet_proto::road::{Event, MessageId, Uid};
 use raet_sim::world::{link, Spec, World};
 use salt_raet::daemon::{
-    answering, presence_timers, DaemonCore, Effect, Failure, PRESENCE_CHANGE_TAG,
+    answering, presence_timers, DaemonCore, Effect, Failure, DAEMON_VERSION, PRESENCE_CHANGE_TAG,
 };
 use salt_raet::envelope::Envelope;
 use serde_json::{json, Map, Value};
@@ -97,7 +97,10 @@ impl Node {
             "load": {"shares": shares}});
         self.lane_message(world, yard, msg);
         let answer = self.yards[yard].last().cloned();
-        assert!(answer.is_some_and(|e| e.load["registered"] == true));
+        let answer = answer.expect("a registration answer");
+        assert_eq!(answer.load["registered"], true);
+        // the answer carries the daemon's version: the registering yard checks it
+        assert_eq!(answer.load["daemon_version"], DAEMON_VERSION);
     }
 
     /// Local yard `yard` sends `load` to `[null, null, share]` (a minion's: upstream).

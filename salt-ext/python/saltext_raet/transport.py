@@ -23,6 +23,7 @@ stock channels (``raet_salt_crypto: True``) or the RAET-native channels of
 """
 
 import asyncio
+import ipaddress
 import itertools
 import json
 import logging
@@ -133,6 +134,9 @@ class Endpoint:
         self._waiting = {}
         self._registered = None
         self.shares = []
+        #: The :class:`DaemonVersionError` of the daemon's last registration answer, if any:
+        #: meanwhile this yard serves no share (it registers an empty list).
+        self.version_error = None
         self._status = []
         self._tasks = set()
         self._closed = False
@@ -193,8 +197,35 @@ class Endpoint:
         return False
 
     def _on_registered(self, msg):
+        """
+        The daemon's answer to a registration, with its version: a daemon of
+        another major.minor gets no share served (the yard withdraws them,
+        logs why once, and fails the future :meth:`serve` returned with the
+        :class:`DaemonVersionError`); once a compatible daemon answers a later
+        registration (the daemon was replaced), the shares are served again.
+        """
         load = json.loads(msg.load)
         self.estate = load.get("estate")
+        try:
+            check_daemon_version(load, self.lane)
+        except DaemonVersionError as exc:
+            if self.version_error is None:
+                self.version_error = exc
+                log.critical("%s; yard %s does not serve %s", exc, self.name, self.shares)
+                self._register()
+            if self._registered is not None and not self._registered.done():
+                self._registered.set_exception(exc)
+            return
+        if self.version_error is not None:
+            self.version_error = None
+            log.warning(
+                "RAET: the daemon on lane %s is now version %s: yard %s serves %s",
+                self.lane,
+                load.get("daemon_version"),
+                self.name,
+                self.shares,
+            )
+            self._register()
         if self._registered is not None and not self._registered.done():
             self._registered.set_result(self.estate)
 
@@ -257,8 +288,16 @@ class Endpoint:
             pause = min(pause * 2, 1.0)
 
     def serve(self, shares):
-        """Registers ``shares`` now and every :data:`REGISTER_PERIOD` seconds."""
+        """
+        Registers ``shares`` now and every :data:`REGISTER_PERIOD` seconds;
+        returns a future of the daemon's first answer: this host's estate, or
+        a :class:`DaemonVersionError` (see :meth:`_on_registered`).
+        """
         self._registered = self.loop.create_future()
+        # retrieved here: a caller that does not await it gets no "never retrieved" noise
+        self._registered.add_done_callback(
+            lambda future: future.cancelled() or future.exception()
+        )
         self.shares = list(shares)
         self._spawn(self._register_forever())
         return self._registered
@@ -272,7 +311,8 @@ class Endpoint:
     def _register(self):
         """Sends the registration; False when the daemon's lane is not there."""
         try:
-            self.send((None, _native.MANOR, REGISTER_SHARE), {"shares": self.shares})
+            shares = [] if self.version_error is not None else self.shares
+            self.send((None, _native.MANOR, REGISTER_SHARE), {"shares": shares})
             return True
         except OSError as exc:
             log.debug("RAET daemon not reachable on its lane: %s", exc)
@@ -341,10 +381,29 @@ def present_minions(opts):
     """
     status = daemon_status(opts)
     return {
-        remote["id"]: (remote.get("address") or "").rpartition(":")[0] or None
+        remote["id"]: address_host(remote.get("address"))
         for remote in status.get("remotes", [])
         if remote.get("allowed") and remote.get("presence") in ("present", "new")
     }
+
+
+def address_host(address):
+    """
+    The host of a road address as the daemon prints it (``10.0.0.5:4510``,
+    ``[::1]:4510``): ``10.0.0.5``, ``::1``; an IPv4-mapped one (a dual-stack
+    road on ``::`` hears IPv4 peers as ``[::ffff:10.0.0.5]:4510``) as its IPv4
+    address; None for none.
+    """
+    host = (address or "").rpartition(":")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:  # a scoped address (fe80::1%eth0) on an older Python
+            mapped = None
+        if mapped is not None:
+            host = str(mapped)
+    return host or None
 
 
 class _EndpointClient:
@@ -587,11 +646,18 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
                     msg.yard,
                 )
                 return
+            refused = getattr(self._endpoint, "version_error", None)
+            if refused is not None:
+                log.error("RAET publisher: publication dropped: %s", refused)
+                return
             await publish_payload(_unpack(msg))
 
         self._endpoint = Endpoint(
             self.opts, loop, PUBLISHER_YARD, on_message=on_message, name=PUBLISHER_YARD
         )
+        # no share: registering checks the daemon's version (and is repeated, as the
+        # daemon may be replaced); publications are refused meanwhile
+        self._endpoint.serve([])
         self.mark_ready()
 
     def _lane(self):
@@ -675,6 +741,11 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
                     "RAET: the local salt-raet-minion daemon does not answer on "
                     f"{_native.lane_dir(self.opts['sock_dir'])}"
                 )
+            except DaemonVersionError:
+                # not connected: the next connect registers (and is checked) again
+                self._endpoint.close()
+                self._endpoint = None
+                raise
             await self._await_master()
         if connect_callback is not None:
             await connect_callback(True)

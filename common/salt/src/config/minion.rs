@@ -1,6 +1,7 @@
 //! `salt-raet-minion`'s keys ([`MinionConfig`]): reading them, the id cache, the masters
 //! to join and the master fingerprint.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use config::ValueKind;
@@ -34,6 +35,9 @@ pub struct MinionConfig {
     /// joined by `:`, stored in lowercase) the master's key must have; see
     /// [`MinionConfig::road_master_finger`].
     pub master_finger: Option<String>,
+    /// `ipv6` (Salt's; default unset): `true` makes the road an IPv6 one (see
+    /// [`MinionConfig::road_ha`]) and masters resolve to IPv6 addresses.
+    pub ipv6: Option<bool>,
 }
 
 impl MinionConfig {
@@ -87,8 +91,33 @@ impl MinionConfig {
                     s => is_sha256_finger(&s).then(|| Some(s.to_ascii_lowercase())),
                 },
             )?,
+            ipv6: raw.typed("ipv6", "true or false", None, |k| match k {
+                ValueKind::Nil => Some(None),
+                ValueKind::Boolean(b) => Some(Some(*b)),
+                _ => None,
+            })?,
             common,
         })
+    }
+
+    /// Whether the road is an IPv6 one: `ipv6: true`, or a master given as an IPv6
+    /// address (`::1`, `[::1]:4505`) while `ipv6` is not `false`.
+    pub fn road_ipv6(&self) -> bool {
+        self.ipv6.unwrap_or_else(|| {
+            self.masters()
+                .iter()
+                .any(|(host, _)| host.parse::<Ipv6Addr>().is_ok())
+        })
+    }
+
+    /// The road's local address: every address of the road's family ([`Self::road_ipv6`]:
+    /// `[::]`, else `0.0.0.0`), port `raet_port`.
+    pub fn road_ha(&self) -> SocketAddr {
+        let any = match self.road_ipv6() {
+            true => IpAddr::from(Ipv6Addr::UNSPECIFIED),
+            false => IpAddr::from([0, 0, 0, 0]),
+        };
+        SocketAddr::new(any, self.common.raet_port)
     }
 
     /// The fingerprint the master's road key must have: `master_finger` in the RAET-native

@@ -305,6 +305,27 @@ fn minion_ids_masters_and_ports() {
 }
 
 #[test]
+fn the_road_is_ipv6_for_ipv6_true_or_an_ipv6_master() {
+    let road = |text: &str| {
+        let dir = dir_with(&[("minion", text)]);
+        MinionConfig::load(dir.path())
+            .unwrap()
+            .road_ha()
+            .to_string()
+    };
+    assert_eq!(road("master: 127.0.0.1\n"), "0.0.0.0:4510");
+    assert_eq!(road("master: salt.example\nipv6: null\n"), "0.0.0.0:4510");
+    assert_eq!(road("master: '::1'\nraet_port: 4600\n"), "[::]:4600");
+    assert_eq!(road("master: '[::1]:4700'\n"), "[::]:4510");
+    assert_eq!(road("master: salt.example\nipv6: True\n"), "[::]:4510");
+    // ipv6: False wins (Salt's meaning: do not use IPv6), whatever the master entry
+    assert_eq!(road("master: '::1'\nipv6: false\n"), "0.0.0.0:4510");
+    let dir = dir_with(&[("minion", "ipv6: maybe\n")]);
+    let err = MinionConfig::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("bad value for ipv6:"), "{err}");
+}
+
+#[test]
 fn master_entries_carry_their_own_ports_and_repeats_are_joined_once() {
     let dir = dir_with(&[(
         "minion",

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::hold::Hold;
 use super::presence_word;
+use super::status::DAEMON_VERSION;
 use crate::envelope::{
     DstEstate, Envelope, ErrorKind, MANOR, SHARE_PRESENCE, SHARE_REGISTER, SHARE_STATUS,
 };
@@ -387,6 +388,8 @@ impl DaemonCore {
                 let mut load = Map::new();
                 load.insert("registered".into(), Value::Bool(true));
                 load.insert("estate".into(), Value::String(self.own.clone()));
+                // a registering yard checks that it speaks the lane protocol of this daemon
+                load.insert("daemon_version".into(), DAEMON_VERSION.into());
                 let env = self.manor_envelope(&yard, SHARE_REGISTER, load);
                 self.effects.push(Effect::Local { yard, env });
             }

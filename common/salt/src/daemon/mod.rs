@@ -33,7 +33,7 @@ pub use self::core::{DaemonCore, Effect, Failure, Peer, PRESENCE_CHANGE_TAG};
 pub use run::{Daemon, Shared};
 pub use status::{
     print_status, query_status, status_table, JoinSummary, MasterRow, RemoteRow, Status,
-    StatusArgs, StatusFormat,
+    StatusArgs, StatusFormat, DAEMON_VERSION,
 };
 
 /// Errors that stop a daemon (or its `status` command).
