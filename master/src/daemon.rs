@@ -306,7 +306,7 @@ impl Side for MasterSide {
             Input::Key(change) => self.on_key_change(d, change).await,
             Input::Bus(event) => self.on_key_event(d, event).await,
             Input::Present => {
-                let present: Vec<String> = d.core.allowed_peers().into_iter().collect();
+                let present: Vec<String> = d.core.allowed_peers().iter().cloned().collect();
                 d.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
             }
         }
@@ -511,7 +511,7 @@ impl MasterSide {
             Ok(_) => {
                 info!(remote = %name, "pending key of a first contact that stopped asking removed");
                 keys.applied.remove(name);
-                d.core.peers.remove(name);
+                d.core.forget_peer(name);
             }
             Err(e) => warn!(remote = %name, error = %e, "cannot remove the pending key"),
         }
@@ -521,9 +521,7 @@ impl MasterSide {
         let Some(keys) = &self.keys else {
             return;
         };
-        if matches!(key_state(keys.acceptor.pki(), name), Ok(None))
-            && d.core.peers.remove(name).is_some()
-        {
+        if matches!(key_state(keys.acceptor.pki(), name), Ok(None)) && d.core.forget_peer(name) {
             debug!(remote = %name, "no key left: forgotten");
         }
     }
@@ -590,7 +588,7 @@ impl MasterSide {
             Some(KeyState::Accepted) => d.road.accept(&change.id).await,
             Some(KeyState::Pending) => Ok(()),
             Some(KeyState::Rejected) | Some(KeyState::Denied) | None => {
-                if d.core.peers.get(&change.id).is_some_and(|p| p.allowed) {
+                if d.core.peers().get(&change.id).is_some_and(|p| p.allowed) {
                     d.core.tell_presence(&change.id, Presence::Lost);
                 }
                 let result = d.road.reject(&change.id).await;

@@ -292,7 +292,7 @@ impl Side for MinionSide {
 
 /// The `status` entry of one of the minion's masters.
 fn master_row(d: &Shared, master: &Upstream, remotes: &[RemoteStatus]) -> MasterRow {
-    let peer = master.estate.as_ref().and_then(|e| d.core.peers.get(e));
+    let peer = master.estate.as_ref().and_then(|e| d.core.peers().get(e));
     let joined = remotes
         .iter()
         .any(|r| Some(r.ha) == master.address && r.joined == Some(true));

@@ -105,7 +105,10 @@ pub struct DaemonCore {
     /// Where messages go.
     pub table: RouteTable,
     /// The peers we know, by name.
-    pub peers: BTreeMap<String, Peer>,
+    peers: BTreeMap<String, Peer>,
+    /// The names of the peers with a session (allowed, with a uid): kept as the rows change,
+    /// so routing a message costs no pass over every peer.
+    allowed: BTreeSet<String>,
     hold: Hold,
     /// Presence changes are fired on Salt's master event bus (`presence_events`).
     presence_events: bool,
@@ -125,6 +128,7 @@ impl DaemonCore {
                 RouteTable::new()
             },
             peers: BTreeMap::new(),
+            allowed: BTreeSet::new(),
             hold: Hold::new(hold_limit),
             presence_events,
             effects: Vec::new(),
@@ -164,12 +168,19 @@ impl DaemonCore {
     }
 
     /// The peers with an open session.
-    pub fn allowed_peers(&self) -> BTreeSet<String> {
-        self.peers
-            .iter()
-            .filter(|(_, p)| p.allowed && p.uid.is_some())
-            .map(|(n, _)| n.clone())
-            .collect()
+    pub fn allowed_peers(&self) -> &BTreeSet<String> {
+        &self.allowed
+    }
+
+    /// The peers we know, by name.
+    pub fn peers(&self) -> &BTreeMap<String, Peer> {
+        &self.peers
+    }
+
+    /// Forgets the row of `name` (its key is gone); whether there was one.
+    pub fn forget_peer(&mut self, name: &str) -> bool {
+        self.allowed.remove(name);
+        self.peers.remove(name).is_some()
     }
 
     /// The row of `name`, created when missing.
@@ -192,6 +203,7 @@ impl DaemonCore {
         address: Option<SocketAddr>,
         now: Instant,
     ) {
+        self.allowed.insert(name.to_owned());
         let peer = self.peer(name);
         peer.uid = Some(uid);
         peer.allowed = true;
@@ -207,6 +219,7 @@ impl DaemonCore {
 
     /// Ends the session of `name` in its row; returns the uid it had.
     pub fn end_session(&mut self, name: &str) -> Option<Uid> {
+        self.allowed.remove(name);
         let peer = self.peers.get_mut(name)?;
         peer.allowed = false;
         peer.uid.take()
@@ -218,8 +231,7 @@ impl DaemonCore {
 
     /// A message from local yard `yard`.
     pub fn from_lane(&mut self, yard: &str, body: &Map<String, Value>, now: Instant) {
-        let peers = self.allowed_peers();
-        let action = self.table.from_lane(&self.own, yard, body, &peers);
+        let action = self.table.from_lane(&self.own, yard, body, &self.allowed);
         self.execute(action, None, now);
     }
 
@@ -290,6 +302,7 @@ impl DaemonCore {
             if peer.uid.is_none() || peer.uid == Some(uid) {
                 peer.allowed = false;
                 peer.uid = None;
+                self.allowed.remove(name);
             }
         }
     }
@@ -350,11 +363,10 @@ impl DaemonCore {
                 return;
             }
         }
-        let peers = self.allowed_peers();
         let env = Arc::unwrap_or_clone(env);
         let action = self
             .table
-            .failover(&self.own, env, &estate, &reason, &peers);
+            .failover(&self.own, env, &estate, &reason, &self.allowed);
         self.execute(action, held_until, now);
     }
 
@@ -458,5 +470,43 @@ impl DaemonCore {
             };
             self.failed(failure, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names [`DaemonCore::allowed_peers`] keeps are always those of the rows with a
+    /// session, through opened, ended, refused and forgotten sessions.
+    #[test]
+    fn the_allowed_set_follows_the_rows() {
+        let mut core = DaemonCore::new("m".into(), false, Duration::from_secs(5), false);
+        let now = Instant::now();
+        let check = |core: &DaemonCore| {
+            let rows: BTreeSet<String> = core
+                .peers()
+                .iter()
+                .filter(|(_, p)| p.allowed && p.uid.is_some())
+                .map(|(n, _)| n.clone())
+                .collect();
+            assert_eq!(core.allowed_peers(), &rows);
+        };
+        for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            core.open_session(name, i as Uid + 2, None, now);
+        }
+        check(&core);
+        assert_eq!(core.allowed_peers().len(), 4);
+        assert_eq!(core.end_session("a"), Some(2));
+        core.session_refused("b", 99);
+        core.session_refused("c", 4);
+        assert!(core.forget_peer("d"));
+        assert!(!core.forget_peer("d"));
+        core.presence("b", Presence::Lost, SystemTime::now());
+        check(&core);
+        assert!(core.allowed_peers().is_empty());
+        core.open_session("a", 7, None, now);
+        check(&core);
+        assert_eq!(core.allowed_peers().len(), 1);
     }
 }

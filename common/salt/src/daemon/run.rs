@@ -264,7 +264,7 @@ impl<S: Side> Daemon<S> {
         let now = (Instant::now(), SystemTime::now());
         let remotes = d.road.remotes().await;
         let mut rows: BTreeMap<String, RemoteRow> = BTreeMap::new();
-        for (name, peer) in &d.core.peers {
+        for (name, peer) in d.core.peers() {
             let row = rows
                 .entry(name.clone())
                 .or_insert_with(|| RemoteRow::new(name));
