@@ -333,13 +333,13 @@ def daemon_status(opts, timeout=5.0):
         yard.close()
 
 
-def present_minions(opts):
+def present_minions(opts, timeout=5.0):
     """
     Minion ids the master's RAET daemon has allowed and hears (alive
     heartbeats), with the host part of their road address: what
     ``manage.present`` and presence events report.
     """
-    status = daemon_status(opts)
+    status = daemon_status(opts, timeout=timeout)
     return {
         remote["id"]: (remote.get("address") or "").rpartition(":")[0] or None
         for remote in status.get("remotes", [])
