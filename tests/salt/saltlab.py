@@ -495,10 +495,40 @@ class Lab:
     def start(self) -> None:
         """Starts the master's daemons, then each minion's (RAET daemon first)."""
         self.check_tools()
+        if self.other_masters:
+            self.share_master_key()
         self.started_at = time.monotonic()
         for daemon in self.daemons():
             daemon.start()
         self.record_pids()
+
+    def share_master_key(self) -> None:
+        """Gives every master the same Salt master key pair (``master.pem``/``.pub``, made
+        here with the venv's ``cryptography`` before any master starts), as Salt's
+        multi-master wants: a ZeroMQ minion refuses a second master with another key.
+        RAET's own keys stay each master's."""
+        if (self.master.pki_dir / "master.pem").exists():
+            return
+        code = (
+            "import sys\n"
+            "from cryptography.hazmat.primitives import serialization as s\n"
+            "from cryptography.hazmat.primitives.asymmetric import rsa\n"
+            "key = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n"
+            "sys.stdout.write(key.private_bytes(s.Encoding.PEM, "
+            "s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption()).decode())\n"
+            "sys.stdout.write(key.public_key().public_bytes(s.Encoding.PEM, "
+            "s.PublicFormat.SubjectPublicKeyInfo).decode())\n")
+        proc = subprocess.run([str(self.venv / "bin" / "python"), "-c", code],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise LabError(f"no master key made: {proc.stderr[-2000:]}")
+        cut = proc.stdout.index("-----BEGIN PUBLIC KEY-----")
+        private, public = proc.stdout[:cut], proc.stdout[cut:]
+        for node in self.masters():
+            (node.pki_dir / "master.pub").write_text(public)
+            pem = node.pki_dir / "master.pem"
+            pem.write_text(private)
+            pem.chmod(0o400)
 
     def record_pids(self) -> None:
         """Writes ``<root>/pids`` (one ``name node pid`` line per started daemon)."""
