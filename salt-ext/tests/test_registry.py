@@ -221,3 +221,75 @@ def test_the_workers_marker_is_made_once_and_another_transports_socket_is_kept(t
         assert marker.is_socket()
     finally:
         sock.close()
+
+
+class _FakeLocalClient:
+    """Stands for Salt's LocalClient: its get_iter_returns adds every target again, as the
+    job's ``salt/job/<jid>/new`` event does, and records what it waits for."""
+
+    opts = {"transport": "raet"}
+
+    def __init__(self):
+        self.waited_for = []
+
+    def get_iter_returns(self, jid, minions, timeout=None, tgt="*", tgt_type="glob",
+                         expect_minions=False, block=True, **kwargs):
+        minions.update(["web", "db", "res-1"])
+        self.waited_for.append(set(minions))
+        yield {"web": {"ret": True}}
+
+
+def _patched_fake(monkeypatch, absent):
+    import types
+
+    class Client(_FakeLocalClient):
+        pass
+
+    calls = []
+
+    def absent_targets(opts, minions):
+        calls.append(set(minions))
+        return set(absent)
+
+    monkeypatch.setattr(registry, "absent_targets", absent_targets)
+    module = types.SimpleNamespace(LocalClient=Client)
+    registry._patch_local_client(module)
+    return Client, calls
+
+
+def test_local_client_does_not_wait_for_absent_targets(monkeypatch):
+    client_class, calls = _patched_fake(monkeypatch, {"db"})
+    client = client_class()
+    rows = list(client.get_iter_returns("j1", ["web", "db", "res-1"], 20, expect_minions=True))
+    # the absent minion is reported first, then the present one's return
+    assert rows == [{"db": {"failed": True}}, {"web": {"ret": True}}]
+    assert calls == [{"web", "db", "res-1"}]
+    # the job's new event listing db again does not make Salt wait for it
+    assert client.waited_for == [{"web", "res-1"}]
+    # without expect_minions (cmd_iter) the absent minion is left out
+    assert list(client.get_iter_returns("j2", {"web", "db"})) == [{"web": {"ret": True}}]
+
+
+def test_local_client_waits_for_every_target_when_none_is_absent_or_not_raet(monkeypatch):
+    client_class, calls = _patched_fake(monkeypatch, set())
+    client = client_class()
+    assert list(client.get_iter_returns("j1", {"web"}, expect_minions=True)) == [
+        {"web": {"ret": True}}
+    ]
+    assert client.waited_for == [{"web", "db", "res-1"}]
+    client.opts = {"transport": "zeromq"}
+    list(client.get_iter_returns("j2", {"web"}, expect_minions=True))
+    assert calls == [{"web"}]  # not asked for zeromq
+
+
+def test_absent_targets_is_empty_without_a_daemon(tmp_path):
+    opts = {"transport": "raet", "sock_dir": str(tmp_path), "pki_dir": str(tmp_path),
+            "cachedir": str(tmp_path)}
+    assert registry.absent_targets(opts, ["web"]) == set()
+    assert registry.absent_targets(dict(opts, order_masters=True), ["web"]) == set()
+
+
+def test_salt_local_client_is_patched():
+    import salt.client
+
+    assert hasattr(salt.client.LocalClient.get_iter_returns, "__wrapped__")

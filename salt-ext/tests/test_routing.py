@@ -149,3 +149,22 @@ def test_a_minion_reaches_only_the_masters_yards_that_serve_a_share(tmp_path):
             assert (reply.rid, reply.salt, reply.error) == ("r" * 32, b"answer", None)
             assert publisher.recv() == [], "the publisher got a message from the road"
             assert worker.recv() == []
+
+
+def test_master_row_picks_the_connection_s_own_master():
+    rows = [
+        {"master": "127.0.0.1:4505", "address": "127.0.0.1:4505", "id": "m1"},
+        {"master": "salt2.example:4505", "address": "127.0.0.2:4505", "id": "m2"},
+        {"master": "[::1]:4505", "address": "[::1]:4505", "id": None},
+    ]
+    status = {"masters": rows}
+    # by the connection's master (its host), then by the address it resolved to
+    assert transport.master_row(status, {"master": "127.0.0.1"})["id"] == "m1"
+    assert transport.master_row(status, {"master": "salt2.example"})["id"] == "m2"
+    assert transport.master_row(status, {"master": "salt2", "master_ip": "127.0.0.2"})["id"] == "m2"
+    assert transport.master_row(status, {"master": "::1"}) is rows[2]
+    # one master, no master of ours, or no single master named: the daemon picks
+    assert transport.master_row({"masters": rows[:1]}, {"master": "127.0.0.1"}) is None
+    assert transport.master_row(status, {"master": "10.0.0.9", "master_ip": "10.0.0.9"}) is None
+    assert transport.master_row(status, {"master": ["127.0.0.1", "salt2.example"]}) is None
+    assert transport.master_row({}, {"master": "127.0.0.1"}) is None

@@ -189,6 +189,8 @@ class Daemon:
         self.argv = argv
         self.log = log
         self.proc: Optional[subprocess.Popen] = None
+        # stopped on purpose (by stop()): not a daemon that died
+        self.stopped = False
 
     @property
     def pid(self) -> Optional[int]:
@@ -200,6 +202,7 @@ class Daemon:
         if self.proc is not None and self.proc.poll() is None:
             raise LabError(f"{self.name} is already running (pid {self.proc.pid})")
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.stopped = False
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -209,8 +212,9 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def check(self) -> None:
-        """Raises LabError (with the tail of its log) if the process has exited."""
-        if self.proc is not None and self.proc.poll() is not None:
+        """Raises LabError (with the tail of its log) if the process has exited, unless it
+        was stopped by :meth:`stop`."""
+        if self.proc is not None and not self.stopped and self.proc.poll() is not None:
             raise LabError(f"{self.name} (pid {self.proc.pid}) exited with {self.proc.returncode}:\n"
                            + tail(self.log))
 
@@ -228,6 +232,7 @@ class Daemon:
         SIGKILL the group's leftovers. Idempotent."""
         if self.proc is None:
             return
+        self.stopped = True
         pid = self.proc.pid
         if self.proc.poll() is None:
             try:
@@ -299,7 +304,7 @@ class Lab:
                  venv: Optional[Path] = None, ports: Optional[PortPool] = None,
                  transport: Optional[str] = None, minion_grains: Optional[dict] = None,
                  extra_config: Optional[dict] = None, salt_api: bool = False,
-                 ipv6: bool = False):
+                 ipv6: bool = False, masters: int = 1):
         self.root = Path(root).resolve()
         self.venv = Path(venv).resolve() if venv else venv_dir()
         self.bin_dir = Path(bin_dir).resolve()
@@ -310,6 +315,11 @@ class Lab:
         self.srv = self.root / "srv"
         self.out_dir = self.root / "out"
         self.master = Node(MASTER, "master", self.root / MASTER)
+        # Salt's multi-master (``masters=2``): more masters, ``master2``... on 127.0.0.2...
+        # (same ports, another loopback address), each with its own pillar greeting; the
+        # minions list them all in ``master``.
+        self.other_masters = [Node(f"{MASTER}{n}", "master", self.root / f"{MASTER}{n}")
+                              for n in range(2, masters + 1)]
         self.minions = {mid: Node(mid, "minion", self.root / mid) for mid in minion_ids}
         self.minion_grains = minion_grains or {}
         # Keys added to (or replacing those of) every node's config, e.g. raet_salt_crypto.
@@ -323,13 +333,27 @@ class Lab:
 
     # ----- configuration -----
 
+    def masters(self) -> list[Node]:
+        """The masters: ``master``, then ``master2``..."""
+        return [self.master, *self.other_masters]
+
+    def master_address(self, node: Node) -> str:
+        """The loopback address of a master: :attr:`loopback` for the first (127.0.0.1, or
+        ::1 in an IPv6 lab), 127.0.0.2 for the second..."""
+        index = self.masters().index(node)
+        return self.loopback if index == 0 else f"127.0.0.{index + 1}"
+
+    def pillar_greeting(self, node: Node) -> str:
+        """The pillar value ``lab:greeting`` served by master ``node``."""
+        return PILLAR_GREETING if node is self.master else f"{PILLAR_GREETING} ({node.name})"
+
     def nodes(self) -> list[Node]:
-        """The master, then the minions in order."""
-        return [self.master, *self.minions.values()]
+        """The masters, then the minions in order."""
+        return [*self.masters(), *self.minions.values()]
 
     def _common(self, node: Node) -> dict:
         return {
-            "id": node.name if node.role == "minion" else "lab_master",
+            "id": node.name if node.role == "minion" else f"lab_{node.name}",
             "user": self.user,
             "transport": self.transport,
             "root_dir": str(node.root),
@@ -347,17 +371,19 @@ class Lab:
         """Chooses ports and writes every config file, the file roots and the pillar."""
         master_ports = {"raet_port": self.ports.take(), "publish_port": self.ports.take(),
                         "ret_port": self.ports.take()}
-        self.master.config = {
-            **self._common(self.master),
-            "interface": self.loopback,
-            **master_ports,
-            "key_logfile": str(self.master.root / "log" / "key"),
-            "auto_accept": False,
-            "gather_job_timeout": 10,
-            "keep_jobs_seconds": 3600,
-            "file_roots": {"base": [str(self.srv / "salt")]},
-            "pillar_roots": {"base": [str(self.srv / "pillar")]},
-        }
+        for node in self.masters():
+            pillar = "pillar" if node is self.master else f"pillar-{node.name}"
+            node.config = {
+                **self._common(node),
+                "interface": self.master_address(node),
+                **master_ports,
+                "key_logfile": str(node.root / "log" / "key"),
+                "auto_accept": False,
+                "gather_job_timeout": 10,
+                "keep_jobs_seconds": 3600,
+                "file_roots": {"base": [str(self.srv / "salt")]},
+                "pillar_roots": {"base": [str(self.srv / pillar)]},
+            }
         if self.salt_api:
             self.api_port = self.ports.take()
             self.master.config.update({
@@ -371,7 +397,8 @@ class Lab:
         for mid, node in self.minions.items():
             node.config = {
                 **self._common(node),
-                "master": self.loopback,
+                "master": (self.loopback if not self.other_masters
+                           else [self.master_address(m) for m in self.masters()]),
                 "master_port": master_ports["ret_port"],
                 "publish_port": master_ports["publish_port"],
                 "raet_master_port": master_ports["raet_port"],
@@ -431,8 +458,12 @@ class Lab:
             f"    - name: {self.out_dir}/{{{{ grains['id'] }}}}.txt\n"
             "    - source: salt://files/greeting.txt\n")
         (salt_dir / "big.bin").write_bytes(os.urandom(BIG_FILE_SIZE))
-        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - lab\n")
-        (pillar_dir / "lab.sls").write_text(to_yaml({"lab": {"greeting": PILLAR_GREETING}}))
+        for node in self.masters():
+            pillar_dir = self.srv / ("pillar" if node is self.master else f"pillar-{node.name}")
+            pillar_dir.mkdir(parents=True, exist_ok=True)
+            (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - lab\n")
+            (pillar_dir / "lab.sls").write_text(
+                to_yaml({"lab": {"greeting": self.pillar_greeting(node)}}))
 
     def big_file(self) -> Path:
         """The 10 MB random file served as ``salt://big.bin``."""
@@ -440,15 +471,17 @@ class Lab:
 
     def _define_daemons(self) -> None:
         bin_ = self.venv / "bin"
+        for master in self.masters():
+            log = master.root / "log"
+            master.daemons = [Daemon("salt-master", [str(bin_ / "salt-master"), "-c",
+                                     str(master.conf_dir), "-l", "quiet"],
+                                     log / "salt-master.console")]
+            if self.raet:
+                master.daemons.append(Daemon(
+                    "salt-raet-master", [str(self.bin_dir / "salt-raet-master"), "-c",
+                                         str(master.conf_dir)],
+                    log / "salt-raet-master.console"))
         log = self.master.root / "log"
-        self.master.daemons = [Daemon("salt-master", [str(bin_ / "salt-master"), "-c",
-                                      str(self.master.conf_dir), "-l", "quiet"],
-                                      log / "salt-master.console")]
-        if self.raet:
-            self.master.daemons.append(Daemon(
-                "salt-raet-master", [str(self.bin_dir / "salt-raet-master"), "-c",
-                                     str(self.master.conf_dir)],
-                log / "salt-raet-master.console"))
         if self.salt_api:
             self.master.daemons.append(Daemon(
                 "salt-api", [str(bin_ / "salt-api"), "-c", str(self.master.conf_dir), "-l",
@@ -506,10 +539,40 @@ class Lab:
     def start(self) -> None:
         """Starts the master's daemons, then each minion's (RAET daemon first)."""
         self.check_tools()
+        if self.other_masters:
+            self.share_master_key()
         self.started_at = time.monotonic()
         for daemon in self.daemons():
             daemon.start()
         self.record_pids()
+
+    def share_master_key(self) -> None:
+        """Gives every master the same Salt master key pair (``master.pem``/``.pub``, made
+        here with the venv's ``cryptography`` before any master starts), as Salt's
+        multi-master wants: a ZeroMQ minion refuses a second master with another key.
+        RAET's own keys stay each master's."""
+        if (self.master.pki_dir / "master.pem").exists():
+            return
+        code = (
+            "import sys\n"
+            "from cryptography.hazmat.primitives import serialization as s\n"
+            "from cryptography.hazmat.primitives.asymmetric import rsa\n"
+            "key = rsa.generate_private_key(public_exponent=65537, key_size=2048)\n"
+            "sys.stdout.write(key.private_bytes(s.Encoding.PEM, "
+            "s.PrivateFormat.TraditionalOpenSSL, s.NoEncryption()).decode())\n"
+            "sys.stdout.write(key.public_key().public_bytes(s.Encoding.PEM, "
+            "s.PublicFormat.SubjectPublicKeyInfo).decode())\n")
+        proc = subprocess.run([str(self.venv / "bin" / "python"), "-c", code],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise LabError(f"no master key made: {proc.stderr[-2000:]}")
+        cut = proc.stdout.index("-----BEGIN PUBLIC KEY-----")
+        private, public = proc.stdout[:cut], proc.stdout[cut:]
+        for node in self.masters():
+            (node.pki_dir / "master.pub").write_text(public)
+            pem = node.pki_dir / "master.pem"
+            pem.write_text(private)
+            pem.chmod(0o400)
 
     def record_pids(self) -> None:
         """Writes ``<root>/pids`` (one ``name node pid`` line per started daemon)."""
@@ -562,22 +625,24 @@ class Lab:
                            f"{proc.returncode}; stdout: {proc.stdout!r}; stderr: {proc.stderr[-2000:]!r}")
         return docs[0]
 
-    def keys(self) -> dict:
-        """``salt-key -L --out=json``: lists by state (``minions_pre`` = unaccepted...)."""
-        return self.run_json("salt-key", "-L", timeout=30)
+    def keys(self, node: Optional[Node] = None) -> dict:
+        """``salt-key -L --out=json`` (on master ``node``, the first by default): lists by
+        state (``minions_pre`` = unaccepted...)."""
+        return self.run_json("salt-key", "-L", node=node, timeout=30)
 
-    def wait_pending(self, ids: list[str], deadline_s: float = 60.0) -> dict:
+    def wait_pending(self, ids: list[str], deadline_s: float = 60.0,
+                     node: Optional[Node] = None) -> dict:
         """Waits until every id of ``ids`` is listed as unaccepted by ``salt-key -L``."""
         def probe():
             self.check_alive()
-            keys = self.keys()
+            keys = self.keys(node)
             return keys if set(ids) <= set(keys.get("minions_pre", [])) else None
         return wait_for(f"pending keys {ids}", probe, deadline_s, interval_s=0.5)
 
-    def accept(self, mid: str) -> str:
+    def accept(self, mid: str, node: Optional[Node] = None) -> str:
         """``salt-key -a ID -y``; returns its output."""
-        proc = self.run("salt-key", "-a", mid, "-y", timeout=30)
-        if proc.returncode != 0 or mid not in self.keys().get("minions", []):
+        proc = self.run("salt-key", "-a", mid, "-y", node=node, timeout=30)
+        if proc.returncode != 0 or mid not in self.keys(node).get("minions", []):
             raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr}")
         return proc.stdout
 
@@ -595,11 +660,13 @@ class Lab:
         rows = self.raet_status(node).get("remotes", [])
         return next((r for r in rows if r["id"] == remote), {})
 
-    def salt(self, *args: str, timeout_s: int = 15, call_timeout: float = 120.0) -> dict:
+    def salt(self, *args: str, timeout_s: int = 15, call_timeout: float = 120.0,
+             node: Optional[Node] = None) -> dict:
         """``salt -t timeout_s ARGS --out=json --static`` (ARGS: target options, target,
-        function, its arguments): the returns by minion id (``{}`` if none answered)."""
+        function, its arguments) on master ``node``: the returns by minion id (``{}`` if
+        none answered)."""
         proc = self.run("salt", "-t", str(timeout_s), *args, "--out=json", "--static",
-                        timeout=call_timeout)
+                        node=node, timeout=call_timeout)
         docs = json_documents(proc.stdout)
         if not docs:
             return {}
@@ -607,12 +674,13 @@ class Lab:
             raise LabError(f"salt {' '.join(args)}: unexpected output {proc.stdout!r}")
         return docs[0]
 
-    def wait_ping(self, ids: list[str], deadline_s: float = 90.0, target: str = "*") -> dict:
-        """Repeats ``salt TARGET test.ping`` until every id of ``ids`` answered True; returns
-        the last returns."""
+    def wait_ping(self, ids: list[str], deadline_s: float = 90.0, target: str = "*",
+                  node: Optional[Node] = None) -> dict:
+        """Repeats ``salt TARGET test.ping`` (on master ``node``) until every id of ``ids``
+        answered True; returns the last returns."""
         def probe():
             self.check_alive()
-            returns = self.salt(target, "test.ping", timeout_s=5, call_timeout=60)
+            returns = self.salt(target, "test.ping", timeout_s=5, call_timeout=60, node=node)
             return returns if all(returns.get(mid) is True for mid in ids) else None
         return wait_for(f"test.ping answered True by {ids}", probe, deadline_s, interval_s=0.5)
 

@@ -13,6 +13,7 @@ event.send, jobs.lookup_jid and salt-key -d.
 import json
 import re
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -275,3 +276,69 @@ def test_restart_of_salt_raet_master(lab):
     assert daemon.running()
     returns = lab.wait_ping([WEB], deadline_s=180)
     assert returns == {WEB: True}
+
+
+def ensure_accepted(lab, ids):
+    """Accepts whichever of ``ids`` is not accepted (waiting for its key to be pending: a
+    test selected alone starts from a fresh lab), then waits until all answer test.ping."""
+    for mid in ids:
+        if mid not in lab.keys().get("minions", []):
+            lab.wait_pending([mid], deadline_s=180)
+            lab.accept(mid)
+    lab.wait_ping(ids, deadline_s=180)
+
+
+@pytest.mark.core
+def test_a_stopped_minion_is_reported_not_connected_at_once(lab):
+    """With one of two minions stopped (and reported lost by salt-raet-master), ``salt '*'
+    test.ping -t 20`` reports it "[Not connected]" without waiting for the timeout while the
+    other answers True, and so does ``manage.status``; restarted, it is waited for and
+    answers again. On zeromq (the baseline) the same command waits for the timeout and
+    gather_job_timeout."""
+    ensure_accepted(lab, MINIONS)
+    # Salt says "[Not connected]" (not "[No response]") for a minion whose grains it cached:
+    # a pillar compile caches them (salt-key -d, earlier in this file, removed DB's)
+    assert set(lab.salt("*", "pillar.items")) == set(MINIONS)
+    node = lab.minions[DB]
+    names = [d.name for d in node.daemons]
+    try:
+        for name in reversed(names):
+            node.daemon(name).stop()
+        if lab.raet:
+            saltlab.wait_for(f"salt-raet-master reporting {DB} lost",
+                             lambda: lab.raet_row(DB).get("presence") == "lost", 90)
+        started = time.monotonic()
+        # not --static (a batch of 100%, which leaves out the minions that did not answer
+        # its test.ping): each return is printed as it comes, one JSON document each
+        proc = lab.run("salt", "-t", "20", "*", "test.ping", "--out=json", timeout=120)
+        took = time.monotonic() - started
+        returns = {}
+        for doc in saltlab.json_documents(proc.stdout):
+            returns.update(doc)
+        print(f"transport {lab.transport}: salt '*' test.ping -t 20 with {DB} stopped took "
+              f"{took:.1f} s, exit {proc.returncode}: {returns}")
+        assert returns[WEB] is True, returns
+        assert returns[DB].startswith("Minion did not return."), returns
+        assert proc.returncode == 1, (proc.returncode, returns)
+        if lab.raet:
+            assert "[Not connected]" in returns[DB], returns
+            assert took < 3.0, f"took {took:.1f} s"
+        else:
+            # zeromq waits for the timeout (20 s) before it gives up on the minion
+            assert took > 20.0, f"took {took:.1f} s"
+        if lab.raet:
+            # manage.status/down: the stopped minion is down without waiting for it
+            started = time.monotonic()
+            status = lab.run_json("salt-run", "manage.status", "timeout=20", timeout=120)
+            took = time.monotonic() - started
+            print(f"salt-run manage.status timeout=20 took {took:.1f} s: {status}")
+            assert status == {"up": [WEB], "down": [DB]}, status
+            assert took < 5.0, f"took {took:.1f} s"
+    finally:
+        for name in names:
+            if not node.daemon(name).running():
+                node.daemon(name).start()
+        lab.record_pids()
+    # back: waited for and answering again
+    lab.wait_ping(MINIONS, deadline_s=180)
+    assert lab.salt("*", "test.ping") == BOTH

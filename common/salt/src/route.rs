@@ -356,7 +356,7 @@ impl RouteTable {
         let share = env.dst_share.clone();
         let yard = match &env.dst_yard {
             Some(yard) => yard.clone(),
-            None => match share.as_deref().and_then(|s| self.spread_over(s)) {
+            None => match share.as_deref().and_then(|s| self.spread_over(s, &src)) {
                 Some(yard) => yard,
                 None => {
                     let reason = format!("no yard serves share {:?}", share.unwrap_or_default());
@@ -385,17 +385,33 @@ impl RouteTable {
         self.error(own, &env, ErrorKind::NoSuchYard, &reason)
     }
 
-    /// The next yard serving `share`, round-robin over its yards (in name order). Only
-    /// served shares have a position: a share nobody serves (any name a remote sends) leaves
-    /// no entry behind.
-    fn spread_over(&mut self, share: &str) -> Option<String> {
+    /// The next yard serving `share`, round-robin over its yards (in name order), among those
+    /// that accept source estate `src` for it when any does (a minion's Salt connection to one
+    /// of its masters takes that master's publications only); when none does, the next of
+    /// all, which [`Self::deliver`] refuses. Only served shares have a position: a share
+    /// nobody serves (any name a remote sends) leaves no entry behind.
+    fn spread_over(&mut self, share: &str, src: &str) -> Option<String> {
         let yards = self.yards_for(share);
         if yards.is_empty() {
             self.spread.remove(share);
             return None;
         }
+        let accepting: Vec<String> = yards
+            .iter()
+            .filter(|y| {
+                self.yards
+                    .get(*y)
+                    .is_some_and(|r| r.accepts(Some(share), src))
+            })
+            .cloned()
+            .collect();
+        let choice = if accepting.is_empty() {
+            yards
+        } else {
+            accepting
+        };
         let turn = self.spread.entry(share.to_owned()).or_insert(0);
-        let yard = yards.get(*turn % yards.len())?.clone();
+        let yard = choice.get(*turn % choice.len())?.clone();
         *turn = turn.wrapping_add(1);
         Some(yard)
     }

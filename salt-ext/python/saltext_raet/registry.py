@@ -18,7 +18,11 @@ those factories runs, in every daemon and command; :func:`install` then
   Salt's ``tcp`` transport, which only matters with ``raet_salt_crypto``;
 * with transport raet, answers ``CkMinions.connected_ids`` from the master's
   RAET daemon and leaves the ``salt/presence/*`` events to that daemon (it
-  fires them at once on a change): Salt's ``Maintenance`` fires none.
+  fires them at once on a change): Salt's ``Maintenance`` fires none;
+* with transport raet, ``LocalClient`` (``salt``, ``cmd``, ``cmd_iter``,
+  salt-api, ``manage.status``) does not wait for the targets the master's RAET
+  daemon knows to be absent when the job is published (see
+  :func:`_patch_local_client`).
 """
 
 import importlib
@@ -201,6 +205,7 @@ def _wrap_channel_factories():
         "salt.channel.server": _patch_server_channels,
         "salt.utils.minions": _patch_presence,
         "salt.master": _patch_maintenance,
+        "salt.client": _patch_local_client,
     }
     for module_name, patch in targets.items():
         if module_name in sys.modules:
@@ -283,6 +288,103 @@ def _patch_maintenance(module):
 
     handle_presence.__wrapped__ = original
     maintenance.handle_presence = handle_presence
+
+
+class _Expected(set):
+    """
+    The minions a job waits for, never counting those known to be absent:
+    ``get_iter_returns`` adds every target listed by the job's
+    ``salt/job/<jid>/new`` event to this set again.
+    """
+
+    def __init__(self, minions, absent):
+        super().__init__(set(minions) - set(absent))
+        self.absent = frozenset(absent)
+
+    def update(self, *others):
+        for other in others:
+            super().update(set(other) - self.absent)
+
+    def add(self, item):
+        if item not in self.absent:
+            super().add(item)
+
+
+def _as_set(minions):
+    if isinstance(minions, str):
+        return {minions}
+    return set(minions or ())
+
+
+def absent_targets(opts, minions):
+    """
+    The targets of a job (``minions``: ids) that the master's RAET daemon
+    knows to be absent: minions with an accepted key that it does not hear
+    (lost, never joined, not allowed). Ids without an accepted key (Salt
+    3008's resources, a syndic's minions) are never counted absent, and
+    nothing is when the daemon does not answer.
+    """
+    ids = _as_set(minions)
+    if not ids or opts.get("order_masters"):
+        return set()
+    try:
+        import salt.utils.minions
+
+        accepted = set(salt.utils.minions.CkMinions(opts)._pki_minions())
+        present = _transport().present_minions(opts, timeout=2.0)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("RAET: presence unknown, waiting for every target: %s", exc)
+        return set()
+    return (ids & accepted) - set(present)
+
+
+def _patch_local_client(module):
+    """
+    ``LocalClient.get_iter_returns`` (under ``cmd``, ``cmd_iter``, the
+    ``salt`` CLI, salt-api and ``manage.status``) waits for every target of
+    a job until Salt's timeout and ``gather_job_timeout`` have passed. With
+    transport raet, the targets the master's RAET daemon knows to be absent
+    when the job is published (:func:`absent_targets`) are not waited for:
+    with ``expect_minions`` they are reported at once as failed returns (the
+    CLI prints them "[Not connected]", or "[No response]" when Salt has no
+    grains of them, as it would after the timeout), and the iteration ends
+    as soon as every present target answered. Present targets keep Salt's
+    whole timeout handling.
+    """
+    client = getattr(module, "LocalClient", None)
+    original = getattr(client, "get_iter_returns", None)
+    try:
+        signature = inspect.signature(original)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is None or list(signature.parameters)[:3] != ["self", "jid", "minions"]:
+        log.warning(
+            "RAET: salt.client.LocalClient.get_iter_returns not as in Salt 3007/3008; "
+            "the CLI waits for absent minions"
+        )
+        return
+    failed_rows = getattr(module, "_iter_failed_missing_returns", None)
+
+    def get_iter_returns(self, jid, minions, *args, **kwargs):
+        absent = set()
+        if ttype(self.opts) == NAME:
+            absent = absent_targets(self.opts, minions)
+        if not absent:
+            yield from original(self, jid, minions, *args, **kwargs)
+            return
+        bound = signature.bind(self, jid, minions, *args, **kwargs)
+        log.debug("RAET: job %s: not waiting for absent minions %s", jid, sorted(absent))
+        if bound.arguments.get("expect_minions"):
+            if failed_rows is not None:
+                yield from failed_rows(self.opts, set(), absent)
+            else:
+                for mid in sorted(absent):
+                    yield {mid: {"failed": True}}
+        expected = _Expected(_as_set(minions), absent)
+        yield from original(self, jid, expected, *args, **kwargs)
+
+    get_iter_returns.__wrapped__ = original
+    client.get_iter_returns = get_iter_returns
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

@@ -137,6 +137,8 @@ class Endpoint:
         #: The :class:`DaemonVersionError` of the daemon's last registration answer, if any:
         #: meanwhile this yard serves no share (it registers an empty list).
         self.version_error = None
+        #: Per share, the estates whose messages this yard takes (None: any).
+        self.accept = None
         self._status = []
         self._tasks = set()
         self._closed = False
@@ -308,11 +310,20 @@ class Endpoint:
             self.shares = list(shares)
             self._register()
 
+    def set_accept(self, accept):
+        """Restricts, per share, the source estates this yard takes (None: any)."""
+        if accept != self.accept:
+            self.accept = accept
+            self._register()
+
     def _register(self):
         """Sends the registration; False when the daemon's lane is not there."""
         try:
             shares = [] if self.version_error is not None else self.shares
-            self.send((None, _native.MANOR, REGISTER_SHARE), {"shares": shares})
+            registration = {"shares": shares}
+            if self.accept is not None and shares:
+                registration["accept"] = self.accept
+            self.send((None, _native.MANOR, REGISTER_SHARE), registration)
             return True
         except OSError as exc:
             log.debug("RAET daemon not reachable on its lane: %s", exc)
@@ -373,13 +384,13 @@ def daemon_status(opts, timeout=5.0):
         yard.close()
 
 
-def present_minions(opts):
+def present_minions(opts, timeout=5.0):
     """
     Minion ids the master's RAET daemon has allowed and hears (alive
     heartbeats), with the host part of their road address: what
     ``manage.present`` and presence events report.
     """
-    status = daemon_status(opts)
+    status = daemon_status(opts, timeout=timeout)
     return {
         remote["id"]: address_host(remote.get("address"))
         for remote in status.get("remotes", [])
@@ -406,6 +417,63 @@ def address_host(address):
     return host or None
 
 
+def _host(entry):
+    """The host of ``host:port`` or ``[v6]:port`` (None for None)."""
+    if not entry:
+        return None
+    host = entry.rpartition(":")[0] if ":" in entry else entry
+    return host.strip("[]")
+
+
+def master_row(status, opts):
+    """
+    On a minion with several masters (``master: [a, b]``: Salt runs one
+    connection per master, each with its own ``opts``), the row of the
+    minion daemon's ``status["masters"]`` of this connection's master: the
+    one whose host is ``opts["master"]``, else whose address is
+    ``opts["master_ip"]``. None with one master (everything goes to it), or
+    when ``opts`` name no single master (``salt-call``'s, a list).
+    """
+    rows = status.get("masters") or []
+    master = opts.get("master")
+    if len(rows) < 2 or not isinstance(master, str):
+        return None
+    for row in rows:
+        if _host(row.get("master")) == master:
+            return row
+    ip = opts.get("master_ip")
+    for row in rows:
+        if ip and _host(row.get("address")) == ip:
+            return row
+    return None
+
+
+async def own_master(endpoint, opts, timeout):
+    """
+    The estate of this Salt connection's master (:func:`master_row`), once
+    the minion daemon joined it (waiting up to ``timeout``); None when
+    requests go to the daemon's masters in order (one master, or none named).
+    """
+    deadline = endpoint.loop.time() + timeout
+    while True:
+        left = deadline - endpoint.loop.time()
+        try:
+            status = await endpoint.status(timeout=max(min(5.0, left), 0.1))
+        except (asyncio.TimeoutError, OSError) as exc:
+            # the daemon is not there (restarting): ask again until the deadline
+            status, waiting_for = None, f"the local salt-raet-minion daemon ({exc})"
+        if status is not None:
+            row = master_row(status, opts)
+            if row is None:
+                return None
+            if row.get("id"):
+                return row["id"]
+            waiting_for = f"master {row.get('master')} to be joined"
+        if endpoint.loop.time() + ACCEPTANCE_POLL >= deadline:
+            raise salt.exceptions.SaltReqTimeoutError(f"Message timed out: waiting for {waiting_for}")
+        await asyncio.sleep(ACCEPTANCE_POLL)
+
+
 class _EndpointClient:
     """Closing of a client transport that owns one :class:`Endpoint`."""
 
@@ -421,6 +489,9 @@ class _EndpointClient:
             self._endpoint = None
 
 
+_UNKNOWN = object()
+
+
 class RequestClient(_EndpointClient, salt.transport.base.RequestClient):
     """Requests to the master: through the local daemon, no RAET join of its own."""
 
@@ -432,6 +503,8 @@ class RequestClient(_EndpointClient, salt.transport.base.RequestClient):
         self.io_loop = io_loop
         self._endpoint = None
         self._closing = False
+        #: The estate of this connection's master (None: the daemon's first master).
+        self._master = _UNKNOWN
 
     async def connect(self):  # pylint: disable=invalid-overridden-method
         self._connect_called = True
@@ -440,7 +513,12 @@ class RequestClient(_EndpointClient, salt.transport.base.RequestClient):
 
     async def send(self, load, timeout=60):
         await self.connect()
-        reply = await self._endpoint.call((None, None, REQ_SHARE), salt.payload.dumps(load), timeout)
+        started = self._endpoint.loop.time()
+        if self._master is _UNKNOWN:
+            self._master = await own_master(self._endpoint, self.opts, timeout)
+        left = timeout - (self._endpoint.loop.time() - started)
+        dst = (self._master, None, REQ_SHARE)
+        reply = await self._endpoint.call(dst, salt.payload.dumps(load), left)
         return salt.payload.loads(reply) if reply is not None else None
 
 
@@ -720,6 +798,8 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
         self._connect_callback = None
         self._disconnect_callback = None
         self._closing = False
+        #: The estate of this connection's master on a multi-master minion.
+        self._master = None
 
     async def connect(  # pylint: disable=arguments-differ,invalid-overridden-method
         self, port=None, connect_callback=None, disconnect_callback=None, timeout=None
@@ -762,7 +842,14 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
             except (asyncio.TimeoutError, OSError) as exc:
                 status = {}
                 log.debug("RAET: no status from the minion daemon yet: %s", exc)
-            if any(remote.get("allowed") for remote in status.get("remotes", [])):
+            row = master_row(status, self.opts)
+            if row is not None:
+                # one connection per master: this one takes its master's publications
+                if row.get("allowed") and row.get("id"):
+                    self._master = row["id"]
+                    self._endpoint.set_accept({PUB_SHARE: [self._master]})
+                    return
+            elif any(remote.get("allowed") for remote in status.get("remotes", [])):
                 return
             if not told:
                 log.info("RAET: waiting for the master to accept this minion's key")
@@ -784,6 +871,8 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
             self._queue.put_nowait(payload)
 
     async def _on_presence(self, load):
+        if self._master is not None and load.get("id") != self._master:
+            return
         change = load.get("change")
         if change == "lost" and self._disconnect_callback is not None:
             self._disconnect_callback()

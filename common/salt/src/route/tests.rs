@@ -634,3 +634,45 @@ fn round_robin_positions_exist_only_for_served_shares() {
     );
     assert!(t.spread.is_empty());
 }
+
+#[test]
+fn a_share_goes_to_the_yards_accepting_its_source() {
+    // A multi-master minion: one Salt connection per master, each taking its master's
+    // publications only; a yard without restriction (`sub`) takes any master's.
+    let mut t = minion_table();
+    t.set_upstreams(vec!["master".into(), "master2".into()]);
+    register(
+        &mut t,
+        "suba",
+        json!({"shares": ["pub"], "accept": {"pub": ["master"]}}),
+    );
+    register(
+        &mut t,
+        "subb",
+        json!({"shares": ["pub"], "accept": {"pub": ["master2"]}}),
+    );
+    let publication = road_msg(
+        json!([null, "publisher", null]),
+        json!([null, null, "pub"]),
+        json!({}),
+    );
+    let to = |t: &mut RouteTable, from: &str| match t.from_road("m1", from, &publication) {
+        Action::Local(yard, env) => {
+            assert_eq!(env.src[0].as_deref(), Some(from));
+            yard
+        }
+        other => panic!("{other:?}"),
+    };
+    let spread = |t: &mut RouteTable, from: &str| -> BTreeSet<String> {
+        (0..4).map(|_| to(t, from)).collect()
+    };
+    assert_eq!(spread(&mut t, "master"), peers(&["sub", "suba"]));
+    assert_eq!(spread(&mut t, "master2"), peers(&["sub", "subb"]));
+    // a source no restricted yard accepts goes to the unrestricted one
+    assert_eq!(spread(&mut t, "master3"), peers(&["sub"]));
+    t.forget("sub");
+    assert_eq!(spread(&mut t, "master2"), peers(&["subb"]));
+    // with no yard accepting the source at all, it is refused
+    let refused = t.from_road("m1", "master3", &publication);
+    assert_eq!(error_kind(&refused).as_deref(), Some("refused"));
+}
