@@ -146,6 +146,18 @@ async fn forward(stack: RoadStack, items: Sender<Item>) {
     }
 }
 
+/// Our uid for the remote of a failed join, when the failure tells it.
+fn failed_uid(error: &raet::stack::StackError) -> Option<u32> {
+    use raet::stack::StackError as E;
+    match error {
+        E::JoinFailed { uid, .. }
+        | E::AllowFailed { uid, .. }
+        | E::Rejected { uid, .. }
+        | E::Removed { uid, .. } => Some(*uid),
+        _ => None,
+    }
+}
+
 /// `AutoMode` from the reference's integer values (never 0, once 1, always 2).
 fn auto_mode(auto: u8) -> PyResult<AutoMode> {
     match auto {
@@ -295,7 +307,7 @@ impl Road {
         self.spawn(async move {
             match stack.join(ha).await {
                 Ok(uid) => (Some(uid), None),
-                Err(e) => (None, Some(e.to_string())),
+                Err(e) => (failed_uid(&e), Some(e.to_string())),
             }
         })
     }

@@ -6,7 +6,7 @@ import os
 
 from .. import stacking
 from .._native import Road
-from ..raeting import RAET_PORT, AutoMode, StackError
+from ..raeting import RAET_PORT, Acceptance, AutoMode, StackError
 from .estating import RemoteEstate, _address
 from .keeping import RoadKeep
 
@@ -80,12 +80,13 @@ class RoadStack(stacking.Stack):
 
     @property
     def transactions(self):
-        """Joins and messages in progress (ours, and joins of remotes still undecided)."""
-        ours = list(self._ops.values())
+        """Joins and messages in progress: ours, and the joins of remotes whose keys wait
+        for the operator (auto mode never)."""
+        ours = [transaction for transaction, _ in self._ops.values()]
         theirs = [
             Transaction("join", remote.uid)
             for remote in self.remotes.values()
-            if remote.joined is None and remote.uid < _PROVISIONAL
+            if remote.acceptance == Acceptance.pending and not remote.joined
         ]
         return ours + [t for t in theirs if t not in ours]
 
