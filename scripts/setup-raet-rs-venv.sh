@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepares a Python venv with pytest and the raet-rs package (pip install ./pkg/raet-rs,
+# Prepares a Python venv with pytest, mypy and the raet-rs package (pip install ./pkg/raet-rs,
 # built by maturin; a debug build, quick to make, unless MATURIN_PEP517_ARGS says otherwise),
 # for CI and pkg/raet-rs/tests.
 #
@@ -20,9 +20,9 @@ if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv"
     "$python" -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
-    say "installing pytest"
-    "$venv/bin/python" -m pip install -q pytest
+if ! "$venv/bin/python" -c 'import pytest, mypy.stubtest' 2>/dev/null; then
+    say "installing pytest and mypy (stubtest checks the native module's stubs)"
+    "$venv/bin/python" -m pip install -q pytest mypy
 fi
 stamp="$venv/.salt-raet-raet-rs"
 want="$(cd "$root" && find pkg/raet-rs common/proto/src common/raet/src common/*/Cargo.toml Cargo.toml Cargo.lock \
