@@ -12,11 +12,14 @@
 //! Nothing here panics on what Python passes: bad values raise `ValueError`, a closed stack
 //! raises [`StackClosedError`], failures of the stack [`StackError`].
 
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -123,8 +126,27 @@ fn event_item(event: Event) -> Option<Item> {
     Some(Item::Event { kind, uid, name })
 }
 
+/// Queues [`Item`]s for [`Road::poll`] and makes its wake-up socket readable.
+#[derive(Clone)]
+struct Queue {
+    items: Sender<Item>,
+    wake: Arc<UnixStream>,
+}
+
+impl Queue {
+    /// Queues `item`; false once the [`Road`] is gone.
+    fn send(&self, item: Item) -> bool {
+        if self.items.send(item).is_err() {
+            return false;
+        }
+        // A full socket already wakes the reader: nothing is lost by not writing.
+        let _ = (&*self.wake).write(&[0]);
+        true
+    }
+}
+
 /// Forwards the stack's messages and events to `items` until the stack stops.
-async fn forward(stack: RoadStack, items: Sender<Item>) {
+async fn forward(stack: RoadStack, items: Queue) {
     let mut events = stack.events();
     loop {
         let item = tokio::select! {
@@ -140,7 +162,7 @@ async fn forward(stack: RoadStack, items: Sender<Item>) {
                 None => break,
             },
         };
-        if items.send(item).is_err() {
+        if !items.send(item) {
             break;
         }
     }
@@ -212,7 +234,9 @@ fn remote_tuple(r: RemoteStatus) -> RemoteTuple {
 struct Road {
     stack: Mutex<Option<RoadStack>>,
     items: Mutex<Receiver<Item>>,
-    done: Sender<Item>,
+    queue: Queue,
+    /// Readable when items are queued (drained by [`Road::poll`]).
+    woken: UnixStream,
     next_op: AtomicU64,
     name: String,
     ha: (String, u16),
@@ -231,11 +255,11 @@ impl Road {
         F: std::future::Future<Output = (Option<u32>, Option<String>)> + Send + 'static,
     {
         let op = self.next_op.fetch_add(1, Ordering::Relaxed);
-        let done = self.done.clone();
+        let done = self.queue.clone();
         runtime()?.spawn(async move {
             let (uid, error) = future.await;
             // Nobody polls any more once the Road is gone: nothing to tell.
-            let _ = done.send(Item::Done { op, uid, error });
+            done.send(Item::Done { op, uid, error });
         });
         Ok(op)
     }
@@ -275,12 +299,24 @@ impl Road {
         });
         let stack = stack.map_err(|e| StackError::new_err(format!("road stack {name:?}: {e}")))?;
         let addr = stack.local_addr();
-        let (done, items) = channel();
-        runtime.spawn(forward(stack.clone(), done.clone()));
+        let (woken, wake) = UnixStream::pair()
+            .and_then(|(woken, wake)| {
+                woken.set_nonblocking(true)?;
+                wake.set_nonblocking(true)?;
+                Ok((woken, wake))
+            })
+            .map_err(|e| StackError::new_err(format!("road stack {name:?}: {e}")))?;
+        let (sender, items) = channel();
+        let queue = Queue {
+            items: sender,
+            wake: Arc::new(wake),
+        };
+        runtime.spawn(forward(stack.clone(), queue.clone()));
         Ok(Self {
             stack: Mutex::new(Some(stack)),
             items: Mutex::new(items),
-            done,
+            queue,
+            woken,
             next_op: AtomicU64::new(1),
             name,
             ha: (addr.ip().to_string(), addr.port()),
@@ -291,6 +327,12 @@ impl Road {
     #[getter]
     fn ha(&self) -> (String, u16) {
         self.ha.clone()
+    }
+
+    /// A socket that is readable when [`Road::poll`] has something (for asyncio's
+    /// `add_reader`).
+    fn fileno(&self) -> i32 {
+        self.woken.as_raw_fd()
     }
 
     /// Whether [`Road::close`] was called.
@@ -348,6 +390,9 @@ impl Road {
     /// uid, json)`, `("event", kind, uid, name)`, `("done", op, uid, error)`.
     fn poll(&self, py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
         let stack = self.stack()?;
+        // Drained first: an item queued after this wakes the reader again.
+        let mut buf = [0u8; 256];
+        while matches!((&self.woken).read(&mut buf), Ok(n) if n > 0) {}
         let items: Vec<Item> = lock(&self.items).try_iter().collect();
         items
             .into_iter()

@@ -21,6 +21,11 @@ def test_the_road_tutorial_runs(capsys):
     assert out == ["beta True True", "alpha {'subject': 'Hello', 'content': 'from alpha'}"]
 
 
+def test_the_asyncio_example_runs(capsys):
+    exec(compile(blocks()[3], str(DOC), "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["({'subject': 'Hello'}, 'alpha')"]
+
+
 def test_the_lane_tutorial_runs(capsys, tmp_path):
     lane = blocks()[2].replace('"/tmp/raet"', repr(str(tmp_path)))
     exec(compile(lane, str(DOC), "exec"), {})

@@ -1,5 +1,6 @@
-"""The road: RAET over UDP (``stacking.RoadStack``, ``estating.RemoteEstate``)."""
+"""The road: RAET over UDP (``stacking.RoadStack``, ``estating.RemoteEstate``; ``aio.RoadStack``
+for asyncio)."""
 
-from . import estating, keeping, stacking
+from . import aio, estating, keeping, stacking
 
-__all__ = ["estating", "keeping", "stacking"]
+__all__ = ["aio", "estating", "keeping", "stacking"]

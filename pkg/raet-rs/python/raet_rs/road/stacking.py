@@ -74,6 +74,8 @@ class RoadStack(stacking.Stack):
         self.server = _Server(self._road)
         self.keep = RoadKeep(self, dirpath, auto)
         self._ops = {}
+        # Callbacks of raet_rs.road.aio: op id -> called with the error (None: success).
+        self._waiters = {}
 
     def _provisionalUid(self):
         return next(_provisional_uids)
@@ -109,14 +111,16 @@ class RoadStack(stacking.Stack):
         transaction, remote = self._ops.pop(op)
         if error is not None:
             self.stats[f"{transaction.kind}_failed"] += 1
-        if transaction.kind != "join" or uid is None:
-            return False
-        if remote.uid != uid:
+        joined = transaction.kind == "join" and uid is not None
+        if joined and remote.uid != uid:
             self.removeRemote(remote)
             self.remotes.pop(uid, None)
             remote.uid = uid
             self.remotes[uid] = remote
-        return True
+        waiter = self._waiters.pop(op, None)
+        if waiter is not None:
+            waiter(error)
+        return joined
 
     def _refresh(self):
         """Brings ``remotes`` and ``nameRemotes`` up to date with the stack."""
@@ -131,15 +135,17 @@ class RoadStack(stacking.Stack):
 
     def join(self, uid=None, cascade=False, timeout=None, **kwa):
         """Joins the remote ``uid`` (default: the first one), then allows it: the Rust stack
-        always cascades to the allow, and bounds the join by its own timers."""
+        always cascades to the allow, and bounds the join by its own timers. Returns the
+        join's id (for raet_rs.road.aio)."""
         remote = self._remote(uid)
         op = self._road.join(*remote.ha)
         self._ops[op] = (Transaction("join", remote.uid), remote)
+        return op
 
     def allow(self, uid=None, cascade=False, timeout=None, **kwa):
         """Allows the remote ``uid``: a join then an allow on the Rust stack (a join of a
         remote that knows us is a short one)."""
-        self.join(uid=uid)
+        return self.join(uid=uid)
 
     def alive(self, uid=None, cascade=False, timeout=None, **kwa):
         """Checks that the remote ``uid`` exists. The Rust stack checks every remote's
@@ -148,13 +154,15 @@ class RoadStack(stacking.Stack):
 
     def transmit(self, msg, uid=None, timeout=None):
         """Sends the mapping ``msg`` to the remote ``uid`` (default: the first one). It
-        waits for the remote's allow if that is still to come."""
+        waits for the remote's allow if that is still to come. Returns the message's id
+        (for raet_rs.road.aio)."""
         text = self._encode(msg)
         remote = self._remote(uid)
         if remote.uid >= _PROVISIONAL:
             raise StackError(f"remote {remote.uid} has not joined yet: join it first")
         op = self._road.transmit(remote.uid, text)
         self._ops[op] = (Transaction("message", remote.uid), None)
+        return op
 
     def __repr__(self):
         return f"<RoadStack {self.name!r} at {self.ha}>"
