@@ -121,8 +121,8 @@ def test_keep_dir_persists_the_estate(closing, tmp_path):
     again = stacking.RoadStack(name="beta", ha=("127.0.0.1", 0), main=True, auto=AUTO,
                                dirpath=beta.keep.dirpath)
     closing(again)
-    again.serviceAll()
-    assert list(again.nameRemotes) == [], "remotes appear as the stack reports them"
+    [restored] = again.remotes.values()
+    assert (restored.name, restored.ha, restored.joined) == ("alpha", alpha.ha, True)
     again.server.close()
     assert os.listdir(beta.keep.dirpath)
     beta.keep.clearAllDir()

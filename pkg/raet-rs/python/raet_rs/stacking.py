@@ -19,7 +19,6 @@ class Stack:
         self.remotes = {}
         self.nameRemotes = {}
         self.rxMsgs = collections.deque()
-        self.stats = collections.Counter()
 
     def addRemote(self, remote):
         """Adds ``remote`` (made for this stack) under its uid and name."""

@@ -76,6 +76,8 @@ class RoadStack(stacking.Stack):
         self._ops = {}
         # Callbacks of raet_rs.road.aio: op id -> called with the error (None: success).
         self._waiters = {}
+        self.stats = collections.Counter()
+        self._refresh()  # the remotes restored from the keep
 
     def _provisionalUid(self):
         return next(_provisional_uids)
