@@ -5,7 +5,9 @@
 #   salt_raet-<v>-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
 #       the daemons salt-raet-master, salt-raet-minion and the raet command as the wheel's
 #       scripts (pkg/wheel/: maturin `bindings = "bin"`)
-# Both are built by maturin with the cargo profile `dist` (release without debug info,
+#   raet_rs-<v>-cp39-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+#       RAET for Python (pkg/raet-rs/, module raet_rs._native; docs/python.md)
+# All are built by maturin with the cargo profile `dist` (release without debug info,
 # stripped) and linked by zig against glibc 2.17 symbols (`--zig --compatibility
 # manylinux2014`: maturin refuses a symbol newer than the policy allows), so they install on
 # any x86_64 Linux with glibc >= 2.17 whatever glibc built them. At the end the script
@@ -39,8 +41,8 @@ fi
 export PATH="$venv/bin:$PATH"
 
 # --- the wheels -------------------------------------------------------------------------
-rm -f "$out"/saltext_raet-*.whl "$out"/salt_raet-*.whl
-for project in salt-ext pkg/wheel; do
+rm -f "$out"/saltext_raet-*.whl "$out"/salt_raet-*.whl "$out"/raet_rs-*.whl
+for project in salt-ext pkg/wheel pkg/raet-rs; do
     say "maturin build $project"
     maturin build --manifest-path "$root/$project/Cargo.toml" --profile dist --strip \
         --zig --compatibility manylinux2014 --out "$out"
@@ -49,7 +51,7 @@ done
 # --- what was built ---------------------------------------------------------------------
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-for wheel in "$out"/saltext_raet-*.whl "$out"/salt_raet-*.whl; do
+for wheel in "$out"/saltext_raet-*.whl "$out"/salt_raet-*.whl "$out"/raet_rs-*.whl; do
     say "$(basename "$wheel"): $(du -k "$wheel" | cut -f1) KiB"
     tag="$(auditwheel show "$wheel" | tr '\n' ' ' |
         sed -n 's/.*consistent with the following platform tag: *"\([^"]*\)".*/\1/p')"

@@ -10,7 +10,8 @@
 #      (tests/salt, salt-api included), on Salt 3007.17 (its own venv, target/salt3007-venv)
 #      the extension's pytest and the end-to-end tests marked `core`, Salt's own transport
 #      and channel tests run for raet
-#      (tests/salt-transport)
+#      (tests/salt-transport); the raet-rs Python package's pytest (pkg/raet-rs/tests, a
+#      debug build in target/raet-rs-venv)
 #   6. the wheels (scripts/build-dist.sh into target/wheels), installed by pip into a fresh venv
 #      and run without a Rust toolchain on PATH (scripts/check-dist.sh)
 #   7. the bounded fuzz run (fuzz/run.sh 30), when fuzz/ exists
@@ -143,6 +144,15 @@ salt_ext_tests() {
         "$3/bin/python" -m pytest -q -p no:cacheprovider salt-ext/tests
 }
 salt_ext_tests "salt-ext pytest" "$logdir/salt-ext.log" "$salt_venv"
+
+# raet-rs, the Python package on the Rust stacks: a debug build by maturin into its own venv
+# (scripts/setup-raet-rs-venv.sh), its pytest (the tutorial's examples, errors, and the
+# interop tests against the reference venv, required here).
+raet_rs_venv="$root/target/raet-rs-venv"
+step "raet-rs venv" "$logdir/setup-raet-rs.log" scripts/setup-raet-rs-venv.sh "$raet_rs_venv" \
+    || fail "scripts/setup-raet-rs-venv.sh $raet_rs_venv" 1 "$logdir/setup-raet-rs.log"
+counted_step pytest_counts "raet-rs pytest" "$logdir/raet-rs.log" \
+    "$raet_rs_venv/bin/python" -m pytest -q -p no:cacheprovider pkg/raet-rs/tests
 
 # salt_e2e NAME LOG VENV [PYTEST ARGS...]: the end-to-end suite tests/salt with the Salt of
 # VENV and the debug daemons built by cargo test above, counted.

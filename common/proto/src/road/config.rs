@@ -71,7 +71,7 @@ pub enum Profile {
 impl Profile {
     /// Whether our joins offer the fast profile.
     pub fn offers(self) -> bool {
-        self != Profile::Compat
+        self != Self::Compat
     }
 }
 

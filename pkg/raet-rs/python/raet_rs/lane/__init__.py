@@ -1,0 +1,5 @@
+"""The lane: RAET over Unix datagram sockets (``stacking.LaneStack``, ``yarding.RemoteYard``)."""
+
+from . import stacking, yarding
+
+__all__ = ["stacking", "yarding"]
