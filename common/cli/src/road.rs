@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
-use raet::packet::HeadKind;
+use raet::packet::{BodyKind, HeadKind};
 use raet::road::{Event, Presence, Profile, RejectedBy, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
@@ -58,6 +58,9 @@ pub(crate) struct RoadArgs {
     /// Head kind of the packets this stack sends (it reads both).
     #[arg(long, value_enum, default_value_t = Hk::Raet)]
     pub hk: Hk,
+    /// Body kind of the messages this stack sends (it reads both).
+    #[arg(long, value_enum, default_value_t = Bk::Json)]
+    pub bk: Bk,
     /// Protocol profile: compat (the reference's packets only), auto (the fast profile with
     /// peers that offer it too) or fast (required: peers without it are refused).
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(Profile))]
@@ -103,6 +106,24 @@ impl From<Auto> for AutoMode {
             Auto::Never => Self::Never,
             Auto::Once => Self::Once,
             Auto::Always => Self::Always,
+        }
+    }
+}
+
+/// `--bk` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bk {
+    /// JSON bodies.
+    Json,
+    /// msgpack bodies.
+    Msgpack,
+}
+
+impl From<Bk> for BodyKind {
+    fn from(bk: Bk) -> Self {
+        match bk {
+            Bk::Json => Self::Json,
+            Bk::Msgpack => Self::Msgpack,
         }
     }
 }
@@ -236,6 +257,7 @@ fn config(args: &RoadArgs) -> RoadConfig {
     config.main = args.main;
     config.auto = args.auto.into();
     config.hk = args.hk.into();
+    config.bk = args.bk.into();
     config.role = args.role.clone();
     config.profile = args.profile;
     config

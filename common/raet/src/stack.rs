@@ -37,7 +37,8 @@ use socket::bind_socket;
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
 use crate::keep::{Keep, KeepError, KeepWriter, RoleAnswer, Snapshot};
-use crate::packet::body::encode_json;
+use crate::packet::body::encode;
+use crate::packet::BodyKind;
 use crate::road::{
     AllowFailure, Event, JoinFailure, MessageId, Receipt, RejectedBy, RemoteStatus, Road,
     RoadConfig, RoadError, SendFailure, Uid,
@@ -183,6 +184,8 @@ pub struct RoadStack {
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
     /// How long [`RoadStack::join`] waits at most (`None`: a road timer is "never").
     join_bound: Option<Duration>,
+    /// Body kind of the messages it sends ([`RoadConfig::bk`]).
+    bk: BodyKind,
 }
 
 impl std::fmt::Debug for RoadStack {
@@ -218,6 +221,7 @@ impl RoadStack {
         let timers = &config.timers;
         let join_bound = (!timers.joiner_timeout.is_zero() && !timers.allow_timeout.is_zero())
             .then(|| timers.joiner_timeout + timers.allow_timeout + Duration::from_secs(1));
+        let bk = config.bk;
         let mut seed = [0u8; 32];
         OsRng.fill_bytes(&mut seed);
         let snapshot = Snapshot::load(keep.as_ref())?;
@@ -255,6 +259,7 @@ impl RoadStack {
             messages: Arc::new(tokio::sync::Mutex::new(message_rx)),
             task: Arc::new(std::sync::Mutex::new(Some(task))),
             join_bound,
+            bk,
         })
     }
 
@@ -306,12 +311,15 @@ impl RoadStack {
         to: Uid,
         body: Map<String, Value>,
     ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
-        self.transmit_encoded(to, encode_json(&body).into())
+        let queued = encode(self.bk, &body)
+            .map(|body| self.transmit_encoded(to, body.into()))
+            .map_err(|e| StackError::Road(RoadError::InvalidMessage(e.to_string())));
+        async move { queued?.await }
     }
 
-    /// [`RoadStack::transmit`] of a body already encoded (`raet::packet::body::encode_json`):
-    /// a message to many remotes is encoded once, on the caller's thread, and its queued
-    /// copies share it.
+    /// [`RoadStack::transmit`] of a body already encoded in the road's body kind
+    /// ([`RoadConfig::bk`], `raet::packet::body::encode`): a message to many remotes is
+    /// encoded once, on the caller's thread, and its queued copies share it.
     pub fn transmit_encoded(
         &self,
         to: Uid,

@@ -10,7 +10,7 @@ use raet_proto::keep::{
     apply_now, Acceptance, AutoMode, Keep, MemKeep, RemoteRecord, RoleRecord, Snapshot,
 };
 use raet_proto::packet::body::BodyMap;
-use raet_proto::packet::{self, JoinRepr};
+use raet_proto::packet::{self, BodyKind, JoinRepr};
 use raet_proto::road::{
     Event, Limits, MessageId, Profile, RemoteStatus, Road, RoadConfig, SendFailure, Timers, Uid,
 };
@@ -49,6 +49,8 @@ pub struct Spec {
     pub timers: Timers,
     /// Protocol profile (auto, as a road's default: two simulated roads use the fast one).
     pub profile: Profile,
+    /// Body kind of the messages it sends.
+    pub bk: BodyKind,
 }
 
 impl Spec {
@@ -69,6 +71,7 @@ impl Spec {
             confirm_messages: false,
             timers: Timers::default(),
             profile: Profile::Auto,
+            bk: BodyKind::Json,
         }
     }
 
@@ -113,6 +116,7 @@ impl Spec {
         config.limits = self.limits.clone();
         config.confirm_messages = self.confirm_messages;
         config.profile = self.profile;
+        config.bk = self.bk;
         config
     }
 }

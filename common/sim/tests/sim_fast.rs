@@ -335,3 +335,51 @@ fn a_bulk_transfer_keeps_half_its_goodput_at_5_percent_loss() {
         lossy[1]
     );
 }
+
+/// Messages in msgpack (the reference's `Bk`) from one side, json from the other, in both
+/// profiles: each body is decoded by its own packets' body kind and arrives as sent.
+#[test]
+fn msgpack_and_json_bodies_cross_in_both_profiles() {
+    use raet_proto::packet::BodyKind;
+    for profile in [Profile::Compat, Profile::Auto] {
+        let mut world = World::new(13, Link::perfect());
+        let mut alpha = Spec::new("alpha", 7530).main().profile(profile);
+        alpha.bk = BodyKind::Msgpack;
+        let a = world.add(alpha);
+        let b = world.add(Spec::new("beta", 7531).profile(profile));
+        world.connect(b, a, LIMIT);
+        let log = record(&mut world);
+        for (n, size) in [(1, 100), (2, 200_000)] {
+            deliver(&mut world, a, "beta", n, size);
+            deliver(&mut world, b, "alpha", n + 10, size);
+        }
+        let sent = message("alpha", 2, 200_000);
+        let got: Vec<_> = world
+            .peer_ref(b)
+            .messages()
+            .map(|(_, m)| m.clone())
+            .collect();
+        assert!(
+            got.contains(&sent),
+            "{profile:?}: the 200 KB msgpack message as sent"
+        );
+        let kinds: Vec<BodyKind> = log
+            .borrow()
+            .iter()
+            .filter(|(from, _, _)| *from == a)
+            .filter_map(|(_, _, d)| match FastHead::parse(d) {
+                Ok((f, _, _)) => (f.pk == PacketKind::Message).then_some(f.bk),
+                Err(_) => packet::parse(d)
+                    .ok()
+                    .filter(|p| p.head.tk == TransactionKind::Message)
+                    .filter(|p| p.head.pk == PacketKind::Message)
+                    .map(|p| p.head.bk),
+            })
+            .collect();
+        assert!(
+            !kinds.is_empty() && kinds.iter().all(|k| *k == BodyKind::Msgpack),
+            "{kinds:?}"
+        );
+        assert_eq!(world.peer_ref(a).copies(11), 1);
+    }
+}

@@ -26,6 +26,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
 use raet::lane::{LaneError, LaneYard};
+use raet::packet::BodyKind;
 use raet::road::{Event, Presence, RemoteStatus, RoadConfig};
 use raet::stack::RoadStack;
 use serde_json::{Map, Value};
@@ -268,9 +269,11 @@ impl Road {
 #[pymethods]
 impl Road {
     /// Binds the stack at `ha`, `(host, port)` (port 0: any free one), with its keep in
-    /// `keep_dir` (`None`: in memory).
+    /// `keep_dir` (`None`: in memory), sending messages in body kind `bk` (1 json, 3
+    /// msgpack).
     #[new]
-    #[pyo3(signature = (name, ha, main, auto, keep_dir = None, role = None))]
+    #[pyo3(signature = (name, ha, main, auto, keep_dir = None, role = None, bk = 1))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         name: String,
@@ -279,6 +282,7 @@ impl Road {
         auto: u8,
         keep_dir: Option<PathBuf>,
         role: Option<String>,
+        bk: u8,
     ) -> PyResult<Self> {
         if name.is_empty() {
             return Err(PyValueError::new_err("a road stack needs a name"));
@@ -287,6 +291,14 @@ impl Road {
         config.main = main;
         config.auto = auto_mode(auto)?;
         config.role = role;
+        config.bk = match BodyKind::from_code(bk.into()) {
+            Some(kind @ (BodyKind::Json | BodyKind::Msgpack)) => kind,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "Bk must be 1 (json) or 3 (msgpack), not {bk}"
+                )))
+            }
+        };
         let runtime = runtime()?;
         let stack = py.detach(|| {
             let keep: Box<dyn Keep> = match keep_dir {

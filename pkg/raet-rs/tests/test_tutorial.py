@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 import raet_rs as raet
 from conftest import serviceStacks, serviceUntil
 from raet_rs.lane import stacking as lanestacking
@@ -59,6 +61,25 @@ def test_messages_both_ways(closing):
     beta.transmit(big)
     assert serviceStacks([alpha, beta])
     assert alpha.rxMsgs[-1] == (big, "beta")
+
+
+def test_msgpack_bodies_as_the_stack_is_configured(closing):
+    """beta sends msgpack (``Bk``), alpha json; each reads the other's messages."""
+    alpha, beta, remote = road_pair(closing, Bk=raet.raeting.BodyKind.msgpack)
+    assert beta.Bk == raet.raeting.BodyKind.msgpack and alpha.Bk == raet.raeting.BodyKind.json
+    alpha.join(uid=remote.uid, cascade=True)
+    assert serviceStacks([alpha, beta])
+    to_alpha = {"subject": "msgpack", "content": {"nested": [1, 2.5, None, True]}, "blob": "y" * 50_000}
+    beta.transmit(to_alpha, beta.nameRemotes["alpha"].uid)
+    alpha.transmit({"subject": "json"}, remote.uid)
+    assert serviceStacks([alpha, beta])
+    assert list(alpha.rxMsgs) == [(to_alpha, "beta")]
+    assert list(beta.rxMsgs) == [({"subject": "json"}, "alpha")]
+
+
+def test_an_unknown_body_kind_is_refused(closing):
+    with pytest.raises(ValueError):
+        closing(stacking.RoadStack(name="gamma", ha=("127.0.0.1", 0), Bk=raet.raeting.BodyKind.raw))
 
 
 def test_three_road_stacks(closing):

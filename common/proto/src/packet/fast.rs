@@ -9,7 +9,8 @@
 //! | 2 | 1 | `pk` packet kind |
 //! | 3 | 1 | `tk` transaction kind |
 //! | 4 | 1 | `fg` flags |
-//! | 5 | 3 | zero |
+//! | 5 | 1 | `bk` body kind |
+//! | 6 | 2 | zero |
 //! | 8 | 4 | `se` |
 //! | 12 | 4 | `de` |
 //! | 16 | 4 | `si` |
@@ -19,7 +20,7 @@
 //! | 32 | 4 | `ml` |
 //! | 36 | 8 | `pn` packet number (the AEAD nonce) |
 
-use super::{Flags, PacketError, PacketKind, TransactionKind};
+use super::{BodyKind, Flags, PacketError, PacketKind, TransactionKind};
 
 /// First byte of every fast packet.
 pub const FAST_MAGIC: u8 = 0xFA;
@@ -37,6 +38,8 @@ pub struct FastHead {
     pub tk: TransactionKind,
     /// Flags (as the text heads' `fg`).
     pub fg: Flags,
+    /// Body kind of the (sealed) body.
+    pub bk: BodyKind,
     /// Source estate id.
     pub se: u32,
     /// Destination estate id.
@@ -77,6 +80,7 @@ impl FastHead {
         b[2] = self.pk.code();
         b[3] = self.tk.code();
         b[4] = self.fg.0;
+        b[5] = self.bk.code();
         let words = [
             self.se, self.de, self.si, self.ti, self.sn, self.sc, self.ml,
         ];
@@ -100,7 +104,7 @@ impl FastHead {
         if raw[1] != FAST_VERSION {
             return Err(PacketError::BadVersion(raw[1]));
         }
-        if raw[5..8] != [0, 0, 0] {
+        if raw[6..8] != [0, 0] {
             return Err(PacketError::BadHeadField { key: "reserved" });
         }
         let pk = PacketKind::from_code(raw[2].into()).ok_or(PacketError::UnknownKind {
@@ -111,12 +115,17 @@ impl FastHead {
             key: "tk",
             code: raw[3].into(),
         })?;
+        let bk = BodyKind::from_code(raw[5].into()).ok_or(PacketError::UnknownKind {
+            key: "bk",
+            code: raw[5].into(),
+        })?;
         let mut pn = [0u8; 8];
         pn.copy_from_slice(&raw[36..]);
         let head = Self {
             pk,
             tk,
             fg: Flags(raw[4]),
+            bk,
             se: word(raw, 8),
             de: word(raw, 12),
             si: word(raw, 16),
@@ -140,6 +149,7 @@ mod tests {
             pk: PacketKind::Message,
             tk: TransactionKind::Message,
             fg: Flags(Flags::SF | Flags::WF),
+            bk: BodyKind::Msgpack,
             se: 2,
             de: 3,
             si: 0x0102_0304,
@@ -154,7 +164,7 @@ mod tests {
     #[test]
     fn the_layout_is_the_documented_one() {
         let b = sample().encode();
-        assert_eq!(&b[..8], &[0xFA, 1, 0, 0, 0x0C, 0, 0, 0]);
+        assert_eq!(&b[..8], &[0xFA, 1, 0, 0, 0x0C, 3, 0, 0]);
         assert_eq!(&b[16..20], &[1, 2, 3, 4]);
         assert_eq!(&b[36..], &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
         let mut datagram = b.to_vec();
@@ -176,6 +186,10 @@ mod tests {
             bent(6, 1),
             Some(PacketError::BadHeadField { key: "reserved" })
         );
+        assert!(matches!(
+            bent(5, 200),
+            Some(PacketError::UnknownKind { key: "bk", .. })
+        ));
         assert!(matches!(
             bent(2, 200),
             Some(PacketError::UnknownKind { key: "pk", .. })

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::keep::AutoMode;
-use crate::packet::{HeadKind, MAX_MESSAGE_SIZE};
+use crate::packet::{BodyKind, HeadKind, MAX_MESSAGE_SIZE};
 
 use super::Timers;
 #[cfg(doc)]
@@ -40,6 +40,9 @@ pub struct RoadConfig {
     pub confirm_messages: bool,
     /// Head kind of the packets we send (receiving auto-detects).
     pub hk: HeadKind,
+    /// Body kind of the messages we send: json or msgpack (the reference's stack attribute
+    /// `Bk`); a received message is decoded by its own head's body kind.
+    pub bk: BodyKind,
     /// Segments sent before waiting for an ack (0 = the whole message at once).
     pub burst: u32,
     /// Our own address (recorded in the keep).
@@ -174,6 +177,7 @@ impl RoadConfig {
             role_is_name: false,
             confirm_messages: false,
             hk: HeadKind::Raet,
+            bk: BodyKind::Json,
             burst: 0,
             profile: Profile::Auto,
             ha,

@@ -153,8 +153,8 @@ impl FastSession {
     }
 }
 
-/// The text head a received binary head stands for: its fields, a JSON body in the clear
-/// (the session key opened it), no coat or foot.
+/// The text head a received binary head stands for: its fields, its body in the clear (the
+/// session key opened it), no coat or foot.
 fn as_head(f: &FastHead) -> Head {
     Head {
         hk: HeadKind::Binary,
@@ -168,7 +168,7 @@ fn as_head(f: &FastHead) -> Head {
         sc: f.sc,
         ml: f.ml,
         fg: f.fg,
-        bk: BodyKind::Json,
+        bk: f.bk,
         ck: CoatKind::Nada,
         fk: FootKind::Nada,
         ..Head::default()
@@ -286,6 +286,7 @@ impl Road {
             pk,
             tk: head.tk,
             fg: head.fg,
+            bk: head.bk,
             se: head.se,
             de: head.de,
             si: head.si,

@@ -47,7 +47,7 @@ fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
         de: remote.fuid,
         si: remote.sid,
         ti,
-        ..core.template(TransactionKind::Message, BodyKind::Json, ck, fk)
+        ..core.template(TransactionKind::Message, core.config.bk, ck, fk)
     };
     if remote.fast.is_some() {
         head.hk = HeadKind::Binary;
@@ -143,6 +143,8 @@ pub(crate) struct Messengent {
     head: Head,
     sc: u32,
     ml: u32,
+    /// Body kind of the message (its first packet's).
+    bk: BodyKind,
     tray: Reassembler,
     /// Lowest segment number still worth asking for.
     lowest: u32,
@@ -572,7 +574,7 @@ impl Road {
         if h.sc <= 1 {
             let body = self
                 .open_coat(uid, rx)
-                .and_then(|plain| self.decode_message(&plain));
+                .and_then(|plain| self.decode_message(h.bk, &plain));
             match body {
                 Some(body) => self.deliver(now, uid, &head, body),
                 None => self.messengent_refuse(now, uid, &head),
@@ -599,6 +601,7 @@ impl Road {
             head,
             sc: h.sc,
             ml: h.ml,
+            bk: h.bk,
             tray,
             lowest: 0,
             redo: Redo::new(now, redo_min, redo_max),
@@ -609,9 +612,13 @@ impl Road {
         self.messengent_rx(now, uid, index, m, rx);
     }
 
-    /// Decodes a reassembled, decrypted message body.
-    fn decode_message(&mut self, plain: &[u8]) -> Option<serde_json::Map<String, Value>> {
-        match crate::packet::body::decode_json(plain) {
+    /// Decodes a reassembled, decrypted message body of kind `bk`.
+    fn decode_message(
+        &mut self,
+        bk: BodyKind,
+        plain: &[u8],
+    ) -> Option<serde_json::Map<String, Value>> {
+        match crate::packet::body::decode(bk, plain) {
             Ok(body) => Some(body),
             Err(_) => {
                 self.core.stats.parsing_message_error += 1;
@@ -738,7 +745,7 @@ impl Road {
                 }
             }
         };
-        match opened.and_then(|plain| self.decode_message(&plain)) {
+        match opened.and_then(|plain| self.decode_message(m.bk, &plain)) {
             Some(body) => self.deliver(now, uid, &m.head, body),
             None => self.messengent_refuse(now, uid, &m.head),
         }

@@ -278,12 +278,14 @@ impl Road {
         to: Uid,
         body: Map<String, Value>,
     ) -> Result<MessageId, RoadError> {
-        let plain = crate::packet::body::encode_json(&body);
+        let plain = crate::packet::body::encode(self.core.config.bk, &body)
+            .map_err(|e| RoadError::InvalidMessage(e.to_string()))?;
         self.send_encoded(now, to, plain.into())
     }
 
-    /// [`Road::send`] of a body already encoded ([`crate::packet::body::encode_json`]): a
-    /// message to many remotes is encoded once and its copies share it.
+    /// [`Road::send`] of a body already encoded in the road's body kind
+    /// ([`RoadConfig::bk`], [`crate::packet::body::encode`]): a message to many remotes is
+    /// encoded once and its copies share it.
     pub fn send_encoded(
         &mut self,
         now: Instant,

@@ -12,6 +12,7 @@ use rand_core::RngCore;
 
 use crate::crypto::{PrivateKey, Signer};
 use crate::keep::{PersistOp, RemoteRecord, Snapshot};
+use crate::packet::BodyKind;
 
 use super::core::Core;
 use super::registry::Registry;
@@ -41,6 +42,12 @@ impl Road {
         let role = config.role.clone().unwrap_or_else(|| config.name.clone());
         crate::keep::check_name("role", &role)
             .map_err(|e| RoadError::InvalidConfig(e.to_string()))?;
+        if !matches!(config.bk, BodyKind::Json | BodyKind::Msgpack) {
+            return Err(RoadError::InvalidConfig(format!(
+                "messages are sent as json or msgpack, not {:?}",
+                config.bk
+            )));
+        }
         let mut rng = ChaCha20Rng::from_seed(rng_seed);
         let Snapshot {
             local: restored,

@@ -252,19 +252,22 @@ impl Road {
         head
     }
 
-    /// The JSON body of a received packet (decrypted with the session key when coated).
+    /// The body of a received packet, JSON or msgpack (decrypted with the session key when
+    /// coated).
     pub(crate) fn json_body(&mut self, uid: Uid, rx: &Rx<'_>) -> Option<Map<String, Value>> {
         let plain = self.open_coat(uid, rx)?;
         match rx.head.bk {
-            BodyKind::Json => match crate::packet::body::decode_json(&plain) {
-                Ok(map) => Some(map),
-                Err(e) => {
-                    tracing::debug!(road = %self.core.config.name, from = %rx.from, error = %e,
+            BodyKind::Json | BodyKind::Msgpack => {
+                match crate::packet::body::decode(rx.head.bk, &plain) {
+                    Ok(map) => Some(map),
+                    Err(e) => {
+                        tracing::debug!(road = %self.core.config.name, from = %rx.from, error = %e,
                         "bad json body");
-                    self.core.stats.body_error += 1;
-                    None
+                        self.core.stats.body_error += 1;
+                        None
+                    }
                 }
-            },
+            }
             BodyKind::Nada | BodyKind::Raw if plain.is_empty() => Some(Map::new()),
             _ => {
                 drop_packet!(self.core, body_error, rx.from);

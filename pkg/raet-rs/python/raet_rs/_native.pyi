@@ -29,6 +29,7 @@ class Road:
         auto: int,
         keep_dir: Union[str, os.PathLike[str], None] = None,
         role: Optional[str] = None,
+        bk: int = 1,
     ) -> "Road": ...
     @property
     def ha(self) -> tuple[str, int]: ...

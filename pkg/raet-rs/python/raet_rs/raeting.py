@@ -10,6 +10,7 @@ __all__ = [
     "RAET_TEST_PORT",
     "Acceptance",
     "AutoMode",
+    "BodyKind",
     "StackClosedError",
     "StackError",
     "autoModes",
@@ -25,6 +26,15 @@ class AutoMode(enum.IntEnum):
     never = 0
     once = 1
     always = 2
+
+
+class BodyKind(enum.IntEnum):
+    """How a message body is encoded (a stack's ``Bk``: json or msgpack)."""
+
+    nada = 0
+    json = 1
+    raw = 2
+    msgpack = 3
 
 
 class Acceptance(enum.IntEnum):

@@ -6,7 +6,7 @@ import os
 
 from .. import stacking
 from .._native import Road
-from ..raeting import RAET_PORT, Acceptance, AutoMode, StackError
+from ..raeting import RAET_PORT, Acceptance, AutoMode, BodyKind, StackError
 from .estating import RemoteEstate, _address
 from .keeping import RoadKeep
 
@@ -48,8 +48,12 @@ class RoadStack(stacking.Stack):
     presence whether or not the program calls ``serviceAll``; ``serviceAll`` hands over what
     happened since (messages into ``rxMsgs``, the remotes' states, the end of joins and
     messages). ``dirpath`` (or ``basedirpath``/``name``) persists the estate's identity and
-    remotes; without either the keep is in memory.
+    remotes; without either the keep is in memory. ``Bk`` (as the reference's class
+    attribute, read when the stack is built: set it on a subclass or pass ``Bk=``) is the
+    body kind of the messages it sends; received ones are read in either kind.
     """
+
+    Bk = BodyKind.json
 
     def __init__(
         self,
@@ -60,16 +64,19 @@ class RoadStack(stacking.Stack):
         dirpath="",
         basedirpath="",
         role=None,
+        Bk=None,
         **kwa,
     ):
         super().__init__(name)
+        if Bk is not None:
+            self.Bk = BodyKind(Bk)
         ha = _address(ha if ha is not None else ("", RAET_PORT))
         auto = AutoMode(auto if auto is not None else AutoMode.never)
         if not dirpath and basedirpath:
             dirpath = os.path.join(basedirpath, name)
         dirpath = os.path.abspath(os.path.expanduser(dirpath)) if dirpath else None
         self.main = bool(main)
-        self._road = Road(name, ha, self.main, int(auto), dirpath, role)
+        self._road = Road(name, ha, self.main, int(auto), dirpath, role, int(self.Bk))
         self.ha = self._road.ha
         self.server = _Server(self._road)
         self.keep = RoadKeep(self, dirpath, auto)
