@@ -87,57 +87,12 @@ impl ReplayWindow {
     }
 }
 
-/// Segments of a burst to a remote at the start of a session.
-const INITIAL_WINDOW: u32 = 16;
-/// Most segments of one burst.
-const MAX_WINDOW: u32 = 4096;
-/// Fewest segments of one burst.
-const MIN_WINDOW: u32 = 2;
-
-/// The congestion window of a fast session, in segments per burst (a burst ends with the
-/// wait flag; the next one leaves when the receiver answered): doubled after each burst the
-/// receiver got whole while below the slow-start threshold, then grown by one; halved (the
-/// threshold set there) when the receiver asks for missed segments. NewReno's rules, per
-/// burst instead of per acknowledged byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Window {
-    segments: u32,
-    threshold: u32,
-}
-
-impl Window {
-    fn new() -> Self {
-        Self {
-            segments: INITIAL_WINDOW,
-            threshold: MAX_WINDOW,
-        }
-    }
-
-    /// A burst arrived whole.
-    fn grow(&mut self) {
-        self.segments = if self.segments < self.threshold {
-            self.segments.saturating_mul(2)
-        } else {
-            self.segments.saturating_add(1)
-        }
-        .min(MAX_WINDOW);
-    }
-
-    /// Segments were lost.
-    fn shrink(&mut self) {
-        self.threshold = (self.segments / 2).max(MIN_WINDOW);
-        self.segments = self.threshold;
-    }
-}
-
 /// The fast profile's state for one remote and allow.
 pub(crate) struct FastSession {
     keys: FastKeys,
     /// Our next packet number (never repeats under these keys).
     next_pn: u64,
     window: ReplayWindow,
-    /// Segments per burst.
-    pub(crate) cwnd: Window,
 }
 
 impl FastSession {
@@ -148,7 +103,6 @@ impl FastSession {
             keys,
             next_pn: 0,
             window: ReplayWindow::new(),
-            cwnd: Window::new(),
         })
     }
 }
@@ -191,32 +145,6 @@ pub(crate) fn payload_to(limits: &Limits, dest: SocketAddr) -> usize {
 }
 
 impl Road {
-    /// Segments of the next burst to `uid`: at most its congestion window in a fast session,
-    /// `burst` (0: all) otherwise.
-    pub(crate) fn burst_to(&self, uid: Uid, burst: u32, remaining: u32) -> u32 {
-        let configured = match burst {
-            0 => remaining,
-            b => b.min(remaining),
-        };
-        self.remotes
-            .get(&uid)
-            .and_then(|r| r.fast.as_ref())
-            .map_or(configured, |f| configured.min(f.cwnd.segments))
-    }
-
-    /// The receiver of a fast burst to `uid` got it whole (`true`) or asked for missed
-    /// segments (`false`).
-    pub(crate) fn burst_answered(&mut self, uid: Uid, whole: bool) {
-        if let Some(f) = self.remotes.get_mut(&uid).and_then(|r| r.fast.as_mut()) {
-            if whole {
-                f.cwnd.grow();
-            } else {
-                f.cwnd.shrink();
-                self.core.stats.fast_window_shrink += 1;
-            }
-        }
-    }
-
     /// The remote answered a fast packet with a signed nack of the compatible profile: it
     /// has no fast session with us (its state predates our last join, or it stopped offering
     /// the profile). Messages to it go in the compatible profile until the next join
@@ -387,25 +315,6 @@ mod tests {
         w.mark(u64::MAX - 1);
         assert!(!w.fresh(u64::MAX - 1) && w.fresh(u64::MAX - 2));
         assert!(!w.fresh(u64::MAX));
-    }
-
-    #[test]
-    fn the_window_doubles_then_grows_by_one_and_halves_on_loss() {
-        let mut w = Window::new();
-        w.grow();
-        assert_eq!(w.segments, 2 * INITIAL_WINDOW);
-        w.shrink();
-        assert_eq!((w.segments, w.threshold), (INITIAL_WINDOW, INITIAL_WINDOW));
-        w.grow();
-        assert_eq!(w.segments, INITIAL_WINDOW + 1);
-        for _ in 0..10 {
-            w.shrink();
-        }
-        assert_eq!(w.segments, MIN_WINDOW);
-        for _ in 0..100_000 {
-            w.grow();
-        }
-        assert_eq!(w.segments, MAX_WINDOW);
     }
 
     #[test]

@@ -103,9 +103,6 @@ pub(crate) struct Messenger {
     missed: Vec<bool>,
     /// The receiver answered at least once (retransmissions then carry af).
     acked: bool,
-    /// The receiver asked for missed segments since the current burst began (the window
-    /// shrinks once per burst).
-    lossy: bool,
     /// Last segment transmitted (the redo resends it).
     last: Option<u32>,
     redo: Redo,
@@ -225,7 +222,6 @@ impl Road {
             misseds: VecDeque::new(),
             missed: vec![false; count as usize],
             acked: false,
-            lossy: false,
             last: None,
             redo: Redo::new(now, redo_min, redo_max),
             progress: now,
@@ -278,7 +274,10 @@ impl Road {
     /// Sends the next burst of the regular sequence, wf on its last segment.
     fn messenger_burst(&mut self, now: Instant, uid: Uid, m: &mut Messenger) {
         let remaining = m.count.saturating_sub(m.current);
-        let burst = self.burst_to(uid, self.core.config.burst, remaining);
+        let burst = match self.core.config.burst {
+            0 => remaining,
+            b => b.min(remaining),
+        };
         if burst == 0 {
             return;
         }
@@ -287,7 +286,6 @@ impl Road {
             fg.set(Flags::WF, true);
         }
         m.burst_end = end;
-        m.lossy = false;
         self.burst_chunk(now, uid, m);
     }
 
@@ -304,8 +302,10 @@ impl Road {
 
     /// Resends a burst of the missed segments: all with af, wf only on the last one.
     fn send_misseds(&mut self, now: Instant, uid: Uid, m: &mut Messenger) {
-        let missed = u32::try_from(m.misseds.len()).unwrap_or(u32::MAX);
-        let burst = self.burst_to(uid, self.core.config.burst, missed) as usize;
+        let burst = match self.core.config.burst as usize {
+            0 => m.misseds.len(),
+            b => b.min(m.misseds.len()),
+        };
         for i in 0..burst {
             let Some(sn) = m.misseds.pop_front() else {
                 break;
@@ -346,9 +346,6 @@ impl Road {
             PacketKind::Ack => {
                 self.core.stats.message_ack_rx += 1;
                 m.acked = true;
-                if m.misseds.is_empty() && !m.lossy {
-                    self.burst_answered(uid, true);
-                }
                 if m.misseds.is_empty() {
                     let next = rx.head.sn.saturating_add(1);
                     if m.current > next {
@@ -362,10 +359,6 @@ impl Road {
             PacketKind::Resend => {
                 self.core.stats.message_resend_rx += 1;
                 m.acked = true;
-                if !m.lossy {
-                    m.lossy = true;
-                    self.burst_answered(uid, false);
-                }
                 let numbers = body.get("misseds").and_then(Value::as_array);
                 for n in numbers.into_iter().flatten() {
                     let Some(sn) = n.as_u64().and_then(|v| u32::try_from(v).ok()) else {

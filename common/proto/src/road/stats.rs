@@ -70,8 +70,6 @@ road_stats! {
     /// Remotes that answered a fast packet with a compatible nack (no fast session there):
     /// compatible profile with them until the next join.
     fast_downgrade,
-    /// Fast-profile congestion windows halved (a receiver asked for missed segments).
-    fast_window_shrink,
     /// Joins refused because the peer does not offer the fast profile our road requires.
     join_profile_refused,
     /// Coats that do not decrypt.
