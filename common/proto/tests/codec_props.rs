@@ -219,6 +219,23 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The missing segments from a point are those of the whole list from there.
+    #[test]
+    fn missing_from_is_the_tail_of_missing(
+        present in proptest::collection::vec(any::<bool>(), 1..200),
+        from in 0u32..220,
+    ) {
+        let sc = present.len() as u32;
+        let mut tray = Reassembler::new(sc, sc * 1_000).unwrap();
+        for (sn, _) in present.iter().enumerate().filter(|(_, p)| **p) {
+            tray.insert(sn as u32, &[0; 1_000]).unwrap();
+        }
+        let tail: Vec<u32> = tray.missing().into_iter().filter(|&sn| sn >= from).collect();
+        prop_assert_eq!(tray.missing_from(from), tail);
+    }
+}
+
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),

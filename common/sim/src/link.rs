@@ -27,6 +27,10 @@ pub struct Link {
     /// Each sender's uplink in bytes per second: a datagram leaves once the ones before it
     /// were serialised (a queue, never a drop). `None` = infinitely fast.
     pub rate: Option<u64>,
+    /// With `rate`: at most this many bytes wait in a sender's uplink (a router's buffer
+    /// before a bottleneck); a datagram that finds it full is dropped (counted as
+    /// `overflowed`). `None` = unlimited.
+    pub buffer: Option<usize>,
 }
 
 impl Link {
@@ -43,6 +47,7 @@ impl Link {
             jitter: Duration::ZERO,
             queue_limit: None,
             rate: None,
+            buffer: None,
         }
     }
 
@@ -57,6 +62,7 @@ impl Link {
             jitter: Duration::from_millis(2),
             queue_limit: None,
             rate: None,
+            buffer: None,
         }
     }
 }

@@ -34,7 +34,8 @@ pub struct SimStats {
     pub duplicated: u64,
     /// Datagrams (or copies) held back by the link's `reorder`.
     pub reordered: u64,
-    /// Datagrams dropped because the destination's queue was full (`queue_limit`).
+    /// Datagrams dropped because the destination's queue was full (`queue_limit`) or the
+    /// sender's uplink buffer (`buffer`).
     pub overflowed: u64,
     /// Datagrams dropped because a partition separates source and destination.
     pub blocked: u64,

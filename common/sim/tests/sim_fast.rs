@@ -292,23 +292,70 @@ fn a_peer_without_a_fast_session_makes_its_sender_fall_back() {
 
 /// Goodput of one 64 MB message (virtual time from send to delivered) over 100 MB/s uplinks
 /// with 10 ms delay and 2 ms jitter, at `loss`.
-fn goodput(loss: f64, seed: u64) -> f64 {
-    let link = Link {
+/// A 100 MB/s uplink with 10 ms delay, 2 ms jitter and `loss`.
+fn path(loss: f64) -> Link {
+    Link {
         loss,
         delay: Duration::from_millis(10),
         jitter: Duration::from_millis(2),
         rate: Some(100_000_000),
         ..Link::perfect()
-    };
+    }
+}
+
+/// Sends 64 MB from beta to alpha over `link`; the goodput (B/s) and the network's counters.
+fn transfer(link: Link, seed: u64) -> (f64, raet_sim::SimStats) {
     let mut world = World::new(seed, Link::perfect());
     let (a, b) = pair(&mut world, Profile::Auto, Profile::Auto);
     world.connect(b, a, LIMIT);
     world.net.set_link(link);
+    let before = world.net.stats().clone();
     let size = 64_000_000;
     let start = world.net.elapsed();
     deliver(&mut world, b, "alpha", 1, size);
     let secs = (world.net.elapsed() - start).as_secs_f64().max(1e-3);
-    size as f64 / secs
+    let after = world.net.stats().clone();
+    let stats = raet_sim::SimStats {
+        sent: after.sent - before.sent,
+        overflowed: after.overflowed - before.overflowed,
+        ..after
+    };
+    (size as f64 / secs, stats)
+}
+
+fn goodput(loss: f64, seed: u64) -> f64 {
+    transfer(path(loss), seed).0
+}
+
+/// Through a bottleneck whose buffer holds an eighth of the path's bandwidth-delay product,
+/// a bulk transfer neither stalls nor floods: the sender paces at the rate the path
+/// delivers, so most datagrams fit in the buffer (a sender that sent the whole message at
+/// once would lose all but the first 256 KiB of it) and the goodput stays well above half
+/// the rate. The start-up's last doubling and the probing for bandwidth still overflow it
+/// now and then (as BBR does in shallow buffers).
+#[test]
+#[cfg_attr(debug_assertions, ignore = "64 MB: release only (scripts/test-all.sh)")]
+fn a_bulk_transfer_through_a_shallow_buffer_neither_stalls_nor_floods() {
+    let segments = 64_000_000 / 64_900;
+    for seed in [14, 15, 16] {
+        let link = Link {
+            buffer: Some(256 * 1024),
+            ..path(0.0)
+        };
+        let (rate, stats) = transfer(link, seed);
+        eprintln!(
+            "64 MB through 100 MB/s with a 256 KiB buffer: {:.1} MB/s, {} datagrams sent, {} overflowed",
+            rate / 1e6,
+            stats.sent,
+            stats.overflowed
+        );
+        assert!(rate > 50e6, "goodput {rate:.0} B/s");
+        assert!(
+            stats.overflowed * 3 < segments,
+            "{} of about {segments} segments overflowed the buffer",
+            stats.overflowed
+        );
+    }
 }
 
 /// A bulk transfer keeps at least half its lossless goodput at 5 % loss, and completes at 1 %

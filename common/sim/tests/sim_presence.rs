@@ -161,7 +161,11 @@ fn a_segmented_message_cut_off_midway_fails_within_the_bound() {
     let uid = world.uid(alpha, "beta");
     let id = world.send(alpha, uid, message("alpha", 1, 200 * 1024));
     // Let part of it through, then the receiver disappears.
-    world.settle(Duration::from_millis(5));
+    world
+        .run_until(Duration::from_secs(1), |net| {
+            net.node_ref(beta).road.stats().message_segment_rx > 0
+        })
+        .expect("a first segment arrives");
     let crashed = world.crash(beta);
     assert!(
         crashed.messages().next().is_none(),

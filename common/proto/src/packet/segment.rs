@@ -225,13 +225,19 @@ impl Reassembler {
 
     /// Missing sns below the highest received (for resend requests), ascending.
     pub fn missing(&self) -> Vec<u32> {
+        self.missing_from(0)
+    }
+
+    /// Missing sns from `from` to below the highest received, ascending (a receiver that
+    /// knows every segment below `from` arrived looks no further back).
+    pub fn missing_from(&self, from: u32) -> Vec<u32> {
         let end = self.highest.unwrap_or(0) as usize;
-        self.segments
+        let start = (from as usize).min(end);
+        self.segments[start..end.min(self.segments.len())]
             .iter()
-            .take(end)
             .enumerate()
             .filter(|(_, s)| s.is_none())
-            .map(|(sn, _)| sn as u32)
+            .map(|(i, _)| (start + i) as u32)
             .collect()
     }
 

@@ -18,6 +18,7 @@ use crate::packet::{
     BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketKind, TransactionKind,
 };
 
+use super::congestion::Congestion;
 use super::{Limits, Road, Rx, Uid};
 
 /// At most one refusal of fast packets per remote per this interval.
@@ -93,6 +94,8 @@ pub(crate) struct FastSession {
     /// Our next packet number (never repeats under these keys).
     next_pn: u64,
     window: ReplayWindow,
+    /// The congestion controller of our messages in this session (made at the first one).
+    pub(crate) cc: Option<Congestion>,
 }
 
 impl FastSession {
@@ -103,6 +106,7 @@ impl FastSession {
             keys,
             next_pn: 0,
             window: ReplayWindow::new(),
+            cc: None,
         })
     }
 }
@@ -129,9 +133,12 @@ fn as_head(f: &FastHead) -> Head {
     }
 }
 
+/// Bytes a fast datagram adds to its plaintext: the head and the AEAD tag.
+pub(crate) const FAST_OVERHEAD: usize = FAST_HEAD_SIZE + FAST_TAG_SIZE;
+
 /// Plaintext bytes a fast datagram of `size` bytes carries.
 fn payload(size: usize) -> usize {
-    size.saturating_sub(FAST_HEAD_SIZE + FAST_TAG_SIZE).max(1)
+    size.saturating_sub(FAST_OVERHEAD).max(1)
 }
 
 /// Plaintext bytes per fast datagram to `dest`: the loopback size on loopback, else the

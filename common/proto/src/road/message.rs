@@ -11,6 +11,10 @@ use crate::packet::{
     Segmenter, TransactionKind, MAX_MESSAGE_SIZE,
 };
 
+mod flow;
+mod receive;
+
+use self::flow::Flow;
 use super::budget::Reservation;
 use super::core::Core;
 use super::fast;
@@ -18,7 +22,7 @@ use super::remote::{sid, Outgoing, Remote};
 use super::timers::Redo;
 use super::transaction::{earliest, Transaction, TxIndex};
 use super::SendFailure;
-use super::{Event, MessageId, Receipt, Road, RoadError, Rx, Uid};
+use super::{Event, MessageId, Road, RoadError, Rx, Uid};
 
 /// Bytes a crypto_box coat adds to a body: 16-byte tag and the 24-byte nonce.
 pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
@@ -112,6 +116,8 @@ pub(crate) struct Messenger {
     limit: std::time::Duration,
     /// Its sealed bytes in the road-wide budget (given back when the Messenger is dropped).
     _reserved: Reservation,
+    /// The fast profile's per-segment state (None in the compatible profile).
+    flow: Option<Box<Flow>>,
 }
 
 impl Messenger {
@@ -208,6 +214,7 @@ impl Road {
         };
         let count = seg.count();
         let index = TxIndex::of_tx(&head, remote.ha);
+        let flow = (head.hk == HeadKind::Binary).then(|| Box::new(Flow::new(count)));
         let mut m = Box::new(Messenger {
             out,
             head,
@@ -227,9 +234,14 @@ impl Road {
             progress: now,
             limit,
             _reserved: reserved,
+            flow,
         });
         self.core.stats.message_initiate += 1;
-        self.messenger_burst(now, uid, &mut m);
+        if m.flow.is_some() {
+            self.flow_send(now, uid, &mut m);
+        } else {
+            self.messenger_burst(now, uid, &mut m);
+        }
         self.insert_txn(uid, index, Transaction::Messenger(m));
         true
     }
@@ -343,6 +355,20 @@ impl Road {
         self.refresh(now, uid, Some(true));
         m.progress = now;
         match pk {
+            PacketKind::Ack if m.flow.is_some() => {
+                self.core.stats.message_ack_rx += 1;
+                m.acked = true;
+                self.flow_answer(now, uid, &mut m, 0..=rx.head.sn, &[]);
+            }
+            PacketKind::Resend if m.flow.is_some() => {
+                self.core.stats.message_resend_rx += 1;
+                m.acked = true;
+                let misseds = self.misseds(&body, m.count);
+                let from = body.get("from").and_then(Value::as_u64);
+                let from = from.map_or(misseds.first().copied(), |f| u32::try_from(f).ok());
+                let covered = from.unwrap_or(u32::MAX)..=rx.head.sn;
+                self.flow_answer(now, uid, &mut m, covered, &misseds);
+            }
             PacketKind::Ack => {
                 self.core.stats.message_ack_rx += 1;
                 m.acked = true;
@@ -359,27 +385,18 @@ impl Road {
             PacketKind::Resend => {
                 self.core.stats.message_resend_rx += 1;
                 m.acked = true;
-                let numbers = body.get("misseds").and_then(Value::as_array);
-                for n in numbers.into_iter().flatten() {
-                    let Some(sn) = n.as_u64().and_then(|v| u32::try_from(v).ok()) else {
-                        self.core.stats.invalid_misseds += 1;
-                        break;
-                    };
-                    match m.missed.get_mut(sn as usize) {
-                        Some(mark) if !*mark => {
+                for sn in self.misseds(&body, m.count) {
+                    if let Some(mark) = m.missed.get_mut(sn as usize) {
+                        if !*mark {
                             *mark = true;
                             m.misseds.push_back(sn);
-                        }
-                        Some(_) => {}
-                        None => {
-                            self.core.stats.invalid_misseds += 1;
-                            break;
                         }
                     }
                 }
                 self.send_misseds(now, uid, &mut m);
             }
             PacketKind::Done => {
+                self.flow_end(now, uid, &m, true);
                 self.core.stats.message_initiate_complete += 1;
                 self.core.event(Event::Delivered { id: m.out.id, uid });
                 self.pump(now, uid);
@@ -390,11 +407,29 @@ impl Road {
                 if m.head.hk == HeadKind::Binary && rx.head.hk != HeadKind::Binary {
                     self.fast_refused_by(uid);
                 }
+                self.flow_end(now, uid, &m, false);
                 self.messenger_nacked(now, uid, m);
                 return;
             }
         }
         self.insert_txn(uid, index, Transaction::Messenger(m));
+    }
+
+    /// The segment numbers a resend body lists, up to the first that is not one of a
+    /// message of `count` segments (counted as `invalid_misseds`).
+    fn misseds(&mut self, body: &serde_json::Map<String, Value>, count: u32) -> Vec<u32> {
+        let numbers = body.get("misseds").and_then(Value::as_array);
+        let mut misseds = Vec::new();
+        for n in numbers.into_iter().flatten() {
+            match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
+                Some(sn) if sn < count => misseds.push(sn),
+                _ => {
+                    self.core.stats.invalid_misseds += 1;
+                    break;
+                }
+            }
+        }
+        misseds
     }
 
     /// The receiver nacked: the message was not delivered (a receiver of this implementation
@@ -436,12 +471,20 @@ impl Road {
     ) {
         if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
             self.core.stats.message_timeout += 1;
+            self.flow_end(now, uid, &m, false);
             self.fail_message(uid, m.out.id, SendFailure::NoAnswer);
             self.pump(now, uid);
             return;
         }
-        if m.resume.is_some() {
+        let resume = m.resume.is_some_and(|t| now >= t);
+        if resume && m.flow.is_some() {
+            self.flow_send(now, uid, &mut m);
+        } else if resume {
             self.burst_chunk(now, uid, &mut m);
+        } else if m.redo.expired(now) && m.flow.is_some() {
+            m.redo.backoff(now);
+            self.core.stats.redo_segment += 1;
+            self.flow_timeout(now, uid, &mut m);
         } else if m.redo.expired(now) {
             m.redo.backoff(now);
             if let Some(sn) = m.last {
@@ -485,333 +528,5 @@ impl Road {
             remote.outbox_bytes += out.body.len();
             remote.outbox.push_front(out);
         }
-    }
-
-    /// The head of our answers to a message packet.
-    fn messengent_head(&self, uid: Uid, rx: &Rx<'_>) -> Option<Head> {
-        let remote = self.remotes.get(&uid)?;
-        let h = &rx.head;
-        let mut head = Head {
-            se: remote.uid,
-            de: remote.fuid,
-            si: h.si,
-            ti: h.ti,
-            ck: h.ck,
-            fk: h.fk,
-            ..self.core.template(
-                TransactionKind::Message,
-                BodyKind::Json,
-                CoatKind::Nada,
-                FootKind::Nada,
-            )
-        };
-        head.fg.set(Flags::CF, true);
-        head.fg.set(Flags::WF, h.fg.has(Flags::WF));
-        if h.hk == HeadKind::Binary {
-            head.hk = HeadKind::Binary;
-        }
-        Some(head)
-    }
-
-    /// Sends `pk` with an empty body on a messengent's head.
-    pub(super) fn messengent_send(&mut self, uid: Uid, head: &Head, pk: PacketKind) {
-        if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
-            self.emit_to(uid, dest, head, pk, &[]);
-        }
-    }
-
-    /// Remembers how an incoming message transaction ended (`delivered` or refused), so a
-    /// copy of it is answered (done or nack) and never delivered again.
-    pub(super) fn finish_incoming(&mut self, now: Instant, uid: Uid, ti: u32, delivered: bool) {
-        let t = &self.core.config;
-        let (keep_for, cap) = (t.timers.done_stale, t.limits.max_done_ids);
-        if let Some(remote) = self.remotes.get_mut(&uid) {
-            remote.add_done(ti, delivered, now.checked_add(keep_for).unwrap_or(now), cap);
-        }
-    }
-
-    /// A copy of a message transaction that already ended (or one flagged as a resend, af,
-    /// that we have no trace of): a copy of a delivered message is answered with done
-    /// again (the sender's proof of receipt, its first done having been lost), anything
-    /// else with a stale nack. Never delivered twice.
-    pub(super) fn messengent_copy(&mut self, uid: Uid, rx: &Rx<'_>) {
-        let delivered = self
-            .remotes
-            .get(&uid)
-            .and_then(|r| r.done_outcome(rx.head.ti))
-            .unwrap_or(false);
-        if !delivered {
-            self.core.stats.stale_message += 1;
-            return self.reply_stale(rx, PacketKind::Nack);
-        }
-        if let Some(head) = self.messengent_head(uid, rx) {
-            self.core.stats.message_done_again += 1;
-            self.messengent_send(uid, &head, PacketKind::Done);
-        }
-    }
-
-    /// A message packet opens a Messengent.
-    pub(super) fn messengent_start(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
-        let Some(head) = self.messengent_head(uid, rx) else {
-            return;
-        };
-        let h = &rx.head;
-        let allowed = self
-            .remotes
-            .get(&uid)
-            .is_some_and(|r| r.allowed == Some(true));
-        if !allowed {
-            self.core.stats.unallowed_message_attempt += 1;
-            return self.messengent_refuse(now, uid, &head);
-        }
-        if h.sc <= 1 {
-            let body = self
-                .open_coat(uid, rx)
-                .and_then(|plain| self.decode_message(h.bk, &plain));
-            match body {
-                Some(body) => self.deliver(now, uid, &head, body),
-                None => self.messengent_refuse(now, uid, &head),
-            }
-            return;
-        }
-        let t = &self.core.config;
-        let (limit, max_bytes) = (t.timers.message_limit(), t.limits.max_reassembly_bytes);
-        let (redo_min, redo_max) = (t.timers.message_redo_min, t.timers.message_redo_max);
-        let reserved = h.ml as usize;
-        if self.core.reassembly_bytes.saturating_add(reserved) > max_bytes {
-            self.core.stats.reassembly_limit += 1;
-            return self.messengent_refuse(now, uid, &head);
-        }
-        let tray = match Reassembler::new(h.sc, h.ml) {
-            Ok(tray) => tray,
-            Err(_) => {
-                self.core.stats.bad_segment += 1;
-                return self.messengent_refuse(now, uid, &head);
-            }
-        };
-        self.core.reassembly_bytes += reserved;
-        let m = Box::new(Messengent {
-            head,
-            sc: h.sc,
-            ml: h.ml,
-            bk: h.bk,
-            tray,
-            lowest: 0,
-            redo: Redo::new(now, redo_min, redo_max),
-            progress: now,
-            limit,
-        });
-        let index = TxIndex::of_rx(h, rx.from);
-        self.messengent_rx(now, uid, index, m, rx);
-    }
-
-    /// Decodes a reassembled, decrypted message body of kind `bk`.
-    fn decode_message(
-        &mut self,
-        bk: BodyKind,
-        plain: &[u8],
-    ) -> Option<serde_json::Map<String, Value>> {
-        match crate::packet::body::decode(bk, plain) {
-            Ok(body) => Some(body),
-            Err(_) => {
-                self.core.stats.parsing_message_error += 1;
-                None
-            }
-        }
-    }
-
-    /// Completes an incoming message: done, deliver, remember.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        head: &Head,
-        body: serde_json::Map<String, Value>,
-    ) {
-        self.refresh(now, uid, Some(true));
-        self.core.stats.messengent_correspond_complete += 1;
-        let receipt = self.core.config.confirm_messages.then_some(Receipt {
-            uid,
-            si: head.si,
-            ti: head.ti,
-        });
-        match receipt {
-            Some(receipt) => {
-                self.awaiting.insert(receipt, head.clone());
-            }
-            None => {
-                self.messengent_send(uid, head, PacketKind::Done);
-                self.finish_incoming(now, uid, head.ti, true);
-            }
-        }
-        let name = self.remote_name(uid);
-        self.core.event(Event::Message {
-            uid,
-            name,
-            body,
-            receipt,
-        });
-    }
-
-    /// Nacks an incoming message and forgets it.
-    fn messengent_refuse(&mut self, now: Instant, uid: Uid, head: &Head) {
-        self.messengent_send(uid, head, PacketKind::Nack);
-        self.finish_incoming(now, uid, head.ti, false);
-    }
-
-    /// A segment (or nack) for one of our messengents.
-    pub(super) fn messengent_rx(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        index: TxIndex,
-        mut m: Box<Messengent>,
-        rx: &Rx<'_>,
-    ) {
-        let h = &rx.head;
-        match h.pk {
-            PacketKind::Message => {}
-            PacketKind::Nack => {
-                if self.json_body(uid, rx).is_some() {
-                    self.core.stats.message_reject_nack += 1;
-                    self.release(now, uid, &m);
-                } else {
-                    self.insert_txn(uid, index, Transaction::Messengent(m));
-                }
-                return;
-            }
-            _ => {
-                self.insert_txn(uid, index, Transaction::Messengent(m));
-                return;
-            }
-        }
-        if self
-            .remotes
-            .get(&uid)
-            .is_some_and(|r| r.allowed != Some(true))
-        {
-            self.core.stats.unallowed_message_attempt += 1;
-            self.messengent_nack(now, uid, *m);
-            return;
-        }
-        if h.sc != m.sc || h.ml != m.ml || m.tray.insert(h.sn, rx.coat).is_err() {
-            self.core.stats.bad_segment += 1;
-            self.messengent_nack(now, uid, *m);
-            return;
-        }
-        self.refresh(now, uid, Some(true));
-        m.progress = now;
-        self.core.stats.message_segment_rx += 1;
-        if m.tray.is_complete() {
-            self.messengent_complete(now, uid, *m);
-            return;
-        }
-        if h.fg.has(Flags::WF) {
-            self.request_more(now, uid, &mut m);
-        }
-        self.insert_txn(uid, index, Transaction::Messengent(m));
-    }
-
-    /// Every segment is in: decrypt, deliver, done.
-    fn messengent_complete(&mut self, now: Instant, uid: Uid, m: Messengent) {
-        self.core.reassembly_bytes = self.core.reassembly_bytes.saturating_sub(m.ml as usize);
-        let coat = match m.tray.assemble() {
-            Ok(coat) => coat,
-            Err(_) => {
-                self.core.stats.bad_segment += 1;
-                return self.messengent_refuse(now, uid, &m.head);
-            }
-        };
-        let opened = if coat.is_empty() || m.head.ck != CoatKind::Nacl {
-            Some(coat)
-        } else {
-            let opened = self
-                .remotes
-                .get(&uid)
-                .and_then(|r| r.session.as_ref())
-                .map(|s| s.open(&coat));
-            match opened {
-                Some(Ok(plain)) => Some(plain),
-                _ => {
-                    self.core.stats.decrypt_error += 1;
-                    None
-                }
-            }
-        };
-        match opened.and_then(|plain| self.decode_message(m.bk, &plain)) {
-            Some(body) => self.deliver(now, uid, &m.head, body),
-            None => self.messengent_refuse(now, uid, &m.head),
-        }
-    }
-
-    /// Asks for missed segments below the highest received, or acks the highest.
-    fn request_more(&mut self, now: Instant, uid: Uid, m: &mut Messengent) {
-        let misseds: Vec<u32> = m
-            .tray
-            .missing()
-            .into_iter()
-            .filter(|&sn| sn >= m.lowest)
-            .collect();
-        m.redo.restart(now);
-        if let Some(&first) = misseds.first() {
-            m.lowest = first;
-            let session = self.remotes.get(&uid).and_then(|r| r.session.as_ref());
-            let mut coats = Vec::new();
-            for chunk in misseds.chunks(MISSEDS_PER_RESEND) {
-                let mut body = serde_json::Map::new();
-                body.insert("misseds".into(), chunk.to_vec().into());
-                let plain = crate::packet::body::encode_json(&body);
-                coats.push(if m.head.hk == HeadKind::Binary {
-                    Some(plain)
-                } else {
-                    session.map(|s| s.seal(&mut self.core.rng, &plain))
-                });
-            }
-            let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) else {
-                return;
-            };
-            for coat in coats.into_iter().flatten() {
-                self.core.stats.message_resend_tx += 1;
-                self.emit_to(uid, dest, &m.head, PacketKind::Resend, &coat);
-            }
-        } else {
-            let mut head = m.head.clone();
-            head.sn = m.tray.highest().unwrap_or(0);
-            self.core.stats.message_more_ack += 1;
-            self.messengent_send(uid, &head, PacketKind::Ack);
-        }
-    }
-
-    /// A messengent's timers: our bounded timeout (drop the partial message), redo (ask
-    /// again).
-    pub(super) fn messengent_timer(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        index: TxIndex,
-        mut m: Box<Messengent>,
-    ) {
-        if m.progress.checked_add(m.limit).is_some_and(|d| now >= d) {
-            self.core.stats.messengent_timeout += 1;
-            self.release(now, uid, &m);
-            return;
-        }
-        if m.redo.expired(now) {
-            m.redo.backoff(now);
-            self.request_more(now, uid, &mut m);
-        }
-        self.insert_txn(uid, index, Transaction::Messengent(m));
-    }
-
-    /// Ends a messengent with a nack (remote removed, stale session, bad segment).
-    pub(super) fn messengent_nack(&mut self, now: Instant, uid: Uid, m: Messengent) {
-        self.messengent_send(uid, &m.head, PacketKind::Nack);
-        self.release(now, uid, &m);
-    }
-
-    /// Frees a messengent's reassembly budget and remembers its id.
-    fn release(&mut self, now: Instant, uid: Uid, m: &Messengent) {
-        self.core.reassembly_bytes = self.core.reassembly_bytes.saturating_sub(m.ml as usize);
-        self.finish_incoming(now, uid, m.head.ti, false);
     }
 }

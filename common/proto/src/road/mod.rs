@@ -81,6 +81,7 @@ mod allow;
 mod bookkeeping;
 mod budget;
 mod config;
+mod congestion;
 mod core;
 mod event;
 mod failure;

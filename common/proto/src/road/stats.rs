@@ -70,6 +70,8 @@ road_stats! {
     /// Remotes that answered a fast packet with a compatible nack (no fast session there):
     /// compatible profile with them until the next join.
     fast_downgrade,
+    /// Fast-profile segments sent again after their loss was detected.
+    fast_retransmit,
     /// Joins refused because the peer does not offer the fast profile our road requires.
     join_profile_refused,
     /// Coats that do not decrypt.

@@ -217,6 +217,14 @@ impl Redo {
         }
     }
 
+    /// Restart from `now` with `interval` as the new shortest one (no back-off), at most the
+    /// longest (the fast profile's retransmission timeout after an answer).
+    pub(crate) fn reset_to(&mut self, now: Instant, interval: Duration) {
+        self.min = interval.min(self.max);
+        self.current = self.min;
+        self.due = now.checked_add(self.current);
+    }
+
     /// Restart with a fixed interval (the "pended" slow redo).
     pub(crate) fn restart_fixed(&mut self, now: Instant, interval: Duration) {
         self.current = interval;

@@ -41,7 +41,10 @@ impl<E: Endpoint> SimNet<E> {
             self.stats.blocked += 1;
             return;
         }
-        let sent = self.serialise(from, transmit.payload.len());
+        let Some(sent) = self.serialise(from, transmit.payload.len()) else {
+            self.stats.overflowed += 1;
+            return;
+        };
         if self.rng.gen_bool(self.link.loss) {
             self.stats.dropped += 1;
             return;
@@ -54,19 +57,28 @@ impl<E: Endpoint> SimNet<E> {
     }
 
     /// When a datagram of `len` bytes sent now by `from` has left its uplink (now without a
-    /// rate; lost datagrams take their time on the uplink too).
-    fn serialise(&mut self, from: SocketAddr, len: usize) -> Duration {
+    /// rate; lost datagrams take their time on the uplink too); None when the uplink's
+    /// buffer is full (the datagram is dropped).
+    fn serialise(&mut self, from: SocketAddr, len: usize) -> Option<Duration> {
         let Some(rate) = self.link.rate.filter(|&r| r > 0) else {
-            return self.elapsed;
+            return Some(self.elapsed);
         };
         let free = self.uplink_free.get(&from).copied().unwrap_or_default();
+        let backlog = free.saturating_sub(self.elapsed).as_secs_f64() * rate as f64;
+        if self
+            .link
+            .buffer
+            .is_some_and(|b| backlog + len as f64 > b as f64)
+        {
+            return None;
+        }
         let nanos = u64::try_from(len)
             .unwrap_or(u64::MAX)
             .saturating_mul(1_000_000_000)
             / rate;
         let done = free.max(self.elapsed) + Duration::from_nanos(nanos);
         self.uplink_free.insert(from, done);
-        done
+        Some(done)
     }
 
     fn enqueue(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>, sent: Duration) {
