@@ -20,6 +20,9 @@ use super::transaction::{earliest, Transaction, TxIndex};
 use super::SendFailure;
 use super::{Event, MessageId, Receipt, Road, RoadError, Rx, Uid};
 
+/// A received message body: the mapping, or (body kind raw) an empty one and the bytes.
+type Body = (serde_json::Map<String, Value>, Option<Vec<u8>>);
+
 /// Bytes a crypto_box coat adds to a body: 16-byte tag and the 24-byte nonce.
 pub(crate) const SEAL_OVERHEAD: usize = 16 + 24;
 
@@ -37,7 +40,7 @@ const MAX_ATTEMPTS: u8 = 4;
 
 /// The head of our message packets to `remote` in transaction `ti`: the binary head, body in
 /// the clear for the session key to seal, in a fast session; else signed, coated packets.
-fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
+fn message_head(core: &Core, remote: &Remote, ti: u32, bk: BodyKind) -> Head {
     let (ck, fk) = match remote.fast {
         Some(_) => (CoatKind::Nada, FootKind::Nada),
         None => (CoatKind::Nacl, FootKind::Nacl),
@@ -47,7 +50,7 @@ fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
         de: remote.fuid,
         si: remote.sid,
         ti,
-        ..core.template(TransactionKind::Message, core.config.bk, ck, fk)
+        ..core.template(TransactionKind::Message, bk, ck, fk)
     };
     if remote.fast.is_some() {
         head.hk = HeadKind::Binary;
@@ -69,7 +72,7 @@ pub(crate) fn check_segmentable(
     remote: &Remote,
     sealed: usize,
 ) -> Result<(), RoadError> {
-    let head = message_head(core, remote, sid::next(remote.tid));
+    let head = message_head(core, remote, sid::next(remote.tid), core.config.bk);
     plan(core, remote, &head, sealed)
         .map(|_| ())
         .map_err(|_| RoadError::MessageTooLarge {
@@ -185,7 +188,7 @@ impl Road {
             return false;
         };
         let ti = remote.next_tid();
-        let head = message_head(&self.core, remote, ti);
+        let head = message_head(&self.core, remote, ti, out.bk);
         let coat = if out.body.is_empty() {
             Vec::new()
         } else if head.hk == HeadKind::Binary {
@@ -567,7 +570,7 @@ impl Road {
         if h.sc <= 1 {
             let body = self
                 .open_coat(uid, rx)
-                .and_then(|plain| self.decode_message(h.bk, &plain));
+                .and_then(|plain| self.decode_message(h.bk, plain));
             match body {
                 Some(body) => self.deliver(now, uid, &head, body),
                 None => self.messengent_refuse(now, uid, &head),
@@ -605,14 +608,14 @@ impl Road {
         self.messengent_rx(now, uid, index, m, rx);
     }
 
-    /// Decodes a reassembled, decrypted message body of kind `bk`.
-    fn decode_message(
-        &mut self,
-        bk: BodyKind,
-        plain: &[u8],
-    ) -> Option<serde_json::Map<String, Value>> {
-        match crate::packet::body::decode(bk, plain) {
-            Ok(body) => Some(body),
+    /// Decodes a reassembled, decrypted message body of kind `bk` (a raw one is kept as
+    /// it is).
+    fn decode_message(&mut self, bk: BodyKind, plain: Vec<u8>) -> Option<Body> {
+        if bk == BodyKind::Raw {
+            return Some((serde_json::Map::new(), Some(plain)));
+        }
+        match crate::packet::body::decode(bk, &plain) {
+            Ok(body) => Some((body, None)),
             Err(_) => {
                 self.core.stats.parsing_message_error += 1;
                 None
@@ -621,13 +624,7 @@ impl Road {
     }
 
     /// Completes an incoming message: done, deliver, remember.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        head: &Head,
-        body: serde_json::Map<String, Value>,
-    ) {
+    fn deliver(&mut self, now: Instant, uid: Uid, head: &Head, (body, raw): Body) {
         self.refresh(now, uid, Some(true));
         self.core.stats.messengent_correspond_complete += 1;
         let receipt = self.core.config.confirm_messages.then_some(Receipt {
@@ -649,6 +646,7 @@ impl Road {
             uid,
             name,
             body,
+            raw,
             receipt,
         });
     }
@@ -738,7 +736,7 @@ impl Road {
                 }
             }
         };
-        match opened.and_then(|plain| self.decode_message(m.bk, &plain)) {
+        match opened.and_then(|plain| self.decode_message(m.bk, plain)) {
             Some(body) => self.deliver(now, uid, &m.head, body),
             None => self.messengent_refuse(now, uid, &m.head),
         }
