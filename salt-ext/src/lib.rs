@@ -3,8 +3,9 @@
 //! A [`Yard`] is a [`raet::lane::LaneYard`] (a non-blocking Unix datagram socket at
 //! `<lane_dir>/<lane>.<name>.uxd`) that speaks Salt's route envelopes to the daemon's yard
 //! `manor`: [`Yard::send`] builds `{"route": {"src": [null, name, null], "dst": dst},
-//! "load": load}` (with `salt` bytes base64-encoded into `load["salt"]`), [`Yard::recv`]
-//! drains the socket and returns [`Message`]s. The Python side waits for readability on
+//! "load": load}`, sent as JSON, or with `salt` bytes as a packed (msgpack) envelope whose
+//! `salt` is a `bin` (a packed book of the lane: no base64, no JSON); [`Yard::recv`]
+//! drains the socket and returns [`Message`]s of either kind. The Python side waits for readability on
 //! [`Yard::fileno`] (`loop.add_reader`, `select`). Nothing here panics on what arrives from
 //! the lane: a bad page or envelope is counted ([`Yard::stats`]) and skipped.
 #![warn(missing_docs)]
@@ -16,13 +17,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
+use base64::Engine as _;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyBlockingIOError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString};
-use raet::lane::{LaneError as RustLaneError, LaneYard};
+use raet::lane::{Body, LaneError as RustLaneError, LaneYard};
 use salt_raet::envelope::{DstEstate, Envelope, LANE, MANOR};
 use serde_json::{Map, Value};
 
@@ -102,7 +103,8 @@ impl Message {
         )
     }
 
-    /// The base64-decoded `load["salt"]` (None if the load has none).
+    /// The Salt payload: a packed envelope's `salt`, or the base64-decoded `load["salt"]` of
+    /// a JSON one (None if there is none).
     #[getter]
     fn salt(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
         self.salt.as_ref().map(|b| b.clone_ref(py))
@@ -141,6 +143,18 @@ struct Decoded {
     yard: String,
     env: Envelope,
     salt: Option<Vec<u8>>,
+}
+
+/// A received message of either kind, or why it is skipped (the counter name).
+fn decode_any(yard: String, body: Body) -> Result<Decoded, &'static str> {
+    match body {
+        Body::Map(map) => decode(yard, &map),
+        Body::Packed(packed) => {
+            let mut env = Envelope::from_packed(&packed).map_err(|_| "bad_envelope")?;
+            let salt = env.salt.take().map(|s| s.to_vec());
+            Ok(Decoded { yard, env, salt })
+        }
+    }
 }
 
 /// Why a received message is skipped (the counter name).
@@ -246,9 +260,9 @@ impl Yard {
         self.guard().as_ref().map_or(-1, |y| y.as_raw_fd())
     }
 
-    /// Sends a route envelope (src `[None, name, None]`, dst `dst`, load `load_json` with
-    /// `salt` base64-encoded as `load["salt"]`) to yard `to_yard`, in as many pages as
-    /// needed, without the GIL. A destination whose queue stays full for 5 s raises
+    /// Sends a route envelope (src `[None, name, None]`, dst `dst`, load `load_json`) to
+    /// yard `to_yard`, in as many pages as needed, without the GIL: JSON, or packed
+    /// (msgpack, `salt` as bin, pages as large as the socket allows) with `salt` bytes. A destination whose queue stays full for 5 s raises
     /// BlockingIOError; a missing or dead one LaneError.
     #[pyo3(signature = (dst, load_json = None, salt = None, to_yard = MANOR.to_owned()))]
     fn send(
@@ -264,24 +278,27 @@ impl Yard {
         let estate = estate_value(&estate)?;
         let name = self.name.clone();
         py.detach(move || {
-            let mut load = match load_json.as_deref() {
+            let load = match load_json.as_deref() {
                 None => Map::new(),
                 Some(text) => serde_json::from_str::<Map<String, Value>>(text).map_err(|e| {
                     PyValueError::new_err(format!("load_json is not a JSON object: {e}"))
                 })?,
             };
-            if let Some(salt) = salt {
-                load.insert("salt".into(), Value::String(BASE64.encode(&*salt)));
-            }
-            let mut route = Map::new();
-            let src = vec![Value::Null, Value::String(name), Value::Null];
-            route.insert("src".into(), Value::Array(src));
-            let dst = vec![estate, opt_value(dst_yard), opt_value(dst_share)];
-            route.insert("dst".into(), Value::Array(dst));
-            let mut body = Map::new();
-            body.insert("route".into(), Value::Object(route));
-            body.insert("load".into(), Value::Object(load));
-            yard.send(&to_yard, &body).map_err(py_error)
+            let body = Map::from_iter([
+                (
+                    "route".to_owned(),
+                    serde_json::json!({"src": [null, name, null], "dst": [estate, dst_yard, dst_share]}),
+                ),
+                ("load".to_owned(), Value::Object(load)),
+            ]);
+            let mut env = Envelope::parse(&body).map_err(PyValueError::new_err)?;
+            env.salt = salt.map(|salt| Arc::from(&*salt));
+            let sent = if env.is_packed() {
+                yard.send_packed(&to_yard, &env.to_packed())
+            } else {
+                yard.send(&to_yard, &body)
+            };
+            sent.map_err(py_error)
         })
     }
 
@@ -291,8 +308,8 @@ impl Yard {
         let yard = self.open()?;
         let decoded = py.detach(move || {
             let mut decoded = Vec::new();
-            for (from, body) in yard.recv() {
-                match decode(from, &body) {
+            for (from, body) in yard.recv_any() {
+                match decode_any(from, body) {
                     Ok(message) => decoded.push(message),
                     Err(counter) => yard.count(counter),
                 }
@@ -334,10 +351,6 @@ impl Yard {
         };
         format!("<Yard {:?} at {:?}{state}>", self.name, self.path)
     }
-}
-
-fn opt_value(s: Option<String>) -> Value {
-    s.map_or(Value::Null, Value::String)
 }
 
 /// The module `saltext_raet._native`.

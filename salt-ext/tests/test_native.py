@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from saltext_raet import _native
@@ -39,9 +40,9 @@ def recv_until(yard, count=1, limit=LIMIT):
     return got
 
 
-def page(sn, dn, body, bi=1):
-    """One lane page as the reference writes it (unpaginated, json)."""
-    head = f"ri RAET\nvn 0\npk 0\nsn {sn}\ndn {dn}\nsi 0123456789abcdef01\nbi {bi:x}\npn 0000\npc 0001\n\n"
+def page(sn, dn, body, bi=1, pk=0):
+    """One lane page as the reference writes it (unpaginated, json; pk 1: a packed book)."""
+    head = f"ri RAET\nvn 0\npk {pk}\nsn {sn}\ndn {dn}\nsi 0123456789abcdef01\nbi {bi:x}\npn 0000\npc 0001\n\n"
     return head.encode() + body
 
 
@@ -72,7 +73,7 @@ def test_two_yards_exchange_single_page_messages(lane):
         assert msg.error is None and msg.kind is None
         load = json.loads(msg.load)
         assert load["n"] == 1 and load["rid"] == "ab" * 16
-        assert load["salt"] == "AP9wYXlsb2Fk"  # standard base64 of the payload
+        assert "salt" not in load  # the payload travels as msgpack bin, beside the load
 
         # the estate forms of the destination, and a load without salt
         for estate in ("minion1", ["m1", "m2"], "*"):
@@ -153,17 +154,28 @@ def test_garbage_and_bad_envelopes_are_counted_and_skipped(lane):
             raw.sendto(page("x", "target", json.dumps(bad_salt).encode(), bi=2), y.path)
             good = {"route": {"src": [None, "x", None], "dst": [None, "target", None]}, "load": {"ok": 1}}
             raw.sendto(page("x", "target", json.dumps(good).encode(), bi=3), y.path)
+            (msg,) = recv_until(y)
+            assert json.loads(msg.load) == {"ok": 1}
+            # packed envelopes: not msgpack, not a map, a load with bytes, truncated; then a
+            # good one (after the first batch was read: the socket queues 10 datagrams)
+            route = {"route": {"src": [None, "x", None], "dst": [None, "target", None]}}
+            for bi, junk in enumerate((b"\xc1", msgpack.packb([1, 2]),
+                                       msgpack.packb({**route, "load": {"k": b"z"}}),
+                                       msgpack.packb({**route, "salt": b"abc"})[:-1]), start=4):
+                raw.sendto(page("x", "target", junk, bi=bi, pk=1), y.path)
+            packed = msgpack.packb({**route, "load": {"rid": "r"}, "salt": b"\x00\xff"})
+            raw.sendto(page("x", "target", packed, bi=9, pk=1), y.path)
         finally:
             raw.close()
-        (msg,) = recv_until(y)
-        assert json.loads(msg.load) == {"ok": 1}
+        (packed_msg,) = recv_until(y)
+        assert (packed_msg.rid, packed_msg.salt) == ("r", b"\x00\xff")
         assert y.recv() == []
         stats = y.stats()
         assert stats["invalid_page_header"] == 3, stats
         assert stats["invalid_destination"] == 1, stats
-        assert stats["bad_envelope"] == 1, stats
+        assert stats["bad_envelope"] == 5, stats
         assert stats["bad_salt"] == 1, stats
-        assert stats["received"] == 3, stats
+        assert stats["received"] == 8, stats
 
 
 def test_close_removes_the_socket_file_and_is_idempotent(lane):

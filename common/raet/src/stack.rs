@@ -152,7 +152,7 @@ type Reply<T> = oneshot::Sender<Result<T, StackError>>;
 /// Requests from the handles to the driver task.
 enum Command {
     Join(SocketAddr, Reply<Uid>),
-    Transmit(Uid, Arc<[u8]>, Reply<()>),
+    Transmit(Uid, Arc<[u8]>, bool, Reply<()>),
     Accept(String, Reply<()>),
     Reject(String, Reply<()>),
     ForgetRole(String, Reply<()>),
@@ -165,8 +165,18 @@ enum Command {
     Shutdown,
 }
 
-/// A received message and the receipt its done waits for.
-type Incoming = (Received, Option<Receipt>);
+/// A received message (with the bytes of a raw body) and the receipt its done waits for.
+type Incoming = (Received, Option<Vec<u8>>, Option<Receipt>);
+
+/// A received message body: a mapping, or the bytes of a raw body
+/// ([`RoadStack::transmit_raw`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A JSON or msgpack mapping.
+    Map(Map<String, Value>),
+    /// Raw bytes, untouched.
+    Raw(Vec<u8>),
+}
 
 /// A road stack: a [`Road`] driven by a tokio task over a real UDP socket.
 ///
@@ -325,8 +335,28 @@ impl RoadStack {
         to: Uid,
         body: Arc<[u8]>,
     ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
+        self.queue_transmit(to, body, false)
+    }
+
+    /// Sends opaque bytes (body kind raw) as [`RoadStack::transmit`] sends a mapping; the
+    /// receiver's application gets them untouched ([`RoadStack::recv_any_receipted`]). Only
+    /// for peers known to take raw bodies (this implementation; the reference refuses them).
+    pub fn transmit_raw(
+        &self,
+        to: Uid,
+        bytes: Arc<[u8]>,
+    ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
+        self.queue_transmit(to, bytes, true)
+    }
+
+    fn queue_transmit(
+        &self,
+        to: Uid,
+        body: Arc<[u8]>,
+        raw: bool,
+    ) -> impl Future<Output = Result<(), StackError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        let queued = self.commands.send(Command::Transmit(to, body, reply));
+        let queued = self.commands.send(Command::Transmit(to, body, raw, reply));
         async move {
             queued.map_err(|_| StackError::Closed)?;
             rx.await.map_err(|_| StackError::Closed)?
@@ -335,8 +365,9 @@ impl RoadStack {
 
     /// The next received message, acknowledged to its sender as it is handed over; `None`
     /// once the stack is shut down.
+    /// A raw body is refused to its sender and skipped (see [`RoadStack::recv_any_receipted`]).
     pub async fn recv(&self) -> Option<Received> {
-        let (received, receipt) = self.messages.lock().await.recv().await?;
+        let (received, receipt) = self.recv_receipted().await?;
         if let Some(receipt) = receipt {
             self.answer(receipt, true);
         }
@@ -347,8 +378,28 @@ impl RoadStack {
     /// once the application calls [`RoadStack::taken`] with the receipt (or that it was not,
     /// [`RoadStack::refused`]); copies of it are dropped meanwhile. Every receipt must be
     /// answered.
+    /// A raw body is refused to its sender and skipped (see [`RoadStack::recv_any_receipted`]).
     pub async fn recv_receipted(&self) -> Option<(Received, Option<Receipt>)> {
-        self.messages.lock().await.recv().await
+        loop {
+            match self.recv_any_receipted().await? {
+                ((name, uid, Body::Map(body)), receipt) => {
+                    return Some(((name, uid, body), receipt))
+                }
+                ((name, ..), receipt) => {
+                    tracing::debug!(from = %name, "raw message refused: not asked for");
+                    if let Some(receipt) = receipt {
+                        self.answer(receipt, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`RoadStack::recv_receipted`] of mappings and raw bodies alike.
+    pub async fn recv_any_receipted(&self) -> Option<((String, Uid, Body), Option<Receipt>)> {
+        let ((name, uid, map), raw, receipt) = self.messages.lock().await.recv().await?;
+        let body = raw.map_or(Body::Map(map), Body::Raw);
+        Some(((name, uid, body), receipt))
     }
 
     /// The application has the message of `receipt` (see [`RoadStack::recv_receipted`]).
@@ -581,7 +632,11 @@ impl Driver {
                 Ok(uid) => self.joins.entry(uid).or_default().push(reply),
                 Err(e) => answer(reply, Err(e.into())),
             },
-            Command::Transmit(to, body, reply) => match self.road.send_encoded(now, to, body) {
+            Command::Transmit(to, body, raw, reply) => match if raw {
+                self.road.send_raw(now, to, body)
+            } else {
+                self.road.send_encoded(now, to, body)
+            } {
                 Ok(id) => {
                     self.transmits.insert(id, reply);
                 }
@@ -640,11 +695,12 @@ impl Driver {
                 uid,
                 name,
                 body,
+                raw,
                 receipt,
             } => {
                 // Fails only when every handle is gone; then nobody wants it (unanswered,
                 // the sender's message fails in time).
-                let _ = self.messages.send(((name, uid, body), receipt));
+                let _ = self.messages.send(((name, uid, body), raw, receipt));
                 return;
             }
             Event::Allowed { uid, .. } => self.finish_joins(uid, || Ok(uid)),

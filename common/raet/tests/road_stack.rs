@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
-use raet::road::{Event, Presence, RoadConfig};
+use raet::road::{Event, Presence, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -69,8 +69,9 @@ async fn wait_event(
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn join_then_small_and_large_messages_both_ways() {
+/// Stacks "main" and "minion", the minion joined and allowed: with main's uid at the minion
+/// and the minion's at main.
+async fn joined_pair() -> (RoadStack, RoadStack, Uid, Uid) {
     let main = stack("main", true).await;
     let minion = stack("minion", false).await;
     let mut main_events = main.events();
@@ -90,6 +91,12 @@ async fn join_then_small_and_large_messages_both_ways() {
     else {
         unreachable!()
     };
+    (main, minion, main_uid, minion_uid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_then_small_and_large_messages_both_ways() {
+    let (main, minion, main_uid, minion_uid) = joined_pair().await;
     let remotes = guard("remotes", minion.remotes()).await;
     let status = remotes
         .iter()
@@ -261,4 +268,47 @@ async fn a_failing_keep_is_counted_and_the_road_goes_on() {
         Some("minion".to_owned()),
         "the local estate was written before the shutdown returned"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bodies_arrive_untouched_and_mapping_receivers_refuse_them() {
+    let (main, minion, main_uid, _) = joined_pair().await;
+    // 1 MB of bytes that are neither JSON nor msgpack (many segments).
+    let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    // Queued at the call; acknowledged once the receiver took it.
+    let sending = minion.transmit_raw(main_uid, bytes.clone().into());
+    let got = guard("raw message", main.recv_any_receipted()).await;
+    let ((name, _uid, body), receipt) = got.expect("received");
+    assert_eq!(name, "minion");
+    assert_eq!(body, raet::stack::Body::Raw(bytes));
+    if let Some(receipt) = receipt {
+        main.taken(receipt);
+    }
+    let sent = guard("raw acknowledged", sending).await;
+    sent.expect("raw transmit acknowledged");
+    // A receiver of mappings (`recv`) refuses a raw body: the sender's transmit fails, and
+    // the next mapping still comes through.
+    let receiver = main.clone();
+    let mapping = tokio::spawn(async move { receiver.recv().await });
+    let refused = guard(
+        "refused raw",
+        minion.transmit_raw(main_uid, vec![1, 2].into()),
+    )
+    .await;
+    let after = object(json!({"after": true}));
+    let sent = minion.transmit(main_uid, after.clone());
+    let got = guard("mapping", mapping)
+        .await
+        .expect("task")
+        .expect("mapping");
+    assert_eq!(got.2, after);
+    guard("mapping acknowledged", sent)
+        .await
+        .expect("acknowledged");
+    assert!(
+        refused.is_err(),
+        "a raw body refused by the application fails"
+    );
+    main.shutdown().await;
+    minion.shutdown().await;
 }

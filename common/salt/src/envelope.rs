@@ -3,13 +3,22 @@
 //! needs of the daemons.
 //!
 //! A message is a JSON object `{"route": {"src": [estate, yard, share], "dst": [estate, yard,
-//! share]}, "load": {...}}` (Salt's old RAET integration). The destination estate is `null`
+//! share]}, "load": {...}}` (Salt's old RAET integration), or, when it carries a Salt payload,
+//! the same map in msgpack with the payload as `bin` next to the load: `{"route": ..., "load":
+//! {...}, "salt": <bin>}` ([`Envelope::to_packed`]; a lane's packed book, a road's raw body).
+//! The daemons route on `route` and pass the payload through untouched. The destination estate
+//! is `null`
 //! (this host), a name, a list of names, or `"*"` (every joined peer). A yard registers its
 //! shares and restrictions by sending to share `register` of yard [`MANOR`]; share `status` of
 //! the same yard answers the daemon's status.
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// The lane directory of a daemon: `<sock_dir>/raet`.
@@ -29,6 +38,80 @@ pub const SHARE_STATUS: &str = "status";
 pub const SHARE_PRESENCE: &str = "presence";
 /// Load key of a request id, copied into the error envelope answering the request.
 pub const RID: &str = "rid";
+/// Load key of a Salt payload in a JSON envelope (base64 text); in a packed envelope the
+/// payload is the top-level `bin` of this name.
+pub const SALT: &str = "salt";
+
+/// Why a packed (msgpack) envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvelopeError {
+    /// Not a msgpack map of `route`, `load` and `salt` (bin), or bytes after it.
+    Msgpack(String),
+    /// The map decoded but its route or load is not an envelope's.
+    Route(String),
+}
+
+impl std::fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Msgpack(e) => write!(f, "malformed msgpack envelope: {e}"),
+            Self::Route(e) => write!(f, "bad envelope: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EnvelopeError {}
+
+/// The packed envelope on the wire, as read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackedIn {
+    route: Value,
+    #[serde(default)]
+    load: Value,
+    #[serde(default)]
+    salt: Option<Bin>,
+}
+
+/// The packed envelope on the wire, as written.
+#[derive(Serialize)]
+struct PackedOut<'a> {
+    route: Value,
+    load: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    salt: Option<BinRef<'a>>,
+}
+
+/// msgpack `bin` (or `str`, taken as its bytes) as read.
+struct Bin(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Bin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Bin;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bin, E> {
+                Ok(Bin(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bin, E> {
+                Ok(Bin(v))
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
+/// msgpack `bin` as written.
+struct BinRef<'a>(&'a [u8]);
+
+impl Serialize for BinRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
 
 /// Why a message was not delivered (the `kind` of an error envelope).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +175,9 @@ pub struct Envelope {
     pub dst_share: Option<String>,
     /// The payload.
     pub load: Map<String, Value>,
+    /// A Salt payload carried as bytes (a packed envelope's `salt`); passed through, never
+    /// decoded by the daemons.
+    pub salt: Option<Arc<[u8]>>,
 }
 
 fn opt_str(v: Option<&Value>) -> Result<Option<String>, String> {
@@ -149,11 +235,54 @@ impl Envelope {
             dst_yard: opt_str(dst.get(1))?,
             dst_share: opt_str(dst.get(2))?,
             load,
+            salt: None,
         })
     }
 
-    /// The message body.
-    pub fn to_body(&self) -> Map<String, Value> {
+    /// Parses a packed (msgpack) envelope: a map of `route` (as in JSON), `load` (a map
+    /// without bytes) and `salt` (bin, optional); nothing may follow it.
+    pub fn from_packed(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        // A map (fixmap, map 16, map 32): rmp-serde would also take a struct as an array.
+        if !matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf)) {
+            return Err(EnvelopeError::Msgpack("not a map".into()));
+        }
+        let mut rest = bytes;
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        let packed =
+            PackedIn::deserialize(&mut de).map_err(|e| EnvelopeError::Msgpack(e.to_string()))?;
+        if !rest.is_empty() {
+            let extra = rest.len();
+            return Err(EnvelopeError::Msgpack(format!(
+                "{extra} bytes after the map"
+            )));
+        }
+        let mut body = Map::new();
+        body.insert("route".into(), packed.route);
+        body.insert("load".into(), packed.load);
+        let mut env = Self::parse(&body).map_err(EnvelopeError::Route)?;
+        env.salt = packed.salt.map(|b| b.0.into());
+        Ok(env)
+    }
+
+    /// The packed (msgpack) envelope: `route`, `load` and the Salt payload as `bin`.
+    pub fn to_packed(&self) -> Vec<u8> {
+        let out = PackedOut {
+            route: self.route_value(),
+            load: &self.load,
+            salt: self.salt.as_deref().map(BinRef),
+        };
+        // Values from JSON and bytes always encode (only I/O errors could fail, and a Vec
+        // has none).
+        rmp_serde::to_vec_named(&out).unwrap_or_default()
+    }
+
+    /// Whether this travels packed ([`Envelope::to_packed`]): it carries a Salt payload as
+    /// bytes.
+    pub fn is_packed(&self) -> bool {
+        self.salt.is_some()
+    }
+
+    fn route_value(&self) -> Value {
         let estate = match &self.dst_estate {
             DstEstate::Local => Value::Null,
             DstEstate::One(s) => Value::String(s.clone()),
@@ -161,12 +290,19 @@ impl Envelope {
             DstEstate::All => Value::String("*".into()),
         };
         let src: Vec<Value> = self.src.iter().map(opt_value).collect();
+        json!({"src": src, "dst": [estate, opt_value(&self.dst_yard), opt_value(&self.dst_share)]})
+    }
+
+    /// The JSON message body (a Salt payload carried as bytes goes base64-encoded into
+    /// `load.salt`, for a peer that takes JSON only).
+    pub fn to_body(&self) -> Map<String, Value> {
+        let mut load = self.load.clone();
+        if let Some(salt) = &self.salt {
+            load.insert(SALT.into(), Value::String(BASE64.encode(salt)));
+        }
         let mut body = Map::new();
-        body.insert(
-            "route".into(),
-            json!({"src": src, "dst": [estate, opt_value(&self.dst_yard), opt_value(&self.dst_share)]}),
-        );
-        body.insert("load".into(), Value::Object(self.load.clone()));
+        body.insert("route".into(), self.route_value());
+        body.insert("load".into(), Value::Object(load));
         body
     }
 
@@ -219,5 +355,85 @@ pub fn reply_error(
         dst_yard: yard,
         dst_share: None,
         load,
+        salt: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_salt(salt: &[u8]) -> Envelope {
+        let body = json!({"route": {"src": [null, "req1", null], "dst": [["m1", "m2"], null, "req"]},
+            "load": {"rid": "r7"}});
+        let Value::Object(body) = body else {
+            unreachable!()
+        };
+        let mut env = Envelope::parse(&body).expect("envelope");
+        env.salt = Some(salt.into());
+        env
+    }
+
+    #[test]
+    fn a_packed_envelope_carries_the_payload_as_bin() {
+        let payload: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        let env = with_salt(&payload);
+        let packed = env.to_packed();
+        // The payload is one msgpack bin 32 (0xc6, big-endian length) followed by its
+        // bytes, no base64, no escaping.
+        let mut bin = vec![0xc6];
+        bin.extend_from_slice(&300_000u32.to_be_bytes());
+        bin.extend_from_slice(&payload);
+        assert!(
+            packed.windows(bin.len()).any(|w| w == bin),
+            "payload as bin"
+        );
+        assert!(packed.len() < payload.len() + 100);
+        let back = Envelope::from_packed(&packed).expect("parses");
+        assert_eq!(back, env);
+        assert!(back.is_packed());
+        // The JSON form (for a peer that takes JSON only) has it base64-encoded.
+        let body = env.to_body();
+        let text = body["load"]["salt"].as_str().expect("base64 text");
+        assert_eq!(BASE64.decode(text).expect("base64"), payload);
+        // An envelope without a payload packs without `salt`.
+        let mut bare = env.clone();
+        bare.salt = None;
+        let back = Envelope::from_packed(&bare.to_packed()).expect("parses");
+        assert_eq!(back, bare);
+        assert!(!back.is_packed());
+    }
+
+    #[test]
+    fn malformed_packed_envelopes_are_typed_errors() {
+        let good = with_salt(b"abc").to_packed();
+        let msgpack =
+            |bytes: &[u8]| matches!(Envelope::from_packed(bytes), Err(EnvelopeError::Msgpack(_)));
+        assert!(msgpack(b""));
+        assert!(msgpack(b"\xc1"));
+        assert!(msgpack(&good[..good.len() - 1]), "truncated");
+        assert!(msgpack(&[&good[..], b"\x00"].concat()), "trailing bytes");
+        // Not a map; a map with an unknown key; `salt` not bytes; bytes in the load.
+        let pack = |v: &Value| rmp_serde::to_vec_named(v).expect("pack");
+        assert!(msgpack(&pack(&json!([1, 2]))));
+        let route = json!({"src": [null, "a", null], "dst": [null, null, "x"]});
+        assert!(msgpack(&pack(&json!({"route": route, "other": 1}))));
+        assert!(msgpack(&pack(&json!({"route": route, "salt": 5}))));
+        let mut with_bytes = rmp_serde::to_vec_named(&json!({"route": route})).expect("pack");
+        with_bytes[0] += 1; // one more key: "load" holding a bin
+        with_bytes.extend_from_slice(b"\xa4load\x81\xa1k\xc4\x01z");
+        assert!(msgpack(&with_bytes));
+        // A well-formed map whose route is not an envelope's.
+        assert!(matches!(
+            Envelope::from_packed(&pack(
+                &json!({"route": {"src": [1, 2, 3], "dst": [null, null, null]}})
+            )),
+            Err(EnvelopeError::Route(_))
+        ));
+        assert!(matches!(
+            Envelope::from_packed(&pack(&json!({"route": route, "load": [1]}))),
+            Err(EnvelopeError::Route(_))
+        ));
+        assert!(Envelope::from_packed(&with_salt(b"").to_packed()).is_ok());
     }
 }

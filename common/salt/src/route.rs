@@ -222,7 +222,19 @@ impl RouteTable {
         body: &Map<String, Value>,
         peers: &BTreeSet<String>,
     ) -> Action {
-        let mut env = match Envelope::parse(body) {
+        self.from_lane_parsed(own, from_yard, Envelope::parse(body), peers)
+    }
+
+    /// [`RouteTable::from_lane`] of a message already parsed (a packed envelope), or why it
+    /// could not be (answered `bad_envelope`).
+    pub fn from_lane_parsed(
+        &mut self,
+        own: &str,
+        from_yard: &str,
+        parsed: Result<Envelope, String>,
+        peers: &BTreeSet<String>,
+    ) -> Action {
+        let mut env = match parsed {
             Ok(env) => env,
             Err(reason) => {
                 self.count(ErrorKind::BadEnvelope.code());
@@ -312,7 +324,18 @@ impl RouteTable {
     /// Anything else is refused (counted `refused`, answered with an error envelope): a remote
     /// never reaches a yard that did not ask for its traffic, such as the master's publisher.
     pub fn from_road(&mut self, own: &str, from: &str, body: &Map<String, Value>) -> Action {
-        let mut env = match Envelope::parse(body) {
+        self.from_road_parsed(own, from, Envelope::parse(body))
+    }
+
+    /// [`RouteTable::from_road`] of a message already parsed (a packed envelope), or why it
+    /// could not be (dropped, counted `bad_envelope`).
+    pub fn from_road_parsed(
+        &mut self,
+        own: &str,
+        from: &str,
+        parsed: Result<Envelope, String>,
+    ) -> Action {
+        let mut env = match parsed {
             Ok(env) => env,
             Err(reason) => {
                 tracing::debug!(from, reason, "bad envelope from the road");
@@ -331,6 +354,7 @@ impl RouteTable {
             }
             env.load
                 .retain(|key, _| ["error", "kind", RID].contains(&key.as_str()));
+            env.salt = None;
         }
         let Some(yard) = env.dst_yard.clone() else {
             return self.deliver(own, env);

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::page::{paginate, session_id, BookAddress, BookLimits, Books, PackKind, Page};
-use super::{check_lane_name, check_yard_name, LaneError, Message};
+use super::page::{
+    paginate, paginate_bytes, session_id, BookAddress, BookLimits, Books, PackKind, Page,
+};
+use super::{check_lane_name, check_yard_name, LaneError, Received};
 
 /// Most remote yards one yard keeps (auto-created ones included); beyond it
 /// the least recently used yard is forgotten to make room.
@@ -138,7 +140,7 @@ impl YardCore {
         &mut self,
         data: &[u8],
         src: Option<&Path>,
-    ) -> Result<Option<Message>, LaneError> {
+    ) -> Result<Option<Received>, LaneError> {
         let page = Page::parse(data)?;
         if page.head.dn != self.name {
             return Err(LaneError::WrongDestination(page.head.dn));
@@ -160,12 +162,15 @@ impl YardCore {
                     .insert(sn.to_owned(), RemoteYard::new(path, self.tick));
             }
         }
-        Ok(self.books.insert(&page)?.map(|body| (page.head.sn, body)))
+        Ok(self
+            .books
+            .insert_body(&page)?
+            .map(|body| (page.head.sn, body)))
     }
 
     /// [`YardCore::receive`], with the outcome counted (`received`, or the
     /// error's [`LaneError::counter`]) and a dropped page logged.
-    pub fn accept(&mut self, data: &[u8], src: Option<&Path>) -> Option<Message> {
+    pub fn accept(&mut self, data: &[u8], src: Option<&Path>) -> Option<Received> {
         match self.receive(data, src) {
             Ok(Some(message)) => {
                 self.count("received");
@@ -188,6 +193,34 @@ impl YardCore {
         body: &Map<String, Value>,
         unix_micros: u64,
         rng: &mut R,
+    ) -> Result<Outgoing, LaneError> {
+        self.prepare(to, unix_micros, rng, |addr| {
+            paginate(addr, PackKind::Json, body)
+        })
+    }
+
+    /// As [`YardCore::prepare_send`] for a packed book: `packed` (msgpack bytes,
+    /// not decoded here) with pack kind msgpack, in pages of at most
+    /// `max_page` bytes (see [`super::page::packed_page_size`]).
+    pub fn prepare_send_packed<R: rand_core::RngCore>(
+        &mut self,
+        to: &str,
+        packed: &[u8],
+        max_page: usize,
+        unix_micros: u64,
+        rng: &mut R,
+    ) -> Result<Outgoing, LaneError> {
+        self.prepare(to, unix_micros, rng, |addr| {
+            paginate_bytes(addr, PackKind::Msgpack, packed, max_page)
+        })
+    }
+
+    fn prepare<R: rand_core::RngCore>(
+        &mut self,
+        to: &str,
+        unix_micros: u64,
+        rng: &mut R,
+        pages: impl FnOnce(&BookAddress) -> Result<Vec<Vec<u8>>, LaneError>,
     ) -> Result<Outgoing, LaneError> {
         check_yard_name(to)?;
         if !self.yards.contains_key(to) {
@@ -213,7 +246,7 @@ impl YardCore {
         };
         let path = yard.path.clone();
         let stalled = yard.stalled;
-        let pages = paginate(&addr, PackKind::Json, body)?;
+        let pages = pages(&addr)?;
         Ok(Outgoing {
             to: to.to_owned(),
             path,
@@ -405,8 +438,11 @@ mod tests {
         assert!(c.accept(&page("a", "c", "{}"), None).is_none());
         let got = c.accept(&page("a", "b", r#"{"k":"v"}"#), None);
         assert_eq!(
-            got.map(|(from, body)| (from, body.len())),
-            Some(("a".into(), 1))
+            got,
+            Some((
+                "a".into(),
+                super::super::Body::Map(Map::from_iter([("k".to_owned(), Value::from("v"))]))
+            ))
         );
         let stats = c.stats();
         assert_eq!(stats.get("invalid_page_header"), Some(&1), "{stats:?}");

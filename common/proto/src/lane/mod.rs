@@ -12,10 +12,27 @@ pub mod page;
 use std::path::PathBuf;
 
 pub use self::core::{Outgoing, YardCore};
-pub use page::{BookAddress, BookLimits, BookStats, Books, PackKind, Page, PageHead};
+pub use page::{
+    BookAddress, BookLimits, BookStats, Books, PackKind, Page, PageHead, MAX_PACKED_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+};
 
 /// A received message: the sender's yard name and the body.
 pub type Message = (String, serde_json::Map<String, serde_json::Value>);
+
+/// A received message of either kind: the sender's yard name and the body.
+pub type Received = (String, Body);
+
+/// The body of a book: a mapping (pack kind json, what the reference sends) or
+/// the bytes of a packed book (pack kind msgpack, sent by this implementation's
+/// `send_packed`; the lane does not decode them, the application does).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A JSON mapping.
+    Map(serde_json::Map<String, serde_json::Value>),
+    /// Packed bytes (msgpack, decoded by the application).
+    Packed(Vec<u8>),
+}
 
 /// The reference's default lane name.
 pub const DEFAULT_LANE: &str = "lane";

@@ -27,12 +27,18 @@ mod paginate;
 
 pub use books::{BookLimits, BookStats, Books};
 pub use head::{Page, PageHead};
-pub use paginate::{decode_body, encode_body, paginate, session_id, BookAddress};
+pub use paginate::{
+    decode_body, encode_body, packed_page_size, paginate, paginate_bytes, session_id, BookAddress,
+};
 
 use super::LaneError;
 
 /// Largest page (one Unix datagram) the reference sends or accepts, in bytes.
 pub const MAX_PAGE_SIZE: usize = 65_535;
+/// Largest page of a packed book (pack kind msgpack, opaque bytes: only between
+/// this implementation's yards; the reference never sends one). The sender cuts
+/// smaller pages when its socket's send buffer is smaller ([`packed_page_size`]).
+pub const MAX_PACKED_PAGE_SIZE: usize = 512 * 1024;
 /// Bytes the reference reserves on top of the head when paginating.
 const PAGE_EXTRA: usize = 2;
 /// Largest encoded book body (bytes): the reference's `MAX_MESSAGE_SIZE`.
@@ -51,8 +57,10 @@ const DEFAULT_SID: &str = "000000000000000000";
 pub enum PackKind {
     /// 0: compact JSON. The only kind a default reference install handles.
     Json,
-    /// 1: msgpack. Recognised in heads, not supported for bodies (as in a
-    /// default reference install without the optional `msgpack` package).
+    /// 1: msgpack. A mapping body is not supported (as in a default reference
+    /// install without the optional `msgpack` package); a packed book
+    /// ([`super::Body::Packed`]) carries its msgpack bytes untouched, for the
+    /// application to decode.
     Msgpack,
 }
 

@@ -97,8 +97,10 @@ pub enum Event {
         uid: Uid,
         /// The sender's name.
         name: String,
-        /// The JSON object.
+        /// The JSON object (empty for a raw body).
         body: Map<String, Value>,
+        /// The bytes of a message of body kind raw ([`Road::send_raw`]), untouched.
+        raw: Option<Vec<u8>>,
         /// With [`RoadConfig::confirm_messages`]: what to hand to [`Road::taken`] once the
         /// application has the message (the sender is told only then).
         receipt: Option<Receipt>,

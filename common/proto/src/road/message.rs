@@ -41,7 +41,7 @@ const MAX_ATTEMPTS: u8 = 4;
 
 /// The head of our message packets to `remote` in transaction `ti`: the binary head, body in
 /// the clear for the session key to seal, in a fast session; else signed, coated packets.
-fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
+fn message_head(core: &Core, remote: &Remote, ti: u32, bk: BodyKind) -> Head {
     let (ck, fk) = match remote.fast {
         Some(_) => (CoatKind::Nada, FootKind::Nada),
         None => (CoatKind::Nacl, FootKind::Nacl),
@@ -51,7 +51,7 @@ fn message_head(core: &Core, remote: &Remote, ti: u32) -> Head {
         de: remote.fuid,
         si: remote.sid,
         ti,
-        ..core.template(TransactionKind::Message, core.config.bk, ck, fk)
+        ..core.template(TransactionKind::Message, bk, ck, fk)
     };
     if remote.fast.is_some() {
         head.hk = HeadKind::Binary;
@@ -73,7 +73,7 @@ pub(crate) fn check_segmentable(
     remote: &Remote,
     sealed: usize,
 ) -> Result<(), RoadError> {
-    let head = message_head(core, remote, sid::next(remote.tid));
+    let head = message_head(core, remote, sid::next(remote.tid), core.config.bk);
     plan(core, remote, &head, sealed)
         .map(|_| ())
         .map_err(|_| RoadError::MessageTooLarge {
@@ -191,7 +191,7 @@ impl Road {
             return false;
         };
         let ti = remote.next_tid();
-        let head = message_head(&self.core, remote, ti);
+        let head = message_head(&self.core, remote, ti, out.bk);
         let coat = if out.body.is_empty() {
             Vec::new()
         } else if head.hk == HeadKind::Binary {

@@ -116,7 +116,7 @@ use crate::crypto::{PublicKey, VerifyKey};
 #[cfg(doc)]
 use crate::keep::Snapshot;
 use crate::keep::{Acceptance, PersistOp, RoleRecord};
-use crate::packet::{Head, PacketKind, MAX_MESSAGE_SIZE};
+use crate::packet::{BodyKind, Head, PacketKind, MAX_MESSAGE_SIZE};
 use crate::Transmit;
 
 use self::core::Core;
@@ -293,6 +293,28 @@ impl Road {
         to: Uid,
         plain: Arc<[u8]>,
     ) -> Result<MessageId, RoadError> {
+        self.send_as(now, to, plain, self.core.config.bk)
+    }
+
+    /// [`Road::send`] of opaque bytes, body kind raw: the receiver's application gets them
+    /// untouched ([`Event::Message`] `raw`). Only for peers known to take raw bodies (this
+    /// implementation; the reference refuses them).
+    pub fn send_raw(
+        &mut self,
+        now: Instant,
+        to: Uid,
+        bytes: Arc<[u8]>,
+    ) -> Result<MessageId, RoadError> {
+        self.send_as(now, to, bytes, BodyKind::Raw)
+    }
+
+    fn send_as(
+        &mut self,
+        now: Instant,
+        to: Uid,
+        plain: Arc<[u8]>,
+        bk: BodyKind,
+    ) -> Result<MessageId, RoadError> {
         // A fan-out sends to many remotes between two datagrams: settle the ones changed so
         // far so that `poll_timeout` stays O(1) (it reads the unsettled ones).
         self.settle();
@@ -328,6 +350,7 @@ impl Road {
             remote.outbox.push_back(Outgoing {
                 id,
                 body: plain,
+                bk,
                 queued: now,
                 attempts: 0,
             });

@@ -49,6 +49,8 @@ pub(crate) struct Outgoing {
     pub id: MessageId,
     /// The JSON body, encoded (shared by the copies of one message sent to many remotes).
     pub body: Arc<[u8]>,
+    /// Its body kind (the road's [`super::RoadConfig::bk`], or raw for opaque bytes).
+    pub bk: crate::packet::BodyKind,
     /// When it was queued (the bounded message timeout starts here).
     pub queued: Instant,
     /// Sends refused by the receiver so far.

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::core::{Outgoing, YardCore};
+use super::page::packed_page_size;
 use super::{check_lane_name, check_yard_name, LaneError};
 
 /// Socket buffer size we make sure of (a page is up to 64 KiB).
@@ -28,6 +29,9 @@ pub(crate) struct Bound {
     pub path: PathBuf,
     /// The socket.
     pub socket: UnixDatagram,
+    /// The largest page of a packed book this socket sends (see
+    /// [`packed_page_size`]).
+    pub packed_page: usize,
 }
 
 /// Binds the socket of yard `yard` of lane `lane` in `dir` (created with mode
@@ -45,9 +49,15 @@ pub(crate) fn bind(dir: &Path, lane: &str, yard: &str) -> Result<Bound, LaneErro
     let dir = std::path::absolute(dir).map_err(io("resolve", dir))?;
     let path = dir.join(format!("{lane}.{yard}.uxd"));
     clear_stale(&path)?;
-    let socket = open_socket(&path).map_err(io("bind", &path))?;
-    tracing::debug!(path = %path.display(), "lane yard bound");
-    Ok(Bound { dir, path, socket })
+    let (socket, send_buffer) = open_socket(&path).map_err(io("bind", &path))?;
+    let packed_page = packed_page_size(send_buffer);
+    tracing::debug!(path = %path.display(), packed_page, "lane yard bound");
+    Ok(Bound {
+        dir,
+        path,
+        socket,
+        packed_page,
+    })
 }
 
 /// Removes our socket file (when the yard goes away).
@@ -65,6 +75,17 @@ pub(crate) fn prepare(
     body: &Map<String, Value>,
 ) -> Result<Outgoing, LaneError> {
     core.prepare_send(to, body, unix_micros(), &mut rand::thread_rng())
+}
+
+/// [`YardCore::prepare_send_packed`] with the current time and a thread-local
+/// RNG, in pages of at most `max_page` bytes.
+pub(crate) fn prepare_packed(
+    core: &mut YardCore,
+    to: &str,
+    packed: &[u8],
+    max_page: usize,
+) -> Result<Outgoing, LaneError> {
+    core.prepare_send_packed(to, packed, max_page, unix_micros(), &mut rand::thread_rng())
 }
 
 /// Microseconds since the epoch (0 before it): the time in new session ids.
@@ -142,8 +163,9 @@ fn clear_stale(path: &Path) -> Result<(), LaneError> {
 }
 
 /// A non-blocking Unix datagram socket bound at `path`, with buffers of at
-/// least [`MIN_SOCKET_BUFFER`].
-fn open_socket(path: &Path) -> io::Result<UnixDatagram> {
+/// least [`MIN_SOCKET_BUFFER`] (as far as the system allows), and its send
+/// buffer size.
+fn open_socket(path: &Path) -> io::Result<(UnixDatagram, usize)> {
     use socket2::{Domain, SockAddr, Socket, Type};
     let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
     if socket.send_buffer_size()? < MIN_SOCKET_BUFFER {
@@ -154,7 +176,8 @@ fn open_socket(path: &Path) -> io::Result<UnixDatagram> {
     }
     socket.bind(&SockAddr::unix(path)?)?;
     socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    let send_buffer = socket.send_buffer_size()?;
+    Ok((socket.into(), send_buffer))
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::core::YardCore;
-use super::page::{BookLimits, MAX_PAGE_SIZE};
+use super::page::{BookLimits, MAX_PACKED_PAGE_SIZE};
 use super::socket::{self, io_error, Backoff};
-use super::{LaneError, Message, DEFAULT_STALL_LIMIT};
+use super::{Body, LaneError, Message, Received, DEFAULT_STALL_LIMIT};
 
 /// Completed messages queued for `recv` before the receive task waits.
 const RX_QUEUE: usize = 1024;
@@ -32,10 +32,12 @@ pub struct LaneStack {
     core: Arc<Mutex<YardCore>>,
     /// Non-blocking handle on the same socket, for sends (see `send_page`).
     sender: std::os::unix::net::UnixDatagram,
-    rx: tokio::sync::Mutex<mpsc::Receiver<Message>>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Received>>,
     task: JoinHandle<()>,
     path: PathBuf,
     stall_limit: Duration,
+    /// The largest page of a packed book we send.
+    packed_page: usize,
 }
 
 impl LaneStack {
@@ -55,6 +57,7 @@ impl LaneStack {
     ) -> Result<Self, LaneError> {
         let bound = socket::bind(dir.as_ref(), lane, yard)?;
         let path = bound.path;
+        let packed_page = bound.packed_page;
         let core = Arc::new(Mutex::new(YardCore::new(bound.dir, lane, yard, limits)?));
         let sender = bound
             .socket
@@ -71,6 +74,7 @@ impl LaneStack {
             task,
             path,
             stall_limit: DEFAULT_STALL_LIMIT,
+            packed_page,
         })
     }
 
@@ -90,6 +94,19 @@ impl LaneStack {
     /// so the next send starts a new session with it).
     pub async fn send(&self, to_yard: &str, body: &Map<String, Value>) -> Result<(), LaneError> {
         let out = socket::prepare(&mut self.core(), to_yard, body)?;
+        self.send_out(out).await
+    }
+
+    /// As [`LaneStack::send`] for a packed book: `packed` (msgpack bytes the
+    /// receiver decodes) with pack kind msgpack, in pages as large as our send
+    /// buffer allows (up to [`MAX_PACKED_PAGE_SIZE`]). Only this
+    /// implementation's yards take it ([`LaneStack::recv_any`]).
+    pub async fn send_packed(&self, to_yard: &str, packed: &[u8]) -> Result<(), LaneError> {
+        let out = socket::prepare_packed(&mut self.core(), to_yard, packed, self.packed_page)?;
+        self.send_out(out).await
+    }
+
+    async fn send_out(&self, out: super::Outgoing) -> Result<(), LaneError> {
         let limit = out.stall_limit(self.stall_limit);
         let result = self.send_pages(&out.pages, &out.path, limit).await;
         self.core().finish_send(out, result)
@@ -119,8 +136,20 @@ impl LaneStack {
         }
     }
 
-    /// The next message received: the sender's yard name and the body.
+    /// The next mapping message received: the sender's yard name and the body
+    /// (a packed book is counted, `packed_dropped`, and skipped: see
+    /// [`LaneStack::recv_any`]).
     pub async fn recv(&self) -> Result<Message, LaneError> {
+        loop {
+            match self.recv_any().await? {
+                (from, Body::Map(map)) => return Ok((from, map)),
+                (_, Body::Packed(_)) => self.core().count("packed_dropped"),
+            }
+        }
+    }
+
+    /// The next message received, a mapping or a packed book.
+    pub async fn recv_any(&self) -> Result<Received, LaneError> {
         self.rx.lock().await.recv().await.ok_or(LaneError::Closed)
     }
 
@@ -147,8 +176,12 @@ impl Drop for LaneStack {
 }
 
 /// Receives datagrams until the stack is dropped, queueing completed messages.
-async fn receive_loop(socket: UnixDatagram, core: Arc<Mutex<YardCore>>, tx: mpsc::Sender<Message>) {
-    let mut buf = vec![0u8; MAX_PAGE_SIZE + 1];
+async fn receive_loop(
+    socket: UnixDatagram,
+    core: Arc<Mutex<YardCore>>,
+    tx: mpsc::Sender<Received>,
+) {
+    let mut buf = vec![0u8; MAX_PACKED_PAGE_SIZE + 1];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
             Ok(got) => got,

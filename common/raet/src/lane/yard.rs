@@ -19,9 +19,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::core::YardCore;
-use super::page::{BookLimits, MAX_PAGE_SIZE};
+use super::page::{BookLimits, MAX_PACKED_PAGE_SIZE};
 use super::socket::{self, Backoff};
-use super::{LaneError, Message, DEFAULT_STALL_LIMIT};
+use super::{Body, LaneError, Message, Received, DEFAULT_STALL_LIMIT};
 
 /// A yard on a lane (`<dir>/<lane>.<yard>.uxd`) driven by its caller.
 /// Dropping it removes the socket file. All methods take `&self`: one thread
@@ -34,6 +34,8 @@ pub struct LaneYard {
     buf: Mutex<Vec<u8>>,
     path: PathBuf,
     stall_limit: Duration,
+    /// The largest page of a packed book we send.
+    packed_page: usize,
 }
 
 impl LaneYard {
@@ -56,9 +58,10 @@ impl LaneYard {
         let yard = Self {
             core: Mutex::new(core?),
             socket: bound.socket,
-            buf: Mutex::new(vec![0; MAX_PAGE_SIZE + 1]),
+            buf: Mutex::new(vec![0; MAX_PACKED_PAGE_SIZE + 1]),
             path: bound.path,
             stall_limit: DEFAULT_STALL_LIMIT,
+            packed_page: bound.packed_page,
         };
         Ok(yard)
     }
@@ -88,6 +91,19 @@ impl LaneYard {
     /// starts a new session with it).
     pub fn send(&self, to_yard: &str, body: &Map<String, Value>) -> Result<(), LaneError> {
         let out = socket::prepare(&mut self.core(), to_yard, body)?;
+        self.send_out(out)
+    }
+
+    /// As [`LaneYard::send`] for a packed book: `packed` (msgpack bytes the
+    /// receiver decodes) with pack kind msgpack, in pages as large as our send
+    /// buffer allows (up to [`MAX_PACKED_PAGE_SIZE`]). Only this
+    /// implementation's yards take it ([`LaneYard::recv_any`]).
+    pub fn send_packed(&self, to_yard: &str, packed: &[u8]) -> Result<(), LaneError> {
+        let out = socket::prepare_packed(&mut self.core(), to_yard, packed, self.packed_page)?;
+        self.send_out(out)
+    }
+
+    fn send_out(&self, out: super::Outgoing) -> Result<(), LaneError> {
         let limit = out.stall_limit(self.stall_limit);
         let result = out
             .pages
@@ -112,10 +128,24 @@ impl LaneYard {
     }
 
     /// Reads every datagram waiting on the socket (never blocks) and returns
-    /// the messages they complete, in order. Bad pages are counted and
-    /// dropped; a socket error other than "nothing more" is counted as
-    /// `receive_error` and ends the drain.
+    /// the mapping messages they complete, in order; a packed book is counted
+    /// (`packed_dropped`) and dropped (see [`LaneYard::recv_any`]).
     pub fn recv(&self) -> Vec<Message> {
+        let mut messages = Vec::new();
+        for (from, body) in self.recv_any() {
+            match body {
+                Body::Map(map) => messages.push((from, map)),
+                Body::Packed(_) => self.count("packed_dropped"),
+            }
+        }
+        messages
+    }
+
+    /// Reads every datagram waiting on the socket (never blocks) and returns
+    /// the messages they complete, in order, mappings and packed books. Bad
+    /// pages are counted and dropped; a socket error other than "nothing more"
+    /// is counted as `receive_error` and ends the drain.
+    pub fn recv_any(&self) -> Vec<Received> {
         let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
         let mut messages = Vec::new();
         loop {

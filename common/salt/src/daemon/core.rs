@@ -235,6 +235,18 @@ impl DaemonCore {
         self.execute(action, None, now);
     }
 
+    /// A packed (msgpack) envelope from local yard `yard` (see [`Envelope::from_packed`]).
+    pub fn from_lane_packed(&mut self, yard: &str, packed: &[u8], now: Instant) {
+        let parsed = Envelope::from_packed(packed).map_err(|e| {
+            warn!(%yard, error = %e, "bad envelope from the lane");
+            e.to_string()
+        });
+        let action = self
+            .table
+            .from_lane_parsed(&self.own, yard, parsed, &self.allowed);
+        self.execute(action, None, now);
+    }
+
     /// A message from peer `from` over the road (the driver confirms its receipt once the
     /// effects are carried out).
     pub fn from_road(
@@ -245,6 +257,22 @@ impl DaemonCore {
     ) {
         self.seen(from, wall);
         let action = self.table.from_road(&self.own, from, body);
+        self.execute(action, None, now);
+    }
+
+    /// A packed (msgpack) envelope from peer `from` over the road (a raw body).
+    pub fn from_road_packed(
+        &mut self,
+        from: &str,
+        packed: &[u8],
+        (now, wall): (Instant, SystemTime),
+    ) {
+        self.seen(from, wall);
+        let parsed = Envelope::from_packed(packed).map_err(|e| {
+            warn!(%from, error = %e, "bad envelope from the road");
+            e.to_string()
+        });
+        let action = self.table.from_road_parsed(&self.own, from, parsed);
         self.execute(action, None, now);
     }
 
@@ -382,6 +410,7 @@ impl DaemonCore {
             dst_yard: Some(yard.to_owned()),
             dst_share: Some(share.to_owned()),
             load,
+            salt: None,
         }
     }
 
@@ -508,5 +537,57 @@ mod tests {
         core.open_session("a", 7, None, now);
         check(&core);
         assert_eq!(core.allowed_peers().len(), 1);
+    }
+
+    /// A packed envelope is routed on its header and its payload passes through as bytes; a
+    /// malformed one (from the lane or the road) is a counted `bad_envelope`, answered to a
+    /// local sender, never a panic.
+    #[test]
+    fn packed_envelopes_pass_through_and_malformed_ones_are_counted() {
+        let mut core = DaemonCore::new("m".into(), false, Duration::from_secs(5), false);
+        let now = Instant::now();
+        let mut register = Map::new();
+        register.insert("shares".into(), serde_json::json!(["job"]));
+        let reg = core.manor_envelope("worker", SHARE_REGISTER, register);
+        let mut reg = reg.to_body();
+        reg.insert(
+            "route".into(),
+            serde_json::json!({"src": [null, "worker", null], "dst": [null, MANOR, SHARE_REGISTER]}),
+        );
+        core.from_lane("worker", &reg, now);
+        core.take_effects();
+        let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let mut env = core.manor_envelope("x", "job", Map::new());
+        env.src = [None, Some("cli".into()), None];
+        env.dst_yard = None;
+        env.salt = Some(payload.clone().into());
+        core.from_lane_packed("cli", &env.to_packed(), now);
+        let effects = core.take_effects();
+        let [Effect::Local { yard, env: got }] = effects.as_slice() else {
+            panic!("one local delivery: {effects:?}");
+        };
+        assert_eq!(yard, "worker");
+        assert_eq!(got.salt.as_deref(), Some(&payload[..]));
+        assert_eq!(got.src[1].as_deref(), Some("cli"));
+        assert!(got.is_packed());
+
+        for garbage in [
+            &b""[..],
+            b"\xc1",
+            b"\x81\xa5route\xc0",
+            &env.to_packed()[..50],
+        ] {
+            core.from_lane_packed("cli", garbage, now);
+            let effects = core.take_effects();
+            let [Effect::Local { yard, env: reply }] = effects.as_slice() else {
+                panic!("one error reply: {effects:?}");
+            };
+            assert_eq!(yard, "cli");
+            assert_eq!(reply.load.get("kind"), Some(&Value::from("bad_envelope")));
+            assert!(!reply.is_packed());
+            core.from_road_packed("m1", garbage, (now, SystemTime::now()));
+            assert!(core.take_effects().is_empty(), "dropped");
+        }
+        assert_eq!(core.table.counters().get("bad_envelope"), Some(&8));
     }
 }

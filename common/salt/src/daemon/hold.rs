@@ -117,6 +117,7 @@ mod tests {
             dst_yard: None,
             dst_share: Some("ret".into()),
             load,
+            salt: None,
         }
     }
 

@@ -4,13 +4,14 @@
 //! lane, event bus).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use raet::lane::{LaneError, LaneStack};
+use raet::lane::{Body, LaneError, LaneStack};
 use raet::packet::body::encode_json;
 use raet::road::{Event, Uid};
-use raet::stack::RoadStack;
+use raet::stack::{Body as RoadBody, RoadStack};
 use serde_json::Value;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -74,7 +75,7 @@ impl Shared {
                         held_until,
                     } => self.transmit(targets, env, held_until),
                     Effect::Local { yard, env } => {
-                        if let Err(e) = self.lane.send(&yard, &env.to_body()).await {
+                        if let Err(e) = self.deliver(&yard, &env).await {
                             // A full queue (the yard stopped reading) costs one bounded wait,
                             // then the message is undeliverable like a gone yard's.
                             if matches!(e, LaneError::QueueFull { .. }) {
@@ -93,17 +94,38 @@ impl Shared {
         }
     }
 
-    /// Sends `env` to each of `targets` in the background, encoded once; a failure comes
-    /// back to the loop.
+    /// Sends `env` to local yard `yard`: packed (msgpack) when it carries a Salt payload as
+    /// bytes, else JSON.
+    async fn deliver(&self, yard: &str, env: &Envelope) -> Result<(), LaneError> {
+        if env.is_packed() {
+            self.lane.send_packed(yard, &env.to_packed()).await
+        } else {
+            self.lane.send(yard, &env.to_body()).await
+        }
+    }
+
+    /// Sends `env` to each of `targets` in the background, encoded once (packed, as a raw
+    /// body, when it carries a Salt payload as bytes; else JSON); a failure comes back to the
+    /// loop.
     fn transmit(
         &self,
         targets: Vec<(String, Uid)>,
         env: Arc<Envelope>,
         held_until: Option<Instant>,
     ) {
-        let body: Arc<[u8]> = encode_json(&env.to_body()).into();
+        let packed = env.is_packed();
+        let body: Arc<[u8]> = if packed {
+            env.to_packed().into()
+        } else {
+            encode_json(&env.to_body()).into()
+        };
         for (estate, uid) in targets {
-            let sending = self.road.transmit_encoded(uid, Arc::clone(&body));
+            let body = Arc::clone(&body);
+            let sending: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = if packed {
+                Box::pin(self.road.transmit_raw(uid, body))
+            } else {
+                Box::pin(self.road.transmit_encoded(uid, body))
+            };
             let (failures, env) = (self.failures.clone(), Arc::clone(&env));
             tokio::spawn(async move {
                 if let Err(e) = sending.await {
@@ -184,9 +206,13 @@ impl<S: Side> Daemon<S> {
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = hup.recv() => self.side.on_hangup(),
-                received = road.recv_receipted() => match received {
+                received = road.recv_any_receipted() => match received {
                     Some(((from, _uid, body), receipt)) => {
-                        self.shared.core.from_road(&from, &body, (Instant::now(), SystemTime::now()));
+                        let now = (Instant::now(), SystemTime::now());
+                        match body {
+                            RoadBody::Map(body) => self.shared.core.from_road(&from, &body, now),
+                            RoadBody::Raw(packed) => self.shared.core.from_road_packed(&from, &packed, now),
+                        }
                         self.apply().await;
                         // Handled (handed to the lane, or answered with an error): only
                         // now is the sender told it was delivered.
@@ -200,8 +226,9 @@ impl<S: Side> Daemon<S> {
                     Some(event) => self.on_event(event).await,
                     None => break,
                 },
-                message = lane.recv() => match message {
-                    Ok((yard, body)) => self.shared.core.from_lane(&yard, &body, Instant::now()),
+                message = lane.recv_any() => match message {
+                    Ok((yard, Body::Map(body))) => self.shared.core.from_lane(&yard, &body, Instant::now()),
+                    Ok((yard, Body::Packed(packed))) => self.shared.core.from_lane_packed(&yard, &packed, Instant::now()),
                     Err(e) => { error!(error = %e, "lane stopped"); break; }
                 },
                 Some(failure) = self.failures.recv() => self.shared.core.failed(failure, Instant::now()),

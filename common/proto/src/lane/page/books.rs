@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::{decode_body, PackKind, Page, MAX_BOOK_SIZE};
-use crate::lane::LaneError;
+use crate::lane::{Body, LaneError};
 
 /// Memory bounds of a [`Books`] assembler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,14 @@ impl Default for BookLimits {
             max_open_books: 64,
             max_open_bytes: 2 * MAX_BOOK_SIZE,
         }
+    }
+}
+
+/// The body of a completed book: a JSON mapping, or the bytes of a packed book.
+fn book_body(pk: PackKind, bytes: Vec<u8>) -> Result<Body, LaneError> {
+    match pk {
+        PackKind::Json => decode_body(pk, &bytes).map(Body::Map),
+        PackKind::Msgpack => Ok(Body::Packed(bytes)),
     }
 }
 
@@ -115,6 +123,19 @@ impl Books {
     /// completes it, `Ok(None)` when more pages are needed, and an error when
     /// the page (or the book it completes) is dropped.
     pub fn insert(&mut self, page: &Page<'_>) -> Result<Option<Map<String, Value>>, LaneError> {
+        if page.head.pk == PackKind::Msgpack {
+            return Err(LaneError::UnsupportedPackKind(PackKind::Msgpack.code()));
+        }
+        match self.insert_body(page)? {
+            None => Ok(None),
+            Some(Body::Map(map)) => Ok(Some(map)),
+            Some(Body::Packed(_)) => Err(LaneError::UnsupportedPackKind(PackKind::Msgpack.code())),
+        }
+    }
+
+    /// As [`Books::insert`], but a book of pack kind msgpack completes as
+    /// [`Body::Packed`] (its bytes untouched) instead of being refused.
+    pub fn insert_body(&mut self, page: &Page<'_>) -> Result<Option<Body>, LaneError> {
         let head = &page.head;
         if head.paginated() && head.pn >= head.pc {
             return Err(LaneError::BadPageNumber {
@@ -124,7 +145,7 @@ impl Books {
         }
         self.drop_stale(&head.dn, &head.sn, &head.si);
         if !head.paginated() {
-            let body = decode_body(head.pk, page.body)?;
+            let body = book_body(head.pk, page.body.to_vec())?;
             self.stats.completed += 1;
             return Ok(Some(body));
         }
@@ -164,7 +185,7 @@ impl Books {
             .remove(&key)
             .ok_or(LaneError::MissedFirstPage { pn: head.pn })?;
         let packed = book.sections.into_values().collect::<Vec<_>>().concat();
-        let body = decode_body(book.pk, &packed)?;
+        let body = book_body(book.pk, packed)?;
         self.stats.completed += 1;
         Ok(Some(body))
     }

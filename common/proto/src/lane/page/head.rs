@@ -1,7 +1,9 @@
 //! The page head on the wire: [`PageHead`] (encoding) and [`Page`] (parsing a
 //! datagram into its head and body bytes).
 
-use super::{PackKind, DEFAULT_SID, HEAD_END, HEAD_START, MAX_PAGE_SIZE, SID_LEN};
+use super::{
+    PackKind, DEFAULT_SID, HEAD_END, HEAD_START, MAX_PACKED_PAGE_SIZE, MAX_PAGE_SIZE, SID_LEN,
+};
 use crate::lane::LaneError;
 
 /// A decoded page head. Field names follow the wire keys.
@@ -111,12 +113,14 @@ impl<'a> Page<'a> {
     /// `key value` with a known key; absent fields take the reference
     /// defaults. Stricter than the reference where it would crash or guess:
     /// duplicate fields, non-hex numbers, an unknown pack kind and a page
-    /// number outside the page count are errors.
+    /// number outside the page count are errors. A page is at most
+    /// [`MAX_PAGE_SIZE`] bytes, or [`MAX_PACKED_PAGE_SIZE`] with pack kind msgpack
+    /// (opaque bytes between this implementation's yards).
     pub fn parse(datagram: &'a [u8]) -> Result<Self, LaneError> {
         if datagram.is_empty() {
             return Err(LaneError::Empty);
         }
-        if datagram.len() > MAX_PAGE_SIZE {
+        if datagram.len() > MAX_PACKED_PAGE_SIZE {
             return Err(LaneError::PageTooLarge(datagram.len()));
         }
         if !datagram.starts_with(HEAD_START) {
@@ -166,6 +170,9 @@ impl<'a> Page<'a> {
                 pn: head.pn,
                 pc: head.pc,
             });
+        }
+        if datagram.len() > MAX_PAGE_SIZE && head.pk != PackKind::Msgpack {
+            return Err(LaneError::PageTooLarge(datagram.len()));
         }
         Ok(Page { head, body })
     }

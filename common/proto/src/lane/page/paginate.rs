@@ -4,7 +4,9 @@
 use rand_core::RngCore;
 use serde_json::{Map, Value};
 
-use super::{PackKind, PageHead, MAX_BOOK_SIZE, MAX_PAGE_SIZE, PAGE_EXTRA, SID_LEN};
+use super::{
+    PackKind, PageHead, MAX_BOOK_SIZE, MAX_PACKED_PAGE_SIZE, MAX_PAGE_SIZE, PAGE_EXTRA, SID_LEN,
+};
 use crate::lane::LaneError;
 use crate::packet::body;
 
@@ -45,7 +47,31 @@ pub fn paginate(
     pk: PackKind,
     body: &Map<String, Value>,
 ) -> Result<Vec<Vec<u8>>, LaneError> {
-    let packed = encode_body(pk, body)?;
+    paginate_bytes(addr, pk, &encode_body(pk, body)?, MAX_PAGE_SIZE)
+}
+
+/// The largest page of a packed book for a socket whose send buffer is
+/// `send_buffer` bytes (as `SO_SNDBUF` reports it, the kernel's doubled value):
+/// half of it, between [`MAX_PAGE_SIZE`] and [`MAX_PACKED_PAGE_SIZE`]. (A Unix
+/// datagram must fit in the sender's buffer with the kernel's overhead.)
+pub fn packed_page_size(send_buffer: usize) -> usize {
+    (send_buffer / 2).clamp(MAX_PAGE_SIZE, MAX_PACKED_PAGE_SIZE)
+}
+
+/// Cuts body bytes `packed` of pack kind `pk` into the pages of one book of
+/// pages of at most `max_page` bytes, as [`paginate`] (which is this with
+/// [`MAX_PAGE_SIZE`]). Pages larger than [`MAX_PAGE_SIZE`] are for packed books
+/// only: a page of another kind is never larger.
+pub fn paginate_bytes(
+    addr: &BookAddress,
+    pk: PackKind,
+    packed: &[u8],
+    max_page: usize,
+) -> Result<Vec<Vec<u8>>, LaneError> {
+    let max_page = match pk {
+        PackKind::Msgpack => max_page.clamp(MAX_PAGE_SIZE, MAX_PACKED_PAGE_SIZE),
+        PackKind::Json => MAX_PAGE_SIZE,
+    };
     if packed.len() > MAX_BOOK_SIZE {
         return Err(LaneError::BookTooLarge(packed.len()));
     }
@@ -61,11 +87,11 @@ pub fn paginate(
     };
     let mut first = head.to_bytes()?;
     let head_size = first.len();
-    if head_size + packed.len() <= MAX_PAGE_SIZE {
-        first.extend_from_slice(&packed);
+    if head_size + packed.len() <= max_page {
+        first.extend_from_slice(packed);
         return Ok(vec![first]);
     }
-    let chunk = MAX_PAGE_SIZE
+    let chunk = max_page
         .checked_sub(head_size + PAGE_EXTRA)
         .filter(|&c| c > 0)
         .ok_or(LaneError::HeadTooLong(head_size))?;

@@ -1,6 +1,7 @@
 //! Tests of the lane wire format: captured reference pages, pagination, reassembly bounds, and robustness against arbitrary bytes.
 
 use super::*;
+use crate::lane::Body;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -419,4 +420,69 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_packed_book_goes_in_large_pages_and_comes_back_untouched() {
+    let packed: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let max = packed_page_size(4 * 1024 * 1024);
+    assert_eq!(max, MAX_PACKED_PAGE_SIZE);
+    let pages = paginate_bytes(&addr(3), PackKind::Msgpack, &packed, max).expect("paginate");
+    assert_eq!(pages.len(), 3, "1.5 MB in pages of 512 KiB");
+    assert!(pages.iter().all(|p| p.len() <= MAX_PACKED_PAGE_SIZE));
+    assert!(pages.iter().any(|p| p.len() > MAX_PAGE_SIZE));
+    let mut books = Books::default();
+    let mut done = None;
+    for p in &pages {
+        let page = Page::parse(p).expect("a packed page parses");
+        assert_eq!(page.head.pk, PackKind::Msgpack);
+        if let Some(body) = books.insert_body(&page).expect("accepted") {
+            done = Some(body);
+        }
+    }
+    assert_eq!(done, Some(Body::Packed(packed)));
+    // `insert` (mappings only) refuses a packed book as before.
+    let one = paginate_bytes(&addr(4), PackKind::Msgpack, b"\x80", max).expect("paginate");
+    let page = Page::parse(&one[0]).expect("parse");
+    assert!(matches!(
+        books.insert(&page),
+        Err(LaneError::UnsupportedPackKind(1))
+    ));
+}
+
+#[test]
+fn json_pages_stay_within_the_reference_page_size() {
+    let body = blob(200_000);
+    let packed = encode_body(PackKind::Json, &body).expect("encode");
+    let large =
+        paginate_bytes(&addr(5), PackKind::Json, &packed, MAX_PACKED_PAGE_SIZE).expect("paginate");
+    assert_eq!(
+        large,
+        paginate(&addr(5), PackKind::Json, &body).expect("paginate")
+    );
+    assert!(large.iter().all(|p| p.len() <= MAX_PAGE_SIZE));
+    // A small send buffer gives reference-sized pages, never smaller.
+    assert_eq!(packed_page_size(8192), MAX_PAGE_SIZE);
+    assert_eq!(packed_page_size(300_000), 150_000);
+}
+
+#[test]
+fn only_packed_pages_may_exceed_the_reference_page_size() {
+    let head = b"ri RAET\nsn a\ndn b\npk 0\n\n";
+    let big_json = [&head[..], &vec![b' '; MAX_PAGE_SIZE]].concat();
+    assert!(matches!(
+        Page::parse(&big_json),
+        Err(LaneError::PageTooLarge(_))
+    ));
+    let head = b"ri RAET\nsn a\ndn b\npk 1\n\n";
+    let big_packed = [&head[..], &vec![0u8; 300_000]].concat();
+    assert_eq!(
+        Page::parse(&big_packed).expect("packed").body.len(),
+        300_000
+    );
+    let too_big = [&head[..], &vec![0u8; MAX_PACKED_PAGE_SIZE]].concat();
+    assert!(matches!(
+        Page::parse(&too_big),
+        Err(LaneError::PageTooLarge(_))
+    ));
 }

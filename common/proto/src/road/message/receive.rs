@@ -14,6 +14,9 @@ use super::super::transaction::{Transaction, TxIndex};
 use super::super::{Event, Receipt, Road, Rx, Uid};
 use super::{Messengent, MISSEDS_PER_RESEND};
 
+/// A received message body: the mapping, or (body kind raw) an empty one and the bytes.
+type Body = (serde_json::Map<String, Value>, Option<Vec<u8>>);
+
 impl Road {
     /// The head of our answers to a message packet.
     fn messengent_head(&self, uid: Uid, rx: &Rx<'_>) -> Option<Head> {
@@ -101,7 +104,7 @@ impl Road {
         if h.sc <= 1 {
             let body = self
                 .open_coat(uid, rx)
-                .and_then(|plain| self.decode_message(h.bk, &plain));
+                .and_then(|plain| self.decode_message(h.bk, plain));
             match body {
                 Some(body) => self.deliver(now, uid, &head, body),
                 None => self.messengent_refuse(now, uid, &head),
@@ -139,14 +142,14 @@ impl Road {
         self.messengent_rx(now, uid, index, m, rx);
     }
 
-    /// Decodes a reassembled, decrypted message body of kind `bk`.
-    fn decode_message(
-        &mut self,
-        bk: BodyKind,
-        plain: &[u8],
-    ) -> Option<serde_json::Map<String, Value>> {
-        match crate::packet::body::decode(bk, plain) {
-            Ok(body) => Some(body),
+    /// Decodes a reassembled, decrypted message body of kind `bk` (a raw one is kept as
+    /// it is).
+    fn decode_message(&mut self, bk: BodyKind, plain: Vec<u8>) -> Option<Body> {
+        if bk == BodyKind::Raw {
+            return Some((serde_json::Map::new(), Some(plain)));
+        }
+        match crate::packet::body::decode(bk, &plain) {
+            Ok(body) => Some((body, None)),
             Err(_) => {
                 self.core.stats.parsing_message_error += 1;
                 None
@@ -155,13 +158,7 @@ impl Road {
     }
 
     /// Completes an incoming message: done, deliver, remember.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        head: &Head,
-        body: serde_json::Map<String, Value>,
-    ) {
+    fn deliver(&mut self, now: Instant, uid: Uid, head: &Head, (body, raw): Body) {
         self.refresh(now, uid, Some(true));
         self.core.stats.messengent_correspond_complete += 1;
         let receipt = self.core.config.confirm_messages.then_some(Receipt {
@@ -183,6 +180,7 @@ impl Road {
             uid,
             name,
             body,
+            raw,
             receipt,
         });
     }
@@ -272,7 +270,7 @@ impl Road {
                 }
             }
         };
-        match opened.and_then(|plain| self.decode_message(m.bk, &plain)) {
+        match opened.and_then(|plain| self.decode_message(m.bk, plain)) {
             Some(body) => self.deliver(now, uid, &m.head, body),
             None => self.messengent_refuse(now, uid, &m.head),
         }
