@@ -79,6 +79,10 @@ pub struct RemoteRow {
     pub last_seen: Option<f64>,
     /// Its road address.
     pub address: Option<String>,
+    /// It joined as a main estate (a master): on a master of masters, a syndic; on a
+    /// syndic, its master of masters.
+    #[serde(default)]
+    pub main: bool,
 }
 
 impl RemoteRow {
@@ -92,6 +96,7 @@ impl RemoteRow {
             presence: "unknown".into(),
             last_seen: None,
             address: None,
+            main: false,
         }
     }
 }
