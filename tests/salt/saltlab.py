@@ -455,6 +455,7 @@ class Lab:
             "master_port": master_ports["ret_port"],
             "publish_port": master_ports["publish_port"],
             "acceptance_wait_time": 2,
+            "acceptance_wait_time_max": 5,
         }
         for sub in ("sock-syndic", "pki-syndic"):
             (node.root / sub).mkdir(parents=True, exist_ok=True)
@@ -696,6 +697,16 @@ class Lab:
         if proc.returncode != 0 or mid not in self.keys(node).get("minions", []):
             raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr}")
         return proc.stdout
+
+    def lookup_jid(self, jid: str, node: Optional[Node] = None) -> dict:
+        """``salt-run jobs.lookup_jid JID`` on master ``node``: the returns by minion id
+        (``{}`` if none)."""
+        proc = self.run("salt-run", "jobs.lookup_jid", jid, "--out=json", node=node)
+        returns = {}
+        for doc in json_documents(proc.stdout):
+            if isinstance(doc, dict):
+                returns.update(doc)
+        return returns
 
     def raet_status(self, node: Optional[Node] = None) -> dict:
         """``salt-raet-master status --json`` (``salt-raet-minion`` for a minion node) of

@@ -9,6 +9,7 @@ tests run on Salt's ZeroMQ (the baseline).
 """
 
 import re
+import subprocess
 import time
 import uuid
 
@@ -29,16 +30,6 @@ def lab(tmp_path_factory, bin_dir):
 
 def syndic_id(lab):
     return lab.syndic.config["id"]
-
-
-def lookup(lab, node, jid):
-    """``salt-run jobs.lookup_jid JID`` on ``node``: the returns by minion ({} if none)."""
-    proc = lab.run("salt-run", "jobs.lookup_jid", jid, "--out=json", node=node)
-    returns = {}
-    for doc in saltlab.json_documents(proc.stdout):
-        if isinstance(doc, dict):
-            returns.update(doc)
-    return returns
 
 
 def test_the_syndic_answers_for_its_minion_once_the_top_accepts_its_key(lab):
@@ -74,7 +65,7 @@ def test_cmd_run_from_the_top_and_its_return_looked_up_there(lab):
     assert found, (proc.stdout, proc.stderr[-2000:])
     jid = found.group(1)
     saltlab.wait_for(f"the return of job {jid} in the top's job cache",
-                     lambda: lookup(lab, top, jid) == {MID: token}, 60)
+                     lambda: lab.lookup_jid(jid, top) == {MID: token}, 60)
 
 
 def test_a_glob_of_the_top_lists_the_minions_below(lab):
@@ -84,3 +75,89 @@ def test_a_glob_of_the_top_lists_the_minions_below(lab):
     # a target the top has no key for reaches the syndic's minion too
     returns = lab.salt("below-*", "test.ping", timeout_s=10, node=top)
     assert returns == {MID: True}, returns
+
+
+
+# Sends, as the minion of the config file argv[1], a `_syndic_return` in the name of a
+# minion "ghost"; prints the jid, then the master's answer.
+FORGED_SYNDIC_RETURN = """
+import sys
+import saltext_raet
+import salt.channel.client, salt.config, salt.utils.jid
+opts = salt.config.minion_config(sys.argv[1])
+jid = salt.utils.jid.gen_jid(opts)
+print(jid)
+load = {"cmd": "_syndic_return", "load": [{"id": opts["id"], "jid": jid, "fun": "test.ping",
+        "return": {"ghost": {"return": True, "retcode": 0, "success": True}}}]}
+with salt.channel.client.ReqChannel.factory(opts) as channel:
+    print(repr(channel.send(load, timeout=30)))
+"""
+
+
+def test_a_minion_cannot_return_for_other_minions(lab):
+    """A minion's `_syndic_return` (returns in other minions' names) is refused: it is no
+    syndic of its master; nothing reaches the job cache."""
+    if not lab.raet:
+        pytest.skip("over ZeroMQ any accepted minion may send _syndic_return")
+    _, syndic = lab.masters()
+    lab.wait_ping([MID], deadline_s=120, node=syndic)
+    node = lab.minions[MID]
+    proc = subprocess.run([str(lab.venv / "bin" / "python"), "-c", FORGED_SYNDIC_RETURN,
+                           str(node.conf_dir / "minion")],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.split()
+    assert proc.returncode == 0 and len(lines) >= 2, (proc.stdout, proc.stderr[-2000:])
+    jid = lines[0]
+    assert "bad load: not a syndic" in proc.stdout, proc.stdout
+    assert lab.lookup_jid(jid, syndic) == {}
+
+
+def test_a_star_on_the_top_lists_the_minion_below_and_not_the_syndic(lab):
+    top, _ = lab.masters()
+    lab.wait_ping([MID], deadline_s=120, node=top)
+    started = time.monotonic()
+    returns = lab.salt("*", "test.ping", timeout_s=10, node=top)
+    print(f"salt '*' test.ping -t 10 on the top: {time.monotonic() - started:.1f} s")
+    assert returns == {MID: True}, returns
+
+
+def test_the_syndic_down_and_back(lab):
+    """The syndic's daemon stopped (salt-syndic's on ZeroMQ): the top's jobs do not reach
+    the minion below; restarted, it rejoins the top by itself."""
+    top, syndic = lab.masters()
+    lab.wait_ping([MID], deadline_s=120, node=top)
+    daemon = syndic.daemon("salt-raet-master" if lab.raet else "salt-syndic")
+    daemon.stop()
+    try:
+        returns = lab.salt("*", "test.ping", timeout_s=5, node=top)
+        assert MID not in returns, returns
+    finally:
+        daemon.start()
+    started = time.monotonic()
+    lab.wait_ping([MID], deadline_s=180, node=top)
+    print(f"the syndic restarted: {MID} answers the top again after "
+          f"{time.monotonic() - started:.1f} s")
+
+
+def test_the_master_of_masters_down_and_back(lab):
+    """The top's daemon stopped (its salt-master on ZeroMQ): the syndic's own jobs work,
+    the syndic's daemon sees the top lost; restarted, the top reaches the minion again."""
+    top, syndic = lab.masters()
+    lab.wait_ping([MID], deadline_s=120, node=top)
+    daemon = top.daemon("salt-raet-master" if lab.raet else "salt-master")
+    daemon.stop()
+    try:
+        assert lab.salt(MID, "test.ping", timeout_s=10, node=syndic) == {MID: True}
+        if lab.raet:
+            def lost():
+                rows = lab.raet_status(node=syndic).get("masters") or [{}]
+                return rows[0] if rows[0].get("presence") == "lost" or not rows[0].get(
+                    "allowed") else None
+            started = time.monotonic()
+            saltlab.wait_for("the syndic's daemon losing the master of masters", lost, 90)
+            print(f"the syndic lost the top {time.monotonic() - started:.1f} s after its stop")
+    finally:
+        daemon.start()
+    started = time.monotonic()
+    lab.wait_ping([MID], deadline_s=180, node=top)
+    print(f"the top restarted: {MID} answers it again after {time.monotonic() - started:.1f} s")
