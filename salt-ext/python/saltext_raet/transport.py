@@ -480,6 +480,24 @@ def master_row(status, opts):
     return None
 
 
+def _check_syndic_id(status, opts):
+    """
+    Logs an error when ``salt-syndic``'s id (the minion config's) is not the
+    estate of the local master daemon, which joins the master of masters
+    under the master's id: the master of masters refuses loads naming
+    another id than the estate that sent them.
+    """
+    estate = status.get("estate")
+    if is_syndic(opts) and estate and estate != opts.get("id"):
+        log.error(
+            "RAET: salt-syndic's id %r (minion config) is not %r, the master's id under which "
+            "salt-raet-master joins the master of masters, which refuses this syndic's loads: "
+            "set the same id in both files",
+            opts.get("id"),
+            estate,
+        )
+
+
 async def own_master(endpoint, opts, timeout):
     """
     The estate of this Salt connection's master (:func:`master_row`), once
@@ -867,13 +885,16 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
         Waits until the daemon has a joined, allowed master: what Salt's
         ``_auth`` wait is for a ZeroMQ minion (its key pending on the master).
         """
-        told = False
+        told = checked_id = False
         while True:
             try:
                 status = await self._endpoint.status()
             except (asyncio.TimeoutError, OSError) as exc:
                 status = {}
                 log.debug("RAET: no status from the minion daemon yet: %s", exc)
+            if not checked_id and status.get("estate"):
+                checked_id = True
+                _check_syndic_id(status, self.opts)
             row = master_row(status, self.opts)
             if row is not None:
                 # one connection per master: this one takes its master's publications
