@@ -194,3 +194,11 @@ def test_a_syndic_uses_the_lane_of_its_master_config():
                   "_minion_conf_file": conf}
         assert transport.lane_sock_dir(syndic) == master_sock
     assert transport.lane_sock_dir({"sock_dir": "/x"}) == "/x"
+
+
+def test_a_syndic_whose_id_is_not_its_master_s_is_told(caplog):
+    transport._check_syndic_id({"estate": "syn"}, {"__role": "syndic", "id": "syn"})
+    transport._check_syndic_id({"estate": "syn_master"}, {"id": "web1"})
+    assert "salt-syndic's id" not in caplog.text
+    transport._check_syndic_id({"estate": "syn_master"}, {"__role": "syndic", "id": "syn"})
+    assert "salt-syndic's id 'syn' (minion config) is not 'syn_master'" in caplog.text
