@@ -23,6 +23,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use salt_raet_minion::upstream::{Step, Upstreams};
+
 use crate::acceptance::{same_key, Acceptor, Answer, AuthAct};
 
 /// Period of the master's full rescan of the pki directories (besides inotify).
@@ -114,6 +116,9 @@ pub(crate) struct MasterSide {
     /// `salt/presence/present` every tick of this interval (Salt's `loop_interval`), with
     /// `presence_events`.
     presence: Option<tokio::time::Interval>,
+    /// On a syndic host (`syndic_master`): the master of masters this road joins for
+    /// `salt-syndic`, as a minion joins its master.
+    syndic: Option<Upstreams>,
 }
 
 /// An input of the master's side.
@@ -124,6 +129,8 @@ pub(crate) enum Input {
     Bus(BusEvent),
     /// Time to fire `salt/presence/present`.
     Present,
+    /// A step of the join loop to the master of masters (syndic).
+    Upstream(Step),
 }
 
 /// The address the master's road binds: `interface`, `raet_port`.
@@ -189,10 +196,17 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     });
     let road = bind_road(road_config, identity.into_keys(), keep).await?;
     info!(id = %own, addr = %road.local_addr(), %mode, salt_crypto, "master road up");
+    // Salt's syndic: joined under this master's id (salt-syndic's must be the same); a
+    // rejected syndic asks again on SIGHUP.
+    let syndic = config.syndic_upstream().map(|upstream| {
+        info!(master_of_masters = ?upstream, "syndic: joining the master of masters");
+        Upstreams::spawn(&road, vec![upstream], ha.is_ipv6(), false)
+    });
     let side = MasterSide {
         keys,
         bus_events,
         presence,
+        syndic,
     };
     let bus = Some((bus, config.presence_events));
     Daemon::start(own, road, &config.common, bus, side)
@@ -292,8 +306,15 @@ impl Side for MasterSide {
                 None => std::future::pending().await,
             }
         };
+        let upstream = async {
+            match self.syndic.as_mut() {
+                Some(syndic) => syndic.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some(change) = changes => Input::Key(change),
+            step = upstream => Input::Upstream(step),
             Some(event) = self.bus_events.recv() => Input::Bus(event),
             _ = tick => Input::Present,
             // Every source ended: nothing more will come.
@@ -305,14 +326,28 @@ impl Side for MasterSide {
         match input {
             Input::Key(change) => self.on_key_change(d, change).await,
             Input::Bus(event) => self.on_key_event(d, event).await,
+            Input::Upstream(step) => {
+                if let Some(syndic) = self.syndic.as_mut() {
+                    syndic.on_step(d, step).await;
+                }
+            }
             Input::Present => {
-                let present: Vec<String> = d.core.allowed_peers().iter().cloned().collect();
+                let present: Vec<String> = d
+                    .core
+                    .allowed_peers()
+                    .iter()
+                    .filter(|p| !self.is_upstream(p))
+                    .cloned()
+                    .collect();
                 d.fire(PRESENCE_PRESENT_TAG, json!({ "present": present }));
             }
         }
     }
 
     async fn on_event(&mut self, d: &mut Shared, event: &Event) {
+        if self.on_upstream_event(d, event).await {
+            return;
+        }
         match event {
             Event::Pending {
                 name,
@@ -349,6 +384,12 @@ impl Side for MasterSide {
     /// A lost or dropped minion is forgotten: it rejoins and is decided again (native mode;
     /// in Salt-crypto mode the keep's pinned keys stay).
     async fn on_session_dropped(&mut self, d: &mut Shared, name: &str, uid: Option<Uid>) {
+        if let Some(syndic) = self.syndic.as_ref().filter(|s| s.is_upstream(name)) {
+            // Its join loop forgets the old remote and joins again; the key accepted first
+            // stays pinned while the daemon runs.
+            syndic.on_session_dropped(name);
+            return;
+        }
         if self.keys.is_some() {
             let _ = d.road.forget_role(name).await;
         }
@@ -357,8 +398,11 @@ impl Side for MasterSide {
         }
     }
 
+    /// A syndic rejected by its master of masters asks again.
     fn on_hangup(&mut self) {
-        info!("SIGHUP: nothing to do");
+        if !self.syndic.as_mut().is_some_and(Upstreams::rejoin_rejected) {
+            info!("SIGHUP: nothing to do");
+        }
     }
 
     /// Native mode: a row per key in the pki directories, with the key states as last applied
@@ -366,11 +410,14 @@ impl Side for MasterSide {
     /// key file per request.
     fn status(
         &self,
-        _d: &Shared,
-        _remotes: &[RemoteStatus],
+        d: &Shared,
+        remotes: &[RemoteStatus],
         rows: &mut BTreeMap<String, RemoteRow>,
-        _status: &mut Status,
+        status: &mut Status,
     ) {
+        if let Some(syndic) = &self.syndic {
+            syndic.status(d, remotes, status);
+        }
         let Some(keys) = &self.keys else {
             return;
         };
@@ -385,6 +432,42 @@ impl Side for MasterSide {
 }
 
 impl MasterSide {
+    /// Whether `name` is the master of masters this syndic joined.
+    fn is_upstream(&self, name: &str) -> bool {
+        self.syndic.as_ref().is_some_and(|s| s.is_upstream(name))
+    }
+
+    /// On a syndic, the road's events about its master of masters (told by its address, as
+    /// its name is known only once joined): its key, pended by the road (keys of joiners
+    /// are decided from the pki directories), is accepted the first time (trusted on first
+    /// use while the daemon runs: a later join offering another key is rejected); its
+    /// completed join fires no `salt/auth` (it is no minion of ours). True when handled.
+    async fn on_upstream_event(&mut self, d: &mut Shared, event: &Event) -> bool {
+        let Some(syndic) = self.syndic.as_mut() else {
+            return false;
+        };
+        let (uid, name) = match event {
+            Event::Pending { uid, name, .. } | Event::Joined { uid, name } => (*uid, name),
+            _ => return false,
+        };
+        syndic.catch_up(d).await;
+        let upstream = d
+            .road
+            .remote(uid)
+            .await
+            .is_some_and(|r| syndic.is_upstream_address(r.ha));
+        if !upstream {
+            return false;
+        }
+        if let Event::Pending { verhex, .. } = event {
+            info!(master_of_masters = %name, key = %verhex, "syndic: the master of masters' key accepted (first use)");
+            if let Err(e) = d.road.accept(name).await {
+                warn!(master_of_masters = %name, error = %e, "accepting the master of masters' key failed");
+            }
+        }
+        true
+    }
+
     /// A minion's keys (as offered in its join) await a decision: Salt's rules decide, from
     /// the pki directories.
     async fn on_pending(&mut self, d: &mut Shared, name: &str, verhex: &str, pubhex: &str) {

@@ -10,6 +10,7 @@ use salt_raet::daemon::{bind_road, DaemonError};
 use salt_raet::identity::{Identity, LocalParams};
 
 pub mod join;
+pub mod upstream;
 
 /// Binds minion `own`'s road on `ha` as the daemon does: its identity from `keep` (created
 /// there on first use), road timers `timers` ([`salt_raet::daemon::daemon_timers`]), protocol

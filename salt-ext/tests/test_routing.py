@@ -8,7 +8,9 @@ Waiting is on readiness (selectors, futures) with time limits, never by sleeping
 
 import asyncio
 import json
+import os
 import socket
+import tempfile
 
 from test_native import LIMIT, page, recv_until, run_master, running
 
@@ -168,3 +170,35 @@ def test_master_row_picks_the_connection_s_own_master():
     assert transport.master_row(status, {"master": "10.0.0.9", "master_ip": "10.0.0.9"}) is None
     assert transport.master_row(status, {"master": ["127.0.0.1", "salt2.example"]}) is None
     assert transport.master_row({}, {"master": "127.0.0.1"}) is None
+
+
+def test_a_syndic_always_names_its_master_of_masters():
+    syndic = {"__role": "syndic", "master": "10.0.0.1"}
+    top = {"master": "10.0.0.1:4505", "address": "10.0.0.1:4505", "id": "top"}
+    # the local master daemon's only row, even with one master (never None: the syndic's
+    # returns would go to its own request workers)
+    assert transport.master_row({"masters": [top]}, syndic) is top
+    # a daemon without syndic_master: a row without id (the request waits, then times out)
+    row = transport.master_row({"remotes": []}, syndic)
+    assert row is not None and not row.get("id")
+
+
+def test_a_syndic_uses_the_lane_of_its_master_config():
+    # a short directory: Salt replaces a sock_dir too long for a Unix socket path
+    with tempfile.TemporaryDirectory(prefix="sd") as root:
+        master_sock = os.path.join(root, "master-sock")
+        conf = os.path.join(root, "master")
+        with open(conf, "w", encoding="utf-8") as f:
+            f.write(f"sock_dir: {master_sock}\nroot_dir: {root}\n")
+        syndic = {"__role": "syndic", "sock_dir": os.path.join(root, "minion-sock"),
+                  "_minion_conf_file": conf}
+        assert transport.lane_sock_dir(syndic) == master_sock
+    assert transport.lane_sock_dir({"sock_dir": "/x"}) == "/x"
+
+
+def test_a_syndic_whose_id_is_not_its_master_s_is_told(caplog):
+    transport._check_syndic_id({"estate": "syn"}, {"__role": "syndic", "id": "syn"})
+    transport._check_syndic_id({"estate": "syn_master"}, {"id": "web1"})
+    assert "salt-syndic's id" not in caplog.text
+    transport._check_syndic_id({"estate": "syn_master"}, {"__role": "syndic", "id": "syn"})
+    assert "salt-syndic's id 'syn' (minion config) is not 'syn_master'" in caplog.text

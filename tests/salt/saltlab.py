@@ -304,7 +304,7 @@ class Lab:
                  venv: Optional[Path] = None, ports: Optional[PortPool] = None,
                  transport: Optional[str] = None, minion_grains: Optional[dict] = None,
                  extra_config: Optional[dict] = None, salt_api: bool = False,
-                 ipv6: bool = False, masters: int = 1):
+                 ipv6: bool = False, masters: int = 1, syndic: bool = False):
         self.root = Path(root).resolve()
         self.venv = Path(venv).resolve() if venv else venv_dir()
         self.bin_dir = Path(bin_dir).resolve()
@@ -321,6 +321,13 @@ class Lab:
         self.other_masters = [Node(f"{MASTER}{n}", "master", self.root / f"{MASTER}{n}")
                               for n in range(2, masters + 1)]
         self.minions = {mid: Node(mid, "minion", self.root / mid) for mid in minion_ids}
+        # Salt's syndic (``syndic=True``, two masters): ``master2`` is a syndic of ``master``
+        # (``order_masters: True``): it also runs salt-syndic, whose minion config (Salt's
+        # syndic reads both files) is ``syndic_config``; the minions have master2 only.
+        if syndic and len(self.other_masters) != 1:
+            raise LabError("a syndic lab has two masters (masters=2)")
+        self.syndic = self.other_masters[0] if syndic else None
+        self.syndic_config: dict = {}
         self.minion_grains = minion_grains or {}
         # Keys added to (or replacing those of) every node's config, e.g. raet_salt_crypto.
         self.extra_config = extra_config or {}
@@ -394,11 +401,18 @@ class Lab:
                 "netapi_enable_clients": ["local", "runner"],
                 "external_auth": {"auto": {API_USER: [".*", "@runner"]}},
             })
+        if self.syndic is not None:
+            self._configure_syndic(master_ports)
         for mid, node in self.minions.items():
+            if self.syndic is not None:
+                masters = self.master_address(self.syndic)
+            elif self.other_masters:
+                masters = [self.master_address(m) for m in self.masters()]
+            else:
+                masters = self.loopback
             node.config = {
                 **self._common(node),
-                "master": (self.loopback if not self.other_masters
-                           else [self.master_address(m) for m in self.masters()]),
+                "master": masters,
                 "master_port": master_ports["ret_port"],
                 "publish_port": master_ports["publish_port"],
                 "raet_master_port": master_ports["raet_port"],
@@ -418,6 +432,34 @@ class Lab:
         self._write_srv()
         self._define_daemons()
 
+    def _configure_syndic(self, master_ports: dict) -> None:
+        """The master of masters (``order_masters``) and the syndic's keys: ``syndic_master``
+        (its RAET road joins the top's ``raet_port``; ``syndic_master_port`` is Salt's
+        ZeroMQ one) in its master config; its minion config (id = the master's id, its own
+        ``sock_dir`` and ``pki_dir``, as on a host that also has a minion)."""
+        node = self.syndic
+        self.master.config["order_masters"] = True
+        node.config.update({
+            "syndic_master": self.master_address(self.master),
+            "syndic_master_port": master_ports["ret_port"],
+            "raet_syndic_master_port": master_ports["raet_port"],
+            "syndic_log_file": str(node.root / "log" / "syndic"),
+            "syndic_pidfile": str(node.root / "run" / "salt-syndic.pid"),
+        })
+        self.syndic_config = {
+            **self._common(node),
+            "conf_file": str(node.conf_dir / "minion"),
+            "sock_dir": str(node.root / "sock-syndic"),
+            "pki_dir": str(node.root / "pki-syndic"),
+            "master": self.master_address(self.master),
+            "master_port": master_ports["ret_port"],
+            "publish_port": master_ports["publish_port"],
+            "acceptance_wait_time": 2,
+            "acceptance_wait_time_max": 5,
+        }
+        for sub in ("sock-syndic", "pki-syndic"):
+            (node.root / sub).mkdir(parents=True, exist_ok=True)
+
     @property
     def loopback(self) -> str:
         """The master's address: ``::1`` for an IPv6 lab, else ``127.0.0.1``."""
@@ -427,6 +469,10 @@ class Lab:
         for node in self.nodes():
             (node.conf_dir / node.role).write_text(
                 "# written by tests/salt/saltlab.py\n" + to_yaml(node.config))
+        if self.syndic is not None:
+            self.syndic_config["transport"] = self.transport
+            (self.syndic.conf_dir / "minion").write_text(
+                "# written by tests/salt/saltlab.py (salt-syndic)\n" + to_yaml(self.syndic_config))
 
     def switch_transport(self, transport: str, set_config: Optional[dict] = None,
                          unset: tuple[str, ...] = ()) -> None:
@@ -481,6 +527,10 @@ class Lab:
                     "salt-raet-master", [str(self.bin_dir / "salt-raet-master"), "-c",
                                          str(master.conf_dir)],
                     log / "salt-raet-master.console"))
+        if self.syndic is not None:
+            self.syndic.daemons.append(Daemon(
+                "salt-syndic", [str(bin_ / "salt-syndic"), "-c", str(self.syndic.conf_dir), "-l",
+                                "quiet"], self.syndic.root / "log" / "salt-syndic.console"))
         log = self.master.root / "log"
         if self.salt_api:
             self.master.daemons.append(Daemon(
@@ -509,6 +559,8 @@ class Lab:
             needed += [self.bin_dir / "salt-raet-master", self.bin_dir / "salt-raet-minion"]
         if self.salt_api:
             needed.append(self.venv / "bin" / "salt-api")
+        if self.syndic is not None:
+            needed.append(self.venv / "bin" / "salt-syndic")
         missing = [str(path) for path in needed if not os.access(path, os.X_OK)]
         if missing:
             raise LabError("missing executables: " + ", ".join(missing))
@@ -645,6 +697,16 @@ class Lab:
         if proc.returncode != 0 or mid not in self.keys(node).get("minions", []):
             raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr}")
         return proc.stdout
+
+    def lookup_jid(self, jid: str, node: Optional[Node] = None) -> dict:
+        """``salt-run jobs.lookup_jid JID`` on master ``node``: the returns by minion id
+        (``{}`` if none)."""
+        proc = self.run("salt-run", "jobs.lookup_jid", jid, "--out=json", node=node)
+        returns = {}
+        for doc in json_documents(proc.stdout):
+            if isinstance(doc, dict):
+                returns.update(doc)
+        return returns
 
     def raet_status(self, node: Optional[Node] = None) -> dict:
         """``salt-raet-master status --json`` (``salt-raet-minion`` for a minion node) of

@@ -45,25 +45,15 @@ def publish(lab, master, *args):
     return found.group(1)
 
 
-def lookup(lab, master, jid):
-    """``salt-run jobs.lookup_jid JID`` on ``master``: the returns by minion ({} if none)."""
-    proc = lab.run("salt-run", "jobs.lookup_jid", jid, "--out=json", node=master)
-    returns = {}
-    for doc in saltlab.json_documents(proc.stdout):
-        if isinstance(doc, dict):
-            returns.update(doc)
-    return returns
-
-
 def returns_to_its_master(lab, master, others=()):
     """A job published by ``master`` returns to it (its job cache) and to none of
     ``others``."""
     token = f"{master.name}-{uuid.uuid4().hex[:8]}"
     jid = publish(lab, master, "test.echo", token)
     saltlab.wait_for(f"the return of job {jid} in {master.name}'s job cache",
-                     lambda: lookup(lab, master, jid) == {MID: token}, 60)
+                     lambda: lab.lookup_jid(jid, master) == {MID: token}, 60)
     for other in others:
-        assert lookup(lab, other, jid) == {}, f"job {jid} of {master.name} returned to {other.name}"
+        assert lab.lookup_jid(jid, other) == {}, f"job {jid} of {master.name} returned to {other.name}"
 
 
 @pytest.mark.core

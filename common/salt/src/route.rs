@@ -255,6 +255,12 @@ impl RouteTable {
             DstEstate::One(e) if e == own => Vec::new(),
             DstEstate::One(e) => vec![e.clone()],
             DstEstate::Many(v) => v.clone(),
+            // Everyone downstream: a syndic's master of masters is not one of its minions.
+            DstEstate::All if !self.upstream => peers
+                .iter()
+                .filter(|p| !self.upstreams.contains(p))
+                .cloned()
+                .collect(),
             DstEstate::All => peers.iter().cloned().collect(),
         };
         if targets.is_empty() && env.dst_estate != DstEstate::All {
@@ -319,8 +325,9 @@ impl RouteTable {
     /// remote cannot pass for a daemon's register or status reply). The message goes to a
     /// yard that registered its destination share and accepts `from` for it. It may name a
     /// yard without a share that yard serves only when it is a daemon's error (the answer to
-    /// that yard's message), or on an upstream table (a minion daemon) when `from` is one of
-    /// its upstream estates (its masters' replies to the asking yard); never [`MANOR`].
+    /// that yard's message), or when `from` is one of the table's upstream estates (a
+    /// minion's masters, a syndic's master of masters: replies to the asking yard); never
+    /// [`MANOR`].
     /// Anything else is refused (counted `refused`, answered with an error envelope): a remote
     /// never reaches a yard that did not ask for its traffic, such as the master's publisher.
     pub fn from_road(&mut self, own: &str, from: &str, body: &Map<String, Value>) -> Action {
@@ -359,7 +366,7 @@ impl RouteTable {
         let Some(yard) = env.dst_yard.clone() else {
             return self.deliver(own, env);
         };
-        let replies = from_manor || (self.upstream && self.upstreams.iter().any(|u| u == from));
+        let replies = from_manor || self.upstreams.iter().any(|u| u == from);
         let serves = env.dst_share.as_ref().is_some_and(|share| {
             self.yards
                 .get(&yard)

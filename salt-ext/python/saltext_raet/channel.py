@@ -11,7 +11,11 @@ manages, so:
 * the master binds every request to the minion the RAET road authenticated:
   a load naming another minion id is refused;
 * the master resolves the target of a publication itself and sends it only
-  to the matched minions.
+  to the matched minions;
+* a master of masters (``order_masters: True``) also sends every
+  publication to its syndics, and takes ``_syndic_return`` (returns for other
+  minions) from them only. A syndic is an accepted key whose RAET road joined
+  as a main estate (a ``salt-raet-master`` with ``syndic_master``).
 """
 
 import logging
@@ -20,10 +24,16 @@ import tornado.ioloop
 
 import salt.channel.client
 import salt.crypt
+import salt.exceptions
 import salt.payload
 import salt.utils.minions
 
+import saltext_raet.transport
+
 log = logging.getLogger(__name__)
+
+#: The request of a syndic carrying its minions' returns.
+SYNDIC_RETURN = "_syndic_return"
 
 #: Options of Salt that need its RSA keys on the wire; refused in native mode.
 #: (``sign_pub_messages``, on by default, is met by RAET itself: every packet
@@ -76,6 +86,27 @@ class NativeAuth:
     @property
     def creds(self):
         return {"publish_port": self.opts.get("publish_port")}
+
+
+def syndics(opts):
+    """
+    The ids of the syndics of a master of masters (``order_masters: True``):
+    its daemon's allowed peers that joined as main estates (a syndic's
+    ``salt-raet-master``; a minion's road is never main). Empty on any
+    other master, or when the daemon does not answer (logged).
+    """
+    if not opts.get("order_masters"):
+        return []
+    try:
+        status = saltext_raet.transport.daemon_status(opts)
+    except (OSError, TimeoutError, salt.exceptions.SaltClientError) as exc:
+        log.warning("RAET: no syndic list from the master daemon: %s", exc)
+        return []
+    return [
+        remote["id"]
+        for remote in status.get("remotes", [])
+        if remote.get("main") and remote.get("allowed")
+    ]
 
 
 def _factory_loop(opts, kwargs):
@@ -192,6 +223,14 @@ class NativeReqServerChannel:
                 log.warning("RAET: minion %s sent a load for minion %r: refused", peer, claimed)
                 return "bad load: id does not match the RAET peer"
             load["id"] = peer
+            if load.get("cmd") == SYNDIC_RETURN and peer not in syndics(self.opts):
+                log.warning(
+                    "RAET: %s sent returns for other minions (%s) and is no syndic of this "
+                    "master (order_masters, a salt-raet-master joined as a syndic): refused",
+                    peer,
+                    SYNDIC_RETURN,
+                )
+                return "bad load: not a syndic"
             if load.get("cmd") == "_revoke_auth":
                 log.warning(
                     "RAET: minion %s asked to revoke its key (saltutil.revoke_auth), which the "
@@ -238,7 +277,9 @@ class NativePubServerChannel:
 
     async def publish(self, load):
         targets = self.ckminions.check_minions(load["tgt"], load.get("tgt_type", "glob"))
-        minions = targets.get("minions", [])
+        minions = list(targets.get("minions", []))
+        # the syndics match their own minions (Salt's syndics take every publication)
+        minions += [syndic for syndic in syndics(self.opts) if syndic not in minions]
         log.debug("RAET publication jid=%s to %s", load.get("jid"), minions)
         self.transport.send_to(salt.payload.dumps({"enc": "aes", "load": load}), minions)
 

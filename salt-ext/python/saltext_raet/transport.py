@@ -63,6 +63,8 @@ TRANSIENT_ERRORS = frozenset(
 )
 
 _yard_numbers = itertools.count()
+#: The master config's ``sock_dir`` of a syndic, by master config file (see lane_sock_dir).
+_syndic_sock_dirs = {}
 #: Lane directories whose daemon was found to report no version (logged once each).
 _unversioned = set()
 
@@ -105,6 +107,29 @@ def check_daemon_version(status, lane):
     return status
 
 
+def is_syndic(opts):
+    """Whether ``opts`` are ``salt-syndic``'s (Salt's ``syndic_config``)."""
+    return opts.get("__role") == "syndic"
+
+
+def lane_sock_dir(opts):
+    """
+    The ``sock_dir`` whose daemon lane this process attaches to: its own,
+    except for ``salt-syndic``. Its options carry the minion config's
+    ``sock_dir``, while its connection to the master of masters goes through
+    the local ``salt-raet-master`` (which joins ``syndic_master``): the master
+    config's ``sock_dir`` (the file Salt keeps as ``_minion_conf_file``).
+    """
+    if not is_syndic(opts):
+        return opts["sock_dir"]
+    conf = opts.get("_minion_conf_file")
+    if conf not in _syndic_sock_dirs:
+        import salt.config  # pylint: disable=import-outside-toplevel
+
+        _syndic_sock_dirs[conf] = salt.config.master_config(conf)["sock_dir"]
+    return _syndic_sock_dirs[conf]
+
+
 def yard_name(prefix):
     """A yard name unique on the host: prefix, pid and a counter (no dots)."""
     return f"{prefix}{os.getpid()}x{next(_yard_numbers)}"
@@ -127,7 +152,7 @@ class Endpoint:
 
     def __init__(self, opts, loop, prefix, on_message=None, name=None):
         self.loop = loop
-        self.lane = _native.lane_dir(opts["sock_dir"])
+        self.lane = _native.lane_dir(lane_sock_dir(opts))
         self.yard = _native.Yard(self.lane, name or yard_name(prefix))
         self.on_message = on_message
         self.estate = None
@@ -365,7 +390,7 @@ def daemon_status(opts, timeout=5.0):
     acceptance, joined/allowed state and presence. Raises
     :class:`DaemonVersionError` for a daemon of another version.
     """
-    lane = _native.lane_dir(opts["sock_dir"])
+    lane = _native.lane_dir(lane_sock_dir(opts))
     yard = _native.Yard(lane, yard_name("status"))
     try:
         yard.send((None, _native.MANOR, STATUS_SHARE), "{}", None, _native.MANOR)
@@ -433,9 +458,16 @@ def master_row(status, opts):
     one whose host is ``opts["master"]``, else whose address is
     ``opts["master_ip"]``. None with one master (everything goes to it), or
     when ``opts`` name no single master (``salt-call``'s, a list).
+
+    For ``salt-syndic`` the row of the master of masters the local
+    ``salt-raet-master`` joins (its only one), or a row without ``id`` while
+    that daemon has none (``syndic_master`` missing in the master config):
+    never None, which would send the syndic's returns to its own master.
     """
     rows = status.get("masters") or []
     master = opts.get("master")
+    if is_syndic(opts):
+        return rows[0] if rows else {"master": "syndic_master of the master config"}
     if len(rows) < 2 or not isinstance(master, str):
         return None
     for row in rows:
@@ -446,6 +478,24 @@ def master_row(status, opts):
         if ip and _host(row.get("address")) == ip:
             return row
     return None
+
+
+def _check_syndic_id(status, opts):
+    """
+    Logs an error when ``salt-syndic``'s id (the minion config's) is not the
+    estate of the local master daemon, which joins the master of masters
+    under the master's id: the master of masters refuses loads naming
+    another id than the estate that sent them.
+    """
+    estate = status.get("estate")
+    if is_syndic(opts) and estate and estate != opts.get("id"):
+        log.error(
+            "RAET: salt-syndic's id %r (minion config) is not %r, the master's id under which "
+            "salt-raet-master joins the master of masters, which refuses this syndic's loads: "
+            "set the same id in both files",
+            opts.get("id"),
+            estate,
+        )
 
 
 async def own_master(endpoint, opts, timeout):
@@ -819,7 +869,7 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
             except asyncio.TimeoutError:
                 raise salt.exceptions.SaltClientError(
                     "RAET: the local salt-raet-minion daemon does not answer on "
-                    f"{_native.lane_dir(self.opts['sock_dir'])}"
+                    f"{_native.lane_dir(lane_sock_dir(self.opts))}"
                 )
             except DaemonVersionError:
                 # not connected: the next connect registers (and is checked) again
@@ -835,13 +885,16 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
         Waits until the daemon has a joined, allowed master: what Salt's
         ``_auth`` wait is for a ZeroMQ minion (its key pending on the master).
         """
-        told = False
+        told = checked_id = False
         while True:
             try:
                 status = await self._endpoint.status()
             except (asyncio.TimeoutError, OSError) as exc:
                 status = {}
                 log.debug("RAET: no status from the minion daemon yet: %s", exc)
+            if not checked_id and status.get("estate"):
+                checked_id = True
+                _check_syndic_id(status, self.opts)
             row = master_row(status, self.opts)
             if row is not None:
                 # one connection per master: this one takes its master's publications

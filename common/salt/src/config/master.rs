@@ -9,6 +9,7 @@ use config::ValueKind;
 use raet::keep::AutoMode;
 
 use super::ids::{configured_id, default_id, id_rules};
+use super::minion::master_entry;
 use super::raw::{read_all, scalar_string, shorten, Raw};
 use super::{
     prepend_root_dir, read_common, CommonConfig, ConfigError, Role, DEFAULT_LOOP_INTERVAL_SECS,
@@ -48,6 +49,14 @@ pub struct MasterConfig {
     /// `raet_first_contact_interval` (ours, default 10 s): one new first contact per source
     /// address per interval.
     pub raet_first_contact_interval: Duration,
+    /// `syndic_master` (Salt's, default none): on a syndic host, the master of masters
+    /// (`host`, `host:port` or an IPv6 address as in a minion's `master`) the daemon also
+    /// joins, under this master's `id`, for `salt-syndic`.
+    pub syndic_master: Option<String>,
+    /// `raet_syndic_master_port` (ours, default 4505): the road port of the master of
+    /// masters when `syndic_master` names none (Salt's `syndic_master_port` is its ZeroMQ
+    /// port and does not apply).
+    pub raet_syndic_master_port: u16,
 }
 
 impl MasterConfig {
@@ -96,6 +105,18 @@ impl MasterConfig {
             loop_interval: raw.seconds("loop_interval", DEFAULT_LOOP_INTERVAL_SECS)?,
             raet_first_contacts: raw.count("raet_first_contacts", 512, 1_000_000)?,
             raet_first_contact_interval: raw.seconds("raet_first_contact_interval", 10)?,
+            syndic_master: raw
+                .get("syndic_master")
+                .map(|_| {
+                    raw.typed(
+                        "syndic_master",
+                        "the master of masters' name or address (one: a list is not supported)",
+                        String::new(),
+                        |k| scalar_string(k).filter(|s| master_entry(s, 1).is_some()),
+                    )
+                })
+                .transpose()?,
+            raet_syndic_master_port: raw.port("raet_syndic_master_port", 4505)?,
             common,
         })
     }
@@ -138,6 +159,13 @@ pub fn auto_mode(
 }
 
 impl MasterConfig {
+    /// The master of masters this syndic host joins (`syndic_master` as host and road
+    /// port), if any.
+    pub fn syndic_upstream(&self) -> Option<(String, u16)> {
+        let entry = self.syndic_master.as_deref()?;
+        master_entry(entry, self.raet_syndic_master_port)
+    }
+
     /// [`auto_mode`] of this configuration. With `raet_salt_crypto` Salt's `auto_accept` is
     /// about Salt's RSA keys and salt-key cannot decide on RAET keys: a minion name is trusted
     /// on first use (`once`) unless `raet_auto_accept` or `open_mode` say otherwise.

@@ -838,3 +838,29 @@ fn systemd_units_start_the_daemons_and_can_write_their_default_paths() {
         }
     }
 }
+
+#[test]
+fn syndic_master_is_one_host_with_the_raet_syndic_master_port() {
+    let dir = dir_with(&[("master", "id: syn\n")]);
+    assert_eq!(
+        MasterConfig::load(dir.path()).unwrap().syndic_upstream(),
+        None
+    );
+    let dir = dir_with(&[("master", "id: syn\nsyndic_master: top.example\n")]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.syndic_upstream(), Some(("top.example".to_owned(), 4505)));
+    let dir = dir_with(&[(
+        "master",
+        "id: syn\nsyndic_master: 10.0.0.1\nraet_syndic_master_port: 4600\n",
+    )]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.syndic_upstream(), Some(("10.0.0.1".to_owned(), 4600)));
+    let dir = dir_with(&[("master", "syndic_master: '[::1]:4700'\n")]);
+    let c = MasterConfig::load(dir.path()).unwrap();
+    assert_eq!(c.syndic_upstream(), Some(("::1".to_owned(), 4700)));
+    let (_dir, err) = master_err(&[("master", "syndic_master: [a, b]\n")]);
+    assert!(
+        err.contains("syndic_master") && err.contains("a list is not supported"),
+        "{err}"
+    );
+}

@@ -309,6 +309,7 @@ impl<S: Side> Daemon<S> {
                 .or_insert_with(|| RemoteRow::new(&remote.name));
             row.joined = remote.joined == Some(true);
             row.address = Some(remote.ha.to_string());
+            row.main = remote.main;
             if let Some(heard) = remote.last_heard {
                 let ago = now.0.saturating_duration_since(heard);
                 row.last_seen = now.1.checked_sub(ago).map(epoch_secs);

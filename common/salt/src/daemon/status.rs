@@ -54,10 +54,12 @@ pub struct Status {
     /// The master's use of Salt's event bus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_bus: Option<Value>,
-    /// The minion as a whole: its best join state over its masters.
+    /// The minion as a whole: its best join state over its masters (a syndic's master:
+    /// its join to the master of masters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinSummary>,
-    /// The minion's masters, in configuration order.
+    /// The minion's masters, in configuration order (a syndic's master: its master of
+    /// masters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub masters: Option<Vec<MasterRow>>,
 }
@@ -79,6 +81,10 @@ pub struct RemoteRow {
     pub last_seen: Option<f64>,
     /// Its road address.
     pub address: Option<String>,
+    /// It joined as a main estate (a master): on a master of masters, a syndic; on a
+    /// syndic, its master of masters.
+    #[serde(default)]
+    pub main: bool,
 }
 
 impl RemoteRow {
@@ -92,6 +98,7 @@ impl RemoteRow {
             presence: "unknown".into(),
             last_seen: None,
             address: None,
+            main: false,
         }
     }
 }

@@ -676,3 +676,47 @@ fn a_share_goes_to_the_yards_accepting_its_source() {
     let refused = t.from_road("m1", "master3", &publication);
     assert_eq!(error_kind(&refused).as_deref(), Some("refused"));
 }
+
+#[test]
+fn a_syndic_master_table_takes_replies_from_its_master_of_masters_only() {
+    // a master table (no upstream routing) whose daemon joined the master of masters `top`
+    let mut t = RouteTable::new();
+    t.set_upstreams(vec!["top".into()]);
+    register(&mut t, "mworker1", json!({"shares": ["req"]}));
+    let reply = road_msg(
+        json!([null, "mworker9", null]),
+        json!(["syn", "req5x0", null]),
+        json!({"rid": "r"}),
+    );
+    assert!(matches!(t.from_road("syn", "top", &reply), Action::Local(y, _) if y == "req5x0"));
+    // a minion of the syndic names no yard
+    let refused = t.from_road("syn", "minion1", &reply);
+    assert_eq!(error_kind(&refused).as_deref(), Some("refused"));
+    // a request the syndic's Salt addresses to `top` goes there, not to the local workers
+    let req = body(
+        json!({"route": {"src": [null, "req5x0", null], "dst": ["top", null, "req"]},
+        "load": {"rid": "r"}}),
+    );
+    let joined = peers(&["top", "minion1"]);
+    assert_eq!(
+        road_targets(&t.from_lane("syn", "req5x0", &req, &joined)),
+        Some(vec!["top".into()])
+    );
+    // a share-only request stays with the local workers
+    let local = body(
+        json!({"route": {"src": [null, "c", null], "dst": [null, null, "req"]},
+        "load": {}}),
+    );
+    assert!(
+        matches!(t.from_lane("syn", "c", &local, &joined), Action::Local(y, _) if y == "mworker1")
+    );
+    // `*` (the syndic's own publications) goes to its minions, not to the master of masters
+    let all = body(
+        json!({"route": {"src": [null, "pub", null], "dst": ["*", null, "pub"]},
+        "load": {}}),
+    );
+    assert_eq!(
+        road_targets(&t.from_lane("syn", "pub", &all, &joined)),
+        Some(vec!["minion1".into()])
+    );
+}
