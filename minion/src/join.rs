@@ -34,6 +34,8 @@ pub enum JoinOutcome {
     Attempt,
     /// Joined and allowed: the master's uid on our road.
     Joined(Uid),
+    /// The master answered and pended our key (its operator has not decided yet).
+    Pended,
     /// The join was rejected (`retrying`: `rejected_retry` asks again later).
     Rejected {
         /// Asking again every [`REJECTED_RETRY`].
@@ -159,6 +161,9 @@ impl JoinLoop {
                     ..
                 }) => {
                     debug!(%master, "join pended by the master; asking again");
+                    if !self.tell(JoinOutcome::Pended) {
+                        return;
+                    }
                     Attempt::Pended
                 }
                 // The road refuses a second remote of one name: two masters, one `id`.

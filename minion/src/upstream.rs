@@ -38,7 +38,9 @@ struct Upstream {
 enum JoinState {
     /// Joined.
     Joined,
-    /// Joining (or waiting to retry a failed join).
+    /// The master answers and pends our key (its operator has not decided yet).
+    Pending,
+    /// Joining (or waiting to retry a failed join): the master has not answered yet.
     Joining,
     /// Rejected; asks again every [`crate::join::REJECTED_RETRY`] (`rejected_retry: True`).
     RejectedRetrying,
@@ -50,6 +52,7 @@ impl JoinState {
     fn as_str(self) -> &'static str {
         match self {
             Self::Joining => "joining",
+            Self::Pending => "pending",
             Self::Joined => "joined",
             Self::Rejected => "rejected",
             Self::RejectedRetrying => "rejected_retrying",
@@ -164,7 +167,10 @@ impl Upstreams {
             }
             JoinOutcome::Attempt => {
                 master.attempts += 1;
-                if master.join != JoinState::RejectedRetrying {
+                if !matches!(
+                    master.join,
+                    JoinState::RejectedRetrying | JoinState::Pending
+                ) {
                     master.join = JoinState::Joining;
                 }
             }
@@ -185,6 +191,7 @@ impl Upstreams {
                 }
             }
             JoinOutcome::Joined(_) => master.join = JoinState::Joined,
+            JoinOutcome::Pended => master.join = JoinState::Pending,
         }
         if let Some((uid, name, ha)) = joined {
             master.estate = Some(name.clone());

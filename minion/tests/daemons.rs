@@ -110,6 +110,9 @@ fn an_accepted_key_reaches_the_pending_minion_at_once() {
     wait_for(Duration::from_secs(60), "five pended joins of b2", || {
         log_lines(&minions[1], "joiner timed out") >= 5
     });
+    // its status tells a pending key from a master that does not answer
+    let (state, _) = join_state(&minions[1]).unwrap();
+    assert_eq!(state, "pending");
     let late = accept_and_time(&rt, &master, &minions[1], "b2");
     took.push(late);
     // The others at whatever point of their join loop they are.

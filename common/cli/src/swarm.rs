@@ -308,7 +308,7 @@ async fn collect(mut outcomes: mpsc::UnboundedReceiver<(usize, JoinOutcome)>, ta
             JoinOutcome::Attempt => t.attempts += 1,
             JoinOutcome::Joined(_) => t.allowed_at[index] = Some(Instant::now()),
             JoinOutcome::Rejected { .. } => t.fail("rejected".into()),
-            JoinOutcome::Resolved(_) => {}
+            JoinOutcome::Resolved(_) | JoinOutcome::Pended => {}
         });
     }
 }

@@ -106,7 +106,7 @@ impl RemoteRow {
 /// The minion's overall join state in [`Status::join`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinSummary {
-    /// The best state of any master (`joined`, `joining`, `rejected_retrying`, `rejected`).
+    /// The best state of any master (`joined`, `pending`, `joining`, `rejected_retrying`, `rejected`).
     pub state: Option<String>,
     /// Join attempts, all masters together.
     pub attempts: u64,
