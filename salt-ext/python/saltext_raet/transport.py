@@ -887,12 +887,11 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
         """
         told = checked_id = False
         # master_type failover: a master that does not answer the daemon's joins within
-        # Salt's auth_timeout * auth_tries (what a ZeroMQ minion waits for its _auth) is
-        # given up, and Salt tunes in to the next one; a pending key is waited for
+        # Salt's auth_timeout (what a ZeroMQ minion waits for its _auth; Salt sets
+        # auth_tries to 0 with failover) is given up, and Salt tunes in to the next one;
+        # a pending key is waited for
         failover = self.opts.get("master_type") == "failover"
-        deadline = time.monotonic() + self.opts.get("auth_timeout", 5) * max(
-            self.opts.get("auth_tries", 7), 1
-        )
+        deadline = time.monotonic() + self.opts.get("auth_timeout", 5)
         while True:
             try:
                 status = await self._endpoint.status()
@@ -910,6 +909,11 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
                     self._endpoint.set_accept({PUB_SHARE: [self._master]})
                     return
                 if failover and row.get("state") == "joining" and time.monotonic() > deadline:
+                    log.warning(
+                        "RAET: master %s does not answer this minion's joins: giving it up "
+                        "(master_type failover)",
+                        self.opts.get("master"),
+                    )
                     raise salt.exceptions.SaltClientError(
                         f"RAET: master {self.opts.get('master')} does not answer this "
                         "minion's joins"
