@@ -51,6 +51,7 @@ def echo_returns_to(lab, master, deadline_s):
     return saltlab.wait_for(f"a job of {master.name} returned", probe, deadline_s, interval_s=1)
 
 
+@pytest.mark.core
 def test_the_minion_fails_over_to_the_next_master_when_its_master_is_lost(lab):
     if not lab.raet:
         pytest.skip("failover on presence is RAET's (ZeroMQ needs master_alive_interval)")

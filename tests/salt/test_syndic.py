@@ -32,6 +32,7 @@ def syndic_id(lab):
     return lab.syndic.config["id"]
 
 
+@pytest.mark.core
 def test_the_syndic_answers_for_its_minion_once_the_top_accepts_its_key(lab):
     top, syndic = lab.masters()
     lab.wait_pending([MID], deadline_s=180, node=syndic)
@@ -54,6 +55,7 @@ def test_the_syndic_answers_for_its_minion_once_the_top_accepts_its_key(lab):
         assert [m["state"] for m in status.get("masters", [])] == ["joined"], status
 
 
+@pytest.mark.core
 def test_cmd_run_from_the_top_and_its_return_looked_up_there(lab):
     top, _ = lab.masters()
     lab.wait_ping([MID], deadline_s=120, node=top)
