@@ -138,6 +138,25 @@ impl Messenger {
     fn flag(&mut self, sn: u32) -> Option<&mut Flags> {
         self.flags.get_mut(sn as usize)
     }
+
+    /// Queues segment `sn` to be sent again (once while queued).
+    fn push_missed(&mut self, sn: u32) {
+        if let Some(mark) = self.missed.get_mut(sn as usize) {
+            if !*mark {
+                *mark = true;
+                self.misseds.push_back(sn);
+            }
+        }
+    }
+
+    /// Takes the first segment queued to be sent again.
+    fn pop_missed(&mut self) -> Option<u32> {
+        let sn = self.misseds.pop_front()?;
+        if let Some(mark) = self.missed.get_mut(sn as usize) {
+            *mark = false;
+        }
+        Some(sn)
+    }
 }
 
 /// Our side of a segmented message we receive (single-packet messages complete at once).
@@ -319,12 +338,9 @@ impl Road {
             b => b.min(m.misseds.len()),
         };
         for i in 0..burst {
-            let Some(sn) = m.misseds.pop_front() else {
+            let Some(sn) = m.pop_missed() else {
                 break;
             };
-            if let Some(mark) = m.missed.get_mut(sn as usize) {
-                *mark = false;
-            }
             if let Some(fg) = m.flag(sn) {
                 fg.set(Flags::AF, true);
                 fg.set(Flags::WF, i + 1 == burst);
@@ -386,12 +402,7 @@ impl Road {
                 self.core.stats.message_resend_rx += 1;
                 m.acked = true;
                 for sn in self.misseds(&body, m.count) {
-                    if let Some(mark) = m.missed.get_mut(sn as usize) {
-                        if !*mark {
-                            *mark = true;
-                            m.misseds.push_back(sn);
-                        }
-                    }
+                    m.push_missed(sn);
                 }
                 self.send_misseds(now, uid, &mut m);
             }

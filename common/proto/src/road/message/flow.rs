@@ -46,6 +46,8 @@ pub(crate) struct Flow {
     order: u64,
     /// Every segment below this one is confirmed.
     confirmed: u32,
+    /// Segments in flight.
+    flying: u32,
 }
 
 impl Flow {
@@ -54,6 +56,7 @@ impl Flow {
             segments: vec![Segment::default(); count as usize],
             order: 0,
             confirmed: 0,
+            flying: 0,
         }
     }
 
@@ -100,10 +103,7 @@ impl Road {
                 break;
             };
             if again && (segment.received || segment.flying) {
-                m.misseds.pop_front();
-                if let Some(mark) = m.missed.get_mut(sn as usize) {
-                    *mark = false;
-                }
+                m.pop_missed();
                 continue;
             }
             let bytes = wire_size(m, sn);
@@ -115,7 +115,7 @@ impl Road {
             match cc.admit(now, bytes) {
                 Ok(()) => {}
                 Err(paced) => {
-                    let flying = flow.segments.iter().any(|s| s.flying);
+                    let flying = flow.flying > 0;
                     let poll = cc
                         .srtt()
                         .map_or(WINDOW_POLL, |rtt| (rtt / 4).max(WINDOW_POLL));
@@ -127,10 +127,7 @@ impl Road {
             let stamp = cc.sent(now, bytes, !more && idle);
             let ask = !more || full || flow.order % ANSWER_EVERY == ANSWER_EVERY - 1;
             if again {
-                m.misseds.pop_front();
-                if let Some(mark) = m.missed.get_mut(sn as usize) {
-                    *mark = false;
-                }
+                m.pop_missed();
                 self.core.stats.fast_retransmit += 1;
             } else {
                 m.current += 1;
@@ -149,6 +146,7 @@ impl Road {
                     flying: true,
                     received: false,
                 };
+                flow.flying += 1;
             }
             flow.order += 1;
             self.send_segment(now, uid, m, sn);
@@ -186,6 +184,7 @@ impl Road {
                 continue;
             }
             if s.flying {
+                flow.flying -= 1;
                 bytes += wire_size(m, sn);
             }
             if s.stamp.is_some() && newest.is_none_or(|n| n.order < s.order) {
@@ -223,14 +222,10 @@ impl Road {
             }
             if s.flying {
                 s.flying = false;
+                flow.flying -= 1;
                 lost += wire_size(m, sn);
             }
-            if let Some(mark) = m.missed.get_mut(sn as usize) {
-                if !*mark {
-                    *mark = true;
-                    m.misseds.push_back(sn);
-                }
-            }
+            m.push_missed(sn);
         }
         if let Some(cc) = self.congestion(now, uid) {
             cc.lost(lost);
@@ -250,7 +245,7 @@ impl Road {
     /// everything sent (the answer to the last one was lost), the last one is sent again
     /// with the wait flag.
     pub(super) fn flow_timeout(&mut self, now: Instant, uid: Uid, m: &mut Messenger) {
-        let Some(flow) = m.flow.as_mut() else {
+        let Some(mut flow) = m.flow.take() else {
             return;
         };
         let mut lost = 0;
@@ -259,14 +254,11 @@ impl Road {
                 continue;
             }
             s.flying = false;
-            lost += m.seg.chunk(&m.coat, sn as u32).map_or(0, <[u8]>::len) + FAST_OVERHEAD;
-            if let Some(mark) = m.missed.get_mut(sn) {
-                if !*mark {
-                    *mark = true;
-                    m.misseds.push_back(sn as u32);
-                }
-            }
+            lost += wire_size(m, sn as u32);
+            m.push_missed(sn as u32);
         }
+        flow.flying = 0;
+        m.flow = Some(flow);
         if let Some(cc) = self.congestion(now, uid) {
             cc.lost(lost);
         }
