@@ -293,3 +293,32 @@ def test_salt_local_client_is_patched():
     import salt.client
 
     assert hasattr(salt.client.LocalClient.get_iter_returns, "__wrapped__")
+
+
+def _schedule(transport_name):
+    import salt.utils.schedule
+
+    schedule = object.__new__(salt.utils.schedule.Schedule)
+    schedule.opts = {"transport": transport_name, "schedule": {}}
+    schedule.persist = lambda: None
+    schedule._get_schedule = lambda include_opts=True: schedule.opts["schedule"]
+    return schedule
+
+
+def test_no_tcp_check_of_the_master_at_a_zero_interval_on_raet():
+    """Salt 3007 schedules status.master after a failover even with
+    master_alive_interval 0 (every second); on RAET the check always fails."""
+    import salt.minion
+
+    name = salt.minion.master_event(type="alive", master="127.0.0.2")
+    job = {"function": "status.master", "seconds": 0, "kwargs": {"connected": True}}
+    raet = _schedule("raet")
+    raet.modify_job(name=name, schedule=job)
+    assert raet.opts["schedule"] == {}
+    # a positive interval is the operator's choice; other jobs and transports unchanged
+    raet.modify_job(name=name, schedule=dict(job, seconds=30))
+    raet.modify_job(name="__mine_interval", schedule={"function": "mine.update", "seconds": 0})
+    assert set(raet.opts["schedule"]) == {name, "__mine_interval"}
+    zeromq = _schedule("zeromq")
+    zeromq.modify_job(name=name, schedule=job)
+    assert zeromq.opts["schedule"] == {name: job}

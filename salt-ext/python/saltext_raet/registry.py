@@ -35,6 +35,8 @@ import sys
 log = logging.getLogger(__name__)
 
 NAME = "raet"
+# Salt's job checking the master over TCP (salt.minion.master_event(type="alive"))
+ALIVE_JOB = "__master_alive"
 MODULE = "saltext_raet.transport"
 #: Salt release lines this extension is built and tested for.
 SUPPORTED = ((3007,), (3008,))
@@ -206,6 +208,7 @@ def _wrap_channel_factories():
         "salt.utils.minions": _patch_presence,
         "salt.master": _patch_maintenance,
         "salt.client": _patch_local_client,
+        "salt.utils.schedule": _patch_alive_schedule,
     }
     for module_name, patch in targets.items():
         if module_name in sys.modules:
@@ -288,6 +291,33 @@ def _patch_maintenance(module):
 
     handle_presence.__wrapped__ = original
     maintenance.handle_presence = handle_presence
+
+
+def _patch_alive_schedule(module):
+    """
+    After a failover Salt 3007 schedules its TCP check of the new master
+    (``status.master``, job ``__master_alive_<master>``) even with
+    ``master_alive_interval: 0``, and runs it every second; Salt 3008 adds it
+    only when the interval is positive. The check looks for a TCP connection
+    to the master's publish port, which a RAET minion never has: it would
+    report the master lost at once and the minion would flap between its
+    masters. With transport raet such a job (``seconds`` not positive) is not
+    added, as Salt 3008 does; RAET presence is the liveness signal.
+    """
+    original = module.Schedule.modify_job
+
+    def modify_job(self, name, schedule, *args, **kwargs):
+        if (
+            ttype(self.opts) == NAME
+            and name.startswith(ALIVE_JOB)
+            and float(schedule.get("seconds") or 0) <= 0
+        ):
+            log.debug("RAET: not scheduling %s (presence is the liveness signal)", name)
+            return None
+        return original(self, name, schedule, *args, **kwargs)
+
+    modify_job.__wrapped__ = original
+    module.Schedule.modify_job = modify_job
 
 
 class _Expected(set):
