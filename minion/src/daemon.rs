@@ -67,9 +67,17 @@ impl Side for MinionSide {
         self.masters.on_step(d, step).await;
     }
 
-    /// With `master_finger`: a master's keys the keep has not accepted, accepted when they are
-    /// the pinned ones, else refused (the refusal is not kept: each join is checked again).
+    /// A master that pends our join is shown `pending` at once (not only when the pended join
+    /// times out). With `master_finger`: a master's keys the keep has not accepted, accepted
+    /// when they are the pinned ones, else refused (the refusal is not kept: each join is
+    /// checked again).
     async fn on_event(&mut self, d: &mut Shared, event: &Event) {
+        if let Event::JoinPended { uid, .. } = event {
+            if let Some(remote) = d.road.remote(*uid).await {
+                self.masters.pended(remote.ha);
+            }
+            return;
+        }
         let (
             Some(pin),
             Event::Pending {

@@ -144,6 +144,16 @@ impl Upstreams {
             .any(|m| m.estate.as_deref() == Some(estate))
     }
 
+    /// The master at `address` pended our join (its operator has not decided on our key):
+    /// a master still being joined is shown `pending` while the join goes on.
+    pub fn pended(&mut self, address: SocketAddr) {
+        for master in &mut self.masters {
+            if master.address == Some(address) && master.join == JoinState::Joining {
+                master.join = JoinState::Pending;
+            }
+        }
+    }
+
     /// The daemon refused the key of the master at `address` (`master_finger`): the
     /// rejection its join loop reports next says so.
     pub fn refused(&mut self, address: SocketAddr) {

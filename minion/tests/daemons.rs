@@ -103,6 +103,13 @@ fn an_accepted_key_reaches_the_pending_minion_at_once() {
     for id in ids {
         wait_for(LIMIT, "pending keys", || pending(&master, id).exists());
     }
+    // a master that pends the join is shown pending at once, not when the pended join
+    // times out (Salt's failover gives up a master still `joining` after auth_timeout)
+    let timed_out = log_lines(&minions[3], "joiner timed out");
+    wait_for(LIMIT, "b4 shown pending", || {
+        join_state(&minions[3]).is_some_and(|(state, _)| state == "pending")
+    });
+    assert_eq!(log_lines(&minions[3], "joiner timed out"), timed_out);
     // Pending for a moment only.
     took.push(accept_and_time(&rt, &master, &minions[0], "b1"));
     // Pending for over 20 s (five pended joins), accepted just as its fifth join ended:

@@ -194,6 +194,9 @@ impl EventLog {
             Event::Pending { uid, name, .. } => {
                 ("pending", json!({"name": name, "uid": uid, "by": "us"}))
             }
+            Event::JoinPended { uid, name } => {
+                ("pending", json!({"name": name, "uid": uid, "by": "them"}))
+            }
             Event::Rejected { uid, name, by } => {
                 let by = match by {
                     RejectedBy::Us => "us",

@@ -200,6 +200,14 @@ fn auto_never_pends_until_accepted() {
         )
         .expect("pending");
     assert!(!world.peer_ref(o).has(|e| matches!(e, Event::Joined { .. })));
+    // the joiner hears of the pend at once (not only when its join times out), once
+    world
+        .wait_for(
+            o,
+            Duration::from_secs(1),
+            |e| matches!(e, Event::JoinPended { uid: pended, .. } if *pended == uid),
+        )
+        .expect("join pended");
     let status = world.peer_ref(m).road.remotes();
     assert_eq!(status[0].acceptance, Some(Acceptance::Pending));
     let now = world.net.now();
@@ -211,6 +219,10 @@ fn auto_never_pends_until_accepted() {
         })
         .expect("message after the accept");
     assert!(world.peer_ref(o).has(|e| matches!(e, Event::Joined { .. })));
+    let pends = world
+        .peer_ref(o)
+        .count(|e| matches!(e, Event::JoinPended { .. }));
+    assert_eq!(pends, 1, "one join, pended once");
     assert_eq!(
         world.peer_ref(m).road.remotes()[0].acceptance,
         Some(Acceptance::Accepted)

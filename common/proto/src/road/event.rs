@@ -58,6 +58,17 @@ pub enum Event {
         /// Who rejected it.
         by: RejectedBy,
     },
+    /// The remote pended our join: its operator has not decided on our keys yet. The join
+    /// goes on (their accept completes it) until it times out with
+    /// [`JoinFailure::Pended`](super::JoinFailure::Pended). Emitted once per join, at the
+    /// first pend. The pend is not authenticated (it comes before any key is trusted): it
+    /// is a hint for the application's status and changes no state of the road.
+    JoinPended {
+        /// Our uid for it.
+        uid: Uid,
+        /// Its name as we know it (before a first join completes, its address).
+        name: String,
+    },
     /// The join timed out or was refused.
     JoinFailed {
         /// Our uid for it.

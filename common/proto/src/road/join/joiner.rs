@@ -102,6 +102,12 @@ impl Road {
         match pk {
             PacketKind::Pend => {
                 self.core.stats.joiner_rx_pend += 1;
+                if !j.pended {
+                    if let Some(remote) = self.remotes.get(&uid) {
+                        let name = remote.name.clone();
+                        self.core.event(Event::JoinPended { uid, name });
+                    }
+                }
                 j.pended = true;
                 self.insert_txn(uid, index, Transaction::Joiner(j));
             }
