@@ -7,8 +7,9 @@
 #      and the delivery contract property over many seeds (release)
 #   5. Salt's venv (scripts/setup-salt-venv.sh: Salt 3008.5, the extension built by maturin),
 #      the extension's pytest (salt-ext/tests), stock Salt end to end on transport raet
-#      (tests/salt, salt-api included), on Salt 3007.17 (its own venv, target/salt3007-venv)
-#      the extension's pytest and the end-to-end tests marked `core`, Salt's own transport
+#      (tests/salt, salt-api included), beside it (in the background, other ports) on Salt
+#      3007.17 (its own venv, target/salt3007-venv) the extension's pytest and the
+#      end-to-end tests marked `core`, Salt's own transport
 #      and channel tests run for raet
 #      (tests/salt-transport); the raet-rs Python package's pytest (pkg/raet-rs/tests, a
 #      debug build in target/raet-rs-venv)
@@ -154,31 +155,56 @@ step "raet-rs venv" "$logdir/setup-raet-rs.log" scripts/setup-raet-rs-venv.sh "$
 counted_step pytest_counts "raet-rs pytest" "$logdir/raet-rs.log" \
     "$raet_rs_venv/bin/python" -m pytest -q -p no:cacheprovider pkg/raet-rs/tests
 
-# salt_e2e NAME LOG VENV [PYTEST ARGS...]: the end-to-end suite tests/salt with the Salt of
-# VENV and the debug daemons built by cargo test above, counted.
+# salt_e2e NAME LOG VENV PORTS [PYTEST ARGS...]: the end-to-end suite tests/salt with the Salt
+# of VENV and the debug daemons built by cargo test above, its UDP ports from PORTS, counted.
 salt_e2e() {
-    local name="$1" log="$2" venv="$3"
-    shift 3
+    local name="$1" log="$2" venv="$3" ports="$4"
+    shift 4
     counted_step pytest_counts "$name" "$log" \
         env SALT_RAET_VENV="$venv" SALT_RAET_BIN_DIR="$root/target/debug" \
-        SALT_RAET_PORTS="${SALT_RAET_PORTS:-29000-29999}" \
+        SALT_RAET_PORTS="$ports" \
         "$venv/bin/python" -m pytest -q -p no:cacheprovider --durations=5 "$@" tests/salt
 }
-
-# Stock Salt on transport raet, end to end (tests/salt): a master and two minions, salt-api,
-# raet.status, Salt-crypto mode, IPv6 on ::1, the migration from ZeroMQ (docs/migration.md).
-salt_e2e "salt end-to-end" "$logdir/salt-e2e.log" "$salt_venv"
 
 # Salt 3007.x, the other supported series, in a second venv made by the same script (the
 # extension build is reused): the extension's tests, and of the end-to-end suite the tests
 # marked `core` (key workflow, jobs, pillar, states and files, events, job cache, key
-# deletion, salt-api).
-salt3007_venv="${SALT_RAET_VENV_3007:-$root/target/salt3007-venv}"
-step "salt 3007 venv" "$logdir/setup-salt3007.log" \
-    scripts/setup-salt-venv.sh "$salt3007_venv" 3007.17 \
-    || fail "scripts/setup-salt-venv.sh $salt3007_venv 3007.17" 1 "$logdir/setup-salt3007.log"
-salt_ext_tests "salt-ext pytest (3007)" "$logdir/salt-ext3007.log" "$salt3007_venv"
-salt_e2e "salt 3007 end-to-end" "$logdir/salt3007-e2e.log" "$salt3007_venv" -m core
+# deletion, salt-api, multi-master, failover, syndic). Its own counts, as a summary line.
+salt3007() {
+    passed=0
+    failed=0
+    local venv="${SALT_RAET_VENV_3007:-$root/target/salt3007-venv}"
+    step "salt 3007 venv" "$logdir/setup-salt3007.log" \
+        scripts/setup-salt-venv.sh "$venv" 3007.17 \
+        || fail "scripts/setup-salt-venv.sh $venv 3007.17" 1 "$logdir/setup-salt3007.log"
+    salt_ext_tests "salt-ext pytest (3007)" "$logdir/salt-ext3007.log" "$venv"
+    salt_e2e "salt 3007 end-to-end" "$logdir/salt3007-e2e.log" "$venv" 31000-31999 -m core
+    summary "salt 3007 passed"
+}
+
+# Both end-to-end suites mostly wait on Salt's daemons: Salt 3007's group runs in the
+# background (its output shown when it ends) beside stock Salt 3008 on transport raet,
+# end to end (tests/salt): a master and two minions, salt-api, raet.status, Salt-crypto mode,
+# IPv6 on ::1, the migration from ZeroMQ (docs/migration.md), multi-master, syndic.
+salt3007 > "$logdir/salt3007-group.log" 2>&1 &
+group3007=$!
+# a failure below still waits for it (no daemon of its labs left running)
+trap 'wait "$group3007" 2>/dev/null' EXIT
+salt_e2e "salt end-to-end" "$logdir/salt-e2e.log" "$salt_venv" \
+    "${SALT_RAET_PORTS:-29000-29999}"
+wait "$group3007"
+rc3007=$?
+trap - EXIT
+cat "$logdir/salt3007-group.log"
+read -r p f < <(tail -n 1 "$logdir/salt3007-group.log" | awk '{ print $1 + 0, $3 + 0 }')
+passed=$((passed + p))
+failed=$((failed + f))
+if [ "$rc3007" != 0 ] || [ "$p" = 0 ]; then
+    failed=$((failed + (f > 0 ? 0 : 1)))
+    echo "test-all: FAILED: Salt 3007 (log: $logdir/salt3007-group.log)" >&2
+    summary "stopped at the first failure: Salt 3007"
+    exit 1
+fi
 
 # Salt's own transport and channel tests, from Salt's sdist (downloaded once into target/),
 # for transport raet next to the stock transports (tests/salt-transport/raet_overlay.py).

@@ -230,18 +230,28 @@ class Daemon:
     def stop(self, grace_s: float = 20.0) -> None:
         """SIGTERM to the PID, wait up to ``grace_s`` for it and its process group, then
         SIGKILL the group's leftovers. Idempotent."""
+        self.terminate()
+        self.reap(time.monotonic() + grace_s)
+
+    def terminate(self) -> None:
+        """SIGTERM to the PID (if it runs); marks the daemon stopped."""
         if self.proc is None:
             return
         self.stopped = True
-        pid = self.proc.pid
         if self.proc.poll() is None:
             try:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        end = time.monotonic() + grace_s
+
+    def reap(self, end: float) -> None:
+        """Waits until ``end`` (monotonic) for the terminated PID and its process group,
+        then SIGKILLs the group's leftovers."""
+        if self.proc is None:
+            return
+        pid = self.proc.pid
         try:
-            self.proc.wait(timeout=grace_s)
+            self.proc.wait(timeout=max(0.0, end - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
         while self._group_alive() and time.monotonic() < end:
@@ -637,10 +647,16 @@ class Lab:
         for daemon in self.daemons():
             daemon.check()
 
-    def stop(self) -> None:
-        """Stops every daemon, minions first, each by its PID."""
-        for daemon in reversed(self.daemons()):
-            daemon.stop()
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stops every daemon by its PID: SIGTERM to all (minions first), then one shared
+        grace of ``grace_s`` before the leftovers are killed. The lab is going away: Salt
+        3007's salt-minion, which does not exit on SIGTERM, is not waited for longer."""
+        daemons = list(reversed(self.daemons()))
+        for daemon in daemons:
+            daemon.terminate()
+        end = time.monotonic() + grace_s
+        for daemon in daemons:
+            daemon.reap(end)
 
     def restart(self, node: Node, name: str) -> Daemon:
         """Stops and starts one daemon of ``node``; returns it."""

@@ -324,7 +324,9 @@ def test_a_stopped_minion_is_reported_not_connected_at_once(lab):
         assert proc.returncode == 1, (proc.returncode, returns)
         if lab.raet:
             assert "[Not connected]" in returns[DB], returns
-            assert took < 3.0, f"took {took:.1f} s"
+            # not waiting for the timeout (20 s): about 2 s here, most of it the salt CLI's
+            # own start; the bound leaves room for a loaded machine (4.7 s seen at load 15)
+            assert took < 10.0, f"took {took:.1f} s"
         else:
             # zeromq waits for the timeout (20 s) before it gives up on the minion
             assert took > 20.0, f"took {took:.1f} s"

@@ -39,7 +39,8 @@ def accepted_pem(lab) -> str:
 
 
 def switch(lab, transport, **kwargs):
-    lab.stop()
+    # the same daemons start again: they get their full grace to exit
+    lab.stop(grace_s=20)
     lab.switch_transport(transport, **kwargs)
     lab.start()
 
