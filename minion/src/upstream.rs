@@ -32,6 +32,15 @@ struct Upstream {
     attempts: u64,
 }
 
+impl Upstream {
+    /// Its master pended our join: shown pending while the join goes on.
+    fn pended(&mut self) {
+        if self.join == JoinState::Joining {
+            self.join = JoinState::Pending;
+        }
+    }
+}
+
 /// Where one join loop is (declared from the most to the least connected: the overall
 /// state is the first one any master is in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,6 +77,9 @@ pub struct Upstreams {
     /// loop has not reported yet (the road's events and the join loops' reports arrive on
     /// separate channels, so the refusal may come before the address is resolved).
     refusals: BTreeSet<SocketAddr>,
+    /// Addresses that pended our join before their master's address was resolved here (the
+    /// same race): the master is shown pending once it is.
+    pends: BTreeSet<SocketAddr>,
 }
 
 /// A step of the join loop of one upstream master (its index and the outcome).
@@ -113,6 +125,7 @@ impl Upstreams {
             masters,
             joins,
             refusals: BTreeSet::new(),
+            pends: BTreeSet::new(),
         }
     }
 
@@ -147,9 +160,10 @@ impl Upstreams {
     /// The master at `address` pended our join (its operator has not decided on our key):
     /// a master still being joined is shown `pending` while the join goes on.
     pub fn pended(&mut self, address: SocketAddr) {
-        for master in &mut self.masters {
-            if master.address == Some(address) && master.join == JoinState::Joining {
-                master.join = JoinState::Pending;
+        match self.masters.iter_mut().find(|m| m.address == Some(address)) {
+            Some(master) => master.pended(),
+            None => {
+                self.pends.insert(address);
             }
         }
     }
@@ -174,6 +188,9 @@ impl Upstreams {
             JoinOutcome::Resolved(address) => {
                 info!(master = %master.host, %address, "master resolved");
                 master.address = Some(address);
+                if self.pends.remove(&address) {
+                    master.pended();
+                }
             }
             JoinOutcome::Attempt => {
                 master.attempts += 1;
