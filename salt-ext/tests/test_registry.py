@@ -314,6 +314,8 @@ def test_no_tcp_check_of_the_master_at_a_zero_interval_on_raet():
     job = {"function": "status.master", "seconds": 0, "kwargs": {"connected": True}}
     raet = _schedule("raet")
     raet.modify_job(name=name, schedule=job)
+    ping = {"function": "status.ping_master", "seconds": 0, "kwargs": {"master": "127.0.0.1"}}
+    raet.modify_job(name=salt.minion.master_event(type="failback"), schedule=ping)
     assert raet.opts["schedule"] == {}
     # a positive interval is the operator's choice; other jobs and transports unchanged
     raet.modify_job(name=name, schedule=dict(job, seconds=30))
@@ -322,3 +324,102 @@ def test_no_tcp_check_of_the_master_at_a_zero_interval_on_raet():
     zeromq = _schedule("zeromq")
     zeromq.modify_job(name=name, schedule=job)
     assert zeromq.opts["schedule"] == {name: job}
+
+
+# Salt's runner manage in short: status asks _ping, which publishes a test.ping job.
+MANAGE = """
+pinged = []
+
+def _ping(tgt, tgt_type, timeout, gather_job_timeout):
+    pinged.append(tgt)
+    return ["pinged"], []
+
+def status(tgt="*", tgt_type="glob"):
+    up, down = _ping(tgt, tgt_type, 5, 10)
+    return {"up": up, "down": down}
+"""
+
+
+def _loaded_manage(transport_name, tag="runners"):
+    """A LazyLoader whose _load_module (patched by the extension) loads MANAGE: the
+    loader's manage.status and the module's namespace."""
+    import types
+
+    namespace = {}
+    exec(MANAGE, namespace)  # pylint: disable=exec-used
+
+    class LazyLoader:
+        def __init__(self):
+            self.tag = tag
+            self.opts = {"transport": transport_name}
+            self._dict = {}
+
+        def _load_module(self, name):
+            self._dict[f"{name}.status"] = namespace["status"]
+            return True
+
+    registry._patch_manage_runner(types.SimpleNamespace(LazyLoader=LazyLoader))
+    loader = LazyLoader()
+    assert loader._load_module("manage") is True
+    return loader._dict["manage.status"], namespace
+
+
+def test_manage_status_answers_from_presence_without_pinging(monkeypatch):
+    asked = []
+
+    def presence_status(opts, tgt, tgt_type):
+        asked.append((opts["transport"], tgt, tgt_type))
+        return ["web"], ["db"]
+
+    monkeypatch.setattr(registry, "presence_status", presence_status)
+    status, namespace = _loaded_manage("raet")
+    assert status("web*", "glob") == {"up": ["web"], "down": ["db"]}
+    assert asked == [("raet", "web*", "glob")]
+    assert namespace["pinged"] == []
+
+
+def test_manage_status_pings_when_presence_cannot_answer_or_not_raet(monkeypatch):
+    monkeypatch.setattr(registry, "presence_status", lambda opts, tgt, tgt_type: None)
+    status, namespace = _loaded_manage("raet")
+    assert status() == {"up": ["pinged"], "down": []}
+    assert namespace["pinged"] == ["*"]
+    for transport_name, tag in (("zeromq", "runners"), ("raet", "modules")):
+        status, namespace = _loaded_manage(transport_name, tag)
+        assert not hasattr(namespace["_ping"], "__wrapped__")
+        assert status() == {"up": ["pinged"], "down": []}
+        assert namespace["pinged"] == ["*"]
+
+
+def _master_opts(tmp_path):
+    import salt.config
+
+    overrides = {"root_dir": str(tmp_path), "pki_dir": str(tmp_path / "pki"),
+                 "cachedir": str(tmp_path), "sock_dir": str(tmp_path), "transport": "raet"}
+    opts = salt.config.apply_master_config(overrides, dict(salt.config.DEFAULT_MASTER_OPTS))
+    accepted = tmp_path / "pki" / "minions"
+    accepted.mkdir(parents=True)
+    for mid in ("web-1", "web-2", "db-1"):
+        (accepted / mid).write_text("key")
+    return opts
+
+
+def test_presence_status_splits_the_matched_ids_by_the_daemons_presence(tmp_path, monkeypatch):
+    opts = _master_opts(tmp_path)
+    present = {"web-1": "127.0.0.1", "db-1": "127.0.0.1", "res-9": "127.0.0.1"}
+    monkeypatch.setattr(transport, "present_minions", lambda opts, timeout: present)
+    assert registry.presence_status(opts, "*", "glob") == (["db-1", "web-1"], ["web-2"])
+    assert registry.presence_status(opts, "web-*", "glob") == (["web-1"], ["web-2"])
+    assert registry.presence_status(opts, "web-2,db-1", "list") == (["db-1"], ["web-2"])
+    assert registry.presence_status(opts, "none-*", "glob") == ([], [])
+    # a master of masters pings (its syndics' minions have no key here)
+    assert registry.presence_status(dict(opts, order_masters=True), "*", "glob") is None
+
+
+def test_presence_status_is_none_without_a_daemon(tmp_path):
+    assert registry.presence_status(_master_opts(tmp_path), "*", "glob") is None
+
+
+def test_salt_loader_is_patched_for_manage():
+    import salt.loader.lazy
+
+    assert hasattr(salt.loader.lazy.LazyLoader._load_module, "__wrapped__")

@@ -202,3 +202,61 @@ def test_a_syndic_whose_id_is_not_its_master_s_is_told(caplog):
     assert "salt-syndic's id" not in caplog.text
     transport._check_syndic_id({"estate": "syn_master"}, {"__role": "syndic", "id": "syn"})
     assert "salt-syndic's id 'syn' (minion config) is not 'syn_master'" in caplog.text
+
+
+class _StatusEndpoint:
+    """Stands for a subscriber's endpoint: the minion daemon's status."""
+
+    def __init__(self, status):
+        self.answer = status
+
+    async def status(self):
+        return self.answer
+
+
+def test_a_failover_connection_fails_back_once_its_first_master_is_allowed_again():
+    first = {"master": "127.0.0.1:4505", "id": "m1", "allowed": False}
+    rows = [first, {"master": "127.0.0.2:4505", "id": "m2", "allowed": True}]
+    opts = {"master_type": "failover", "master_failback": True,
+            "master_list": ["127.0.0.1", "127.0.0.2"], "master": "127.0.0.2"}
+    client = transport.PublishClient(opts, None)
+    client._master = "m2"
+    client._endpoint = _StatusEndpoint({"masters": rows})
+    called = []
+    client._failback_callback = called.append
+
+    def told(change, estate="m1"):
+        asyncio.run(client._on_presence({"id": estate, "change": change}))
+
+    told("lost")
+    told("new")  # not allowed yet
+    told("present", "m3")  # another estate
+    assert called == []
+    first["allowed"] = True
+    told("new")
+    told("present")
+    assert called == ["127.0.0.1"]  # once
+
+
+def test_only_a_failover_connection_with_failback_off_its_first_master_fails_back():
+    opts = {"master_type": "failover", "master_failback": True,
+            "master_list": ["a", "b"], "master": "b"}
+    assert transport.failback_master(opts) == "a"
+    assert transport.failback_master(dict(opts, master="a")) is None
+    assert transport.failback_master(dict(opts, master_failback=False)) is None
+    assert transport.failback_master(dict(opts, master_type="str")) is None
+    assert transport.failback_master(dict(opts, master_list=[])) is None
+
+
+def test_failover_gives_a_master_up_when_a_join_sent_while_waiting_is_unanswered():
+    wait = transport.UnansweredJoins(auth_timeout=2)
+    joining = {"state": "joining", "attempts": 1}
+    # the join in flight when the wait began may have left before the master was up
+    assert not wait.given_up(joining, 0.0)
+    assert not wait.given_up(joining, 10.0)
+    # the next join, sent at 11 s, unanswered for auth_timeout
+    assert not wait.given_up(dict(joining, attempts=2), 11.0)
+    assert not wait.given_up(dict(joining, attempts=2), 13.0)
+    assert wait.given_up(dict(joining, attempts=2), 13.5)
+    # a master that answered (the key pending) is waited for
+    assert not wait.given_up({"state": "pending", "attempts": 3}, 20.0)

@@ -7,7 +7,7 @@ what landed on disk), not exit codes.
 
 CI runs the whole file on Salt 3008 and the tests marked ``core`` (``pytest -m core``) on
 Salt 3007: key workflow, test.ping, cmd.run, pillar, state.apply with salt://, cp.get_file,
-event.send, jobs.lookup_jid and salt-key -d.
+event.send, jobs.lookup_jid, manage.up/down/present and salt-key -d.
 """
 
 import json
@@ -186,10 +186,26 @@ def test_a_minion_cannot_speak_for_another(lab):
     assert replies[DB] == "bad load: id does not match the RAET peer", replies
 
 
+def ping_jids(lab):
+    """The ids of the test.ping jobs in the master's job cache (every published job is
+    there: ``keep_jobs_seconds`` is an hour)."""
+    return set(lab.run_json("salt-run", "jobs.list_jobs", "search_function=test.ping",
+                            timeout=120))
+
+
+@pytest.mark.core
 def test_manage_up_down_present(lab):
+    """On raet ``manage.up``/``down`` answer from the master daemon's presence: no
+    test.ping job is published; on zeromq (the baseline) each pings the minions."""
+    before = ping_jids(lab)
+    started = time.monotonic()
     assert sorted(lab.run_json("salt-run", "manage.up", timeout=120)) == sorted(MINIONS)
     assert lab.run_json("salt-run", "manage.down", timeout=120) == []
+    took = time.monotonic() - started
+    print(f"transport {lab.transport}: manage.up + manage.down took {took:.1f} s")
     assert sorted(lab.run_json("salt-run", "manage.present", timeout=120)) == sorted(MINIONS)
+    published = ping_jids(lab) - before
+    assert len(published) == (0 if lab.raet else 2), published
 
 
 @pytest.mark.core
@@ -331,13 +347,17 @@ def test_a_stopped_minion_is_reported_not_connected_at_once(lab):
             # zeromq waits for the timeout (20 s) before it gives up on the minion
             assert took > 20.0, f"took {took:.1f} s"
         if lab.raet:
-            # manage.status/down: the stopped minion is down without waiting for it
+            # manage.status/down: the stopped minion is down at once, from presence (no
+            # test.ping job published)
+            before = ping_jids(lab)
             started = time.monotonic()
             status = lab.run_json("salt-run", "manage.status", "timeout=20", timeout=120)
             took = time.monotonic() - started
             print(f"salt-run manage.status timeout=20 took {took:.1f} s: {status}")
             assert status == {"up": [WEB], "down": [DB]}, status
             assert took < 5.0, f"took {took:.1f} s"
+            assert lab.run_json("salt-run", "manage.down", timeout=120) == [DB]
+            assert ping_jids(lab) == before
     finally:
         for name in names:
             if not node.daemon(name).running():

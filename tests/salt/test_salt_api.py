@@ -59,7 +59,7 @@ def test_local_client_test_ping_through_salt_api(api_lab, token):
 
 
 def test_runner_client_through_salt_api(api_lab, token):
-    # manage.up pings every accepted minion from the runner: a second path over RAET
+    # manage.up: on raet from the master daemon's presence (no job), on zeromq a test.ping
     status, answer = api_lab.api_request("/", {"client": "runner", "fun": "manage.up"},
                                          token=token)
     assert (status, answer) == (200, {"return": [[MINION]]})

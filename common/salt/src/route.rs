@@ -395,6 +395,12 @@ impl RouteTable {
                 }
             },
         };
+        if yard == MANOR {
+            // the daemon's own yard takes register and status only: a message sent there
+            // would come back to this table from yard MANOR, again and again
+            let reason = format!("the daemon's yard does not serve share {share:?}");
+            return self.error(own, &env, ErrorKind::UnknownShare, &reason);
+        }
         if let Some(reg) = self.yards.get(&yard) {
             if !reg.accepts(share.as_deref(), &src) {
                 let reason = format!("yard {yard:?} refuses share {share:?} from {src:?}");
@@ -451,7 +457,9 @@ impl RouteTable {
     pub fn error(&mut self, own: &str, env: &Envelope, kind: ErrorKind, reason: &str) -> Action {
         self.count(kind.code());
         tracing::debug!(kind = kind.code(), reason, "message not routed");
-        if env.is_error() || env.src[1].is_none() {
+        // nobody to tell: an error, a message without a source yard, or the daemon's own
+        // (presence, a reply) to a yard that is gone
+        if env.is_error() || env.src[1].as_deref().is_none_or(|yard| yard == MANOR) {
             return Action::Drop(kind);
         }
         let reply = env.error_reply(own, kind, reason);

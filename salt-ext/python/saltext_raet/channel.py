@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 #: The request of a syndic carrying its minions' returns.
 SYNDIC_RETURN = "_syndic_return"
 
+#: The minion event of Salt's master failback (``salt.minion.master_event(type="failback")``).
+FAILBACK_TAG = "__master_failback"
+
 #: Options of Salt that need its RSA keys on the wire; refused in native mode.
 #: (``sign_pub_messages``, on by default, is met by RAET itself: every packet
 #: of a publication is signed with the master's Ed25519 key.)
@@ -161,7 +164,22 @@ class NativePubChannel(salt.channel.client.AsyncPubChannel):
         return cls(opts, transport, NativeAuth(opts), io_loop)
 
     async def connect(self):
-        await self.transport.connect(None, self.connect_callback, self.disconnect_callback)
+        await self.transport.connect(
+            None,
+            self.connect_callback,
+            self.disconnect_callback,
+            failback_callback=self.failback_callback,
+        )
+
+    def failback_callback(self, master):
+        """
+        ``master``, the first of a failover list, is back: fires what Salt's
+        ``status.ping_master`` fires when that master answers its ping
+        (``master_failback``), and Salt's minion connects to it again.
+        """
+        if self._closing or self.event is None:
+            return
+        self.event.fire_event({"master": master}, FAILBACK_TAG)
 
     async def send_id(self, tok, force_auth):
         return True

@@ -20,9 +20,11 @@ those factories runs, in every daemon and command; :func:`install` then
   RAET daemon and leaves the ``salt/presence/*`` events to that daemon (it
   fires them at once on a change): Salt's ``Maintenance`` fires none;
 * with transport raet, ``LocalClient`` (``salt``, ``cmd``, ``cmd_iter``,
-  salt-api, ``manage.status``) does not wait for the targets the master's RAET
-  daemon knows to be absent when the job is published (see
-  :func:`_patch_local_client`).
+  salt-api) does not wait for the targets the master's RAET daemon knows to
+  be absent when the job is published (see :func:`_patch_local_client`);
+* with transport raet, the runner ``manage``'s ``status``/``up``/``down``
+  answer from that daemon's presence without publishing a ``test.ping`` (see
+  :func:`_patch_manage_runner`).
 """
 
 import importlib
@@ -35,8 +37,9 @@ import sys
 log = logging.getLogger(__name__)
 
 NAME = "raet"
-# Salt's job checking the master over TCP (salt.minion.master_event(type="alive"))
-ALIVE_JOB = "__master_alive"
+# Salt's jobs checking the masters after a tune-in (salt.minion.master_event(type="alive") /
+# (type="failback"): status.master over TCP, status.ping_master)
+MASTER_JOBS = ("__master_alive", "__master_failback")
 MODULE = "saltext_raet.transport"
 #: Salt release lines this extension is built and tested for.
 SUPPORTED = ((3007,), (3008,))
@@ -209,6 +212,7 @@ def _wrap_channel_factories():
         "salt.master": _patch_maintenance,
         "salt.client": _patch_local_client,
         "salt.utils.schedule": _patch_alive_schedule,
+        "salt.loader.lazy": _patch_manage_runner,
     }
     for module_name, patch in targets.items():
         if module_name in sys.modules:
@@ -296,20 +300,22 @@ def _patch_maintenance(module):
 def _patch_alive_schedule(module):
     """
     After a failover Salt 3007 schedules its TCP check of the new master
-    (``status.master``, job ``__master_alive_<master>``) even with
-    ``master_alive_interval: 0``, and runs it every second; Salt 3008 adds it
-    only when the interval is positive. The check looks for a TCP connection
-    to the master's publish port, which a RAET minion never has: it would
-    report the master lost at once and the minion would flap between its
-    masters. With transport raet such a job (``seconds`` not positive) is not
-    added, as Salt 3008 does; RAET presence is the liveness signal.
+    (``status.master``, job ``__master_alive_<master>``) and, with
+    ``master_failback``, its ping of the first master (``status.ping_master``,
+    job ``__master_failback``) even with ``master_alive_interval: 0``, and runs
+    them every second; Salt 3008 adds them only when that interval is
+    positive. The TCP check looks for a connection to the master's publish
+    port, which a RAET minion never has: it would report the master lost at
+    once and the minion would flap between its masters. With transport raet
+    such a job (``seconds`` not positive) is not added, as Salt 3008 does;
+    RAET presence is the liveness signal (failback included).
     """
     original = module.Schedule.modify_job
 
     def modify_job(self, name, schedule, *args, **kwargs):
         if (
             ttype(self.opts) == NAME
-            and name.startswith(ALIVE_JOB)
+            and name.startswith(MASTER_JOBS)
             and float(schedule.get("seconds") or 0) <= 0
         ):
             log.debug("RAET: not scheduling %s (presence is the liveness signal)", name)
@@ -358,21 +364,116 @@ def absent_targets(opts, minions):
     if not ids or opts.get("order_masters"):
         return set()
     try:
-        import salt.utils.minions
-
-        accepted = set(salt.utils.minions.CkMinions(opts)._pki_minions())
-        present = _transport().present_minions(opts, timeout=2.0)
+        accepted, present = _accepted_and_present(opts)
     except Exception as exc:  # pylint: disable=broad-except
         log.warning("RAET: presence unknown, waiting for every target: %s", exc)
         return set()
-    return (ids & accepted) - set(present)
+    return (ids & accepted) - present
+
+
+def _accepted_and_present(opts):
+    """
+    The ids with an accepted key (Salt's ``CkMinions``) and those the
+    master's RAET daemon has allowed and hears; raises when the daemon does
+    not answer.
+    """
+    import salt.utils.minions
+
+    accepted = set(salt.utils.minions.CkMinions(opts)._pki_minions())
+    return accepted, set(_transport().present_minions(opts, timeout=2.0))
+
+
+def presence_status(opts, tgt, tgt_type):
+    """
+    What the runner ``manage``'s ``_ping`` returns, ``(up, down)``, from the
+    master's RAET daemon instead of a ``test.ping`` job: the ids ``tgt``
+    matches (Salt's ``CkMinions.check_minions``, as the publication would
+    have) that the daemon hears, and those it does not (lost, never joined,
+    not allowed), both sorted. None, so that Salt pings as before, with
+    ``order_masters`` (a syndic's minions have no key here), when a matched
+    id has no accepted key (3008's resources), or when the daemon does not
+    answer (warning logged).
+    """
+    if opts.get("order_masters"):
+        return None
+    try:
+        import salt.utils.minions
+
+        matched = salt.utils.minions.CkMinions(opts).check_minions(tgt, tgt_type)
+        targets = set(matched.get("minions", []))
+        accepted, present = _accepted_and_present(opts)
+    except Exception as exc:  # pylint: disable=broad-except
+        log.warning("RAET: presence unknown, manage pings the targets: %s", exc)
+        return None
+    if not targets <= accepted:
+        return None
+    return sorted(targets & present), sorted(targets - present)
+
+
+#: The parameters of the runner ``manage``'s ``_ping`` in Salt 3007 and 3008.
+_MANAGE_PING_PARAMS = ["tgt", "tgt_type", "timeout", "gather_job_timeout"]
+
+
+def _patch_manage_runner(module):
+    """
+    Salt's runner ``manage`` (``status``, and ``up``/``down`` through it)
+    publishes a ``test.ping`` job from its ``_ping`` and waits for the
+    returns. Runners are loaded by Salt's ``LazyLoader``, not imported: its
+    ``_load_module`` is wrapped so that, with transport raet, the loaded
+    ``manage`` module's ``_ping`` answers from the master daemon's presence
+    (:func:`presence_status`), publishing no job. Any other form of
+    ``_ping`` is left alone, with a warning.
+    """
+    lazy = getattr(module, "LazyLoader", None)
+    original = getattr(lazy, "_load_module", None)
+    if original is None:
+        log.warning(
+            "RAET: salt.loader.lazy.LazyLoader._load_module not as in Salt 3007/3008; "
+            "manage.status/up/down ping every target"
+        )
+        return
+
+    def _load_module(self, name):
+        loaded = original(self, name)
+        if loaded and name == "manage" and self.tag == "runners" and ttype(self.opts) == NAME:
+            _answer_manage_from_presence(self)
+        return loaded
+
+    _load_module.__wrapped__ = original
+    lazy._load_module = _load_module
+
+
+def _answer_manage_from_presence(loader):
+    """Replaces ``_ping`` in the namespace of the runner ``manage`` ``loader`` just loaded."""
+    namespace = getattr(loader._dict.get("manage.status"), "__globals__", {})
+    ping = namespace.get("_ping")
+    params = list(inspect.signature(ping).parameters) if callable(ping) else None
+    if params != _MANAGE_PING_PARAMS:
+        log.warning(
+            "RAET: the runner manage's _ping not as in Salt 3007/3008 (%s); "
+            "manage.status/up/down ping every target",
+            params,
+        )
+        return
+    opts = loader.opts
+
+    def _ping(tgt, tgt_type, timeout, gather_job_timeout):
+        split = presence_status(opts, tgt, tgt_type)
+        if split is None:
+            return ping(tgt, tgt_type, timeout, gather_job_timeout)
+        log.debug("RAET: manage from presence, no ping: up %s, down %s", *split)
+        return split
+
+    _ping.__wrapped__ = ping
+    namespace["_ping"] = _ping
 
 
 def _patch_local_client(module):
     """
     ``LocalClient.get_iter_returns`` (under ``cmd``, ``cmd_iter``, the
-    ``salt`` CLI, salt-api and ``manage.status``) waits for every target of
-    a job until Salt's timeout and ``gather_job_timeout`` have passed. With
+    ``salt`` CLI, salt-api, and ``manage.status`` when it pings) waits for
+    every target of a job until Salt's timeout and ``gather_job_timeout``
+    have passed. With
     transport raet, the targets the master's RAET daemon knows to be absent
     when the job is published (:func:`absent_targets`) are not waited for:
     with ``expect_minions`` they are reported at once as failed returns (the

@@ -480,6 +480,51 @@ def master_row(status, opts):
     return None
 
 
+class UnansweredJoins:
+    """
+    Whether a ``master_type: failover`` connection gives its master up
+    because the minion daemon's joins get no answer from it: a join the
+    daemon started after the connection began waiting (the one in flight
+    then may have left before the master's road was up, and the daemon
+    tries again only after its join timeout) is still unanswered (the master
+    row's ``state`` is ``joining``) ``auth_timeout`` seconds later, what a
+    ZeroMQ minion waits for the master's reply to its ``_auth`` (Salt sets
+    ``auth_tries`` to 0 with failover).
+    """
+
+    def __init__(self, auth_timeout):
+        self.auth_timeout = auth_timeout
+        self.attempts = None
+        self.started = None
+
+    def given_up(self, row, now):
+        """``row``: the master's row of the daemon's status, read at ``now``."""
+        attempts = row.get("attempts", 0)
+        if self.attempts is None:
+            self.attempts = attempts
+        elif self.started is None and attempts > self.attempts:
+            self.started = now
+        return (
+            row.get("state") == "joining"
+            and self.started is not None
+            and now - self.started > self.auth_timeout
+        )
+
+
+def failback_master(opts):
+    """
+    The master a ``master_type: failover`` connection goes back to when it
+    is alive again (``master_failback``): the first of the list, while the
+    connection is on another; else None.
+    """
+    masters = opts.get("master_list") or []
+    if opts.get("master_type") != "failover" or not opts.get("master_failback"):
+        return None
+    if not masters or opts.get("master") == masters[0]:
+        return None
+    return masters[0]
+
+
 def _check_syndic_id(status, opts):
     """
     Logs an error when ``salt-syndic``'s id (the minion config's) is not the
@@ -832,7 +877,7 @@ class PublishServer(salt.transport.base.DaemonizedPublishServer):
 class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
     """
     The minion's subscriber: a yard serving share ``pub`` (publications) and
-    ``presence`` (the daemon's view of its master).
+    ``presence`` (the daemon's view of its masters).
     """
 
     ttype = "raet"
@@ -847,16 +892,28 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
         self._receiving = False
         self._connect_callback = None
         self._disconnect_callback = None
+        self._failback_callback = None
         self._closing = False
         #: The estate of this connection's master on a multi-master minion.
         self._master = None
 
     async def connect(  # pylint: disable=arguments-differ,invalid-overridden-method
-        self, port=None, connect_callback=None, disconnect_callback=None, timeout=None
+        self,
+        port=None,
+        connect_callback=None,
+        disconnect_callback=None,
+        timeout=None,
+        failback_callback=None,
     ):
+        """
+        ``failback_callback(master)``: called once when the first master of a
+        ``master_type: failover`` list with ``master_failback`` is joined and
+        allowed again while this connection is on another master.
+        """
         self._connect_called = True
         self._connect_callback = connect_callback
         self._disconnect_callback = disconnect_callback
+        self._failback_callback = failback_callback
         if self._endpoint is None:
             self._endpoint = Endpoint(
                 self.opts, asyncio.get_running_loop(), "sub", on_message=self._on_message
@@ -886,12 +943,11 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
         ``_auth`` wait is for a ZeroMQ minion (its key pending on the master).
         """
         told = checked_id = False
-        # master_type failover: a master that does not answer the daemon's joins within
-        # Salt's auth_timeout (what a ZeroMQ minion waits for its _auth; Salt sets
-        # auth_tries to 0 with failover) is given up, and Salt tunes in to the next one;
-        # a pending key is waited for
-        failover = self.opts.get("master_type") == "failover"
-        deadline = time.monotonic() + self.opts.get("auth_timeout", 5)
+        # master_type failover: a master that does not answer the daemon's joins is given
+        # up, and Salt tunes in to the next one; a pending key is waited for
+        unanswered = None
+        if self.opts.get("master_type") == "failover":
+            unanswered = UnansweredJoins(self.opts.get("auth_timeout", 5))
         while True:
             try:
                 status = await self._endpoint.status()
@@ -908,7 +964,7 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
                     self._master = row["id"]
                     self._endpoint.set_accept({PUB_SHARE: [self._master]})
                     return
-                if failover and row.get("state") == "joining" and time.monotonic() > deadline:
+                if unanswered is not None and unanswered.given_up(row, time.monotonic()):
                     log.warning(
                         "RAET: master %s does not answer this minion's joins: giving it up "
                         "(master_type failover)",
@@ -940,13 +996,37 @@ class PublishClient(_EndpointClient, salt.transport.base.PublishClient):
             self._queue.put_nowait(payload)
 
     async def _on_presence(self, load):
-        if self._master is not None and load.get("id") != self._master:
-            return
         change = load.get("change")
+        if self._master is not None and load.get("id") != self._master:
+            if change in ("new", "present"):
+                await self._fail_back_to(load.get("id"))
+            return
         if change == "lost" and self._disconnect_callback is not None:
             self._disconnect_callback()
         elif change in ("new", "present") and self._connect_callback is not None:
             await self._connect_callback(True)
+
+    async def _fail_back_to(self, estate):
+        """
+        Salt's ``master_failback`` with RAET presence as the liveness signal:
+        when ``estate``, back, is the first master of the failover list and
+        this connection is on another one, calls the failback callback (Salt
+        fires ``__master_failback`` and connects to the first master again).
+        """
+        first = failback_master(self.opts)
+        if first is None or self._failback_callback is None:
+            return
+        try:
+            status = await self._endpoint.status()
+        except (asyncio.TimeoutError, OSError) as exc:
+            log.debug("RAET: no status from the minion daemon: %s", exc)
+            return
+        row = master_row(status, {"master": first})
+        if row is None or row.get("id") != estate or not row.get("allowed"):
+            return
+        callback, self._failback_callback = self._failback_callback, None
+        log.info("RAET: master %s is back: failing back to it (master_failback)", first)
+        callback(first)
 
     def _shares(self):
         taking = self._callback is not None or self._receiving

@@ -720,3 +720,44 @@ fn a_syndic_master_table_takes_replies_from_its_master_of_masters_only() {
         Some(vec!["minion1".into()])
     );
 }
+
+#[test]
+fn a_daemon_message_to_a_gone_yard_is_dropped_not_answered_to_the_daemon() {
+    let mut t = RouteTable::new();
+    // a presence message of the daemon (yard manor) to a subscriber that is gone
+    let presence = Envelope::parse(&body(json!({
+        "route": {"src": ["m1", MANOR, "presence"], "dst": [null, "sub9", "presence"]},
+        "load": {"change": "lost", "id": "master"}
+    })))
+    .unwrap();
+    assert_eq!(
+        t.undelivered("m1", "sub9", presence),
+        Action::Drop(ErrorKind::NoSuchYard)
+    );
+    assert_eq!(t.counters().get("no_such_yard"), Some(&1));
+}
+
+#[test]
+fn a_message_to_the_daemon_s_yard_for_another_share_is_refused_not_looped() {
+    let mut t = RouteTable::new();
+    let odd = body(json!({
+        "route": {"src": [null, "c", null], "dst": [null, MANOR, "odd"]},
+        "load": {"rid": "r1"}
+    }));
+    assert_error_to_yard(
+        t.from_lane("m1", "c", &odd, &peers(&[])),
+        "unknown_share",
+        "c",
+        "r1",
+    );
+    // what the daemon would have sent itself: dropped
+    let own = body(json!({
+        "route": {"src": [null, MANOR, null], "dst": [null, MANOR, null]},
+        "load": {"error": "yard \"sub9\" is not on the lane", "kind": "no_such_yard"}
+    }));
+    assert!(matches!(
+        t.from_lane("m1", MANOR, &own, &peers(&[])),
+        Action::Drop(_)
+    ));
+    assert_eq!(t.counters().get("routed_local"), None);
+}
