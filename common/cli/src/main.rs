@@ -172,14 +172,18 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// The `--send` messages followed by the `--size` ones, `--repeat` times.
-    pub fn messages(&self) -> Vec<Body> {
-        let once: Vec<Body> = self
-            .send
+    /// The `--send` messages followed by the `--size` ones (once).
+    pub fn distinct(&self) -> Vec<Body> {
+        self.send
             .iter()
             .cloned()
             .chain(self.size.iter().map(|&n| blob(n)))
-            .collect();
+            .collect()
+    }
+
+    /// The `--send` messages followed by the `--size` ones, `--repeat` times.
+    pub fn messages(&self) -> Vec<Body> {
+        let once = self.distinct();
         let mut all = Vec::with_capacity(once.len().saturating_mul(self.repeat));
         for _ in 0..self.repeat {
             all.extend(once.iter().cloned());
