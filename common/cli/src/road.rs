@@ -4,13 +4,14 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use raet::crypto::{PrivateKey, Signer};
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
-use raet::packet::{BodyKind, HeadKind};
-use raet::road::{Event, Presence, Profile, RejectedBy, RoadConfig, Uid};
+use raet::packet::{body, BodyKind, HeadKind};
+use raet::road::{Event, Presence, Profile, RejectedBy, RoadConfig, RoadError, Uid};
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
@@ -378,18 +379,25 @@ async fn session(
         Some(ha) => Some(join(stack, ha).await?),
         None => None,
     };
-    let bodies = args.traffic.messages();
+    // Each distinct message is encoded once; its --repeat copies share the bytes.
+    let bodies = args
+        .traffic
+        .distinct()
+        .iter()
+        .map(|msg| body::encode(args.bk.into(), msg).map(Arc::<[u8]>::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StackError::Road(RoadError::InvalidMessage(e.to_string())))?;
     let sending = async {
-        if bodies.is_empty() {
+        if bodies.is_empty() || args.traffic.repeat == 0 {
             return Ok(());
         }
         let to = match joined {
             Some(uid) => uid,
             None => first_allowed(stack, events).await?,
         };
-        let pending: Vec<_> = bodies
-            .into_iter()
-            .map(|body| stack.transmit(to, body))
+        let pending: Vec<_> = (0..args.traffic.repeat)
+            .flat_map(|_| &bodies)
+            .map(|body| stack.transmit_encoded(to, Arc::clone(body)))
             .collect();
         progress.sent.store(pending.len(), Ordering::Relaxed);
         info!(count = pending.len(), to, "messages sent");

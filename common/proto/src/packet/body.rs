@@ -77,6 +77,30 @@ pub fn decode(bk: BodyKind, bytes: &[u8]) -> Result<BodyMap, PacketError> {
     }
 }
 
+/// The length of the longest prefix of `bytes` that is printable ASCII (`' '..='~'`), found
+/// a block of 64 at a time without an early exit (so the compiler vectorizes it: a large
+/// string body is mostly such text).
+fn printable_prefix(bytes: &[u8]) -> usize {
+    const BLOCK: usize = 64;
+    let blocks = bytes.chunks_exact(BLOCK);
+    let mut plain = 0;
+    for block in blocks {
+        let printable = block
+            .iter()
+            .fold(true, |all, &b| all & (b' '..=b'~').contains(&b));
+        if !printable {
+            break;
+        }
+        plain += BLOCK;
+    }
+    let tail = bytes.get(plain..).unwrap_or_default();
+    plain
+        + tail
+            .iter()
+            .take_while(|b| (b' '..=b'~').contains(b))
+            .count()
+}
+
 /// serde_json formatter reproducing Python's `json.dumps` with
 /// `separators=(',', ':')` and `ensure_ascii=True`.
 struct PyFormatter;
@@ -89,6 +113,9 @@ impl Formatter for PyFormatter {
     ) -> io::Result<()> {
         // serde_json escapes `"`, `\` and C0 controls itself; everything else
         // outside printable ASCII (DEL and non-ASCII) becomes \uXXXX here.
+        let plain = printable_prefix(fragment.as_bytes());
+        writer.write_all(fragment.as_bytes().get(..plain).unwrap_or_default())?;
+        let fragment = fragment.get(plain..).unwrap_or_default();
         let mut plain_from = 0;
         for (at, ch) in fragment.char_indices() {
             if (' '..='~').contains(&ch) {
@@ -273,6 +300,34 @@ mod tests {
         let want = r#"{"name":"alpha","n":5,"neg":-3,"f":2.5,"list":[1,true,null,"x"],"esc":"q\"b\\s/\n\r\t\b\f\u0001\u007f","uni":"\u00e9\u20ac\ud83d\ude00","nested":{"z":1,"a":{}}}"#;
         assert_eq!(String::from_utf8(encode_json(&body)).unwrap(), want);
         assert_eq!(decode_json(want.as_bytes()), Ok(body));
+    }
+
+    /// Long strings are scanned a block at a time: a character to escape anywhere in a
+    /// block, at its edges or in the tail after the last whole block, is still escaped.
+    #[test]
+    fn long_strings_escape_what_python_escapes() {
+        for at in [0, 1, 63, 64, 65, 127, 128, 200] {
+            for (ch, escaped) in [
+                ('\u{7f}', r"\u007f"),
+                ('é', r"\u00e9"),
+                ('😀', r"\ud83d\ude00"),
+            ] {
+                let text: String = (0..201).map(|i| if i == at { ch } else { 'x' }).collect();
+                let want = format!(
+                    r#"{{"s":"{}{escaped}{}"}}"#,
+                    "x".repeat(at),
+                    "x".repeat(200 - at)
+                );
+                let body = map(json!({ "s": text }));
+                assert_eq!(
+                    String::from_utf8(encode_json(&body)).unwrap(),
+                    want,
+                    "at {at}"
+                );
+            }
+        }
+        assert_eq!(printable_prefix(&[b'x'; 130]), 130);
+        assert_eq!(printable_prefix(b""), 0);
     }
 
     #[test]

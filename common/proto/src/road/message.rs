@@ -2,6 +2,7 @@
 //! wait flag, acks, resend of missed segments, done, duplicate suppression.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -88,8 +89,9 @@ pub(crate) struct Messenger {
     out: Outgoing,
     /// Head template of our packets.
     head: Head,
-    /// The whole sealed message (body box || nonce), segmented on the fly.
-    coat: Vec<u8>,
+    /// The whole sealed message (body box || nonce), segmented on the fly; in a fast session
+    /// the body itself (shared with `out`, each datagram is sealed on its own).
+    coat: Arc<[u8]>,
     seg: Segmenter,
     count: u32,
     /// Current af/wf flags of each segment (the reference's per-packet flags).
@@ -211,13 +213,11 @@ impl Road {
         };
         let ti = remote.next_tid();
         let head = message_head(&self.core, remote, ti, out.bk);
-        let coat = if out.body.is_empty() {
-            Vec::new()
-        } else if head.hk == HeadKind::Binary {
-            out.body.to_vec()
+        let coat: Arc<[u8]> = if out.body.is_empty() || head.hk == HeadKind::Binary {
+            Arc::clone(&out.body)
         } else {
             match remote.session.as_ref() {
-                Some(session) => session.seal(&mut self.core.rng, &out.body),
+                Some(session) => session.seal(&mut self.core.rng, &out.body).into(),
                 None => {
                     self.fail_message(uid, out.id, SendFailure::NoSessionKey);
                     return true;

@@ -72,6 +72,10 @@ road_stats! {
     fast_downgrade,
     /// Fast-profile segments sent again after their loss was detected.
     fast_retransmit,
+    /// Times a fast message stopped sending to wait for its pacing schedule.
+    fast_paced,
+    /// Times a fast message stopped sending because the congestion window was full.
+    fast_window_full,
     /// Joins refused because the peer does not offer the fast profile our road requires.
     join_profile_refused,
     /// Coats that do not decrypt.

@@ -120,6 +120,11 @@ impl Road {
                         .srtt()
                         .map_or(WINDOW_POLL, |rtt| (rtt / 4).max(WINDOW_POLL));
                     m.resume = paced.or((!flying).then(|| now + poll));
+                    let stats = &mut self.core.stats;
+                    match paced {
+                        Some(_) => stats.fast_paced += 1,
+                        None => stats.fast_window_full += 1,
+                    }
                     break;
                 }
             }
