@@ -347,3 +347,63 @@ fn a_truncated_hello_is_rejected() {
         .run_until(Duration::from_secs(10), |net| net.node_ref(o).delivered(id))
         .expect("delivered after a new allow");
 }
+
+/// A decision made off the road (the master's decision thread) applies only to the keys it
+/// was made on: when a join with the same name and other keys came meanwhile (the first
+/// contact was dropped while its decision waited), the decision changes nothing, and the
+/// other keys are not accepted by it.
+#[test]
+fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
+    let mut world = World::new(1, Link::perfect());
+    let mut main = Spec::new("main", 7630).main().auto(AutoMode::Never);
+    main.mutable = true;
+    main.role_is_name = true;
+    let m = world.add(main);
+    let v = world.add(Spec::new("victim", 7631));
+    let e = world.add(Spec::new("victim", 7632));
+    let (victim, impostor) = (
+        world.peer_ref(v).road.verify_key().to_hex(),
+        world.peer_ref(e).road.verify_key().to_hex(),
+    );
+    let pending_on = |keys: &str| {
+        let keys = keys.to_owned();
+        move |ev: &Event| matches!(ev, Event::Pending { verhex, .. } if *verhex == keys)
+    };
+    world.join(v, m);
+    world
+        .wait_for(m, Duration::from_secs(2), pending_on(&victim))
+        .expect("the victim's join pends");
+    // The decision is slow: the victim's first contact is dropped (it stopped asking; in a
+    // storm, room is made for newer ones), then a join with its name and other keys comes.
+    world.settle(Limits::default().first_contact_ttl + Duration::from_secs(6));
+    assert!(world
+        .peer_ref(m)
+        .has(|ev| matches!(ev, Event::FirstContactDropped { name, .. } if name == "victim")));
+    world.join(e, m);
+    world
+        .wait_for(m, Duration::from_secs(2), pending_on(&impostor))
+        .expect("the impostor's join pends");
+    let now = world.net.now();
+    let main = world.peer(m);
+    assert!(matches!(
+        main.road.decide_offered(now, "victim", &victim, true),
+        Err(raet_proto::road::RoadError::KeysChanged)
+    ));
+    assert_eq!(main.road.stats().decision_keys_changed, 1);
+    let joined = world
+        .wait_for(e, Duration::from_secs(10), |ev| {
+            matches!(ev, Event::Allowed { .. })
+        })
+        .is_ok();
+    assert!(
+        !joined,
+        "the impostor was accepted by the victim's decision"
+    );
+    // On the keys the remote holds, the decision applies.
+    let now = world.net.now();
+    assert!(world
+        .peer(m)
+        .road
+        .decide_offered(now, "victim", &impostor, false)
+        .is_ok());
+}
