@@ -513,10 +513,11 @@ impl MasterSide {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
-        let (name, verhex, answer) = match done {
+        let (name, verhex, pubhex, answer) = match done {
             Done::Decided {
                 name,
                 verhex,
+                pubhex,
                 answer,
                 auth,
                 state,
@@ -531,7 +532,7 @@ impl MasterSide {
                     }
                     fire_auth(d, act, &name, &pem);
                 }
-                (name, verhex, answer)
+                (name, verhex, pubhex, answer)
             }
             Done::Denied { name, pem } => {
                 fire_auth(d, AuthAct::Denied, &name, &pem);
@@ -552,7 +553,11 @@ impl MasterSide {
             Answer::Reject => false,
             Answer::Pend => return,
         };
-        match d.road.decide_offered(&name, &verhex, accept).await {
+        match d
+            .road
+            .decide_offered(&name, (&verhex, &pubhex), accept)
+            .await
+        {
             Ok(()) => {}
             Err(StackError::Road(e)) => {
                 debug!(remote = %name, error = %e, "key decision not applied");

@@ -61,6 +61,8 @@ pub(crate) enum Done {
         name: String,
         /// The verify key decided on, hex (the road applies the decision only to it).
         verhex: String,
+        /// The curve key offered with it, hex.
+        pubhex: String,
         /// What the road answers.
         answer: Answer,
         /// The `salt/auth` act and the key as PEM, when a decision was made.
@@ -161,7 +163,7 @@ impl Worker {
                 name,
                 verhex,
                 pubhex,
-            } => Some(self.join(name, verhex, &pubhex, syncs)),
+            } => Some(self.join(name, verhex, pubhex, syncs)),
             Job::OtherKey {
                 name,
                 verhex,
@@ -176,19 +178,20 @@ impl Worker {
     }
 
     /// Salt's rules on a pending join (see [`crate::acceptance`]).
-    fn join(&mut self, name: String, verhex: String, pubhex: &str, syncs: &mut DirSyncs) -> Done {
-        let refused = |name, verhex| Done::Decided {
+    fn join(&mut self, name: String, verhex: String, pubhex: String, syncs: &mut DirSyncs) -> Done {
+        let refused = |name, verhex, pubhex| Done::Decided {
             name,
             verhex,
+            pubhex,
             answer: Answer::Reject,
             auth: None,
             state: None,
         };
-        let key = match check_binding(&verhex, pubhex) {
+        let key = match check_binding(&verhex, &pubhex) {
             Ok(key) => key,
             Err(e) => {
                 warn!(remote = %name, error = %e, "join refused: keys not bound");
-                return refused(name, verhex);
+                return refused(name, verhex, pubhex);
             }
         };
         let pem = pki::pem_from_verify_key(&key);
@@ -196,7 +199,7 @@ impl Worker {
             Ok(decision) => decision,
             Err(e) => {
                 warn!(remote = %name, error = %e, "join refused");
-                return refused(name, verhex);
+                return refused(name, verhex, pubhex);
             }
         };
         // The road acts on the files' state now: later moves of the key are changes
@@ -215,6 +218,7 @@ impl Worker {
         Done::Decided {
             name,
             verhex,
+            pubhex,
             answer,
             auth: Some((act, pem)),
             state,

@@ -158,6 +158,7 @@ enum Command {
     DecideOffered {
         name: String,
         verhex: String,
+        pubhex: String,
         accept: bool,
         reply: Reply<()>,
     },
@@ -446,18 +447,19 @@ impl RoadStack {
         self.request(|reply| Command::Reject(name, reply)).await
     }
 
-    /// A decision on the keys `verhex` that `name` offered, applied only while the remote
-    /// still holds them ([`Road::decide_offered`]).
+    /// A decision on the keys (`verhex`, `pubhex`) that `name` offered, applied only while
+    /// the remote still holds them ([`Road::decide_offered`]).
     pub async fn decide_offered(
         &self,
         name: &str,
-        verhex: &str,
+        (verhex, pubhex): (&str, &str),
         accept: bool,
     ) -> Result<(), StackError> {
-        let (name, verhex) = (name.to_owned(), verhex.to_owned());
+        let (name, verhex, pubhex) = (name.to_owned(), verhex.to_owned(), pubhex.to_owned());
         self.request(|reply| Command::DecideOffered {
             name,
             verhex,
+            pubhex,
             accept,
             reply,
         })
@@ -675,10 +677,13 @@ impl Driver {
             Command::DecideOffered {
                 name,
                 verhex,
+                pubhex,
                 accept,
                 reply,
             } => {
-                let decided = self.road.decide_offered(now, &name, &verhex, accept);
+                let decided = self
+                    .road
+                    .decide_offered(now, &name, &verhex, &pubhex, accept);
                 answer(reply, decided.map_err(Into::into));
             }
             Command::ForgetRole(role, reply) => {

@@ -361,9 +361,10 @@ fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
     let m = world.add(main);
     let v = world.add(Spec::new("victim", 7631));
     let e = world.add(Spec::new("victim", 7632));
-    let (victim, impostor) = (
-        world.peer_ref(v).road.verify_key().to_hex(),
-        world.peer_ref(e).road.verify_key().to_hex(),
+    let keys = |spec: &Spec| key_hexes(spec.keys);
+    let ((victim, victim_pub), (impostor, impostor_pub)) = (
+        keys(&Spec::new("victim", 7631)),
+        keys(&Spec::new("victim", 7632)),
     );
     let pending_on = |keys: &str| {
         let keys = keys.to_owned();
@@ -386,7 +387,8 @@ fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
     let now = world.net.now();
     let main = world.peer(m);
     assert!(matches!(
-        main.road.decide_offered(now, "victim", &victim, true),
+        main.road
+            .decide_offered(now, "victim", &victim, &victim_pub, true),
         Err(raet_proto::road::RoadError::KeysChanged)
     ));
     assert_eq!(main.road.stats().decision_keys_changed, 1);
@@ -404,6 +406,39 @@ fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
     assert!(world
         .peer(m)
         .road
-        .decide_offered(now, "victim", &impostor, false)
+        .decide_offered(now, "victim", &impostor, &impostor_pub, false)
         .is_ok());
+}
+
+/// A decision that comes after the first contact was dropped (a join storm made room) is
+/// recorded for the keys it was made on: the estate's next join is accepted at once, with no
+/// new decision asked for.
+#[test]
+fn a_decision_on_a_dropped_first_contact_is_kept_for_its_next_join() {
+    let mut world = World::new(1, Link::perfect());
+    let mut main = Spec::new("main", 7640).main().auto(AutoMode::Never);
+    main.mutable = true;
+    main.role_is_name = true;
+    let m = world.add(main);
+    let v = world.add(Spec::new("late", 7641));
+    let (verhex, pubhex) = key_hexes(Spec::new("late", 7641).keys);
+    world.join(v, m);
+    let pending = |ev: &Event| matches!(ev, Event::Pending { name, .. } if name == "late");
+    world
+        .wait_for(m, Duration::from_secs(2), pending)
+        .expect("the join pends");
+    world.settle(Limits::default().first_contact_ttl + Duration::from_secs(6));
+    let now = world.net.now();
+    let main = world.peer(m);
+    main.road
+        .decide_offered(now, "late", &verhex, &pubhex, true)
+        .expect("recorded");
+    assert_eq!(main.road.stats().decision_recorded, 1);
+    world.join(v, m);
+    world
+        .wait_for(v, Duration::from_secs(10), |ev| {
+            matches!(ev, Event::Allowed { .. })
+        })
+        .expect("accepted at once");
+    assert_eq!(world.peer_ref(m).count(pending), 1, "decided again");
 }

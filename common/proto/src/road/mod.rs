@@ -374,22 +374,36 @@ impl Road {
         self.decide(now, name, Acceptance::Rejected, None)
     }
 
-    /// A decision on the keys `verhex` that remote `name` offered (its [`Event::Pending`]),
-    /// made elsewhere while the road went on: applied as [`Road::accept`] (`accept`) or
-    /// [`Road::reject`] only while the remote still holds those keys. A later join may have
-    /// put other keys there (a first contact's keys are not proven): then nothing changes and
-    /// the answer is [`RoadError::KeysChanged`], counted as `decision_keys_changed`.
+    /// A decision on the keys (`verhex`, `pubhex`) that remote `name` offered (its
+    /// [`Event::Pending`]), made elsewhere while the road went on: applied as
+    /// [`Road::accept`] (`accept`) or [`Road::reject`] only while the remote still holds
+    /// those keys. A later join may have put other keys there (a first contact's keys are not
+    /// proven): then nothing changes and the answer is [`RoadError::KeysChanged`], counted as
+    /// `decision_keys_changed`. When the remote is gone (a first contact dropped to make room
+    /// in a join storm) and roles are names, the decision is still recorded for those keys,
+    /// so that the estate's next join is decided at once, unrationed, as after a restart.
     pub fn decide_offered(
         &mut self,
         now: Instant,
         name: &str,
         verhex: &str,
+        pubhex: &str,
         accept: bool,
     ) -> Result<(), RoadError> {
         let acceptance = match accept {
             true => Acceptance::Accepted,
             false => Acceptance::Rejected,
         };
+        if self.uid_by_name(name).is_none() && self.core.config.role_is_name {
+            self.core.stats.decision_recorded += 1;
+            self.core.save_role(RoleRecord {
+                role: name.to_owned(),
+                acceptance,
+                verhex: verhex.to_owned(),
+                pubhex: pubhex.to_owned(),
+            });
+            return Ok(());
+        }
         self.decide(now, name, acceptance, Some(verhex))
     }
 
