@@ -220,6 +220,14 @@ impl Scan {
         })
     }
 
+    /// The part of this scan about `ids`.
+    fn only(&self, ids: &BTreeSet<String>) -> Scan {
+        let files = self.files.iter().filter(|((_, id), _)| ids.contains(id));
+        Scan {
+            files: files.map(|(key, digest)| (key.clone(), *digest)).collect(),
+        }
+    }
+
     /// Every id present in any directory, sorted.
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.files.keys().map(|(_, id)| id.clone()).collect();
@@ -510,25 +518,13 @@ impl Pki {
             .into_iter()
             .filter(|id| !id.starts_with('.') && valid_id(&self.dir, id))
             .collect();
-        let mut before = Scan::default();
+        let before = scan.only(&touched);
         for id in &touched {
             for state in KeyState::ALL {
-                let key = (state, id.clone());
-                if let Some(digest) = scan.files.get(&key) {
-                    before.files.insert(key, *digest);
-                }
                 self.scan_file(scan, state, id.clone());
             }
         }
-        let mut after = Scan::default();
-        for id in &touched {
-            for state in KeyState::ALL {
-                let key = (state, id.clone());
-                if let Some(digest) = scan.files.get(&key) {
-                    after.files.insert(key, *digest);
-                }
-            }
-        }
+        let after = scan.only(&touched);
         diff_touched(&before, &after, touched)
     }
 }

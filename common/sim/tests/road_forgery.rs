@@ -348,17 +348,24 @@ fn a_truncated_hello_is_rejected() {
         .expect("delivered after a new allow");
 }
 
+/// A world with a master whose daemon decides keys (auto `never`, mutable, roles are
+/// names), on `port`.
+fn deciding_master(port: u16) -> (World, SocketAddr) {
+    let mut world = World::new(1, Link::perfect());
+    let mut main = Spec::new("main", port).main().auto(AutoMode::Never);
+    main.mutable = true;
+    main.role_is_name = true;
+    let m = world.add(main);
+    (world, m)
+}
+
 /// A decision made off the road (the master's decision thread) applies only to the keys it
 /// was made on: when a join with the same name and other keys came meanwhile (the first
 /// contact was dropped while its decision waited), the decision changes nothing, and the
 /// other keys are not accepted by it.
 #[test]
 fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
-    let mut world = World::new(1, Link::perfect());
-    let mut main = Spec::new("main", 7630).main().auto(AutoMode::Never);
-    main.mutable = true;
-    main.role_is_name = true;
-    let m = world.add(main);
+    let (mut world, m) = deciding_master(7630);
     let v = world.add(Spec::new("victim", 7631));
     let e = world.add(Spec::new("victim", 7632));
     let keys = |spec: &Spec| key_hexes(spec.keys);
@@ -415,11 +422,7 @@ fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
 /// new decision asked for.
 #[test]
 fn a_decision_on_a_dropped_first_contact_is_kept_for_its_next_join() {
-    let mut world = World::new(1, Link::perfect());
-    let mut main = Spec::new("main", 7640).main().auto(AutoMode::Never);
-    main.mutable = true;
-    main.role_is_name = true;
-    let m = world.add(main);
+    let (mut world, m) = deciding_master(7640);
     let v = world.add(Spec::new("late", 7641));
     let (verhex, pubhex) = key_hexes(Spec::new("late", 7641).keys);
     world.join(v, m);
