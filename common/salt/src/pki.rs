@@ -221,9 +221,9 @@ impl Scan {
     }
 
     /// The part of this scan about `ids`.
-    fn only(&self, ids: &BTreeSet<String>) -> Scan {
+    fn only(&self, ids: &BTreeSet<String>) -> Self {
         let files = self.files.iter().filter(|((_, id), _)| ids.contains(id));
-        Scan {
+        Self {
             files: files.map(|(key, digest)| (key.clone(), *digest)).collect(),
         }
     }
