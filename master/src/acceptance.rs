@@ -41,7 +41,7 @@ use std::time::SystemTime;
 
 use raet::keep::AutoMode;
 use salt_raet::config::MasterConfig;
-use salt_raet::pki::{self, KeyState, Pki, PkiError, StoredKey};
+use salt_raet::pki::{self, DirSyncs, KeyState, Pki, PkiError, StoredKey};
 
 /// What the road answers a joining minion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,16 +355,22 @@ impl Acceptor {
         })
     }
 
-    /// Decides on `id` offering `offered` (its PEM) and performs the pki write. An invalid id is
-    /// an error (Salt answers such a minion `False`: reject it).
-    pub(crate) fn join(&mut self, id: &str, offered: &str) -> Result<Decision, PkiError> {
+    /// Decides on `id` offering `offered` (its PEM) and performs the pki write, durable once
+    /// `syncs` is synced. An invalid id is an error (Salt answers such a minion `False`:
+    /// reject it).
+    pub(crate) fn join(
+        &mut self,
+        id: &str,
+        offered: &str,
+        syncs: &mut DirSyncs,
+    ) -> Result<Decision, PkiError> {
         if !pki::valid_id(self.pki.dir(), id) {
             return Err(PkiError::InvalidId(id.to_owned()));
         }
         let facts = self.facts(id)?;
         let decision = decide(self.mode, &facts, offered);
         if let Some((state, text)) = &decision.write {
-            self.pki.store(id, *state, text)?;
+            self.pki.store_unsynced(id, *state, text, syncs)?;
         }
         tracing::info!(id, act = decision.act.as_str(), "minion key decision");
         Ok(decision)

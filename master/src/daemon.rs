@@ -12,12 +12,13 @@ use raet::keep::{
     Acceptance, AutoMode, DirKeep, Keep, KeepError, LocalRecord, RemoteRecord, RoleRecord,
 };
 use raet::road::{Event, Presence, RemoteStatus, RoadConfig, Uid};
+use raet::stack::StackError;
 use salt_raet::config::{MasterConfig, Role};
 use salt_raet::daemon::{
     answering, bind_road, daemon_timers, Daemon, DaemonError, RemoteRow, Shared, Side, Status,
 };
 use salt_raet::evbus::{BusEvent, EventBus};
-use salt_raet::identity::{check_binding, derive_public, Identity, IdentityError, LocalParams};
+use salt_raet::identity::{derive_public, Identity, IdentityError, LocalParams};
 use salt_raet::pki::{self, KeyChange, KeyState, PkiWatcher};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -25,7 +26,8 @@ use tracing::{debug, info, warn};
 
 use salt_raet_minion::upstream::{Step, Upstreams};
 
-use crate::acceptance::{same_key, Acceptor, Answer, AuthAct};
+use crate::acceptance::{Acceptor, Answer, AuthAct};
+use crate::decider::{key_state, Decider, Done, Job, MAX_DECIDING};
 
 /// Period of the master's full rescan of the pki directories (besides inotify).
 pub(crate) const PKI_RESCAN: Duration = Duration::from_secs(5);
@@ -89,7 +91,15 @@ impl Keep for DecisionKeep {
 
 /// The master's key decisions from Salt's pki directories (native mode).
 struct SaltKeys {
-    acceptor: Acceptor,
+    /// The pki directories (read for the operator's decisions; the decision thread writes).
+    pki: pki::Pki,
+    /// The thread that decides joins ([`Job`]s) from the pki directories.
+    decider: Decider,
+    /// Its reports.
+    decided: mpsc::UnboundedReceiver<Done>,
+    /// Joins whose decision was asked for and not reported yet: id -> the offered verify
+    /// key (hex). A join asking again meanwhile is not asked for twice.
+    deciding: BTreeMap<String, String>,
     changes: mpsc::Receiver<KeyChange>,
     _watcher: PkiWatcher,
     /// The key state of each id as last applied to the road (the pki watcher and
@@ -99,11 +109,6 @@ struct SaltKeys {
     /// join's completion fires it for all others (joins the road accepts from memory, and
     /// pending joins an operator accepted), as Salt fires one per successful `_auth`.
     accept_fired: BTreeSet<String>,
-    /// Pending keys the decisions on first contacts wrote (id -> the key), until their join
-    /// completes: a first contact the road drops (it stopped asking, or made room under a
-    /// join flood) takes its pending key with it, so junk does not pile up in
-    /// `minions_pre`.
-    first_contacts: BTreeMap<String, String>,
 }
 
 /// The master's side of the daemon.
@@ -131,6 +136,8 @@ pub(crate) enum Input {
     Present,
     /// A step of the join loop to the master of masters (syndic).
     Upstream(Step),
+    /// The decision thread reports.
+    Decided(Done),
 }
 
 /// The address the master's road binds: `interface`, `raet_port`.
@@ -222,10 +229,11 @@ fn salt_keys(
     dir_keep: DirKeep,
 ) -> Result<(DecisionKeep, SaltKeys), DaemonError> {
     let acceptor = Acceptor::new(config)?;
-    let initial = acceptor.pki().scan()?;
+    let pki = acceptor.pki().clone();
+    let initial = pki.scan()?;
     let keep = DecisionKeep {
         inner: dir_keep,
-        roles: accepted_roles(acceptor.pki(), &initial.ids()),
+        roles: accepted_roles(&pki, &initial.ids()),
         pki: pki::Pki::existing(&config.common.pki_dir),
     };
     let applied = initial
@@ -236,14 +244,17 @@ fn salt_keys(
             (id, state)
         })
         .collect();
-    let (watcher, changes) = PkiWatcher::spawn(acceptor.pki().clone(), initial, PKI_RESCAN)?;
+    let (watcher, changes) = PkiWatcher::spawn(pki.clone(), initial, PKI_RESCAN)?;
+    let (decider, decided) = Decider::spawn(acceptor).map_err(DaemonError::Thread)?;
     let keys = SaltKeys {
-        acceptor,
+        pki,
+        decider,
+        decided,
+        deciding: BTreeMap::new(),
         changes,
         _watcher: watcher,
         applied,
         accept_fired: BTreeSet::new(),
-        first_contacts: BTreeMap::new(),
     };
     Ok((keep, keys))
 }
@@ -276,13 +287,6 @@ fn accepted_roles(pki: &pki::Pki, ids: &[String]) -> BTreeMap<String, RoleRecord
     roles
 }
 
-/// The state of `id`'s key in the pki directories (`None`: no key).
-fn key_state(pki: &pki::Pki, id: &str) -> Result<Option<KeyState>, pki::PkiError> {
-    let key = pki.lookup(id)?;
-    let denied = pki.denied(id)?;
-    Ok(key.map(|k| k.state).or(denied.map(|_| KeyState::Denied)))
-}
-
 /// Fires Salt's `salt/auth` event.
 fn fire_auth(d: &Shared, act: AuthAct, name: &str, pem: &str) {
     let data = json!({"result": act.result(), "act": act.as_str(), "id": name, "pub": pem});
@@ -294,9 +298,19 @@ impl Side for MasterSide {
     const ROLE: Role = Role::Master;
 
     async fn next_input(&mut self) -> Input {
+        let (changes, decided) = match self.keys.as_mut() {
+            Some(keys) => (Some(&mut keys.changes), Some(&mut keys.decided)),
+            None => (None, None),
+        };
         let changes = async {
-            match self.keys.as_mut() {
-                Some(keys) => keys.changes.recv().await,
+            match changes {
+                Some(changes) => changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let decided = async {
+            match decided {
+                Some(decided) => decided.recv().await,
                 None => std::future::pending().await,
             }
         };
@@ -313,6 +327,7 @@ impl Side for MasterSide {
             }
         };
         tokio::select! {
+            Some(done) = decided => Input::Decided(done),
             Some(change) = changes => Input::Key(change),
             step = upstream => Input::Upstream(step),
             Some(event) = self.bus_events.recv() => Input::Bus(event),
@@ -325,6 +340,7 @@ impl Side for MasterSide {
     async fn on_input(&mut self, d: &mut Shared, input: Input) {
         match input {
             Input::Key(change) => self.on_key_change(d, change).await,
+            Input::Decided(done) => self.on_decided(d, done).await,
             Input::Bus(event) => self.on_key_event(d, event).await,
             Input::Upstream(step) => {
                 if let Some(syndic) = self.syndic.as_mut() {
@@ -354,14 +370,9 @@ impl Side for MasterSide {
                 verhex,
                 pubhex,
                 ..
-            } => self.on_pending(d, name, verhex, pubhex).await,
-            Event::Joined { uid, name } => {
-                if let Some(keys) = self.keys.as_mut() {
-                    keys.first_contacts.remove(name);
-                }
-                self.on_joined(d, *uid, name).await;
-            }
-            Event::FirstContactDropped { name, .. } => self.on_first_contact_dropped(d, name),
+            } => self.on_pending(name, verhex, pubhex),
+            Event::Joined { uid, name } => self.on_joined(d, *uid, name).await,
+            Event::FirstContactDropped { name, .. } => self.on_first_contact_dropped(name),
             Event::Rejected { name, .. } | Event::Removed { name, .. } => {
                 self.forget_if_deleted(d, name);
             }
@@ -375,7 +386,7 @@ impl Side for MasterSide {
             } => {
                 warn!(remote = %name, uid, %from,
                     "a join with other keys than the accepted ones was rejected; the session stays");
-                self.deny_other_key(d, name, verhex, pubhex);
+                self.deny_other_key(name, verhex, pubhex);
             }
             _ => {}
         }
@@ -469,91 +480,106 @@ impl MasterSide {
     }
 
     /// A minion's keys (as offered in its join) await a decision: Salt's rules decide, from
-    /// the pki directories.
-    async fn on_pending(&mut self, d: &mut Shared, name: &str, verhex: &str, pubhex: &str) {
+    /// the pki directories, on the decision thread. A join already being decided on the same
+    /// keys is not asked for again; beyond [`MAX_DECIDING`] joins in flight, a join stays
+    /// pending on the road (its joiner, answered `pend`, asks again).
+    fn on_pending(&mut self, name: &str, verhex: &str, pubhex: &str) {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
-        let SaltKeys {
-            acceptor,
-            applied,
-            accept_fired,
-            first_contacts,
-            ..
-        } = keys.as_mut();
-        let (answer, auth) = match check_binding(verhex, pubhex) {
-            Err(e) => {
-                warn!(remote = %name, error = %e, "join refused: keys not bound");
-                (Answer::Reject, None)
-            }
-            Ok(key) => {
-                let pem = pki::pem_from_verify_key(&key);
-                match acceptor.join(name, &pem) {
-                    Ok(decision) => {
-                        // The road acts on the files' state now: later moves of the key
-                        // are changes against it.
-                        match key_state(acceptor.pki(), name) {
-                            Ok(state) => {
-                                applied.insert(name.to_owned(), state);
-                            }
-                            Err(e) => warn!(remote = %name, error = %e, "cannot read the key"),
-                        }
-                        if decision.act == AuthAct::Accept {
-                            accept_fired.insert(name.to_owned());
-                        }
-                        if let Some((KeyState::Pending, text)) = &decision.write {
-                            first_contacts.insert(name.to_owned(), text.clone());
-                        }
-                        (decision.answer, Some((decision.act, pem)))
-                    }
-                    Err(e) => {
-                        warn!(remote = %name, error = %e, "join refused");
-                        (Answer::Reject, None)
-                    }
-                }
-            }
-        };
-        // Salt's `_auth` fires its decision on the master event bus.
-        if let Some((act, pem)) = auth {
-            fire_auth(d, act, name, &pem);
+        if keys.deciding.get(name).is_some_and(|v| v == verhex) {
+            debug!(remote = %name, "join already being decided");
+            return;
         }
-        let result = match answer {
-            Answer::Accept => d.road.accept(name).await,
-            Answer::Reject => d.road.reject(name).await,
-            Answer::Pend => Ok(()),
+        if keys.deciding.len() >= MAX_DECIDING {
+            debug!(remote = %name, "too many joins being decided: left pending");
+            return;
+        }
+        let job = Job::Join {
+            name: name.to_owned(),
+            verhex: verhex.to_owned(),
+            pubhex: pubhex.to_owned(),
         };
-        if let Err(e) = result {
-            warn!(remote = %name, error = %e, "key decision not applied");
+        if keys.decider.ask(job) {
+            keys.deciding.insert(name.to_owned(), verhex.to_owned());
+        } else {
+            warn!(remote = %name, "the key decision thread stopped: join left pending");
+        }
+    }
+
+    /// The decision thread reports: a decision is fired on Salt's bus (as Salt's `_auth`)
+    /// and applied to the road, to the keys it was made on only.
+    async fn on_decided(&mut self, d: &mut Shared, done: Done) {
+        let Some(keys) = self.keys.as_mut() else {
+            return;
+        };
+        let (name, verhex, pubhex, answer) = match done {
+            Done::Decided {
+                name,
+                verhex,
+                pubhex,
+                answer,
+                auth,
+                state,
+            } => {
+                keys.deciding.remove(&name);
+                if let Some(state) = state {
+                    keys.applied.insert(name.clone(), state);
+                }
+                if let Some((act, pem)) = auth {
+                    if act == AuthAct::Accept {
+                        keys.accept_fired.insert(name.clone());
+                    }
+                    fire_auth(d, act, &name, &pem);
+                }
+                (name, verhex, pubhex, answer)
+            }
+            Done::Denied { name, pem } => {
+                fire_auth(d, AuthAct::Denied, &name, &pem);
+                return;
+            }
+            Done::Removed(name) => {
+                keys.applied.remove(&name);
+                d.core.forget_peer(&name);
+                return;
+            }
+            Done::Unsettled(name) => {
+                keys.deciding.remove(&name);
+                return;
+            }
+        };
+        let accept = match answer {
+            Answer::Accept => true,
+            Answer::Reject => false,
+            Answer::Pend => return,
+        };
+        match d
+            .road
+            .decide_offered(&name, (&verhex, &pubhex), accept)
+            .await
+        {
+            Ok(()) => {}
+            Err(StackError::Road(e)) => {
+                debug!(remote = %name, error = %e, "key decision not applied");
+            }
+            Err(e) => warn!(remote = %name, error = %e, "key decision not applied"),
         }
     }
 
     /// A join offered another key for an accepted minion (native mode): Salt's `_auth`
     /// denies it (`minions_denied/<id>`, `salt/auth` act `denied`) whether or not the minion's
     /// session is open. Nothing else is written for a join the road already rejected.
-    fn deny_other_key(&mut self, d: &Shared, name: &str, verhex: &str, pubhex: &str) {
+    fn deny_other_key(&mut self, name: &str, verhex: &str, pubhex: &str) {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
-        let acceptor = &mut keys.acceptor;
-        if !matches!(
-            key_state(acceptor.pki(), name),
-            Ok(Some(KeyState::Accepted))
-        ) {
-            return;
-        }
-        let pem = match check_binding(verhex, pubhex) {
-            Ok(key) => pki::pem_from_verify_key(&key),
-            Err(e) => {
-                warn!(remote = %name, error = %e, "rejected join: keys not bound");
-                return;
-            }
+        let job = Job::OtherKey {
+            name: name.to_owned(),
+            verhex: verhex.to_owned(),
+            pubhex: pubhex.to_owned(),
         };
-        match acceptor.join(name, &pem) {
-            Ok(decision) if decision.act == AuthAct::Denied => {
-                fire_auth(d, AuthAct::Denied, name, &pem);
-            }
-            Ok(decision) => debug!(remote = %name, act = decision.act.as_str(), "rejected join"),
-            Err(e) => warn!(remote = %name, error = %e, "rejected join: key not recorded"),
+        if !keys.decider.ask(job) {
+            warn!(remote = %name, "the key decision thread stopped: other key not recorded");
         }
     }
 
@@ -562,6 +588,7 @@ impl MasterSide {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
+        keys.decider.ask(Job::Joined(name.to_owned()));
         if keys.accept_fired.remove(name) {
             return;
         }
@@ -572,39 +599,22 @@ impl MasterSide {
         }
     }
 
-    /// Forgets the peer row of `name` once the pki directories have no key for it (native
-    /// master): a deleted minion vanishes from `status`.
     /// The road dropped the first contact `name` before its join completed: the pending key
-    /// its decision wrote goes too, if `minions_pre` still holds that key (an operator's
-    /// decision or a newer key stays).
-    fn on_first_contact_dropped(&mut self, d: &mut Shared, name: &str) {
-        let Some(keys) = self.keys.as_mut() else {
-            return;
-        };
-        let Some(written) = keys.first_contacts.remove(name) else {
-            return;
-        };
-        let pki = keys.acceptor.pki();
-        let ours = matches!(pki.lookup(name), Ok(Some(key))
-            if key.state == KeyState::Pending && same_key(&key.text, &written));
-        if !ours {
-            return;
-        }
-        match pki.remove(name) {
-            Ok(_) => {
-                info!(remote = %name, "pending key of a first contact that stopped asking removed");
-                keys.applied.remove(name);
-                d.core.forget_peer(name);
-            }
-            Err(e) => warn!(remote = %name, error = %e, "cannot remove the pending key"),
+    /// its decision wrote goes too (on the decision thread, after any decision on it), if
+    /// `minions_pre` still holds that key (an operator's decision or a newer key stays).
+    fn on_first_contact_dropped(&mut self, name: &str) {
+        if let Some(keys) = self.keys.as_mut() {
+            keys.decider.ask(Job::Dropped(name.to_owned()));
         }
     }
 
+    /// Forgets the peer row of `name` once the pki directories have no key for it (native
+    /// master): a deleted minion vanishes from `status`.
     fn forget_if_deleted(&self, d: &mut Shared, name: &str) {
         let Some(keys) = &self.keys else {
             return;
         };
-        if matches!(key_state(keys.acceptor.pki(), name), Ok(None)) && d.core.forget_peer(name) {
+        if matches!(key_state(&keys.pki, name), Ok(None)) && d.core.forget_peer(name) {
             debug!(remote = %name, "no key left: forgotten");
         }
     }
@@ -623,7 +633,7 @@ impl MasterSide {
         if !matches!(act, "accept" | "reject" | "delete") {
             return;
         }
-        let state = match key_state(keys.acceptor.pki(), id) {
+        let state = match key_state(&keys.pki, id) {
             Ok(state) => state,
             Err(e) => {
                 warn!(id, error = %e, "salt/key event: cannot read the key");

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod acceptance;
 mod daemon;
+mod decider;
 
 use clap::Parser;
 use raet::keep::DirKeep;

@@ -155,6 +155,13 @@ enum Command {
     Transmit(Uid, Arc<[u8]>, bool, Reply<()>),
     Accept(String, Reply<()>),
     Reject(String, Reply<()>),
+    DecideOffered {
+        name: String,
+        verhex: String,
+        pubhex: String,
+        accept: bool,
+        reply: Reply<()>,
+    },
     ForgetRole(String, Reply<()>),
     Remove(Uid, Reply<()>),
     Remotes(oneshot::Sender<Vec<RemoteStatus>>),
@@ -440,6 +447,25 @@ impl RoadStack {
         self.request(|reply| Command::Reject(name, reply)).await
     }
 
+    /// A decision on the keys (`verhex`, `pubhex`) that `name` offered, applied only while
+    /// the remote still holds them ([`Road::decide_offered`]).
+    pub async fn decide_offered(
+        &self,
+        name: &str,
+        (verhex, pubhex): (&str, &str),
+        accept: bool,
+    ) -> Result<(), StackError> {
+        let (name, verhex, pubhex) = (name.to_owned(), verhex.to_owned(), pubhex.to_owned());
+        self.request(|reply| Command::DecideOffered {
+            name,
+            verhex,
+            pubhex,
+            accept,
+            reply,
+        })
+        .await
+    }
+
     /// Forgets the decision on `role`'s keys: the next join offering it is decided again
     /// ([`Road::forget_role`]).
     pub async fn forget_role(&self, role: &str) -> Result<(), StackError> {
@@ -647,6 +673,18 @@ impl Driver {
             }
             Command::Reject(name, reply) => {
                 answer(reply, self.road.reject(now, &name).map_err(Into::into));
+            }
+            Command::DecideOffered {
+                name,
+                verhex,
+                pubhex,
+                accept,
+                reply,
+            } => {
+                let decided = self
+                    .road
+                    .decide_offered(now, &name, &verhex, &pubhex, accept);
+                answer(reply, decided.map_err(Into::into));
             }
             Command::ForgetRole(role, reply) => {
                 self.road.forget_role(&role);

@@ -220,6 +220,14 @@ impl Scan {
         })
     }
 
+    /// The part of this scan about `ids`.
+    fn only(&self, ids: &BTreeSet<String>) -> Self {
+        let files = self.files.iter().filter(|((_, id), _)| ids.contains(id));
+        Self {
+            files: files.map(|(key, digest)| (key.clone(), *digest)).collect(),
+        }
+    }
+
     /// Every id present in any directory, sorted.
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.files.keys().map(|(_, id)| id.clone()).collect();
@@ -341,15 +349,22 @@ impl Pki {
 
     /// `<pki_dir>/<state dir>/<id>`, after checking the id.
     pub fn key_path(&self, state: KeyState, id: &str) -> Result<PathBuf, PkiError> {
-        if !valid_id(&self.dir, id) {
-            return Err(PkiError::InvalidId(id.to_owned()));
-        }
+        self.check(id)?;
         Ok(self.state_dir(state).join(id))
     }
 
-    /// Reads one key file; `None` when absent (or not a regular file, as Salt skips symlinks).
+    /// Checks `id` as Salt's `valid_id` once, for the reads that follow.
+    fn check(&self, id: &str) -> Result<(), PkiError> {
+        match valid_id(&self.dir, id) {
+            true => Ok(()),
+            false => Err(PkiError::InvalidId(id.to_owned())),
+        }
+    }
+
+    /// Reads one key file of an id already checked; `None` when absent (or not a regular
+    /// file, as Salt skips symlinks).
     fn read(&self, state: KeyState, id: &str) -> Result<Option<StoredKey>, PkiError> {
-        let path = self.key_path(state, id)?;
+        let path = self.state_dir(state).join(id);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => {}
             Ok(_) => return Ok(None),
@@ -378,6 +393,7 @@ impl Pki {
     /// The key of `id` as salt-key sees it (`localfs_key.fetch("keys", id)`): rejected, then
     /// pending, then accepted. Denied keys are separate: [`Pki::denied`].
     pub fn lookup(&self, id: &str) -> Result<Option<StoredKey>, PkiError> {
+        self.check(id)?;
         for state in [KeyState::Rejected, KeyState::Pending, KeyState::Accepted] {
             if let Some(key) = self.read(state, id)? {
                 return Ok(Some(key));
@@ -388,6 +404,7 @@ impl Pki {
 
     /// The denied key of `id`, if any.
     pub fn denied(&self, id: &str) -> Result<Option<StoredKey>, PkiError> {
+        self.check(id)?;
         self.read(KeyState::Denied, id)
     }
 
@@ -403,18 +420,36 @@ impl Pki {
     /// accepted and rejected the id is first removed from the other two (`localfs_key.store`);
     /// a denied key is stored beside them.
     pub fn store(&self, id: &str, state: KeyState, text: &str) -> Result<(), PkiError> {
+        let mut syncs = DirSyncs::default();
+        self.store_unsynced(id, state, text, &mut syncs)?;
+        syncs.sync()
+    }
+
+    /// [`Pki::store`] whose rename is durable only once `syncs` is synced (one fsync per
+    /// directory for a batch of stores; the file itself is synced before its rename). What
+    /// was stored must not be acted on before that.
+    pub fn store_unsynced(
+        &self,
+        id: &str,
+        state: KeyState,
+        text: &str,
+        syncs: &mut DirSyncs,
+    ) -> Result<(), PkiError> {
         let path = self.key_path(state, id)?;
         if state != KeyState::Denied {
             self.remove(id)?;
         }
-        write_atomic(&path, text.trim().as_bytes(), self.owner)
+        write_atomic(&path, text.trim().as_bytes(), self.owner)?;
+        syncs.0.insert(self.state_dir(state));
+        Ok(())
     }
 
     /// Removes `id` from pending, accepted and rejected (not denied); true if a file was removed.
     pub fn remove(&self, id: &str) -> Result<bool, PkiError> {
+        self.check(id)?;
         let mut removed = false;
         for state in [KeyState::Pending, KeyState::Accepted, KeyState::Rejected] {
-            removed |= remove_file(&self.key_path(state, id)?)?;
+            removed |= remove_file(&self.state_dir(state).join(id))?;
         }
         Ok(removed)
     }
@@ -445,21 +480,69 @@ impl Pki {
                 if id.starts_with('.') {
                     continue;
                 }
-                if !valid_id_name(&id) {
+                if !valid_id(&self.dir, &id) {
                     tracing::warn!(dir = %dir.display(), id, "skipping a key file with an invalid id");
                     continue;
                 }
-                match self.read(state, &id) {
-                    Ok(Some(key)) => {
-                        let digest: [u8; 32] = Sha256::digest(key.text.as_bytes()).into();
-                        scan.files.insert((state, id), digest);
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "skipping an unreadable key file"),
-                }
+                self.scan_file(&mut scan, state, id);
             }
         }
         Ok(scan)
+    }
+
+    /// Reads the file of `id` in `state` into `scan` (or out of it, when it is gone or
+    /// unreadable).
+    fn scan_file(&self, scan: &mut Scan, state: KeyState, id: String) {
+        match self.read(state, &id) {
+            Ok(Some(key)) => {
+                let digest: [u8; 32] = Sha256::digest(key.text.as_bytes()).into();
+                scan.files.insert((state, id), digest);
+            }
+            Ok(None) => {
+                scan.files.remove(&(state, id));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable key file");
+                scan.files.remove(&(state, id));
+            }
+        }
+    }
+
+    /// `scan` brought up to date for the ids of `touched` alone (the files inotify named):
+    /// their four files read again, and the changes against the scan as it was, as
+    /// [`diff_touched`] reports them (each touched id that has a key before or after, even
+    /// when its state is the same). Invalid ids and our temporary files are skipped. The
+    /// cost is that of the touched ids, not of every key.
+    pub fn refresh(&self, scan: &mut Scan, touched: BTreeSet<String>) -> Vec<KeyChange> {
+        let touched: BTreeSet<String> = touched
+            .into_iter()
+            .filter(|id| !id.starts_with('.') && valid_id(&self.dir, id))
+            .collect();
+        let before = scan.only(&touched);
+        for id in &touched {
+            for state in KeyState::ALL {
+                self.scan_file(scan, state, id.clone());
+            }
+        }
+        let after = scan.only(&touched);
+        diff_touched(&before, &after, touched)
+    }
+}
+
+/// The directories whose entries changed since they were last synced
+/// ([`Pki::store_unsynced`]).
+#[derive(Debug, Default)]
+pub struct DirSyncs(BTreeSet<PathBuf>);
+
+impl DirSyncs {
+    /// Makes the renames durable: one fsync per directory.
+    pub fn sync(&mut self) -> Result<(), PkiError> {
+        for dir in std::mem::take(&mut self.0) {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&dir))?;
+        }
+        Ok(())
     }
 }
 
@@ -473,9 +556,9 @@ fn remove_file(path: &Path) -> Result<bool, PkiError> {
 }
 
 /// `localfs_key`'s write: a fresh temporary file in the same directory (`O_EXCL`, mode 0600,
-/// as `mkstemp`), chowned to `owner` if given, the data, fsync, rename over `path`, fsync of
-/// the directory. On failure the
-/// temporary file is removed and `path` is untouched.
+/// as `mkstemp`), chowned to `owner` if given, the data, fsync, rename over `path` (the
+/// caller syncs the directory: [`DirSyncs`]). On failure the temporary file is removed and
+/// `path` is untouched.
 fn write_atomic(path: &Path, data: &[u8], owner: Option<u32>) -> Result<(), PkiError> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(PkiError::InvalidId(path.display().to_string()));
@@ -500,8 +583,7 @@ fn write_atomic(path: &Path, data: &[u8], owner: Option<u32>) -> Result<(), PkiE
     let written = file
         .write_all(data)
         .and_then(|()| file.sync_all())
-        .and_then(|()| fs::rename(&tmp, path))
-        .and_then(|()| File::open(dir)?.sync_all());
+        .and_then(|()| fs::rename(&tmp, path));
     drop(file);
     written.map_err(|e| {
         if let Err(rm) = fs::remove_file(&tmp) {
@@ -530,8 +612,10 @@ pub struct PkiWatcher {
 
 impl PkiWatcher {
     /// Starts watching `pki` from the scan `initial` (normally the scan the caller started
-    /// from); every inotify event and every `rescan` interval triggers a scan, and the changes
-    /// against the previous scan are sent on the returned channel. Must be called inside a
+    /// from); every inotify event reads again the files of the ids it named
+    /// ([`Pki::refresh`]), every `rescan` interval (and a lost or overflowing watch) scans
+    /// everything, and the changes against the previous scan are sent on the returned
+    /// channel. Must be called inside a
     /// tokio runtime. The task ends when the receiver is dropped.
     pub fn spawn(
         pki: Pki,
@@ -540,26 +624,29 @@ impl PkiWatcher {
     ) -> Result<(Self, tokio::sync::mpsc::Receiver<KeyChange>), PkiError> {
         use notify::Watcher as _;
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-        // Ids whose files the events named since the last scan: reported with their state
-        // even when two moves cancel out between two scans (accept then reject within the
-        // settle time), as the daemon may have acted on the state in between.
-        let touched = Arc::new(Mutex::new(BTreeSet::new()));
+        let touched = Arc::new(Mutex::new(Touched::default()));
         let touching = Arc::clone(&touched);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let mut touched = touching.lock().unwrap_or_else(PoisonError::into_inner);
                 match &event {
                     Err(e) => {
-                        tracing::warn!(error = %e, "pki watch error; relying on the periodic rescan");
+                        tracing::warn!(error = %e, "pki watch error; scanning everything");
+                        touched.full = true;
                     }
+                    // The kernel dropped events (its queue overflowed): which ids changed is
+                    // not known.
+                    Ok(event) if event.need_rescan() => touched.full = true,
                     // Our own scans open and read every key file: those events must not wake
                     // us, or the watcher rescans forever.
                     Ok(event) if !changes_keys(&event.kind) => return,
                     Ok(event) => {
                         let ids = event.paths.iter().filter_map(|p| p.file_name()?.to_str());
-                        let mut touched = touching.lock().unwrap_or_else(PoisonError::into_inner);
-                        touched.extend(ids.filter(|id| !id.starts_with('.')).map(str::to_owned));
+                        let ids = ids.filter(|id| !id.starts_with('.')).map(str::to_owned);
+                        touched.ids.extend(ids);
                     }
                 }
+                drop(touched);
                 // A full channel already holds a wake-up: the coming scan sees this change too.
                 let _ = wake_tx.try_send(());
             })
@@ -576,8 +663,8 @@ impl PkiWatcher {
             let mut ticker = tokio::time::interval(rescan);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
+                let tick = tokio::select! {
+                    _ = ticker.tick() => true,
                     woke = wake_rx.recv() => {
                         if woke.is_none() {
                             return;
@@ -586,23 +673,35 @@ impl PkiWatcher {
                         // it writes the new one), then take the wake-ups it caused.
                         tokio::time::sleep(SETTLE).await;
                         while wake_rx.try_recv().is_ok() {}
-                    }
-                }
-                let scan = match pki.scan() {
-                    Ok(scan) => scan,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pki rescan failed");
-                        continue;
+                        false
                     }
                 };
-                let touched =
+                let Touched { ids, full } =
                     std::mem::take(&mut *touched.lock().unwrap_or_else(PoisonError::into_inner));
-                for change in diff_touched(&last, &scan, touched) {
+                let changes = if tick || full {
+                    match pki.scan() {
+                        Ok(scan) => {
+                            let changes = diff_touched(&last, &scan, ids);
+                            last = scan;
+                            changes
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "pki rescan failed");
+                            // The ids and the full scan are still owed.
+                            let mut owed = touched.lock().unwrap_or_else(PoisonError::into_inner);
+                            owed.ids.extend(ids);
+                            owed.full |= full;
+                            continue;
+                        }
+                    }
+                } else {
+                    pki.refresh(&mut last, ids)
+                };
+                for change in changes {
                     if tx.send(change).await.is_err() {
                         return;
                     }
                 }
-                last = scan;
             }
         });
         Ok((
@@ -613,6 +712,17 @@ impl PkiWatcher {
             rx,
         ))
     }
+}
+
+/// What the watcher's events said since its last scan.
+#[derive(Debug, Default)]
+struct Touched {
+    /// Ids whose files the events named: reported with their state even when two moves
+    /// cancel out between two scans (accept then reject within the settle time), as the
+    /// daemon may have acted on the state in between.
+    ids: BTreeSet<String>,
+    /// Events were lost: scan everything.
+    full: bool,
 }
 
 /// Whether an inotify event can change what a scan sees: creations, modifications, renames,

@@ -347,3 +347,101 @@ fn a_truncated_hello_is_rejected() {
         .run_until(Duration::from_secs(10), |net| net.node_ref(o).delivered(id))
         .expect("delivered after a new allow");
 }
+
+/// A world with a master whose daemon decides keys (auto `never`, mutable, roles are
+/// names), on `port`.
+fn deciding_master(port: u16) -> (World, SocketAddr) {
+    let mut world = World::new(1, Link::perfect());
+    let mut main = Spec::new("main", port).main().auto(AutoMode::Never);
+    main.mutable = true;
+    main.role_is_name = true;
+    let m = world.add(main);
+    (world, m)
+}
+
+/// A decision made off the road (the master's decision thread) applies only to the keys it
+/// was made on: when a join with the same name and other keys came meanwhile (the first
+/// contact was dropped while its decision waited), the decision changes nothing, and the
+/// other keys are not accepted by it.
+#[test]
+fn a_decision_on_offered_keys_does_not_accept_the_keys_that_replaced_them() {
+    let (mut world, m) = deciding_master(7630);
+    let v = world.add(Spec::new("victim", 7631));
+    let e = world.add(Spec::new("victim", 7632));
+    let keys = |spec: &Spec| key_hexes(spec.keys);
+    let ((victim, victim_pub), (impostor, impostor_pub)) = (
+        keys(&Spec::new("victim", 7631)),
+        keys(&Spec::new("victim", 7632)),
+    );
+    let pending_on = |keys: &str| {
+        let keys = keys.to_owned();
+        move |ev: &Event| matches!(ev, Event::Pending { verhex, .. } if *verhex == keys)
+    };
+    world.join(v, m);
+    world
+        .wait_for(m, Duration::from_secs(2), pending_on(&victim))
+        .expect("the victim's join pends");
+    // The decision is slow: the victim's first contact is dropped (it stopped asking; in a
+    // storm, room is made for newer ones), then a join with its name and other keys comes.
+    world.settle(Limits::default().first_contact_ttl + Duration::from_secs(6));
+    assert!(world
+        .peer_ref(m)
+        .has(|ev| matches!(ev, Event::FirstContactDropped { name, .. } if name == "victim")));
+    world.join(e, m);
+    world
+        .wait_for(m, Duration::from_secs(2), pending_on(&impostor))
+        .expect("the impostor's join pends");
+    let now = world.net.now();
+    let main = world.peer(m);
+    assert!(matches!(
+        main.road
+            .decide_offered(now, "victim", &victim, &victim_pub, true),
+        Err(raet_proto::road::RoadError::KeysChanged)
+    ));
+    assert_eq!(main.road.stats().decision_keys_changed, 1);
+    let joined = world
+        .wait_for(e, Duration::from_secs(10), |ev| {
+            matches!(ev, Event::Allowed { .. })
+        })
+        .is_ok();
+    assert!(
+        !joined,
+        "the impostor was accepted by the victim's decision"
+    );
+    // On the keys the remote holds, the decision applies.
+    let now = world.net.now();
+    assert!(world
+        .peer(m)
+        .road
+        .decide_offered(now, "victim", &impostor, &impostor_pub, false)
+        .is_ok());
+}
+
+/// A decision that comes after the first contact was dropped (a join storm made room) is
+/// recorded for the keys it was made on: the estate's next join is accepted at once, with no
+/// new decision asked for.
+#[test]
+fn a_decision_on_a_dropped_first_contact_is_kept_for_its_next_join() {
+    let (mut world, m) = deciding_master(7640);
+    let v = world.add(Spec::new("late", 7641));
+    let (verhex, pubhex) = key_hexes(Spec::new("late", 7641).keys);
+    world.join(v, m);
+    let pending = |ev: &Event| matches!(ev, Event::Pending { name, .. } if name == "late");
+    world
+        .wait_for(m, Duration::from_secs(2), pending)
+        .expect("the join pends");
+    world.settle(Limits::default().first_contact_ttl + Duration::from_secs(6));
+    let now = world.net.now();
+    let main = world.peer(m);
+    main.road
+        .decide_offered(now, "late", &verhex, &pubhex, true)
+        .expect("recorded");
+    assert_eq!(main.road.stats().decision_recorded, 1);
+    world.join(v, m);
+    world
+        .wait_for(v, Duration::from_secs(10), |ev| {
+            matches!(ev, Event::Allowed { .. })
+        })
+        .expect("accepted at once");
+    assert_eq!(world.peer_ref(m).count(pending), 1, "decided again");
+}

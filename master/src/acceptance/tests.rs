@@ -405,21 +405,41 @@ fn acceptor_joins_write_what_salt_key_shows() {
     let mut acceptor = Acceptor::new(&master_config(dir.path(), "")).unwrap();
     assert_eq!(acceptor.mode, AutoMode::Never);
     let (k1, k2) = (pem(1), pem(2));
-    assert_eq!(acceptor.join("web1", &k1).unwrap().answer, Answer::Pend);
+    assert_eq!(
+        acceptor
+            .join("web1", &k1, &mut DirSyncs::default())
+            .unwrap()
+            .answer,
+        Answer::Pend
+    );
     let pending = acceptor.pki().key_path(KeyState::Pending, "web1").unwrap();
     assert_eq!(fs::read_to_string(&pending).unwrap(), k1);
-    assert_eq!(acceptor.join("web1", &k1).unwrap().write, None);
+    assert_eq!(
+        acceptor
+            .join("web1", &k1, &mut DirSyncs::default())
+            .unwrap()
+            .write,
+        None
+    );
     // salt-key -a moves the file.
     let accepted = acceptor.pki().key_path(KeyState::Accepted, "web1").unwrap();
     fs::rename(&pending, &accepted).unwrap();
-    assert_eq!(acceptor.join("web1", &k1).unwrap().answer, Answer::Accept);
+    assert_eq!(
+        acceptor
+            .join("web1", &k1, &mut DirSyncs::default())
+            .unwrap()
+            .answer,
+        Answer::Accept
+    );
     // The same id with a new key is denied and recorded in minions_denied.
-    let d = acceptor.join("web1", &k2).unwrap();
+    let d = acceptor
+        .join("web1", &k2, &mut DirSyncs::default())
+        .unwrap();
     assert_eq!((d.answer, d.act), (Answer::Reject, AuthAct::Denied));
     assert_eq!(acceptor.pki().denied("web1").unwrap().unwrap().text, k2);
     assert_eq!(fs::read_to_string(&accepted).unwrap(), k1);
     assert!(matches!(
-        acceptor.join("../x", &k1),
+        acceptor.join("../x", &k1, &mut DirSyncs::default()),
         Err(PkiError::InvalidId(_))
     ));
 }
@@ -437,7 +457,10 @@ fn acceptor_applies_the_pattern_files_and_auto_accept() {
     let mut acceptor = Acceptor::new(&config).unwrap();
     assert_eq!(acceptor.mode, AutoMode::Once);
     assert_eq!(
-        acceptor.join("good1", &pem(1)).unwrap().answer,
+        acceptor
+            .join("good1", &pem(1), &mut DirSyncs::default())
+            .unwrap()
+            .answer,
         Answer::Accept
     );
     assert_eq!(
@@ -445,7 +468,10 @@ fn acceptor_applies_the_pattern_files_and_auto_accept() {
         KeyState::Accepted
     );
     assert_eq!(
-        acceptor.join("bad1", &pem(2)).unwrap().answer,
+        acceptor
+            .join("bad1", &pem(2), &mut DirSyncs::default())
+            .unwrap()
+            .answer,
         Answer::Reject
     );
     assert_eq!(

@@ -160,6 +160,9 @@ pub enum RoadError {
     /// The configuration is unusable (e.g. a name that cannot be sent).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A decision on keys the remote no longer holds ([`Road::decide_offered`]).
+    #[error("the remote's keys changed since the decision was asked for")]
+    KeysChanged,
 }
 
 /// A received packet, its head decoded (the coat still sealed).
@@ -362,21 +365,56 @@ impl Road {
     /// Operator decision for auto `never` (by remote name): accept its role's keys. A join
     /// pending on this decision completes now.
     pub fn accept(&mut self, now: Instant, name: &str) -> Result<(), RoadError> {
-        self.decide(now, name, Acceptance::Accepted)
+        self.decide(now, name, Acceptance::Accepted, None)
     }
 
     /// Operator decision (by remote name): reject its role's keys (also later). The remote is
     /// removed.
     pub fn reject(&mut self, now: Instant, name: &str) -> Result<(), RoadError> {
-        self.decide(now, name, Acceptance::Rejected)
+        self.decide(now, name, Acceptance::Rejected, None)
     }
 
-    /// Records an operator decision for the role of remote `name` and applies it.
+    /// A decision on the keys (`verhex`, `pubhex`) that remote `name` offered (its
+    /// [`Event::Pending`]), made elsewhere while the road went on: applied as
+    /// [`Road::accept`] (`accept`) or [`Road::reject`] only while the remote still holds
+    /// those keys. A later join may have put other keys there (a first contact's keys are not
+    /// proven): then nothing changes and the answer is [`RoadError::KeysChanged`], counted as
+    /// `decision_keys_changed`. When the remote is gone (a first contact dropped to make room
+    /// in a join storm) and roles are names, the decision is still recorded for those keys,
+    /// so that the estate's next join is decided at once, unrationed, as after a restart.
+    pub fn decide_offered(
+        &mut self,
+        now: Instant,
+        name: &str,
+        verhex: &str,
+        pubhex: &str,
+        accept: bool,
+    ) -> Result<(), RoadError> {
+        let acceptance = match accept {
+            true => Acceptance::Accepted,
+            false => Acceptance::Rejected,
+        };
+        if self.uid_by_name(name).is_none() && self.core.config.role_is_name {
+            self.core.stats.decision_recorded += 1;
+            self.core.save_role(RoleRecord {
+                role: name.to_owned(),
+                acceptance,
+                verhex: verhex.to_owned(),
+                pubhex: pubhex.to_owned(),
+            });
+            return Ok(());
+        }
+        self.decide(now, name, acceptance, Some(verhex))
+    }
+
+    /// Records an operator decision for the role of remote `name` (on the keys `offered`, if
+    /// given) and applies it.
     fn decide(
         &mut self,
         now: Instant,
         name: &str,
         acceptance: Acceptance,
+        offered: Option<&str>,
     ) -> Result<(), RoadError> {
         let uid = self.uid_by_name(name).ok_or(RoadError::UnknownRemote)?;
         let Some(remote) = self.remotes.get_mut(&uid) else {
@@ -384,6 +422,10 @@ impl Road {
         };
         if remote.verhex.is_empty() {
             return Err(RoadError::UnknownRemote);
+        }
+        if offered.is_some_and(|verhex| verhex != remote.verhex) {
+            self.core.stats.decision_keys_changed += 1;
+            return Err(RoadError::KeysChanged);
         }
         let record = RoleRecord {
             role: remote.role.clone(),

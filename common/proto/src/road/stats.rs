@@ -313,6 +313,12 @@ road_stats! {
     first_contact_busy,
     /// First contacts dropped because they stopped asking.
     first_contact_expired,
+    /// Decisions on offered keys not applied: the remote held other keys by then
+    /// (`Road::decide_offered`).
+    decision_keys_changed,
+    /// Decisions on offered keys recorded for a remote that was gone by then (its next join
+    /// is decided at once: `Road::decide_offered`).
+    decision_recorded,
     /// Copies of a message that awaits the application's word (dropped; its done follows).
     message_awaiting_take,
     /// Join answers sent again because the joiner asked again (one per request).

@@ -65,6 +65,9 @@ pub enum DaemonError {
     /// The signal handlers could not be installed.
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    /// A thread of the daemon could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
     /// The tokio runtime could not be started.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),

@@ -283,6 +283,39 @@ fn scan_reads_the_directories_and_skips_temp_and_invalid_entries() {
     );
 }
 
+/// An inotify wake-up reads the touched ids alone: their changes are reported and the scan
+/// holds their files as a full scan would; an untouched id is not read (its change waits for
+/// the periodic rescan).
+#[test]
+fn refresh_reads_the_touched_ids_alone() {
+    let (_dir, pki) = pki();
+    pki.store("a", KeyState::Pending, &pem(1)).unwrap();
+    pki.store("b", KeyState::Accepted, &pem(2)).unwrap();
+    let mut scan = pki.scan().unwrap();
+    pki.store("a", KeyState::Accepted, &pem(1)).unwrap();
+    pki.store("c", KeyState::Pending, &pem(3)).unwrap();
+    pki.remove("b").unwrap();
+    let touched = ["a", "c", ".a.1.0.tmp", "gone"].map(str::to_owned).into();
+    let changes = pki.refresh(&mut scan, touched);
+    let seen: Vec<_> = changes
+        .iter()
+        .map(|c| (c.id.as_str(), c.old, c.new))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("a", Some(KeyState::Pending), Some(KeyState::Accepted)),
+            ("c", None, Some(KeyState::Pending)),
+        ]
+    );
+    let full = pki.scan().unwrap();
+    for id in ["a", "c"] {
+        assert_eq!(scan.state_of(id), full.state_of(id), "{id}");
+    }
+    assert_eq!(scan.state_of("b").map(|(s, _)| s), Some(KeyState::Accepted));
+    assert_eq!(full.state_of("b"), None);
+}
+
 async fn next(rx: &mut tokio::sync::mpsc::Receiver<KeyChange>) -> KeyChange {
     tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
