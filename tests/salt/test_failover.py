@@ -118,6 +118,7 @@ def test_a_minion_started_while_its_first_master_is_down_tunes_in_to_the_next(la
     assert "trying next master" in after, after[-3000:]
 
 
+@pytest.mark.core
 def test_the_minion_fails_back_to_its_first_master_once_it_is_back(lab):
     """Salt's master_failback with RAET presence as the liveness signal: on the second master
     (the first stopped), the minion goes back to the first once its salt-raet-minion has
