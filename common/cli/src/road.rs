@@ -15,7 +15,7 @@ use raet::road::{Event, Presence, Profile, RejectedBy, RoadConfig, RoadError, Ui
 use raet::stack::{RoadStack, StackError};
 use rand_core::OsRng;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
@@ -319,9 +319,10 @@ pub(crate) async fn run(args: RoadArgs) -> ExitCode {
     );
 
     let mut helpers = JoinSet::new();
-    if args.events {
-        helpers.spawn(print_events(stack.events(), log));
-    }
+    let (stop_events, stopped) = oneshot::channel();
+    let event_printer = args
+        .events
+        .then(|| tokio::spawn(print_events(stack.events(), stopped, log)));
     if let Some(delay) = args.accept_after {
         helpers.spawn(accept_pending(stack.clone(), stack.events(), delay, log));
     }
@@ -360,6 +361,13 @@ pub(crate) async fn run(args: RoadArgs) -> ExitCode {
             EXIT_TIMEOUT
         }
     };
+    // Every event the session saw is printed (the one it stopped on included).
+    let _ = stop_events.send(());
+    if let Some(printer) = event_printer {
+        if let Err(e) = printer.await {
+            warn!(error = %e, "the event printer ended abnormally");
+        }
+    }
     log.emit("stats", json!({"stats": stack.stats().await}));
     helpers.abort_all();
     stack.shutdown().await;
@@ -478,8 +486,22 @@ async fn print_messages(
 
 /// `--events`: prints the road's events on stderr (a rejection says who rejected, `"by":
 /// "us"` or `"them"`, as the reference peer does).
-async fn print_events(mut events: mpsc::UnboundedReceiver<Event>, log: EventLog) {
-    while let Some(event) = events.recv().await {
+/// Once `stop` fires, prints what is queued and returns.
+async fn print_events(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut stop: oneshot::Receiver<()>,
+    log: EventLog,
+) {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => log.road_event(&event),
+                None => return,
+            },
+            _ = &mut stop => break,
+        }
+    }
+    while let Ok(event) = events.try_recv() {
         log.road_event(&event);
     }
 }

@@ -728,7 +728,7 @@ impl Driver {
     }
 
     fn dispatch(&mut self, event: Event) {
-        match event {
+        let event = match event {
             Event::Message {
                 uid,
                 name,
@@ -741,6 +741,12 @@ impl Driver {
                 let _ = self.messages.send(((name, uid, body), raw, receipt));
                 return;
             }
+            event => event,
+        };
+        // Subscribers see an event before the request it completes is answered (a caller
+        // that stops on the answer finds the event queued); those gone are forgotten.
+        lock(&self.events).retain(|subscriber| subscriber.send(event.clone()).is_ok());
+        match event {
             Event::Allowed { uid, .. } => self.finish_joins(uid, || Ok(uid)),
             Event::JoinFailed { uid, reason } => {
                 self.finish_joins(uid, || Err(StackError::JoinFailed { uid, reason }))
@@ -773,8 +779,6 @@ impl Driver {
             }
             _ => {}
         }
-        // Subscribers that are gone are forgotten.
-        lock(&self.events).retain(|subscriber| subscriber.send(event.clone()).is_ok());
     }
 
     fn finish_joins(&mut self, uid: Uid, result: impl Fn() -> Result<Uid, StackError>) {

@@ -137,6 +137,32 @@ async fn join_then_small_and_large_messages_both_ways() {
     minion.shutdown().await;
 }
 
+/// A subscriber has the event that completes a request queued by the time the request is
+/// answered (`raet road` prints a rejection it stops on: a CI run once lost it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_completing_a_join_is_queued_before_the_join_returns() {
+    for round in 0..20 {
+        let main = stack("main", true).await;
+        let minion = stack("minion", false).await;
+        let mut events = minion.events();
+        let uid = guard("join", minion.join(main.local_addr()))
+            .await
+            .expect("join");
+        let mut queued = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            queued.push(event);
+        }
+        assert!(
+            queued
+                .iter()
+                .any(|e| matches!(e, Event::Allowed { uid: u, .. } if *u == uid)),
+            "round {round}: no Allowed queued when the join returned: {queued:?}"
+        );
+        minion.shutdown().await;
+        main.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_events_reach_subscribers() {
     let main = stack("main", true).await;
