@@ -304,9 +304,7 @@ def ensure_accepted(lab, ids):
     lab.wait_ping(ids, deadline_s=180)
 
 
-# Not `core`: on Salt 3007.17 the stopped minion was reported "[No response]" instead of
-# "[Not connected]" in a fresh-clone run of this session (not investigated yet). Passes on
-# 3008.5.
+@pytest.mark.core
 def test_a_stopped_minion_is_reported_not_connected_at_once(lab):
     """With one of two minions stopped (and reported lost by salt-raet-master), ``salt '*'
     test.ping -t 20`` reports it "[Not connected]" without waiting for the timeout while the
