@@ -22,12 +22,13 @@ use salt_raet::identity::{derive_public, Identity, IdentityError, LocalParams};
 use salt_raet::pki::{self, KeyChange, KeyState, PkiWatcher};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use salt_raet_minion::upstream::{Step, Upstreams};
 
 use crate::acceptance::{Acceptor, Answer, AuthAct};
 use crate::decider::{key_state, Decider, Done, Job, MAX_DECIDING};
+use crate::upstream_pin::{self, UpstreamPin, Verdict};
 
 /// Period of the master's full rescan of the pki directories (besides inotify).
 pub(crate) const PKI_RESCAN: Duration = Duration::from_secs(5);
@@ -124,6 +125,8 @@ pub(crate) struct MasterSide {
     /// On a syndic host (`syndic_master`): the master of masters this road joins for
     /// `salt-syndic`, as a minion joins its master.
     syndic: Option<Upstreams>,
+    /// On a syndic host: the master of masters' key, pinned on first use.
+    upstream_pin: Option<UpstreamPin>,
 }
 
 /// An input of the master's side.
@@ -205,15 +208,25 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     info!(id = %own, addr = %road.local_addr(), %mode, salt_crypto, "master road up");
     // Salt's syndic: joined under this master's id (salt-syndic's must be the same); a
     // rejected syndic asks again on SIGHUP.
-    let syndic = config.syndic_upstream().map(|upstream| {
-        info!(master_of_masters = ?upstream, "syndic: joining the master of masters");
-        Upstreams::spawn(&road, vec![upstream], ha.is_ipv6(), false)
-    });
+    let (syndic, upstream_pin) = match config.syndic_upstream() {
+        Some(upstream) => {
+            let dir = &config.common.pki_dir;
+            let pin = UpstreamPin::load(dir).map_err(|source| pki::PkiError::Io {
+                path: dir.join(upstream_pin::PIN_FILE),
+                source,
+            })?;
+            info!(master_of_masters = ?upstream, pin = %pin.path().display(), "syndic: joining the master of masters");
+            let upstreams = Upstreams::spawn(&road, vec![upstream], ha.is_ipv6(), false);
+            (Some(upstreams), Some(pin))
+        }
+        None => (None, None),
+    };
     let side = MasterSide {
         keys,
         bus_events,
         presence,
         syndic,
+        upstream_pin,
     };
     let bus = Some((bus, config.presence_events));
     Daemon::start(own, road, &config.common, bus, side)
@@ -409,8 +422,14 @@ impl Side for MasterSide {
         }
     }
 
-    /// A syndic rejected by its master of masters asks again.
+    /// A syndic rejected by its master of masters reads its pin again (the operator may have
+    /// corrected or removed it) and asks again.
     fn on_hangup(&mut self) {
+        if let Some(pin) = self.upstream_pin.as_mut() {
+            if let Err(e) = pin.reload() {
+                error!(pin = %pin.path().display(), error = %e, "SIGHUP: the master of masters' pin cannot be read; the one read before stays");
+            }
+        }
         if !self.syndic.as_mut().is_some_and(Upstreams::rejoin_rejected) {
             info!("SIGHUP: nothing to do");
         }
@@ -450,11 +469,11 @@ impl MasterSide {
 
     /// On a syndic, the road's events about its master of masters (told by its address, as
     /// its name is known only once joined): its key, pended by the road (keys of joiners
-    /// are decided from the pki directories), is accepted the first time (trusted on first
-    /// use while the daemon runs: a later join offering another key is rejected); its
-    /// completed join fires no `salt/auth` (it is no minion of ours). True when handled.
+    /// are decided from the pki directories), is accepted when it is the one pinned in the
+    /// pki directory, or the first one, then pinned ([`UpstreamPin`]); its completed join
+    /// fires no `salt/auth` (it is no minion of ours). True when handled.
     async fn on_upstream_event(&mut self, d: &mut Shared, event: &Event) -> bool {
-        let Some(syndic) = self.syndic.as_mut() else {
+        let (Some(syndic), Some(pin)) = (self.syndic.as_mut(), self.upstream_pin.as_mut()) else {
             return false;
         };
         let (uid, name) = match event {
@@ -462,19 +481,42 @@ impl MasterSide {
             _ => return false,
         };
         syndic.catch_up(d).await;
-        let upstream = d
+        let Some(address) = d
             .road
             .remote(uid)
             .await
-            .is_some_and(|r| syndic.is_upstream_address(r.ha));
-        if !upstream {
+            .map(|r| r.ha)
+            .filter(|ha| syndic.is_upstream_address(*ha))
+        else {
             return false;
-        }
-        if let Event::Pending { verhex, .. } = event {
-            info!(master_of_masters = %name, key = %verhex, "syndic: the master of masters' key accepted (first use)");
-            if let Err(e) = d.road.accept(name).await {
-                warn!(master_of_masters = %name, error = %e, "accepting the master of masters' key failed");
+        };
+        let Event::Pending {
+            verhex,
+            pubhex,
+            role,
+            ..
+        } = event
+        else {
+            return true;
+        };
+        let why = match pin.check(verhex, pubhex) {
+            Ok(Verdict::Accept { first_use }) => {
+                info!(master_of_masters = %name, key = %verhex, first_use, "syndic: the master of masters' key accepted");
+                if let Err(e) = d.road.accept(name).await {
+                    warn!(master_of_masters = %name, error = %e, "accepting the master of masters' key failed");
+                }
+                return true;
             }
+            Ok(Verdict::Refuse(why)) => format!("{why}; remove that file if the top's keys were changed on purpose, then send SIGHUP"),
+            Err(e) => format!("it cannot be pinned: {e}"),
+        };
+        error!(master_of_masters = %name, %address, "syndic: refusing the master of masters' key: {why}");
+        syndic.refused(address);
+        if let Err(e) = d.road.reject(name).await {
+            warn!(master_of_masters = %name, error = %e, "refusing the master of masters' key failed");
+        }
+        if let Err(e) = d.road.forget_role(role).await {
+            warn!(master_of_masters = %name, error = %e, "forgetting the refused key failed");
         }
         true
     }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod acceptance;
 mod daemon;
 mod decider;
+mod upstream_pin;
 
 use clap::Parser;
 use raet::keep::DirKeep;

@@ -206,7 +206,7 @@ impl Upstreams {
                 let by_pin = address.is_some_and(|a| self.refusals.remove(&a));
                 let what = match by {
                     RejectedBy::Them => "the master rejected this minion's key",
-                    RejectedBy::Us if by_pin => "this minion refused the master's key: not master_finger's",
+                    RejectedBy::Us if by_pin => "this daemon refused the master's key: not the pinned one",
                     RejectedBy::Us => "this minion refused the master's key: not the one it accepted first (remove the master's remote from the minion's keep to trust a new key)",
                 };
                 if retrying {

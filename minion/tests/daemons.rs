@@ -513,7 +513,7 @@ fn master_finger_pins_the_masters_key() {
     assert_eq!(
         log_lines(
             &minion,
-            "this minion refused the master's key: not master_finger's"
+            "this daemon refused the master's key: not the pinned one"
         ),
         1,
         "{}",

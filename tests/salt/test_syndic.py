@@ -8,7 +8,9 @@ one lab (module scope) and run in file order. With ``SALT_RAET_TRANSPORT=zeromq`
 tests run on Salt's ZeroMQ (the baseline).
 """
 
+import os
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -123,12 +125,41 @@ def test_a_star_on_the_top_lists_the_minion_below_and_not_the_syndic(lab):
     assert returns == {MID: True}, returns
 
 
+def top_finger(lab, top):
+    """The fingerprint of the top's road key, as ``salt-raet-master --finger`` prints it."""
+    out = subprocess.run([str(lab.bin_dir / "salt-raet-master"), "-c", str(top.conf_dir),
+                          "--finger"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[-1]
+
+
 def test_the_syndic_down_and_back(lab):
     """The syndic's daemon stopped (salt-syndic's on ZeroMQ): the top's jobs do not reach
-    the minion below; restarted, it rejoins the top by itself."""
+    the minion below; restarted, it rejoins the top by itself. On raet the top's key stays
+    pinned across the restart: a daemon whose pin names other keys refuses the top (and
+    says so), and with the pin corrected, SIGHUP makes it join again."""
     top, syndic = lab.masters()
     lab.wait_ping([MID], deadline_s=120, node=top)
     daemon = syndic.daemon("salt-raet-master" if lab.raet else "salt-syndic")
+    if lab.raet:
+        pin = syndic.pki_dir / "syndic_master.raet"
+        finger = top_finger(lab, top)
+        assert pin.read_text().strip() == finger
+        daemon.stop()
+        wrong = ":".join(["00"] * 32)
+        pin.write_text(wrong + "\n")
+        daemon.start()
+        def rejected():
+            rows = lab.raet_status(node=syndic).get("masters") or [{}]
+            return rows[0] if rows[0].get("state") == "rejected" else None
+        saltlab.wait_for("the syndic's daemon refusing a top that is not the pinned one",
+                         rejected, 90)
+        log = (syndic.root / "log" / "master").read_text(errors="replace")
+        assert f"is not {wrong}, pinned in {pin}" in log
+        # the operator corrects the pin; SIGHUP reads it again and asks the top again
+        pin.write_text(finger + "\n")
+        os.kill(daemon.pid, signal.SIGHUP)
+        lab.wait_ping([MID], deadline_s=180, node=top)
     daemon.stop()
     try:
         returns = lab.salt("*", "test.ping", timeout_s=5, node=top)
