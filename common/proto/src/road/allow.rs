@@ -635,6 +635,17 @@ impl Road {
         true
     }
 
+    /// Drops our allows with `uid` (its join just completed: they were begun for its old
+    /// session, whose uid a rejoined estate no longer knows).
+    pub(super) fn drop_stale_allowers(&mut self, uid: Uid) {
+        let allowers = self.txn_indexes(uid, |t| matches!(t, Transaction::Allower(_)));
+        for index in allowers {
+            if self.take_txn(uid, &index).is_some() {
+                self.core.stats.stale_allow_dropped += 1;
+            }
+        }
+    }
+
     /// Simultaneous allows: the smaller local name yields. `false`: the incoming hello (from
     /// `from`) was refused.
     fn allowent_race(&mut self, uid: Uid, head: &Head, from: SocketAddr) -> bool {
