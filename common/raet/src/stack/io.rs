@@ -216,10 +216,13 @@ impl SocketDefaults {
         if let Some(pmtu) = self.pmtu_v6 {
             rustix::net::sockopt::set_ipv6_mtu_discover(socket, pmtu)?;
         }
-        // quinn-udp sets IP_RECVERR on IPv4 and dual-stack sockets, IPV6_RECVERR on IPv6.
-        let _ = setsockopt(socket, sockopt::Ipv4RecvErr, &false);
+        // quinn-udp sets IP_RECVERR on IPv4 and dual-stack sockets (an IPv6-only one refuses
+        // it), IPV6_RECVERR on IPv6 ones.
+        let v4 = setsockopt(socket, sockopt::Ipv4RecvErr, &false);
         if self.v6 {
-            setsockopt(socket, sockopt::Ipv6RecvErr, &false).map_err(io::Error::from)?;
+            setsockopt(socket, sockopt::Ipv6RecvErr, &false)?;
+        } else {
+            v4?;
         }
         Ok(())
     }
@@ -257,6 +260,30 @@ mod tests {
         let big: Vec<_> = (0..100).map(|_| t(1, 1200)).collect();
         assert_eq!(gso_run(&big, 100), GSO_MAX_BYTES / 1200, "at most 64 KB");
         assert_eq!(gso_run(&[], 64), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn fragmentation_and_the_error_queue_stay_as_the_socket_had_them() {
+        use nix::sys::socket::{getsockopt, sockopt};
+        use rustix::net::sockopt::{ip_mtu_discover, ipv6_mtu_discover};
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(socket) = std::net::UdpSocket::bind(addr) else {
+                continue; // no IPv6 here
+            };
+            socket.set_nonblocking(true).expect("non-blocking");
+            let before = ip_mtu_discover(&socket).ok();
+            let before_v6 = ipv6_mtu_discover(&socket).ok();
+            let batch = BatchSocket::new(socket).expect("batch socket");
+            assert_eq!(ip_mtu_discover(&batch.socket).ok(), before, "{addr}");
+            assert_eq!(ipv6_mtu_discover(&batch.socket).ok(), before_v6, "{addr}");
+            let recverr = if addr.starts_with('[') {
+                getsockopt(&batch.socket, sockopt::Ipv6RecvErr)
+            } else {
+                getsockopt(&batch.socket, sockopt::Ipv4RecvErr)
+            };
+            assert_eq!(recverr.ok(), Some(false), "{addr}");
+        }
     }
 
     #[test]
