@@ -181,6 +181,7 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
     road_config.timers = answering(daemon_timers(&config.common));
     road_config.limits.max_first_contacts = config.raet_first_contacts;
     road_config.limits.first_contact_interval = config.raet_first_contact_interval;
+    road_config.limits.max_handshakes = config.raet_max_handshakes;
     road_config.profile = config.common.raet_profile;
     let mode = config.auto_mode();
     let salt_crypto = config.common.raet_salt_crypto;

@@ -212,6 +212,7 @@ def install_join_hooks():
         wrap(cls, "pend", "pending", "them")
         wrap(cls, "nack", "rejected", "us", nack_kind=PcktKind.reject.value)
         wrap(cls, "reject", "rejected", "them")
+    wrap(transacting.Joiner, "refuse", "refused", "them")
 
 
 class Operator(object):

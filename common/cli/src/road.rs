@@ -88,6 +88,10 @@ pub(crate) struct RoadArgs {
     /// Read operator commands from stdin, one a line: "accept NAME" or "reject NAME".
     #[arg(long)]
     pub control: bool,
+    /// Handshakes remotes started that the road carries at once (`Limits::max_handshakes`,
+    /// default 256); a join beyond them is refused at once (0: every join).
+    #[arg(long, value_name = "N")]
+    pub max_handshakes: Option<usize>,
 }
 
 /// `--auto` values.
@@ -264,6 +268,9 @@ fn config(args: &RoadArgs) -> RoadConfig {
     config.bk = args.bk.into();
     config.role = args.role.clone();
     config.profile = args.profile;
+    if let Some(max) = args.max_handshakes {
+        config.limits.max_handshakes = max;
+    }
     config
 }
 

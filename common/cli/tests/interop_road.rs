@@ -256,6 +256,22 @@ fn never_then_accepted(main_side: Side) {
     }
 }
 
+/// A Rust main with no handshake slot free (`--max-handshakes 0`) refuses the reference
+/// joiner's join at once (admission control, issue 11): the reference takes the `refuse` as
+/// a failed join, without an exception, and is not joined.
+#[test]
+fn busy_rust_main_refuses_reference_joiner() {
+    let Some(reference) = reference() else { return };
+    let _serial = serial();
+    let main = Road::new("main").main().with(&["--max-handshakes", "0"]);
+    let joiner = Road::new("joiner").join(&main);
+    let _main_peer = main.spawn_listening(Side::Rust, &reference);
+    let mut joiner_peer = joiner.spawn(Side::Reference, &reference);
+    joiner_peer.wait_event("refused", json!({"by": "them"}));
+    assert!(!joiner_peer.saw_event("joined", json!({})));
+    assert!(!joiner_peer.saw_event("exception", json!({})));
+}
+
 #[test]
 fn auto_never_rust_main_accepts_reference_joiner() {
     never_then_accepted(Side::Rust);

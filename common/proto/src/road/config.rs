@@ -122,6 +122,11 @@ pub struct Limits {
     /// Remotes being joined vacuously by unknown estates at once (each one created from a
     /// single unauthenticated request); more requests are dropped (`joinee_limit`).
     pub max_joinees: usize,
+    /// Handshakes (joins and allows) remotes started that may be under way at once; a join
+    /// request that would start another is refused unheard (`join_busy`) and its joiner
+    /// asks again later. A join waiting for a decision on keys that were already pending at
+    /// the remote's previous join (an operator's, or a slow one) does not count.
+    pub max_handshakes: usize,
     /// Completed message ids remembered per remote for duplicate suppression.
     pub max_done_ids: usize,
     /// First contacts (estates that joined vacuously and never completed a join here, e.g.
@@ -154,6 +159,7 @@ impl Default for Limits {
             max_correspondents: 1024,
             max_reassembly_bytes: 4 * MAX_MESSAGE_SIZE,
             max_joinees: 1024,
+            max_handshakes: 256,
             max_done_ids: 65_536,
             max_first_contacts: 512,
             first_contact_interval: Duration::from_secs(10),

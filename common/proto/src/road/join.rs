@@ -70,6 +70,9 @@ pub(crate) struct Joinent {
     vacuous: bool,
     /// The joiner said pend.
     pended: bool,
+    /// The remote's keys were pending before this join (see
+    /// [`Transaction::is_admitted_handshake`]).
+    pub(super) repended: bool,
     /// A known remote joining from a new address: completing it records the move as
     /// proposed, the allow from there makes it ([`Proposal`]).
     moving: bool,
@@ -189,6 +192,9 @@ impl Road {
             drop_packet!(self.core, join_stale, rx.from);
             return Err(());
         }
+        if self.refuse_busy(rx, None) {
+            return Err(());
+        }
         if self.remotes.ephemerals() >= self.core.config.limits.max_joinees {
             drop_packet!(self.core, joinee_limit, rx.from);
             return Err(());
@@ -207,6 +213,29 @@ impl Road {
         remote.ephemeral = true;
         self.remotes.insert(uid, remote);
         Ok(Some(uid))
+    }
+
+    /// Admission control (issue 11): a join request that would start a handshake while
+    /// [`Limits::max_handshakes`](super::Limits::max_handshakes) are under way is answered
+    /// `refuse` unheard and nothing of it is kept (the reference joiner, as ours, takes it as
+    /// a failed join and asks again later), so that a storm completes joins at the rate this
+    /// road sustains instead of starting all and finishing none. A join from `remote` (a known
+    /// one) already in a handshake, or whose keys were pending at its last join, adds no
+    /// handshake and is heard. `true`: refused. The answer goes where the request came from,
+    /// as one packet no larger than the request, and changes nothing here: a forged request
+    /// gains nothing (and a forged refuse only fails a joiner's attempt, as any refuse can).
+    pub(super) fn refuse_busy(&mut self, rx: &Rx<'_>, remote: Option<Uid>) -> bool {
+        let adds = remote
+            .and_then(|uid| self.remotes.get(&uid))
+            .is_none_or(|r| !r.handshaking() && !r.pended());
+        if !adds || self.remotes.handshakes() < self.core.config.limits.max_handshakes {
+            return false;
+        }
+        drop_packet!(self.core, join_busy, rx.from);
+        let h = &rx.head;
+        let head = self.stale_head(h, h.de, true);
+        self.emit_to(h.de, rx.from, &head, PacketKind::Refuse, &[]);
+        true
     }
 
     /// Our join body; `uid` (our uid for the joiner) only in a response.

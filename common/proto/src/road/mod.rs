@@ -564,6 +564,13 @@ impl Road {
         self.core.budget.used()
     }
 
+    /// Handshakes (joins and allows) remotes started that are under way and count against
+    /// [`Limits::max_handshakes`].
+    #[must_use]
+    pub fn handshakes(&self) -> usize {
+        self.remotes.handshakes()
+    }
+
     /// Counters: `rx_packets`, `tx_packets`, and one per drop reason or protocol event
     /// (names follow the reference's stats where one exists, e.g. `parse_error`,
     /// `bad_signature`, `decrypt_error`, `stale_session`, `unknown_remote`, `redo_segment`).

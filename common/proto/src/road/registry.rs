@@ -180,6 +180,15 @@ impl Registry {
         count
     }
 
+    /// Number of remotes in a handshake they started ([`Remote::handshaking`]).
+    pub(crate) fn handshakes(&self) -> usize {
+        let mut count = self.index.handshakes();
+        if let Some((_, filed, remote)) = self.lent() {
+            count = count + usize::from(remote.handshaking()) - usize::from(filed.handshaking);
+        }
+        count
+    }
+
     /// The evictable first contact that asked least recently (the lowest uid of equals).
     pub(crate) fn oldest_evictable(&self) -> Option<Uid> {
         let filed = self

@@ -349,6 +349,20 @@ impl Remote {
     pub(crate) fn allow_in_process(&self) -> bool {
         self.transactions.values().any(Transaction::is_allow)
     }
+
+    /// Whether a handshake it started counts against the road's
+    /// [`Limits::max_handshakes`](super::Limits::max_handshakes) now.
+    pub(crate) fn handshaking(&self) -> bool {
+        self.transactions
+            .values()
+            .any(Transaction::is_admitted_handshake)
+    }
+
+    /// Whether its keys were pending a decision at its last join (a join from it now waits
+    /// for that decision, not for this road's work).
+    pub(crate) fn pended(&self) -> bool {
+        self.acceptance == Some(Acceptance::Pending)
+    }
 }
 
 #[cfg(test)]

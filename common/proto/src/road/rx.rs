@@ -186,6 +186,10 @@ impl Road {
     /// A packet that opens a transaction initiated by the remote.
     fn correspond(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
         let h = &rx.head;
+        let join = matches!((h.tk, h.pk), (TransactionKind::Join, PacketKind::Request));
+        if join && self.refuse_busy(rx, Some(uid)) {
+            return;
+        }
         let Some(remote) = self.remotes.get(&uid) else {
             return;
         };
@@ -252,7 +256,7 @@ impl Road {
     /// Head of a stale nack answering `h` (Staler and Stalent): its session and transaction
     /// ids, transaction, coat and foot kinds copied, estate ids swapped (`se` ours), `cf` as
     /// given; the body is empty. A binary head is answered with one (in the fast session).
-    fn stale_head(&self, h: &Head, se: Uid, correspondent: bool) -> Head {
+    pub(super) fn stale_head(&self, h: &Head, se: Uid, correspondent: bool) -> Head {
         let mut head = Head {
             se,
             de: h.se,

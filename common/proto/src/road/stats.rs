@@ -316,6 +316,9 @@ road_stats! {
     first_contact_busy,
     /// First contacts dropped because they stopped asking.
     first_contact_expired,
+    /// Join requests refused unheard: `Limits::max_handshakes` handshakes were under way
+    /// (nothing of the request kept; the joiner asks again after its backoff).
+    join_busy,
     /// Decisions on offered keys not applied: the remote held other keys by then
     /// (`Road::decide_offered`).
     decision_keys_changed,

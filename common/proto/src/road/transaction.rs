@@ -124,6 +124,18 @@ impl Transaction {
         self.kind() == TransactionKind::Allow
     }
 
+    /// Whether this is a handshake the remote started that counts against
+    /// [`Limits::max_handshakes`](super::Limits::max_handshakes): an allow, or a join unless
+    /// the remote's keys were already pending before it (it waits for an operator, or for a
+    /// decision that outlasted a join: nothing but memory until that decision comes).
+    pub(crate) fn is_admitted_handshake(&self) -> bool {
+        match self {
+            Self::Joinent(j) => !j.repended,
+            Self::Allowent(_) => true,
+            _ => false,
+        }
+    }
+
     /// The earliest instant at which this transaction has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         match self {

@@ -46,6 +46,10 @@ pub struct MasterConfig {
     /// yet accepted and joined) the road keeps at once; beyond it the one that asked least
     /// recently is dropped with its pending key.
     pub raet_first_contacts: usize,
+    /// `raet_max_handshakes` (ours, default the road's, 256): joins and allows minions
+    /// started that the road carries at once; a join beyond them is refused at once and
+    /// its minion asks again after its backoff (admission control in a join storm).
+    pub raet_max_handshakes: usize,
     /// `raet_first_contact_interval` (ours, default 10 s): one new first contact per source
     /// address per interval.
     pub raet_first_contact_interval: Duration,
@@ -105,6 +109,11 @@ impl MasterConfig {
             loop_interval: raw.seconds("loop_interval", DEFAULT_LOOP_INTERVAL_SECS)?,
             raet_first_contacts: raw.count("raet_first_contacts", 512, 1_000_000)?,
             raet_first_contact_interval: raw.seconds("raet_first_contact_interval", 10)?,
+            raet_max_handshakes: raw.count(
+                "raet_max_handshakes",
+                raet::road::Limits::default().max_handshakes,
+                1_000_000,
+            )?,
             syndic_master: raw
                 .get("syndic_master")
                 .map(|_| {

@@ -544,12 +544,14 @@ fn first_contact_bounds_have_defaults_and_are_checked() {
     let c = MasterConfig::load(dir.path()).unwrap();
     assert_eq!(c.raet_first_contacts, 512);
     assert_eq!(c.raet_first_contact_interval, Duration::from_secs(10));
+    assert_eq!(c.raet_max_handshakes, 256);
     let dir = dir_with(&[(
         "master",
-        "raet_first_contacts: 64\nraet_first_contact_interval: 0.5\n",
+        "raet_first_contacts: 64\nraet_first_contact_interval: 0.5\nraet_max_handshakes: 32\n",
     )]);
     let c = MasterConfig::load(dir.path()).unwrap();
     assert_eq!(c.raet_first_contacts, 64);
+    assert_eq!(c.raet_max_handshakes, 32);
     assert_eq!(c.raet_first_contact_interval, Duration::from_millis(500));
     for bad in ["0", "-3", "many", "1000001"] {
         let (_dir, err) = master_err(&[("master", &format!("raet_first_contacts: {bad}\n"))]);

@@ -91,11 +91,12 @@ impl Road {
             )
         };
         head.fg.set(Flags::CF, true);
-        let j = Joinent {
+        let mut j = Joinent {
             head,
             dest: rx.from,
             vacuous: h.de == 0,
             pended: false,
+            repended: false,
             moving: false,
             peer_fast: jb.fast,
             deadline: deadline(now, t.joinent_timeout),
@@ -178,6 +179,7 @@ impl Road {
             drop_packet!(self.core, duplicate_join_attempt, rx.from);
             return;
         }
+        j.repended = remote.pended();
         let same = compare(remote, &jb, rha, reid);
         let ephemeral = remote.ephemeral;
         if same.role_keys && remote.first_contact.is_some() {

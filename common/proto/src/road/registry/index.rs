@@ -1,6 +1,7 @@
 //! The registry's lookups by something other than the uid, so that a join never scans every
 //! remote: non-ephemeral remotes by name and by role, the number of ephemeral remotes, the
-//! first contacts and, among them, the evictable ones by age.
+//! first contacts and, among them, the evictable ones by age, and the number of remotes in a
+//! handshake they started ([`Remote::handshaking`]).
 //!
 //! The index keeps, per remote, the [`Keys`] it filed it under; [`Index::update`] compares
 //! them with the remote as it is now and refiles it only when they differ.
@@ -31,6 +32,8 @@ pub(super) struct Keys {
     pub(super) ephemeral: bool,
     /// See [`Keys::contact_of`].
     pub(super) contact: Option<Contact>,
+    /// See [`Remote::handshaking`].
+    pub(super) handshaking: bool,
 }
 
 /// A first contact: when it last asked, and whether it may be evicted to make room for a
@@ -44,6 +47,7 @@ impl Keys {
             text: (!remote.ephemeral).then(|| (remote.name.clone(), remote.role.clone())),
             ephemeral: remote.ephemeral,
             contact: Self::contact_of(remote),
+            handshaking: remote.handshaking(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Keys {
             && Self::text_of(Field::Role, remote) == self.text(Field::Role)
             && self.ephemeral == remote.ephemeral
             && self.contact == Self::contact_of(remote)
+            && self.handshaking == remote.handshaking()
     }
 
     /// The `field` `remote` is found by, if any.
@@ -95,6 +100,8 @@ pub(super) struct Index {
     contacts: usize,
     /// The evictable first contacts, by when they last asked.
     evictable: BTreeSet<(Instant, Uid)>,
+    /// Number of remotes in a handshake they started.
+    handshakes: usize,
 }
 
 impl Index {
@@ -120,6 +127,7 @@ impl Index {
             self.roles.entry(role.clone()).or_default().insert(uid);
         }
         self.ephemerals += usize::from(keys.ephemeral);
+        self.handshakes += usize::from(keys.handshaking);
         if let Some((asked, evictable)) = keys.contact {
             self.contacts += 1;
             if evictable {
@@ -139,6 +147,7 @@ impl Index {
             unfile(&mut self.roles, role, uid);
         }
         self.ephemerals -= usize::from(keys.ephemeral);
+        self.handshakes -= usize::from(keys.handshaking);
         if let Some((asked, evictable)) = keys.contact {
             self.contacts -= 1;
             if evictable {
@@ -169,6 +178,11 @@ impl Index {
     /// Number of first contacts.
     pub(super) fn contacts(&self) -> usize {
         self.contacts
+    }
+
+    /// Number of remotes in a handshake they started.
+    pub(super) fn handshakes(&self) -> usize {
+        self.handshakes
     }
 
     /// The evictable first contacts, least recently asked first (equal times in uid order).
