@@ -93,13 +93,6 @@ mod tests {
 
     use salt_raet::identity::Identity;
 
-    fn keys(identity: &Identity) -> (String, String) {
-        (
-            identity.verify_key().to_hex(),
-            identity.public_key().to_hex(),
-        )
-    }
-
     #[test]
     fn the_first_keys_are_pinned_across_loads_and_others_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -107,7 +100,7 @@ mod tests {
             Identity::generate(&mut rand_core::OsRng),
             Identity::generate(&mut rand_core::OsRng),
         );
-        let (verhex, pubhex) = keys(&top);
+        let (verhex, pubhex) = top.offered_hexes();
         let mut pin = UpstreamPin::load(dir.path()).expect("load");
         assert_eq!(
             pin.check(&verhex, &pubhex).expect("check"),
@@ -119,7 +112,7 @@ mod tests {
             pin.check(&verhex, &pubhex).expect("check"),
             Verdict::Accept { first_use: false }
         );
-        let (verhex2, pubhex2) = keys(&other);
+        let (verhex2, pubhex2) = other.offered_hexes();
         let Verdict::Refuse(why) = pin.check(&verhex2, &pubhex2).expect("check") else {
             panic!("another top's keys were accepted");
         };
@@ -135,7 +128,7 @@ mod tests {
     #[test]
     fn a_reload_takes_a_corrected_or_removed_pin() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (verhex, pubhex) = keys(&Identity::generate(&mut rand_core::OsRng));
+        let (verhex, pubhex) = Identity::generate(&mut rand_core::OsRng).offered_hexes();
         let finger = offered_fingerprint(&verhex, &pubhex).expect("finger");
         std::fs::write(dir.path().join(PIN_FILE), "00:11\n").expect("write");
         let mut pin = UpstreamPin::load(dir.path()).expect("load");
@@ -170,7 +163,7 @@ mod tests {
     fn an_unwritable_pin_accepts_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut pin = UpstreamPin::load(&dir.path().join("missing")).expect("load");
-        let (verhex, pubhex) = keys(&Identity::generate(&mut rand_core::OsRng));
+        let (verhex, pubhex) = Identity::generate(&mut rand_core::OsRng).offered_hexes();
         assert!(pin.check(&verhex, &pubhex).is_err());
     }
 }

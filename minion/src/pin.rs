@@ -51,21 +51,14 @@ mod tests {
     use raet::keep::{Acceptance, MemKeep, RoleRecord};
     use salt_raet::identity::Identity;
 
-    fn keys(identity: &Identity) -> (String, String) {
-        (
-            identity.verify_key().to_hex(),
-            identity.public_key().to_hex(),
-        )
-    }
-
     #[test]
     fn only_the_pinned_masters_keys_pass() {
         let master = Identity::generate(&mut rand_core::OsRng);
         let other = Identity::generate(&mut rand_core::OsRng);
         let pin = MasterPin::new(&master.fingerprint());
-        let (verhex, pubhex) = keys(&master);
+        let (verhex, pubhex) = master.offered_hexes();
         assert_eq!(pin.check(&verhex, &pubhex), Ok(()));
-        let (other_ver, other_pub) = keys(&other);
+        let (other_ver, other_pub) = other.offered_hexes();
         let why = pin.check(&other_ver, &other_pub).unwrap_err();
         assert!(
             why.contains(&other.fingerprint()) && why.contains(&master.fingerprint()),
@@ -82,7 +75,7 @@ mod tests {
         let other = Identity::generate(&mut rand_core::OsRng);
         let mut keep = MemKeep::new();
         for (role, identity) in [("pinned", &master), ("first_use", &other)] {
-            let (verhex, pubhex) = keys(identity);
+            let (verhex, pubhex) = identity.offered_hexes();
             let record = RoleRecord {
                 role: role.to_owned(),
                 acceptance: Acceptance::Accepted,

@@ -120,6 +120,11 @@ impl Identity {
         self.private.public_key()
     }
 
+    /// The verify and public keys in hex (`verhex`, `pubhex`), as a join offers them.
+    pub fn offered_hexes(&self) -> (String, String) {
+        (self.verify_key().to_hex(), self.public_key().to_hex())
+    }
+
     /// The keys, for `Road::new`.
     pub fn into_keys(self) -> (Signer, PrivateKey) {
         (self.signer, self.private)

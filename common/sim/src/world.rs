@@ -249,6 +249,60 @@ impl Peer {
     pub fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
         self.events.iter().filter(|e| pred(e)).count()
     }
+
+    /// Its failed joins and allows so far.
+    pub fn failures(&self) -> usize {
+        self.count(|e| matches!(e, Event::JoinFailed { .. } | Event::AllowFailed { .. }))
+    }
+}
+
+/// The daemons' road timers in a storm: a presence period of 10 s (their alive period).
+pub fn daemon_timers() -> Timers {
+    Timers {
+        presence_period: Duration::from_secs(10),
+        ..Timers::default()
+    }
+}
+
+/// The daemons' join loops over a storm's joiners: which are not allowed yet, and how many
+/// failures each had when last looked at.
+pub struct JoinLoops {
+    /// The joiners' addresses.
+    pub joiners: Vec<SocketAddr>,
+    /// Indexes into `joiners` of those not allowed by the main yet.
+    pub waiting: Vec<usize>,
+    seen: Vec<usize>,
+    /// Joins started again so far.
+    pub rejoins: usize,
+}
+
+impl JoinLoops {
+    /// Loops for `joiners`, none allowed yet.
+    pub fn new(joiners: Vec<SocketAddr>) -> Self {
+        let n = joiners.len();
+        Self {
+            joiners,
+            waiting: (0..n).collect(),
+            seen: vec![0; n],
+            rejoins: 0,
+        }
+    }
+
+    /// Forgets the joiners allowed by `master`; each other one whose failures rose since the
+    /// last look joins `main` again, as the daemon's loop does.
+    pub fn step(&mut self, world: &mut World, main: SocketAddr) {
+        let joiners = &self.joiners;
+        self.waiting
+            .retain(|&i| !world.peer_ref(joiners[i]).allowed("master"));
+        for &i in &self.waiting {
+            let failed = world.peer_ref(joiners[i]).failures();
+            if failed > self.seen[i] {
+                self.seen[i] = failed;
+                self.rejoins += 1;
+                world.join(joiners[i], main);
+            }
+        }
+    }
 }
 
 impl Endpoint for Peer {
@@ -360,8 +414,21 @@ impl World {
         first_port: u16,
         n: u16,
     ) -> (SocketAddr, Vec<SocketAddr>) {
+        self.storm_on(timers, main_port, first_port, n, |_| {})
+    }
+
+    /// [`World::storm`] with the main's spec changed by `tune` (its limits...).
+    pub fn storm_on(
+        &mut self,
+        timers: &Timers,
+        main_port: u16,
+        first_port: u16,
+        n: u16,
+        tune: impl FnOnce(&mut Spec),
+    ) -> (SocketAddr, Vec<SocketAddr>) {
         let mut spec = Spec::new("master", main_port).main();
         spec.timers = timers.clone();
+        tune(&mut spec);
         let main = self.add(spec);
         let joiners: Vec<SocketAddr> = (0..n)
             .map(|i| {

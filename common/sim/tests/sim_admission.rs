@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use raet_proto::keep::{Acceptance, AutoMode};
-use raet_proto::road::{Event, JoinFailure, Timers};
-use raet_sim::world::{preset_keep, role_record, Spec, World};
+use raet_proto::road::{Event, JoinFailure};
+use raet_sim::world::{daemon_timers, preset_keep, role_record, JoinLoops, Spec, World};
 use raet_sim::Link;
 
 const MAIN: u16 = 7530;
@@ -19,13 +19,6 @@ const MAX_HANDSHAKES: usize = 32;
 const TICK: Duration = Duration::from_millis(20);
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn timers() -> Timers {
-    Timers {
-        presence_period: Duration::from_secs(10),
-        ..Timers::default()
-    }
-}
-
 #[test]
 fn a_storm_beyond_the_handshake_limit_is_refused_at_once_and_still_all_allowed() {
     // 50 ms each way: a handshake lasts a few round trips, long enough to be counted
@@ -34,33 +27,16 @@ fn a_storm_beyond_the_handshake_limit_is_refused_at_once_and_still_all_allowed()
         ..Link::perfect()
     };
     let mut world = World::new(12, link);
-    let mut spec = Spec::new("master", MAIN).main();
-    spec.timers = timers();
-    spec.limits.max_handshakes = MAX_HANDSHAKES;
-    let main = world.add(spec);
-    let joiners: Vec<_> = (0..ESTATES)
-        .map(|i| {
-            let mut spec = Spec::new(&format!("minion{i}"), FIRST_JOINER + i);
-            spec.timers = timers();
-            world.add(spec)
-        })
-        .collect();
-    for &joiner in &joiners {
-        world.join(joiner, main);
-    }
-    let failures = |world: &World, i: usize| {
-        world
-            .peer_ref(joiners[i])
-            .count(|e| matches!(e, Event::JoinFailed { .. } | Event::AllowFailed { .. }))
-    };
-    let mut seen = vec![0; joiners.len()];
-    let mut waiting: Vec<usize> = (0..joiners.len()).collect();
+    let (main, joiners) = world.storm_on(&daemon_timers(), MAIN, FIRST_JOINER, ESTATES, |spec| {
+        spec.limits.max_handshakes = MAX_HANDSHAKES;
+    });
+    let mut loops = JoinLoops::new(joiners.clone());
     let mut most = 0;
-    while !waiting.is_empty() {
+    while !loops.waiting.is_empty() {
         assert!(
             world.net.elapsed() < LIMIT,
             "{} of {ESTATES} not allowed after {LIMIT:?}",
-            waiting.len()
+            loops.waiting.len()
         );
         world.settle(TICK);
         let main_road = &world.peer_ref(main).road;
@@ -72,14 +48,7 @@ fn a_storm_beyond_the_handshake_limit_is_refused_at_once_and_still_all_allowed()
         );
         // nothing of a refused join is kept: every remote of the main is an admitted one
         assert!(main_road.remotes().len() <= usize::from(ESTATES));
-        waiting.retain(|&i| !world.peer_ref(joiners[i]).allowed("master"));
-        for &i in &waiting {
-            let failed = failures(&world, i);
-            if failed > seen[i] {
-                seen[i] = failed;
-                world.join(joiners[i], main);
-            }
-        }
+        loops.step(&mut world, main);
     }
     assert_eq!(most, MAX_HANDSHAKES, "the main worked at its limit");
     let refused: usize = joiners
@@ -102,8 +71,9 @@ fn a_storm_beyond_the_handshake_limit_is_refused_at_once_and_still_all_allowed()
         refused as u64, busy,
         "each refused join failed at once on its joiner"
     );
-    let timed_out: usize = (0..joiners.len())
-        .map(|i| failures(&world, i))
+    let timed_out: usize = joiners
+        .iter()
+        .map(|&j| world.peer_ref(j).failures())
         .sum::<usize>()
         - refused;
     assert_eq!(timed_out, 0, "no join or allow timed out");
