@@ -635,10 +635,15 @@ impl Road {
         true
     }
 
-    /// Drops our allows with `uid` (its join just completed: they were begun for its old
-    /// session, whose uid a rejoined estate no longer knows).
+    /// Drops our allows with `uid` addressed to another uid of the peer than the one its
+    /// join just gave (begun for its old session, whose uid a rejoined estate no longer
+    /// knows: unanswerable).
     pub(super) fn drop_stale_allowers(&mut self, uid: Uid) {
-        let allowers = self.txn_indexes(uid, |t| matches!(t, Transaction::Allower(_)));
+        let Some(fuid) = self.remotes.get(&uid).map(|r| r.fuid) else {
+            return;
+        };
+        let allowers =
+            self.txn_indexes(uid, |t| matches!(t, Transaction::Allower(a) if a.head.de != fuid));
         for index in allowers {
             if self.take_txn(uid, &index).is_some() {
                 self.core.stats.stale_allow_dropped += 1;
