@@ -642,8 +642,10 @@ impl Road {
         let Some(fuid) = self.remotes.get(&uid).map(|r| r.fuid) else {
             return;
         };
-        let allowers =
-            self.txn_indexes(uid, |t| matches!(t, Transaction::Allower(a) if a.head.de != fuid));
+        let allowers = self.txn_indexes(
+            uid,
+            |t| matches!(t, Transaction::Allower(a) if a.head.de != fuid),
+        );
         for index in allowers {
             if self.take_txn(uid, &index).is_some() {
                 self.core.stats.stale_allow_dropped += 1;
