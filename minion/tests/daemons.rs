@@ -104,12 +104,14 @@ fn an_accepted_key_reaches_the_pending_minion_at_once() {
         wait_for(LIMIT, "pending keys", || pending(&master, id).exists());
     }
     // a master that pends the join is shown pending at once, not when the pended join
-    // times out (Salt's failover gives up a master still `joining` after auth_timeout)
+    // times out (Salt's failover gives up a master still `joining` after auth_timeout).
+    // The join in flight when the key file appeared may still time out on a loaded machine
+    // (its pend answer leaves after the file is written: a CI run saw it), not a later one.
     let timed_out = log_lines(&minions[3], "joiner timed out");
     wait_for(LIMIT, "b4 shown pending", || {
         join_state(&minions[3]).is_some_and(|(state, _)| state == "pending")
     });
-    assert_eq!(log_lines(&minions[3], "joiner timed out"), timed_out);
+    assert!(log_lines(&minions[3], "joiner timed out") <= timed_out + 1);
     // Pending for a moment only.
     took.push(accept_and_time(&rt, &master, &minions[0], "b1"));
     // Pending for over 20 s (five pended joins), accepted just as its fifth join ended:
