@@ -2,11 +2,9 @@
 //!
 //! One task owns the socket and the sans-IO [`Road`]. It waits on three
 //! things at once: the socket becoming readable (then drains up to a batch of
-//! datagrams, many per system call), commands from the [`RoadStack`] handles (all
-//! those queued, up to a batch), and the road's next deadline. After each batch of
-//! input it sends every datagram the road wants sent, equal-sized ones to one
-//! destination in one GSO send ([`io`]), waiting for the socket to become writable
-//! rather than dropping one, and
+//! datagrams), a command from a [`RoadStack`] handle, and the road's next
+//! deadline. After each input it sends every datagram the road wants sent
+//! (waiting for the socket to become writable rather than dropping one) and
 //! dispatches the road's events: messages go to [`RoadStack::recv`],
 //! `Delivered`/`SendFailed` complete the [`RoadStack::transmit`] futures,
 //! `Allowed`/`JoinFailed`/`AllowFailed`/`Rejected` complete [`RoadStack::join`], and every
@@ -22,19 +20,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, warn};
 
-mod io;
 mod socket;
-use io::BatchSocket;
 use socket::bind_socket;
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
@@ -53,11 +51,7 @@ pub const SOCKET_BUFFER_SIZE: usize = 4 * 1024 * 1024;
 
 /// At most this many datagrams are read in a row before the road's output is
 /// flushed, so replies and timers are not starved under a flood.
-const RECV_BATCH: usize = 256;
-
-/// At most this many commands are handled in a row before the road's output is flushed
-/// (their datagrams then leave together).
-const COMMAND_BATCH: usize = 256;
+const RECV_BATCH: usize = 64;
 
 /// Longest time timers are held back while a backlog of received datagrams
 /// is read, so that a flood cannot starve them.
@@ -71,6 +65,10 @@ enum Drained {
     More,
 }
 
+/// Receive buffer: the largest UDP payload, so an oversized datagram is seen
+/// whole (and rejected by the codec) instead of being silently truncated.
+const RECV_BUFFER_SIZE: usize = 65_536;
+
 /// The subscribers of [`RoadStack::events`], shared by the handles and the driver.
 type Subscribers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>>;
 
@@ -82,7 +80,7 @@ pub type Received = (String, Uid, Map<String, Value>);
 pub enum StackError {
     /// Creating, configuring or binding the UDP socket failed.
     #[error("socket error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(#[from] io::Error),
     /// The road core refused the request.
     #[error(transparent)]
     Road(#[from] RoadError),
@@ -233,7 +231,7 @@ impl RoadStack {
         keys: Option<(Signer, PrivateKey)>,
         keep: Box<dyn Keep>,
     ) -> Result<Self, StackError> {
-        let socket = BatchSocket::new(bind_socket(config.ha)?)?;
+        let socket = UdpSocket::from_std(bind_socket(config.ha)?)?;
         let local_addr = socket.local_addr()?;
         config.ha = local_addr;
         config.confirm_messages = true;
@@ -265,7 +263,7 @@ impl RoadStack {
             counters: BTreeMap::new(),
             writer,
             role_answers,
-            outgoing: Vec::new(),
+            buf: vec![0u8; RECV_BUFFER_SIZE],
         };
         let task = tokio::spawn(driver.run());
         Ok(Self {
@@ -534,7 +532,7 @@ impl RoadStack {
 /// The task owning the socket and the road.
 struct Driver {
     road: Road,
-    socket: BatchSocket,
+    socket: UdpSocket,
     commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Incoming>,
     events: Subscribers,
@@ -548,8 +546,7 @@ struct Driver {
     writer: KeepWriter,
     /// The keep's answers to the road's role reads.
     role_answers: mpsc::UnboundedReceiver<RoleAnswer>,
-    /// The datagrams of one flush (kept for its capacity).
-    outgoing: Vec<crate::Transmit>,
+    buf: Vec<u8>,
 }
 
 impl Driver {
@@ -575,8 +572,9 @@ impl Driver {
                 }
             };
             tokio::select! {
-                command = self.commands.recv() => if !self.commands(command) {
-                    break;
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.command(command),
                 },
                 readable = self.socket.readable() => match readable {
                     Ok(()) => {
@@ -585,7 +583,7 @@ impl Driver {
                             Drained::More => backlog.or_else(|| Some(Instant::now())),
                         };
                     }
-                    Err(e) => count_error(&mut self.counters, "udp_recv_error", &e),
+                    Err(e) => self.socket_error("udp_recv_error", &e),
                 },
                 Some((role, record)) = self.role_answers.recv() => {
                     self.road.role_loaded(Instant::now(), &role, record);
@@ -608,50 +606,20 @@ impl Driver {
         // Dropping `joins`/`transmits` fails their futures with `Closed`.
     }
 
-    /// Handles `first` and the commands queued behind it (up to a batch); false once the
-    /// stack is to stop.
-    fn commands(&mut self, first: Option<Command>) -> bool {
-        use mpsc::error::TryRecvError;
-        let mut next = first;
-        for handled in 1.. {
-            match next {
-                Some(Command::Shutdown) | None => return false,
-                Some(command) => self.command(command),
-            }
-            if handled == COMMAND_BATCH {
-                break;
-            }
-            next = match self.commands.try_recv() {
-                Ok(command) => Some(command),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => None,
-            };
-        }
-        true
-    }
-
-    /// Reads datagrams, many per system call, until the socket would block or a batch is
-    /// done; the road handles each as it comes (a bad one is counted there, the others go
-    /// on).
+    /// Reads datagrams until the socket would block or a batch is done.
     fn drain(&mut self) -> Drained {
-        let mut read = 0;
-        while read < RECV_BATCH {
-            let now = Instant::now();
-            let received = self.socket.try_recv().map(|datagrams| {
-                let datagrams = datagrams.inspect(|(from, data)| {
-                    read += 1;
-                    trace!(%from, len = data.len(), "datagram in");
-                });
-                self.road.handle_datagrams(now, datagrams);
-            });
-            *self.counters.entry("udp_recv_calls").or_insert(0) += 1;
-            match received {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Drained::Empty,
+        for _ in 0..RECV_BATCH {
+            match self.socket.try_recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    trace!(%from, len, "datagram in");
+                    let data = self.buf.get(..len).unwrap_or_default();
+                    self.road.handle_datagram(Instant::now(), from, data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
                 Err(e) => {
-                    // e.g. an ICMP error reported on the socket: the road's own retries
-                    // and timeouts deal with the lost datagram.
-                    count_error(&mut self.counters, "udp_recv_error", &e);
+                    // e.g. ICMP errors reported on the socket: the road's
+                    // own retries and timeouts deal with the lost datagram.
+                    self.socket_error("udp_recv_error", &e);
                     return Drained::More;
                 }
             }
@@ -665,23 +633,22 @@ impl Driver {
         while let Some(op) = self.road.poll_persist() {
             self.writer.push(op);
         }
-        self.outgoing
-            .extend(std::iter::from_fn(|| self.road.poll_transmit()));
-        if !self.outgoing.is_empty() {
-            let counters = &mut self.counters;
-            let sends = self
-                .socket
-                .send(&self.outgoing, |dest, datagrams, e| {
-                    debug!(%dest, datagrams, "datagrams not sent");
-                    count_error(counters, "udp_send_error", e);
-                })
-                .await;
-            *self.counters.entry("udp_send_calls").or_insert(0) += sends as u64;
-            self.outgoing.clear();
+        while let Some(transmit) = self.road.poll_transmit() {
+            trace!(dest = %transmit.dest, len = transmit.payload.len(), "datagram out");
+            // `send_to` waits for writability on WouldBlock: nothing is dropped.
+            if let Err(e) = self.socket.send_to(&transmit.payload, transmit.dest).await {
+                debug!(dest = %transmit.dest, len = transmit.payload.len(), "datagram not sent");
+                self.socket_error("udp_send_error", &e);
+            }
         }
         while let Some(event) = self.road.poll_event() {
             self.dispatch(event);
         }
+    }
+
+    fn socket_error(&mut self, counter: &'static str, error: &io::Error) {
+        warn!(counter, error = %error, "socket error");
+        *self.counters.entry(counter).or_insert(0) += 1;
     }
 
     fn command(&mut self, command: Command) {
@@ -821,16 +788,7 @@ impl Driver {
     }
 }
 
-/// Counts and logs a socket error.
-fn count_error(
-    counters: &mut BTreeMap<&'static str, u64>,
-    counter: &'static str,
-    error: &std::io::Error,
-) {
-    warn!(counter, error = %error, "socket error");
-    *counters.entry(counter).or_insert(0) += 1;
-}
-
+/// Completes a request; the requester may have stopped waiting, which is fine.
 /// The subscriber list (a panic while holding it cannot leave it half-changed).
 fn lock(subscribers: &Subscribers) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
     subscribers
@@ -838,7 +796,6 @@ fn lock(subscribers: &Subscribers) -> std::sync::MutexGuard<'_, Vec<mpsc::Unboun
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Completes a request; the requester may have stopped waiting, which is fine.
 fn answer<T>(reply: Reply<T>, result: Result<T, StackError>) {
     let _ = reply.send(result);
 }

@@ -218,54 +218,6 @@ async fn garbage_datagrams_do_not_stop_the_stack() {
     minion.shutdown().await;
 }
 
-/// A burst of equal messages leaves in batches (runs of equal-sized datagrams to one
-/// destination in one GSO send) and arrives whole, garbage datagrams received among them
-/// being counted and dropped without losing one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_leaves_in_batches_and_garbage_among_it_is_dropped() {
-    const BURST: usize = 200;
-    let (main, minion, main_uid, _) = joined_pair().await;
-    let junk = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind junk socket");
-    let body = blob(1000);
-    let sent: Vec<_> = (0..BURST)
-        .map(|_| minion.transmit(main_uid, body.clone()))
-        .collect();
-    for garbage in [&b""[..], b"\x00\xffgarbage", &[0xAA; 1100]] {
-        junk.send_to(garbage, main.local_addr())
-            .expect("send garbage");
-    }
-    let received = guard("the burst", async {
-        let mut received = 0;
-        while received < BURST {
-            let (_, _, got) = main.recv().await.expect("received");
-            assert_eq!(got, body);
-            received += 1;
-        }
-        received
-    })
-    .await;
-    assert_eq!(received, BURST);
-    for delivery in sent {
-        guard("delivery", delivery).await.expect("delivered");
-    }
-    let (tx, rx) = (minion.stats().await, main.stats().await);
-    let sends = tx
-        .get("udp_send_calls")
-        .copied()
-        .expect("send calls counted");
-    let datagrams = tx.get("tx_packets").copied().unwrap_or_default();
-    assert!(
-        sends > 0 && sends * 2 <= datagrams,
-        "{sends} sends for {datagrams} datagrams: {tx:?}"
-    );
-    assert!(
-        rx.get("parse_error").copied().unwrap_or_default() >= 3,
-        "{rx:?}"
-    );
-    main.shutdown().await;
-    minion.shutdown().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transmit_to_a_vanished_peer_fails_in_bounded_time() {
     let main = stack("main", true).await;

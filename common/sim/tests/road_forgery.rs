@@ -445,33 +445,3 @@ fn a_decision_on_a_dropped_first_contact_is_kept_for_its_next_join() {
         .expect("accepted at once");
     assert_eq!(world.peer_ref(m).count(pending), 1, "decided again");
 }
-
-/// A batch of datagrams received together ([`raet_proto::road::Road::handle_datagrams`]) with
-/// garbage, an empty datagram and a join body that is not one among them: each bad one is
-/// counted and dropped, and the good join request in the middle of them is still answered.
-#[test]
-fn bad_datagrams_in_a_batch_leave_the_good_ones_handled() {
-    let mut world = World::new(1, Link::perfect());
-    let m = world.add(Spec::new("main", 7682).main().auto(AutoMode::Always));
-    let evil = Spec::new("joiner", 7683);
-    let mut missing = join_body(&evil);
-    missing.remove("pubhex");
-    let bad_join = join_request(5, 0, &missing);
-    let good_join = join_request(6, 0, &join_body(&evil));
-    let now = world.net.now();
-    let from = evil.addr();
-    let batch: [&[u8]; 5] = [b"\xff garbage", &[], &bad_join, &good_join, &[0x00; 3]];
-    let main = world.peer(m);
-    main.road
-        .handle_datagrams(now, batch.iter().map(|data| (from, *data)));
-    let stats = main.road.stats();
-    assert_eq!(stats.rx_packets, 5);
-    assert_eq!(stats.parse_error, 3, "garbage, empty and short");
-    assert_eq!(stats.invalid_join, 1);
-    assert!(
-        main.road.remotes().iter().any(|r| r.name == "joiner"),
-        "the good join request was handled: {:?}",
-        main.road.remotes()
-    );
-    assert!(main.road.poll_transmit().is_some(), "and answered");
-}

@@ -190,7 +190,13 @@ impl Road {
                 // an allowent waits for the final ack: the allower is not allowed yet
                 return;
             }
-            let (flying, bytes) = remote.transactions.messengers();
+            let (mut flying, mut bytes) = (0, 0usize);
+            for t in remote.transactions.values() {
+                if let Transaction::Messenger(m) = t {
+                    flying += 1;
+                    bytes = bytes.saturating_add(m.bytes());
+                }
+            }
             if flying >= max {
                 return;
             }

@@ -2,8 +2,7 @@
 //!
 //! A [`Road`] is one RAET estate on a UDP "road". It owns no socket, no
 //! clock and no storage: the driver builds it from a [`Snapshot`] of its keep,
-//! feeds it received datagrams ([`Road::handle_datagram`], or a batch of them:
-//! [`Road::handle_datagrams`]) and the current time
+//! feeds it received datagrams ([`Road::handle_datagram`]) and the current time
 //! ([`Road::handle_timeout`]), then drains the datagrams to send
 //! ([`Road::poll_transmit`]), the application events ([`Road::poll_event`]),
 //! the keep writes ([`Road::poll_persist`]) and the next deadline

@@ -10,7 +10,7 @@ use crate::crypto::{PrivateKey, PublicKey, SharedBox, VerifyKey};
 use crate::keep::{Acceptance, RemoteRecord};
 
 use super::fast::FastSession;
-use super::transaction::{Transaction, Transactions};
+use super::transaction::{Transaction, TxIndex};
 use super::{MessageId, Uid};
 
 /// Session id arithmetic of the reference (spec §2.5).
@@ -128,7 +128,7 @@ pub(crate) struct Remote {
     /// When we last answered one of its fast packets with a compatible nack.
     pub(crate) fast_refused_at: Option<Instant>,
     /// Open transactions.
-    pub transactions: Transactions,
+    pub transactions: HashMap<TxIndex, Transaction>,
     /// Completed message transaction ids and when they expire (duplicate suppression).
     /// Completed message transactions of the current session: delivered (true) or refused.
     done: HashMap<u32, bool>,
@@ -197,7 +197,7 @@ impl Remote {
             fast_peer: false,
             fast: None,
             fast_refused_at: None,
-            transactions: Transactions::default(),
+            transactions: HashMap::new(),
             done: HashMap::new(),
             done_order: VecDeque::new(),
             outbox: VecDeque::new(),

@@ -19,26 +19,7 @@ use super::{is_nack_kind, Road, Rx, Uid};
 impl Road {
     /// Process one received datagram. Never panics; bad input is counted and dropped.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        self.handle_datagrams(now, [(from, data)]);
-    }
-
-    /// Process a batch of datagrams received together, in order, each as
-    /// [`Road::handle_datagram`] would: a bad one is counted and dropped, the others are
-    /// handled. The timer schedule is brought up to date once for the batch, not once per
-    /// datagram (a remote's deadline looks at every transaction it has open).
-    pub fn handle_datagrams<'a>(
-        &mut self,
-        now: Instant,
-        datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
-    ) {
         self.settle();
-        for (from, data) in datagrams {
-            self.receive(now, from, data);
-        }
-    }
-
-    /// One received datagram (the schedule settled by the caller).
-    fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.core.stats.rx_packets += 1;
         trace_packet(&self.core.config.name, "rx", from, data);
         if crate::packet::fast::is_fast(data) {

@@ -1,8 +1,6 @@
 //! Transaction bookkeeping: the reference's transaction index and the open transactions.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::time::Instant;
 
 use crate::packet::{Flags, Head, TransactionKind};
@@ -146,68 +144,6 @@ impl Transaction {
             Self::Aliver(t) => t.clock.next_deadline(),
             Self::Messenger(t) => t.next_deadline(),
             Self::Messengent(t) => t.next_deadline(),
-        }
-    }
-}
-
-/// A remote's open transactions, read as a map; changed only by [`Transactions::insert`] and
-/// [`Transactions::remove`], which keep the count and the bytes of its messengers (the
-/// outbox pump asks for them at every message, without visiting every transaction).
-#[derive(Default)]
-pub(crate) struct Transactions {
-    map: HashMap<TxIndex, Transaction>,
-    messengers: usize,
-    messenger_bytes: usize,
-}
-
-impl Deref for Transactions {
-    type Target = HashMap<TxIndex, Transaction>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.map
-    }
-}
-
-impl Transactions {
-    /// Opens (or replaces) the transaction at `index`.
-    pub(crate) fn insert(&mut self, index: TxIndex, txn: Transaction) -> Option<Transaction> {
-        self.count(&txn, true);
-        let old = self.map.insert(index, txn);
-        if let Some(old) = &old {
-            self.count(old, false);
-        }
-        old
-    }
-
-    /// Takes the transaction at `index` out.
-    pub(crate) fn remove(&mut self, index: &TxIndex) -> Option<Transaction> {
-        let txn = self.map.remove(index)?;
-        self.count(&txn, false);
-        Some(txn)
-    }
-
-    /// How many messengers are open and the bytes they carry.
-    pub(crate) fn messengers(&self) -> (usize, usize) {
-        debug_assert_eq!(
-            (self.messengers, self.messenger_bytes),
-            self.map.values().fold((0, 0), |(n, bytes), t| match t {
-                Transaction::Messenger(m) => (n + 1, bytes + m.bytes()),
-                _ => (n, bytes),
-            }),
-            "messenger count out of step"
-        );
-        (self.messengers, self.messenger_bytes)
-    }
-
-    fn count(&mut self, txn: &Transaction, added: bool) {
-        if let Transaction::Messenger(m) = txn {
-            if added {
-                self.messengers += 1;
-                self.messenger_bytes = self.messenger_bytes.saturating_add(m.bytes());
-            } else {
-                self.messengers = self.messengers.saturating_sub(1);
-                self.messenger_bytes = self.messenger_bytes.saturating_sub(m.bytes());
-            }
         }
     }
 }
