@@ -24,11 +24,23 @@ fn addr(port: u16) -> SocketAddr {
 
 /// The road `alpha` (main) or `beta` built from `snapshot`.
 fn road(port: u16, auto: AutoMode, snapshot: Snapshot, now: Instant) -> Road {
+    road_with(port, auto, snapshot, now, |_| {})
+}
+
+/// [`road`] with its configuration changed by `tune`.
+fn road_with(
+    port: u16,
+    auto: AutoMode,
+    snapshot: Snapshot,
+    now: Instant,
+    tune: impl FnOnce(&mut RoadConfig),
+) -> Road {
     let main = port == MAIN;
     let name = if main { "alpha" } else { "beta" };
     let mut config = RoadConfig::new(name, addr(port));
     config.main = main;
     config.auto = auto;
+    tune(&mut config);
     let seed = if main { MAIN_KEYS } else { OTHER_KEYS };
     Road::new(config, Some(keys(seed)), snapshot, [seed; 32], now).expect("road")
 }
@@ -287,4 +299,81 @@ fn a_remembered_rejection_is_confirmed_by_the_keep_before_a_join_uses_it() {
         summary(&drain(main)).first(),
         Some(&op("save_role", "beta", Some(Acceptance::Pending)))
     );
+}
+
+/// beta's join loop as the daemons run it: the remotes at alpha's address are forgotten and
+/// alpha is joined again (vacuously, a new uid).
+fn rejoin(net: &mut SimNet<Road>) {
+    let now = net.now();
+    let beta = net.node(addr(OTHER));
+    for remote in beta.remotes() {
+        beta.remove(now, remote.uid).expect("remove");
+    }
+    beta.join(now, addr(MAIN)).expect("join");
+}
+
+/// alpha and beta allowed; alpha stops, beta forgets it and joins again while it is down;
+/// alpha restarts from its keep with a message queued for beta. Returns the net and the
+/// instant of the restart.
+fn restart_while_rejoining() -> (SimNet<Road>, Instant) {
+    let mut net = pair(AutoMode::Always);
+    allowed(&mut net);
+    let now = net.now();
+    let mut keep = MemKeep::new();
+    assert_eq!(apply_now(net.node(addr(MAIN)), &mut keep, now), 0);
+    let snapshot = Snapshot::load(&keep).expect("keep");
+    net.remove(addr(MAIN));
+    rejoin(&mut net);
+    net.run_for(Duration::from_secs(2))
+        .expect("run while alpha is down");
+    let restarted = net.now();
+    // mutable, as salt-raet-master's road: a rejoin under a new uid is taken
+    let mut alpha = road_with(MAIN, AutoMode::Always, snapshot, restarted, |c| {
+        c.mutable = true;
+    });
+    let beta_uid = alpha.remotes()[0].uid;
+    let mut body = serde_json::Map::new();
+    body.insert("queued".into(), true.into());
+    alpha.send(restarted, beta_uid, body).expect("queue");
+    net.add(addr(MAIN), alpha);
+    (net, restarted)
+}
+
+/// A main restarted after its joiner gave it up and joins it again (the syndic's daemon
+/// joining its restarted master of masters, a minion whose master was down longer than
+/// presence allows), with messages queued for the joiner: the restored remote's allow,
+/// started at once for them, is addressed to the joiner's old session, and it must not
+/// outlive the new join (it refused the joiner's own allow, the smaller name winning the
+/// race, until it timed out: about 11 s of join and allow failures).
+#[test]
+fn a_main_restarted_while_its_joiner_rejoins_is_allowed_again_without_a_stale_allow() {
+    let (mut net, restarted) = restart_while_rejoining();
+    // beta's loop: a failed join or allow is followed by a new join
+    let mut failures = 0;
+    while !net
+        .node_ref(addr(OTHER))
+        .remotes()
+        .iter()
+        .any(|r| r.allowed == Some(true))
+    {
+        assert!(net.now() - restarted < LIMIT, "beta never allowed");
+        net.run_for(Duration::from_millis(100)).expect("run");
+        let failed = std::iter::from_fn(|| net.node(addr(OTHER)).poll_event())
+            .filter(|e| matches!(e, Event::JoinFailed { .. } | Event::AllowFailed { .. }))
+            .count();
+        if failed > 0 {
+            failures += failed;
+            rejoin(&mut net);
+        }
+    }
+    let took = net.now() - restarted;
+    assert!(
+        took < Duration::from_secs(3),
+        "allowed {took:?} after alpha's restart, {failures} failed joins or allows"
+    );
+    // and the message queued at the restart went once beta's allow completed
+    assert!(has_event(net.node(addr(MAIN)), |e| matches!(
+        e,
+        Event::Delivered { .. }
+    )));
 }

@@ -635,6 +635,24 @@ impl Road {
         true
     }
 
+    /// Drops our allows with `uid` addressed to another uid of the peer than the one its
+    /// join just gave (begun for its old session, whose uid a rejoined estate no longer
+    /// knows: unanswerable).
+    pub(super) fn drop_stale_allowers(&mut self, uid: Uid) {
+        let Some(fuid) = self.remotes.get(&uid).map(|r| r.fuid) else {
+            return;
+        };
+        let allowers = self.txn_indexes(
+            uid,
+            |t| matches!(t, Transaction::Allower(a) if a.head.de != fuid),
+        );
+        for index in allowers {
+            if self.take_txn(uid, &index).is_some() {
+                self.core.stats.stale_allow_dropped += 1;
+            }
+        }
+    }
+
     /// Simultaneous allows: the smaller local name yields. `false`: the incoming hello (from
     /// `from`) was refused.
     fn allowent_race(&mut self, uid: Uid, head: &Head, from: SocketAddr) -> bool {

@@ -189,6 +189,9 @@ road_stats! {
     allow_correspond_complete,
     /// Allows that ended without success.
     allow_failed,
+    /// Our allows dropped when the remote's join completed: begun for its old session,
+    /// they would only refuse the allow it starts next.
+    stale_allow_dropped,
     /// Allows ended with a nack from us.
     allow_transaction_failure,
     /// Copies of a hello already answered or under way.

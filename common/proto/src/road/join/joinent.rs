@@ -428,7 +428,11 @@ impl Road {
                 self.core.stats.join_correspond_complete += 1;
                 self.complete_join(now, uid, j.vacuous, Some(j.peer_fast));
                 self.announce_joined(uid);
-                self.pump(now, uid);
+                // The joiner allows next: an allow of ours (begun for its old session, or
+                // started now for queued messages) would race it and, as the smaller name,
+                // refuse it; our queued messages go once its allow completes (to a joiner
+                // that does not cascade, once its presence check allows it).
+                self.drop_stale_allowers(uid);
             }
             PacketKind::Reject => {
                 self.core.stats.joinent_rx_reject += 1;
