@@ -17,7 +17,7 @@ mod mem;
 mod persist;
 
 pub use mem::MemKeep;
-pub use persist::{apply_now, PersistOp, Snapshot};
+pub use persist::{apply_now, coalesce, PersistOp, Snapshot};
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -91,6 +91,33 @@ impl PersistOp {
     }
 }
 
+/// The ops of `ops` (in emission order) whose effect a later op of `ops` replaces: a
+/// [`PersistOp::SaveLocal`] followed by another one (it is the whole estate), a
+/// [`PersistOp::SaveRemote`] followed by a save or removal of the same remote. The rest keep
+/// their order, so the keep ends as if every op had been applied. Role ops are kept: a
+/// [`PersistOp::LoadRole`] must see every role write before it. A writer that fell behind
+/// (a join storm emits a local and a remote save per join, each synced) applies a backlog
+/// at the cost of its distinct records.
+pub fn coalesce(ops: Vec<PersistOp>) -> Vec<PersistOp> {
+    let mut local_later = false;
+    let mut remotes_later = std::collections::HashSet::new();
+    let mut kept: Vec<PersistOp> = ops
+        .into_iter()
+        .rev()
+        .filter(|op| match op {
+            PersistOp::SaveLocal(_) => !std::mem::replace(&mut local_later, true),
+            PersistOp::SaveRemote(remote) => remotes_later.insert(remote.name.clone()),
+            PersistOp::RemoveRemote { name } => {
+                remotes_later.insert(name.clone());
+                true
+            }
+            _ => true,
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
 /// The synchronous persistence driver (the simulator, tests): applies every op `road` has
 /// queued to `keep` at once, in order, and answers its role reads at `now`. A failure is
 /// logged and counted; the count is returned.

@@ -264,3 +264,60 @@ proptest! {
         prop_assert!(!second.save);
     }
 }
+
+/// A join storm's backlog: a remote and a local save per join, a remote saved twice.
+#[test]
+fn coalesce_keeps_the_last_local_and_the_last_op_of_each_remote() {
+    let (a, b) = (testutil::remote("a", 2), testutil::remote("b", 3));
+    let mut later = testutil::local("main");
+    later.puid = 9;
+    let ops = vec![
+        PersistOp::SaveRemote(a.clone()),
+        PersistOp::SaveLocal(testutil::local("main")),
+        PersistOp::SaveRemote(b.clone()),
+        PersistOp::LoadRole { role: "b".into() },
+        PersistOp::SaveLocal(later.clone()),
+        PersistOp::SaveRemote(a.clone()),
+        PersistOp::RemoveRemote { name: "b".into() },
+    ];
+    assert_eq!(
+        coalesce(ops),
+        vec![
+            PersistOp::LoadRole { role: "b".into() },
+            PersistOp::SaveLocal(later),
+            PersistOp::SaveRemote(a),
+            PersistOp::RemoveRemote { name: "b".into() },
+        ]
+    );
+}
+
+/// One of a few ops on the local record and remotes `a`, `b`, `c`.
+fn persist_op() -> impl Strategy<Value = PersistOp> {
+    let name = prop::sample::select(vec!["a", "b", "c"]);
+    prop_oneof![
+        (3u32..50).prop_map(|puid| {
+            let mut local = testutil::local("main");
+            local.puid = puid;
+            PersistOp::SaveLocal(local)
+        }),
+        (name.clone(), 2u32..50)
+            .prop_map(|(name, uid)| PersistOp::SaveRemote(testutil::remote(name, uid))),
+        name.prop_map(|name| PersistOp::RemoveRemote { name: name.into() }),
+    ]
+}
+
+proptest! {
+    /// Applying the coalesced ops leaves the keep as applying all of them does.
+    #[test]
+    fn coalesced_ops_leave_the_same_keep(ops in prop::collection::vec(persist_op(), 0..40)) {
+        let (mut all, mut fewer) = (MemKeep::default(), MemKeep::default());
+        for op in &ops {
+            op.apply(&mut all).expect("apply");
+        }
+        for op in coalesce(ops) {
+            op.apply(&mut fewer).expect("apply");
+        }
+        prop_assert_eq!(all.load_local().expect("local"), fewer.load_local().expect("local"));
+        prop_assert_eq!(all.load_remotes().expect("remotes"), fewer.load_remotes().expect("remotes"));
+    }
+}

@@ -1,6 +1,8 @@
 //! The keep writer of a [`RoadStack`](crate::stack::RoadStack): a thread that applies the
 //! road's persist ops to the stack's [`Keep`] in the order the road emitted them, so that the
-//! road's task never blocks on a file write or an fsync.
+//! road's task never blocks on a file write or an fsync. A backlog (a join storm emits a
+//! local and a remote save per join, each synced) is written as one batch without the saves
+//! a later op of it replaces.
 //!
 //! Failures are logged and counted (`keep_error`, shown in the stack's stats; a failed read is
 //! answered as no record); the road goes on (its memory is authoritative while it runs). The answers to
@@ -15,7 +17,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{Keep, PersistOp, RoleRecord};
+use super::{coalesce, Keep, PersistOp, RoleRecord};
 
 /// The keep's answer to a role read: the role and its record (`None`: no record).
 pub(crate) type RoleAnswer = (String, Option<RoleRecord>);
@@ -43,15 +45,21 @@ impl KeepWriter {
         let thread = std::thread::Builder::new()
             .name(format!("keep-{road}"))
             .spawn(move || {
-                for op in rx {
-                    let read = op.apply(keep.as_mut()).unwrap_or_else(|e| {
-                        warn!(road = %name, op = op.kind(), error = %e, "keep failed");
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        None
-                    });
-                    if let PersistOp::LoadRole { role } = op {
-                        // The road's task may be gone (shutting down): nothing to do then.
-                        let _ = answers.send((role, read));
+                // Everything queued while the last batch was written is one batch, rid of
+                // the writes a later one replaces (`coalesce`).
+                while let Ok(first) = rx.recv() {
+                    let batch: Vec<PersistOp> =
+                        std::iter::once(first).chain(rx.try_iter()).collect();
+                    for op in coalesce(batch) {
+                        let read = op.apply(keep.as_mut()).unwrap_or_else(|e| {
+                            warn!(road = %name, op = op.kind(), error = %e, "keep failed");
+                            counted.fetch_add(1, Ordering::Relaxed);
+                            None
+                        });
+                        if let PersistOp::LoadRole { role } = op {
+                            // The road's task may be gone (shutting down): nothing to do then.
+                            let _ = answers.send((role, read));
+                        }
                     }
                 }
                 debug!(road = %name, "keep writer done");
