@@ -306,6 +306,22 @@ impl Envelope {
         body
     }
 
+    /// The JSON message body of this envelope, as [`raet::packet::body::encode_json`] of
+    /// [`Envelope::to_body`] would be, with `load` in place of its own load (which is left
+    /// out, as is a Salt payload): `load` is serialised straight from its type, never built as
+    /// a `Value` tree (a daemon's status of many remotes).
+    pub fn encode_with_load<L: Serialize>(&self, load: &L) -> Result<Vec<u8>, serde_json::Error> {
+        #[derive(Serialize)]
+        struct Body<'a, L> {
+            route: Value,
+            load: &'a L,
+        }
+        raet::packet::body::to_json(&Body {
+            route: self.route_value(),
+            load,
+        })
+    }
+
     /// Whether this is an error envelope (never answered by another error).
     pub fn is_error(&self) -> bool {
         self.load.contains_key("error") && self.load.contains_key("kind")

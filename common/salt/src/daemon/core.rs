@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::hold::Hold;
 use super::presence_word;
-use super::status::DAEMON_VERSION;
+use super::status::{Status, DAEMON_VERSION};
 use crate::envelope::{
     DstEstate, Envelope, ErrorKind, MANOR, SHARE_PRESENCE, SHARE_REGISTER, SHARE_STATUS,
 };
@@ -414,9 +414,10 @@ impl DaemonCore {
         }
     }
 
-    /// The status answer to `yard`, with `status` the daemon's status load.
-    pub fn status_envelope(&self, yard: &str, status: Map<String, Value>) -> Envelope {
-        self.manor_envelope(yard, SHARE_STATUS, status)
+    /// The body of the status answer to `yard` (load `status`), encoded.
+    pub fn status_body(&self, yard: &str, status: &Status) -> Result<Vec<u8>, serde_json::Error> {
+        self.manor_envelope(yard, SHARE_STATUS, Map::new())
+            .encode_with_load(status)
     }
 
     /// Turns a routing action into effects; a message to hold again keeps the deadline of

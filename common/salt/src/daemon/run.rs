@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use super::core::{DaemonCore, Effect, Failure};
 use super::notify;
 use super::safety::check_private_dir;
-use super::status::{to_load, RemoteRow, Status, DAEMON_VERSION, STATUS_VERSION};
+use super::status::{RemoteRow, Status, DAEMON_VERSION, STATUS_VERSION};
 use super::{epoch_secs, DaemonError, Side};
 use crate::config::{CommonConfig, Role};
 use crate::envelope::{lane_dir, Envelope, LANE, MANOR};
@@ -257,10 +257,16 @@ impl<S: Side> Daemon<S> {
         if self.shared.status_requests.is_empty() {
             return;
         }
-        let status = to_load(&self.status().await);
+        let status = self.status().await;
         for yard in std::mem::take(&mut self.shared.status_requests) {
-            let env = self.shared.core.status_envelope(&yard, status.clone());
-            if let Err(e) = self.shared.lane.send(&yard, &env.to_body()).await {
+            let body = match self.shared.core.status_body(&yard, &status) {
+                Ok(body) => body,
+                Err(e) => {
+                    error!(%yard, error = %e, "status not encoded");
+                    continue;
+                }
+            };
+            if let Err(e) = self.shared.lane.send_encoded(&yard, &body).await {
                 debug!(%yard, error = %e, "status reply not delivered");
             }
         }

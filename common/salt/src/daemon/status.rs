@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tracing::debug;
 
 use super::metrics::openmetrics;
@@ -158,12 +158,12 @@ pub async fn query_status(sock_dir: &Path) -> Result<Status, DaemonError> {
         LaneError::Unreachable { path, source, .. } => DaemonError::NoDaemon { path, source },
         e => DaemonError::Lane(e),
     })?;
-    let (_, body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv())
+    let (_, mut body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv())
         .await
         .map_err(|_| DaemonError::NoStatus {
             dir: lane_dir(sock_dir),
         })??;
-    let load = body.get("load").cloned().unwrap_or(Value::Null);
+    let load = body.remove("load").unwrap_or(Value::Null);
     serde_json::from_value(load).map_err(|e| DaemonError::BadStatus(e.to_string()))
 }
 
@@ -302,17 +302,12 @@ pub fn print_status(
     })
 }
 
-/// The status as the load of the answer on share `status`.
-pub(crate) fn to_load(status: &Status) -> Map<String, Value> {
-    match serde_json::to_value(status) {
-        Ok(Value::Object(load)) => load,
-        _ => Map::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::Envelope;
+    use raet::packet::body::{decode_json, encode_json};
+    use serde_json::Map;
 
     fn sample() -> Status {
         let mut row = RemoteRow::new("m1");
@@ -338,10 +333,49 @@ mod tests {
         }
     }
 
+    /// The answer to `yard` as the daemon encodes it (its `route` and its `load`).
+    fn answer(status: &Status, yard: &str) -> (Vec<u8>, Map<String, Value>) {
+        let env = Envelope::parse(&json_map(json!({
+            "route": {"src": ["master", MANOR, SHARE_STATUS], "dst": [null, yard, SHARE_STATUS]},
+            "load": {},
+        })))
+        .unwrap();
+        let bytes = env.encode_with_load(status).unwrap();
+        let mut parsed = Envelope::parse(&decode_json(&bytes).unwrap()).unwrap();
+        let load = std::mem::take(&mut parsed.load);
+        assert_eq!(parsed, env, "the route");
+        (bytes, load)
+    }
+
+    fn json_map(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not a map: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_answer_is_written_as_its_json_tree_would_be() {
+        let mut status = sample();
+        status.remotes[0].last_seen = Some(1_765_130_000.123_456);
+        status.remotes[1].id = "m\u{e9}\"2".into();
+        status.event_bus = Some(json!({"fired": 3, "up": true}));
+        status.join = Some(JoinSummary {
+            state: Some("joined".into()),
+            attempts: 2,
+        });
+        let (bytes, load) = answer(&status, "status42");
+        // The body as it was built before: the status as a `Value`, in the envelope's map.
+        let mut env = Envelope::parse(&decode_json(&bytes).unwrap()).unwrap();
+        env.load = json_map(serde_json::to_value(&status).unwrap());
+        assert_eq!(bytes, encode_json(&env.to_body()));
+        assert_eq!(load, env.load);
+    }
+
     #[test]
     fn the_json_round_trips_and_leaves_out_the_other_sides_fields() {
         let status = sample();
-        let load = to_load(&status);
+        let (_, load) = answer(&status, "status42");
         assert_eq!(load["version"], 1);
         assert_eq!(load["remotes"][0]["presence"], "present");
         assert_eq!(load["remotes"][1]["acceptance"], Value::Null);
