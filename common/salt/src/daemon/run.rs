@@ -37,8 +37,9 @@ pub struct Shared {
     /// Salt's master event bus (master only).
     bus: Option<EventBus>,
     failures: mpsc::UnboundedSender<Failure>,
-    /// Yards that asked for the status (answered once the current input is handled).
-    status_requests: Vec<String>,
+    /// Yards that asked for the status, and whether packed (answered once the current input
+    /// is handled).
+    status_requests: Vec<(String, bool)>,
     /// `raet_salt_crypto`: Salt's own channels run on top (shown by `status`).
     salt_crypto: bool,
 }
@@ -87,7 +88,7 @@ impl Shared {
                         }
                     }
                     Effect::Fire { tag, data } => self.fire(tag, Value::Object(data)),
-                    Effect::Status { yard } => self.status_requests.push(yard),
+                    Effect::Status { yard, packed } => self.status_requests.push((yard, packed)),
                     Effect::SessionDropped { name, uid } => dropped.push((name, uid)),
                 }
             }
@@ -258,15 +259,20 @@ impl<S: Side> Daemon<S> {
             return;
         }
         let status = self.status().await;
-        for yard in std::mem::take(&mut self.shared.status_requests) {
-            let body = match self.shared.core.status_body(&yard, &status) {
+        for (yard, packed) in std::mem::take(&mut self.shared.status_requests) {
+            let body = match self.shared.core.status_body(&yard, &status, packed) {
                 Ok(body) => body,
                 Err(e) => {
                     error!(%yard, error = %e, "status not encoded");
                     continue;
                 }
             };
-            if let Err(e) = self.shared.lane.send_encoded(&yard, &body).await {
+            let sent = if packed {
+                self.shared.lane.send_packed(&yard, &body).await
+            } else {
+                self.shared.lane.send_encoded(&yard, &body).await
+            };
+            if let Err(e) = sent {
                 debug!(%yard, error = %e, "status reply not delivered");
             }
         }

@@ -10,13 +10,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Map, Value};
 use tracing::debug;
 
 use super::metrics::openmetrics;
 use super::{epoch_secs, run_daemon, DaemonError};
-use crate::envelope::{lane_dir, LANE, MANOR, SHARE_STATUS};
-use raet::lane::{LaneError, LaneStack};
+use crate::envelope::{lane_dir, DstEstate, Envelope, LANE, MANOR, SHARE_STATUS};
+use raet::lane::{Body, LaneError, LaneStack};
 
 /// The version of the [`Status`] JSON.
 pub const STATUS_VERSION: u32 = 1;
@@ -152,19 +152,46 @@ pub async fn query_status(sock_dir: &Path) -> Result<Status, DaemonError> {
     if let Err(e) = answerable_by_lane_owner(lane.path()) {
         debug!(error = %e, "status yard not handed to the lane's owner");
     }
-    let request = json!({"route": {"src": [null, yard, null], "dst": [null, MANOR, SHARE_STATUS]}, "load": {}});
-    let request = request.as_object().cloned().unwrap_or_default();
-    lane.send(MANOR, &request).await.map_err(|e| match e {
-        LaneError::Unreachable { path, source, .. } => DaemonError::NoDaemon { path, source },
-        e => DaemonError::Lane(e),
-    })?;
-    let (_, mut body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv())
+    // Asked packed, the daemon answers packed: a few large pages, read without a JSON tree.
+    let request = Envelope {
+        src: [None, Some(yard), None],
+        dst_estate: DstEstate::Local,
+        dst_yard: Some(MANOR.into()),
+        dst_share: Some(SHARE_STATUS.into()),
+        load: Map::new(),
+        salt: None,
+    };
+    lane.send_packed(MANOR, &request.to_packed())
+        .await
+        .map_err(|e| match e {
+            LaneError::Unreachable { path, source, .. } => DaemonError::NoDaemon { path, source },
+            e => DaemonError::Lane(e),
+        })?;
+    let (_, body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv_any())
         .await
         .map_err(|_| DaemonError::NoStatus {
             dir: lane_dir(sock_dir),
         })??;
-    let load = body.remove("load").unwrap_or(Value::Null);
-    serde_json::from_value(load).map_err(|e| DaemonError::BadStatus(e.to_string()))
+    read_answer(body).map_err(DaemonError::BadStatus)
+}
+
+/// The status in the body of the daemon's answer: packed, or JSON from a daemon that answers
+/// every status request so.
+fn read_answer(body: Body) -> Result<Status, String> {
+    /// The answer as read (its route is not looked at).
+    #[derive(Deserialize)]
+    struct Answer {
+        load: Status,
+    }
+    match body {
+        Body::Packed(packed) => rmp_serde::from_slice::<Answer>(&packed)
+            .map(|answer| answer.load)
+            .map_err(|e| e.to_string()),
+        Body::Map(mut body) => {
+            let load = body.remove("load").unwrap_or(Value::Null);
+            serde_json::from_value(load).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// The human table of a status (one line per remote).
@@ -305,9 +332,8 @@ pub fn print_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::Envelope;
     use raet::packet::body::{decode_json, encode_json};
-    use serde_json::Map;
+    use serde_json::json;
 
     fn sample() -> Status {
         let mut row = RemoteRow::new("m1");
@@ -370,6 +396,23 @@ mod tests {
         env.load = json_map(serde_json::to_value(&status).unwrap());
         assert_eq!(bytes, encode_json(&env.to_body()));
         assert_eq!(load, env.load);
+    }
+
+    #[test]
+    fn the_client_reads_both_forms_of_the_answer() {
+        let mut status = sample();
+        status.remotes[0].last_seen = Some(1_765_130_000.123_456);
+        status.event_bus = Some(json!({"fired": 3, "up": true, "rate": 0.5}));
+        let env = Envelope::parse(&json_map(json!({
+            "route": {"src": ["master", MANOR, SHARE_STATUS], "dst": [null, "status42", SHARE_STATUS]},
+        })))
+        .unwrap();
+        let packed = env.to_packed_with_load(&status).unwrap();
+        assert_eq!(read_answer(Body::Packed(packed)), Ok(status.clone()));
+        let json = decode_json(&env.encode_with_load(&status).unwrap()).unwrap();
+        assert_eq!(read_answer(Body::Map(json)), Ok(status));
+        assert!(read_answer(Body::Packed(b"\xc1".to_vec())).is_err());
+        assert!(read_answer(Body::Map(Map::new())).is_err());
     }
 
     #[test]
