@@ -303,30 +303,31 @@ impl<S: Side> Daemon<S> {
         let now = (Instant::now(), SystemTime::now());
         let remotes = d.road.remotes().await;
         let mut rows: BTreeMap<String, RemoteRow> = BTreeMap::new();
-        for (name, peer) in d.core.peers() {
-            let row = rows
-                .entry(name.clone())
-                .or_insert_with(|| RemoteRow::new(name));
-            row.allowed = peer.allowed;
-            row.presence = peer.presence.to_owned();
-            row.last_seen = peer.last_seen.map(epoch_secs);
-            row.address = peer.address.map(|a| a.to_string());
-        }
         // The master hides remotes still named by their address (joins in progress); the
         // minion shows its master that way until the join completes.
         let shown = |name: &str| S::ROLE == Role::Minion || !name.contains(':');
         for remote in remotes.iter().filter(|r| shown(&r.name)) {
-            let row = rows
-                .entry(remote.name.clone())
-                .or_insert_with(|| RemoteRow::new(&remote.name));
+            let row = RemoteRow::of(&mut rows, &remote.name);
             row.joined = remote.joined == Some(true);
             row.address = Some(remote.ha.to_string());
             row.main = remote.main;
-            if let Some(heard) = remote.last_heard {
+            row.last_seen = remote.last_heard.and_then(|heard| {
                 let ago = now.0.saturating_duration_since(heard);
-                row.last_seen = now.1.checked_sub(ago).map(epoch_secs);
-            }
+                now.1.checked_sub(ago).map(epoch_secs)
+            });
             row.acceptance = remote.acceptance.map(|a| a.to_string());
+        }
+        // The road's address and last contact win over the daemon's own record of them.
+        for (name, peer) in d.core.peers() {
+            let row = RemoteRow::of(&mut rows, name);
+            row.allowed = peer.allowed;
+            row.presence = peer.presence.to_owned();
+            if row.last_seen.is_none() {
+                row.last_seen = peer.last_seen.map(epoch_secs);
+            }
+            if row.address.is_none() {
+                row.address = peer.address.map(|a| a.to_string());
+            }
         }
         let counters = |map: &BTreeMap<&'static str, u64>| {
             map.iter()

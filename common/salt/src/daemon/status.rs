@@ -101,6 +101,15 @@ impl RemoteRow {
             main: false,
         }
     }
+
+    /// The row of `id` in `rows`, added with nothing known yet when missing (the id is copied
+    /// only then).
+    pub fn of<'a>(rows: &'a mut BTreeMap<String, Self>, id: &str) -> &'a mut Self {
+        if !rows.contains_key(id) {
+            rows.insert(id.to_owned(), Self::new(id));
+        }
+        rows.get_mut(id).expect("the row is there")
+    }
 }
 
 /// The minion's overall join state in [`Status::join`].
@@ -430,6 +439,16 @@ mod tests {
         assert_eq!(old.remove("daemon_version"), Some(json!(DAEMON_VERSION)));
         let back: Status = serde_json::from_value(Value::Object(old)).unwrap();
         assert_eq!(back.daemon_version, None);
+    }
+
+    #[test]
+    fn a_row_is_added_once() {
+        let mut rows = BTreeMap::new();
+        RemoteRow::of(&mut rows, "m1").joined = true;
+        RemoteRow::of(&mut rows, "m1").allowed = true;
+        let mut want = RemoteRow::new("m1");
+        (want.joined, want.allowed) = (true, true);
+        assert_eq!(rows, BTreeMap::from([("m1".to_owned(), want)]));
     }
 
     #[test]
