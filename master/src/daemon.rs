@@ -455,7 +455,7 @@ impl Side for MasterSide {
             return;
         };
         for (id, _) in keys.applied.iter().filter(|(_, state)| state.is_some()) {
-            rows.entry(id.clone()).or_insert_with(|| RemoteRow::new(id));
+            RemoteRow::of(rows, id);
         }
         for (id, row) in rows.iter_mut() {
             let state = keys.applied.get(id).copied().flatten();

@@ -75,9 +75,9 @@ struct PackedIn {
 
 /// The packed envelope on the wire, as written.
 #[derive(Serialize)]
-struct PackedOut<'a> {
+struct PackedOut<'a, L> {
     route: Value,
-    load: &'a Map<String, Value>,
+    load: &'a L,
     #[serde(skip_serializing_if = "Option::is_none")]
     salt: Option<BinRef<'a>>,
 }
@@ -276,6 +276,20 @@ impl Envelope {
         rmp_serde::to_vec_named(&out).unwrap_or_default()
     }
 
+    /// The packed envelope as [`Envelope::to_packed`] writes it, with `load` in place of its
+    /// own load and no Salt payload: `load` is serialised straight from its type (see
+    /// [`Envelope::encode_with_load`]).
+    pub fn to_packed_with_load<L: Serialize>(
+        &self,
+        load: &L,
+    ) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec_named(&PackedOut {
+            route: self.route_value(),
+            load,
+            salt: None,
+        })
+    }
+
     /// Whether this travels packed ([`Envelope::to_packed`]): it carries a Salt payload as
     /// bytes.
     pub fn is_packed(&self) -> bool {
@@ -304,6 +318,22 @@ impl Envelope {
         body.insert("route".into(), self.route_value());
         body.insert("load".into(), Value::Object(load));
         body
+    }
+
+    /// The JSON message body of this envelope, as [`raet::packet::body::encode_json`] of
+    /// [`Envelope::to_body`] would be, with `load` in place of its own load and no Salt
+    /// payload: `load` is serialised straight from its type, never built as a `Value` tree (a
+    /// daemon's status of many remotes).
+    pub fn encode_with_load<L: Serialize>(&self, load: &L) -> Result<Vec<u8>, serde_json::Error> {
+        #[derive(Serialize)]
+        struct Body<'a, L> {
+            route: Value,
+            load: &'a L,
+        }
+        raet::packet::body::to_json(&Body {
+            route: self.route_value(),
+            load,
+        })
     }
 
     /// Whether this is an error envelope (never answered by another error).

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::page::{
     paginate, paginate_bytes, session_id, BookAddress, BookLimits, Books, PackKind, Page,
+    MAX_PAGE_SIZE,
 };
 use super::{check_lane_name, check_yard_name, LaneError, Received};
 
@@ -199,6 +200,21 @@ impl YardCore {
         })
     }
 
+    /// As [`YardCore::prepare_send`] for a body already encoded as JSON (a mapping as
+    /// [`crate::packet::body::encode_json`] writes it; not checked here, the receiver drops a
+    /// book that does not decode): the same pages, without a [`Value`] tree of the body.
+    pub fn prepare_send_encoded<R: rand_core::RngCore>(
+        &mut self,
+        to: &str,
+        body: &[u8],
+        unix_micros: u64,
+        rng: &mut R,
+    ) -> Result<Outgoing, LaneError> {
+        self.prepare(to, unix_micros, rng, |addr| {
+            paginate_bytes(addr, PackKind::Json, body, MAX_PAGE_SIZE)
+        })
+    }
+
     /// As [`YardCore::prepare_send`] for a packed book: `packed` (msgpack bytes,
     /// not decoded here) with pack kind msgpack, in pages of at most
     /// `max_page` bytes (see [`super::page::packed_page_size`]).
@@ -366,6 +382,7 @@ fn yard_of(path: &Path) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::lane::page::PageHead;
+    use crate::lane::Body;
 
     fn core(name: &str) -> YardCore {
         YardCore::new("/tmp/lanes", "lane", name, BookLimits::default()).expect("names")
@@ -441,7 +458,7 @@ mod tests {
             got,
             Some((
                 "a".into(),
-                super::super::Body::Map(Map::from_iter([("k".to_owned(), Value::from("v"))]))
+                Body::Map(Map::from_iter([("k".to_owned(), Value::from("v"))]))
             ))
         );
         let stats = c.stats();
@@ -524,6 +541,32 @@ mod tests {
 
     fn known(c: &YardCore) -> BTreeSet<&str> {
         c.yards.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn an_encoded_body_goes_in_the_pages_of_its_mapping() {
+        let big = Map::from_iter([("blob".to_owned(), Value::from("x".repeat(150_000)))]);
+        let encoded = crate::packet::body::encode_json(&big);
+        let (mut a, mut b) = (core("a"), core("b"));
+        let mut rng = rand::thread_rng();
+        let mapped = a.prepare_send("b", &big, 1, &mut rng).expect("pages");
+        let out = a
+            .prepare_send_encoded("b", &encoded, 1, &mut rng)
+            .expect("pages");
+        assert_eq!(
+            (out.si.as_str(), out.path.as_path()),
+            (mapped.si.as_str(), mapped.path.as_path())
+        );
+        let sizes = |pages: &[Vec<u8>]| pages.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(&out.pages), sizes(&mapped.pages));
+        assert_eq!(out.pages.len(), 3);
+        for pages in [&mapped.pages, &out.pages] {
+            let done = pages.iter().map(|p| b.receive(p, None)).last();
+            assert!(
+                matches!(done, Some(Ok(Some((ref from, Body::Map(ref body))))) if from == "a" && *body == big),
+                "{done:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,16 +17,24 @@ pub type BodyMap = Map<String, Value>;
 
 /// Python `json.dumps(separators=(',',':'), ensure_ascii=True)`; empty map -> zero bytes.
 pub fn encode_json(map: &BodyMap) -> Vec<u8> {
-    let mut out = Vec::new();
     if map.is_empty() {
-        return out;
+        return Vec::new();
     }
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PyFormatter);
     // Writing into a Vec cannot fail and a Map<String, Value> always serializes.
-    if map.serialize(&mut ser).is_err() {
-        out.clear();
-    }
-    out
+    to_json(map).unwrap_or_default()
+}
+
+/// `value` written as [`encode_json`] writes a mapping (Python's `json.dumps` with
+/// `separators=(',',':')`, `ensure_ascii=True`), serialised straight from its type: a large
+/// body need not be built as a [`Value`] tree first. An error when it does not serialise
+/// (e.g. a map with keys that are not strings).
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        PyFormatter,
+    ))?;
+    Ok(out)
 }
 
 /// Zero bytes -> empty map; otherwise must be a UTF-8 JSON object.
@@ -328,6 +336,28 @@ mod tests {
         }
         assert_eq!(printable_prefix(&[b'x'; 130]), 130);
         assert_eq!(printable_prefix(b""), 0);
+    }
+
+    #[test]
+    fn a_typed_value_is_written_as_its_json_tree_would_be() {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            id: &'a str,
+            seen: Option<f64>,
+            n: u64,
+            tags: std::collections::BTreeMap<&'a str, bool>,
+        }
+        let row = Row {
+            id: "m\u{e9}\"1",
+            seen: Some(1_765_130_000.125),
+            n: 7,
+            tags: [("b", true), ("a", false)].into(),
+        };
+        let tree = map(serde_json::to_value(&row).unwrap());
+        assert_eq!(to_json(&row).unwrap(), encode_json(&tree));
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert(vec![1u8], 1u8);
+        assert!(to_json(&bad).is_err(), "keys that are not strings");
     }
 
     #[test]

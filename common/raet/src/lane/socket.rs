@@ -77,6 +77,16 @@ pub(crate) fn prepare(
     core.prepare_send(to, body, unix_micros(), &mut rand::thread_rng())
 }
 
+/// [`YardCore::prepare_send_encoded`] with the current time and a thread-local RNG (for a
+/// new session id).
+pub(crate) fn prepare_encoded(
+    core: &mut YardCore,
+    to: &str,
+    body: &[u8],
+) -> Result<Outgoing, LaneError> {
+    core.prepare_send_encoded(to, body, unix_micros(), &mut rand::thread_rng())
+}
+
 /// [`YardCore::prepare_send_packed`] with the current time and a thread-local
 /// RNG, in pages of at most `max_page` bytes.
 pub(crate) fn prepare_packed(

@@ -97,6 +97,15 @@ impl LaneStack {
         self.send_out(out).await
     }
 
+    /// As [`LaneStack::send`] for a body already encoded as JSON (a mapping as
+    /// [`crate::packet::body::encode_json`] or [`crate::packet::body::to_json`] write it; a
+    /// receiver drops a book that does not decode): the same pages, for a large body
+    /// serialised straight from its type.
+    pub async fn send_encoded(&self, to_yard: &str, body: &[u8]) -> Result<(), LaneError> {
+        let out = socket::prepare_encoded(&mut self.core(), to_yard, body)?;
+        self.send_out(out).await
+    }
+
     /// As [`LaneStack::send`] for a packed book: `packed` (msgpack bytes the
     /// receiver decodes) with pack kind msgpack, in pages as large as our send
     /// buffer allows (up to [`MAX_PACKED_PAGE_SIZE`]). Only this

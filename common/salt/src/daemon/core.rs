@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::hold::Hold;
 use super::presence_word;
-use super::status::DAEMON_VERSION;
+use super::status::{Status, DAEMON_VERSION};
 use crate::envelope::{
     DstEstate, Envelope, ErrorKind, MANOR, SHARE_PRESENCE, SHARE_REGISTER, SHARE_STATUS,
 };
@@ -87,6 +87,9 @@ pub enum Effect {
     Status {
         /// The yard that asked.
         yard: String,
+        /// It asked with a packed envelope: it is one of this implementation's yards, and
+        /// takes the answer packed ([`DaemonCore::status_body`]).
+        packed: bool,
     },
     /// `name`'s session ended (lost): the side acts on it (the master forgets the minion,
     /// the minion joins its master again).
@@ -241,10 +244,13 @@ impl DaemonCore {
             warn!(%yard, error = %e, "bad envelope from the lane");
             e.to_string()
         });
-        let action = self
+        match self
             .table
-            .from_lane_parsed(&self.own, yard, parsed, &self.allowed);
-        self.execute(action, None, now);
+            .from_lane_parsed(&self.own, yard, parsed, &self.allowed)
+        {
+            Action::Status(yard) => self.effects.push(Effect::Status { yard, packed: true }),
+            action => self.execute(action, None, now),
+        }
     }
 
     /// A message from peer `from` over the road (the driver confirms its receipt once the
@@ -414,9 +420,21 @@ impl DaemonCore {
         }
     }
 
-    /// The status answer to `yard`, with `status` the daemon's status load.
-    pub fn status_envelope(&self, yard: &str, status: Map<String, Value>) -> Envelope {
-        self.manor_envelope(yard, SHARE_STATUS, status)
+    /// The body of the status answer to `yard` (load `status`), encoded: packed (msgpack,
+    /// for a packed book: a large status goes in a few large pages and is read without a
+    /// JSON tree) or JSON (for a JSON book).
+    pub fn status_body(
+        &self,
+        yard: &str,
+        status: &Status,
+        packed: bool,
+    ) -> Result<Vec<u8>, String> {
+        let env = self.manor_envelope(yard, SHARE_STATUS, Map::new());
+        if packed {
+            env.to_packed_with_load(status).map_err(|e| e.to_string())
+        } else {
+            env.encode_with_load(status).map_err(|e| e.to_string())
+        }
     }
 
     /// Turns a routing action into effects; a message to hold again keeps the deadline of
@@ -434,7 +452,10 @@ impl DaemonCore {
                 let env = self.manor_envelope(&yard, SHARE_REGISTER, load);
                 self.effects.push(Effect::Local { yard, env });
             }
-            Action::Status(yard) => self.effects.push(Effect::Status { yard }),
+            Action::Status(yard) => self.effects.push(Effect::Status {
+                yard,
+                packed: false,
+            }),
             Action::Road(estates, env) => {
                 debug!(?estates, src = ?env.src, "to the road");
                 self.transmit(estates, Arc::new(env), None, now);
@@ -589,5 +610,29 @@ mod tests {
             assert!(core.take_effects().is_empty(), "dropped");
         }
         assert_eq!(core.table.counters().get("bad_envelope"), Some(&8));
+    }
+
+    /// A status request is answered in the form it came in: packed to a packed request,
+    /// JSON to a JSON one.
+    #[test]
+    fn the_status_is_answered_as_it_was_asked() {
+        let mut core = DaemonCore::new("m".into(), false, Duration::from_secs(5), false);
+        let now = Instant::now();
+        let mut ask = core.manor_envelope(MANOR, SHARE_STATUS, Map::new());
+        ask.src = [None, Some("cli".into()), None];
+        core.from_lane_packed("cli", &ask.to_packed(), now);
+        core.from_lane("cli", &ask.to_body(), now);
+        let effects = core.take_effects();
+        let [Effect::Status {
+            yard: first,
+            packed: true,
+        }, Effect::Status {
+            yard: second,
+            packed: false,
+        }] = effects.as_slice()
+        else {
+            panic!("a packed then a JSON answer: {effects:?}");
+        };
+        assert_eq!((first.as_str(), second.as_str()), ("cli", "cli"));
     }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use super::core::{DaemonCore, Effect, Failure};
 use super::notify;
 use super::safety::check_private_dir;
-use super::status::{to_load, RemoteRow, Status, DAEMON_VERSION, STATUS_VERSION};
+use super::status::{RemoteRow, Status, DAEMON_VERSION, STATUS_VERSION};
 use super::{epoch_secs, DaemonError, Side};
 use crate::config::{CommonConfig, Role};
 use crate::envelope::{lane_dir, Envelope, LANE, MANOR};
@@ -37,8 +37,9 @@ pub struct Shared {
     /// Salt's master event bus (master only).
     bus: Option<EventBus>,
     failures: mpsc::UnboundedSender<Failure>,
-    /// Yards that asked for the status (answered once the current input is handled).
-    status_requests: Vec<String>,
+    /// Yards that asked for the status, and whether packed (answered once the current input
+    /// is handled).
+    status_requests: Vec<(String, bool)>,
     /// `raet_salt_crypto`: Salt's own channels run on top (shown by `status`).
     salt_crypto: bool,
 }
@@ -87,7 +88,7 @@ impl Shared {
                         }
                     }
                     Effect::Fire { tag, data } => self.fire(tag, Value::Object(data)),
-                    Effect::Status { yard } => self.status_requests.push(yard),
+                    Effect::Status { yard, packed } => self.status_requests.push((yard, packed)),
                     Effect::SessionDropped { name, uid } => dropped.push((name, uid)),
                 }
             }
@@ -257,10 +258,21 @@ impl<S: Side> Daemon<S> {
         if self.shared.status_requests.is_empty() {
             return;
         }
-        let status = to_load(&self.status().await);
-        for yard in std::mem::take(&mut self.shared.status_requests) {
-            let env = self.shared.core.status_envelope(&yard, status.clone());
-            if let Err(e) = self.shared.lane.send(&yard, &env.to_body()).await {
+        let status = self.status().await;
+        for (yard, packed) in std::mem::take(&mut self.shared.status_requests) {
+            let body = match self.shared.core.status_body(&yard, &status, packed) {
+                Ok(body) => body,
+                Err(e) => {
+                    error!(%yard, error = %e, "status not encoded");
+                    continue;
+                }
+            };
+            let sent = if packed {
+                self.shared.lane.send_packed(&yard, &body).await
+            } else {
+                self.shared.lane.send_encoded(&yard, &body).await
+            };
+            if let Err(e) = sent {
                 debug!(%yard, error = %e, "status reply not delivered");
             }
         }
@@ -291,30 +303,31 @@ impl<S: Side> Daemon<S> {
         let now = (Instant::now(), SystemTime::now());
         let remotes = d.road.remotes().await;
         let mut rows: BTreeMap<String, RemoteRow> = BTreeMap::new();
-        for (name, peer) in d.core.peers() {
-            let row = rows
-                .entry(name.clone())
-                .or_insert_with(|| RemoteRow::new(name));
-            row.allowed = peer.allowed;
-            row.presence = peer.presence.to_owned();
-            row.last_seen = peer.last_seen.map(epoch_secs);
-            row.address = peer.address.map(|a| a.to_string());
-        }
         // The master hides remotes still named by their address (joins in progress); the
         // minion shows its master that way until the join completes.
         let shown = |name: &str| S::ROLE == Role::Minion || !name.contains(':');
         for remote in remotes.iter().filter(|r| shown(&r.name)) {
-            let row = rows
-                .entry(remote.name.clone())
-                .or_insert_with(|| RemoteRow::new(&remote.name));
+            let row = RemoteRow::of(&mut rows, &remote.name);
             row.joined = remote.joined == Some(true);
             row.address = Some(remote.ha.to_string());
             row.main = remote.main;
-            if let Some(heard) = remote.last_heard {
+            row.last_seen = remote.last_heard.and_then(|heard| {
                 let ago = now.0.saturating_duration_since(heard);
-                row.last_seen = now.1.checked_sub(ago).map(epoch_secs);
-            }
+                now.1.checked_sub(ago).map(epoch_secs)
+            });
             row.acceptance = remote.acceptance.map(|a| a.to_string());
+        }
+        // The road's address and last contact win over the daemon's own record of them.
+        for (name, peer) in d.core.peers() {
+            let row = RemoteRow::of(&mut rows, name);
+            row.allowed = peer.allowed;
+            row.presence = peer.presence.to_owned();
+            if row.last_seen.is_none() {
+                row.last_seen = peer.last_seen.map(epoch_secs);
+            }
+            if row.address.is_none() {
+                row.address = peer.address.map(|a| a.to_string());
+            }
         }
         let counters = |map: &BTreeMap<&'static str, u64>| {
             map.iter()

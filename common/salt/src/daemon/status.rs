@@ -10,13 +10,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tracing::debug;
 
 use super::metrics::openmetrics;
 use super::{epoch_secs, run_daemon, DaemonError};
-use crate::envelope::{lane_dir, LANE, MANOR, SHARE_STATUS};
-use raet::lane::{LaneError, LaneStack};
+use crate::envelope::{lane_dir, DstEstate, Envelope, LANE, MANOR, SHARE_STATUS};
+use raet::lane::{Body, LaneError, LaneStack};
 
 /// The version of the [`Status`] JSON.
 pub const STATUS_VERSION: u32 = 1;
@@ -101,6 +101,12 @@ impl RemoteRow {
             main: false,
         }
     }
+
+    /// The row of `id` in `rows`, added with nothing known yet when missing (one search of
+    /// the map: with thousands of rows, cheaper than copying the id only when missing).
+    pub fn of<'a>(rows: &'a mut BTreeMap<String, Self>, id: &str) -> &'a mut Self {
+        rows.entry(id.to_owned()).or_insert_with(|| Self::new(id))
+    }
 }
 
 /// The minion's overall join state in [`Status::join`].
@@ -152,19 +158,46 @@ pub async fn query_status(sock_dir: &Path) -> Result<Status, DaemonError> {
     if let Err(e) = answerable_by_lane_owner(lane.path()) {
         debug!(error = %e, "status yard not handed to the lane's owner");
     }
-    let request = json!({"route": {"src": [null, yard, null], "dst": [null, MANOR, SHARE_STATUS]}, "load": {}});
-    let request = request.as_object().cloned().unwrap_or_default();
-    lane.send(MANOR, &request).await.map_err(|e| match e {
-        LaneError::Unreachable { path, source, .. } => DaemonError::NoDaemon { path, source },
-        e => DaemonError::Lane(e),
-    })?;
-    let (_, body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv())
+    // Asked packed, the daemon answers packed: a few large pages, read without a JSON tree.
+    let request = Envelope {
+        src: [None, Some(yard), None],
+        dst_estate: DstEstate::Local,
+        dst_yard: Some(MANOR.into()),
+        dst_share: Some(SHARE_STATUS.into()),
+        load: Map::new(),
+        salt: None,
+    };
+    lane.send_packed(MANOR, &request.to_packed())
+        .await
+        .map_err(|e| match e {
+            LaneError::Unreachable { path, source, .. } => DaemonError::NoDaemon { path, source },
+            e => DaemonError::Lane(e),
+        })?;
+    let (_, body) = tokio::time::timeout(STATUS_TIMEOUT, lane.recv_any())
         .await
         .map_err(|_| DaemonError::NoStatus {
             dir: lane_dir(sock_dir),
         })??;
-    let load = body.get("load").cloned().unwrap_or(Value::Null);
-    serde_json::from_value(load).map_err(|e| DaemonError::BadStatus(e.to_string()))
+    read_answer(body).map_err(DaemonError::BadStatus)
+}
+
+/// The status in the body of the daemon's answer: packed, or JSON from a daemon that answers
+/// every status request so.
+fn read_answer(body: Body) -> Result<Status, String> {
+    /// The answer as read (its route is not looked at).
+    #[derive(Deserialize)]
+    struct Answer {
+        load: Status,
+    }
+    match body {
+        Body::Packed(packed) => rmp_serde::from_slice::<Answer>(&packed)
+            .map(|answer| answer.load)
+            .map_err(|e| e.to_string()),
+        Body::Map(mut body) => {
+            let load = body.remove("load").unwrap_or(Value::Null);
+            serde_json::from_value(load).map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// The human table of a status (one line per remote).
@@ -302,17 +335,11 @@ pub fn print_status(
     })
 }
 
-/// The status as the load of the answer on share `status`.
-pub(crate) fn to_load(status: &Status) -> Map<String, Value> {
-    match serde_json::to_value(status) {
-        Ok(Value::Object(load)) => load,
-        _ => Map::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raet::packet::body::{decode_json, encode_json};
+    use serde_json::json;
 
     fn sample() -> Status {
         let mut row = RemoteRow::new("m1");
@@ -338,10 +365,66 @@ mod tests {
         }
     }
 
+    /// The answer to `yard` as the daemon encodes it (its `route` and its `load`).
+    fn answer(status: &Status, yard: &str) -> (Vec<u8>, Map<String, Value>) {
+        let env = Envelope::parse(&json_map(json!({
+            "route": {"src": ["master", MANOR, SHARE_STATUS], "dst": [null, yard, SHARE_STATUS]},
+            "load": {},
+        })))
+        .unwrap();
+        let bytes = env.encode_with_load(status).unwrap();
+        let mut parsed = Envelope::parse(&decode_json(&bytes).unwrap()).unwrap();
+        let load = std::mem::take(&mut parsed.load);
+        assert_eq!(parsed, env, "the route");
+        (bytes, load)
+    }
+
+    fn json_map(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not a map: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_answer_is_written_as_its_json_tree_would_be() {
+        let mut status = sample();
+        status.remotes[0].last_seen = Some(1_765_130_000.123_456);
+        status.remotes[1].id = "m\u{e9}\"2".into();
+        status.event_bus = Some(json!({"fired": 3, "up": true}));
+        status.join = Some(JoinSummary {
+            state: Some("joined".into()),
+            attempts: 2,
+        });
+        let (bytes, load) = answer(&status, "status42");
+        // The body as it was built before: the status as a `Value`, in the envelope's map.
+        let mut env = Envelope::parse(&decode_json(&bytes).unwrap()).unwrap();
+        env.load = json_map(serde_json::to_value(&status).unwrap());
+        assert_eq!(bytes, encode_json(&env.to_body()));
+        assert_eq!(load, env.load);
+    }
+
+    #[test]
+    fn the_client_reads_both_forms_of_the_answer() {
+        let mut status = sample();
+        status.remotes[0].last_seen = Some(1_765_130_000.123_456);
+        status.event_bus = Some(json!({"fired": 3, "up": true, "rate": 0.5}));
+        let env = Envelope::parse(&json_map(json!({
+            "route": {"src": ["master", MANOR, SHARE_STATUS], "dst": [null, "status42", SHARE_STATUS]},
+        })))
+        .unwrap();
+        let packed = env.to_packed_with_load(&status).unwrap();
+        assert_eq!(read_answer(Body::Packed(packed)), Ok(status.clone()));
+        let json = decode_json(&env.encode_with_load(&status).unwrap()).unwrap();
+        assert_eq!(read_answer(Body::Map(json)), Ok(status));
+        assert!(read_answer(Body::Packed(b"\xc1".to_vec())).is_err());
+        assert!(read_answer(Body::Map(Map::new())).is_err());
+    }
+
     #[test]
     fn the_json_round_trips_and_leaves_out_the_other_sides_fields() {
         let status = sample();
-        let load = to_load(&status);
+        let (_, load) = answer(&status, "status42");
         assert_eq!(load["version"], 1);
         assert_eq!(load["remotes"][0]["presence"], "present");
         assert_eq!(load["remotes"][1]["acceptance"], Value::Null);
@@ -353,6 +436,16 @@ mod tests {
         assert_eq!(old.remove("daemon_version"), Some(json!(DAEMON_VERSION)));
         let back: Status = serde_json::from_value(Value::Object(old)).unwrap();
         assert_eq!(back.daemon_version, None);
+    }
+
+    #[test]
+    fn a_row_is_added_once() {
+        let mut rows = BTreeMap::new();
+        RemoteRow::of(&mut rows, "m1").joined = true;
+        RemoteRow::of(&mut rows, "m1").allowed = true;
+        let mut want = RemoteRow::new("m1");
+        (want.joined, want.allowed) = (true, true);
+        assert_eq!(rows, BTreeMap::from([("m1".to_owned(), want)]));
     }
 
     #[test]
