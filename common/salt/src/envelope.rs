@@ -324,6 +324,7 @@ impl Envelope {
     /// [`Envelope::to_body`] would be, with `load` in place of its own load and no Salt
     /// payload: `load` is serialised straight from its type, never built as a `Value` tree (a
     /// daemon's status of many remotes).
+    #[cfg(feature = "daemon")]
     pub fn encode_with_load<L: Serialize>(&self, load: &L) -> Result<Vec<u8>, serde_json::Error> {
         #[derive(Serialize)]
         struct Body<'a, L> {
