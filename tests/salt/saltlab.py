@@ -708,11 +708,21 @@ class Lab:
         return wait_for(f"pending keys {ids}", probe, deadline_s, interval_s=0.5)
 
     def accept(self, mid: str, node: Optional[Node] = None) -> str:
-        """``salt-key -a ID -y``; returns its output."""
-        proc = self.run("salt-key", "-a", mid, "-y", node=node, timeout=30)
-        if proc.returncode != 0 or mid not in self.keys(node).get("minions", []):
-            raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr}")
-        return proc.stdout
+        """``salt-key -a ID -y``; returns its output.
+
+        Salt's key cache (``localfs_key.store``) removes the pending file before it writes the
+        accepted one; a pending minion's auth request (every ``acceptance_wait_time``) that
+        reads the key in that gap finds none and pends it again, so salt-key's acceptance is
+        lost (seen once in CI, Salt-crypto mode). An operator runs salt-key again; so does
+        this, at most twice more, and only when the key is back in pending."""
+        for _ in range(3):
+            proc = self.run("salt-key", "-a", mid, "-y", node=node, timeout=30)
+            keys = self.keys(node)
+            if proc.returncode == 0 and mid in keys.get("minions", []):
+                return proc.stdout
+            if proc.returncode != 0 or mid not in keys.get("minions_pre", []):
+                break
+        raise LabError(f"salt-key -a {mid} failed: {proc.stdout} {proc.stderr} {keys}")
 
     def lookup_jid(self, jid: str, node: Optional[Node] = None) -> dict:
         """``salt-run jobs.lookup_jid JID`` on master ``node``: the returns by minion id
