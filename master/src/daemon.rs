@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use salt_raet_minion::join::Retry;
 use salt_raet_minion::upstream::{Step, Upstreams};
 
 use crate::acceptance::{Acceptor, Answer, AuthAct};
@@ -219,7 +220,7 @@ pub(crate) async fn run(config: MasterConfig) -> Result<(), DaemonError> {
                 source,
             })?;
             info!(master_of_masters = ?upstream, pin = %pin.path().display(), "syndic: joining the master of masters");
-            let upstreams = Upstreams::spawn(&road, vec![upstream], ha.is_ipv6(), false);
+            let upstreams = Upstreams::spawn(&road, vec![upstream], ha.is_ipv6(), Retry::default());
             (Some(upstreams), Some(pin))
         }
         None => (None, None),

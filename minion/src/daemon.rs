@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use crate::pin::MasterPin;
 use salt_raet_minion::bind_minion_road;
+use salt_raet_minion::join::Retry;
 use salt_raet_minion::upstream::{Step, Upstreams};
 
 /// The minion's side of the daemon.
@@ -46,7 +47,7 @@ pub(crate) async fn run(config: MinionConfig) -> Result<(), DaemonError> {
     drop(lock);
     let masters = config.masters();
     info!(id = %own, addr = %road.local_addr(), masters = ?masters, salt_crypto = config.common.raet_salt_crypto, "minion road up");
-    let masters = Upstreams::spawn(&road, masters, ha.is_ipv6(), config.rejected_retry);
+    let masters = Upstreams::spawn(&road, masters, ha.is_ipv6(), Retry::of(&config));
     let side = MinionSide { masters, pin };
     Daemon::start(own, road, &config.common, None, side)
         .await?

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use raet::road::{JoinFailure, RejectedBy, Uid};
 use raet::stack::{RoadStack, StackError};
-use salt_raet::daemon::jitter;
+use salt_raet::config::MinionConfig;
+use salt_raet::daemon::{jitter, random_up_to};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 /// First delay before a minion retries a failed join.
 pub const JOIN_BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// Cap of the doubling join retry delay (each delay is jittered down to half of it).
+/// Cap of the doubling join retry delay (each delay is jittered down to half of it) unless
+/// Salt's `acceptance_wait_time_max` sets one.
 pub const JOIN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Delay before a minion whose join the master pended asks again (jittered down to half of
 /// it). The master is up and only waiting for its operator: asking again at once keeps a
@@ -44,6 +46,42 @@ pub enum JoinOutcome {
         /// ([`RejectedBy::Us`]: not the key this minion accepted first).
         by: RejectedBy,
     },
+}
+
+/// How a minion's join loops wait between attempts: the Salt keys that apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Salt's `rejected_retry`: a rejected minion asks again every [`REJECTED_RETRY`].
+    pub rejected_retry: bool,
+    /// The cap of the doubling delay between failed joins: Salt's `acceptance_wait_time_max`
+    /// (not below [`JOIN_BACKOFF_MIN`]), else [`JOIN_BACKOFF_MAX`].
+    pub backoff_max: Duration,
+    /// Salt's `random_reauth_delay`: a lost session is joined again after a random delay of
+    /// up to this.
+    pub reauth_delay: Option<Duration>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            rejected_retry: false,
+            backoff_max: JOIN_BACKOFF_MAX,
+            reauth_delay: None,
+        }
+    }
+}
+
+impl Retry {
+    /// The retry keys of a minion's configuration.
+    pub fn of(config: &MinionConfig) -> Self {
+        Self {
+            rejected_retry: config.rejected_retry,
+            backoff_max: config
+                .acceptance_wait_time_max
+                .map_or(JOIN_BACKOFF_MAX, |max| max.max(JOIN_BACKOFF_MIN)),
+            reauth_delay: config.random_reauth_delay,
+        }
+    }
 }
 
 /// `host` resolved for a road of the family `ipv6`: an IPv4 road takes an IPv4 address;
@@ -88,8 +126,8 @@ pub struct JoinLoop {
     pub port: u16,
     /// The road is an IPv6 one: the master's host resolves to an IPv6 address.
     pub ipv6: bool,
-    /// Salt's `rejected_retry`: a rejected minion asks again every [`REJECTED_RETRY`].
-    pub rejected_retry: bool,
+    /// How it waits between attempts.
+    pub retry: Retry,
     /// Where each step is told.
     pub outcomes: mpsc::UnboundedSender<(usize, JoinOutcome)>,
 }
@@ -128,13 +166,14 @@ impl JoinLoop {
     /// jittered backoff, or after [`PENDED_RETRY`] when the master pended the join (its
     /// operator has not accepted our key yet); after a success waits for a rejoin request.
     /// A rejected minion waits for a rejoin request (SIGHUP) too, unless `rejected_retry`
-    /// (Salt's key) makes it ask again every [`REJECTED_RETRY`].
+    /// (Salt's key) makes it ask again every [`REJECTED_RETRY`]. A lost session is joined
+    /// again after `random_reauth_delay` (Salt's key) jittered down to zero.
     pub async fn run(self, mut rejoin: mpsc::UnboundedReceiver<()>) {
         let Some(master) = self.resolve().await else {
             return;
         };
         let road = &self.road;
-        let mut policy = JoinPolicy::new(self.rejected_retry);
+        let mut policy = JoinPolicy::new(self.retry);
         loop {
             self.forget(master).await;
             if !self.tell(JoinOutcome::Attempt) {
@@ -149,7 +188,7 @@ impl JoinLoop {
                 }
                 Err(StackError::Rejected { by, .. }) => {
                     self.forget(master).await;
-                    let retrying = self.rejected_retry;
+                    let retrying = self.retry.rejected_retry;
                     if !self.tell(JoinOutcome::Rejected { retrying, by }) {
                         return;
                     }
@@ -189,6 +228,10 @@ impl JoinLoop {
                     if rejoin.recv().await.is_none() {
                         return;
                     }
+                    if let Some(delay) = policy.rejoin_delay() {
+                        debug!(%master, ?delay, "session lost; joining again after random_reauth_delay");
+                        tokio::time::sleep(random_up_to(delay)).await;
+                    }
                 }
             }
         }
@@ -220,28 +263,32 @@ enum Next {
 /// The join loop's decisions, apart from its I/O: capped doubling backoff after failures,
 /// [`PENDED_RETRY`] while the master's operator decides, [`REJECTED_RETRY`] or a wait for
 /// SIGHUP after a rejection (Salt's `rejected_retry`), a wait for a rejoin request once
-/// joined.
+/// joined, then `random_reauth_delay`.
 #[derive(Debug)]
 struct JoinPolicy {
     backoff: Duration,
-    rejected_retry: bool,
+    retry: Retry,
+    /// The last attempt joined: a rejoin request is a lost session.
+    joined: bool,
 }
 
 impl JoinPolicy {
-    fn new(rejected_retry: bool) -> Self {
+    fn new(retry: Retry) -> Self {
         Self {
             backoff: JOIN_BACKOFF_MIN,
-            rejected_retry,
+            retry,
+            joined: false,
         }
     }
 
     fn next(&mut self, attempt: Attempt) -> Next {
+        self.joined = attempt == Attempt::Joined;
         match attempt {
             Attempt::Joined => {
                 self.backoff = JOIN_BACKOFF_MIN;
                 Next::AwaitRejoin
             }
-            Attempt::Rejected if self.rejected_retry => Next::RetryAfter(REJECTED_RETRY),
+            Attempt::Rejected if self.retry.rejected_retry => Next::RetryAfter(REJECTED_RETRY),
             Attempt::Rejected => Next::AwaitRejoin,
             Attempt::Pended => {
                 self.backoff = JOIN_BACKOFF_MIN;
@@ -249,10 +296,16 @@ impl JoinPolicy {
             }
             Attempt::Failed => {
                 let delay = self.backoff;
-                self.backoff = (self.backoff * 2).min(JOIN_BACKOFF_MAX);
+                self.backoff = (self.backoff * 2).min(self.retry.backoff_max);
                 Next::RetryAfter(delay)
             }
         }
+    }
+
+    /// The most a rejoin request waits before joining: `random_reauth_delay` after a lost
+    /// session, nothing after a rejection (SIGHUP: the operator asks now).
+    fn rejoin_delay(&self) -> Option<Duration> {
+        self.retry.reauth_delay.filter(|_| self.joined)
     }
 }
 
@@ -274,7 +327,7 @@ mod tests {
 
     #[test]
     fn failures_double_the_delay_up_to_the_cap_and_a_join_resets_it() {
-        let mut p = JoinPolicy::new(false);
+        let mut p = JoinPolicy::new(Retry::default());
         let delays: Vec<Next> = (0..6).map(|_| p.next(Attempt::Failed)).collect();
         let ms = |m| Next::RetryAfter(Duration::from_millis(m));
         assert_eq!(
@@ -287,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_pended_join_asks_again_soon_and_resets_the_backoff() {
-        let mut p = JoinPolicy::new(false);
+        let mut p = JoinPolicy::new(Retry::default());
         p.next(Attempt::Failed);
         p.next(Attempt::Failed);
         assert_eq!(p.next(Attempt::Pended), Next::RetryAfter(PENDED_RETRY));
@@ -297,12 +350,47 @@ mod tests {
     #[test]
     fn a_rejection_waits_for_sighup_unless_rejected_retry() {
         assert_eq!(
-            JoinPolicy::new(false).next(Attempt::Rejected),
+            JoinPolicy::new(Retry::default()).next(Attempt::Rejected),
             Next::AwaitRejoin
         );
+        let retrying = Retry {
+            rejected_retry: true,
+            ..Retry::default()
+        };
         assert_eq!(
-            JoinPolicy::new(true).next(Attempt::Rejected),
+            JoinPolicy::new(retrying).next(Attempt::Rejected),
             Next::RetryAfter(REJECTED_RETRY)
         );
+    }
+
+    #[test]
+    fn acceptance_wait_time_max_caps_the_backoff_and_random_reauth_delay_follows_a_lost_session() {
+        let retry = Retry {
+            backoff_max: Duration::from_secs(30),
+            reauth_delay: Some(Duration::from_secs(10)),
+            ..Retry::default()
+        };
+        let mut p = JoinPolicy::new(retry);
+        let delays: Vec<Next> = (0..8).map(|_| p.next(Attempt::Failed)).collect();
+        let s = |secs: f64| Next::RetryAfter(Duration::from_secs_f64(secs));
+        assert_eq!(
+            delays,
+            [
+                s(0.5),
+                s(1.0),
+                s(2.0),
+                s(4.0),
+                s(8.0),
+                s(16.0),
+                s(30.0),
+                s(30.0)
+            ]
+        );
+        // A rejection then SIGHUP: no reauth delay; a lost session: the reauth delay.
+        p.next(Attempt::Rejected);
+        assert_eq!(p.rejoin_delay(), None);
+        p.next(Attempt::Joined);
+        assert_eq!(p.rejoin_delay(), Some(Duration::from_secs(10)));
+        assert_eq!(JoinPolicy::new(Retry::default()).rejoin_delay(), None);
     }
 }

@@ -13,7 +13,7 @@ use salt_raet::daemon::{JoinSummary, MasterRow, Shared, Status};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
-use crate::join::{JoinLoop, JoinOutcome};
+use crate::join::{JoinLoop, JoinOutcome, Retry};
 
 /// One upstream master and its join loop.
 struct Upstream {
@@ -87,13 +87,8 @@ pub type Step = (usize, JoinOutcome);
 
 impl Upstreams {
     /// Starts a join loop on `road` for each of `masters` (host, road port); `ipv6`: the
-    /// road is an IPv6 one; `rejected_retry`: Salt's key.
-    pub fn spawn(
-        road: &RoadStack,
-        masters: Vec<(String, u16)>,
-        ipv6: bool,
-        rejected_retry: bool,
-    ) -> Self {
+    /// road is an IPv6 one; `retry`: how the join loops wait between attempts.
+    pub fn spawn(road: &RoadStack, masters: Vec<(String, u16)>, ipv6: bool, retry: Retry) -> Self {
         let (joins_tx, joins) = mpsc::unbounded_channel();
         let masters = masters
             .into_iter()
@@ -106,7 +101,7 @@ impl Upstreams {
                     host: host.clone(),
                     port,
                     ipv6,
-                    rejected_retry,
+                    retry,
                     outcomes: joins_tx.clone(),
                 };
                 tokio::spawn(join.run(rejoin_rx));

@@ -23,7 +23,7 @@ use raet::road::{Event, Presence, Profile};
 use raet::stack::RoadStack;
 use salt_raet::daemon::{presence_timers, query_status};
 use salt_raet_minion::bind_minion_road;
-use salt_raet_minion::join::{JoinLoop, JoinOutcome};
+use salt_raet_minion::join::{JoinLoop, JoinOutcome, Retry};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -271,7 +271,7 @@ fn start_minion(
         host: Ipv4Addr::LOCALHOST.to_string(),
         port,
         ipv6: false,
-        rejected_retry: false,
+        retry: Retry::default(),
         outcomes: outcomes.clone(),
     };
     tokio::spawn(join.run(rejoin_rx));

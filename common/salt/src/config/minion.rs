@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 use config::ValueKind;
 
@@ -31,6 +32,14 @@ pub struct MinionConfig {
     /// `rejected_retry` (default false, as Salt): a rejected minion asks again periodically
     /// instead of waiting for SIGHUP or a restart.
     pub rejected_retry: bool,
+    /// `acceptance_wait_time_max` (Salt's; default 0: unset): when set, the cap of the
+    /// doubling delay between failed joins (the minion's own cap, 5 s, otherwise). A large
+    /// fleet sets it to spread the retries of minions a busy master turned away.
+    pub acceptance_wait_time_max: Option<Duration>,
+    /// `random_reauth_delay` (Salt's; 0 here unless set, Salt's default is 10): a minion
+    /// that lost its master's session waits a random time up to this before joining again,
+    /// so that a restarted master is not joined by every minion at once.
+    pub random_reauth_delay: Option<Duration>,
     /// `master_finger` (Salt's; default empty: none): the sha256 fingerprint (32 hex pairs
     /// joined by `:`, stored in lowercase) the master's key must have; see
     /// [`MinionConfig::road_master_finger`].
@@ -82,6 +91,8 @@ impl MinionConfig {
             master,
             raet_master_port: raw.port("raet_master_port", 4505)?,
             rejected_retry: raw.bool("rejected_retry", false)?,
+            acceptance_wait_time_max: raw.optional_delay("acceptance_wait_time_max")?,
+            random_reauth_delay: raw.optional_delay("random_reauth_delay")?,
             master_finger: raw.typed(
                 "master_finger",
                 "a sha256 fingerprint (32 hex pairs joined by ':', as salt-raet-master --finger prints)",

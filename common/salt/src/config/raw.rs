@@ -210,18 +210,24 @@ impl Raw {
             "a number of seconds from 0.001 to 86400",
             Duration::from_secs(default_secs),
             |k| {
-                let secs = match k {
-                    ValueKind::I64(n) => *n as f64,
-                    ValueKind::Float(f) => *f,
-                    ValueKind::String(s) => s.trim().parse().ok()?,
-                    _ => return None,
-                };
+                let secs = number(k)?;
                 let min = MIN_PERIOD.as_secs_f64();
                 (min..=86_400.0)
                     .contains(&secs)
                     .then(|| Duration::from_secs_f64(secs))
             },
         )
+    }
+
+    /// A delay in seconds from 0 to a day (fractions allowed); `None` when absent or 0
+    /// (Salt's "none" for its delay keys).
+    pub(super) fn optional_delay(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        self.typed(key, "a number of seconds from 0 to 86400", None, |k| {
+            let secs = number(k)?;
+            (0.0..=86_400.0)
+                .contains(&secs)
+                .then(|| (secs > 0.0).then(|| Duration::from_secs_f64(secs)))
+        })
     }
 
     /// A log line format ([`logfmt::LogFormat`] syntax).
@@ -279,5 +285,15 @@ pub(super) fn shorten(kind: &ValueKind) -> String {
         format!("{cut}...")
     } else {
         shown
+    }
+}
+
+/// A number (an integer, a float or a string of one).
+fn number(k: &ValueKind) -> Option<f64> {
+    match k {
+        ValueKind::I64(n) => Some(*n as f64),
+        ValueKind::Float(f) => Some(*f),
+        ValueKind::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }

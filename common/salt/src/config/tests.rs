@@ -518,14 +518,31 @@ fn event_bus_and_rejection_keys_as_salt() {
     assert_eq!(c.loop_interval, Duration::from_secs(60));
     let m = MinionConfig::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!m.rejected_retry);
+    assert_eq!(m.acceptance_wait_time_max, None);
+    assert_eq!(m.random_reauth_delay, None);
     let dir = dir_with(&[
         ("master", "presence_events: yes\nloop_interval: 2.5\n"),
-        ("minion", "id: m1\nrejected_retry: True\n"),
+        (
+            "minion",
+            "id: m1\nrejected_retry: True\nacceptance_wait_time_max: 30\nrandom_reauth_delay: 2.5\n",
+        ),
     ]);
     let c = MasterConfig::load(dir.path()).unwrap();
     assert!(c.presence_events);
     assert_eq!(c.loop_interval, Duration::from_millis(2500));
-    assert!(MinionConfig::load(dir.path()).unwrap().rejected_retry);
+    let m = MinionConfig::load(dir.path()).unwrap();
+    assert!(m.rejected_retry);
+    assert_eq!(m.acceptance_wait_time_max, Some(Duration::from_secs(30)));
+    assert_eq!(m.random_reauth_delay, Some(Duration::from_millis(2500)));
+    // Salt's 0 is "none"; a negative delay is refused.
+    let dir = dir_with(&[("minion", "id: m1\nrandom_reauth_delay: 0\n")]);
+    assert_eq!(
+        MinionConfig::load(dir.path()).unwrap().random_reauth_delay,
+        None
+    );
+    let dir = dir_with(&[("minion", "id: m1\nacceptance_wait_time_max: -1\n")]);
+    let err = MinionConfig::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("acceptance_wait_time_max"), "{err}");
     // The documented minimum is accepted.
     let dir = dir_with(&[("master", "loop_interval: 0.001\nraet_alive_period: 0.001\n")]);
     let c = MasterConfig::load(dir.path()).unwrap();

@@ -197,6 +197,11 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
+/// A delay in `[0, d]` (Salt's `random_reauth_delay`).
+pub fn random_up_to(d: Duration) -> Duration {
+    d.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+}
+
 /// The word `status` and presence messages use for a presence.
 pub fn presence_word(presence: Presence) -> &'static str {
     match presence {
