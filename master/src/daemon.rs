@@ -388,7 +388,7 @@ impl Side for MasterSide {
                 pubhex,
                 ..
             } => self.on_pending(name, verhex, pubhex),
-            Event::Joined { uid, name } => self.on_joined(d, *uid, name).await,
+            Event::Joined { name, verhex, .. } => self.on_joined(d, name, verhex),
             Event::FirstContactDropped { name, .. } => self.on_first_contact_dropped(name),
             Event::Rejected { name, .. } | Event::Removed { name, .. } => {
                 self.forget_if_deleted(d, name);
@@ -481,7 +481,7 @@ impl MasterSide {
             return false;
         };
         let (uid, name) = match event {
-            Event::Pending { uid, name, .. } | Event::Joined { uid, name } => (*uid, name),
+            Event::Pending { uid, name, .. } | Event::Joined { uid, name, .. } => (*uid, name),
             _ => return false,
         };
         syndic.catch_up(d).await;
@@ -630,7 +630,7 @@ impl MasterSide {
     }
 
     /// A minion's join completed: fires `salt/auth` accept unless its decision did.
-    async fn on_joined(&mut self, d: &mut Shared, uid: Uid, name: &str) {
+    fn on_joined(&mut self, d: &mut Shared, name: &str, verhex: &str) {
         let Some(keys) = self.keys.as_mut() else {
             return;
         };
@@ -638,10 +638,9 @@ impl MasterSide {
         if keys.accept_fired.remove(name) {
             return;
         }
-        let offered = d.road.remote(uid).await.map(|r| r.verhex);
-        match offered.map(|verhex| VerifyKey::from_hex(&verhex)) {
-            Some(Ok(key)) => fire_auth(d, AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
-            _ => warn!(remote = %name, "joined without keys on record"),
+        match VerifyKey::from_hex(verhex) {
+            Ok(key) => fire_auth(d, AuthAct::Accept, name, &pki::pem_from_verify_key(&key)),
+            Err(_) => warn!(remote = %name, "joined without keys on record"),
         }
     }
 

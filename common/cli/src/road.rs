@@ -195,7 +195,7 @@ impl EventLog {
     /// Prints a road event (messages are printed on stdout instead).
     fn road_event(self, event: &Event) {
         let (kind, fields) = match event {
-            Event::Joined { uid, name } => ("joined", json!({"name": name, "uid": uid})),
+            Event::Joined { uid, name, .. } => ("joined", json!({"name": name, "uid": uid})),
             Event::Pending { uid, name, .. } => {
                 ("pending", json!({"name": name, "uid": uid, "by": "us"}))
             }
@@ -213,7 +213,7 @@ impl EventLog {
                 "join_failed",
                 json!({"uid": uid, "reason": reason.to_string()}),
             ),
-            Event::Allowed { uid, name } => ("allowed", json!({"name": name, "uid": uid})),
+            Event::Allowed { uid, name, .. } => ("allowed", json!({"name": name, "uid": uid})),
             Event::AllowFailed { uid, reason } => (
                 "allow_failed",
                 json!({"uid": uid, "reason": reason.to_string()}),

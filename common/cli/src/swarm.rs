@@ -37,6 +37,8 @@ const QUERY_EVERY: Duration = Duration::from_millis(200);
 /// time (a `status` of 10,000 minions takes some 300 ms during a storm on 2 cores: asked
 /// every 200 ms, it kept the master busy most of the time the storm was measured).
 const QUERY_PAUSE: u32 = 4;
+/// How often a restarted master not answering `status` yet is asked (when it is up).
+const DOWN_POLL: Duration = Duration::from_millis(50);
 
 /// Options of `raet swarm`.
 #[derive(Args, Debug, Clone)]
@@ -319,35 +321,57 @@ async fn collect(mut outcomes: mpsc::UnboundedReceiver<(usize, JoinOutcome)>, ta
     }
 }
 
+/// How the minions came to be allowed (since a storm's start or a restart).
+#[derive(Debug, Default)]
+struct Convergence {
+    /// When every minion was allowed in its own view.
+    minions_at: Option<Duration>,
+    /// When the master's `status` showed every minion allowed.
+    master_at: Option<Duration>,
+    /// When the master first answered `status`.
+    up_at: Option<Duration>,
+    /// Minions allowed in their own view at the end.
+    minions: usize,
+    /// Minions the master's `status` showed allowed at the end.
+    shown: usize,
+}
+
 /// When all `n` minions were allowed since `since` in their own view and in the master's
-/// `status`, polled until `limit`: (the minions' time, the master's time, minions allowed,
-/// master's allowed).
+/// `status`, polled until `limit`.
 async fn wait_allowed(
     master: &Master,
     tally: &Shared,
     n: usize,
     since: Instant,
     limit: Duration,
-) -> (Option<Duration>, Option<Duration>, usize, usize) {
-    let (mut minions_at, mut master_at) = (None, None);
-    let (mut minions, mut shown) = (0, 0);
+) -> Convergence {
+    let mut c = Convergence::default();
     let mut next_query = since;
-    while since.elapsed() < limit && (minions_at.is_none() || master_at.is_none()) {
-        minions = with(tally, |t| t.allowed_since(since));
-        if minions == n && minions_at.is_none() {
-            minions_at = Some(since.elapsed());
+    while since.elapsed() < limit && (c.minions_at.is_none() || c.master_at.is_none()) {
+        c.minions = with(tally, |t| t.allowed_since(since));
+        if c.minions == n && c.minions_at.is_none() {
+            c.minions_at = Some(since.elapsed());
         }
         if Instant::now() >= next_query {
             let asked = Instant::now();
-            shown = master.allowed().await.unwrap_or(0);
-            if shown == n && master_at.is_none() {
-                master_at = Some(since.elapsed());
+            let shown = master.allowed().await;
+            if shown.is_some() && c.up_at.is_none() {
+                c.up_at = Some(since.elapsed());
             }
-            next_query = Instant::now() + QUERY_EVERY.max(asked.elapsed() * QUERY_PAUSE);
+            c.shown = shown.unwrap_or(0);
+            if c.shown == n && c.master_at.is_none() {
+                c.master_at = Some(since.elapsed());
+            }
+            let pause = if shown.is_some() {
+                QUERY_EVERY
+            } else {
+                DOWN_POLL
+            };
+            next_query = Instant::now() + pause.max(asked.elapsed() * QUERY_PAUSE);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (minions_at, master_at, minions, shown)
+    c
 }
 
 /// The minions the master's `status` does not show allowed, up to 5 (id, acceptance, joined,
@@ -441,17 +465,18 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
     for (index, road) in roads.iter().enumerate() {
         start_minion(index, road.clone(), port, &tally, &outcomes);
     }
-    let (minions_at, master_at, joined, shown) =
-        wait_allowed(&master, &tally, n, start, limit).await;
+    let storm = wait_allowed(&master, &tally, n, start, limit).await;
     let (attempts, failures) = with(&tally, |t| (t.attempts, t.failures.clone()));
     println!(
-        "storm: {joined}/{n} joined+allowed (minions) in {}, {shown}/{n} allowed in the master's status in {}{}; {attempts} join attempts, failures {failures:?}; {}",
-        took(minions_at, limit),
-        took(master_at, limit),
+        "storm: {}/{n} joined+allowed (minions) in {}, {}/{n} allowed in the master's status in {}{}; {attempts} join attempts, failures {failures:?}; {}",
+        storm.minions,
+        took(storm.minions_at, limit),
+        storm.shown,
+        took(storm.master_at, limit),
         not_allowed(&master, n).await,
         load()
     );
-    let mut complete = minions_at.is_some() && master_at.is_some();
+    let mut complete = storm.minions_at.is_some() && storm.master_at.is_some();
 
     // (2) A steady window.
     let pid = master.pid().ok_or("the master exited")?;
@@ -506,17 +531,19 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
     master.kill().await;
     master.start().map_err(|e| e.to_string())?;
     let restarted = Instant::now();
-    let (minions_at, master_at, allowed, shown) =
-        wait_allowed(&master, &tally, n, restarted, limit).await;
+    let back = wait_allowed(&master, &tally, n, restarted, limit).await;
     println!(
-        "restart (kill -9): {allowed}/{n} minions allowed again in {}, {shown}/{n} allowed in the master's status in {}{}; master lost {} times; {}",
-        took(minions_at, limit),
-        took(master_at, limit),
+        "restart (kill -9): master answers status in {}, {}/{n} minions allowed again in {}, {}/{n} allowed in the master's status in {}{}; master lost {} times; {}",
+        took(back.up_at, limit),
+        back.minions,
+        took(back.minions_at, limit),
+        back.shown,
+        took(back.master_at, limit),
         not_allowed(&master, n).await,
         with(&tally, |t| t.lost) - lost_before,
         load()
     );
-    complete &= minions_at.is_some() && master_at.is_some();
+    complete &= back.minions_at.is_some() && back.master_at.is_some();
     master.kill().await;
     for road in roads {
         road.shutdown().await;

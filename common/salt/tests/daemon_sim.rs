@@ -140,9 +140,8 @@ impl Node {
                         world.peer(self.at).road.taken(now, receipt);
                     }
                 }
-                Event::Allowed { uid, name } => {
-                    let address = world.peer_ref(self.at).remote(&name).map(|r| r.ha);
-                    self.core.allowed(&name, uid, address, (now, wall));
+                Event::Allowed { uid, name, ha } => {
+                    self.core.allowed(&name, uid, ha, (now, wall));
                 }
                 Event::Presence { name, presence, .. } => {
                     self.core.presence(&name, presence, wall);

@@ -59,6 +59,15 @@ fn join_allow_alive_and_messages() {
     assert_eq!(main_view[0].name, "other");
     assert_eq!(main_view[0].uid, other_view[0].fuid);
     assert_eq!(main_view[0].fuid, other_view[0].uid);
+    // the joined and allowed events carry what an application would otherwise ask the road:
+    // the remote's verify key and its address
+    for (at, view, address) in [(o, &other_view[0], m), (m, &main_view[0], o)] {
+        let events = &world.peer_ref(at).events;
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Joined { name, verhex, .. } if *name == view.name && *verhex == view.verhex && !verhex.is_empty())));
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Allowed { name, ha, .. } if *name == view.name && *ha == address)));
+    }
 
     // alive after the cascade
     world

@@ -102,8 +102,8 @@ enum Item {
 /// The Python-visible kind of an event, with its remote (`None`: not of interest).
 fn event_item(event: Event) -> Option<Item> {
     let (kind, uid, name) = match event {
-        Event::Joined { uid, name } => ("joined", uid, name),
-        Event::Allowed { uid, name } => ("allowed", uid, name),
+        Event::Joined { uid, name, .. } => ("joined", uid, name),
+        Event::Allowed { uid, name, .. } => ("allowed", uid, name),
         Event::Pending { uid, name, .. } => ("pending", uid, name),
         Event::Rejected { uid, name, .. } => ("rejected", uid, name),
         Event::Removed { uid, name } => ("removed", uid, name),

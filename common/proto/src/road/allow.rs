@@ -457,13 +457,14 @@ impl Road {
         };
         remote.allowed = Some(true);
         self.core.new_session(remote);
-        let name = remote.name.clone();
+        let (name, ha) = (remote.name.clone(), remote.ha);
         self.set_alived(uid, Some(true));
         self.replace_stale_initiators(now, uid);
         self.save(uid);
         self.core.event(Event::Allowed {
             uid,
             name: name.clone(),
+            ha,
         });
         self.core.event(Event::Presence {
             uid,

@@ -35,6 +35,8 @@ pub enum Event {
         uid: Uid,
         /// Its name.
         name: String,
+        /// Its verify key (hex) as the join recorded it.
+        verhex: String,
     },
     /// The remote's keys await our operator's decision (auto `never`): see [`Road::accept`].
     Pending {
@@ -82,6 +84,8 @@ pub enum Event {
         uid: Uid,
         /// Its name.
         name: String,
+        /// Its address (the application needs not ask the road for it).
+        ha: SocketAddr,
     },
     /// An allow handshake with this remote ended without success (timed out, refused,
     /// rejected, invalid cookie or initiate) while no other allow or join with it was under

@@ -313,10 +313,14 @@ impl Road {
 
     /// Joined events.
     pub(super) fn announce_joined(&mut self, uid: Uid) {
-        let name = self.remote_name(uid);
+        let Some(remote) = self.remotes.get(&uid) else {
+            return;
+        };
+        let (name, verhex) = (remote.name.clone(), remote.verhex.clone());
         self.core.event(Event::Joined {
             uid,
             name: name.clone(),
+            verhex,
         });
         self.core.event(Event::Presence {
             uid,

@@ -296,11 +296,11 @@ impl DaemonCore {
         &mut self,
         name: &str,
         uid: Uid,
-        address: Option<SocketAddr>,
+        address: SocketAddr,
         (now, wall): (Instant, SystemTime),
     ) {
         info!(remote = %name, "joined and allowed");
-        self.open_session(name, uid, address, now);
+        self.open_session(name, uid, Some(address), now);
         self.seen(name, wall);
         self.tell_presence(name, Presence::Allowed);
     }

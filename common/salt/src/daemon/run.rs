@@ -281,10 +281,9 @@ impl<S: Side> Daemon<S> {
     async fn on_event(&mut self, event: Event) {
         let d = &mut self.shared;
         match &event {
-            Event::Allowed { uid, name } => {
-                let address = d.road.remote(*uid).await.map(|r| r.ha);
+            Event::Allowed { uid, name, ha } => {
                 let now = (Instant::now(), SystemTime::now());
-                d.core.allowed(name, *uid, address, now);
+                d.core.allowed(name, *uid, *ha, now);
             }
             Event::Presence { name, presence, .. } => {
                 d.core.presence(name, *presence, SystemTime::now());
