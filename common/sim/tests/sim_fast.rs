@@ -1,8 +1,9 @@
 //! The fast profile (docs/protocol.md, *The fast profile*) on the simulator: negotiated by two
 //! roads of this implementation and never with a compatible one; refused where required and
 //! not offered; a stripped offer costs speed only; a replayed or altered fast packet changes
-//! nothing; a peer without a fast session makes its sender fall back; a bulk transfer keeps
-//! its goodput under loss.
+//! nothing; a peer without a fast session makes its sender fall back; alives are sealed, and
+//! a restarted peer answers a sealed alive so it is allowed again; a bulk transfer keeps its
+//! goodput under loss.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use raet_proto::keep::Keep;
 use raet_proto::packet::body::{decode_json, encode_json};
 use raet_proto::packet::fast::{is_fast, FastHead};
 use raet_proto::packet::{self, PacketKind, TransactionKind};
-use raet_proto::road::{Event, JoinFailure, Profile, RejectedBy};
+use raet_proto::road::{Event, JoinFailure, Presence, Profile, RejectedBy};
 use raet_sim::world::{message, Spec, World};
 use raet_sim::Link;
 
@@ -257,7 +258,12 @@ fn a_replayed_or_altered_fast_packet_changes_nothing() {
     world.settle(Duration::from_secs(2));
     let last = world.peer_ref(a).road.stats();
     assert_eq!(last.decrypt_error, before.decrypt_error + 2);
-    assert_eq!(last.fast_rx, after.fast_rx, "nothing opened");
+    // Alpha's heartbeats went on meanwhile: one sealed packet opened per alive.
+    assert_eq!(
+        last.fast_rx - after.fast_rx,
+        last.alive_complete - after.alive_complete,
+        "nothing else opened"
+    );
     assert_eq!(world.peer_ref(a).messages().count(), 1);
     deliver(&mut world, b, "alpha", 2, 300);
 }
@@ -288,6 +294,71 @@ fn a_peer_without_a_fast_session_makes_its_sender_fall_back() {
     assert!(world.peer_ref(b).road.stats().fast_refused >= 1);
     assert_eq!(world.peer_ref(b).copies(5), 1);
     assert_eq!(world.peer_ref(a).copies(2), 1);
+}
+
+/// Whether a datagram is an alive packet: of the compatible profile (signed), or sealed.
+fn alive_packet(data: &[u8], sealed: bool) -> bool {
+    if sealed {
+        FastHead::parse(data).is_ok_and(|(f, _, _)| f.tk == TransactionKind::Alive)
+    } else {
+        packet::parse(data).is_ok_and(|p| p.head.tk == TransactionKind::Alive)
+    }
+}
+
+/// Presence in a fast session costs no signature: the alives and their acks are sealed.
+#[test]
+fn alives_between_fast_peers_are_sealed_not_signed() {
+    let mut world = World::new(9, Link::perfect());
+    let (a, b) = pair(&mut world, Profile::Auto, Profile::Auto);
+    world.connect(b, a, LIMIT);
+    let log = record(&mut world);
+    let before = world.peer_ref(b).road.stats().alive_complete;
+    world.settle(Duration::from_secs(10));
+    let log = log.borrow();
+    let sealed = log.iter().filter(|(_, _, d)| alive_packet(d, true)).count();
+    assert!(sealed >= 10, "{sealed} sealed alive packets in 10 s");
+    assert!(!log.iter().any(|(_, _, d)| alive_packet(d, false)));
+    assert!(world.peer_ref(b).road.stats().alive_complete >= before + 5);
+    for at in [a, b] {
+        let stats = world.peer_ref(at).road.stats();
+        assert_eq!(
+            (stats.aliver_timeout, stats.fast_refused),
+            (0, 0),
+            "{stats:?}"
+        );
+    }
+}
+
+/// Beta restarts: its keep holds alpha joined, without a session, so alpha's next sealed
+/// alive cannot open there. Beta answers it, signed, as unallowed (not with the nack that
+/// would make alpha give up the profile): alpha allows again, and the new allow gives both
+/// a fast session; alpha never saw beta lost.
+#[test]
+fn a_restarted_peer_answers_a_sealed_alive_so_it_is_allowed_again() {
+    let mut world = World::new(10, Link::perfect());
+    let (a, b) = pair(&mut world, Profile::Auto, Profile::Auto);
+    world.connect(b, a, LIMIT);
+    world.restart(b);
+    let log = record(&mut world);
+    world.settle(Duration::from_secs(5));
+    let stats = world.peer_ref(a).road.stats().clone();
+    assert!(stats.aliver_rx_unallowed >= 1, "{stats:?}");
+    assert_eq!(stats.fast_downgrade, 0);
+    assert!(world.peer_ref(b).road.stats().fast_refused >= 1);
+    let lost = |e: &Event| {
+        matches!(
+            e,
+            Event::Presence {
+                presence: Presence::Lost,
+                ..
+            }
+        )
+    };
+    assert_eq!(world.peer_ref(a).count(lost), 0);
+    deliver(&mut world, a, "beta", 1, 2_000);
+    let log = log.borrow();
+    assert!(!log.iter().any(|(_, _, d)| compat_message(d)));
+    assert_eq!(world.peer_ref(b).copies(1), 1);
 }
 
 /// Goodput of one 64 MB message (virtual time from send to delivered) over 100 MB/s uplinks

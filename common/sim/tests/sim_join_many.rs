@@ -10,9 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use raet_proto::road::{AllowFailure, Event, Timers};
+use raet_proto::packet::{PacketKind, TransactionKind};
+use raet_proto::road::{AllowFailure, Event, JoinFailure, Timers};
 use raet_sim::world::{Peer, Spec, World};
-use raet_sim::Link;
+use raet_sim::{Link, SimNet};
 
 const MAIN: u16 = 7530;
 const FIRST_JOINER: u16 = 7600;
@@ -77,6 +78,19 @@ fn unended(world: &World, joiners: &[SocketAddr]) -> Vec<String> {
         .collect()
 }
 
+/// The event that ended the join started after the joiner's first `seen` events.
+fn join_end(peer: &Peer, seen: usize) -> Option<&Event> {
+    peer.events[seen..].iter().find(|e| {
+        matches!(
+            e,
+            Event::Allowed { .. }
+                | Event::AllowFailed { .. }
+                | Event::JoinFailed { .. }
+                | Event::Rejected { .. }
+        )
+    })
+}
+
 fn failures(peer: &Peer) -> usize {
     peer.count(|e| matches!(e, Event::AllowFailed { .. } | Event::JoinFailed { .. }))
 }
@@ -89,7 +103,7 @@ fn hundred_joins_at_once_under_loss_all_end_and_retries_get_all_allowed() {
         let (mut world, main, joiners) = joining(seed, Link::impaired(0.1), 100);
         all_end(&mut world, &joiners);
         let all = joiners.clone();
-        let both_allowed = |net: &raet_sim::SimNet<Peer>, j: SocketAddr| {
+        let both_allowed = |net: &SimNet<Peer>, j: SocketAddr| {
             let peer = net.node_ref(j);
             peer.allowed("master") && net.node_ref(main).allowed(&peer.spec.name)
         };
@@ -149,8 +163,7 @@ fn every_join_ends_allowed_or_failed_on_a_slow_network() {
 fn an_allow_that_can_never_complete_ends_with_allow_failed() {
     let mut world = World::new(4, Link::perfect());
     world.net.set_filter(Some(Box::new(|_, _, _, data| {
-        raet_proto::packet::parse(data)
-            .is_ok_and(|p| p.head.pk == raet_proto::packet::PacketKind::Cookie)
+        raet_proto::packet::parse(data).is_ok_and(|p| p.head.pk == PacketKind::Cookie)
     })));
     let main = world.add(Spec::new("master", MAIN).main());
     let joiner = world.add(Spec::new("minion", FIRST_JOINER));
@@ -170,4 +183,68 @@ fn an_allow_that_can_never_complete_ends_with_allow_failed() {
         matches!(failed, Some((u, AllowFailure::TimedOut | AllowFailure::Refused)) if u == uid),
         "{failed:?}"
     );
+}
+
+/// A join that loses the race to one the main starts still ends. The minion joins again
+/// while joined and allowed; the main's next alive finds it joining (answered unjoined), so
+/// the main joins it, and the minion's own join yields to the main's (the larger name
+/// yields). Here the minion's request and its answers to the main's join are lost: the
+/// main's join times out, then the minion's side of it, and the minion is told its join
+/// failed. Before, that join ended unannounced with the remote unjoined on both sides and
+/// nothing to join again (presence checks joined remotes only): an application waiting on
+/// `RoadStack::join` waited forever (sim_join_many's hundred joins, seed 1, with sealed
+/// alives). Joining again then gets both sides allowed.
+#[test]
+fn a_join_that_yields_to_the_mains_join_still_ends_and_joining_again_allows() {
+    let mut world = World::new(5, Link::perfect());
+    let spec = |name: &str, port: u16| Spec {
+        timers: timers(),
+        ..Spec::new(name, port)
+    };
+    let main = world.add(spec("master", MAIN).main());
+    let joiner = world.add(spec("minion", FIRST_JOINER));
+    let both = move |net: &mut SimNet<Peer>| {
+        net.node_ref(joiner).allowed("master") && net.node_ref(main).allowed("minion")
+    };
+    world.join(joiner, main);
+    world.run_until(join_bound(), both).expect("the first join");
+    world.net.set_filter(Some(Box::new(move |_, from, _, data| {
+        from == joiner
+            && raet_proto::packet::parse(data).is_ok_and(|p| {
+                p.head.tk == TransactionKind::Join
+                    && matches!(p.head.pk, PacketKind::Request | PacketKind::Response)
+            })
+    })));
+    let seen = world.peer_ref(joiner).events.len();
+    let main_joins = world.peer_ref(main).road.stats().join_initiate;
+    world.join(joiner, main);
+    if let Err(e) = world.run_until(join_bound(), |net| {
+        join_end(net.node_ref(joiner), seen).is_some()
+    }) {
+        panic!(
+            "the minion's join never ended: {e}: {:?}",
+            &world.peer_ref(joiner).events[seen..]
+        );
+    }
+    assert!(
+        world.peer_ref(main).road.stats().join_initiate > main_joins,
+        "the main joined the minion (the race)"
+    );
+    assert!(
+        matches!(
+            join_end(world.peer_ref(joiner), seen),
+            Some(Event::JoinFailed {
+                reason: JoinFailure::TimedOut,
+                ..
+            })
+        ),
+        "{:?}",
+        join_end(world.peer_ref(joiner), seen)
+    );
+    assert!(!world.peer_ref(joiner).joined("master"));
+    world.net.set_filter(None);
+    world.join(joiner, main);
+    world
+        .run_until(join_bound(), both)
+        .expect("joining again allows both sides");
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use raet_proto::packet::fast::FastHead;
 use raet_proto::packet::{PacketKind, TransactionKind};
 use raet_proto::road::{Event, MessageId, Presence, Timers};
 use raet_sim::world::{message, Spec, World};
@@ -41,10 +42,8 @@ fn heartbeats_run_by_themselves_and_keep_both_sides_alive() {
     let alives = Rc::new(RefCell::new([0u32; 2]));
     let log = Rc::clone(&alives);
     world.net.set_tap(Some(Box::new(move |_, from, _, data| {
-        if let Ok(p) = raet_proto::packet::parse(data) {
-            if p.head.tk == TransactionKind::Alive && p.head.pk == PacketKind::Request {
-                log.borrow_mut()[usize::from(from.port() == 7531)] += 1;
-            }
+        if alive_request(data) {
+            log.borrow_mut()[usize::from(from.port() == 7531)] += 1;
         }
     })));
     world.settle(Duration::from_secs(20));
@@ -193,14 +192,19 @@ fn sending_to_an_unknown_uid_is_an_error() {
     );
 }
 
+/// Whether a datagram is an alive request: signed, or sealed in a fast session (two
+/// estates of ours negotiate the fast profile, whose alives are sealed).
+fn alive_request(data: &[u8]) -> bool {
+    let kinds = |tk, pk| tk == TransactionKind::Alive && pk == PacketKind::Request;
+    raet_proto::packet::parse(data).is_ok_and(|p| kinds(p.head.tk, p.head.pk))
+        || FastHead::parse(data).is_ok_and(|(f, _, _)| kinds(f.tk, f.pk))
+}
+
 /// Drops alive requests sent by `port` while `drop` says so (argument: how many so far).
 fn drop_alives(port: u16, drop: impl Fn(u32) -> bool + 'static) -> raet_sim::Filter {
     let mut seen = 0;
     Box::new(move |_, from, _, data| {
-        let alive = from.port() == port
-            && raet_proto::packet::parse(data).is_ok_and(|p| {
-                p.head.tk == TransactionKind::Alive && p.head.pk == PacketKind::Request
-            });
+        let alive = from.port() == port && alive_request(data);
         if !alive {
             return false;
         }

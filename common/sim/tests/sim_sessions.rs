@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use raet_proto::keep::{Acceptance, AutoMode, RemoteRecord};
+use raet_proto::packet::fast::FastHead;
 use raet_proto::packet::{PacketKind, TransactionKind};
 use raet_proto::road::Profile;
 use raet_sim::world::{message, preset_keep, remote_record, role_record, Spec, World};
@@ -38,18 +39,25 @@ fn last_message_sid(log: &Log) -> u32 {
         .expect("a message of beta seen")
 }
 
-/// Record every parsable datagram delivered on the network.
+/// Record every parsable datagram delivered on the network (signed, or sealed in a fast
+/// session: since alives are sealed too, a fast session's steady traffic is all sealed).
 fn record(world: &mut World) -> Log {
     let log: Log = Rc::default();
     let sink = Rc::clone(&log);
     world.net.set_tap(Some(Box::new(move |_, from, _, data| {
-        if let Ok(p) = raet_proto::packet::parse(data) {
+        let head = match raet_proto::packet::parse(data) {
+            Ok(p) => Some((p.head.tk, p.head.pk, p.head.si, p.head.ti)),
+            Err(_) => FastHead::parse(data)
+                .ok()
+                .map(|(f, _, _)| (f.tk, f.pk, f.si, f.ti)),
+        };
+        if let Some((tk, pk, si, ti)) = head {
             sink.borrow_mut().push(Seen {
                 from: from.port(),
-                tk: p.head.tk,
-                pk: p.head.pk,
-                si: p.head.si,
-                ti: p.head.ti,
+                tk,
+                pk,
+                si,
+                ti,
                 data: data.to_vec(),
             });
         }

@@ -1,9 +1,12 @@
 //! Alive transaction (tk 4): heartbeat and presence (spec §9). Request and ack carry an
-//! empty body, so a signed head only.
+//! empty body, so a signed head only; in a fast session, a binary head sealed with the
+//! session key instead (no signature: a heartbeat costs an AEAD seal and open per side).
 
 use std::time::{Duration, Instant};
 
-use crate::packet::{BodyKind, CoatKind, Flags, FootKind, Head, PacketKind, TransactionKind};
+use crate::packet::{
+    BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketKind, TransactionKind,
+};
 
 use super::timers::Clock;
 use super::transaction::{Transaction, TxIndex};
@@ -16,27 +19,48 @@ pub(crate) struct Aliver {
     /// The transaction timeout (handed down the cascade).
     timeout: Duration,
     pub clock: Clock,
-    /// The request datagram (for redo).
-    last: Vec<u8>,
+    /// The request's head: a binary one is sealed anew at each redo (a packet number opens
+    /// once).
+    head: Head,
+    /// The signed request datagram of the compatible profile (resent as is).
+    last: Option<Vec<u8>>,
+}
+
+/// The answer to an alive request from a remote in this join and allow state (reference
+/// `Alivent.alive`): ack, or nack unjoined/unallowed.
+pub(crate) fn alive_answer(joined: Option<bool>, allowed: Option<bool>) -> PacketKind {
+    if joined != Some(true) {
+        PacketKind::Unjoined
+    } else if allowed != Some(true) {
+        PacketKind::Unallowed
+    } else {
+        PacketKind::Ack
+    }
 }
 
 impl Road {
-    /// Head of an alive packet on a remote's addressing.
-    fn alive_head(&self, uid: Uid, si: u32, ti: u32, cf: bool) -> Option<Head> {
+    /// Head of an alive packet on a remote's addressing: binary (sealed in the fast
+    /// session) when `binary`, else signed.
+    fn alive_head(&self, uid: Uid, si: u32, ti: u32, cf: bool, binary: bool) -> Option<Head> {
         let remote = self.remotes.get(&uid)?;
+        let (ck, fk) = if binary {
+            (CoatKind::Nada, FootKind::Nada)
+        } else {
+            (CoatKind::Nacl, FootKind::Nacl)
+        };
         let mut head = Head {
             se: remote.uid,
             de: remote.fuid,
             si,
             ti,
-            ..self.core.template(
-                TransactionKind::Alive,
-                BodyKind::Json,
-                CoatKind::Nacl,
-                FootKind::Nacl,
-            )
+            ..self
+                .core
+                .template(TransactionKind::Alive, BodyKind::Json, ck, fk)
         };
         head.fg.set(Flags::CF, cf);
+        if binary {
+            head.hk = HeadKind::Binary;
+        }
         Some(head)
     }
 
@@ -64,12 +88,21 @@ impl Road {
             return;
         }
         let (si, ti, dest) = (remote.sid, remote.next_tid(), remote.ha);
+        let binary = remote.fast.is_some();
         self.refresh(now, uid, None);
-        let Some(head) = self.alive_head(uid, si, ti, false) else {
+        let Some(head) = self.alive_head(uid, si, ti, false, binary) else {
             return;
         };
-        let Some(datagram) = self.core.emit(dest, &head, PacketKind::Request, &[]) else {
-            return;
+        let last = if binary {
+            if !self.fast_emit(uid, dest, &head, PacketKind::Request, &[]) {
+                return;
+            }
+            None
+        } else {
+            let Some(datagram) = self.core.emit(dest, &head, PacketKind::Request, &[]) else {
+                return;
+            };
+            Some(datagram)
         };
         self.core.stats.alive_initiate += 1;
         let index = TxIndex::of_tx(&head, dest);
@@ -77,7 +110,8 @@ impl Road {
             cascade,
             timeout: pace.timeout,
             clock: pace.start(now),
-            last: datagram,
+            head,
+            last,
         };
         self.insert_txn(uid, index, Transaction::Aliver(aliver));
     }
@@ -104,6 +138,10 @@ impl Road {
         if !known || self.json_body(uid, rx).is_none() {
             self.insert_txn(uid, index, Transaction::Aliver(a));
             return;
+        }
+        if a.head.hk == HeadKind::Binary && rx.head.hk != HeadKind::Binary && pk == PacketKind::Nack
+        {
+            self.fast_refused_by(uid);
         }
         match pk {
             PacketKind::Ack => {
@@ -146,14 +184,19 @@ impl Road {
             a.clock.redo.backoff(now);
             if let Some(dest) = self.remotes.get(&uid).map(|r| r.ha) {
                 self.core.stats.redo_alive += 1;
-                self.core.resend(dest, &a.last);
+                match &a.last {
+                    Some(datagram) => self.core.resend(dest, datagram),
+                    None => {
+                        self.fast_emit(uid, dest, &a.head, PacketKind::Request, &[]);
+                    }
+                }
             }
         }
         self.insert_txn(uid, index, Transaction::Aliver(a));
     }
 
-    /// An alive request (reference `Alivent.alive`): ack, or nack unjoined/unallowed. The
-    /// Alivent keeps no state.
+    /// An alive request (reference `Alivent.alive`): ack, or nack unjoined/unallowed, in
+    /// the request's profile. The Alivent keeps no state.
     pub(super) fn alivent(&mut self, now: Instant, uid: Uid, rx: &Rx<'_>) {
         if self.json_body(uid, rx).is_none() {
             return;
@@ -161,20 +204,17 @@ impl Road {
         let Some(remote) = self.remotes.get(&uid) else {
             return;
         };
-        let (joined, allowed, dest) = (remote.joined, remote.allowed, remote.ha);
-        let Some(head) = self.alive_head(uid, rx.head.si, rx.head.ti, true) else {
+        let (kind, dest) = (alive_answer(remote.joined, remote.allowed), remote.ha);
+        let binary = rx.head.hk == HeadKind::Binary;
+        let Some(head) = self.alive_head(uid, rx.head.si, rx.head.ti, true, binary) else {
             return;
         };
-        let kind = if joined != Some(true) {
-            self.core.stats.unjoined_alive_attempt += 1;
-            PacketKind::Unjoined
-        } else if allowed != Some(true) {
-            self.core.stats.unallowed_alive_attempt += 1;
-            PacketKind::Unallowed
-        } else {
-            PacketKind::Ack
-        };
-        let _ = self.core.emit(dest, &head, kind, &[]);
+        match kind {
+            PacketKind::Unjoined => self.core.stats.unjoined_alive_attempt += 1,
+            PacketKind::Unallowed => self.core.stats.unallowed_alive_attempt += 1,
+            _ => {}
+        }
+        self.emit_to(uid, dest, &head, kind, &[]);
         if kind == PacketKind::Ack {
             self.core.stats.alive_complete += 1;
             self.refresh(now, uid, Some(true));

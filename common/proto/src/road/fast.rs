@@ -1,9 +1,9 @@
 //! The fast profile on the road (docs/protocol.md, *The fast profile*): a remote whose join
 //! negotiated it (both sides offered `fast`) gets, at every allow, a [`FastSession`]: two
-//! packet keys derived from the allow's short-term keys. Its message transactions then travel
-//! with the binary head ([`FastHead`]), sealed with the session key, without signature or
-//! crypto_box coat, in datagrams sized to the path. Joins, allows and alives stay as the
-//! reference has them.
+//! packet keys derived from the allow's short-term keys. Its message and alive transactions
+//! then travel with the binary head ([`FastHead`]), sealed with the session key,
+//! without signature or crypto_box coat, in datagrams sized to the path. Joins and allows
+//! stay as the reference has them.
 //!
 //! A fast packet is opened before anything else looks at it: nothing of a remote changes
 //! before its packet authenticated, and a packet number is accepted once (a sliding window
@@ -18,6 +18,7 @@ use crate::packet::{
     BodyKind, CoatKind, Flags, FootKind, Head, HeadKind, PacketKind, TransactionKind,
 };
 
+use super::alive::alive_answer;
 use super::congestion::Congestion;
 use super::{Limits, Road, Rx, Uid};
 
@@ -154,10 +155,11 @@ pub(crate) fn payload_to(limits: &Limits, dest: SocketAddr) -> usize {
 impl Road {
     /// The remote answered a fast packet with a signed nack of the compatible profile: it
     /// has no fast session with us (its state predates our last join, or it stopped offering
-    /// the profile). Messages to it go in the compatible profile until the next join
-    /// negotiates again (`fast_downgrade`). Only speed is lost.
+    /// the profile). Messages and alives to it go in the compatible profile until the next
+    /// join negotiates again (`fast_downgrade`, counted once). Only speed is lost.
     pub(crate) fn fast_refused_by(&mut self, uid: Uid) {
-        if let Some(remote) = self.remotes.get_mut(&uid) {
+        let remote = self.remotes.get_mut(&uid);
+        if let Some(remote) = remote.filter(|r| r.fast_peer || r.fast.is_some()) {
             tracing::info!(road = %self.core.config.name, remote = %remote.name,
                 "remote has no fast session: compatible profile until the next join");
             remote.fast_peer = false;
@@ -166,36 +168,47 @@ impl Road {
         }
     }
 
-    /// A fast packet for a remote we hold without a fast session: answered with the signed
-    /// nack of the compatible profile (so its sender falls back to that profile, see
-    /// [`Road::fast_refused_by`]), but only to the remote's own address and at most once per
-    /// [`REFUSAL_INTERVAL`] per remote: the packet is not authenticated, so this bounds what
-    /// a forger can make us send (to our own peers only, a nack a second).
+    /// A fast packet for a remote we hold without a fast session: a message segment or an
+    /// alive request is answered in the compatible profile, signed: a nack (so its sender
+    /// falls back to that profile, see [`Road::fast_refused_by`]), or, for an alive from a
+    /// remote we hold unjoined or unallowed, the nack that makes it join or allow again (a
+    /// main restarted from its keep has no sessions). Only to the remote's own address and
+    /// at most once per [`REFUSAL_INTERVAL`] per remote: the packet is not authenticated,
+    /// so this bounds what a forger can make us send (to our own peers only, a nack a
+    /// second), and nothing of the remote changes.
     fn refuse_fast(&mut self, now: Instant, f: &FastHead, from: SocketAddr) {
         drop_packet!(self.core, fast_refused, from);
         let Some(remote) = self.remotes.get_mut(&f.de) else {
             return;
         };
-        let recent = remote
-            .fast_refused_at
-            .is_some_and(|at| now.saturating_duration_since(at) < REFUSAL_INTERVAL);
-        if remote.ha != from || f.pk != PacketKind::Message || f.fg.has(Flags::CF) || recent {
+        let (answer, kind) = match (f.tk, f.pk) {
+            (TransactionKind::Message, PacketKind::Message) => (PacketKind::Nack, 0),
+            (TransactionKind::Alive, PacketKind::Request) => {
+                match alive_answer(remote.joined, remote.allowed) {
+                    PacketKind::Ack => (PacketKind::Nack, 1),
+                    nack => (nack, 1),
+                }
+            }
+            _ => return,
+        };
+        let Some(last) = remote.fast_refused_at.get_mut(kind) else {
+            return;
+        };
+        let recent = last.is_some_and(|at| now.saturating_duration_since(at) < REFUSAL_INTERVAL);
+        if remote.ha != from || f.fg.has(Flags::CF) || recent {
             return;
         }
-        remote.fast_refused_at = Some(now);
+        *last = Some(now);
         let mut head = Head {
             se: f.de,
             de: f.se,
             si: f.si,
             ti: f.ti,
-            ..self.core.template(
-                TransactionKind::Message,
-                BodyKind::Json,
-                CoatKind::Nada,
-                FootKind::Nacl,
-            )
+            ..self
+                .core
+                .template(f.tk, BodyKind::Json, CoatKind::Nada, FootKind::Nacl)
         };
-        head.pk = PacketKind::Nack;
+        head.pk = answer;
         head.fg.set(Flags::CF, true);
         if let Ok(datagram) = crate::packet::pack(&head, &[], Some(&self.core.signer)) {
             self.core.push(from, datagram);
@@ -259,7 +272,8 @@ impl Road {
     }
 
     /// A datagram with a binary head: opened with the session key of the remote it names,
-    /// then handled as any packet of its transaction. Only message transactions travel so.
+    /// then handled as any packet of its transaction. Only message and alive transactions
+    /// travel so.
     pub(super) fn handle_fast(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let (f, raw, sealed) = match FastHead::parse(data) {
             Ok(parsed) => parsed,
@@ -269,7 +283,7 @@ impl Road {
                 return;
             }
         };
-        if f.tk != TransactionKind::Message {
+        if !matches!(f.tk, TransactionKind::Message | TransactionKind::Alive) {
             drop_packet!(self.core, fast_refused, from);
             return;
         }

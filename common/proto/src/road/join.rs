@@ -78,6 +78,10 @@ pub(crate) struct Joinent {
     moving: bool,
     /// The joiner's request offered the fast profile.
     peer_fast: bool,
+    /// It won the race against a join of ours (`joinent_race`), which ended unannounced:
+    /// if this one fails, that join failed (`Event::JoinFailed`), else whoever started it
+    /// (an application's `join`) would wait for its end forever.
+    superseded: bool,
     deadline: Option<Instant>,
     redo: Redo,
     /// Last packet sent (kind, datagram) and when.

@@ -125,8 +125,9 @@ pub(crate) struct Remote {
     pub fast_peer: bool,
     /// The fast profile's packet keys of the current allow (when `fast_peer`).
     pub(crate) fast: Option<FastSession>,
-    /// When we last answered one of its fast packets with a compatible nack.
-    pub(crate) fast_refused_at: Option<Instant>,
+    /// When we last answered one of its fast packets with a compatible nack: one of a
+    /// message, one of an alive (each kind has its own answer, and its own rate).
+    pub(crate) fast_refused_at: [Option<Instant>; 2],
     /// Open transactions.
     pub transactions: HashMap<TxIndex, Transaction>,
     /// Completed message transaction ids and when they expire (duplicate suppression).
@@ -196,7 +197,7 @@ impl Remote {
             session: None,
             fast_peer: false,
             fast: None,
-            fast_refused_at: None,
+            fast_refused_at: [None; 2],
             transactions: HashMap::new(),
             done: HashMap::new(),
             done_order: VecDeque::new(),

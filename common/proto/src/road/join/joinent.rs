@@ -15,7 +15,7 @@ use crate::road::remote::{Proposal, Remote};
 use crate::road::timers::{deadline, Redo};
 use crate::road::transaction::{Transaction, TxIndex};
 use crate::road::RejectedBy;
-use crate::road::{Event, Profile, Road, Rx, Uid};
+use crate::road::{Event, JoinFailure, Profile, Road, Rx, Uid};
 
 /// A join request equal to the last one answered within this long is a late duplicate
 /// (shorter than the joiner's first redo, so a restarted joiner reusing the same
@@ -99,6 +99,7 @@ impl Road {
             repended: false,
             moving: false,
             peer_fast: jb.fast,
+            superseded: false,
             deadline: deadline(now, t.joinent_timeout),
             redo: Redo::new(now, t.joinent_redo_min, t.joinent_redo_max),
             last: None,
@@ -128,7 +129,7 @@ impl Road {
             self.hold_join(&jb.role, rx);
             return;
         }
-        if !self.joinent_race(uid, &j, &jb) {
+        if !self.joinent_race(uid, &mut j, &jb) {
             return;
         }
         let mut uid = uid;
@@ -323,8 +324,9 @@ impl Road {
     }
 
     /// Simultaneous joins (reference `Joinent.join`, "joins in process"). `false`: the
-    /// incoming join was refused.
-    fn joinent_race(&mut self, uid: Uid, j: &Joinent, jb: &JoinRepr) -> bool {
+    /// incoming join was refused. When ours is refused instead, the incoming one stands for
+    /// it (`superseded`): its failure is announced as ours.
+    fn joinent_race(&mut self, uid: Uid, j: &mut Joinent, jb: &JoinRepr) -> bool {
         let joins = self.txn_indexes(uid, Transaction::is_join);
         for index in joins {
             let Some(txn) = self.take_txn(uid, &index) else {
@@ -343,6 +345,7 @@ impl Road {
             };
             if incoming_wins {
                 self.joiner_nack(uid, &mine, PacketKind::Refuse);
+                j.superseded = true;
             } else {
                 self.insert_txn(uid, index, Transaction::Joiner(mine));
                 self.core.stats.redundant_join_attempt += 1;
@@ -441,7 +444,12 @@ impl Road {
                 self.core.event(Event::Rejected { uid, name, by });
                 self.remove_remote(now, uid);
             }
-            _ => self.core.stats.joinent_rx_refuse += 1,
+            _ => {
+                self.core.stats.joinent_rx_refuse += 1;
+                if j.superseded {
+                    self.join_failed(uid, JoinFailure::Refused);
+                }
+            }
         }
     }
 
@@ -459,6 +467,9 @@ impl Road {
             // Unasked, and only where the remote proved itself (the joiner times out too).
             if self.proven_address(uid, j.dest) {
                 self.joinent_nack(uid, &j, PacketKind::Nack);
+            }
+            if j.superseded {
+                self.join_failed(uid, JoinFailure::TimedOut);
             }
             return;
         }

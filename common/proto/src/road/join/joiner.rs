@@ -145,7 +145,7 @@ impl Road {
     }
 
     /// Announces a failed join.
-    fn join_failed(&mut self, uid: Uid, reason: JoinFailure) {
+    pub(super) fn join_failed(&mut self, uid: Uid, reason: JoinFailure) {
         self.core.event(Event::JoinFailed { uid, reason });
     }
 
