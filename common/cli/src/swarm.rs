@@ -528,12 +528,22 @@ async fn swarm(args: &SwarmArgs) -> Result<bool, String> {
     complete &= fanout::fan_out(&master.sock, pid, n, &args.fanout, &mut published, limit).await?;
 
     // (5) kill -9 and restart.
+    let (attempts_before, failures_before) = with(&tally, |t| (t.attempts, t.failures.clone()));
     master.kill().await;
     master.start().map_err(|e| e.to_string())?;
     let restarted = Instant::now();
     let back = wait_allowed(&master, &tally, n, restarted, limit).await;
+    let (attempts, failures) = with(&tally, |t| {
+        let failures: BTreeMap<&String, u64> = t
+            .failures
+            .iter()
+            .map(|(why, count)| (why, count - failures_before.get(why).copied().unwrap_or(0)))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        (t.attempts - attempts_before, format!("{failures:?}"))
+    });
     println!(
-        "restart (kill -9): master answers status in {}, {}/{n} minions allowed again in {}, {}/{n} allowed in the master's status in {}{}; master lost {} times; {}",
+        "restart (kill -9): master answers status in {}, {}/{n} minions allowed again in {}, {}/{n} allowed in the master's status in {}{}; master lost {} times; {attempts} join attempts, failures {failures}; {}",
         took(back.up_at, limit),
         back.minions,
         took(back.minions_at, limit),
