@@ -19,8 +19,15 @@ use super::registry::Registry;
 use super::remote::Remote;
 use super::{Road, RoadConfig, RoadError, RoadStats, Uid};
 
-/// Over how long a restarted main spreads the first heartbeats to the remotes it restored.
+/// Over how long at least a restarted main spreads the first heartbeats to the remotes it
+/// restored joined.
 const RESTART_SPREAD: Duration = Duration::from_secs(1);
+
+/// How much longer it spreads them per such remote (up to the presence period): each of those
+/// heartbeats starts an allow, an x25519 handshake on both sides. At 10,000 remotes within one
+/// second the handshakes outlasted the allow timeout for most of them; those remotes then
+/// took the master for lost and joined again, a join storm after every restart.
+const RESTART_SPREAD_PER_REMOTE: Duration = Duration::from_millis(1);
 
 impl Road {
     /// Restores identity (keys, uid counter, remotes, role records) from `snapshot` when it
@@ -174,22 +181,36 @@ impl Road {
                 continue;
             }
             self.core.new_session(&mut remote);
-            if self.core.config.main && remote.joined == Some(true) {
-                remote.presence_due = self.restart_presence(now);
-            }
             self.core.puid = self.core.puid.max(record.uid);
             self.remotes.insert(record.uid, remote);
         }
+        if self.core.config.main {
+            self.spread_restart_presence(now);
+        }
     }
 
-    /// A restarted main's first heartbeat to a remote it restored joined: within
-    /// [`RESTART_SPREAD`] (or the presence period if shorter), spread at random. The session
-    /// keys did not survive the restart, so that heartbeat allows again; without it an idle
-    /// remote would learn of the restart only at its own next heartbeat.
-    fn restart_presence(&mut self, now: Instant) -> Instant {
-        let spread = self.core.config.timers.presence_period.min(RESTART_SPREAD);
+    /// A restarted main's first heartbeats to the remotes it restored joined: spread at
+    /// random over [`RESTART_SPREAD`], plus [`RESTART_SPREAD_PER_REMOTE`] for each of them,
+    /// at most the presence period. The session keys did not survive the restart, so each
+    /// heartbeat allows again; without them an idle remote would learn of the restart only
+    /// at its own next heartbeat.
+    fn spread_restart_presence(&mut self, now: Instant) {
+        let joined: Vec<Uid> = self
+            .remotes
+            .values()
+            .filter(|r| r.joined == Some(true))
+            .map(|r| r.uid)
+            .collect();
+        let spread = RESTART_SPREAD_PER_REMOTE
+            .saturating_mul(u32::try_from(joined.len()).unwrap_or(u32::MAX))
+            .max(RESTART_SPREAD)
+            .min(self.core.config.timers.presence_period);
         let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let delay = Duration::from_nanos(self.core.rng.next_u64() % nanos);
-        now.checked_add(delay).unwrap_or(now)
+        for uid in joined {
+            let delay = Duration::from_nanos(self.core.rng.next_u64() % nanos);
+            if let Some(remote) = self.remotes.get_mut(&uid) {
+                remote.presence_due = now.checked_add(delay).unwrap_or(now);
+            }
+        }
     }
 }
