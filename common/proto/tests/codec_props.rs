@@ -182,7 +182,11 @@ proptest! {
         let coat: Vec<u8> = (0..len).map(|i| (i as u64).wrapping_mul(seed | 1).to_le_bytes()[3]).collect();
         let seg = Segmenter::new(&template, coat.len()).unwrap();
         let mut grams: Vec<Vec<u8>> = (0..seg.count())
-            .map(|sn| seg.pack_segment(&template, &coat, sn, Flags(0), &s).unwrap())
+            .map(|sn| {
+                let mut gram = seg.pack_segment(&template, &coat, sn, Flags(0)).unwrap();
+                packet::sign_foot(&mut gram, &s);
+                gram
+            })
             .collect();
         for g in &grams {
             prop_assert!(g.len() <= MAX_PACKET_SIZE);

@@ -538,9 +538,10 @@ fn segmenter_reproduces_the_captured_segments() {
         assert_eq!(segments.len(), first.sc as usize);
         for c in segments {
             let h = packet::parse(&c.bytes).unwrap().head;
-            let again = seg
-                .pack_segment(&template, coat_all, h.sn, h.fg, &k.sender(c).signer)
+            let mut again = seg
+                .pack_segment(&template, coat_all, h.sn, h.fg)
                 .expect("pack segment");
+            packet::sign_foot(&mut again, &k.sender(c).signer);
             assert_eq!(again, c.bytes, "#{} segment {}", c.seq, h.sn);
         }
     }

@@ -8,6 +8,7 @@
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use hkdf::Hkdf;
+use std::sync::Arc;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -41,18 +42,15 @@ impl PacketCipher {
         }
     }
 
-    /// Appends the ciphertext of `plain` and its tag to `out` (which holds `aad`, the head,
-    /// or anything else: only `aad` is authenticated besides the plaintext).
-    pub fn seal_into(&self, pn: u64, aad: &[u8], plain: &[u8], out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(plain);
-        let Some(body) = out.get_mut(start..) else {
-            return;
-        };
+    /// Seals `packet` in place with packet number `pn`: its first `at` bytes (the head) are
+    /// the associated data, the rest the plaintext, encrypted; the tag is appended.
+    pub fn seal_tail(&self, pn: u64, packet: &mut Vec<u8>, at: usize) {
+        let at = at.min(packet.len());
+        let (aad, body) = packet.split_at_mut(at);
         // Fails only beyond ChaCha20's 256 GiB per-nonce limit, far above a datagram.
         match self.aead.encrypt_in_place_detached(&nonce(pn), aad, body) {
-            Ok(tag) => out.extend_from_slice(&tag),
-            Err(_) => out.truncate(start),
+            Ok(tag) => packet.extend_from_slice(&tag),
+            Err(_) => packet.truncate(at),
         }
     }
 
@@ -73,8 +71,8 @@ impl PacketCipher {
 
 /// The two packet ciphers of one fast session.
 pub struct FastKeys {
-    /// Seals what we send.
-    pub tx: PacketCipher,
+    /// Seals what we send (shared with the datagrams queued for sealing by the driver).
+    pub tx: Arc<PacketCipher>,
     /// Opens what the peer sends.
     pub rx: PacketCipher,
 }
@@ -115,7 +113,7 @@ impl FastKeys {
             (to_allower, to_allowent)
         };
         Ok(Self {
-            tx: PacketCipher::new(tx),
+            tx: Arc::new(PacketCipher::new(tx)),
             rx: PacketCipher::new(rx),
         })
     }
@@ -134,8 +132,10 @@ mod tests {
         let (a, b) = (key(1), key(2));
         let allower = FastKeys::derive(&a, &b.public_key(), true).expect("keys");
         let allowent = FastKeys::derive(&b, &a.public_key(), false).expect("keys");
-        let mut sealed = Vec::new();
-        allower.tx.seal_into(7, b"head", b"hello", &mut sealed);
+        let mut packet = b"headhello".to_vec();
+        allower.tx.seal_tail(7, &mut packet, 4);
+        assert_eq!(packet.get(..4), Some(&b"head"[..]), "the head stays clear");
+        let sealed = packet.split_off(4);
         assert_eq!(
             allowent.rx.open(7, b"head", &sealed).as_deref(),
             Ok(&b"hello"[..])
@@ -151,8 +151,9 @@ mod tests {
             allowent.rx.open(7, b"head", &sealed[..15]).err(),
             Some(CryptoError::TooShort)
         );
-        let mut back = Vec::new();
-        allowent.tx.seal_into(7, b"head", b"hi", &mut back);
+        let mut back = b"headhi".to_vec();
+        allowent.tx.seal_tail(7, &mut back, 4);
+        let back = back.split_off(4);
         assert_eq!(
             allower.rx.open(7, b"head", &back).as_deref(),
             Ok(&b"hi"[..])

@@ -221,24 +221,43 @@ impl RxPacket<'_> {
 /// Errors if the head would exceed MAX_HEAD_SIZE or the coat MAX_MESSAGE_SIZE.
 /// Does NOT enforce MAX_PACKET_SIZE (segmentation does).
 pub fn pack(head: &Head, coat: &[u8], signer: Option<&Signer>) -> Result<Vec<u8>, PacketError> {
+    let mut out = pack_foot(head, coat, signer.is_some())?;
+    if let Some(signer) = signer {
+        sign_foot(&mut out, signer);
+    }
+    Ok(out)
+}
+
+/// [`pack`] with a signature to come: fk=1/fl=64 and a zeroed foot, which
+/// [`sign_foot`] fills (later, e.g. on another core).
+pub fn pack_to_sign(head: &Head, coat: &[u8]) -> Result<Vec<u8>, PacketError> {
+    pack_foot(head, coat, true)
+}
+
+/// Signs a datagram packed by [`pack_to_sign`]: the signature of everything
+/// before the foot and the zeroed foot goes into the foot.
+pub fn sign_foot(datagram: &mut [u8], signer: &Signer) {
+    let sig = signer.sign(datagram);
+    let foot_at = datagram.len().saturating_sub(SIGNATURE_SIZE);
+    if let Some(foot) = datagram.get_mut(foot_at..) {
+        foot.copy_from_slice(&sig);
+    }
+}
+
+/// `head` and `coat`, with a zeroed 64-byte foot when `signed`.
+fn pack_foot(head: &Head, coat: &[u8], signed: bool) -> Result<Vec<u8>, PacketError> {
     if coat.len() > MAX_MESSAGE_SIZE {
         return Err(PacketError::MessageTooLarge { len: coat.len() });
     }
     let mut head = head.clone();
-    (head.fk, head.fl) = match signer {
-        Some(_) => (FootKind::Nacl, SIGNATURE_SIZE),
-        None => (FootKind::Nada, 0),
+    (head.fk, head.fl) = if signed {
+        (FootKind::Nacl, SIGNATURE_SIZE)
+    } else {
+        (FootKind::Nada, 0)
     };
     let mut out = Vec::with_capacity(MAX_HEAD_SIZE + coat.len() + head.fl);
     head.encode_into(coat.len(), &mut out)?;
     out.extend_from_slice(coat);
-    if let Some(signer) = signer {
-        out.extend_from_slice(&[0u8; SIGNATURE_SIZE]);
-        let sig = signer.sign(&out);
-        let foot_at = out.len() - SIGNATURE_SIZE;
-        if let Some(foot) = out.get_mut(foot_at..) {
-            foot.copy_from_slice(&sig);
-        }
-    }
+    out.resize(out.len() + head.fl, 0);
     Ok(out)
 }

@@ -9,10 +9,9 @@
 
 use super::head::segment_extra;
 use super::{
-    pack, Flags, FootKind, Head, PacketError, MAX_HEAD_SIZE, MAX_MESSAGE_SIZE, MAX_PACKET_SIZE,
+    pack_to_sign, Flags, FootKind, Head, PacketError, MAX_HEAD_SIZE, MAX_MESSAGE_SIZE, MAX_PACKET_SIZE,
     SIGNATURE_SIZE,
 };
-use crate::crypto::Signer;
 
 /// Smallest slice the reference formula can produce (255-byte head, json
 /// allowance, signature): bounds the segment count a receiver accepts.
@@ -98,22 +97,22 @@ impl Segmenter {
     }
 
     /// Datagram for segment `sn` with flags `fg` (caller sets wf/af; sf is set
-    /// automatically when count > 1 and cleared otherwise). Signed with `signer`.
+    /// automatically when count > 1 and cleared otherwise), its foot zeroed for
+    /// [`super::sign_foot`].
     pub fn pack_segment(
         &self,
         template: &Head,
         coat_all: &[u8],
         sn: u32,
         fg: Flags,
-        signer: &Signer,
     ) -> Result<Vec<u8>, PacketError> {
         let chunk = self.chunk(coat_all, sn)?;
         if self.count == 1 {
             let mut fg = fg;
             fg.set(Flags::SF, false);
-            return pack(&unsegmented(template, fg), coat_all, Some(signer));
+            return pack_to_sign(&unsegmented(template, fg), coat_all);
         }
-        pack(&self.segment_head(template, sn, fg), chunk, Some(signer))
+        pack_to_sign(&self.segment_head(template, sn, fg), chunk)
     }
 
     /// The head of segment `sn` (`sn`, `sc`, `ml`, flags with `sf` when segmented).
@@ -284,11 +283,10 @@ mod tests {
         // 3 011-byte body -> ml 3 051 -> raet head 70 -> segsize 863.
         let seg = Segmenter::new(&template(HeadKind::Raet), 3051).unwrap();
         assert_eq!((seg.count(), seg.segment_size()), (4, 863));
-        let signer = Signer::from_seed(&[1; 32]);
         let coat = vec![7u8; 3051];
         let sizes: Vec<usize> = (0..4)
             .map(|sn| {
-                seg.pack_segment(&template(HeadKind::Raet), &coat, sn, Flags(0), &signer)
+                seg.pack_segment(&template(HeadKind::Raet), &coat, sn, Flags(0))
                     .unwrap()
                     .len()
             })
@@ -301,9 +299,8 @@ mod tests {
         let t = template(HeadKind::Json);
         let seg = Segmenter::new(&t, 100).unwrap();
         assert_eq!(seg.count(), 1);
-        let signer = Signer::from_seed(&[1; 32]);
         let bytes = seg
-            .pack_segment(&t, &[1; 100], 0, Flags(Flags::WF | Flags::SF), &signer)
+            .pack_segment(&t, &[1; 100], 0, Flags(Flags::WF | Flags::SF))
             .unwrap();
         let rx = parse(&bytes).unwrap();
         assert_eq!(
@@ -311,11 +308,11 @@ mod tests {
             (1, Flags(Flags::WF), 100)
         );
         assert_eq!(
-            seg.pack_segment(&t, &[1; 100], 1, Flags(0), &signer),
+            seg.pack_segment(&t, &[1; 100], 1, Flags(0)),
             Err(PacketError::SegmentOutOfRange { sn: 1, sc: 1 })
         );
         assert_eq!(
-            seg.pack_segment(&t, &[1; 99], 0, Flags(0), &signer),
+            seg.pack_segment(&t, &[1; 99], 0, Flags(0)),
             Err(PacketError::CoatLengthMismatch {
                 expected: 100,
                 actual: 99

@@ -4,16 +4,17 @@
 use super::budget::SealedBudget;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rand_chacha::ChaCha20Rng;
 
-use crate::crypto::{PrivateKey, Signer};
+use crate::crypto::{PacketCipher, PrivateKey, Signer};
 use crate::keep::{LocalRecord, PersistOp, RoleRecord, RoleStatus};
 use crate::packet::{
     self, AllowError, BodyKind, CoatKind, FootKind, Head, PacketKind, TransactionKind,
 };
-use crate::Transmit;
 
+use super::outbound::Outbound;
 use super::remote::{sid, Remote};
 
 /// Session ids reserved in the keep at a time (one local record write per block).
@@ -26,8 +27,8 @@ pub(crate) struct Core {
     pub config: RoadConfig,
     /// Our role (defaults to our name).
     pub role: String,
-    /// Long-term signing key.
-    pub signer: Signer,
+    /// Long-term signing key (shared with the segments queued for signing by the driver).
+    pub signer: Arc<Signer>,
     /// Long-term curve25519 secret.
     pub private: PrivateKey,
     /// Our verify key as hex (join `verhex`).
@@ -57,8 +58,8 @@ pub(crate) struct Core {
     pub persist: VecDeque<PersistOp>,
     /// The only randomness source (seeded by the driver).
     pub rng: ChaCha20Rng,
-    /// Datagrams to send.
-    pub transmits: VecDeque<Transmit>,
+    /// Datagrams to send, some with their signature or seal still to do.
+    pub transmits: VecDeque<Outbound>,
     /// Events for the application.
     pub events: VecDeque<Event>,
     /// Counters.
@@ -112,7 +113,7 @@ impl Core {
     ) -> Option<Vec<u8>> {
         let mut head = head.clone();
         head.pk = pk;
-        let signer = (head.fk == FootKind::Nacl).then_some(&self.signer);
+        let signer = (head.fk == FootKind::Nacl).then_some(&*self.signer);
         match packet::pack(&head, coat, signer) {
             Ok(datagram) => {
                 self.push(dest, datagram.clone());
@@ -143,9 +144,33 @@ impl Core {
 
     /// Queues a packed datagram.
     pub(crate) fn push(&mut self, dest: SocketAddr, payload: Vec<u8>) {
-        self.stats.tx_packets += 1;
         trace_packet(&self.config.name, "tx", dest, &payload);
-        self.transmits.push_back(Transmit { dest, payload });
+        self.queue(Outbound::ready(dest, payload));
+    }
+
+    /// Queues a datagram packed with a zeroed foot ([`packet::pack_to_sign`]) to be signed
+    /// with our key when it leaves.
+    pub(crate) fn push_to_sign(&mut self, dest: SocketAddr, payload: Vec<u8>) {
+        trace_packet(&self.config.name, "tx", dest, &payload);
+        let signer = Arc::clone(&self.signer);
+        self.queue(Outbound::to_sign(dest, payload, signer));
+    }
+
+    /// Queues a datagram (its first `at` bytes a binary head, the rest plaintext) to be sealed
+    /// with `cipher` as packet `pn` when it leaves.
+    pub(crate) fn push_to_seal(
+        &mut self,
+        dest: SocketAddr,
+        payload: Vec<u8>,
+        cipher: &Arc<PacketCipher>,
+        (pn, at): (u64, usize),
+    ) {
+        self.queue(Outbound::to_seal(dest, payload, Arc::clone(cipher), pn, at));
+    }
+
+    fn queue(&mut self, outbound: Outbound) {
+        self.stats.tx_packets += 1;
+        self.transmits.push_back(outbound);
     }
 
     /// Starts a new session with `remote`: the next id of the road-wide counter, past both

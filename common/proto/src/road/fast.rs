@@ -10,6 +10,7 @@
 //! of [`WINDOW`] numbers below the highest seen).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{FastKeys, PrivateKey, PublicKey, FAST_TAG_SIZE};
@@ -248,9 +249,11 @@ impl Road {
         let raw = f.encode();
         let mut datagram = Vec::with_capacity(FAST_HEAD_SIZE + body.len() + FAST_TAG_SIZE);
         datagram.extend_from_slice(&raw);
-        fast.keys.tx.seal_into(f.pn, &raw, body, &mut datagram);
+        datagram.extend_from_slice(body);
+        let cipher = Arc::clone(&fast.keys.tx);
         self.core.stats.fast_tx += 1;
-        self.core.push(dest, datagram);
+        self.core
+            .push_to_seal(dest, datagram, &cipher, (f.pn, raw.len()));
         true
     }
 

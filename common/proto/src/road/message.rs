@@ -284,8 +284,8 @@ impl Road {
             })
         } else {
             m.seg
-                .pack_segment(&m.head, &m.coat, sn, fg, &self.core.signer)
-                .map(|datagram| self.core.push(dest, datagram))
+                .pack_segment(&m.head, &m.coat, sn, fg)
+                .map(|datagram| self.core.push_to_sign(dest, datagram))
                 .map(|()| true)
         };
         match sent {

@@ -89,6 +89,7 @@ mod fast;
 mod first_contact;
 mod join;
 mod message;
+mod outbound;
 mod receipt;
 mod registry;
 mod remote;
@@ -102,6 +103,7 @@ pub use config::{Limits, Profile, RoadConfig};
 pub use event::{Event, Presence, Receipt, RemoteStatus};
 pub use failure::{AllowFailure, JoinFailure, RejectedBy, SendFailure};
 pub use message::CHUNK;
+pub use outbound::Outbound;
 pub use stats::RoadStats;
 pub use timers::Timers;
 
@@ -630,6 +632,14 @@ impl Road {
     /// The next datagram to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.poll_outbound().map(Outbound::finish)
+    }
+
+    /// The next datagram to send, its signature or seal possibly still to do: a driver
+    /// finishes a batch of them on every core ([`Outbound::finish`]), then sends them in
+    /// this order.
+    #[must_use]
+    pub fn poll_outbound(&mut self) -> Option<Outbound> {
         self.core.transmits.pop_front()
     }
 

@@ -90,7 +90,7 @@ impl Road {
         let core = Core {
             config,
             role,
-            signer,
+            signer: std::sync::Arc::new(signer),
             private,
             verhex,
             pubhex,
