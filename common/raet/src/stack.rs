@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::{OsRng, RngCore};
-use serde_json::{Map, Value};
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use serde_json::{Map, Value};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -41,8 +41,8 @@ use crate::keep::{Keep, KeepError, KeepWriter, RoleAnswer, Snapshot};
 use crate::packet::body::encode;
 use crate::packet::BodyKind;
 use crate::road::{
-    AllowFailure, Event, JoinFailure, MessageId, Outbound, Receipt, RejectedBy, RemoteStatus,
-    Road, RoadConfig, RoadError, SendFailure, Uid,
+    AllowFailure, Event, JoinFailure, MessageId, Outbound, Receipt, RejectedBy, RemoteStatus, Road,
+    RoadConfig, RoadError, SendFailure, Uid,
 };
 use crate::Transmit;
 
@@ -54,6 +54,10 @@ pub const SOCKET_BUFFER_SIZE: usize = 4 * 1024 * 1024;
 /// At most this many datagrams are read in a row before the road's output is
 /// flushed, so replies and timers are not starved under a flood.
 const RECV_BATCH: usize = 64;
+
+/// At most this many commands queued by the handles are handled in a row before the
+/// road's output is flushed.
+const COMMAND_BATCH: usize = 64;
 
 /// Datagrams to send whose signatures and seals cover at least this many bytes are
 /// finished on every core (a fan-out's bursts); below it, handing work to another
@@ -581,7 +585,12 @@ impl Driver {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
-                    Some(command) => self.command(command),
+                    Some(command) => {
+                        self.command(command);
+                        if !self.more_commands() {
+                            break;
+                        }
+                    }
                 },
                 readable = self.socket.readable() => match readable {
                     Ok(()) => {
@@ -611,6 +620,22 @@ impl Driver {
         self.writer.finish().await;
         info!(name = self.road.name(), "road stack stopped");
         // Dropping `joins`/`transmits` fails their futures with `Closed`.
+    }
+
+    /// Handles up to [`COMMAND_BATCH`] more commands already queued, so that their datagrams
+    /// leave together (a publication to every minion is a command per minion: their seals
+    /// are then finished on every core). False on shutdown.
+    fn more_commands(&mut self) -> bool {
+        for _ in 0..COMMAND_BATCH {
+            match self.commands.try_recv() {
+                Ok(Command::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return false
+                }
+                Ok(command) => self.command(command),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
+        true
     }
 
     /// Reads datagrams until the socket would block or a batch is done.
@@ -647,7 +672,8 @@ impl Driver {
             batch.push(outbound);
         }
         // The signatures and seals of a large batch (a fan-out) are done on every core.
-        let transmits: Vec<Transmit> = if work >= PARALLEL_WORK {
+        let transmits: Vec<Transmit> = if work >= PARALLEL_WORK && batch.len() > 1 {
+            *self.counters.entry("parallel_batches").or_insert(0) += 1;
             batch.into_par_iter().map(Outbound::finish).collect()
         } else {
             batch.into_iter().map(Outbound::finish).collect()

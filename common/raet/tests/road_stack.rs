@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use raet::keep::{AutoMode, DirKeep, Keep, MemKeep};
-use raet::road::{Event, Presence, RoadConfig, Uid};
+use raet::road::{Event, Presence, Profile, RoadConfig, Uid};
 use raet::stack::{RoadStack, StackError};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -135,6 +135,55 @@ async fn join_then_small_and_large_messages_both_ways() {
 
     main.shutdown().await;
     minion.shutdown().await;
+}
+
+/// A publication of large messages to several peers at once: their signatures (compatible
+/// profile) or seals (fast) are finished on every core, and every copy arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_is_signed_or_sealed_on_every_core_and_arrives_whole() {
+    for profile in [Profile::Compat, Profile::Fast] {
+        let profiled = |name: &str, main: bool| {
+            let mut config = config(name, main);
+            config.profile = profile;
+            bind(config)
+        };
+        let main = profiled("main", true).await;
+        let mut minions = Vec::new();
+        for i in 0..4 {
+            let minion = profiled(&format!("minion{i}"), false).await;
+            guard("join", minion.join(main.local_addr()))
+                .await
+                .expect("join");
+            minions.push(minion);
+        }
+        let body = blob(300_000);
+        let uids: Vec<Uid> = guard("remotes", main.remotes())
+            .await
+            .iter()
+            .map(|r| r.uid)
+            .collect();
+        assert_eq!(uids.len(), minions.len());
+        let sends: Vec<_> = uids
+            .iter()
+            .map(|&uid| main.transmit(uid, body.clone()))
+            .collect();
+        for minion in &minions {
+            let (name, _, got) = guard("fan-out", minion.recv()).await.expect("received");
+            assert_eq!((name.as_str(), &got), ("main", &body), "{profile:?}");
+        }
+        for sent in sends {
+            guard("acknowledged", sent).await.expect("delivered");
+        }
+        let stats = guard("stats", main.stats()).await;
+        assert!(
+            stats.get("parallel_batches").copied().unwrap_or(0) > 0,
+            "{profile:?}: no batch finished on every core: {stats:?}"
+        );
+        main.shutdown().await;
+        for minion in minions {
+            minion.shutdown().await;
+        }
+    }
 }
 
 /// A subscriber has the event that completes a request queued by the time the request is

@@ -12,7 +12,7 @@ use salt_raet::envelope::{lane_dir, LANE, MANOR};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::{load, rss_kib};
+use super::{cpu_time, load, rss_kib};
 
 /// The publishing yard's name on the master's lane.
 const YARD: &str = "swarmpub";
@@ -67,6 +67,7 @@ pub(super) async fn fan_out(
     let mut complete = true;
     for (round, &size) in (1u64..).zip(sizes) {
         let rss_before = rss_kib(pid).unwrap_or(0);
+        let cpu_before = cpu_time(&pid.to_string()).unwrap_or_default();
         let load_json = json!({"round": round, "pad": "x".repeat(size)});
         let start = Instant::now();
         send(&lane, json!(["*", null, "job"]), load_json).await?;
@@ -83,12 +84,17 @@ pub(super) async fn fan_out(
             }
         }
         let took = start.elapsed();
+        let cpu = cpu_time(&pid.to_string())
+            .unwrap_or_default()
+            .saturating_sub(cpu_before);
         let errors = drain_errors(&lane).await;
         println!(
-            "fan-out {size} B: {}/{n} minions in {:.2} s ({} copies), master RSS {:.1} -> peak {:.1} MiB, {errors} error replies within 0.2 s; {}",
+            "fan-out {size} B: {}/{n} minions in {:.2} s ({} copies), master CPU {:.2} s ({:.2} cores), master RSS {:.1} -> peak {:.1} MiB, {errors} error replies within 0.2 s; {}",
             have.len(),
             took.as_secs_f64(),
             copies,
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() / took.as_secs_f64().max(1e-9),
             rss_before as f64 / 1024.0,
             peak as f64 / 1024.0,
             load()

@@ -8,8 +8,8 @@
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use hkdf::Hkdf;
-use std::sync::Arc;
 use sha2::Sha256;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::{CryptoError, PrivateKey, PublicKey};

@@ -9,8 +9,8 @@
 
 use super::head::segment_extra;
 use super::{
-    pack_to_sign, Flags, FootKind, Head, PacketError, MAX_HEAD_SIZE, MAX_MESSAGE_SIZE, MAX_PACKET_SIZE,
-    SIGNATURE_SIZE,
+    pack_to_sign, Flags, FootKind, Head, PacketError, MAX_HEAD_SIZE, MAX_MESSAGE_SIZE,
+    MAX_PACKET_SIZE, SIGNATURE_SIZE,
 };
 
 /// Smallest slice the reference formula can produce (255-byte head, json
