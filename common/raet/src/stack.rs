@@ -55,10 +55,6 @@ pub const SOCKET_BUFFER_SIZE: usize = 4 * 1024 * 1024;
 /// flushed, so replies and timers are not starved under a flood.
 const RECV_BATCH: usize = 64;
 
-/// At most this many commands queued by the handles are handled in a row before the
-/// road's output is flushed.
-const COMMAND_BATCH: usize = 64;
-
 /// Datagrams to send whose signatures and seals cover at least this many bytes are
 /// finished on every core (a fan-out's bursts); below it, handing work to another
 /// thread costs more than it saves (a 64 KB seal takes some 60 us here).
@@ -585,12 +581,7 @@ impl Driver {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) | None => break,
-                    Some(command) => {
-                        self.command(command);
-                        if !self.more_commands() {
-                            break;
-                        }
-                    }
+                    Some(command) => self.command(command),
                 },
                 readable = self.socket.readable() => match readable {
                     Ok(()) => {
@@ -620,22 +611,6 @@ impl Driver {
         self.writer.finish().await;
         info!(name = self.road.name(), "road stack stopped");
         // Dropping `joins`/`transmits` fails their futures with `Closed`.
-    }
-
-    /// Handles up to [`COMMAND_BATCH`] more commands already queued, so that their datagrams
-    /// leave together (a publication to every minion is a command per minion: their seals
-    /// are then finished on every core). False on shutdown.
-    fn more_commands(&mut self) -> bool {
-        for _ in 0..COMMAND_BATCH {
-            match self.commands.try_recv() {
-                Ok(Command::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return false
-                }
-                Ok(command) => self.command(command),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-            }
-        }
-        true
     }
 
     /// Reads datagrams until the socket would block or a batch is done.
