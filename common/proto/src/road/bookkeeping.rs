@@ -190,13 +190,7 @@ impl Road {
                 // an allowent waits for the final ack: the allower is not allowed yet
                 return;
             }
-            let (mut flying, mut bytes) = (0, 0usize);
-            for t in remote.transactions.values() {
-                if let Transaction::Messenger(m) = t {
-                    flying += 1;
-                    bytes = bytes.saturating_add(m.bytes());
-                }
-            }
+            let (flying, bytes) = remote.transactions.messengers();
             if flying >= max {
                 return;
             }

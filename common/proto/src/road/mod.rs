@@ -591,12 +591,7 @@ impl Road {
             let due: Vec<TxIndex> = match self.remotes.get_mut(&uid) {
                 Some(remote) => {
                     remote.expire_done(now);
-                    remote
-                        .transactions
-                        .iter()
-                        .filter(|(_, t)| t.next_deadline().is_some_and(|d| d <= now))
-                        .map(|(i, _)| *i)
-                        .collect()
+                    remote.transactions.due(now)
                 }
                 None => continue,
             };
@@ -670,10 +665,10 @@ impl Road {
 /// The next deadline of one remote: its transactions' timers, the expiry of its oldest
 /// completed message id and of its oldest queued message, its presence and reap timers.
 fn remote_deadline(config: &RoadConfig, remote: &Remote) -> Option<Instant> {
-    let mut next = remote.next_done_expiry();
-    for txn in remote.transactions.values() {
-        next = earliest(next, txn.next_deadline());
-    }
+    let mut next = earliest(
+        remote.next_done_expiry(),
+        remote.transactions.next_deadline(),
+    );
     if let Some(first) = remote.outbox.front() {
         next = earliest(
             next,

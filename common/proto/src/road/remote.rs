@@ -10,7 +10,7 @@ use crate::crypto::{PrivateKey, PublicKey, SharedBox, VerifyKey};
 use crate::keep::{Acceptance, RemoteRecord};
 
 use super::fast::FastSession;
-use super::transaction::{Transaction, TxIndex};
+use super::transaction::Transactions;
 use super::{MessageId, Uid};
 
 /// Session id arithmetic of the reference (spec §2.5).
@@ -129,7 +129,7 @@ pub(crate) struct Remote {
     /// message, one of an alive (each kind has its own answer, and its own rate).
     pub(crate) fast_refused_at: [Option<Instant>; 2],
     /// Open transactions.
-    pub transactions: HashMap<TxIndex, Transaction>,
+    pub transactions: Transactions,
     /// Completed message transaction ids and when they expire (duplicate suppression).
     /// Completed message transactions of the current session: delivered (true) or refused.
     done: HashMap<u32, bool>,
@@ -198,7 +198,7 @@ impl Remote {
             fast_peer: false,
             fast: None,
             fast_refused_at: [None; 2],
-            transactions: HashMap::new(),
+            transactions: Transactions::default(),
             done: HashMap::new(),
             done_order: VecDeque::new(),
             outbox: VecDeque::new(),
@@ -343,20 +343,18 @@ impl Remote {
 
     /// Whether a join (either side) with it is in progress.
     pub(crate) fn join_in_process(&self) -> bool {
-        self.transactions.values().any(Transaction::is_join)
+        self.transactions.joining()
     }
 
     /// Whether an allow (either side) with it is in progress.
     pub(crate) fn allow_in_process(&self) -> bool {
-        self.transactions.values().any(Transaction::is_allow)
+        self.transactions.allowing()
     }
 
     /// Whether a handshake it started counts against the road's
     /// [`Limits::max_handshakes`](super::Limits::max_handshakes) now.
     pub(crate) fn handshaking(&self) -> bool {
-        self.transactions
-            .values()
-            .any(Transaction::is_admitted_handshake)
+        self.transactions.handshaking()
     }
 
     /// Whether its keys were pending a decision at its last join (a join from it now waits

@@ -181,7 +181,7 @@ impl Road {
                 | (TransactionKind::Message, PacketKind::Message)
         );
         if opens {
-            let open = remote.transactions.keys().filter(|i| i.rf).count();
+            let open = remote.transactions.correspondents();
             if open >= self.core.config.limits.max_correspondents {
                 drop_packet!(self.core, transaction_limit, rx.from);
                 return;
