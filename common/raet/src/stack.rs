@@ -34,7 +34,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, trace, warn};
 
 mod socket;
+mod udp;
 use socket::bind_socket;
+use udp::Udp;
 
 use crate::crypto::{PrivateKey, PublicKey, Signer, VerifyKey};
 use crate::keep::{Keep, KeepError, KeepWriter, RoleAnswer, Snapshot};
@@ -71,10 +73,6 @@ enum Drained {
     /// The batch ended (or an error stopped it) with datagrams possibly left.
     More,
 }
-
-/// Receive buffer: the largest UDP payload, so an oversized datagram is seen
-/// whole (and rejected by the codec) instead of being silently truncated.
-const RECV_BUFFER_SIZE: usize = 65_536;
 
 /// The subscribers of [`RoadStack::events`], shared by the handles and the driver.
 type Subscribers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Event>>>>;
@@ -261,7 +259,7 @@ impl RoadStack {
         let events = Subscribers::default();
         let driver = Driver {
             road,
-            socket,
+            udp: Udp::new(socket)?,
             commands: command_rx,
             messages: message_tx,
             events: Arc::clone(&events),
@@ -270,7 +268,6 @@ impl RoadStack {
             counters: BTreeMap::new(),
             writer,
             role_answers,
-            buf: vec![0u8; RECV_BUFFER_SIZE],
         };
         let task = tokio::spawn(driver.run());
         Ok(Self {
@@ -539,7 +536,7 @@ impl RoadStack {
 /// The task owning the socket and the road.
 struct Driver {
     road: Road,
-    socket: UdpSocket,
+    udp: Udp,
     commands: mpsc::UnboundedReceiver<Command>,
     messages: mpsc::UnboundedSender<Incoming>,
     events: Subscribers,
@@ -553,7 +550,6 @@ struct Driver {
     writer: KeepWriter,
     /// The keep's answers to the road's role reads.
     role_answers: mpsc::UnboundedReceiver<RoleAnswer>,
-    buf: Vec<u8>,
 }
 
 impl Driver {
@@ -583,7 +579,7 @@ impl Driver {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.command(command),
                 },
-                readable = self.socket.readable() => match readable {
+                readable = self.udp.readable() => match readable {
                     Ok(()) => {
                         backlog = match self.drain() {
                             Drained::Empty => None,
@@ -615,14 +611,15 @@ impl Driver {
 
     /// Reads datagrams until the socket would block or a batch is done.
     fn drain(&mut self) -> Drained {
-        for _ in 0..RECV_BATCH {
-            match self.socket.try_recv_from(&mut self.buf) {
-                Ok((len, from)) => {
-                    trace!(%from, len, "datagram in");
-                    let data = self.buf.get(..len).unwrap_or_default();
-                    self.road.handle_datagram(Instant::now(), from, data);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
+        let mut read = 0;
+        while read < RECV_BATCH {
+            let road = &mut self.road;
+            match self.udp.try_recv(|from, data| {
+                trace!(%from, len = data.len(), "datagram in");
+                road.handle_datagram(Instant::now(), from, data);
+            }) {
+                Ok(0) => return Drained::Empty,
+                Ok(n) => read += n,
                 Err(e) => {
                     // e.g. ICMP errors reported on the socket: the road's
                     // own retries and timeouts deal with the lost datagram.
@@ -653,13 +650,13 @@ impl Driver {
         } else {
             batch.into_iter().map(Outbound::finish).collect()
         };
-        for transmit in transmits {
+        for transmit in &transmits {
             trace!(dest = %transmit.dest, len = transmit.payload.len(), "datagram out");
-            // `send_to` waits for writability on WouldBlock: nothing is dropped.
-            if let Err(e) = self.socket.send_to(&transmit.payload, transmit.dest).await {
-                debug!(dest = %transmit.dest, len = transmit.payload.len(), "datagram not sent");
-                self.socket_error("udp_send_error", &e);
-            }
+        }
+        // Waits for writability when the socket buffer is full: nothing is dropped.
+        for failed in self.udp.send(&transmits).await {
+            debug!(dest = %failed.dest, len = failed.len, "datagram not sent");
+            self.socket_error("udp_send_error", &failed.error);
         }
         while let Some(event) = self.road.poll_event() {
             self.dispatch(event);
