@@ -1,5 +1,6 @@
 //! `raet road`: a netcat for RAET over UDP, on a [`RoadStack`].
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -252,6 +253,10 @@ impl EventLog {
     }
 }
 
+/// Messages `raet road` hands to the stack ahead of their delivery: more than a remote's
+/// window holds of 1 KB messages (`Limits::max_inflight_bytes`, 2 MiB).
+const QUEUED_TRANSMITS: usize = 4096;
+
 /// Where the session is, for the final report.
 #[derive(Default)]
 struct Progress {
@@ -410,13 +415,22 @@ async fn session(
             Some(uid) => uid,
             None => first_allowed(stack, events).await?,
         };
-        let pending: Vec<_> = (0..args.traffic.repeat)
-            .flat_map(|_| &bodies)
-            .map(|body| stack.transmit_encoded(to, Arc::clone(body)))
-            .collect();
-        progress.sent.store(pending.len(), Ordering::Relaxed);
-        info!(count = pending.len(), to, "messages sent");
-        log.emit("sent", json!({"count": pending.len(), "to": to}));
+        let count = args.traffic.repeat.saturating_mul(bodies.len());
+        info!(count, to, "messages sent");
+        log.emit("sent", json!({"count": count, "to": to}));
+        // A long --repeat goes through a bounded queue: memory stays flat (no future and no
+        // reply channel per message of the whole run) and the road's window stays full.
+        let mut pending = VecDeque::with_capacity(QUEUED_TRANSMITS);
+        for body in (0..args.traffic.repeat).flat_map(|_| &bodies) {
+            if pending.len() == QUEUED_TRANSMITS {
+                if let Some(delivery) = pending.pop_front() {
+                    delivery.await?;
+                    progress.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            pending.push_back(stack.transmit_encoded(to, Arc::clone(body)));
+            progress.sent.fetch_add(1, Ordering::Relaxed);
+        }
         for delivery in pending {
             delivery.await?;
             progress.delivered.fetch_add(1, Ordering::Relaxed);

@@ -29,11 +29,14 @@ const GSO_MAX_BYTES: usize = 65_507;
 pub(super) struct Udp {
     socket: UdpSocket,
     state: UdpSocketState,
-    /// Receive buffers: one at first, doubled (up to [`BATCH_SIZE`]) each time a read fills
-    /// them all, so an idle stack keeps 64 KB (a swarm holds thousands of stacks) and a
-    /// busy one reads a batch per call.
+    /// Receive buffers: one at first, doubled (up to [`BATCH_SIZE`]) each time a read that
+    /// filled them all is followed by one that finds more, so a stack that sees a datagram
+    /// at a time keeps 64 KB (a swarm holds thousands of stacks) and one with a backlog
+    /// reads a batch per call.
     bufs: Vec<Vec<u8>>,
     meta: Vec<RecvMeta>,
+    /// The last read filled every buffer.
+    filled_all: bool,
     /// A GSO run's datagrams, back to back.
     run: Vec<u8>,
 }
@@ -53,6 +56,7 @@ impl Udp {
             state,
             bufs: vec![vec![0; RECV_BUFFER_SIZE]],
             meta: vec![RecvMeta::default()],
+            filled_all: false,
             run: Vec::new(),
         })
     }
@@ -73,14 +77,19 @@ impl Udp {
             state,
             bufs,
             meta,
+            filled_all,
             ..
         } = self;
+        let capacity = bufs.len();
         let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
         let filled = match socket.try_io(Interest::READABLE, || {
             state.recv(UdpSockRef::from(&*socket), &mut slices, meta)
         }) {
             Ok(filled) => filled,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *filled_all = false;
+                return Ok(0);
+            }
             Err(e) => return Err(e),
         };
         let mut count = 0;
@@ -101,11 +110,12 @@ impl Udp {
                 count += 1;
             }
         }
-        if filled == bufs.len() && bufs.len() < BATCH_SIZE {
-            let more = bufs.len().min(BATCH_SIZE - bufs.len());
+        if *filled_all && capacity < BATCH_SIZE {
+            let more = capacity.min(BATCH_SIZE - capacity);
             bufs.extend((0..more).map(|_| vec![0; RECV_BUFFER_SIZE]));
             meta.resize(bufs.len(), RecvMeta::default());
         }
+        *filled_all = filled == capacity;
         Ok(count)
     }
 
@@ -253,6 +263,28 @@ mod tests {
         );
         let empty = [datagram(a, 0, 1_000), datagram(a, 1, 0)];
         assert_eq!(udp.run_length(&empty), 1, "an empty datagram leaves alone");
+    }
+
+    /// A stack that reads one datagram at a time (a swarm's minion) keeps one buffer; with a
+    /// backlog the buffers grow (the test below).
+    #[tokio::test]
+    async fn a_datagram_at_a_time_keeps_one_buffer() {
+        let mut tx = bound();
+        let mut rx = bound();
+        let dest = rx.socket.local_addr().expect("addr");
+        for i in 0..5 {
+            assert!(tx.send(&[datagram(dest, i, 100)]).await.is_empty());
+            let mut got = 0;
+            while got == 0 {
+                rx.readable().await.expect("readable");
+                got = rx
+                    .try_recv(|_, data| assert_eq!(data, [i; 100]))
+                    .expect("recv");
+            }
+            assert_eq!(got, 1);
+            assert_eq!(rx.try_recv(|_, _| {}).expect("recv"), 0, "nothing more");
+        }
+        assert_eq!(rx.bufs.len(), 1);
     }
 
     /// What leaves in runs arrives as the datagrams it was made of, in order, whatever the
